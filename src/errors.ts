@@ -1,0 +1,58 @@
+/**
+ * The one module of typed errors. Every failure a user can see is an ImportError whose
+ * `message` is the single line they read; `category` is what front doors map to their
+ * dialect (exit code, termination message, HTTP status).
+ */
+export type ErrorCategory =
+  | 'bad-input' // the image or archive is unusable (corrupt, hostile, unsupported format)
+  | 'cannot-connect' // the source could not be reached or refused us
+  | 'too-small' // the image does not fit the target
+  | 'checksum' // downloaded bytes do not match the expected checksum
+  | 'scratch-required' // the data needs scratch space and none was given
+  | 'target' // the destination cannot be written (missing directory, full disk, permissions)
+  | 'usage' // the request itself is wrong (bad flag values, unknown source kind)
+  | 'cancelled'; // stopped by a signal or an abort
+
+export class ImportError extends Error {
+  readonly category: ErrorCategory;
+  constructor(category: ErrorCategory, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ImportError';
+    this.category = category;
+  }
+}
+
+export const badInput = (message: string, cause?: unknown) => new ImportError('bad-input', message, { cause });
+export const cannotConnect = (message: string, cause?: unknown) => new ImportError('cannot-connect', message, { cause });
+export const targetError = (message: string, cause?: unknown) => new ImportError('target', message, { cause });
+export const usageError = (message: string) => new ImportError('usage', message);
+
+/** CDI's controller matches this phrase to report "DataVolume too small to contain image". */
+export function tooSmall(virtualSize: number, available: number): ImportError {
+  return new ImportError(
+    'too-small',
+    `virtual image size ${virtualSize} is larger than the reported available storage ${available}. A larger PVC is required`,
+  );
+}
+
+export class ChecksumMismatchError extends ImportError {
+  constructor(readonly algorithm: string, readonly expected: string, readonly calculated: string) {
+    super('checksum', `checksum mismatch: expected ${algorithm}:${expected}, calculated ${algorithm}:${calculated}`);
+  }
+}
+
+export class ScratchSpaceRequiredError extends ImportError {
+  constructor(reason: string) {
+    super('scratch-required', `scratch space required: ${reason}`);
+  }
+}
+
+export function isImportError(err: unknown): err is ImportError {
+  return err instanceof ImportError;
+}
+
+/** Flattens any thrown value into one line: no newlines, no stack. */
+export function oneLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.replace(/\s*\n\s*/g, ' ').trim();
+}

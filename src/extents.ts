@@ -1,0 +1,26 @@
+/**
+ * The seam between formats and targets (DESIGN.md): a disk reader yields extents of the guest disk.
+ * An extent without `data` reads as zeros. Extents never overlap; they may arrive in any order
+ * (the one-pass qcow2 driver places clusters as their mappings become known).
+ */
+export interface Extent {
+  offset: number;
+  length: number;
+  data?: Buffer;
+}
+
+export type ExtentStream = AsyncIterable<Extent>;
+
+/**
+ * A disk image ready to be written: its virtual size when known before the data
+ * (qcow2 header, raw file size) and its extents.
+ */
+export interface DiskImage {
+  /** Format name shown to users: 'raw', 'iso', 'qcow2'. */
+  format: string;
+  /** Guest-visible size; undefined for raw streams whose length is only known at the end. */
+  virtualSize?: number;
+  extents(): ExtentStream;
+  /** Scratch bytes the reader used (one-pass qcow2 spill), known after extents() is drained. */
+  scratchBytesUsed?(): number;
+}

@@ -1,0 +1,43 @@
+/** Format detection by magic bytes (SPEC §3). Extensions are never consulted. */
+export type CompressionFormat = 'gzip' | 'xz' | 'zstd';
+export type DiskFormat = 'qcow2' | 'tar' | 'vmdk' | 'vdi' | 'vhd' | 'vhdx' | 'iso' | 'raw';
+export type DetectedFormat = CompressionFormat | DiskFormat;
+
+/** Bytes needed to see every magic (ISO's CD001 sits at 32769). */
+export const DETECTION_BYTES = 32774;
+
+interface Magic {
+  format: DetectedFormat;
+  offset: number;
+  bytes: Buffer;
+}
+
+const MAGICS: Magic[] = [
+  { format: 'gzip', offset: 0, bytes: Buffer.from([0x1f, 0x8b]) },
+  { format: 'xz', offset: 0, bytes: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]) },
+  { format: 'zstd', offset: 0, bytes: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]) },
+  { format: 'qcow2', offset: 0, bytes: Buffer.from('QFI\xfb', 'latin1') },
+  { format: 'vmdk', offset: 0, bytes: Buffer.from('KDMV', 'latin1') },
+  { format: 'vhdx', offset: 0, bytes: Buffer.from('vhdxfile', 'latin1') },
+  { format: 'vhd', offset: 0, bytes: Buffer.from('conectix', 'latin1') },
+  { format: 'vdi', offset: 64, bytes: Buffer.from([0x7f, 0x10, 0xda, 0xbe]) },
+  { format: 'tar', offset: 257, bytes: Buffer.from('ustar', 'latin1') },
+  { format: 'iso', offset: 32769, bytes: Buffer.from('CD001', 'latin1') },
+];
+
+export function detectFormat(head: Buffer): DetectedFormat {
+  for (const magic of MAGICS) {
+    const end = magic.offset + magic.bytes.length;
+    if (head.length >= end && head.subarray(magic.offset, end).equals(magic.bytes)) return magic.format;
+  }
+  return 'raw';
+}
+
+export function isCompression(format: DetectedFormat): format is CompressionFormat {
+  return format === 'gzip' || format === 'xz' || format === 'zstd';
+}
+
+/** Formats we recognise but do not convert: importing them as raw would hand the guest garbage. */
+export function isUnsupportedDiskFormat(format: DetectedFormat): boolean {
+  return format === 'vmdk' || format === 'vdi' || format === 'vhd' || format === 'vhdx';
+}

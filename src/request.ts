@@ -1,0 +1,92 @@
+import type { Source } from './sources/source.js';
+
+export type ContentType = 'kubevirt' | 'archive';
+
+export interface HttpAuth {
+  username: string;
+  password: string;
+}
+
+/** Transport settings shared by HTTP and registry sources. */
+export interface TransportOptions {
+  auth?: HttpAuth;
+  /** Extra CA files or directories of PEM files, trusted in addition to the system CAs. */
+  caPaths?: string[];
+  insecure?: boolean;
+  /** Extra request headers, `Name: value`. */
+  headers?: string[];
+  /** Seconds without a byte before a connection counts as stalled. */
+  stallTimeoutSeconds?: number;
+  /** Platform architecture to pick from a registry manifest list. */
+  architecture?: string;
+}
+
+/** Where the bytes come from; resolved to a Source by sources/resolve-source.ts. */
+export type SourceSpec =
+  | { kind: 'file'; path: string }
+  | { kind: 'stdin' }
+  | { kind: 'http'; url: string; transport: TransportOptions }
+  | { kind: 'registry'; url: string; transport: TransportOptions }
+  | { kind: 'blank' }
+  | { kind: 'custom'; source: Source };
+
+export type TargetSpec =
+  | { kind: 'file'; path: string; /** write under a temporary name and rename at the end (CLI) */ atomic: boolean }
+  | { kind: 'block'; path: string }
+  | { kind: 'directory'; path: string };
+
+export interface ChecksumSpec {
+  algorithm: 'md5' | 'sha1' | 'sha256' | 'sha512';
+  hex: string;
+}
+
+/** Every front door (CLI, pod env, upload server, DataVolume manifest) builds one of these. */
+export interface ImportRequest {
+  source: SourceSpec;
+  contentType: ContentType;
+  target: TargetSpec;
+  /** Requested volume size in bytes (IMPORTER_IMAGE_SIZE / --size). */
+  requestedSize?: number;
+  /** Fraction reserved on filesystem volumes (0.06 default for files, 0 for block). */
+  filesystemOverhead: number;
+  preallocation: boolean;
+  checksum?: ChecksumSpec;
+  scratchDir?: string;
+}
+
+export interface ImportResult {
+  /** Format chain as detected, outermost first, e.g. ['xz', 'qcow2']. */
+  formats: string[];
+  virtualSize: number;
+  /** Final size of the target (after resize). */
+  targetSize: number;
+  /** Bytes of the source read (compressed size). */
+  sourceBytes: number;
+  /** Bytes of data written to the target (zeros skipped as holes not counted). */
+  bytesWritten: number;
+  scratchBytesUsed: number;
+  preallocationApplied: boolean;
+  labels?: Record<string, string>;
+  /** Archive imports: what was extracted. */
+  archive?: { files: number; directories: number; links: number; bytes: number; skipped: string[] };
+  checksum?: string;
+}
+
+export interface ProgressReport {
+  /** Source bytes read so far. */
+  bytes: number;
+  /** Total source bytes when known. */
+  total?: number;
+}
+
+export interface Logger {
+  debug(obj: object | string, msg?: string): void;
+  info(obj: object | string, msg?: string): void;
+  warn(obj: object | string, msg?: string): void;
+}
+
+export interface ImportContext {
+  signal?: AbortSignal;
+  progress?: (report: ProgressReport) => void;
+  log?: Logger;
+}

@@ -1,0 +1,36 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * Random access to the source's bytes (a local file, HTTP with Range). Reads past the end
+ * return a shorter buffer; a reader never reads beyond `size`.
+ */
+export interface RandomAccessReader {
+  readonly size: number;
+  read(offset: number, length: number): Promise<Buffer>;
+  close(): Promise<void>;
+}
+
+/** What a source hands to the pipeline once opened. */
+export interface OpenedSource {
+  /** The source's bytes from the start, as sent (compressed or not). */
+  stream: Readable;
+  /** Total byte count when the transport knows it (file size, Content-Length). */
+  size?: number;
+  /**
+   * Present when the transport can read at any offset. The pipeline uses it for qcow2 images
+   * that are not compressed as a whole, instead of `stream` (which it then destroys).
+   */
+  randomAccess?: RandomAccessReader;
+  /** Extra facts for the result, e.g. labels from a registry image config. */
+  labels?: Record<string, string>;
+}
+
+/**
+ * Transport only (DESIGN.md): how to get bytes. Checksums, progress and formats are the
+ * pipeline's business.
+ */
+export interface Source {
+  /** For messages: a path or a URL without credentials. */
+  readonly description: string;
+  open(signal: AbortSignal): Promise<OpenedSource>;
+}

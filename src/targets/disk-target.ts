@@ -1,0 +1,25 @@
+/**
+ * A destination for a disk image (file or block device). Targets know the destination only:
+ * positional writes, holes or written zeros, growing, preallocation, fsync, rename.
+ */
+export interface DiskTarget {
+  readonly kind: 'file' | 'block';
+  /** The path users see in messages (the final name, not a temporary one). */
+  readonly path: string;
+  /**
+   * Bytes an image may occupy: the usable space of SPEC §7 for files (requested size and
+   * free space minus overhead), the device size for block devices.
+   */
+  readonly capacity: number;
+  /** Writes guest data at `offset`. Zero runs may become holes; the buffer may be reused after. */
+  write(offset: number, data: Buffer): Promise<void>;
+  /** Makes [offset, offset+length) read as zeros (a no-op on fresh sparse files). */
+  zero(offset: number, length: number): Promise<void>;
+  /**
+   * Completes the target: size the file to `size` (never below what was written), preallocate
+   * if asked, fsync, and move it into place. Returns whether preallocation was applied.
+   */
+  finish(size: number): Promise<{ preallocationApplied: boolean; size: number }>;
+  /** Removes what was written (files) and closes. Safe to call more than once. */
+  abort(): Promise<void>;
+}
