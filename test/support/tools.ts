@@ -1,0 +1,60 @@
+/** Running the real tools (qemu-img, xz, gzip, zstd...) that make test images and serve as oracles. */
+import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+
+/** Runs a command, throwing with its stderr when it fails. Returns stdout. */
+export function run(cmd: string, args: string[], options: SpawnSyncOptions = {}): string {
+  const result = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 << 20, ...options });
+  if (result.error) throw result.error;
+  if (result.status !== 0) {
+    throw new Error(`${cmd} ${args.join(' ')} exited ${result.status}: ${String(result.stderr).trim()}`);
+  }
+  return String(result.stdout);
+}
+
+/** Runs a shell line (pipes, redirects). */
+export function sh(line: string, options: SpawnSyncOptions = {}): string {
+  return run('bash', ['-o', 'pipefail', '-c', line], options);
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** The oracle: qemu-img's own conversion of `input` to raw, optionally grown to `size` bytes. */
+export async function qemuRawSha256(input: string, workDir: string, size?: number): Promise<string> {
+  const out = path.join(workDir, `oracle-${process.hrtime.bigint()}.raw`);
+  run('qemu-img', ['convert', '-O', 'raw', input, out]);
+  if (size !== undefined) run('truncate', ['-s', String(size), out]);
+  try {
+    return await sha256File(out);
+  } finally {
+    rmSync(out, { force: true });
+  }
+}
+
+/** Allocated bytes of a file (what `du` counts). */
+export function allocatedBytes(file: string): number {
+  return statSync(file).blocks * 512;
+}
+
+export interface TempDir {
+  path: string;
+  join(...parts: string[]): string;
+  remove(): void;
+}
+
+export function makeTempDir(prefix = 'cdi-test-'): TempDir {
+  const dir = mkdtempSync(path.join(process.env.CDI_TEST_TMPDIR ?? tmpdir(), prefix));
+  return {
+    path: dir,
+    join: (...parts) => path.join(dir, ...parts),
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
