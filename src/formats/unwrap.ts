@@ -1,0 +1,65 @@
+import { PassThrough, type Readable } from 'node:stream';
+import { DETECTION_BYTES, detectFormat, isCompression, type CompressionFormat, type DiskFormat } from './magic.js';
+import { createDecompressor } from './decompress.js';
+import { peekStream } from './peek.js';
+import { badInput, oneLine } from '../errors.js';
+
+const NAMES: Record<CompressionFormat, string> = { gzip: 'gzip', xz: 'xz', zstd: 'zstd' };
+
+export interface UnwrappedStream {
+  /** Detected layers, outermost first, ending with the inner format: ['xz', 'qcow2']. */
+  chain: string[];
+  format: DiskFormat;
+  /** The inner stream, positioned at its first byte. */
+  stream: Readable;
+  /** The first bytes of the inner stream (up to DETECTION_BYTES). */
+  head: Buffer;
+}
+
+/**
+ * Peels compression layers one at a time (each kind at most once, SPEC §3) and detects the
+ * format inside. Decoder failures become one-line bad-input errors naming the layer.
+ */
+export async function unwrapCompression(source: Readable, where: string): Promise<UnwrappedStream> {
+  const chain: string[] = [];
+  const seen = new Set<CompressionFormat>();
+  let stream = source;
+  for (;;) {
+    const peeked = await peekStream(stream, DETECTION_BYTES);
+    stream = peeked.stream;
+    const format = detectFormat(peeked.head);
+    if (peeked.head.length === 0) {
+      const inside = chain.length ? ` after ${chain.join(' → ')} decompression` : '';
+      throw badInput(`${where} is empty${inside}: there is no disk image to import`);
+    }
+    if (seen.has(format as CompressionFormat)) {
+      // Nesting one kind twice is never a real image and is how decompression bombs multiply.
+      throw badInput(`${where}: ${format} data inside ${format} data is not supported; decompress it once before importing`);
+    }
+    if (!isCompression(format)) {
+      chain.push(format);
+      return { chain, format, stream, head: peeked.head };
+    }
+    seen.add(format);
+    chain.push(format);
+    stream = decompressed(stream, format, where);
+  }
+}
+
+function decompressed(input: Readable, format: CompressionFormat, where: string): Readable {
+  const decoder = createDecompressor(format);
+  // pipe() does not forward errors, so each side's failure is translated once, onto `output`:
+  // decoder failures become a one-line bad-input error naming the layer; source failures pass as they are.
+  const output = new PassThrough({ highWaterMark: 1 << 20 });
+  input.on('error', (err) => output.destroy(err));
+  decoder.on('error', (err) => {
+    const reason = err instanceof Error ? err.message : String(err);
+    output.destroy(badInput(`${where}: ${NAMES[format]} data is corrupt or truncated (${oneLine(reason)})`, err));
+  });
+  output.once('close', () => {
+    decoder.destroy();
+    if (!input.destroyed) input.destroy();
+  });
+  input.pipe(decoder).pipe(output);
+  return output;
+}

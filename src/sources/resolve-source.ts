@@ -1,0 +1,23 @@
+import type { SourceSpec } from '../request.js';
+import type { Source } from './source.js';
+import { FileSource } from './file-source.js';
+import { StdinSource } from './stdin-source.js';
+import { usageError } from '../errors.js';
+
+/** SourceSpec → the transport that fetches it. */
+export async function resolveSource(spec: SourceSpec): Promise<Source> {
+  switch (spec.kind) {
+    case 'file':
+      return new FileSource(spec.path);
+    case 'stdin':
+      return new StdinSource();
+    case 'custom':
+      return spec.source;
+    case 'http':
+      throw usageError(`HTTP sources are not supported yet: ${spec.url}`);
+    case 'registry':
+      throw usageError(`registry sources are not supported yet: ${spec.url}`);
+    case 'blank':
+      throw usageError('a blank disk has no source to open');
+  }
+}

@@ -1,0 +1,99 @@
+import { open, rename, unlink, chmod, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { DiskTarget } from './disk-target.js';
+import { dataRuns } from './zero-runs.js';
+import { preallocate } from './preallocate.js';
+import { targetFailure } from './target-errors.js';
+import { fsyncDirectory } from './fsync-directory.js';
+
+export interface SparseFileTargetOptions {
+  /** Final path of the image. */
+  path: string;
+  /** Bytes the image may occupy (SPEC §7 usable space). */
+  capacity: number;
+  /** Write under a temporary name in the same directory and rename at the end (CLI). */
+  atomic: boolean;
+  preallocation: boolean;
+}
+
+/**
+ * A new sparse file: all-zero 4 KiB blocks are never written, so they stay holes, as with
+ * `qemu-img convert -S 4k`. The file is created fresh (truncated), mode 0660, fsync'd at the end.
+ */
+export class SparseFileTarget implements DiskTarget {
+  readonly kind = 'file' as const;
+  readonly path: string;
+  readonly capacity: number;
+  private readonly writePath: string;
+  private handle?: FileHandle;
+  private highWater = 0;
+  private finished = false;
+
+  private constructor(private readonly options: SparseFileTargetOptions) {
+    this.path = options.path;
+    this.capacity = options.capacity;
+    this.writePath = options.atomic
+      ? path.join(path.dirname(options.path), `.${path.basename(options.path)}.partial-${randomBytes(4).toString('hex')}`)
+      : options.path;
+  }
+
+  static async create(options: SparseFileTargetOptions): Promise<SparseFileTarget> {
+    const target = new SparseFileTarget(options);
+    try {
+      target.handle = await open(target.writePath, 'w', 0o660);
+      // The umask may have cleared group bits; CDI's disk.img is 0660.
+      await chmod(target.writePath, 0o660);
+    } catch (err) {
+      throw targetFailure(err, options.path);
+    }
+    return target;
+  }
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    const handle = this.handle!;
+    for (const run of dataRuns(data, offset)) {
+      let written = 0;
+      const length = run.end - run.start;
+      while (written < length) {
+        const result = await handle
+          .write(data, run.start + written, length - written, offset + run.start + written)
+          .catch((err) => {
+            throw targetFailure(err, this.path);
+          });
+        written += result.bytesWritten;
+      }
+    }
+    this.highWater = Math.max(this.highWater, offset + data.length);
+  }
+
+  async zero(offset: number, length: number): Promise<void> {
+    // A fresh file reads zeros everywhere nothing was written: nothing to do but remember the size.
+    this.highWater = Math.max(this.highWater, offset + length);
+  }
+
+  async finish(size: number): Promise<{ preallocationApplied: boolean; size: number }> {
+    const handle = this.handle!;
+    const finalSize = Math.max(size, this.highWater);
+    try {
+      await handle.truncate(finalSize);
+      if (this.options.preallocation) await preallocate(this.writePath, finalSize);
+      await handle.sync();
+      await handle.close();
+      this.handle = undefined;
+      if (this.writePath !== this.path) await rename(this.writePath, this.path);
+      await fsyncDirectory(path.dirname(this.path));
+    } catch (err) {
+      throw targetFailure(err, this.path);
+    }
+    this.finished = true;
+    return { preallocationApplied: this.options.preallocation, size: finalSize };
+  }
+
+  async abort(): Promise<void> {
+    if (this.finished) return;
+    await this.handle?.close().catch(() => {});
+    this.handle = undefined;
+    await unlink(this.writePath).catch(() => {});
+  }
+}

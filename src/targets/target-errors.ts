@@ -1,0 +1,24 @@
+import { ImportError, targetError } from '../errors.js';
+
+/** Turns a file-system error while writing `where` into one line that says what to do. */
+export function targetFailure(err: unknown, where: string): ImportError {
+  if (err instanceof ImportError) return err;
+  const code = (err as NodeJS.ErrnoException).code;
+  switch (code) {
+    case 'ENOSPC':
+      return targetError(`no space left on the device while writing ${where}: free some space or use a larger volume`, err);
+    case 'EDQUOT':
+      return targetError(`disk quota exceeded while writing ${where}`, err);
+    case 'ENOENT':
+      return targetError(`destination directory of ${where} does not exist: create it first`, err);
+    case 'EACCES':
+    case 'EPERM':
+      return targetError(`permission denied writing ${where}`, err);
+    case 'EROFS':
+      return targetError(`${where} is on a read-only file system`, err);
+    case 'EISDIR':
+      return targetError(`${where} is a directory: give a file name for the disk image`, err);
+    default:
+      return targetError(`cannot write ${where}: ${(err as Error).message ?? String(err)}`, err);
+  }
+}
