@@ -1,0 +1,111 @@
+/**
+ * Random access over a "fetch this byte range" function with a small block cache and
+ * read-ahead, so that a qcow2 reader's many small metadata reads and cluster-by-cluster
+ * data reads become few, larger requests. Memory stays bounded by `maxCachedBlocks`.
+ */
+import { badInput } from '../../errors.js';
+import type { RandomAccessReader } from '../source.js';
+
+export type RangeFetcher = (start: number, length: number) => Promise<Buffer>;
+
+export interface BlockCacheOptions {
+  blockSize: number;
+  maxCachedBlocks: number;
+  /** Upper bound of read-ahead for sequential reads, in blocks. */
+  maxReadAheadBlocks: number;
+}
+
+export const defaultBlockCacheOptions: BlockCacheOptions = {
+  blockSize: 256 << 10,
+  maxCachedBlocks: 64,
+  maxReadAheadBlocks: 16,
+};
+
+export class BlockCacheReader implements RandomAccessReader {
+  /** Insertion order is recency order: a hit moves a block to the end. */
+  private readonly blocks = new Map<number, Promise<Buffer>>();
+  private lastReadEnd = -1;
+  private readAheadBlocks = 0;
+  private closed = false;
+
+  constructor(
+    readonly size: number,
+    private readonly fetchRange: RangeFetcher,
+    private readonly options: BlockCacheOptions = defaultBlockCacheOptions,
+    private readonly onClose: () => Promise<void> = async () => {},
+  ) {}
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw badInput(`invalid read of ${length} bytes at offset ${offset}`);
+    }
+    if (this.closed) throw new Error('read after close');
+    const end = Math.min(this.size, offset + length);
+    if (end <= offset) return Buffer.alloc(0);
+    const { blockSize } = this.options;
+    const first = Math.floor(offset / blockSize);
+    const last = Math.floor((end - 1) / blockSize);
+    // Sequential reads double the read-ahead; a jump resets it.
+    this.readAheadBlocks =
+      offset === this.lastReadEnd ? Math.min(this.options.maxReadAheadBlocks, Math.max(1, this.readAheadBlocks * 2)) : 0;
+    this.lastReadEnd = end;
+    const lastBlock = Math.floor((this.size - 1) / blockSize);
+    this.fetchMissing(first, Math.min(lastBlock, last + this.readAheadBlocks));
+    const parts: Promise<Buffer>[] = [];
+    for (let index = first; index <= last; index++) parts.push(this.touch(index));
+    this.evictOldest();
+    const buffers = await Promise.all(parts);
+    const joined = buffers.length === 1 ? buffers[0]! : Buffer.concat(buffers);
+    const start = offset - first * blockSize;
+    return joined.subarray(start, start + (end - offset));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.blocks.clear();
+    await this.onClose();
+  }
+
+  private touch(index: number): Promise<Buffer> {
+    const block = this.blocks.get(index)!;
+    this.blocks.delete(index);
+    this.blocks.set(index, block);
+    return block;
+  }
+
+  /** One request per run of consecutive missing blocks. */
+  private fetchMissing(first: number, last: number): void {
+    let runStart = -1;
+    for (let index = first; index <= last + 1; index++) {
+      const missing = index <= last && !this.blocks.has(index);
+      if (missing && runStart < 0) runStart = index;
+      if (!missing && runStart >= 0) {
+        this.fetchRun(runStart, index - 1);
+        runStart = -1;
+      }
+    }
+  }
+
+  private evictOldest(): void {
+    while (this.blocks.size > this.options.maxCachedBlocks) this.blocks.delete(this.blocks.keys().next().value!);
+  }
+
+  private fetchRun(first: number, last: number): void {
+    const { blockSize } = this.options;
+    const start = first * blockSize;
+    const length = Math.min(this.size, (last + 1) * blockSize) - start;
+    const run = this.fetchRange(start, length).then((data) => {
+      if (data.length !== length) throw new Error(`range read at ${start} returned ${data.length} of ${length} bytes`);
+      return data;
+    });
+    for (let index = first; index <= last; index++) {
+      const block = run.then((data) => data.subarray((index - first) * blockSize, (index - first + 1) * blockSize));
+      // A failed fetch is forgotten, so a later read tries again; the error reaches the reader that awaits it.
+      block.catch(() => {
+        if (this.blocks.get(index) === block) this.blocks.delete(index);
+      });
+      this.blocks.set(index, block);
+    }
+  }
+}

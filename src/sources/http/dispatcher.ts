@@ -1,0 +1,61 @@
+/** The undici dispatchers for one source: TLS settings, and proxies from the environment. */
+import { Agent, ProxyAgent, type Dispatcher } from 'undici';
+import type { TransportOptions } from '../../request.js';
+import { bypassesProxy } from './no-proxy.js';
+import { tlsConnectOptions } from './tls-options.js';
+
+export interface ProxySettings {
+  httpProxy?: string;
+  httpsProxy?: string;
+  noProxy?: string;
+}
+
+/** Lower-case names win over upper-case ones, as curl reads them. */
+export function proxySettingsFromEnv(env: NodeJS.ProcessEnv = process.env): ProxySettings {
+  const pick = (name: string) => env[name] || env[name.toUpperCase()] || undefined;
+  return { httpProxy: pick('http_proxy'), httpsProxy: pick('https_proxy'), noProxy: pick('no_proxy') };
+}
+
+/**
+ * Picks the dispatcher per URL rather than using undici's EnvHttpProxyAgent, which sends
+ * https through `http_proxy` when `https_proxy` is unset; curl and Go do not.
+ */
+export class SourceDispatchers {
+  private readonly direct: Agent;
+  private readonly viaHttpProxy?: ProxyAgent;
+  private readonly viaHttpsProxy?: ProxyAgent;
+
+  constructor(transport: TransportOptions, readonly proxy: ProxySettings = proxySettingsFromEnv()) {
+    // A TLS-intercepting proxy re-signs the origin's certificate, so its CA is trusted for the origin too.
+    const tls = tlsConnectOptions([...(transport.caPaths ?? []), ...(transport.proxyCaPaths ?? [])], transport.insecure);
+    const common = {
+      // Stalls while the body flows are watched by the source, which knows when the consumer
+      // (not the network) is the slow side.
+      bodyTimeout: 0,
+      headersTimeout: (transport.stallTimeoutSeconds ?? 60) * 1000,
+    };
+    this.direct = new Agent({ ...common, connect: tls });
+    const proxyTls = tlsConnectOptions(transport.proxyCaPaths ?? [], transport.insecure);
+    const viaProxy = (uri: string, proxyTunnel: boolean) =>
+      new ProxyAgent({ ...common, uri, requestTls: tls, proxyTls, proxyTunnel });
+    // Plain http goes to the proxy as an absolute-URI request, as curl does; https tunnels with CONNECT.
+    if (proxy.httpProxy) this.viaHttpProxy = viaProxy(proxy.httpProxy, false);
+    if (proxy.httpsProxy) this.viaHttpsProxy = viaProxy(proxy.httpsProxy, true);
+  }
+
+  /** The proxy URL a request to `url` goes through, if any. */
+  proxyFor(url: URL): string | undefined {
+    const proxyUrl = url.protocol === 'https:' ? this.proxy.httpsProxy : this.proxy.httpProxy;
+    if (!proxyUrl || bypassesProxy(url, this.proxy.noProxy)) return undefined;
+    return proxyUrl;
+  }
+
+  for(url: URL): Dispatcher {
+    if (!this.proxyFor(url)) return this.direct;
+    return (url.protocol === 'https:' ? this.viaHttpsProxy : this.viaHttpProxy) ?? this.direct;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.direct, this.viaHttpProxy, this.viaHttpsProxy].map((d) => d?.close()));
+  }
+}

@@ -1,0 +1,115 @@
+/** Turns HTTP statuses and undici / TLS / socket failures into one-line ImportErrors. */
+import { STATUS_CODES } from 'node:http';
+import { cannotConnect, ImportError } from '../../errors.js';
+import { redactedUrl } from './request-headers.js';
+
+export function statusText(statusCode: number): string {
+  return `${statusCode} ${STATUS_CODES[statusCode] ?? 'Unknown'}`;
+}
+
+/** A non-2xx answer to the first request. */
+export function statusError(statusCode: number, url: URL, username: string | undefined): ImportError {
+  const where = redactedUrl(url);
+  if (statusCode === 401 || statusCode === 403) {
+    const who = username
+      ? `as user "${username}"; check the user name and password (--user/--password or --secret)`
+      : 'without credentials; pass --user and --password (or --secret) if the server needs them';
+    return cannotConnect(`access denied (${statusText(statusCode)}) to ${where} ${who}`);
+  }
+  return cannotConnect(`expected status code 200, got ${statusCode}. Status: ${statusText(statusCode)} (${where})`);
+}
+
+/** Statuses worth another try: the server is busy or briefly broken, not refusing us. */
+export function isRetryableStatus(statusCode: number): boolean {
+  return statusCode === 408 || statusCode === 429 || statusCode === 500 || statusCode === 502 || statusCode === 503 || statusCode === 504;
+}
+
+/** Codes along an error's cause chain (undici wraps socket and TLS errors). */
+function errorCodes(err: unknown): string[] {
+  const codes: string[] = [];
+  for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') codes.push(code);
+    if (e instanceof AggregateError) for (const inner of e.errors) codes.push(...errorCodes(inner));
+  }
+  return codes;
+}
+
+/** The stall watchdog's error: no byte for the configured time. */
+export class StallError extends Error {
+  readonly code = 'CDI_STALLED';
+  constructor(seconds: number) {
+    super(`no data received for ${seconds} s`);
+  }
+}
+
+/** Failures that a new connection may cure: resets, drops, timeouts, stalls. */
+export function isRetryableTransportError(err: unknown): boolean {
+  const retryable = new Set([
+    'CDI_STALLED',
+    'ECONNRESET',
+    'EPIPE',
+    'ETIMEDOUT',
+    'ECONNABORTED',
+    'UND_ERR_SOCKET',
+    'UND_ERR_CLOSED',
+    'UND_ERR_CONNECT_TIMEOUT',
+    'UND_ERR_HEADERS_TIMEOUT',
+    'UND_ERR_BODY_TIMEOUT',
+    'UND_ERR_RES_CONTENT_LENGTH_MISMATCH',
+  ]);
+  return errorCodes(err).some((code) => retryable.has(code));
+}
+
+const UNKNOWN_CA = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+]);
+
+/** One clear line for a failure to talk to `url` (through `proxy` when set). */
+export function transportError(err: unknown, url: URL, proxy?: string): ImportError {
+  if (err instanceof ImportError) return err;
+  const where = redactedUrl(url);
+  const host = url.host;
+  const codes = errorCodes(err);
+  const has = (...wanted: string[]) => codes.some((c) => wanted.includes(c));
+  const detail = err instanceof Error ? err.message : String(err);
+  let proxyHost: string | undefined;
+  try {
+    proxyHost = proxy ? new URL(proxy).host : undefined;
+  } catch {
+    proxyHost = proxy;
+  }
+  let message: string;
+  if (codes.some((c) => UNKNOWN_CA.has(c))) {
+    message = `cannot verify the TLS certificate of ${host}: it is signed by an unknown certificate authority; trust its CA with --ca-cert FILE|DIR (a certConfigMap in a DataVolume), or --insecure`;
+  } else if (has('ERR_TLS_CERT_ALTNAME_INVALID')) {
+    message = `the TLS certificate of ${host} does not match the host name ${url.hostname}; use the name the certificate was issued for`;
+  } else if (has('CERT_HAS_EXPIRED')) {
+    message = `the TLS certificate of ${host} has expired; renew it on the server, or use --insecure`;
+  } else if (has('CERT_NOT_YET_VALID')) {
+    message = `the TLS certificate of ${host} is not valid yet; check the clocks, or use --insecure`;
+  } else if (proxyHost && /Proxy response \((\d+)\)/.test(detail)) {
+    message = `the proxy ${proxyHost} refused to connect to ${host}: ${statusText(Number(/Proxy response \((\d+)\)/.exec(detail)![1]))}; check https_proxy and no_proxy`;
+  } else if (has('ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EAI_FAIL')) {
+    message = `cannot resolve host name ${proxyHost ? `of the proxy ${proxyHost}` : url.hostname} (DNS lookup failed)`;
+  } else if (has('ECONNREFUSED')) {
+    message = proxyHost
+      ? `connection refused by the proxy ${proxyHost} (for ${host}); check http_proxy/https_proxy`
+      : `connection refused by ${host}; check the URL and that the server is running`;
+  } else if (has('EHOSTUNREACH', 'ENETUNREACH')) {
+    message = `cannot reach ${proxyHost ? `the proxy ${proxyHost}` : host}: no route to host`;
+  } else if (has('UND_ERR_CONNECT_TIMEOUT')) {
+    message = `timed out connecting to ${proxyHost ? `the proxy ${proxyHost}` : host}`;
+  } else if (has('UND_ERR_HEADERS_TIMEOUT', 'CDI_STALLED')) {
+    message = `${host} did not answer in time (${detail})`;
+  } else if (has('EPROTO', 'ERR_SSL_WRONG_VERSION_NUMBER') || /SSL|TLS/i.test(detail)) {
+    message = `TLS handshake with ${host} failed: ${detail}`;
+  } else {
+    message = `request to ${host} failed: ${detail}`;
+  }
+  return cannotConnect(`${message} (${where})`, err);
+}

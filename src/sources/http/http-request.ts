@@ -1,0 +1,96 @@
+/**
+ * One GET with redirects followed by hand (undici 7 has no `maxRedirections` on request):
+ * credentials and the user's extra headers go only to the origin the user named, as curl
+ * does without --location-trusted.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { request } from 'undici';
+import { cannotConnect } from '../../errors.js';
+import type { HttpAuth } from '../../request.js';
+import type { SourceDispatchers } from './dispatcher.js';
+import { transportError } from './http-errors.js';
+import { basicAuthorization, redactedUrl } from './request-headers.js';
+
+const MAX_REDIRECTS = 10;
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
+export interface HttpEndpoint {
+  /** The URL the user gave (credentials stripped). */
+  url: URL;
+  auth?: HttpAuth;
+  /** Extra headers, lower-case names. */
+  headers: Record<string, string>;
+  dispatchers: SourceDispatchers;
+}
+
+export interface HttpResponse {
+  /** Where the answer finally came from, after redirects. */
+  url: URL;
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  body: NodeJS.ReadableStream & { dump(opts?: { limit: number }): Promise<void>; destroy(err?: Error): unknown };
+}
+
+export function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function headersFor(endpoint: HttpEndpoint, url: URL, extra: Record<string, string>): Record<string, string> {
+  const headers: Record<string, string> = { 'user-agent': 'cdi-importer', ...extra };
+  if (url.origin !== endpoint.url.origin) return headers;
+  const authorization = basicAuthorization(endpoint.auth);
+  return { ...endpoint.headers, ...(authorization ? { authorization } : {}), ...headers };
+}
+
+/**
+ * GETs `start` (default: the endpoint's URL), following redirects. Returns the first
+ * non-redirect answer whatever its status; transport failures throw (untranslated, so the
+ * caller can decide to retry; use `transportError` to report them).
+ */
+export async function getFollowingRedirects(
+  endpoint: HttpEndpoint,
+  extra: Record<string, string>,
+  signal: AbortSignal,
+  start: URL = endpoint.url,
+): Promise<HttpResponse> {
+  let url = start;
+  for (let hop = 0; ; hop++) {
+    const response = await request(url, {
+      method: 'GET',
+      headers: headersFor(endpoint, url, extra),
+      dispatcher: endpoint.dispatchers.for(url),
+      signal,
+    });
+    const location = headerValue(response.headers, 'location');
+    if (!REDIRECT_STATUSES.has(response.statusCode) || !location) {
+      return { url, statusCode: response.statusCode, headers: response.headers, body: response.body as HttpResponse['body'] };
+    }
+    await response.body.dump({ limit: 64 << 10 }).catch(() => {});
+    if (hop >= MAX_REDIRECTS) throw cannotConnect(`too many redirects (more than ${MAX_REDIRECTS}) from ${redactedUrl(endpoint.url)}`);
+    let next: URL;
+    try {
+      next = new URL(location, url);
+    } catch {
+      throw cannotConnect(`invalid redirect location ${JSON.stringify(location)} from ${redactedUrl(url)}`);
+    }
+    if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+      throw cannotConnect(`redirect to unsupported scheme ${next.protocol} from ${redactedUrl(url)}`);
+    }
+    url = next;
+  }
+}
+
+/** `getFollowingRedirects`, with transport failures translated for the user. */
+export async function getOrExplain(
+  endpoint: HttpEndpoint,
+  extra: Record<string, string>,
+  signal: AbortSignal,
+  start: URL = endpoint.url,
+): Promise<HttpResponse> {
+  try {
+    return await getFollowingRedirects(endpoint, extra, signal, start);
+  } catch (err) {
+    throw transportError(err, start, endpoint.dispatchers.proxyFor(start));
+  }
+}

@@ -1,0 +1,32 @@
+/** The headers a source sends: Basic auth and the user's extra `Name: value` headers. */
+import type { HttpAuth } from '../../request.js';
+import { usageError } from '../../errors.js';
+
+/** Parses `Name: value` lines (CDI's IMPORTER_EXTRA_HEADER_n / --header). */
+export function parseHeaderLines(lines: readonly string[] = []): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    const name = colon > 0 ? line.slice(0, colon).trim() : '';
+    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) {
+      throw usageError(`invalid header ${JSON.stringify(line)}: expected "Name: value"`);
+    }
+    headers[name.toLowerCase()] = line.slice(colon + 1).trim();
+  }
+  return headers;
+}
+
+/** Basic auth only when both user and password are set (SPEC §5.1), as CDI does. */
+export function basicAuthorization(auth: HttpAuth | undefined): string | undefined {
+  if (!auth?.username || !auth.password) return undefined;
+  return `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
+}
+
+/** The URL as shown in messages: no user info, no password. */
+export function redactedUrl(url: URL): string {
+  if (!url.username && !url.password) return url.href;
+  const copy = new URL(url.href);
+  copy.username = '';
+  copy.password = '';
+  return copy.href;
+}

@@ -1,0 +1,176 @@
+/**
+ * The source's byte stream: the body of the first answer, continued after a drop or stall
+ * with `Range` + `If-Range` from the byte where it stopped, or re-read from the start (the
+ * already delivered prefix dropped) when the server cannot resume. Every byte reaches the
+ * consumer exactly once, in order, so a checksum over the stream is a checksum of the file.
+ */
+import { Readable } from 'node:stream';
+import { cannotConnect, ImportError } from '../../errors.js';
+import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
+import { isRetryableStatus, isRetryableTransportError, statusText, transportError } from './http-errors.js';
+import { identityOf, ifRangeValue, parseContentRange, sameResource, type ResourceIdentity } from './resource-identity.js';
+import { redactedUrl } from './request-headers.js';
+import { backoffDelay, sleep, type RetryPolicy } from './retry-policy.js';
+import { withStallTimeout } from './stall-watch.js';
+
+type Body = HttpResponse['body'];
+
+/** A failure worth another connection (5xx, a short body) that is not a transport error. */
+class RetryableFailure extends Error {}
+
+export interface ResumableBodyOptions {
+  stallMs: number;
+  retry: RetryPolicy;
+  /** Called with each retry's reason, for logs. */
+  onRetry?: (reason: string, received: number) => void;
+}
+
+export class ResumableBody extends Readable {
+  private received = 0;
+  private failuresInARow = 0;
+  private resumes = 0;
+  private running = false;
+  private current: Body | undefined;
+  private wakeReader: (() => void) | undefined;
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly endpoint: HttpEndpoint,
+    first: HttpResponse,
+    private readonly identity: ResourceIdentity,
+    private readonly options: ResumableBodyOptions,
+  ) {
+    super({ highWaterMark: 1 << 20 });
+    this.current = first.body;
+  }
+
+  /** Bytes delivered so far. */
+  get bytesReceived(): number {
+    return this.received;
+  }
+
+  override _read(): void {
+    if (!this.running) {
+      this.running = true;
+      void this.run();
+      return;
+    }
+    const wake = this.wakeReader;
+    this.wakeReader = undefined;
+    wake?.();
+  }
+
+  override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    this.abort.abort(err ?? new Error('stream destroyed'));
+    this.current?.destroy();
+    this.current = undefined;
+    this.wakeReader?.();
+    callback(err);
+  }
+
+  private async run(): Promise<void> {
+    let skip = 0;
+    while (!this.destroyed) {
+      try {
+        if (!this.current) ({ body: this.current, skip } = await this.reopen());
+        await this.pump(this.current, skip);
+        this.current = undefined;
+        if (this.destroyed) return;
+        const size = this.identity.size;
+        if (size !== undefined && this.received < size) {
+          throw new RetryableFailure(`the body ended after ${this.received} of ${size} bytes (Content-Length)`);
+        }
+        this.push(null);
+        return;
+      } catch (err) {
+        this.current?.destroy();
+        this.current = undefined;
+        if (this.destroyed) return;
+        const retryable = err instanceof RetryableFailure || isRetryableTransportError(err);
+        if (!retryable) return void this.destroy(this.explain(err));
+        if (this.failuresInARow >= this.options.retry.retries || this.resumes >= this.options.retry.maxResumes) {
+          const reason = err instanceof Error ? err.message : String(err);
+          return void this.destroy(
+            cannotConnect(
+              `download of ${redactedUrl(this.endpoint.url)} failed after ${this.received}${this.identity.size !== undefined ? ` of ${this.identity.size}` : ''} bytes and ${this.resumes} retries: ${reason}`,
+              err,
+            ),
+          );
+        }
+        const delay = backoffDelay(this.failuresInARow, this.options.retry);
+        this.failuresInARow++;
+        this.resumes++;
+        this.options.onRetry?.(err instanceof Error ? err.message : String(err), this.received);
+        try {
+          await sleep(delay, this.abort.signal);
+        } catch {
+          return;
+        }
+      }
+    }
+  }
+
+  private explain(err: unknown): ImportError {
+    return transportError(err, this.endpoint.url, this.endpoint.dispatchers.proxyFor(this.endpoint.url));
+  }
+
+  private async pump(body: Body, skip: number): Promise<void> {
+    const iterator = (body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+    const size = this.identity.size;
+    for (;;) {
+      const next = await withStallTimeout(iterator.next(), this.options.stallMs, (err) => body.destroy(err));
+      if (next.done || this.destroyed) return;
+      let chunk = next.value;
+      if (skip > 0) {
+        if (chunk.length <= skip) {
+          skip -= chunk.length;
+          continue;
+        }
+        chunk = chunk.subarray(skip);
+        skip = 0;
+      }
+      this.received += chunk.length;
+      this.failuresInARow = 0;
+      if (size !== undefined && this.received > size) {
+        throw cannotConnect(`${redactedUrl(this.endpoint.url)} sent more bytes than its Content-Length of ${size}`);
+      }
+      if (!this.push(chunk)) await new Promise<void>((resolve) => (this.wakeReader = resolve));
+    }
+  }
+
+  /** A new answer that continues at `received`, or the whole file again with the prefix to drop. */
+  private async reopen(): Promise<{ body: Body; skip: number }> {
+    const validator = ifRangeValue(this.identity);
+    const resuming = this.received > 0 && this.identity.acceptsRanges;
+    const headers: Record<string, string> = resuming
+      ? { range: `bytes=${this.received}-`, ...(validator ? { 'if-range': validator } : {}) }
+      : {};
+    const response = await getFollowingRedirects(this.endpoint, headers, this.abort.signal);
+    const { statusCode } = response;
+    const where = redactedUrl(this.endpoint.url);
+    if (statusCode === 206 && resuming) {
+      const range = parseContentRange(headerValue(response.headers, 'content-range'));
+      if (range?.start === this.received && (this.identity.size === undefined || range.total === this.identity.size)) {
+        return { body: response.body, skip: 0 };
+      }
+      response.body.destroy();
+      throw cannotConnect(`${where} answered a resume at byte ${this.received} with the wrong range (${headerValue(response.headers, 'content-range') ?? 'no Content-Range'})`);
+    }
+    if (statusCode === 200) {
+      // The server ignored Range, or If-Range found the file changed: re-read from the start.
+      if (!sameResource(this.identity, identityOf(response.headers))) {
+        response.body.destroy();
+        throw cannotConnect(`${where} changed while it was being downloaded (ETag, Last-Modified or size differ); start the import again`);
+      }
+      return { body: response.body, skip: this.received };
+    }
+    await response.body.dump({ limit: 64 << 10 }).catch(() => {});
+    if (isRetryableStatus(statusCode)) throw new RetryableFailure(`the server answered ${statusText(statusCode)}`);
+    if (statusCode === 416) {
+      throw cannotConnect(
+        `${where} closed the connection after ${this.received}${this.identity.size !== undefined ? ` of ${this.identity.size}` : ''} bytes (Content-Length) and cannot send the rest: ${statusText(statusCode)}`,
+      );
+    }
+    throw cannotConnect(`resuming ${where} at byte ${this.received}: expected status code 206, got ${statusCode}. Status: ${statusText(statusCode)}`);
+  }
+}

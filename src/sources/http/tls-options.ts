@@ -1,0 +1,64 @@
+/** TLS settings for HTTPS sources: system CAs plus the user's CA files or directories, TLS 1.2 at least. */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { rootCertificates } from 'node:tls';
+import { usageError } from '../../errors.js';
+
+export interface TlsConnectOptions {
+  ca?: string[];
+  minVersion: 'TLSv1.2';
+  rejectUnauthorized: boolean;
+}
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
+
+function certificatesIn(text: string): string[] {
+  return text.match(PEM_CERTIFICATE) ?? [];
+}
+
+/**
+ * Every PEM certificate in the given files and directories. Directory entries that are not
+ * PEM certificates are skipped (a Kubernetes ConfigMap mount holds `..data` links and
+ * sometimes other keys); a file named explicitly must hold at least one certificate.
+ */
+export function loadCaCertificates(caPaths: readonly string[]): string[] {
+  const certificates: string[] = [];
+  for (const caPath of caPaths) {
+    let isDirectory: boolean;
+    try {
+      isDirectory = statSync(caPath).isDirectory();
+    } catch (err) {
+      throw usageError(`cannot read CA certificate path ${caPath}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+    if (isDirectory) {
+      for (const name of readdirSync(caPath).sort()) {
+        if (name.startsWith('.')) continue;
+        const file = path.join(caPath, name);
+        try {
+          if (!statSync(file).isFile()) continue;
+          certificates.push(...certificatesIn(readFileSync(file, 'utf8')));
+        } catch {
+          // unreadable or dangling entry in a mounted directory: not a CA we can use
+        }
+      }
+    } else {
+      const found = certificatesIn(readFileSync(caPath, 'utf8'));
+      if (found.length === 0) throw usageError(`no PEM certificate found in CA file ${caPath}`);
+      certificates.push(...found);
+    }
+  }
+  return certificates;
+}
+
+/**
+ * Node replaces its default trust store when `ca` is given, so extra CAs are appended to
+ * `tls.rootCertificates` to keep trusting the public ones too.
+ */
+export function tlsConnectOptions(extraCaPaths: readonly string[] = [], insecure = false): TlsConnectOptions {
+  const extra = loadCaCertificates(extraCaPaths);
+  return {
+    ...(extra.length > 0 ? { ca: [...rootCertificates, ...extra] } : {}),
+    minVersion: 'TLSv1.2',
+    rejectUnauthorized: !insecure,
+  };
+}
