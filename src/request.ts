@@ -13,6 +13,8 @@ export interface TransportOptions {
   /** Extra CA files or directories of PEM files, trusted in addition to the system CAs. */
   caPaths?: string[];
   insecure?: boolean;
+  /** CA files or directories for a TLS proxy (`/proxycerts/`), trusted for the proxy and for origins behind it. */
+  proxyCaPaths?: string[];
   /** Extra request headers, `Name: value`. */
   headers?: string[];
   /** Seconds without a byte before a connection counts as stalled. */
