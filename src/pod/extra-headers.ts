@@ -1,0 +1,66 @@
+/**
+ * Extra HTTP headers for the importer pod, CDI style: `IMPORTER_EXTRA_HEADER_<n>` environment
+ * variables (plain `Name: value`), plus secret headers mounted as files under
+ * `/extraheaders/<secret>/<key>` (one header per file). Kubernetes secret volumes keep their
+ * real files in dot-directories (`..data`) behind symlinks, so dotfiles are skipped and links
+ * are followed.
+ */
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+
+export const EXTRA_HEADER_ENV_PREFIX = 'IMPORTER_EXTRA_HEADER_';
+
+export function extraHeadersFromEnv(env: NodeJS.ProcessEnv): string[] {
+  return Object.keys(env)
+    .filter((name) => name.startsWith(EXTRA_HEADER_ENV_PREFIX) && env[name])
+    .sort()
+    .map((name) => env[name]!.trim());
+}
+
+function listVisible(dir: string): string[] {
+  try {
+    return readdirSync(dir)
+      .filter((name) => !name.startsWith('.'))
+      .sort();
+  } catch {
+    return [];
+  }
+}
+
+function isFile(file: string): boolean {
+  try {
+    return statSync(file).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function isDirectory(file: string): boolean {
+  try {
+    return statSync(file).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+export function extraHeadersFromDirectory(dir: string): string[] {
+  const headers: string[] = [];
+  for (const secret of listVisible(dir)) {
+    const secretDir = path.join(dir, secret);
+    if (!isDirectory(secretDir)) continue;
+    for (const key of listVisible(secretDir)) {
+      const file = path.join(secretDir, key);
+      if (!isFile(file)) continue;
+      const header = readFileSync(file, 'utf8').trim();
+      if (header) headers.push(header);
+    }
+  }
+  return headers;
+}
+
+/** Files in a directory of CA certificates, dotfiles skipped; empty when it does not exist. */
+export function filesIn(dir: string): string[] {
+  return listVisible(dir)
+    .map((name) => path.join(dir, name))
+    .filter(isFile);
+}

@@ -1,0 +1,68 @@
+/**
+ * Serves the progress metric over HTTPS with a certificate made at start, as CDI's importer does
+ * (the controller scrapes `https://<pod>:8443/metrics` without verifying it). Any path answers.
+ */
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { generate } from 'selfsigned';
+import type { Logger } from '../request.js';
+import type { ImportProgressMetric } from './progress-metric.js';
+
+export const METRICS_PORT_ENV = 'CDI_IMPORTER_METRICS_PORT';
+export const DEFAULT_METRICS_PORT = 8443;
+
+export interface MetricsServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+async function selfSignedCertificate(): Promise<{ key: string; cert: string }> {
+  const now = new Date();
+  const pems = await generate([{ name: 'commonName', value: 'cdi-importer' }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    notBeforeDate: new Date(now.getTime() - 60_000),
+    notAfterDate: new Date(now.getTime() + 365 * 24 * 3600_000),
+  });
+  return { key: pems.private, cert: pems.cert };
+}
+
+export async function startMetricsServer(
+  metric: ImportProgressMetric,
+  port: number,
+  log: Logger,
+  host?: string,
+): Promise<MetricsServer> {
+  const { key, cert } = await selfSignedCertificate();
+  const server = https.createServer({ key, cert, minVersion: 'TLSv1.2' }, (req, res) => {
+    metric
+      .metrics()
+      .then((text) => {
+        res.writeHead(200, { 'content-type': metric.registry.contentType });
+        res.end(text);
+      })
+      .catch((err: unknown) => {
+        res.writeHead(500).end(String(err));
+      });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  // The import decides when the process ends, not a scraper's keep-alive connection.
+  server.unref();
+  const actualPort = (server.address() as AddressInfo).port;
+  log.debug({ port: actualPort }, 'serving the progress metric over https');
+  return {
+    port: actualPort,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

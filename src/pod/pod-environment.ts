@@ -1,0 +1,157 @@
+/**
+ * Pod mode's front door: CDI's importer environment (SPEC §4.1) and volume paths (§4.2) to one
+ * ImportRequest. Parsing only; nothing is written here.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { usageError, ImportError } from '../errors.js';
+import type { ChecksumSpec, ContentType, ImportRequest, SourceSpec, TargetSpec, TransportOptions } from '../request.js';
+import { parseQuantity } from '../util/quantity.js';
+import { extraHeadersFromDirectory, extraHeadersFromEnv, filesIn } from './extra-headers.js';
+import type { PodPaths } from './paths.js';
+
+/** CDI's default filesystem overhead when the controller does not pass one. */
+export const DEFAULT_FILESYSTEM_OVERHEAD = 0.06;
+
+/** Sources CDI knows but we do not implement: they fail the CDI way, "Unknown data source". */
+export type PodSourceKind = 'http' | 'registry' | 'none';
+
+export interface PodConfig {
+  sourceKind: PodSourceKind;
+  request: ImportRequest;
+  blockMode: boolean;
+  ownerUid: string;
+  /** Node pull (IMPORTER_PULL_METHOD=node): wait for this file before importing. */
+  readyFile?: string;
+  /** Node pull: create this file once the import succeeded. */
+  doneFile?: string;
+}
+
+/** Go's strconv.ParseBool, which is what CDI uses for its boolean variables. */
+export function parseGoBool(text: string): boolean | undefined {
+  if (/^(1|t|T|TRUE|true|True)$/.test(text)) return true;
+  if (/^(0|f|F|FALSE|false|False)$/.test(text)) return false;
+  return undefined;
+}
+
+const CHECKSUM_HEX_LENGTH: Record<ChecksumSpec['algorithm'], number> = { md5: 32, sha1: 40, sha256: 64, sha512: 128 };
+
+/** `algo:hex` (algorithm case-insensitive) as in IMPORTER_CHECKSUM and --checksum. */
+export function parseChecksumSpec(text: string, where: string): ChecksumSpec {
+  const match = /^([A-Za-z0-9]+):([0-9A-Fa-f]+)$/.exec(text.trim());
+  const algorithm = match?.[1]!.toLowerCase() as ChecksumSpec['algorithm'] | undefined;
+  if (!match || !algorithm || !(algorithm in CHECKSUM_HEX_LENGTH)) {
+    throw usageError(`invalid ${where} "${text}": expected ALGORITHM:HEX with md5, sha1, sha256 or sha512, e.g. sha256:<64 hex digits>`);
+  }
+  const hex = match[2]!.toLowerCase();
+  if (hex.length !== CHECKSUM_HEX_LENGTH[algorithm]) {
+    throw usageError(`invalid ${where} "${text}": a ${algorithm} digest has ${CHECKSUM_HEX_LENGTH[algorithm]} hex digits, got ${hex.length}`);
+  }
+  return { algorithm, hex };
+}
+
+function isDirectory(file: string): boolean {
+  try {
+    return statSync(file).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function parseSource(env: NodeJS.ProcessEnv): PodSourceKind {
+  const source = env.IMPORTER_SOURCE ?? '';
+  if (source === 'http' || source === 'registry' || source === 'none') return source;
+  // CDI's own words, which its controller and users grep for.
+  throw new ImportError('usage', `Unknown data source: ${source}`);
+}
+
+function parseContentType(env: NodeJS.ProcessEnv): ContentType {
+  const value = env.IMPORTER_CONTENTTYPE || 'kubevirt';
+  if (value === 'kubevirt' || value === 'archive') return value;
+  throw usageError(`Unsupported content type ${value}: IMPORTER_CONTENTTYPE must be kubevirt or archive`);
+}
+
+function parsePreallocation(env: NodeJS.ProcessEnv): boolean {
+  const value = env.PREALLOCATION;
+  // CDI's controller always sets it; a missing value means the default, no preallocation.
+  if (value === undefined || value === '') return false;
+  const parsed = parseGoBool(value);
+  if (parsed === undefined) {
+    throw usageError(`the PREALLOCATION environment variable is with a wrong value "${value}"; should be "true" or "false"`);
+  }
+  return parsed;
+}
+
+function parseOverhead(env: NodeJS.ProcessEnv, blockMode: boolean): number {
+  if (blockMode) return 0;
+  const value = env.FILESYSTEM_OVERHEAD;
+  if (value === undefined || value.trim() === '') return DEFAULT_FILESYSTEM_OVERHEAD;
+  const overhead = Number(value);
+  if (!Number.isFinite(overhead) || overhead < 0 || overhead >= 1) {
+    throw usageError(`invalid FILESYSTEM_OVERHEAD "${value}": expected a fraction from 0 to below 1, such as 0.06`);
+  }
+  return overhead;
+}
+
+function parseImageSize(env: NodeJS.ProcessEnv): number | undefined {
+  const value = env.IMPORTER_IMAGE_SIZE;
+  if (value === undefined || value.trim() === '') return undefined;
+  try {
+    return parseQuantity(value);
+  } catch (err) {
+    throw usageError(`invalid IMPORTER_IMAGE_SIZE: ${(err as Error).message}`);
+  }
+}
+
+function transportOptions(env: NodeJS.ProcessEnv, paths: PodPaths): TransportOptions {
+  const transport: TransportOptions = {};
+  const user = env.IMPORTER_ACCESS_KEY_ID ?? '';
+  const password = env.IMPORTER_SECRET_KEY ?? '';
+  if (user && password) transport.auth = { username: user, password };
+  if (env.IMPORTER_CERT_DIR) transport.caPaths = [env.IMPORTER_CERT_DIR];
+  if (filesIn(paths.proxyCertsDir).length > 0) transport.proxyCaPaths = [paths.proxyCertsDir];
+  if (parseGoBool(env.INSECURE_TLS ?? '') === true) transport.insecure = true;
+  const headers = [...extraHeadersFromEnv(env), ...extraHeadersFromDirectory(paths.extraHeadersDir)];
+  if (headers.length > 0) transport.headers = headers;
+  if (env.IMPORTER_REGISTRY_IMAGE_ARCHITECTURE) transport.architecture = env.IMPORTER_REGISTRY_IMAGE_ARCHITECTURE;
+  return transport;
+}
+
+function sourceSpec(kind: PodSourceKind, env: NodeJS.ProcessEnv, paths: PodPaths): SourceSpec {
+  if (kind === 'none') return { kind: 'blank' };
+  const url = (env.IMPORTER_ENDPOINT ?? '').trim();
+  if (!url) throw usageError(`IMPORTER_ENDPOINT is empty: the ${kind} source needs a URL`);
+  return { kind, url, transport: transportOptions(env, paths) };
+}
+
+function targetSpec(contentType: ContentType, blockMode: boolean, paths: PodPaths): TargetSpec {
+  // Block wins over archive here, so the pipeline reports "ContentType Archive cannot have block volumeMode".
+  if (blockMode) return { kind: 'block', path: paths.blockDevice };
+  if (contentType === 'archive') return { kind: 'directory', path: paths.dataDir };
+  // CDI writes the volume's disk.img in place: the pod's volume has no room for a second copy.
+  return { kind: 'file', path: paths.diskImage, atomic: false };
+}
+
+export function parsePodEnvironment(env: NodeJS.ProcessEnv, paths: PodPaths): PodConfig {
+  const sourceKind = parseSource(env);
+  const contentType = parseContentType(env);
+  const preallocation = parsePreallocation(env);
+  if (sourceKind === 'registry' && contentType !== 'kubevirt') {
+    throw usageError(`Unsupported content type ${contentType} when importing from registry`);
+  }
+  const blockMode = existsSync(paths.blockDevice);
+  const request: ImportRequest = {
+    source: sourceSpec(sourceKind, env, paths),
+    contentType,
+    target: targetSpec(contentType, blockMode, paths),
+    filesystemOverhead: parseOverhead(env, blockMode),
+    preallocation,
+  };
+  const requestedSize = parseImageSize(env);
+  if (requestedSize !== undefined) request.requestedSize = requestedSize;
+  if (env.IMPORTER_CHECKSUM) request.checksum = parseChecksumSpec(env.IMPORTER_CHECKSUM, 'IMPORTER_CHECKSUM');
+  if (isDirectory(paths.scratchDir)) request.scratchDir = paths.scratchDir;
+  const config: PodConfig = { sourceKind, request, blockMode, ownerUid: env.OWNER_UID ?? '' };
+  if (env.IMPORTER_READY_FILE) config.readyFile = env.IMPORTER_READY_FILE;
+  if (env.IMPORTER_DONE_FILE) config.doneFile = env.IMPORTER_DONE_FILE;
+  return config;
+}
