@@ -1,10 +1,14 @@
 /** Runs the cdi-importer binary from source (through tsx) as a child process, as users run it. */
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const mainScript = path.join(repoRoot, 'src', 'main.ts');
+/** tsx's loader by absolute URL, so the child may run in any working directory. */
+export const tsxLoader = pathToFileURL(path.join(repoRoot, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+/** The argv prefix that runs the CLI from source: spawn(process.execPath, [...cliCommand, ...args]). */
+export const cliCommand = ['--import', tsxLoader, mainScript];
 
 export interface CliResult {
   code: number | null;
@@ -22,7 +26,7 @@ export interface CliOptions {
 
 export function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', mainScript, ...args], {
+    const child = spawn(process.execPath, [...cliCommand, ...args], {
       cwd: options.cwd ?? repoRoot,
       env: { ...process.env, ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],

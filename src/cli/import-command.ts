@@ -1,0 +1,127 @@
+import { stat } from 'node:fs/promises';
+import type { Command } from 'commander';
+import type { ContentType, ImportRequest, TargetSpec, TransportOptions } from '../request.js';
+import { parseChecksum, parseOverhead, parseSize, parseSourceArgument } from './parse-options.js';
+import { runImport } from './run-import.js';
+import { usageError } from '../errors.js';
+import { reportFailure } from './report-failure.js';
+
+export interface ImportOptions {
+  dest?: string;
+  contentType: string;
+  size?: string;
+  filesystemOverhead?: string;
+  preallocation?: boolean;
+  checksum?: string;
+  scratch?: string;
+  json?: boolean;
+  quiet?: boolean;
+  progress?: boolean;
+  /** Transport flags, added by the sources that use them. */
+  user?: string;
+  password?: string;
+  insecure?: boolean;
+  caCert?: string[];
+  header?: string[];
+  arch?: string;
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function registerImportCommand(program: Command): void {
+  program
+    .command('import')
+    .description('import a disk image to a file, a block device, or (archive) a directory')
+    .argument('<source>', 'http(s):// URL, docker:// reference, local path, or - for stdin')
+    .argument('[dest]', 'destination (same as --dest)')
+    .option('-o, --dest <path>', 'file, block device, or directory for --content-type archive (default ./disk.img)')
+    .option('--content-type <type>', 'kubevirt (a disk image) or archive (a tar extracted into a directory)', 'kubevirt')
+    .option('--size <quantity>', 'requested volume size (10Gi, 1G, 512Mi, bytes); the image grows to fill it')
+    .option('--filesystem-overhead <fraction>', 'space reserved on file targets (default 0.06 for files, 0 for block devices)')
+    .option('--preallocation', 'allocate the whole target instead of writing it sparse')
+    .option('--checksum <algo:hex>', 'verify the source bytes: md5, sha1, sha256 or sha512')
+    .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping')
+    .option('--user <user>', 'HTTP Basic auth / registry user')
+    .option('--password <password>', 'HTTP Basic auth / registry password')
+    .option('--ca-cert <file|dir>', 'extra CA certificate file or directory of PEM files (repeatable)', collect)
+    .option('--insecure', 'do not verify TLS certificates')
+    .option('--header <header>', 'extra HTTP header "Name: value" (repeatable)', collect)
+    .option('--arch <arch>', 'platform architecture to pick from a registry manifest list')
+    .option('--json', 'print one JSON result object on stdout')
+    .option('-q, --quiet', 'no progress bar and no summary line')
+    .option('--progress', 'show the progress bar even when stderr is not a terminal')
+    .action(async (source: string, dest: string | undefined, options: ImportOptions) => {
+      process.exitCode = await importAction(source, dest, options);
+    });
+
+  program
+    .command('convert')
+    .description('convert a local image (raw, qcow2, optionally gz/xz/zst-compressed) to a raw file, byte-identical to qemu-img convert -O raw')
+    .argument('<in>', 'input path, or - for stdin')
+    .argument('<out>', 'output raw file or block device')
+    .option('--checksum <algo:hex>', 'verify the input bytes: md5, sha1, sha256 or sha512')
+    .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping')
+    .option('--json', 'print one JSON result object on stdout')
+    .option('-q, --quiet', 'no progress bar and no summary line')
+    .option('--progress', 'show the progress bar even when stderr is not a terminal')
+    .action(async (input: string, out: string, options: ImportOptions) => {
+      process.exitCode = await importAction(input, out, { ...options, contentType: 'kubevirt', filesystemOverhead: '0' }, true);
+    });
+}
+
+async function importAction(source: string, dest: string | undefined, options: ImportOptions, localOnly = false): Promise<number> {
+  try {
+    const request = await buildRequest(source, dest, options, localOnly);
+    return await runImport(request, options);
+  } catch (err) {
+    return reportFailure(err, options.json === true);
+  }
+}
+
+export async function buildRequest(source: string, dest: string | undefined, options: ImportOptions, localOnly = false): Promise<ImportRequest> {
+  if (dest && options.dest && dest !== options.dest) throw usageError(`two destinations given: ${dest} and ${options.dest}`);
+  const contentType = options.contentType as ContentType;
+  if (contentType !== 'kubevirt' && contentType !== 'archive') {
+    throw usageError(`invalid --content-type "${options.contentType}": expected kubevirt or archive`);
+  }
+  const transport = await buildTransport(options);
+  const sourceSpec = parseSourceArgument(source, transport);
+  if (localOnly && sourceSpec.kind !== 'file' && sourceSpec.kind !== 'stdin') {
+    throw usageError(`convert works on local files and stdin; use "cdi-importer import ${source}" for remote sources`);
+  }
+  const destination = dest ?? options.dest;
+  if (contentType === 'archive' && !destination) throw usageError('give the directory to extract the archive into with --dest DIR');
+  const target = await targetFor(destination ?? 'disk.img', contentType);
+  const isBlock = target.kind === 'block';
+  return {
+    source: sourceSpec,
+    contentType,
+    target,
+    requestedSize: options.size !== undefined ? parseSize(options.size) : undefined,
+    filesystemOverhead: options.filesystemOverhead !== undefined ? parseOverhead(options.filesystemOverhead) : isBlock ? 0 : 0.06,
+    preallocation: options.preallocation === true,
+    checksum: options.checksum !== undefined ? parseChecksum(options.checksum) : undefined,
+    scratchDir: options.scratch,
+  };
+}
+
+async function targetFor(destination: string, contentType: ContentType): Promise<TargetSpec> {
+  const info = await stat(destination).catch(() => undefined);
+  if (info?.isBlockDevice()) return { kind: 'block', path: destination };
+  if (contentType === 'archive') return { kind: 'directory', path: destination };
+  return { kind: 'file', path: destination, atomic: true };
+}
+
+/** Transport flags shared by HTTP and registry sources. */
+export async function buildTransport(options: ImportOptions): Promise<TransportOptions> {
+  if ((options.user === undefined) !== (options.password === undefined)) {
+    throw usageError('--user and --password go together: give both or neither');
+  }
+  return {
+    auth: options.user !== undefined ? { username: options.user, password: options.password! } : undefined,
+    caPaths: options.caCert,
+    insecure: options.insecure === true,
+    headers: options.header,
+    architecture: options.arch,
+  };
+}

@@ -1,0 +1,46 @@
+import type { ChecksumSpec, SourceSpec, TransportOptions } from '../request.js';
+import { parseQuantity } from '../util/quantity.js';
+import { usageError } from '../errors.js';
+
+const ALGORITHMS = { md5: 32, sha1: 40, sha256: 64, sha512: 128 } as const;
+
+/** `algo:hex` (SPEC §4.1), algorithm case-insensitive. */
+export function parseChecksum(text: string): ChecksumSpec {
+  const match = /^([A-Za-z0-9]+):([0-9A-Fa-f]+)$/.exec(text.trim());
+  const algorithm = match?.[1]!.toLowerCase() as keyof typeof ALGORITHMS | undefined;
+  if (!match || !algorithm || !(algorithm in ALGORITHMS)) {
+    throw usageError(`invalid checksum "${text}": expected ALGORITHM:HEX with ALGORITHM one of md5, sha1, sha256, sha512`);
+  }
+  const hex = match[2]!.toLowerCase();
+  if (hex.length !== ALGORITHMS[algorithm]) {
+    throw usageError(`invalid checksum "${text}": a ${algorithm} digest has ${ALGORITHMS[algorithm]} hex digits, not ${hex.length}`);
+  }
+  return { algorithm, hex };
+}
+
+export function parseSize(text: string): number {
+  try {
+    return parseQuantity(text);
+  } catch (err) {
+    throw usageError((err as Error).message);
+  }
+}
+
+export function parseOverhead(text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < 0 || value >= 1) {
+    throw usageError(`invalid filesystem overhead "${text}": expected a fraction such as 0.06 (0 ≤ value < 1)`);
+  }
+  return value;
+}
+
+/** A source argument: a URL, a docker:// reference, `-` for stdin, or a local path. */
+export function parseSourceArgument(text: string, transport: TransportOptions): SourceSpec {
+  if (text === '-') return { kind: 'stdin' };
+  if (/^https?:\/\//i.test(text)) return { kind: 'http', url: text, transport };
+  if (/^docker:\/\//i.test(text)) return { kind: 'registry', url: text, transport };
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
+    throw usageError(`unsupported source "${text}": use http://, https://, docker://, a local path or - for stdin`);
+  }
+  return { kind: 'file', path: text };
+}

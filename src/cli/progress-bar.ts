@@ -1,0 +1,48 @@
+import type { ProgressReport } from '../request.js';
+import { formatBytes } from '../util/quantity.js';
+
+/**
+ * A one-line progress display on a terminal (stderr): percentage, bytes, rate and ETA when the
+ * total is known; bytes and rate otherwise. Redrawn in place with \r.
+ */
+export class ProgressBar {
+  private readonly started = Date.now();
+  private drawn = false;
+
+  constructor(private readonly out: NodeJS.WriteStream = process.stderr) {}
+
+  update = (report: ProgressReport): void => {
+    const seconds = Math.max(0.001, (Date.now() - this.started) / 1000);
+    const rate = report.bytes / seconds;
+    let line: string;
+    if (report.total) {
+      const fraction = Math.min(1, report.bytes / report.total);
+      const width = 24;
+      const filled = Math.round(fraction * width);
+      const eta = rate > 0 ? (report.total - report.bytes) / rate : Infinity;
+      line =
+        `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ` +
+        `${formatBytes(report.bytes)} / ${formatBytes(report.total)}  ${formatBytes(rate)}/s  ETA ${formatDuration(eta)}`;
+    } else {
+      line = `${formatBytes(report.bytes)}  ${formatBytes(rate)}/s`;
+    }
+    const columns = this.out.columns ?? 100;
+    this.out.write(`\r${line.slice(0, columns - 1).padEnd(Math.min(columns - 1, 80))}`);
+    this.drawn = true;
+  };
+
+  /** Ends the line so later output starts on a fresh one. */
+  done(): void {
+    if (this.drawn) this.out.write('\n');
+    this.drawn = false;
+  }
+}
+
+function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '--:--';
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const rest = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${rest}` : `${m}:${rest}`;
+}

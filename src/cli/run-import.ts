@@ -1,0 +1,53 @@
+import type { ImportRequest, ImportResult } from '../request.js';
+import { importImage } from '../pipeline/import-image.js';
+import { ProgressBar } from './progress-bar.js';
+import { reportFailure } from './report-failure.js';
+import { formatBytes } from '../util/quantity.js';
+
+export interface OutputOptions {
+  json?: boolean;
+  quiet?: boolean;
+  progress?: boolean;
+}
+
+/**
+ * Runs one import for a CLI command and speaks the CLI's dialect: a progress bar on a terminal,
+ * a summary line or one JSON object, exit code 0/1/2. Ctrl-C and SIGTERM cancel cleanly.
+ */
+export async function runImport(request: ImportRequest, output: OutputOptions): Promise<number> {
+  const showProgress = !output.quiet && (output.progress ?? process.stderr.isTTY === true);
+  const bar = showProgress ? new ProgressBar() : undefined;
+  const controller = new AbortController();
+  const cancel = () => controller.abort();
+  process.once('SIGINT', cancel);
+  process.once('SIGTERM', cancel);
+  const started = Date.now();
+  try {
+    const result = await importImage(request, { signal: controller.signal, progress: bar?.update });
+    bar?.done();
+    if (output.json) process.stdout.write(`${JSON.stringify(jsonResult(result, request, Date.now() - started))}\n`);
+    else if (!output.quiet) process.stderr.write(`${summary(result, request, Date.now() - started)}\n`);
+    return 0;
+  } catch (err) {
+    bar?.done();
+    return reportFailure(err, output.json === true);
+  } finally {
+    process.off('SIGINT', cancel);
+    process.off('SIGTERM', cancel);
+  }
+}
+
+function jsonResult(result: ImportResult, request: ImportRequest, elapsedMs: number) {
+  return { ok: true, destination: request.target.path, ...result, elapsedSeconds: elapsedMs / 1000 };
+}
+
+function summary(result: ImportResult, request: ImportRequest, elapsedMs: number): string {
+  const seconds = (elapsedMs / 1000).toFixed(1);
+  if (result.archive) {
+    const a = result.archive;
+    return `Extracted ${result.formats.join(' → ')} into ${request.target.path}: ${a.files} files, ${a.directories} directories, ${a.links} links, ${formatBytes(a.bytes)} in ${seconds}s`;
+  }
+  const grown = result.targetSize > result.virtualSize ? `, grown to ${formatBytes(result.targetSize)}` : '';
+  const scratch = result.scratchBytesUsed ? `, ${formatBytes(result.scratchBytesUsed)} scratch` : '';
+  return `Imported ${result.formats.join(' → ')} (${formatBytes(result.virtualSize)}) to ${request.target.path}${grown}${scratch} in ${seconds}s`;
+}

@@ -1,0 +1,48 @@
+import { Command, CommanderError } from 'commander';
+import { registerImportCommand } from './cli/import-command.js';
+import { EXIT_USAGE } from './cli/report-failure.js';
+
+const SUBCOMMANDS = new Set(['import', 'convert', 'info', 'datavolume', 'upload-server', 'help']);
+
+/**
+ * `cdi-importer <command>` is the local CLI (SPEC §8); with no subcommand it is the CDI importer
+ * pod entrypoint (SPEC §4), which also accepts klog-style flags such as -v=1.
+ */
+export async function main(argv: string[]): Promise<number> {
+  const first = argv[2];
+  const wantsHelp = first === '--help' || first === '-h' || first === '--version' || first === '-V';
+  if (!wantsHelp && (first === undefined || !SUBCOMMANDS.has(first))) {
+    const { runPodMode } = await import('./pod/index.js');
+    return runPodMode(argv.slice(2));
+  }
+  const program = new Command()
+    .name('cdi-importer')
+    .description(
+      'Import virtual machine disk images (raw, qcow2, ISO; gz/xz/zst-compressed; tar archives) from files, stdin,\n' +
+        'HTTP(S) and registries onto files and block devices. With no command: the KubeVirt CDI importer pod.',
+    )
+    .version('0.1.0')
+    .exitOverride()
+    .showHelpAfterError('(add --help for usage)');
+  registerImportCommand(program);
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      return err.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
+    throw err;
+  }
+  return typeof process.exitCode === 'number' ? process.exitCode : 0;
+}
+
+main(process.argv).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.stderr.write(`cdi-importer: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
+    if (process.env.CDI_IMPORTER_DEBUG === '1') process.stderr.write(`${(err as Error).stack}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,60 @@
+import { stat } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import type { ImportContext, ImportRequest, ImportResult } from '../request.js';
+import { resolveSource } from '../sources/resolve-source.js';
+import { unwrapCompression } from '../formats/unwrap.js';
+import { SourceTap } from './source-tap.js';
+import { freeSpace } from '../targets/usable-space.js';
+import { badInput, targetError, usageError } from '../errors.js';
+
+interface ArchiveModule {
+  extractArchive(
+    tar: Readable,
+    directory: string,
+    options?: { signal?: AbortSignal; availableBytes?: number },
+  ): Promise<{ files: number; directories: number; links: number; bytes: number; skipped: string[] }>;
+}
+
+/** The archive content type (SPEC §6): a tar, possibly compressed, extracted into a directory. */
+export async function importArchive(request: ImportRequest, ctx: ImportContext & { signal: AbortSignal }): Promise<ImportResult> {
+  if (request.source.kind === 'blank') throw usageError('Cannot create empty disk with content type archive');
+  const directory = request.target.path;
+  const existing = await stat(directory).catch(() => undefined);
+  if (request.target.kind === 'block' || existing?.isBlockDevice()) {
+    throw usageError('ContentType Archive cannot have block volumeMode');
+  }
+  if (!existing) throw targetError(`destination directory ${directory} does not exist: create it first`);
+  if (!existing.isDirectory()) throw targetError(`${directory} is not a directory: archives are extracted into a directory`);
+
+  const source = await resolveSource(request.source);
+  const opened = await source.open(ctx.signal);
+  opened.randomAccess?.close();
+  const tap = new SourceTap(request.checksum, opened.size, ctx.progress);
+  try {
+    const unwrapped = await unwrapCompression(SourceTap.attach(opened.stream, tap), source.description);
+    if (unwrapped.format !== 'tar') {
+      throw badInput(`${source.description} is not a tar archive (found ${unwrapped.chain.join(' → ')}): content type archive needs a tar file`);
+    }
+    const requested = request.requestedSize;
+    const free = await freeSpace(directory);
+    const availableBytes = requested !== undefined ? Math.min(free, requested) : free;
+    const archivePath = '../targets/archive/index.js';
+    const { extractArchive } = (await import(archivePath)) as ArchiveModule;
+    const archive = await extractArchive(unwrapped.stream, directory, { signal: ctx.signal, availableBytes });
+    for await (const _ of unwrapped.stream) void _;
+    const checksum = tap.verify();
+    return {
+      formats: unwrapped.chain,
+      virtualSize: archive.bytes,
+      targetSize: archive.bytes,
+      sourceBytes: tap.bytes,
+      bytesWritten: archive.bytes,
+      scratchBytesUsed: 0,
+      preallocationApplied: false,
+      archive,
+      checksum,
+    };
+  } finally {
+    opened.stream.destroy();
+  }
+}

@@ -1,0 +1,35 @@
+import type { ImportRequest, ImportResult } from '../request.js';
+import { planDiskTarget } from './plan-target.js';
+import { usageError } from '../errors.js';
+
+/**
+ * A blank disk (SPEC §5.4): a sparse file of the usable size, or nothing at all on a block
+ * device (it is used as it is). Preallocation allocates the whole file.
+ */
+export async function importBlank(request: ImportRequest): Promise<ImportResult> {
+  const plan = await planDiskTarget(request);
+  if (plan.kind === 'block') {
+    return blankResult(plan.capacity, request.preallocation);
+  }
+  if (plan.growTo === undefined) throw usageError('a blank disk needs a size: give the requested volume size (--size or IMPORTER_IMAGE_SIZE)');
+  const target = await plan.create();
+  try {
+    const finished = await target.finish(plan.growTo);
+    return blankResult(finished.size, finished.preallocationApplied);
+  } catch (err) {
+    await target.abort();
+    throw err;
+  }
+}
+
+function blankResult(size: number, preallocationApplied: boolean): ImportResult {
+  return {
+    formats: ['blank'],
+    virtualSize: size,
+    targetSize: size,
+    sourceBytes: 0,
+    bytesWritten: 0,
+    scratchBytesUsed: 0,
+    preallocationApplied,
+  };
+}

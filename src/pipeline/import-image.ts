@@ -1,0 +1,66 @@
+import type { ImportContext, ImportRequest, ImportResult } from '../request.js';
+import type { DiskTarget } from '../targets/disk-target.js';
+import { resolveSource } from '../sources/resolve-source.js';
+import { openDiskImage, type OpenedDiskImage } from './open-disk-image.js';
+import { planDiskTarget, type TargetPlan } from './plan-target.js';
+import { writeExtents } from './write-extents.js';
+import { ImportError, tooSmall, usageError } from '../errors.js';
+import { importArchive } from './import-archive.js';
+import { importBlank } from './import-blank.js';
+
+/**
+ * The one function every front door calls (DESIGN.md): fetch, unwrap, detect, convert, write,
+ * verify, resize. Throws ImportError; on failure nothing that looks like a finished disk is left.
+ */
+export async function importImage(request: ImportRequest, ctx: ImportContext = {}): Promise<ImportResult> {
+  const signal = ctx.signal ?? new AbortController().signal;
+  if (request.contentType === 'archive') return importArchive(request, { ...ctx, signal });
+  if (request.source.kind === 'blank') return importBlank(request);
+  if (request.target.kind === 'directory') throw usageError(`a ${request.contentType} import needs a file or block device target, not the directory ${request.target.path}`);
+
+  const plan = await planDiskTarget(request);
+  const source = await resolveSource(request.source);
+  const opened = await source.open(signal);
+  let disk: OpenedDiskImage | undefined;
+  let target: DiskTarget | undefined;
+  try {
+    disk = await openDiskImage(opened, request, source.description, { ...ctx, signal });
+    const { image } = disk;
+    if (image.virtualSize !== undefined) checkFits(image.virtualSize, plan);
+    signal.throwIfAborted();
+    target = await plan.create();
+    const { end, bytesWritten } = await writeExtents(image, target, plan, signal);
+    const virtualSize = image.virtualSize ?? end;
+
+    // The checksum covers every source byte, including any the reader did not need.
+    if (disk.innerStream && !disk.innerStream.readableEnded) {
+      for await (const _ of disk.innerStream) void _;
+    }
+    const checksum = disk.tap?.verify();
+    const finalSize = plan.growTo !== undefined ? Math.max(virtualSize, plan.growTo) : virtualSize;
+    const finished = await target.finish(finalSize);
+    return {
+      formats: disk.chain,
+      virtualSize,
+      targetSize: finished.size,
+      sourceBytes: disk.sourceBytes(),
+      bytesWritten,
+      scratchBytesUsed: image.scratchBytesUsed?.() ?? 0,
+      preallocationApplied: plan.kind === 'block' ? request.preallocation : finished.preallocationApplied,
+      labels: opened.labels,
+      checksum,
+    };
+  } catch (err) {
+    await target?.abort();
+    throw signal.aborted && !(err instanceof ImportError) ? new ImportError('cancelled', 'import cancelled', { cause: err }) : err;
+  } finally {
+    opened.stream.destroy();
+    disk?.innerStream?.destroy();
+    await opened.randomAccess?.close();
+  }
+}
+
+/** SPEC §7: fail before writing when the image cannot fit. */
+export function checkFits(virtualSize: number, plan: TargetPlan): void {
+  if (virtualSize > plan.capacity) throw tooSmall(virtualSize, plan.capacity);
+}

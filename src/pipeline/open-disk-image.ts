@@ -1,0 +1,114 @@
+import type { Readable } from 'node:stream';
+import type { DiskImage } from '../extents.js';
+import type { ImportContext, ImportRequest } from '../request.js';
+import type { OpenedSource, RandomAccessReader } from '../sources/source.js';
+import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat } from '../formats/magic.js';
+import { unwrapCompression } from '../formats/unwrap.js';
+import { rawImage } from '../formats/raw-image.js';
+import { SourceTap } from './source-tap.js';
+import { badInput } from '../errors.js';
+
+export interface OpenedDiskImage {
+  image: DiskImage;
+  /** Format chain, outermost first: ['xz', 'qcow2']. */
+  chain: string[];
+  /** Counts and hashes the source bytes; undefined when the image is read by random access. */
+  tap?: SourceTap;
+  /** The stream the reader consumes, drained after the image so the checksum covers every byte. */
+  innerStream?: Readable;
+  /** Source bytes read so far. */
+  sourceBytes(): number;
+}
+
+/**
+ * The one place that decides how an image is read (DESIGN.md: the planner): random access for a
+ * qcow2 the transport can seek in (unless a checksum needs every byte in order), one sequential
+ * pass otherwise.
+ */
+export async function openDiskImage(
+  opened: OpenedSource,
+  request: ImportRequest,
+  description: string,
+  ctx: ImportContext,
+): Promise<OpenedDiskImage> {
+  if (opened.randomAccess && !request.checksum) {
+    const head = await opened.randomAccess.read(0, DETECTION_BYTES);
+    if (detectFormat(head) === 'qcow2') {
+      opened.stream.destroy();
+      const counting = new CountingReader(opened.randomAccess, ctx);
+      const image = await openQcow2RandomAccess(counting, request, ctx);
+      return { image, chain: ['qcow2'], sourceBytes: () => counting.bytes };
+    }
+  }
+
+  const tap = new SourceTap(request.checksum, opened.size, ctx.progress);
+  const tapped = SourceTap.attach(opened.stream, tap);
+  const unwrapped = await unwrapCompression(tapped, description);
+  const { format, chain, stream } = unwrapped;
+  const result = (image: DiskImage): OpenedDiskImage => ({
+    image,
+    chain,
+    tap,
+    innerStream: stream,
+    sourceBytes: () => tap.bytes,
+  });
+  if (format === 'raw' || format === 'iso') {
+    // The uncompressed length is the source size only when nothing was unwrapped.
+    return result(rawImage(stream, format, chain.length === 1 ? opened.size : undefined));
+  }
+  if (format === 'qcow2') return result(await openQcow2Stream(stream, request, ctx));
+  stream.destroy();
+  if (format === 'tar') {
+    throw badInput(`${description} is a tar archive: import it with --content-type archive to extract its files`);
+  }
+  if (isUnsupportedDiskFormat(format)) {
+    throw badInput(
+      `${description} is a ${format.toUpperCase()} image, which is not supported: convert it to raw or qcow2 first (qemu-img convert -O qcow2)`,
+    );
+  }
+  throw badInput(`${description}: unexpected format ${format}`);
+}
+
+async function openQcow2RandomAccess(reader: RandomAccessReader, request: ImportRequest, ctx: ImportContext): Promise<DiskImage> {
+  void reader;
+  void request;
+  void ctx;
+  throw badInput('qcow2 not supported yet');
+}
+
+async function openQcow2Stream(stream: Readable, request: ImportRequest, ctx: ImportContext): Promise<DiskImage> {
+  stream.destroy();
+  void request;
+  void ctx;
+  throw badInput('qcow2 not supported yet');
+}
+
+/** Counts the bytes a random-access reader fetched, for progress. */
+class CountingReader implements RandomAccessReader {
+  bytes = 0;
+  private lastReport = 0;
+  private furthest = 0;
+  constructor(
+    private readonly inner: RandomAccessReader,
+    private readonly ctx: ImportContext,
+  ) {}
+  get size(): number {
+    return this.inner.size;
+  }
+  async read(offset: number, length: number): Promise<Buffer> {
+    const data = await this.inner.read(offset, length);
+    this.bytes += data.length;
+    // Random access skips unallocated clusters, so bytes fetched understate the work done:
+    // progress is the furthest offset reached, which only grows.
+    this.furthest = Math.max(this.furthest, Math.min(this.inner.size, offset + data.length));
+    const now = Date.now();
+    if (this.ctx.progress && now - this.lastReport >= 200) {
+      this.lastReport = now;
+      this.ctx.progress({ bytes: this.furthest, total: this.inner.size });
+    }
+    return data;
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}

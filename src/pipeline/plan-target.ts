@@ -1,0 +1,59 @@
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { ImportRequest } from '../request.js';
+import type { DiskTarget } from '../targets/disk-target.js';
+import { SparseFileTarget } from '../targets/sparse-file-target.js';
+import { BlockDeviceTarget } from '../targets/block-device-target.js';
+import { freeSpace, usableSpace } from '../targets/usable-space.js';
+import { targetFailure } from '../targets/target-errors.js';
+import { targetError } from '../errors.js';
+
+/** What the pipeline knows about the destination before anything is written. */
+export interface TargetPlan {
+  kind: 'file' | 'block';
+  path: string;
+  /** Bytes the image may occupy; a larger virtual size fails before writing. */
+  capacity: number;
+  /** Size to grow the image to (SPEC §7); undefined = no resize. */
+  growTo?: number;
+  create(): Promise<DiskTarget>;
+}
+
+/** Sizes the target of a disk import without touching it (SPEC §7). */
+export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan> {
+  const target = request.target;
+  if (target.kind === 'directory') throw targetError(`${target.path} is a directory target; disk images need a file or block device`);
+  if (target.kind === 'block') return planBlock(target.path);
+
+  // An existing block device given as a file path is written as a device.
+  const existing = await stat(target.path).catch(() => undefined);
+  if (existing?.isBlockDevice()) return planBlock(target.path);
+  if (existing?.isDirectory()) throw targetError(`${target.path} is a directory: give a file name for the disk image (e.g. ${path.join(target.path, 'disk.img')})`);
+
+  const directory = path.dirname(path.resolve(target.path));
+  const dirInfo = await stat(directory).catch((err) => {
+    throw targetFailure(err, target.path);
+  });
+  if (!dirInfo.isDirectory()) throw targetError(`destination directory ${directory} is not a directory`);
+  const free = await freeSpace(directory);
+  const available = request.requestedSize !== undefined ? Math.min(free, request.requestedSize) : free;
+  const capacity = usableSpace(available, request.filesystemOverhead);
+  return {
+    kind: 'file',
+    path: target.path,
+    capacity,
+    growTo: request.requestedSize !== undefined ? capacity : undefined,
+    create: () =>
+      SparseFileTarget.create({
+        path: target.path,
+        capacity,
+        atomic: target.atomic,
+        preallocation: request.preallocation,
+      }),
+  };
+}
+
+async function planBlock(devicePath: string): Promise<TargetPlan> {
+  const device = await BlockDeviceTarget.open(devicePath);
+  return { kind: 'block', path: devicePath, capacity: device.capacity, create: async () => device };
+}
