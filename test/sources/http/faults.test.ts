@@ -1,0 +1,160 @@
+/** The HTTP source against injected faults: every byte exactly once, or one clear error. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { ImportError } from '../../../src/errors.js';
+import { HttpSource } from '../../../src/sources/http/index.js';
+import { startFaultServer, type FaultServer } from '../../support/fault-server.js';
+import { digestStream, quickTuning, randomContent, sha256 } from './helpers.js';
+
+const content = randomContent(3 * 1024 * 1024 + 12345);
+const expected = sha256(content);
+let server: FaultServer;
+
+before(async () => {
+  server = await startFaultServer(content);
+});
+after(async () => {
+  await server.stop();
+});
+
+const requestsTo = (path: string) => server.requests.filter((r) => r.path === path);
+
+async function download(path: string, transport = {}, tuning = quickTuning) {
+  const source = new HttpSource(server.url + path.replace(/^\//, ''), transport, tuning);
+  const opened = await source.open(new AbortController().signal);
+  await opened.randomAccess?.close();
+  return { opened, digest: await digestStream(opened.stream) };
+}
+
+describe('HttpSource under faults', () => {
+  it('reads a healthy server and reports size and random access', async () => {
+    const { opened, digest } = await download('/ok');
+    assert.equal(digest.sha256, expected);
+    assert.equal(opened.size, content.length);
+    assert.ok(opened.randomAccess);
+  });
+
+  it('resumes dropped connections with Range + If-Range; the bytes are identical', async () => {
+    const before = requestsTo('/drop').length;
+    const { digest } = await download('/drop?after=100000&times=3');
+    assert.equal(digest.sha256, expected);
+    const mine = requestsTo('/drop').slice(before);
+    assert.equal(mine.length, 4);
+    assert.equal(mine[0]!.range, undefined);
+    assert.deepEqual(
+      mine.slice(1).map((r) => r.range),
+      ['bytes=100000-', 'bytes=200000-', 'bytes=300000-'],
+    );
+    assert.ok(mine.slice(1).every((r) => r.ifRange === server.etag));
+  });
+
+  it('treats a stall as a drop and resumes', async () => {
+    const { digest } = await download('/stall?after=50000&times=1', { stallTimeoutSeconds: 0.3 });
+    assert.equal(digest.sha256, expected);
+    assert.deepEqual(
+      requestsTo('/stall').map((r) => r.range),
+      [undefined, 'bytes=50000-'],
+    );
+  });
+
+  it('restarts cleanly when the server cannot resume, dropping the prefix it already delivered', async () => {
+    const { digest } = await download('/no-range-drop?after=700000');
+    assert.equal(digest.sha256, expected);
+    assert.equal(requestsTo('/no-range-drop').length, 2);
+  });
+
+  it('retries 500 twice, then succeeds', async () => {
+    const { digest } = await download('/flaky?times=2');
+    assert.equal(digest.sha256, expected);
+    assert.equal(requestsTo('/flaky').length, 3);
+  });
+
+  it('gives up on a server that keeps failing, with the status in the message', async () => {
+    await assert.rejects(download('/flaky?times=100'), (err: ImportError) => {
+      assert.equal(err.category, 'cannot-connect');
+      assert.match(err.message, /expected status code 200, got 500\. Status: 500 Internal Server Error/);
+      return true;
+    });
+  });
+
+  it('fails clearly when the body is shorter than its Content-Length', async () => {
+    await assert.rejects(download('/wrong-length?extra=1000'), (err: ImportError) => {
+      assert.equal(err.category, 'cannot-connect');
+      assert.match(err.message, new RegExp(`after ${content.length} of ${content.length + 1000} bytes \\(Content-Length\\)`));
+      return true;
+    });
+  });
+
+  it('gives up after the retry budget when every connection drops', async () => {
+    const tuning = { retry: { retries: 2, maxResumes: 3, baseDelayMs: 5, maxDelayMs: 10 } };
+    await assert.rejects(download('/drop?after=1000&times=1000', {}, tuning), (err: ImportError) => {
+      assert.equal(err.category, 'cannot-connect');
+      assert.match(err.message, /failed after \d+ of \d+ bytes and 3 retries/);
+      return true;
+    });
+  });
+
+  it('works with a server that refuses HEAD (it never needs HEAD)', async () => {
+    const { digest } = await download('/no-head');
+    assert.equal(digest.sha256, expected);
+    assert.ok(requestsTo('/no-head').every((r) => r.method === 'GET'));
+  });
+
+  it('follows two redirect hops with credentials and headers kept on the same origin', async () => {
+    const transport = { auth: { username: 'alice', password: 's3cret' }, headers: ['X-Test: yes'] };
+    const { digest } = await download('/hop1', transport);
+    assert.equal(digest.sha256, expected);
+    const hops = server.requests.filter((r) => ['/hop1', '/hop2'].includes(r.path));
+    assert.ok(hops.length >= 2);
+    for (const hop of hops) {
+      assert.equal(hop.authorization, `Basic ${Buffer.from('alice:s3cret').toString('base64')}`);
+      assert.equal(hop.xTest, 'yes');
+    }
+  });
+
+  it('does not send credentials or extra headers to another origin after a redirect', async () => {
+    const transport = { auth: { username: 'alice', password: 's3cret' }, headers: ['X-Test: yes'] };
+    const { digest } = await download('/cross-origin', transport);
+    assert.equal(digest.sha256, expected);
+    const first = server.requests.find((r) => r.path === '/cross-origin')!;
+    assert.ok(first.authorization);
+    const otherPort = Number(new URL(server.otherUrl).port);
+    const landed = server.requests.filter((r) => r.port === otherPort);
+    assert.ok(landed.length > 0);
+    for (const request of landed) {
+      assert.equal(request.authorization, undefined);
+      assert.equal(request.xTest, undefined);
+    }
+  });
+
+  it('reports 404 the CDI way and never shows the password', async () => {
+    const source = new HttpSource(`${server.url}status/404`, { auth: { username: 'bob', password: 'hunter2' } }, quickTuning);
+    assert.doesNotMatch(source.description, /hunter2/);
+    await assert.rejects(source.open(new AbortController().signal), (err: ImportError) => {
+      assert.match(err.message, /^expected status code 200, got 404\. Status: 404 Not Found/);
+      assert.doesNotMatch(err.message, /hunter2/);
+      return true;
+    });
+  });
+
+  it('names the user on 401 and 403, not the password', async () => {
+    for (const status of [401, 403]) {
+      const source = new HttpSource(`${server.url}status/${status}`, { auth: { username: 'bob', password: 'hunter2' } }, quickTuning);
+      await assert.rejects(source.open(new AbortController().signal), (err: ImportError) => {
+        assert.match(err.message, new RegExp(`access denied \\(${status} .*user "bob"`));
+        assert.doesNotMatch(err.message, /hunter2/);
+        assert.doesNotMatch(err.message, /\n/);
+        return true;
+      });
+    }
+  });
+
+  it('stops the download when the signal aborts', async () => {
+    const controller = new AbortController();
+    const source = new HttpSource(`${server.url}stall?after=1000&times=1000`, { stallTimeoutSeconds: 30 }, quickTuning);
+    const opened = await source.open(controller.signal);
+    setTimeout(() => controller.abort(new Error('cancelled by test')), 100);
+    await assert.rejects(digestStream(opened.stream), /cancelled by test/);
+    await opened.randomAccess?.close();
+  });
+});

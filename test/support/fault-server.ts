@@ -1,0 +1,156 @@
+/**
+ * A Node HTTP server that serves one byte buffer with injected faults, for the HTTP source's
+ * reliability tests. It listens on two ports (two origins) so redirects can cross origins.
+ *
+ *   GET /ok                      200 with Content-Length, ETag, Last-Modified, Accept-Ranges; honours Range/If-Range
+ *   GET /drop?after=N&times=K    like /ok, but the first K requests are cut after N body bytes
+ *   GET /stall?after=N&times=K   like /ok, but the first K requests stop sending after N bytes (connection kept open)
+ *   GET /wrong-length?extra=M    claims M bytes more than it has, sends what it has, then closes
+ *   GET /no-range-drop?after=N   no Range support, no validators; the first request is cut after N bytes
+ *   GET /flaky?times=K           500 for the first K requests, then like /ok
+ *   GET /no-head                 like /ok, HEAD answers 405
+ *   GET /hop1                    302 → /hop2 → 302 → /ok (same origin)
+ *   GET /cross-origin            302 → the other port's /ok
+ *   GET /status/N                answers status N
+ *
+ * `requests` records every request (both ports) with the headers that matter to the tests.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface FaultRequest {
+  port: number;
+  method: string;
+  path: string;
+  range?: string;
+  ifRange?: string;
+  authorization?: string;
+  /** The `x-test` header, the tests' extra header. */
+  xTest?: string;
+}
+
+export interface FaultServer {
+  /** Base URL of the first origin, ending in '/'. */
+  url: string;
+  /** Base URL of the second origin. */
+  otherUrl: string;
+  requests: FaultRequest[];
+  etag: string;
+  stop(): Promise<void>;
+}
+
+const LAST_MODIFIED = new Date(Date.UTC(2025, 0, 1)).toUTCString();
+
+export async function startFaultServer(content: Buffer): Promise<FaultServer> {
+  const requests: FaultRequest[] = [];
+  const counts = new Map<string, number>();
+  const etag = `"${content.length.toString(16)}-test"`;
+  let otherPort = 0;
+
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const port = (req.socket.localPort ?? 0) as number;
+    const header = (name: string) => req.headers[name] as string | undefined;
+    requests.push({
+      port,
+      method: req.method ?? '',
+      path: url.pathname,
+      range: header('range'),
+      ifRange: header('if-range'),
+      authorization: header('authorization'),
+      xTest: header('x-test'),
+    });
+    const key = `${port}${url.pathname}`;
+    const seen = counts.get(key) ?? 0;
+    counts.set(key, seen + 1);
+    const num = (name: string, fallback: number) => Number(url.searchParams.get(name) ?? fallback);
+
+    const serve = (opts: { ranges: boolean; cutAfter?: number; stallAfter?: number; extraLength?: number }) => {
+      if (req.method === 'HEAD' && url.pathname === '/no-head') return void res.writeHead(405).end();
+      let start = 0;
+      let end = content.length - 1;
+      let status = 200;
+      const headers: http.OutgoingHttpHeaders = {};
+      if (opts.ranges) {
+        headers['accept-ranges'] = 'bytes';
+        headers.etag = etag;
+        headers['last-modified'] = LAST_MODIFIED;
+        const range = /^bytes=(\d+)-(\d*)$/.exec(header('range') ?? '');
+        const ifRange = header('if-range');
+        if (range && (!ifRange || ifRange === etag || ifRange === LAST_MODIFIED)) {
+          start = Number(range[1]);
+          end = range[2] ? Math.min(Number(range[2]), content.length - 1) : content.length - 1;
+          if (start >= content.length) {
+            res.writeHead(416, { 'content-range': `bytes */${content.length}` }).end();
+            return;
+          }
+          status = 206;
+          headers['content-range'] = `bytes ${start}-${end}/${content.length}`;
+        }
+      }
+      const body = content.subarray(start, end + 1);
+      headers['content-length'] = body.length + (opts.extraLength ?? 0);
+      res.writeHead(status, headers);
+      if (req.method === 'HEAD') return void res.end();
+      if (opts.cutAfter !== undefined) {
+        res.write(body.subarray(0, opts.cutAfter), () => res.socket?.destroy());
+      } else if (opts.stallAfter !== undefined) {
+        res.write(body.subarray(0, opts.stallAfter)); // and nothing more: the client must give up
+      } else if (opts.extraLength) {
+        res.write(body, () => res.socket?.destroy());
+      } else {
+        res.end(body);
+      }
+    };
+
+    switch (url.pathname) {
+      case '/ok':
+      case '/no-head':
+        return serve({ ranges: true });
+      case '/drop':
+        return serve({ ranges: true, cutAfter: seen < num('times', 1) ? num('after', 1000) : undefined });
+      case '/stall':
+        return serve({ ranges: true, stallAfter: seen < num('times', 1) ? num('after', 1000) : undefined });
+      case '/wrong-length':
+        return serve({ ranges: true, extraLength: num('extra', 1000) });
+      case '/no-range-drop':
+        return serve({ ranges: false, cutAfter: seen < 1 ? num('after', 1000) : undefined });
+      case '/flaky':
+        if (seen < num('times', 2)) return void res.writeHead(500).end('try again');
+        return serve({ ranges: true });
+      case '/hop1':
+        return void res.writeHead(302, { location: '/hop2' }).end();
+      case '/hop2':
+        return void res.writeHead(302, { location: '/ok' }).end();
+      case '/cross-origin':
+        return void res.writeHead(302, { location: `http://127.0.0.1:${otherPort}/ok` }).end();
+      default: {
+        const status = /^\/status\/(\d{3})$/.exec(url.pathname);
+        if (status) return void res.writeHead(Number(status[1])).end();
+        res.writeHead(404).end();
+      }
+    }
+  };
+
+  const listen = async () => {
+    const server = http.createServer(handler);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return server;
+  };
+  const first = await listen();
+  const second = await listen();
+  const portOf = (s: http.Server) => (s.address() as AddressInfo).port;
+  otherPort = portOf(second);
+  return {
+    url: `http://127.0.0.1:${portOf(first)}/`,
+    otherUrl: `http://127.0.0.1:${otherPort}/`,
+    requests,
+    etag,
+    stop: async () => {
+      for (const server of [first, second]) {
+        server.closeAllConnections();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+    },
+  };
+}
