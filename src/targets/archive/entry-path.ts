@@ -1,0 +1,20 @@
+/** Turning an archive member name into path components that cannot leave the target directory. */
+import { badInput } from '../../errors.js';
+
+/** How entries are named in messages: quoted, so odd names stay on one line. */
+export const quoteEntry = (name: string) => JSON.stringify(name);
+
+/**
+ * The components of an archive path relative to the target: "./a//b/" → ["a", "b"]; the
+ * target itself is []. Absolute paths and ".." components are refused, as GNU tar's
+ * safe-extraction rules would strip them but SPEC §6 rejects them.
+ */
+export function archivePathComponents(name: string, entry: string, role = 'path'): string[] {
+  const refuse = (why: string) =>
+    badInput(`archive entry ${quoteEntry(entry)}: ${role} ${quoteEntry(name)} ${why}; refusing to extract an archive that reaches outside the target directory`);
+  if (name.includes('\0')) throw refuse('contains a NUL byte');
+  if (name.startsWith('/')) throw refuse('is absolute');
+  const parts = name.split('/').filter((part) => part !== '' && part !== '.');
+  if (parts.includes('..')) throw refuse('has a ".." component');
+  return parts;
+}

@@ -1,0 +1,348 @@
+/**
+ * Safe, streaming extraction of a tar into a directory (SPEC §6). The archive is read once,
+ * entry by entry; nothing is staged. Every entry is checked before it touches the disk, and a
+ * failure of any kind removes what this extraction created.
+ */
+import { constants } from 'node:fs';
+import { chmod, link, lstat, lutimes, mkdir, open, symlink, utimes } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { extract as tarExtract, type ExtractEvents, type Header as TarStreamHeader } from 'tar-stream';
+import { ImportError, badInput, isImportError, targetError } from '../../errors.js';
+import { archivePathComponents, quoteEntry } from './entry-path.js';
+import { ExtractionJournal } from './extraction-journal.js';
+import { Pax1MapReader, checkSegments, fileLayout, type FileLayout } from './sparse-layout.js';
+import { SparseFileWriter } from './sparse-file-writer.js';
+import { TarPrepass, type EntryFacts } from './tar-prepass.js';
+import { TargetTree } from './target-tree.js';
+
+export interface ArchiveExtractOptions {
+  signal?: AbortSignal;
+  /** Bytes free for the extraction; fail as soon as exceeded. */
+  availableBytes?: number;
+}
+
+export interface ArchiveResult {
+  files: number;
+  directories: number;
+  /** Symbolic and hard links. */
+  links: number;
+  /** Bytes of regular-file content extracted (logical sizes; holes count). */
+  bytes: number;
+  /** Entries deliberately not extracted, each "name: why". */
+  skipped: string[];
+}
+
+/** An entry's data stream, with its header and the header's offset in the stream. */
+type Entry = ExtractEvents['entry'][1];
+/** What tar-stream's header really carries: unknown typeflags come out as null, PAX records as strings. */
+type Header = Omit<TarStreamHeader, 'type' | 'pax'> & { type: TarStreamHeader['type'] | null; pax?: Record<string, string> | null };
+
+const CREATE_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+/** Ownership is not kept (SPEC §6), and neither are setuid, setgid and sticky: the archive is untrusted. */
+const PERMISSION_BITS = 0o777;
+
+export async function extractArchive(tarStream: Readable, directory: string, options: ArchiveExtractOptions = {}): Promise<ArchiveResult> {
+  const extraction = new Extraction(directory, options);
+  try {
+    return await extraction.run(tarStream);
+  } catch (err) {
+    tarStream.destroy();
+    const left = await extraction.journal.rollBack();
+    const failure = asImportError(err, directory, options.signal);
+    if (left.length > 0) {
+      throw new ImportError(failure.category, `${failure.message} (could not remove ${left.length} created path(s), e.g. ${quoteEntry(left[0]!)})`, { cause: failure });
+    }
+    throw failure;
+  }
+}
+
+function asImportError(err: unknown, directory: string, signal?: AbortSignal): ImportError {
+  if (signal?.aborted) return new ImportError('cancelled', 'archive extraction cancelled');
+  if (isImportError(err)) return err;
+  const errno = err as NodeJS.ErrnoException;
+  if (errno?.code === 'ENOSPC' || errno?.code === 'EDQUOT') return targetError(`no space left in ${directory} while extracting the archive`, err);
+  if (typeof errno?.code === 'string') return targetError(`cannot extract into ${directory}: ${errno.message}`, err);
+  // tar-stream's own complaints: "Invalid tar header...", "Unexpected end of data".
+  return badInput(`archive is not a valid tar: ${(err as Error)?.message ?? String(err)}`, err);
+}
+
+class Extraction {
+  readonly journal = new ExtractionJournal();
+  private readonly tree: TargetTree;
+  private readonly result: ArchiveResult = { files: 0, directories: 0, links: 0, bytes: 0, skipped: [] };
+  /** Sum of regular-file data sizes declared so far, checked against availableBytes at each header. */
+  private declaredBytes = 0;
+  /** Directories this extraction made for archive entries: their mode and mtime are applied last. */
+  private readonly directoryMeta = new Map<string, { mode: number; mtime: number }>();
+
+  constructor(
+    private readonly directory: string,
+    private readonly options: ArchiveExtractOptions,
+  ) {
+    this.tree = new TargetTree(directory, this.journal, (entry, what, fn) => this.fsStep(entry, what, fn));
+  }
+
+  async run(tarStream: Readable): Promise<ArchiveResult> {
+    const { signal } = this.options;
+    signal?.throwIfAborted();
+    const prepass = new TarPrepass();
+    const extract = tarExtract();
+    let feedError: unknown;
+    const feeding = pipeline(tarStream, prepass, extract as unknown as NodeJS.WritableStream, { signal }).catch((err) => {
+      feedError ??= err;
+      extract.destroy(err);
+    });
+    try {
+      for await (const entry of extract) {
+        signal?.throwIfAborted();
+        const offset = entry.offset;
+        const facts = prepass.facts.get(offset);
+        prepass.facts.delete(offset);
+        await this.entry(entry, entry.header as Header, facts);
+      }
+    } catch (err) {
+      throw feedError ?? err; // a source failure explains a parser complaint, not the other way round
+    } finally {
+      await feeding;
+    }
+    if (feedError) throw feedError;
+    await this.finish();
+    return this.result;
+  }
+
+  /** Runs a file system step for an entry, turning errno failures into one clear line. */
+  async fsStep<T>(entry: string, what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      if (isImportError(err)) throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') {
+        throw targetError(`no space left in ${this.directory} while extracting archive entry ${quoteEntry(entry)}: the target is full`, err);
+      }
+      throw targetError(`cannot ${what} for archive entry ${quoteEntry(entry)} in ${this.directory}: ${(err as Error).message}`, err);
+    }
+  }
+
+  private async entry(entry: Entry, header: Header, facts: EntryFacts | undefined): Promise<void> {
+    const name = header.name;
+    switch (header.type) {
+      case 'file':
+      case 'contiguous-file':
+        return this.regularFile(entry, header, facts);
+      case 'directory':
+        await drain(entry);
+        return this.directoryEntry(name, header);
+      case 'symlink':
+        await drain(entry);
+        return this.symlinkEntry(name, header.linkname ?? '', mtimeOf(header));
+      case 'link':
+        await drain(entry);
+        return this.hardLinkEntry(name, header.linkname ?? '');
+      case 'character-device':
+      case 'block-device':
+        throw badInput(`archive entry ${quoteEntry(name)} is a ${header.type.replace('-', ' ')}; device nodes are not extracted from archives`);
+      case 'fifo':
+        throw badInput(`archive entry ${quoteEntry(name)} is a FIFO; named pipes are not extracted from archives`);
+      default:
+        return this.otherEntry(entry, name, facts);
+    }
+  }
+
+  private async otherEntry(entry: Entry, name: string, facts: EntryFacts | undefined): Promise<void> {
+    const flag = facts?.typeflag ?? '?';
+    await drain(entry);
+    switch (flag) {
+      case 'D': // GNU incremental dump directory: a directory plus a listing tar -x does not need
+        return this.directoryEntry(name, entry.header as Header);
+      case 'S':
+        throw badInput(`archive entry ${quoteEntry(name)}: unreadable GNU sparse header`);
+      case 'M':
+        throw badInput(`archive entry ${quoteEntry(name)} continues a file from a previous volume; multi-volume archives are not supported`);
+      case 'V':
+        this.result.skipped.push(`${name}: volume label`);
+        return;
+      default:
+        this.result.skipped.push(`${name}: unsupported entry type '${flag}'`);
+    }
+  }
+
+  private checkSpace(entry: string, size: number): void {
+    this.declaredBytes += size;
+    const available = this.options.availableBytes;
+    if (available !== undefined && this.declaredBytes > available) {
+      throw new ImportError(
+        'too-small',
+        `archive content size ${this.declaredBytes} (through entry ${quoteEntry(entry)}) is larger than the reported available storage ${available}. A larger PVC is required`,
+      );
+    }
+  }
+
+  private async regularFile(entry: Entry, header: Header, facts: EntryFacts | undefined): Promise<void> {
+    const stored = header.size ?? 0;
+    const layout = fileLayout(header.name, stored, header.pax ?? null, facts);
+    const name = layout.name;
+    const parts = archivePathComponents(name, name);
+    if (parts.length === 0) throw badInput(`archive entry ${quoteEntry(name)}: a file cannot replace the target directory`);
+    this.checkSpace(name, stored);
+    await this.tree.prepareParents(parts, name);
+    const rel = parts.join('/');
+    await this.tree.prepareLeaf(rel, name, false);
+    const abs = this.tree.absolute(rel);
+
+    const file = await this.fsStep(name, 'create the file', () => open(abs, CREATE_FILE, 0o600));
+    this.journal.record(abs, 'other');
+    try {
+      const writer = new SparseFileWriter(file);
+      await this.fsStep(name, 'write', () => this.writeData(entry, name, stored, layout, writer));
+      await this.fsStep(name, 'finish', async () => {
+        await writer.finish(layout.realSize);
+        await file.chmod((header.mode ?? 0o644) & PERMISSION_BITS);
+        const mtime = mtimeOf(header);
+        await file.utimes(mtime, mtime);
+      });
+    } finally {
+      await file.close();
+    }
+    this.result.files++;
+    this.result.bytes += layout.realSize;
+  }
+
+  /** Streams the entry's data into the file, placing each stored byte where the layout says. */
+  private async writeData(entry: Entry, name: string, stored: number, layout: FileLayout, writer: SparseFileWriter): Promise<void> {
+    const bad = (why: string) => badInput(`archive entry ${quoteEntry(name)}: invalid GNU sparse file: ${why}`);
+    const mapReader = layout.mapInData ? new Pax1MapReader(bad) : null;
+    let segments = layout.segments;
+    let segment = 0;
+    let within = 0; // bytes of the current segment (or of a plain file) already placed
+    for await (const chunk of entry as AsyncIterable<Buffer>) {
+      this.options.signal?.throwIfAborted();
+      let data = chunk;
+      if (mapReader && !mapReader.done) {
+        data = mapReader.feed(chunk);
+        if (!mapReader.done) continue;
+        if (segments?.length === 0) segments = checkSegments(mapReader.segments, layout.realSize, stored - mapReader.consumed, bad);
+      }
+      if (segments === null) {
+        await writer.writeAt(within, data);
+        within += data.length;
+        continue;
+      }
+      while (data.length > 0) {
+        const current = segments[segment];
+        if (!current) throw bad('more data than the map describes');
+        const n = Math.min(current.length - within, data.length);
+        if (n > 0) await writer.writeAt(current.offset + within, data.subarray(0, n));
+        data = data.subarray(n);
+        within += n;
+        if (within === current.length) {
+          segment++;
+          within = 0;
+        }
+      }
+    }
+    if (mapReader && !mapReader.done) throw bad('the entry ends inside its PAX sparse map');
+  }
+
+  private async directoryEntry(name: string, header: Header): Promise<void> {
+    const parts = archivePathComponents(name, name);
+    if (parts.length === 0) return; // "./": the target itself, which we leave as it is
+    await this.tree.prepareParents(parts, name);
+    const rel = parts.join('/');
+    const abs = this.tree.absolute(rel);
+    if ((await this.tree.prepareLeaf(rel, name, true)) === 'free') {
+      await this.fsStep(name, 'create directory', () => mkdir(abs, 0o700));
+      this.journal.record(abs, 'directory');
+      this.tree.noteDirectory(rel);
+      this.result.directories++;
+    }
+    // Only directories this extraction made get the archive's mode and time: one that was
+    // there before is left exactly as it was.
+    if (this.journal.has(abs)) this.directoryMeta.set(abs, { mode: (header.mode ?? 0o755) & PERMISSION_BITS, mtime: mtimeOf(header) });
+  }
+
+  private async symlinkEntry(name: string, target: string, mtime: number): Promise<void> {
+    const parts = archivePathComponents(name, name);
+    if (parts.length === 0) throw badInput(`archive entry ${quoteEntry(name)}: a symlink cannot replace the target directory`);
+    if (target === '' || target.includes('\0')) throw badInput(`archive entry ${quoteEntry(name)}: symlink with an empty or invalid target`);
+    await this.tree.prepareParents(parts, name);
+    const rel = parts.join('/');
+    // Checked now for an early, clear failure, and again once every entry is in place.
+    await this.checkSymlink(name, parts, target);
+    await this.tree.prepareLeaf(rel, name, false);
+    this.tree.pendingSymlinks.set(rel, { entry: name, target, mtime });
+  }
+
+  private async checkSymlink(entry: string, parts: string[], target: string): Promise<void> {
+    const why = await this.tree.escapes(parts.slice(0, -1), target);
+    if (why !== null) {
+      throw badInput(`archive entry ${quoteEntry(entry)}: symlink target ${quoteEntry(target)} ${why}; links must stay inside the target directory`);
+    }
+  }
+
+  private async hardLinkEntry(name: string, linkname: string): Promise<void> {
+    const parts = archivePathComponents(name, name);
+    const targetParts = archivePathComponents(linkname, name, 'hard link target');
+    if (parts.length === 0 || targetParts.length === 0) throw badInput(`archive entry ${quoteEntry(name)}: a hard link cannot involve the target directory itself`);
+    const rel = parts.join('/');
+    const targetRel = targetParts.join('/');
+    if (rel === targetRel) {
+      this.result.skipped.push(`${name}: hard link to itself`);
+      return;
+    }
+    // The link target is reached through the same never-follow rule as any path we create.
+    await this.tree.prepareParents(targetParts, name);
+    const pending = this.tree.pendingSymlinks.get(targetRel);
+    await this.tree.prepareParents(parts, name);
+    if (pending) {
+      // A hard link to a symlink is a second symlink with the same text, which must be checked
+      // from its own directory.
+      await this.symlinkEntry(name, pending.target, pending.mtime);
+      this.result.links++;
+      return;
+    }
+    const targetAbs = this.tree.absolute(targetRel);
+    const stat = await lstat(targetAbs).catch(() => null);
+    if (stat === null) throw badInput(`archive entry ${quoteEntry(name)}: hard link target ${quoteEntry(linkname)} does not exist in the archive`);
+    if (!stat.isFile()) throw badInput(`archive entry ${quoteEntry(name)}: hard link target ${quoteEntry(linkname)} is not a regular file`);
+    await this.tree.prepareLeaf(rel, name, false);
+    const abs = this.tree.absolute(rel);
+    await this.fsStep(name, 'create the hard link', () => link(targetAbs, abs));
+    this.journal.record(abs, 'other');
+    this.result.links++;
+  }
+
+  /** Symlinks last (checked against the final tree), then directory modes and times, deepest first. */
+  private async finish(): Promise<void> {
+    for (const [rel, { entry, target }] of this.tree.pendingSymlinks) {
+      await this.checkSymlink(entry, rel.split('/'), target);
+    }
+    for (const [rel, { entry, target, mtime }] of this.tree.pendingSymlinks) {
+      const abs = this.tree.absolute(rel);
+      await this.fsStep(entry, 'create the symlink', () => symlink(target, abs));
+      this.journal.record(abs, 'other');
+      await this.fsStep(entry, 'set the symlink time', () => lutimes(abs, mtime, mtime));
+      this.result.links++;
+    }
+    this.tree.pendingSymlinks.clear();
+    const deepestFirst = [...this.directoryMeta].sort(([a], [b]) => b.split('/').length - a.split('/').length);
+    for (const [abs, { mode, mtime }] of deepestFirst) {
+      await this.fsStep(abs, 'set directory mode and time', async () => {
+        await chmod(abs, mode);
+        await utimes(abs, mtime, mtime);
+      });
+    }
+  }
+}
+
+/** PAX mtime keeps sub-second precision; the ustar field has whole seconds. */
+function mtimeOf(header: Header): number {
+  const pax = header.pax?.mtime;
+  if (pax !== undefined && /^-?\d+(\.\d+)?$/.test(pax)) return Number(pax);
+  return (header.mtime?.getTime() ?? Date.now()) / 1000;
+}
+
+async function drain(entry: Entry): Promise<void> {
+  for await (const _ of entry as AsyncIterable<Buffer>) void _;
+}

@@ -1,0 +1,136 @@
+/**
+ * Where a regular file's stored bytes go in the extracted file. A plain file's data is the
+ * file; a GNU sparse file (old GNU headers, or PAX sparse 0.0, 0.1 and 1.0) stores only its
+ * data segments, back to back, with a map saying where each belongs and the real size.
+ */
+import { badInput } from '../../errors.js';
+import { quoteEntry } from './entry-path.js';
+import type { EntryFacts, SparseSegment } from './tar-prepass.js';
+
+export type { SparseSegment };
+
+export interface FileLayout {
+  /** The member name to extract to (PAX sparse files carry it in GNU.sparse.name). */
+  name: string;
+  /** Size of the extracted file. */
+  realSize: number;
+  /** Null for a plain file; otherwise the segments, in order, that the data fills. */
+  segments: SparseSegment[] | null;
+  /** PAX sparse 1.0: the map is at the start of the entry data, read by Pax1MapReader. */
+  mapInData: boolean;
+}
+
+/** Bound on map entries held in memory (a GNU map entry costs ~24 bytes of archive each). */
+export const MAX_SEGMENTS = 1 << 20;
+
+export function fileLayout(name: string, size: number, pax: Record<string, string> | null, facts: EntryFacts | undefined): FileLayout {
+  const bad = (why: string) => badInput(`archive entry ${quoteEntry(name)}: invalid GNU sparse file: ${why}`);
+  const number = (key: string): number => {
+    const text = pax?.[key];
+    if (text === undefined || !/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw bad(`${key} is ${text === undefined ? 'missing' : quoteEntry(text)}`);
+    return Number(text);
+  };
+
+  if (facts?.typeflag === 'S') {
+    if (!facts.gnuSparse) throw bad('unreadable sparse header');
+    return { name, realSize: facts.gnuSparse.realSize, segments: checkSegments(facts.gnuSparse.map, facts.gnuSparse.realSize, size, bad), mapInData: false };
+  }
+  const major = pax?.['GNU.sparse.major'];
+  const minor = pax?.['GNU.sparse.minor'];
+  const sparseName = pax?.['GNU.sparse.name'] ?? name;
+  if (major !== undefined || minor !== undefined) {
+    if (major !== '1' || minor !== '0') throw bad(`unsupported PAX sparse version ${major}.${minor}`);
+    const realSize = number('GNU.sparse.realsize');
+    return { name: sparseName, realSize, segments: [], mapInData: true };
+  }
+  if (pax?.['GNU.sparse.map'] !== undefined) {
+    const numbers = pax['GNU.sparse.map'].split(',');
+    if (numbers.length % 2 !== 0 || numbers.length / 2 > MAX_SEGMENTS) throw bad('GNU.sparse.map has an odd or too large number of fields');
+    const segments: SparseSegment[] = [];
+    for (let i = 0; i < numbers.length; i += 2) segments.push({ offset: parseCount(numbers[i]!, bad), length: parseCount(numbers[i + 1]!, bad) });
+    const realSize = number('GNU.sparse.size');
+    return { name: sparseName, realSize, segments: checkSegments(segments, realSize, size, bad), mapInData: false };
+  }
+  if (facts?.pax00Map) {
+    const realSize = number('GNU.sparse.size');
+    if (facts.pax00Map.length !== number('GNU.sparse.numblocks')) throw bad('GNU.sparse.numblocks does not match the map');
+    return { name: sparseName, realSize, segments: checkSegments(facts.pax00Map, realSize, size, bad), mapInData: false };
+  }
+  return { name, realSize: size, segments: null, mapInData: false };
+}
+
+function parseCount(text: string, bad: (why: string) => Error): number {
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(Number(text))) throw bad(`map value ${quoteEntry(text)} is not a byte count`);
+  return Number(text);
+}
+
+/** Segments must be in order, not overlap, stay within the real size and add up to the stored data. */
+export function checkSegments(segments: SparseSegment[], realSize: number, storedSize: number, bad: (why: string) => Error): SparseSegment[] {
+  let end = 0;
+  let total = 0;
+  for (const { offset, length } of segments) {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < end) throw bad('map segments overlap or are out of order');
+    end = offset + length;
+    if (end > realSize) throw bad(`map reaches byte ${end}, past the real size ${realSize}`);
+    total += length;
+  }
+  if (total !== storedSize) throw bad(`map describes ${total} data bytes but the entry stores ${storedSize}`);
+  return segments;
+}
+
+/**
+ * PAX sparse 1.0 keeps the map as decimal lines ("count\n" then "offset\nlength\n" pairs) at
+ * the start of the data, padded to a 512-byte block. Fed the entry's chunks, it returns the
+ * data bytes that follow the map once it is complete.
+ */
+export class Pax1MapReader {
+  readonly segments: SparseSegment[] = [];
+  private count = -1;
+  private pendingOffset = -1;
+  private line = '';
+  /** Map bytes consumed so far, including the padding once the map is complete. */
+  consumed = 0;
+  private paddingLeft = -1;
+
+  constructor(private readonly bad: (why: string) => Error) {}
+
+  get done(): boolean {
+    return this.paddingLeft === 0;
+  }
+
+  /** Consumes map bytes from `chunk`; returns the rest (data), or an empty buffer while the map continues. */
+  feed(chunk: Buffer): Buffer {
+    let i = 0;
+    while (i < chunk.length && this.paddingLeft !== 0) {
+      if (this.paddingLeft > 0) {
+        const n = Math.min(this.paddingLeft, chunk.length - i);
+        this.paddingLeft -= n;
+        this.consumed += n;
+        i += n;
+        continue;
+      }
+      const byte = chunk[i++]!;
+      this.consumed++;
+      if (byte !== 0x0a) {
+        if (byte < 0x30 || byte > 0x39 || this.line.length >= 20) throw this.bad('PAX sparse map is not decimal numbers');
+        this.line += String.fromCharCode(byte);
+        continue;
+      }
+      const value = Number(this.line);
+      this.line = '';
+      if (!Number.isSafeInteger(value)) throw this.bad('PAX sparse map value out of range');
+      if (this.count < 0) {
+        if (value > MAX_SEGMENTS) throw this.bad(`PAX sparse map has ${value} segments`);
+        this.count = value;
+      } else if (this.pendingOffset < 0) this.pendingOffset = value;
+      else {
+        this.segments.push({ offset: this.pendingOffset, length: value });
+        this.pendingOffset = -1;
+      }
+      if (this.count >= 0 && this.segments.length === this.count && this.pendingOffset < 0) {
+        this.paddingLeft = (512 - (this.consumed % 512)) % 512;
+      }
+    }
+    return chunk.subarray(i);
+  }
+}
