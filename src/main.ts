@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { registerImportCommand } from './cli/import-command.js';
+import { registerDatavolumeCommand } from './cli/datavolume-command.js';
 import { EXIT_USAGE } from './cli/report-failure.js';
 
 const SUBCOMMANDS = new Set(['import', 'convert', 'info', 'datavolume', 'upload-server', 'help']);
@@ -25,6 +26,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .showHelpAfterError('(add --help for usage)');
   registerImportCommand(program);
+  registerDatavolumeCommand(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -3,9 +3,10 @@
  * ImportRequest. Parsing only; nothing is written here.
  */
 import { existsSync, statSync } from 'node:fs';
-import { usageError, ImportError } from '../errors.js';
+import { ImportError, usageError } from '../errors.js';
 import type { ChecksumSpec, ContentType, ImportRequest, SourceSpec, TargetSpec, TransportOptions } from '../request.js';
 import { parseQuantity } from '../util/quantity.js';
+import { parseChecksum } from '../cli/parse-options.js';
 import { extraHeadersFromDirectory, extraHeadersFromEnv, filesIn } from './extra-headers.js';
 import type { PodPaths } from './paths.js';
 
@@ -33,20 +34,12 @@ export function parseGoBool(text: string): boolean | undefined {
   return undefined;
 }
 
-const CHECKSUM_HEX_LENGTH: Record<ChecksumSpec['algorithm'], number> = { md5: 32, sha1: 40, sha256: 64, sha512: 128 };
-
-/** `algo:hex` (algorithm case-insensitive) as in IMPORTER_CHECKSUM and --checksum. */
-export function parseChecksumSpec(text: string, where: string): ChecksumSpec {
-  const match = /^([A-Za-z0-9]+):([0-9A-Fa-f]+)$/.exec(text.trim());
-  const algorithm = match?.[1]!.toLowerCase() as ChecksumSpec['algorithm'] | undefined;
-  if (!match || !algorithm || !(algorithm in CHECKSUM_HEX_LENGTH)) {
-    throw usageError(`invalid ${where} "${text}": expected ALGORITHM:HEX with md5, sha1, sha256 or sha512, e.g. sha256:<64 hex digits>`);
+function parseChecksumEnv(text: string): ChecksumSpec {
+  try {
+    return parseChecksum(text);
+  } catch (err) {
+    throw usageError(`IMPORTER_CHECKSUM: ${(err as Error).message}`);
   }
-  const hex = match[2]!.toLowerCase();
-  if (hex.length !== CHECKSUM_HEX_LENGTH[algorithm]) {
-    throw usageError(`invalid ${where} "${text}": a ${algorithm} digest has ${CHECKSUM_HEX_LENGTH[algorithm]} hex digits, got ${hex.length}`);
-  }
-  return { algorithm, hex };
 }
 
 function isDirectory(file: string): boolean {
@@ -148,7 +141,7 @@ export function parsePodEnvironment(env: NodeJS.ProcessEnv, paths: PodPaths): Po
   };
   const requestedSize = parseImageSize(env);
   if (requestedSize !== undefined) request.requestedSize = requestedSize;
-  if (env.IMPORTER_CHECKSUM) request.checksum = parseChecksumSpec(env.IMPORTER_CHECKSUM, 'IMPORTER_CHECKSUM');
+  if (env.IMPORTER_CHECKSUM) request.checksum = parseChecksumEnv(env.IMPORTER_CHECKSUM);
   if (isDirectory(paths.scratchDir)) request.scratchDir = paths.scratchDir;
   const config: PodConfig = { sourceKind, request, blockMode, ownerUid: env.OWNER_UID ?? '' };
   if (env.IMPORTER_READY_FILE) config.readyFile = env.IMPORTER_READY_FILE;

@@ -1,0 +1,150 @@
+/**
+ * DataVolume specs to ImportRequests, one per volume, written to `<out>/<name>.img` (or the
+ * directory `<out>/<name>` for archive content) and sized by the claim's requested storage.
+ * Everything is checked before anything is imported, so a manifest with one bad volume
+ * imports none.
+ */
+import path from 'node:path';
+import { usageError, ImportError } from '../errors.js';
+import type { ContentType, ImportRequest, SourceSpec, TransportOptions } from '../request.js';
+import { parseQuantity } from '../util/quantity.js';
+import { isObject, type DataVolumeEntry, type YamlObject } from './manifest.js';
+import type { ConfigMapResolver, SecretResolver } from './references.js';
+
+export interface PlannedImport {
+  name: string;
+  origin: string;
+  request: ImportRequest;
+}
+
+export interface PlanOptions {
+  outDir: string;
+  secrets: SecretResolver;
+  configMaps: ConfigMapResolver;
+  /** Fraction reserved as on a filesystem PVC; 0 makes each image the requested size. */
+  filesystemOverhead: number;
+  preallocation: boolean;
+}
+
+/** Sources CDI has that this command cannot import yet, with what they are. */
+const NOT_YET: Record<string, string> = {
+  s3: 'S3 buckets',
+  gcs: 'Google Cloud Storage',
+  imageio: 'oVirt ImageIO',
+  vddk: 'VMware VDDK',
+  pvc: 'cloning a PVC',
+  snapshot: 'restoring a VolumeSnapshot',
+  upload: 'uploads (use cdi-importer upload-server)',
+};
+
+/** Kubernetes object names are DNS-1123 subdomains; checking keeps `<out>/<name>.img` inside `<out>`. */
+const OBJECT_NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+function str(value: unknown): string {
+  return typeof value === 'string' ? value : '';
+}
+
+function requestedStorage(entry: DataVolumeEntry): number {
+  const claim = isObject(entry.spec.pvc) ? entry.spec.pvc : isObject(entry.spec.storage) ? entry.spec.storage : undefined;
+  const field = isObject(entry.spec.pvc) ? 'spec.pvc' : 'spec.storage';
+  if (!claim) throw usageError(`${entry.origin}: needs spec.pvc or spec.storage with resources.requests.storage`);
+  const resources = isObject(claim.resources) ? claim.resources : {};
+  const requests = isObject(resources.requests) ? resources.requests : {};
+  const storage = requests.storage;
+  if (storage === undefined || storage === '') throw usageError(`${entry.origin}: ${field}.resources.requests.storage is missing`);
+  try {
+    return parseQuantity(String(storage));
+  } catch (err) {
+    throw usageError(`${entry.origin}: ${field}.resources.requests.storage: ${(err as Error).message}`);
+  }
+}
+
+function contentTypeOf(entry: DataVolumeEntry): ContentType {
+  const value = entry.spec.contentType ?? 'kubevirt';
+  if (value === 'kubevirt' || value === 'archive') return value;
+  throw usageError(`${entry.origin}: spec.contentType "${String(value)}" is not kubevirt or archive`);
+}
+
+function transportFor(source: YamlObject, kind: string, entry: DataVolumeEntry, options: PlanOptions): TransportOptions {
+  const transport: TransportOptions = {};
+  const auth = options.secrets.credentials(str(source.secretRef), entry.origin);
+  if (auth) transport.auth = auth;
+  const caPaths = options.configMaps.caPaths(str(source.certConfigMap), entry.origin);
+  if (caPaths) transport.caPaths = caPaths;
+  if (Array.isArray(source.extraHeaders)) transport.headers = source.extraHeaders.map(String);
+  if (Array.isArray(source.secretExtraHeaders) && source.secretExtraHeaders.length > 0) {
+    throw usageError(`${entry.origin}: source.${kind}.secretExtraHeaders is not supported here; give the headers in extraHeaders`);
+  }
+  return transport;
+}
+
+function sourceOf(entry: DataVolumeEntry, options: PlanOptions): SourceSpec {
+  if (entry.spec.sourceRef !== undefined) {
+    throw new ImportError('bad-input', `${entry.origin}: spec.sourceRef (a DataSource) is not supported yet; use spec.source.http or spec.source.registry`);
+  }
+  const source = entry.spec.source;
+  if (!isObject(source)) throw usageError(`${entry.origin}: spec.source is missing`);
+  const kinds = Object.keys(source);
+  if (kinds.length !== 1) {
+    throw usageError(`${entry.origin}: spec.source must name exactly one source, found ${kinds.length ? kinds.join(', ') : 'none'}`);
+  }
+  const kind = kinds[0]!;
+  const settings = isObject(source[kind]) ? (source[kind] as YamlObject) : {};
+  switch (kind) {
+    case 'http': {
+      const url = str(settings.url).trim();
+      if (!/^https?:\/\//i.test(url)) throw usageError(`${entry.origin}: source.http.url "${url}" is not an http:// or https:// URL`);
+      return { kind: 'http', url, transport: transportFor(settings, kind, entry, options) };
+    }
+    case 'registry': {
+      const url = str(settings.url).trim();
+      if (!/^(docker|oci-archive):\/\//i.test(url)) {
+        throw usageError(`${entry.origin}: source.registry.url "${url}" is not a docker:// reference`);
+      }
+      if (/^oci-archive:/i.test(url)) throw new ImportError('bad-input', `${entry.origin}: oci-archive registry URLs are not supported yet`);
+      const transport = transportFor(settings, kind, entry, options);
+      return { kind: 'registry', url, transport };
+    }
+    case 'blank':
+      return { kind: 'blank' };
+    default: {
+      const what = NOT_YET[kind];
+      throw new ImportError(
+        'bad-input',
+        what
+          ? `${entry.origin}: source.${kind} (${what}) is not supported by cdi-importer yet; supported sources are http, registry and blank`
+          : `${entry.origin}: unknown source "${kind}"; supported sources are http, registry and blank`,
+      );
+    }
+  }
+}
+
+export function planImports(entries: DataVolumeEntry[], options: PlanOptions): PlannedImport[] {
+  return entries.map((entry) => {
+    if (!OBJECT_NAME.test(entry.name) || entry.name.length > 253) {
+      throw usageError(`${entry.origin}: "${entry.name}" is not a valid Kubernetes object name (lower-case letters, digits, '-' and '.')`);
+    }
+    const contentType = contentTypeOf(entry);
+    const source = sourceOf(entry, options);
+    if (source.kind === 'blank' && contentType === 'archive') {
+      throw usageError(`${entry.origin}: Cannot create empty disk with content type archive`);
+    }
+    const requestedSize = requestedStorage(entry);
+    const target =
+      contentType === 'archive'
+        ? ({ kind: 'directory', path: path.join(options.outDir, entry.name) } as const)
+        : ({ kind: 'file', path: path.join(options.outDir, `${entry.name}.img`), atomic: true } as const);
+    return {
+      name: entry.name,
+      origin: entry.origin,
+      request: {
+        source,
+        contentType,
+        target,
+        requestedSize,
+        filesystemOverhead: options.filesystemOverhead,
+        preallocation: options.preallocation,
+      },
+    };
+  });
+}
