@@ -5,6 +5,7 @@ import { parseChecksum, parseOverhead, parseSize, parseSourceArgument } from './
 import { runImport } from './run-import.js';
 import { usageError } from '../errors.js';
 import { reportFailure } from './report-failure.js';
+import { readSecretCredentials } from '../sources/k8s-secret.js';
 
 export interface ImportOptions {
   dest?: string;
@@ -20,6 +21,7 @@ export interface ImportOptions {
   /** Transport flags, added by the sources that use them. */
   user?: string;
   password?: string;
+  secret?: string;
   insecure?: boolean;
   caCert?: string[];
   header?: string[];
@@ -43,6 +45,7 @@ export function registerImportCommand(program: Command): void {
     .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping')
     .option('--user <user>', 'HTTP Basic auth / registry user')
     .option('--password <password>', 'HTTP Basic auth / registry password')
+    .option('--secret <file>', 'Kubernetes Secret YAML with base64 accessKeyId/secretKey (instead of --user/--password)')
     .option('--ca-cert <file|dir>', 'extra CA certificate file or directory of PEM files (repeatable)', collect)
     .option('--insecure', 'do not verify TLS certificates')
     .option('--header <header>', 'extra HTTP header "Name: value" (repeatable)', collect)
@@ -117,8 +120,9 @@ export async function buildTransport(options: ImportOptions): Promise<TransportO
   if ((options.user === undefined) !== (options.password === undefined)) {
     throw usageError('--user and --password go together: give both or neither');
   }
+  if (options.secret !== undefined && options.user !== undefined) throw usageError('give either --secret or --user/--password, not both');
   return {
-    auth: options.user !== undefined ? { username: options.user, password: options.password! } : undefined,
+    auth: options.secret !== undefined ? readSecretCredentials(options.secret) : options.user !== undefined ? { username: options.user, password: options.password! } : undefined,
     caPaths: options.caCert,
     insecure: options.insecure === true,
     headers: options.header,

@@ -2,6 +2,7 @@ import type { SourceSpec } from '../request.js';
 import type { Source } from './source.js';
 import { FileSource } from './file-source.js';
 import { StdinSource } from './stdin-source.js';
+import { HttpSource } from './http/index.js';
 import { usageError } from '../errors.js';
 
 /** SourceSpec → the transport that fetches it. */
@@ -14,7 +15,7 @@ export async function resolveSource(spec: SourceSpec): Promise<Source> {
     case 'custom':
       return spec.source;
     case 'http':
-      throw usageError(`HTTP sources are not supported yet: ${spec.url}`);
+      return new HttpSource(spec.url, spec.transport);
     case 'registry':
       throw usageError(`registry sources are not supported yet: ${spec.url}`);
     case 'blank':
