@@ -16,9 +16,10 @@ export interface BlockCacheOptions {
 }
 
 export const defaultBlockCacheOptions: BlockCacheOptions = {
-  blockSize: 256 << 10,
-  maxCachedBlocks: 64,
-  maxReadAheadBlocks: 16,
+  // A qcow2 cluster (64 KiB by default): an L2 table or a cluster is one block.
+  blockSize: 64 << 10,
+  maxCachedBlocks: 256,
+  maxReadAheadBlocks: 64,
 };
 
 export class BlockCacheReader implements RandomAccessReader {

@@ -1,0 +1,206 @@
+/** The HTTP source against real nginx (HTTP, Basic auth, HTTPS with a test CA) and tinyproxy. */
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import type { ImportError } from '../../../src/errors.js';
+import { HttpSource } from '../../../src/sources/http/index.js';
+import type { TransportOptions } from '../../../src/request.js';
+import { freePort } from '../../support/free-port.js';
+import { startNginx, type NginxServer } from '../../support/nginx.js';
+import { makeTestCertificates, type TestCertificates } from '../../support/tls-ca.js';
+import { startTinyproxy, type TinyproxyServer } from '../../support/tinyproxy.js';
+import { makeTempDir, type TempDir } from '../../support/tools.js';
+import { digestStream, quickTuning, randomContent, sha256 } from './helpers.js';
+
+const content = randomContent(2 * 1024 * 1024 + 777);
+const expected = sha256(content);
+const user = { username: 'alice', password: 'pa55-word' };
+let dir: TempDir;
+let certs: TestCertificates;
+let nginx: NginxServer;
+let proxy: TinyproxyServer;
+
+before(async () => {
+  dir = makeTempDir();
+  mkdirSync(dir.join('www'));
+  writeFileSync(dir.join('www', 'disk.img'), content);
+  certs = makeTestCertificates(dir.path);
+  nginx = await startNginx({ root: dir.join('www'), auth: user, certificates: certs });
+  proxy = await startTinyproxy();
+});
+after(async () => {
+  await nginx?.stop();
+  await proxy?.stop();
+  dir?.remove();
+});
+
+async function fetchAll(url: string, transport: TransportOptions = {}, env: NodeJS.ProcessEnv = {}) {
+  const source = new HttpSource(url, transport, { ...quickTuning, env });
+  const opened = await source.open(new AbortController().signal);
+  await opened.randomAccess?.close();
+  return { opened, digest: await digestStream(opened.stream) };
+}
+
+async function failure(url: string, transport: TransportOptions = {}, env: NodeJS.ProcessEnv = {}): Promise<ImportError> {
+  try {
+    await fetchAll(url, transport, env);
+  } catch (err) {
+    const error = err as ImportError;
+    assert.equal(error.category, 'cannot-connect');
+    assert.doesNotMatch(error.message, /\n/);
+    assert.doesNotMatch(error.message, new RegExp(user.password));
+    return error;
+  }
+  assert.fail(`expected ${url} to fail`);
+}
+
+describe('HttpSource against nginx', () => {
+  it('downloads over plain HTTP', async () => {
+    const { opened, digest } = await fetchAll(`${nginx.http}disk.img`);
+    assert.equal(digest.sha256, expected);
+    assert.equal(opened.size, content.length);
+  });
+
+  it('downloads with Basic auth', async () => {
+    const { digest } = await fetchAll(`${nginx.http}auth/disk.img`, { auth: user });
+    assert.equal(digest.sha256, expected);
+  });
+
+  it('takes credentials written into the URL, and hides them from the description', async () => {
+    const url = `${nginx.http.replace('://', `://${user.username}:${user.password}@`)}auth/disk.img`;
+    assert.doesNotMatch(new HttpSource(url, {}).description, /pa55/);
+    const { digest } = await fetchAll(url);
+    assert.equal(digest.sha256, expected);
+  });
+
+  it('says which user was refused on a wrong password', async () => {
+    const error = await failure(`${nginx.http}auth/disk.img`, { auth: { username: 'alice', password: 'wrong' } });
+    assert.match(error.message, /access denied \(401 Unauthorized\) .* as user "alice"/);
+    assert.doesNotMatch(error.message, /wrong/);
+  });
+
+  it('says no credentials were sent when none were given', async () => {
+    const error = await failure(`${nginx.http}auth/disk.img`);
+    assert.match(error.message, /401 Unauthorized.*without credentials; pass --user and --password/);
+  });
+
+  it('reports 404 with the CDI phrase', async () => {
+    const error = await failure(`${nginx.http}missing.img`);
+    assert.match(error.message, /^expected status code 200, got 404\. Status: 404 Not Found/);
+  });
+
+  it('downloads over HTTPS with the CA given as a file', async () => {
+    const { digest } = await fetchAll(`${nginx.https}disk.img`, { caPaths: [certs.caCert] });
+    assert.equal(digest.sha256, expected);
+  });
+
+  it('downloads over HTTPS with the CA in a directory (a certConfigMap mount)', async () => {
+    const caDir = dir.join('certs');
+    mkdirSync(caDir);
+    copyFileSync(certs.caCert, `${caDir}/ca.pem`);
+    writeFileSync(`${caDir}/README`, 'not a certificate');
+    writeFileSync(`${caDir}/.hidden`, readFileSync(certs.caCert));
+    const { digest } = await fetchAll(`${nginx.https}disk.img`, { caPaths: [caDir] });
+    assert.equal(digest.sha256, expected);
+  });
+
+  it('downloads over HTTPS with Basic auth', async () => {
+    const { digest } = await fetchAll(`${nginx.https}auth/disk.img`, { caPaths: [certs.caCert], auth: user });
+    assert.equal(digest.sha256, expected);
+  });
+
+  it('suggests --ca-cert when the CA is unknown', async () => {
+    const error = await failure(`${nginx.https}disk.img`);
+    assert.match(error.message, /unknown certificate authority; trust its CA with --ca-cert/);
+  });
+
+  it('says the certificate expired', async () => {
+    const error = await failure(`${nginx.expiredHttps}disk.img`, { caPaths: [certs.caCert] });
+    assert.match(error.message, /certificate of 127\.0\.0\.1:\d+ has expired/);
+  });
+
+  it('says the certificate does not match the host name', async () => {
+    const error = await failure(`${nginx.wrongHostHttps}disk.img`, { caPaths: [certs.caCert] });
+    assert.match(error.message, /does not match the host name 127\.0\.0\.1/);
+  });
+
+  it('skips verification with insecure', async () => {
+    const { digest } = await fetchAll(`${nginx.expiredHttps}disk.img`, { insecure: true });
+    assert.equal(digest.sha256, expected);
+  });
+
+  it('rejects a CA file that holds no certificate', async () => {
+    writeFileSync(dir.join('not-a-ca.pem'), 'hello');
+    await assert.rejects(fetchAll(`${nginx.https}disk.img`, { caPaths: [dir.join('not-a-ca.pem')] }), /no PEM certificate found in CA file/);
+  });
+
+  it('reports connection refused and DNS failures', async () => {
+    const closedPort = await freePort();
+    assert.match((await failure(`http://127.0.0.1:${closedPort}/disk.img`)).message, /connection refused by 127\.0\.0\.1:\d+/);
+    assert.match((await failure('http://no-such-host.invalid/disk.img')).message, /cannot resolve host name no-such-host\.invalid/);
+  });
+
+  it('goes through http_proxy for plain HTTP', async () => {
+    const { digest } = await fetchAll(`${nginx.http}auth/disk.img`, { auth: user }, { http_proxy: proxy.url });
+    assert.equal(digest.sha256, expected);
+    assert.match(proxy.log(), /GET http:\/\/127\.0\.0\.1:\d+\/auth\/disk\.img/);
+  });
+
+  it('tunnels HTTPS through HTTPS_PROXY with CONNECT', async () => {
+    const { digest } = await fetchAll(`${nginx.https}disk.img`, { caPaths: [certs.caCert] }, { HTTPS_PROXY: proxy.url });
+    assert.equal(digest.sha256, expected);
+    assert.match(proxy.log(), new RegExp(`CONNECT 127\\.0\\.0\\.1:${new URL(nginx.https!).port}`));
+  });
+
+  it('bypasses the proxy for no_proxy hosts, and does not use http_proxy for https', async () => {
+    const before = proxy.log().length;
+    const noProxy = await fetchAll(`${nginx.http}disk.img`, {}, { http_proxy: proxy.url, no_proxy: 'localhost,127.0.0.1' });
+    assert.equal(noProxy.digest.sha256, expected);
+    const httpsDirect = await fetchAll(`${nginx.https}disk.img`, { caPaths: [certs.caCert] }, { http_proxy: proxy.url });
+    assert.equal(httpsDirect.digest.sha256, expected);
+    assert.doesNotMatch(proxy.log().slice(before), /disk\.img|CONNECT/);
+  });
+
+  it('says the proxy refused the connection', async () => {
+    const closedPort = await freePort();
+    const error = await failure(`${nginx.http}disk.img`, {}, { http_proxy: `http://127.0.0.1:${closedPort}` });
+    assert.match(error.message, /connection refused by the proxy 127\.0\.0\.1:\d+/);
+  });
+});
+
+describe('HttpSource random access over Range', () => {
+  it('reads any range, with few requests thanks to the block cache', async () => {
+    const source = new HttpSource(`${nginx.http}disk.img`, {}, quickTuning);
+    const opened = await source.open(new AbortController().signal);
+    opened.stream.destroy();
+    const reader = opened.randomAccess!;
+    assert.equal(reader.size, content.length);
+    const before = nginx.requests().length;
+    // Small metadata-like reads within one 64 KiB block: one request.
+    for (const [offset, length] of [[0, 72], [72, 8], [512, 4096], [65000, 536]] as const) {
+      assert.deepEqual(await reader.read(offset, length), content.subarray(offset, offset + length));
+    }
+    assert.equal(nginx.requests().length - before, 1);
+    // Sequential cluster reads across the file: read-ahead keeps requests far below one per cluster.
+    const start = nginx.requests().length;
+    for (let offset = 65536; offset < content.length; offset += 65536) {
+      const data = await reader.read(offset, 65536);
+      assert.deepEqual(data, content.subarray(offset, offset + 65536));
+    }
+    const ranged = nginx.requests().slice(start);
+    assert.ok(ranged.length <= 8, `${ranged.length} requests for ${Math.ceil(content.length / 65536)} clusters`);
+    assert.ok(ranged.every((r) => r.status === 206 && r.range.startsWith('bytes=')));
+    // Past the end: short, then empty.
+    assert.equal((await reader.read(content.length - 10, 100)).length, 10);
+    assert.equal((await reader.read(content.length + 10, 100)).length, 0);
+    await reader.close();
+  });
+
+  it('sends credentials with Range requests to the protected location', async () => {
+    const source = new HttpSource(`${nginx.https}auth/disk.img`, { auth: user, caPaths: [certs.caCert] }, quickTuning);
+    const opened = await source.open(new AbortController().signal);
+    opened.stream.destroy();
+    assert.deepEqual(await opened.randomAccess!.read(1_000_000, 5000), content.subarray(1_000_000, 1_005_000));
+    await opened.randomAccess!.close();
+  });
+});
