@@ -7,6 +7,7 @@ import { writeExtents } from './write-extents.js';
 import { ImportError, tooSmall, usageError } from '../errors.js';
 import { importArchive } from './import-archive.js';
 import { importBlank } from './import-blank.js';
+import { rawVirtualSize } from '../formats/raw-image.js';
 
 /**
  * The one function every front door calls (DESIGN.md): fetch, unwrap, detect, convert, write,
@@ -30,7 +31,7 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
     signal.throwIfAborted();
     target = await plan.create();
     const { end, bytesWritten } = await writeExtents(image, target, plan, signal);
-    const virtualSize = image.virtualSize ?? end;
+    const virtualSize = image.virtualSize ?? rawVirtualSize(end);
 
     // The checksum covers every source byte, including any the reader did not need.
     if (disk.innerStream && !disk.innerStream.readableEnded) {

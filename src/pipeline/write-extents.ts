@@ -3,6 +3,7 @@ import type { DiskTarget } from '../targets/disk-target.js';
 import type { TargetPlan } from './plan-target.js';
 import { Coverage } from './coverage.js';
 import { badInput, tooSmall } from '../errors.js';
+import { rawVirtualSize } from '../formats/raw-image.js';
 
 /**
  * Drains the image's extents into the target. Extents past the capacity stop the import (raw
@@ -36,7 +37,7 @@ export async function writeExtents(
     coverage?.add(extent.offset, extentEnd);
     end = Math.max(end, extentEnd);
   }
-  const size = image.virtualSize ?? end;
+  const size = image.virtualSize ?? rawVirtualSize(end);
   if (size === 0 && image.format !== 'qcow2') {
     throw badInput('the image is empty: there is no disk data to import');
   }

@@ -39,6 +39,21 @@ export async function qemuRawSha256(input: string, workDir: string, size?: numbe
   }
 }
 
+/**
+ * Bytes inside the data ranges of a file (SEEK_DATA/SEEK_HOLE), which unlike `du` leaves out the
+ * file system's own extent-tree blocks: the fair measure for "no more allocated than qemu-img".
+ */
+export function dataBytes(file: string): number {
+  const script = `import os,sys
+fd=os.open(sys.argv[1],os.O_RDONLY); size=os.fstat(fd).st_size; pos=0; total=0
+while pos<size:
+    try: d=os.lseek(fd,pos,os.SEEK_DATA)
+    except OSError: break
+    h=os.lseek(fd,d,os.SEEK_HOLE); total+=h-d; pos=h
+print(total)`;
+  return Number(run('python3', ['-c', script, file]).trim());
+}
+
 /** Allocated bytes of a file (what `du` counts). */
 export function allocatedBytes(file: string): number {
   return statSync(file).blocks * 512;

@@ -1,0 +1,185 @@
+/**
+ * Local imports through the real binary: every compression of raw and ISO images from files and
+ * stdin, resize, preallocation, checksums. qemu-img is the oracle for every expected hash.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createReadStream, existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { runCli } from '../support/cli.js';
+import { allocatedBytes, dataBytes, makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
+import { makeDiskLikeImage } from '../support/disk-images.js';
+
+const MiB = 1 << 20;
+let dir: TempDir;
+let raw: string;
+let iso: string;
+let rawSha: string;
+
+before(() => {
+  dir = makeTempDir();
+  raw = dir.join('disk.raw');
+  makeDiskLikeImage(raw, 9 * MiB + 12345); // not a multiple of anything convenient
+  iso = dir.join('cd.iso');
+  // An ISO 9660 primary volume descriptor ("CD001" at 32769) followed by data.
+  makeDiskLikeImage(iso, 3 * MiB);
+  sh(`printf '\\001CD001\\001' | dd of=${iso} bs=1 seek=32768 conv=notrunc status=none`);
+  for (const file of [raw, iso]) {
+    sh(`gzip -kf ${file} && xz -kf -T1 ${file} && zstd -qf ${file}`);
+  }
+  // Nested layers: gzip inside xz, zstd inside gzip.
+  sh(`gzip -c ${raw} | xz -T1 -c > ${raw}.gz.xz`);
+  sh(`zstd -qc ${raw} | gzip -c > ${raw}.zst.gz`);
+});
+
+after(() => dir.remove());
+
+function leftovers(): string[] {
+  return readdirSync(dir.path).filter((name) => name.startsWith('.') && name.includes('.partial-'));
+}
+
+describe('raw and ISO images, every compression, from a file', () => {
+  for (const name of ['disk.raw', 'disk.raw.gz', 'disk.raw.xz', 'disk.raw.zst', 'disk.raw.gz.xz', 'disk.raw.zst.gz', 'cd.iso', 'cd.iso.gz', 'cd.iso.xz', 'cd.iso.zst']) {
+    test(name, async () => {
+      const base = name.startsWith('cd') ? iso : raw;
+      rawSha ??= await qemuRawSha256(raw, dir.path);
+      const expected = await qemuRawSha256(base, dir.path);
+      const out = dir.join(`out-${name}.img`);
+      const result = await runCli(['import', dir.join(name), '-o', out, '--json']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await sha256File(out), expected);
+      const json = JSON.parse(result.stdout);
+      assert.equal(json.ok, true);
+      assert.equal(json.virtualSize, qemuVirtualSize(base));
+      assert.equal(json.formats.at(-1), name.startsWith('cd') ? 'iso' : 'raw');
+      assert.equal(statSync(out).mode & 0o777, 0o660);
+      // Sparse: no more blocks than qemu-img's own output.
+      const oracle = dir.join(`oracle-${name}.raw`);
+      run('qemu-img', ['convert', '-O', 'raw', base, oracle]);
+      assert.ok(dataBytes(out) <= dataBytes(oracle), `${dataBytes(out)} data bytes > qemu-img's ${dataBytes(oracle)}`);
+      assert.ok(dataBytes(out) < statSync(out).size, 'the output has holes');
+    });
+  }
+});
+
+describe('stdin', () => {
+  for (const name of ['disk.raw', 'disk.raw.xz', 'disk.raw.zst', 'disk.raw.gz']) {
+    test(`${name} piped to "import -"`, async () => {
+      const out = dir.join(`stdin-${name}.img`);
+      const result = await runCli(['import', '-', '-o', out], { input: createReadStream(dir.join(name)) });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
+    });
+  }
+});
+
+describe('resize (SPEC §7)', () => {
+  const usable = (requested: number, overhead: number) => Math.floor(Math.ceil(requested / (1 + overhead)) / MiB) * MiB;
+
+  test('without --size the image keeps its virtual size', async () => {
+    const out = dir.join('nosize.img');
+    const result = await runCli(['import', dir.join('disk.raw.xz'), '-o', out]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(statSync(out).size, qemuVirtualSize(raw));
+  });
+
+  for (const [size, overhead] of [['64Mi', undefined], ['100M', '0'], ['50Mi', '0.1']] as const) {
+    test(`--size ${size} --filesystem-overhead ${overhead ?? 'default'} grows to the usable size`, async () => {
+      const out = dir.join(`grown-${size}.img`);
+      const args = ['import', dir.join('disk.raw.gz'), '-o', out, '--size', size];
+      if (overhead) args.push('--filesystem-overhead', overhead);
+      const result = await runCli(args);
+      assert.equal(result.code, 0, result.stderr);
+      const requested = size.endsWith('Mi') ? Number(size.slice(0, -2)) * MiB : Number(size.slice(0, -1)) * 1e6;
+      const expectedSize = usable(requested, overhead ? Number(overhead) : 0.06);
+      assert.equal(statSync(out).size, expectedSize);
+      assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path, expectedSize));
+    });
+  }
+
+  test('a requested size smaller than the image fails before writing, with the CDI phrase', async () => {
+    const out = dir.join('toosmall.img');
+    const result = await runCli(['import', raw, '-o', out, '--size', '4Mi']);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /virtual image size \d+ is larger than the reported available storage \d+\. A larger PVC is required/);
+    assert.equal(result.stderr.trim().split('\n').length, 1);
+    assert.equal(existsSync(out), false);
+    assert.deepEqual(leftovers(), []);
+  });
+
+  test('a compressed image whose size shows only while streaming fails as it crosses the limit', async () => {
+    const out = dir.join('toosmall-xz.img');
+    const result = await runCli(['import', dir.join('disk.raw.xz'), '-o', out, '--size', '4Mi']);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /is larger than the reported available storage/);
+    assert.equal(existsSync(out), false);
+    assert.deepEqual(leftovers(), []);
+  });
+});
+
+test('--preallocation allocates the whole file and says so', async () => {
+  const out = dir.join('prealloc.img');
+  const result = await runCli(['import', dir.join('disk.raw.zst'), '-o', out, '--size', '32Mi', '--preallocation', '--json']);
+  assert.equal(result.code, 0, result.stderr);
+  const json = JSON.parse(result.stdout);
+  assert.equal(json.preallocationApplied, true);
+  const size = statSync(out).size;
+  assert.ok(allocatedBytes(out) >= size, `allocated ${allocatedBytes(out)} < size ${size}`);
+  assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path, size));
+});
+
+describe('--checksum over the source bytes', () => {
+  const digest = (file: string, algorithm: string) =>
+    new Promise<string>((resolve, reject) => {
+      const hash = createHash(algorithm);
+      createReadStream(file).on('data', (d) => hash.update(d)).on('end', () => resolve(hash.digest('hex'))).on('error', reject);
+    });
+
+  for (const algorithm of ['md5', 'sha1', 'sha256', 'sha512']) {
+    test(`good ${algorithm} of the compressed file`, async () => {
+      const source = dir.join('disk.raw.xz');
+      const out = dir.join(`sum-${algorithm}.img`);
+      const expected = run(`${algorithm}sum`, [source]).split(' ')[0]!;
+      const result = await runCli(['import', source, '-o', out, '--checksum', `${algorithm.toUpperCase()}:${expected}`]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
+    });
+  }
+
+  test('a mismatch fails, names both digests and leaves no output', async () => {
+    const source = dir.join('disk.raw.gz');
+    const out = dir.join('badsum.img');
+    const actual = await digest(source, 'sha256');
+    const wrong = actual.replace(/^./, (c) => (c === '0' ? '1' : '0'));
+    const result = await runCli(['import', source, '-o', out, '--checksum', `sha256:${wrong}`]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, new RegExp(`checksum mismatch: expected sha256:${wrong}, calculated sha256:${actual}`));
+    assert.equal(existsSync(out), false);
+    assert.deepEqual(leftovers(), []);
+  });
+
+  test('a malformed checksum is a usage error (exit 2)', async () => {
+    const result = await runCli(['import', raw, '-o', dir.join('x.img'), '--checksum', 'crc32:abcd']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /invalid checksum/);
+  });
+});
+
+test('an existing destination is replaced only when the import succeeds', async () => {
+  const out = dir.join('keep.img');
+  writeFileSync(out, 'previous contents');
+  const bad = await runCli(['import', dir.join('disk.raw'), '-o', out, '--size', '1Mi']);
+  assert.equal(bad.code, 1);
+  assert.equal(String(readFileText(out)), 'previous contents');
+  const good = await runCli(['import', dir.join('disk.raw'), '-o', out]);
+  assert.equal(good.code, 0, good.stderr);
+  assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
+});
+
+function readFileText(file: string): string {
+  return run('cat', [file]);
+}
+
+function qemuVirtualSize(file: string): number {
+  return JSON.parse(run('qemu-img', ['info', '--output=json', '-f', 'raw', file]))['virtual-size'];
+}
