@@ -1,0 +1,140 @@
+/**
+ * L1 and L2 entries turned into pieces of the guest disk (qemu docs/interop/qcow2.rst,
+ * block/qcow2-cluster.c for the exact rules). Pure functions shared by both drivers.
+ */
+import { badInput } from '../errors.js';
+import type { Qcow2Header } from './header.js';
+
+/** A run of the guest disk and where its bytes come from. */
+export type Piece =
+  | { kind: 'zero'; guestOffset: number; length: number }
+  | { kind: 'data'; guestOffset: number; length: number; hostOffset: number }
+  | {
+      kind: 'compressed';
+      guestOffset: number;
+      /** Guest bytes used (the cluster, cut at the virtual size). */
+      length: number;
+      hostOffset: number;
+      /** Upper bound of the compressed bytes (whole 512-byte sectors). */
+      compressedLength: number;
+    };
+
+const TWO32 = 2 ** 32;
+const hex = (n: number) => `0x${n.toString(16)}`;
+
+/** Bits 9..55 of a big-endian u64 at `at`, as a safe number. */
+function offsetBits(buf: Buffer, at: number): number {
+  const hi = buf.readUInt32BE(at) & 0x00ffffff;
+  const lo = buf.readUInt32BE(at + 4) & 0xfffffe00;
+  return hi * TWO32 + (lo >>> 0);
+}
+
+/** Guest bytes one L2 table maps. */
+export function bytesPerL2(header: Qcow2Header): number {
+  return header.clusterSize * header.l2Entries;
+}
+
+/** Number of L1 entries the virtual size uses (entries past it are never read, as in qemu). */
+export function l1EntriesUsed(header: Qcow2Header): number {
+  return Math.ceil(header.virtualSize / bytesPerL2(header));
+}
+
+/** The L2 table offset of L1 entry `index`, or 0 when that range is unallocated. */
+export function l2TableOffset(l1: Buffer, index: number, header: Qcow2Header, sourceSize?: number): number {
+  const offset = offsetBits(l1, index * 8);
+  if (offset === 0) return 0;
+  if (offset % header.clusterSize !== 0) {
+    throw badInput(`qcow2 L1 entry ${index} points to an L2 table at unaligned offset ${hex(offset)}: the image is corrupt`);
+  }
+  if (sourceSize !== undefined && offset + header.clusterSize > sourceSize) {
+    throw badInput(
+      `qcow2 L1 entry ${index} points to an L2 table at offset ${hex(offset)}, past the end of the ${sourceSize}-byte file: the image is truncated or corrupt`,
+    );
+  }
+  return offset;
+}
+
+/**
+ * The pieces one L2 table describes, in guest order, for the guest range starting at
+ * `firstGuestOffset` (the L1 index times bytesPerL2), cut at the virtual size.
+ * Adjacent zero pieces are merged; data pieces are per cluster or subcluster run.
+ */
+export function decodeL2Table(table: Buffer, firstGuestOffset: number, header: Qcow2Header, l2Offset: number): Piece[] {
+  const { clusterSize, virtualSize, l2EntryBytes } = header;
+  const pieces: Piece[] = [];
+  const pushZero = (guestOffset: number, length: number) => {
+    const last = pieces[pieces.length - 1];
+    if (last && last.kind === 'zero' && last.guestOffset + last.length === guestOffset) last.length += length;
+    else pieces.push({ kind: 'zero', guestOffset, length });
+  };
+  for (let index = 0; index < header.l2Entries; index++) {
+    const guestOffset = firstGuestOffset + index * clusterSize;
+    if (guestOffset >= virtualSize) break;
+    const length = Math.min(clusterSize, virtualSize - guestOffset);
+    const at = index * l2EntryBytes;
+    const hiWord = table.readUInt32BE(at);
+    const where = () => `(L2 table at ${hex(l2Offset)}, entry ${index})`;
+
+    if (hiWord & 0x40000000) {
+      const { hostOffset, compressedLength } = compressedDescriptor(table, at, header);
+      if (hostOffset === 0) throw badInput(`qcow2 compressed cluster at host offset 0 ${where()}: the image is corrupt`);
+      pieces.push({ kind: 'compressed', guestOffset, length, hostOffset, compressedLength });
+      continue;
+    }
+
+    const hostOffset = offsetBits(table, at);
+    if (hostOffset !== 0 && hostOffset % clusterSize !== 0) {
+      throw badInput(`qcow2 cluster offset ${hex(hostOffset)} is not aligned to the ${clusterSize}-byte clusters ${where()}: the image is corrupt`);
+    }
+
+    if (!header.extendedL2) {
+      const zeroFlag = (table.readUInt32BE(at + 4) & 1) !== 0;
+      if (zeroFlag) {
+        if (header.version < 3) throw badInput(`qcow2 version 2 image has a zero-cluster entry ${where()}: the image is corrupt`);
+        pushZero(guestOffset, length);
+      } else if (hostOffset === 0) {
+        pushZero(guestOffset, length);
+      } else {
+        pieces.push({ kind: 'data', guestOffset, length, hostOffset });
+      }
+      continue;
+    }
+
+    // Extended L2: bit x of the low word = subcluster x allocated, of the high word = reads as zeros.
+    const zeroBits = table.readUInt32BE(at + 8);
+    const allocBits = table.readUInt32BE(at + 12);
+    if (hostOffset === 0) {
+      if (allocBits !== 0) throw badInput(`qcow2 unallocated cluster has allocated subclusters ${where()}: the image is corrupt`);
+      pushZero(guestOffset, length);
+      continue;
+    }
+    if ((zeroBits & allocBits) !== 0) {
+      throw badInput(`qcow2 subclusters are marked both allocated and zero ${where()}: the image is corrupt`);
+    }
+    const sub = header.subclusterSize;
+    let sc = 0;
+    while (sc < 32) {
+      const start = guestOffset + sc * sub;
+      if (start >= virtualSize) break;
+      const isData = ((allocBits >>> sc) & 1) === 1 && ((zeroBits >>> sc) & 1) === 0;
+      let end = sc + 1;
+      while (end < 32 && (((allocBits >>> end) & 1) === 1 && ((zeroBits >>> end) & 1) === 0) === isData) end++;
+      const runLength = Math.min((end - sc) * sub, virtualSize - start);
+      if (isData) pieces.push({ kind: 'data', guestOffset: start, length: runLength, hostOffset: hostOffset + sc * sub });
+      else pushZero(start, runLength);
+      sc = end;
+    }
+  }
+  return pieces;
+}
+
+/** qcow2_parse_compressed_l2_entry: offset in the low bits, extra 512-byte sectors above. */
+function compressedDescriptor(table: Buffer, at: number, header: Qcow2Header): { hostOffset: number; compressedLength: number } {
+  const entry = table.readBigUInt64BE(at) & ((1n << 62n) - 1n);
+  const csizeShift = BigInt(62 - (header.clusterBits - 8));
+  const csizeMask = (1n << BigInt(header.clusterBits - 8)) - 1n;
+  const hostOffset = Number(entry & ((1n << csizeShift) - 1n));
+  if (!Number.isSafeInteger(hostOffset)) throw badInput('qcow2 compressed cluster has an impossible host offset: the image is corrupt');
+  const sectors = Number((entry >> csizeShift) & csizeMask) + 1;
+  return { hostOffset, compressedLength: sectors * 512 - (hostOffset % 512) };
+}

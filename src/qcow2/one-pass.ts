@@ -1,0 +1,400 @@
+/**
+ * The one-pass driver: reads a qcow2 from a sequential stream exactly once. Host bytes are cut
+ * into host clusters as they arrive; each one is handed to the requests ("wants") that cover it:
+ * the header, the L1 table, L2 tables, refcount blocks, mapped data and compressed clusters.
+ * A data cluster whose L2 entry is already known goes straight out as an extent. Bytes no want
+ * covered yet are remembered (all-zero ranges as ranges, anything else spilled to scratch) while
+ * some L2 table is still to come, and dropped once every mapping is known.
+ */
+import type { Readable } from 'node:stream';
+import type { DiskImage, Extent } from '../extents.js';
+import { badInput } from '../errors.js';
+import { HEADER_PROBE_BYTES, headerClusterSize, parseQcow2Header, type Qcow2Header } from './header.js';
+import { bytesPerL2, decodeL2Table, l1EntriesUsed, l2TableOffset, type Piece } from './cluster-map.js';
+import { decompressCluster } from './decompress-cluster.js';
+import { SpillFile } from './spill-file.js';
+import type { Qcow2OpenOptions } from './options.js';
+
+const MAX_DECOMPRESS_IN_FLIGHT = 8;
+const hex = (n: number) => `0x${n.toString(16)}`;
+
+interface Want {
+  start: number;
+  end: number;
+  /** What it is, for messages. */
+  what: string;
+  /** Compressed clusters may be cut by the end of the file (qemu reads zeros past it). */
+  mayBeShort?: boolean;
+  buf?: Buffer;
+  done(data: Buffer): Promise<void> | void;
+}
+
+export async function openQcow2Stream(stream: Readable, options: Qcow2OpenOptions = {}): Promise<DiskImage> {
+  options.signal?.throwIfAborted();
+  const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const pulled: Buffer[] = [];
+  let pulledBytes = 0;
+  let ended = false;
+  const pull = async (atLeast: number) => {
+    while (!ended && pulledBytes < atLeast) {
+      const next = await chunks.next();
+      if (next.done) ended = true;
+      else {
+        const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as Uint8Array);
+        pulled.push(chunk);
+        pulledBytes += chunk.length;
+      }
+    }
+    return Buffer.concat(pulled);
+  };
+  let header: Qcow2Header;
+  try {
+    const clusterSize = headerClusterSize(await pull(HEADER_PROBE_BYTES));
+    header = parseQcow2Header(await pull(clusterSize));
+  } catch (err) {
+    stream.destroy();
+    throw err;
+  }
+  const head = Buffer.concat(pulled);
+  const engine = new OnePassEngine(header, options);
+  let used = false;
+  return {
+    format: 'qcow2',
+    virtualSize: header.virtualSize,
+    extents() {
+      if (used) throw new Error('qcow2 extents() can be iterated only once');
+      used = true;
+      return engine.run(head, ended ? undefined : chunks, stream);
+    },
+    scratchBytesUsed: () => engine.spill.bytesUsed,
+  };
+}
+
+class OnePassEngine {
+  readonly spill: SpillFile;
+  private readonly cs: number;
+  private readonly bits: number;
+  /** Wants not started yet, by the host cluster they start in. */
+  private readonly waiting = new Map<number, Want[]>();
+  private waitingCount = 0;
+  private active: Want[] = [];
+  /** Host bytes before this offset have been handed out. */
+  private processedEnd = 0;
+  private last?: { index: number; buf: Buffer };
+  /** Passed host ranges no want covered and that were all zeros: [start, end) pairs, ascending. */
+  private readonly zeroStarts: number[] = [];
+  private readonly zeroEnds: number[] = [];
+  private l1Parsed = false;
+  private l2Pending = 0;
+  private readonly out: (Extent | Promise<Extent>)[] = [];
+  private inFlight = 0;
+
+  constructor(
+    private readonly header: Qcow2Header,
+    private readonly options: Qcow2OpenOptions,
+  ) {
+    this.cs = header.clusterSize;
+    this.bits = header.clusterBits;
+    this.spill = new SpillFile(options.scratchDir);
+    this.register({ start: 0, end: this.cs, what: 'header', done: () => {} });
+    const l1Entries = l1EntriesUsed(header);
+    if (l1Entries === 0) this.l1Parsed = true;
+    else {
+      const start = header.l1TableOffset;
+      this.register({ start, end: start + l1Entries * 8, what: 'L1 table', done: (l1) => this.onL1(l1) });
+    }
+    if (header.refcountTableClusters > 0) {
+      const start = header.refcountTableOffset;
+      this.register({
+        start,
+        end: start + header.refcountTableClusters * this.cs,
+        what: 'refcount table',
+        done: (table) => this.onRefcountTable(table),
+      });
+    }
+  }
+
+  async *run(head: Buffer, rest: AsyncIterator<Buffer> | undefined, stream: Readable): AsyncGenerator<Extent> {
+    const signal = this.options.signal;
+    let cur: Buffer | undefined;
+    let fill = 0;
+    try {
+      let chunk: Buffer | undefined = head;
+      while (chunk) {
+        signal?.throwIfAborted();
+        let at = 0;
+        while (at < chunk.length) {
+          if (fill === 0 && chunk.length - at >= this.cs) {
+            await this.onCluster(chunk.subarray(at, at + this.cs));
+            at += this.cs;
+          } else {
+            cur ??= Buffer.allocUnsafe(this.cs);
+            const n = Math.min(this.cs - fill, chunk.length - at);
+            chunk.copy(cur, fill, at, at + n);
+            fill += n;
+            at += n;
+            if (fill === this.cs) {
+              await this.onCluster(cur);
+              cur = undefined;
+              fill = 0;
+            }
+          }
+          yield* this.drain(false);
+        }
+        if (!rest) break;
+        const next = await rest.next();
+        chunk = next.done ? undefined : Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as Uint8Array);
+      }
+      if (fill > 0) await this.onCluster(cur!.subarray(0, fill));
+      await this.onEnd();
+      yield* this.drain(true);
+    } finally {
+      stream.destroy();
+      await this.spill.dispose();
+    }
+  }
+
+  private async *drain(all: boolean): AsyncGenerator<Extent> {
+    while (this.out.length > 0) {
+      const head = this.out[0]!;
+      if (head instanceof Promise && !all && this.inFlight <= MAX_DECOMPRESS_IN_FLIGHT) return;
+      this.out.shift();
+      yield await head;
+    }
+  }
+
+  private register(want: Want): void {
+    const index = Math.floor(want.start / this.cs);
+    const list = this.waiting.get(index);
+    if (list) list.push(want);
+    else this.waiting.set(index, [want]);
+    this.waitingCount++;
+  }
+
+  /** Hands one host cluster (shorter at the end of the file) to the wants covering it. */
+  private async onCluster(buf: Buffer): Promise<void> {
+    const start = this.processedEnd;
+    const index = start / this.cs;
+    const end = start + buf.length;
+    const starting = this.waiting.get(index);
+    if (starting) {
+      this.waiting.delete(index);
+      this.waitingCount -= starting.length;
+      for (const want of starting) this.active.push(want);
+    }
+
+    // Which bytes of this cluster some want covers; the rest may still be needed later.
+    const covered: [number, number][] = [];
+    const completed: [Want, Buffer][] = [];
+    const stillActive: Want[] = [];
+    for (const want of this.active) {
+      const from = Math.max(want.start, start);
+      const to = Math.min(want.end, end);
+      if (to > from) covered.push([from - start, to - start]);
+      if (want.end <= end && want.start >= start && !want.buf) {
+        completed.push([want, buf.subarray(want.start - start, want.end - start)]); // zero-copy
+        continue;
+      }
+      want.buf ??= Buffer.alloc(want.end - want.start);
+      if (to > from) buf.copy(want.buf, from - want.start, from - start, to - start);
+      if (want.end <= end) completed.push([want, want.buf]);
+      else stillActive.push(want);
+    }
+    this.active = stillActive;
+
+    if (this.mayStillBeMapped()) await this.keepUncovered(index, start, buf, covered);
+    this.processedEnd = end;
+    this.last = { index, buf };
+    for (const [want, data] of completed) await want.done(data);
+  }
+
+  /** While an L2 table is still to come, any host cluster may turn out to be mapped data. */
+  private mayStillBeMapped(): boolean {
+    return !this.l1Parsed || this.l2Pending > 0;
+  }
+
+  private async keepUncovered(index: number, start: number, buf: Buffer, covered: [number, number][]): Promise<void> {
+    covered.sort((a, b) => a[0] - b[0]);
+    let at = 0;
+    const gaps: [number, number][] = [];
+    for (const [from, to] of covered) {
+      if (from > at) gaps.push([at, from]);
+      at = Math.max(at, to);
+    }
+    if (at < buf.length) gaps.push([at, buf.length]);
+    let spill = false;
+    for (const [from, to] of gaps) {
+      if (isZero(buf, from, to)) this.addZeroRange(start + from, start + to);
+      else spill = true;
+    }
+    if (spill) await this.spill.put(index, buf);
+  }
+
+  private addZeroRange(start: number, end: number): void {
+    const last = this.zeroEnds.length - 1;
+    if (last >= 0 && this.zeroEnds[last] === start) this.zeroEnds[last] = end;
+    else {
+      this.zeroStarts.push(start);
+      this.zeroEnds.push(end);
+    }
+  }
+
+  private isZeroRange(start: number, end: number): boolean {
+    let lo = 0;
+    let hi = this.zeroStarts.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.zeroStarts[mid]! > start) hi = mid - 1;
+      else if (this.zeroEnds[mid]! <= start) lo = mid + 1;
+      else return end <= this.zeroEnds[mid]!;
+    }
+    return false;
+  }
+
+  /**
+   * A want for host bytes: started later when they are still to come, served from what was kept
+   * (the last cluster, scratch, zero ranges) when they already went by.
+   */
+  private async want(want: Want): Promise<void> {
+    if (want.start >= this.processedEnd) {
+      this.register(want);
+      return;
+    }
+    const passedEnd = Math.min(want.end, this.processedEnd);
+    want.buf = Buffer.alloc(want.end - want.start);
+    const available = await this.readPassed(want.start, passedEnd, want.buf);
+    if (available < passedEnd - want.start) {
+      if (!want.mayBeShort || available === 0) {
+        throw badInput(
+          `qcow2 ${want.what} at host offset ${hex(want.start)} is mapped only after those bytes were used for something else: the image is corrupt`,
+        );
+      }
+      // Sector-rounding tail of a compressed cluster that another want consumed: not needed.
+      await want.done(want.buf.subarray(0, available));
+      return;
+    }
+    if (want.end > this.processedEnd) this.active.push(want);
+    else await want.done(want.buf);
+  }
+
+  /** Fills `into` from passed bytes [start, end); returns how many leading bytes were available. */
+  private async readPassed(start: number, end: number, into: Buffer): Promise<number> {
+    let at = start;
+    while (at < end) {
+      const index = Math.floor(at / this.cs);
+      const clusterStart = index * this.cs;
+      const to = Math.min(end, clusterStart + this.cs);
+      if (this.last && this.last.index === index && to - clusterStart <= this.last.buf.length) {
+        this.last.buf.copy(into, at - start, at - clusterStart, to - clusterStart);
+      } else if (this.spill.has(index)) {
+        await this.spill.read(index, at - clusterStart, to - at, into, at - start);
+      } else if (this.isZeroRange(at, to)) {
+        into.fill(0, at - start, to - start);
+      } else {
+        return at - start;
+      }
+      at = to;
+    }
+    return end - start;
+  }
+
+  private async onL1(l1: Buffer): Promise<void> {
+    const span = bytesPerL2(this.header);
+    const entries = l1EntriesUsed(this.header);
+    const tables: [number, number][] = [];
+    for (let index = 0; index < entries; index++) {
+      const offset = l2TableOffset(l1, index, this.header);
+      const guestStart = index * span;
+      if (offset === 0) this.emit({ offset: guestStart, length: Math.min(span, this.header.virtualSize - guestStart) });
+      else tables.push([index, offset]);
+    }
+    this.l2Pending = tables.length;
+    this.l1Parsed = true;
+    for (const [index, offset] of tables) {
+      await this.want({
+        start: offset,
+        end: offset + this.cs,
+        what: `L2 table (L1 entry ${index})`,
+        done: (table) => this.onL2(table, index * span, offset),
+      });
+    }
+  }
+
+  private async onL2(table: Buffer, guestStart: number, offset: number): Promise<void> {
+    this.l2Pending--;
+    for (const piece of decodeL2Table(table, guestStart, this.header, offset)) await this.onPiece(piece);
+  }
+
+  private async onPiece(piece: Piece): Promise<void> {
+    if (piece.kind === 'zero') {
+      this.emit({ offset: piece.guestOffset, length: piece.length });
+    } else if (piece.kind === 'data') {
+      await this.want({
+        start: piece.hostOffset,
+        end: piece.hostOffset + piece.length,
+        what: `data for guest offset ${piece.guestOffset}`,
+        done: (data) => this.emit({ offset: piece.guestOffset, length: piece.length, data }),
+      });
+    } else {
+      await this.want({
+        start: piece.hostOffset,
+        end: piece.hostOffset + piece.compressedLength,
+        what: `compressed cluster for guest offset ${piece.guestOffset}`,
+        mayBeShort: true,
+        done: (input) => this.emitCompressed(piece, input),
+      });
+    }
+  }
+
+  private emitCompressed(piece: Extract<Piece, { kind: 'compressed' }>, input: Buffer): void {
+    this.inFlight++;
+    const promise = decompressCluster(this.header.compressionType, input, this.cs, piece.hostOffset).then(
+      (cluster) => ({ offset: piece.guestOffset, length: piece.length, data: cluster.subarray(0, piece.length) }),
+    );
+    const counted = promise.finally(() => this.inFlight--);
+    counted.catch(() => {}); // awaited in order by drain(); this only silences an early failure
+    this.out.push(counted);
+  }
+
+  /** Refcount blocks are metadata we never need; knowing them keeps them out of scratch. */
+  private onRefcountTable(table: Buffer): Promise<void> | void {
+    const blocks: number[] = [];
+    for (let at = 0; at + 8 <= table.length; at += 8) {
+      const hi = table.readUInt32BE(at) & 0x00ffffff;
+      const lo = table.readUInt32BE(at + 4) & 0xfffffe00;
+      const offset = hi * 2 ** 32 + (lo >>> 0);
+      if (offset !== 0 && offset % this.cs === 0 && offset >= this.processedEnd) blocks.push(offset);
+    }
+    for (const offset of blocks) this.register({ start: offset, end: offset + this.cs, what: 'refcount block', done: () => {} });
+  }
+
+  private emit(extent: Extent): void {
+    this.out.push(extent);
+  }
+
+  private async onEnd(): Promise<void> {
+    const fileSize = this.processedEnd;
+    const leftovers = [...this.active, ...[...this.waiting.values()].flat()].sort((a, b) => a.start - b.start);
+    this.active = [];
+    this.waiting.clear();
+    for (const want of leftovers) {
+      if (want.what === 'refcount block') continue;
+      if (want.mayBeShort && want.start < fileSize) {
+        await want.done((want.buf ?? Buffer.alloc(0)).subarray(0, fileSize - want.start));
+        continue;
+      }
+      throw badInput(
+        `qcow2 ${want.what} at host offset ${hex(want.start)} (+${want.end - want.start} bytes) lies past the end of the ${fileSize}-byte image: the image is truncated or corrupt`,
+      );
+    }
+  }
+}
+
+const ZERO_BLOCK = Buffer.alloc(64 * 1024);
+function isZero(buf: Buffer, from: number, to: number): boolean {
+  for (let at = from; at < to; at += ZERO_BLOCK.length) {
+    const end = Math.min(to, at + ZERO_BLOCK.length);
+    if (ZERO_BLOCK.compare(buf, at, end, 0, end - at) !== 0) return false;
+  }
+  return true;
+}

@@ -1,0 +1,198 @@
+/**
+ * The random-access driver: walks the L1/L2 tables in guest order and reads only allocated
+ * clusters, with a bounded number of reads and decompressions in flight. Extents come out in
+ * ascending guest order and cover [0, virtualSize) exactly once.
+ */
+import type { DiskImage, Extent } from '../extents.js';
+import type { RandomAccessReader } from '../sources/source.js';
+import { badInput } from '../errors.js';
+import { HEADER_PROBE_BYTES, headerClusterSize, parseQcow2Header, type Qcow2Header } from './header.js';
+import { bytesPerL2, decodeL2Table, l1EntriesUsed, l2TableOffset, type Piece } from './cluster-map.js';
+import { decompressCluster } from './decompress-cluster.js';
+import type { Qcow2OpenOptions } from './options.js';
+
+/** Reads in flight: enough to hide latency (HTTP Range, thread-pool inflate), little memory. */
+const MAX_IN_FLIGHT = 8;
+/** Contiguous clusters are read together up to this size. */
+const MAX_READ_BYTES = 4 << 20;
+/** Decompressed bytes per batch of compressed clusters. */
+const MAX_BATCH_OUTPUT = 8 << 20;
+
+const hex = (n: number) => `0x${n.toString(16)}`;
+
+/** Reads exactly `length` bytes or fails with a truncation error naming `what`. */
+export async function readExact(reader: RandomAccessReader, offset: number, length: number, what: string): Promise<Buffer> {
+  if (offset + length > reader.size) {
+    throw badInput(
+      `qcow2 ${what} at offset ${hex(offset)} (+${length} bytes) lies past the end of the ${reader.size}-byte file: the image is truncated or corrupt`,
+    );
+  }
+  const data = await reader.read(offset, length);
+  if (data.length < length) {
+    throw badInput(`qcow2 ${what} at offset ${hex(offset)}: only ${data.length} of ${length} bytes could be read: the image is truncated`);
+  }
+  return data;
+}
+
+export async function readQcow2Header(reader: RandomAccessReader): Promise<Qcow2Header> {
+  const probe = await reader.read(0, Math.min(HEADER_PROBE_BYTES, reader.size));
+  const clusterSize = headerClusterSize(probe);
+  const head = await reader.read(0, Math.min(clusterSize, reader.size));
+  return parseQcow2Header(head, reader.size);
+}
+
+/** The used part of the active L1 table; every entry is validated now, before any data. */
+export async function readL1(reader: RandomAccessReader, header: Qcow2Header): Promise<Buffer> {
+  const used = l1EntriesUsed(header);
+  const l1 = used === 0 ? Buffer.alloc(0) : await readExact(reader, header.l1TableOffset, used * 8, 'L1 table');
+  for (let i = 0; i < used; i++) l2TableOffset(l1, i, header, reader.size);
+  return l1;
+}
+
+export async function openQcow2RandomAccess(reader: RandomAccessReader, options: Qcow2OpenOptions = {}): Promise<DiskImage> {
+  options.signal?.throwIfAborted();
+  const header = await readQcow2Header(reader);
+  const l1 = await readL1(reader, header);
+  let used = false;
+  return {
+    format: 'qcow2',
+    virtualSize: header.virtualSize,
+    extents() {
+      if (used) throw new Error('qcow2 extents() can be iterated only once');
+      used = true;
+      return randomAccessExtents(reader, header, l1, options.signal);
+    },
+    scratchBytesUsed: () => 0,
+  };
+}
+
+/** Pieces in guest order, one L2 table at a time, the next table read ahead. */
+async function* walkPieces(reader: RandomAccessReader, header: Qcow2Header, l1: Buffer): AsyncGenerator<Piece> {
+  const span = bytesPerL2(header);
+  const entries = l1EntriesUsed(header);
+  const readTable = (index: number) => {
+    const offset = l2TableOffset(l1, index, header, reader.size);
+    if (offset === 0) return undefined;
+    const promise = readExact(reader, offset, header.clusterSize, 'L2 table');
+    promise.catch(() => {});
+    return { offset, promise };
+  };
+  let next = entries > 0 ? readTable(0) : undefined;
+  for (let index = 0; index < entries; index++) {
+    const current = next;
+    next = index + 1 < entries ? readTable(index + 1) : undefined;
+    const guestStart = index * span;
+    if (!current) {
+      yield { kind: 'zero', guestOffset: guestStart, length: Math.min(span, header.virtualSize - guestStart) };
+      continue;
+    }
+    const table = await current.promise;
+    yield* decodeL2Table(table, guestStart, header, current.offset);
+  }
+}
+
+type Run =
+  | { kind: 'zero'; guestOffset: number; length: number }
+  | { kind: 'data'; guestOffset: number; length: number; hostOffset: number }
+  | { kind: 'compressed'; guestOffset: number; length: number; pieces: Extract<Piece, { kind: 'compressed' }>[]; hostStart: number; hostEnd: number };
+
+async function* randomAccessExtents(
+  reader: RandomAccessReader,
+  header: Qcow2Header,
+  l1: Buffer,
+  signal?: AbortSignal,
+): AsyncGenerator<Extent> {
+  const queue: Promise<Extent>[] = [];
+  let run: Run | undefined;
+
+  const start = (r: Run) => {
+    const promise = resolveRun(reader, header, r);
+    promise.catch(() => {}); // awaited in order below; this only silences an early failure
+    queue.push(promise);
+  };
+
+  for await (const piece of walkPieces(reader, header, l1)) {
+    const merged = run && extend(run, piece, reader.size, header);
+    if (!merged) {
+      if (run) start(run);
+      run = newRun(piece, reader.size);
+    }
+    while (queue.length >= MAX_IN_FLIGHT) {
+      signal?.throwIfAborted();
+      yield await queue.shift()!;
+    }
+  }
+  if (run) start(run);
+  while (queue.length > 0) {
+    signal?.throwIfAborted();
+    yield await queue.shift()!;
+  }
+}
+
+function clippedEnd(piece: Extract<Piece, { kind: 'compressed' }>, size: number): number {
+  if (piece.hostOffset >= size) {
+    throw badInput(
+      `qcow2 compressed cluster for guest offset ${piece.guestOffset} is at host offset ${hex(piece.hostOffset)}, past the end of the ${size}-byte file: the image is truncated or corrupt`,
+    );
+  }
+  // The sector-rounded size may run past the end of the file; qemu reads zeros there.
+  return Math.min(piece.hostOffset + piece.compressedLength, size);
+}
+
+function newRun(piece: Piece, size: number): Run {
+  if (piece.kind === 'compressed') {
+    return { kind: 'compressed', guestOffset: piece.guestOffset, length: piece.length, pieces: [piece], hostStart: piece.hostOffset, hostEnd: clippedEnd(piece, size) };
+  }
+  if (piece.kind === 'data' && piece.hostOffset + piece.length > size) {
+    throw badInput(
+      `qcow2 data for guest offset ${piece.guestOffset} is at host offset ${hex(piece.hostOffset)} (+${piece.length} bytes), past the end of the ${size}-byte file: the image is truncated or corrupt`,
+    );
+  }
+  return { ...piece };
+}
+
+/** Grows `run` with `piece` when they are adjacent and of one kind; false otherwise. */
+function extend(run: Run, piece: Piece, size: number, header: Qcow2Header): boolean {
+  if (run.guestOffset + run.length !== piece.guestOffset || run.kind !== piece.kind) return false;
+  if (run.kind === 'zero') {
+    run.length += piece.length;
+    return true;
+  }
+  if (run.kind === 'data' && piece.kind === 'data') {
+    if (run.hostOffset + run.length !== piece.hostOffset || run.length + piece.length > MAX_READ_BYTES) return false;
+    if (piece.hostOffset + piece.length > size) return false; // newRun reports it
+    run.length += piece.length;
+    return true;
+  }
+  if (run.kind === 'compressed' && piece.kind === 'compressed') {
+    const end = clippedEnd(piece, size);
+    const hostStart = Math.min(run.hostStart, piece.hostOffset);
+    const hostEnd = Math.max(run.hostEnd, end);
+    if (hostEnd - hostStart > MAX_READ_BYTES || (run.pieces.length + 1) * header.clusterSize > MAX_BATCH_OUTPUT) return false;
+    run.pieces.push(piece);
+    run.hostStart = hostStart;
+    run.hostEnd = hostEnd;
+    run.length += piece.length;
+    return true;
+  }
+  return false;
+}
+
+async function resolveRun(reader: RandomAccessReader, header: Qcow2Header, run: Run): Promise<Extent> {
+  if (run.kind === 'zero') return { offset: run.guestOffset, length: run.length };
+  if (run.kind === 'data') {
+    const data = await readExact(reader, run.hostOffset, run.length, `data for guest offset ${run.guestOffset}`);
+    return { offset: run.guestOffset, length: run.length, data };
+  }
+  const span = await readExact(reader, run.hostStart, run.hostEnd - run.hostStart, 'compressed clusters');
+  const clusters = await Promise.all(
+    run.pieces.map(async (piece) => {
+      const from = piece.hostOffset - run.hostStart;
+      const input = span.subarray(from, Math.min(from + piece.compressedLength, span.length));
+      const cluster = await decompressCluster(header.compressionType, input, header.clusterSize, piece.hostOffset);
+      return cluster.subarray(0, piece.length);
+    }),
+  );
+  const data = clusters.length === 1 ? clusters[0]! : Buffer.concat(clusters, run.length);
+  return { offset: run.guestOffset, length: run.length, data };
+}

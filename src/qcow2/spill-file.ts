@@ -1,0 +1,66 @@
+/**
+ * Scratch storage for the one-pass driver: host clusters that went by before anything mapped
+ * them, kept until their L2 entry shows up. Only these bytes touch the scratch directory.
+ */
+import { randomBytes } from 'node:crypto';
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { ScratchSpaceRequiredError, targetError } from '../errors.js';
+
+export class SpillFile {
+  private handle?: FileHandle;
+  private file?: string;
+  private readonly slots = new Map<number, number>();
+  private end = 0;
+
+  constructor(private readonly scratchDir: string | undefined) {}
+
+  /** Bytes written to scratch so far. */
+  get bytesUsed(): number {
+    return this.end;
+  }
+
+  has(cluster: number): boolean {
+    return this.slots.has(cluster);
+  }
+
+  async put(cluster: number, data: Buffer): Promise<void> {
+    if (this.slots.has(cluster)) return;
+    if (!this.handle) {
+      if (this.scratchDir === undefined) {
+        throw new ScratchSpaceRequiredError(
+          'the qcow2 image stores clusters before the tables that map them (out-of-order clusters or internal snapshots), so a one-pass import must set them aside; give a scratch directory (--scratch DIR) or import from a seekable file',
+        );
+      }
+      this.file = path.join(this.scratchDir, `qcow2-spill-${process.pid}-${randomBytes(6).toString('hex')}`);
+      try {
+        this.handle = await open(this.file, 'wx+', 0o600);
+      } catch (err) {
+        throw targetError(`cannot create a scratch file in ${this.scratchDir}: ${(err as Error).message}`, err);
+      }
+    }
+    try {
+      await this.handle.write(data, 0, data.length, this.end);
+    } catch (err) {
+      throw targetError(`cannot write to the scratch file ${this.file}: ${(err as Error).message}`, err);
+    }
+    this.slots.set(cluster, this.end);
+    this.end += data.length;
+  }
+
+  /** Copies `length` bytes at `offsetInCluster` of spilled `cluster` into `into` at `at`. */
+  async read(cluster: number, offsetInCluster: number, length: number, into: Buffer, at: number): Promise<void> {
+    const slot = this.slots.get(cluster);
+    if (slot === undefined || !this.handle) throw new Error(`cluster ${cluster} was not spilled`);
+    const { bytesRead } = await this.handle.read(into, at, length, slot + offsetInCluster);
+    if (bytesRead !== length) throw new Error(`short read from the scratch file ${this.file}`);
+  }
+
+  async dispose(): Promise<void> {
+    const { handle, file } = this;
+    this.handle = undefined;
+    this.slots.clear();
+    if (handle) await handle.close().catch(() => {});
+    if (file) await rm(file, { force: true }).catch(() => {});
+  }
+}
