@@ -86,6 +86,7 @@ class Extraction {
   async run(tarStream: Readable): Promise<ArchiveResult> {
     const { signal } = this.options;
     signal?.throwIfAborted();
+    this.journal.rememberDirectoryTimes(this.directory, await this.fsStep('.', 'inspect the target directory', () => lstat(this.directory)));
     const prepass = new TarPrepass();
     const extract = tarExtract();
     let feedError: unknown;

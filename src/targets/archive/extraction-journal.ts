@@ -3,18 +3,25 @@
  * was: created files, links and directories are removed newest first; anything that existed
  * before is never in the journal and so never touched.
  */
-import { rmdir, unlink } from 'node:fs/promises';
+import { rmdir, unlink, utimes } from 'node:fs/promises';
 
 type Created = { path: string; kind: 'directory' | 'other' };
 
 export class ExtractionJournal {
   private readonly created: Created[] = [];
   private readonly createdPaths = new Set<string>();
+  /** Times of pre-existing directories we add entries to: removing our entries changes them again. */
+  private readonly directoryTimes = new Map<string, { atime: Date; mtime: Date }>();
 
   record(path: string, kind: Created['kind']): void {
     if (this.createdPaths.has(path)) return; // replaced by a later entry of the same name
     this.created.push({ path, kind });
     this.createdPaths.add(path);
+  }
+
+  /** Remembers a pre-existing directory's times (the first time only) so a rollback can restore them. */
+  rememberDirectoryTimes(path: string, times: { atime: Date; mtime: Date }): void {
+    if (!this.directoryTimes.has(path) && !this.createdPaths.has(path)) this.directoryTimes.set(path, { atime: times.atime, mtime: times.mtime });
   }
 
   has(path: string): boolean {
@@ -36,8 +43,10 @@ export class ExtractionJournal {
         left.push(path);
       }
     }
+    for (const [path, { atime, mtime }] of this.directoryTimes) await utimes(path, atime, mtime).catch(() => {});
     this.created.length = 0;
     this.createdPaths.clear();
+    this.directoryTimes.clear();
     return left;
   }
 }

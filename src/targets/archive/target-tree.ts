@@ -54,7 +54,7 @@ export class TargetTree {
       } else if (stat.isSymbolicLink()) throw throughSymlink(entry, rel);
       else if (!stat.isDirectory()) {
         throw badInput(`archive entry ${quoteEntry(entry)}: its parent ${quoteEntry(rel)} is not a directory`);
-      }
+      } else this.journal.rememberDirectoryTimes(abs, stat);
       this.directories.add(rel);
     }
     return { created };
@@ -72,6 +72,7 @@ export class TargetTree {
     const stat = await this.fsStep(entry, 'inspect', () => lstat(abs).catch(ignoreMissing));
     if (stat === null) return 'free';
     if (stat.isDirectory()) {
+      this.journal.rememberDirectoryTimes(abs, stat);
       if (isDirectory) {
         this.directories.add(rel);
         return 'exists';

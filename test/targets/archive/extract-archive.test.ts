@@ -1,0 +1,90 @@
+/** Archives made by GNU tar, extracted by us and by `tar -x`: the trees must match. */
+import assert from 'node:assert/strict';
+import { createReadStream, mkdirSync, statSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { extractArchive } from '../../../src/targets/archive/index.js';
+import { buildSampleTree, diffTrees, gnuTar, treeListing, type TarFormat } from '../../support/tar-fixtures.js';
+import { allocatedBytes, makeTempDir, run, sh, type TempDir } from '../../support/tools.js';
+
+describe('extractArchive matches tar -x', () => {
+  let tmp: TempDir;
+  let counter = 0;
+  before(() => {
+    tmp = makeTempDir('cdi-archive-');
+  });
+  after(() => tmp.remove());
+
+  /** Extracts `archive` with us and with GNU tar; returns both directories. */
+  async function extractBoth(archive: string) {
+    const n = counter++;
+    const ours = tmp.join(`ours-${n}`);
+    const reference = tmp.join(`tar-${n}`);
+    mkdirSync(ours);
+    mkdirSync(reference);
+    run('tar', ['-xf', archive, '-C', reference]);
+    const result = await extractArchive(createReadStream(archive), ours);
+    assert.equal(diffTrees(ours, reference), '');
+    assert.deepEqual(treeListing(ours), treeListing(reference));
+    return { ours, reference, result };
+  }
+
+  for (const format of ['ustar', 'gnu', 'pax'] as TarFormat[]) {
+    it(`a ${format} archive of a tree with links, modes, long names, empty directories`, async () => {
+      const src = tmp.join(`src-${format}`);
+      mkdirSync(src);
+      buildSampleTree(src, { longFileName: format !== 'ustar' });
+      const archive = tmp.join(`sample.${format}.tar`);
+      gnuTar(src, archive, format);
+      const { ours, reference, result } = await extractBoth(archive);
+
+      assert.equal(result.links, 5, 'one hard link and four symlinks');
+      assert.deepEqual(result.skipped, []);
+      assert.equal(result.files, format === 'ustar' ? 7 : 8); // the 120-character file name needs gnu or pax
+      // Zero runs become holes even when the archive stores them as data.
+      assert.ok(allocatedBytes(`${ours}/sparse.img`) <= 64 * 1024, 'the sparse file is written sparse');
+      assert.ok(allocatedBytes(`${ours}/zero-runs.bin`) < allocatedBytes(`${reference}/zero-runs.bin`));
+      // We keep permission bits but not setuid (tar -x as root keeps it; treeListing masks it).
+      assert.equal(statSync(`${ours}/setuid-tool`).mode & 0o7777, 0o755);
+      assert.equal(statSync(`${ours}/ro`).mode & 0o777, 0o555);
+      assert.equal(statSync(`${ours}/hard-link.txt`).ino, statSync(`${ours}/sub/hello.txt`).ino);
+    });
+  }
+
+  for (const [label, format, extra] of [
+    ['GNU --sparse (old GNU sparse headers)', 'gnu', ['--sparse']],
+    ['PAX --sparse (sparse 1.0, map in the data)', 'pax', ['--sparse']],
+    ['PAX sparse 0.0 (repeated offset/numbytes)', 'pax', ['--sparse', '--sparse-version=0.0']],
+    ['PAX sparse 0.1 (GNU.sparse.map)', 'pax', ['--sparse', '--sparse-version=0.1']],
+  ] as Array<[string, TarFormat, string[]]>) {
+    it(`sparse files: ${label}, including one whose map needs extension blocks`, async () => {
+      const src = tmp.join(`sparse-src-${counter}`);
+      mkdirSync(src);
+      sh(`cd '${src}' && truncate -s 6M few.img && printf x | dd of=few.img bs=1 seek=3000000 conv=notrunc status=none
+          truncate -s 8M many.img && for i in $(seq 0 40); do printf "seg$i" | dd of=many.img bs=1 seek=$((i*200000+7)) conv=notrunc status=none; done
+          truncate -s 1M empty-sparse.img && touch -d '2022-02-02' *.img`);
+      const archive = tmp.join(`sparse-${counter}.tar`);
+      gnuTar(src, archive, format, extra);
+      // The archive stores only the data, so this really exercises the sparse map.
+      assert.ok(statSync(archive).size < 512 * 1024, `archive is ${statSync(archive).size} bytes`);
+      const { ours, result } = await extractBoth(archive);
+      assert.equal(result.bytes, 6 * 2 ** 20 + 8 * 2 ** 20 + 2 ** 20);
+      for (const name of ['few.img', 'many.img', 'empty-sparse.img']) {
+        assert.ok(allocatedBytes(`${ours}/${name}`) <= 41 * 8192, `${name} allocates ${allocatedBytes(`${ours}/${name}`)}`);
+      }
+    });
+  }
+
+  it('keeps sub-second PAX mtimes and leaves a pre-existing target directory untouched', async () => {
+    const src = tmp.join('pax-times');
+    mkdirSync(src);
+    sh(`cd '${src}' && mkdir d && printf a > d/a && touch -d '2020-05-06 07:08:09.123456' d/a d && chmod 711 .`);
+    const archive = tmp.join('pax-times.tar');
+    gnuTar(src, archive, 'pax');
+    const ours = tmp.join('pax-times-out');
+    mkdirSync(ours, { mode: 0o750 });
+    await extractArchive(createReadStream(archive), ours);
+    assert.equal(statSync(`${ours}/d/a`).mtimeMs, statSync(`${src}/d/a`).mtimeMs);
+    assert.equal(statSync(`${ours}/d`).mtimeMs, statSync(`${src}/d`).mtimeMs);
+    assert.equal(statSync(ours).mode & 0o777, 0o750, 'the "./" entry does not change the target itself');
+  });
+});

@@ -1,0 +1,101 @@
+/**
+ * Hostile archives: each is refused with one clear line naming the entry, nothing appears
+ * outside the target (a sentinel directory next to it stays as it was), and what the
+ * extraction created before the bad entry is removed again, leaving the target as it was.
+ */
+import assert from 'node:assert/strict';
+import { createReadStream, mkdirSync, writeFileSync } from 'node:fs';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { isImportError } from '../../../src/errors.js';
+import { extractArchive } from '../../../src/targets/archive/index.js';
+import { pythonTar, treeListing } from '../../support/tar-fixtures.js';
+import { makeTempDir, type TempDir } from '../../support/tools.js';
+
+/** Good entries first, so a refusal must also roll them back. */
+const GOOD_PREFIX = `
+add('made-by-archive', 'DIRTYPE', mode=0o755)
+add('made-by-archive/file.txt', data=b'x' * 10000, mode=0o644)
+add('made-by-archive/nested/deeper/file2.txt', data=b'y', mode=0o600)
+add('pre-existing-dir/added.txt', data=b'z')
+add('made-by-archive/inside-link', 'SYMTYPE', linkname='file.txt')
+add('made-by-archive/hard', 'LNKTYPE', linkname='made-by-archive/file.txt')
+`;
+
+const cases: Array<{ name: string; members: string; message: RegExp; category?: string; availableBytes?: number; format?: string }> = [
+  { name: 'absolute path', members: `add('/abs-evil.txt', data=b'evil')`, message: /archive entry "\/abs-evil.txt": path "\/abs-evil.txt" is absolute/ },
+  { name: '".." component', members: `add('made-by-archive/../../sentinel/evil.txt', data=b'evil')`, message: /archive entry "made-by-archive\/..\/..\/sentinel\/evil.txt": .* has a "\.\." component/ },
+  { name: 'symlink escaping with ..', members: `add('escape', 'SYMTYPE', linkname='../sentinel')`, message: /archive entry "escape": symlink target "..\/sentinel" points outside the target directory/ },
+  { name: 'absolute symlink', members: `add('etc', 'SYMTYPE', linkname='/etc')`, message: /archive entry "etc": symlink target "\/etc" is absolute/ },
+  {
+    name: 'symlink that escapes only once a later symlink exists',
+    members: `add('t', 'SYMTYPE', linkname='s/../sentinel/file.txt')\nadd('s', 'SYMTYPE', linkname='.')`,
+    message: /archive entry "t": symlink target "s\/..\/sentinel\/file.txt" points outside/,
+  },
+  { name: 'hard link escaping with ..', members: `add('hl', 'LNKTYPE', linkname='../sentinel/file.txt')`, message: /archive entry "hl": hard link target "..\/sentinel\/file.txt" has a "\.\." component/ },
+  { name: 'absolute hard link', members: `add('hl', 'LNKTYPE', linkname='/etc/passwd')`, message: /archive entry "hl": hard link target "\/etc\/passwd" is absolute/ },
+  {
+    name: 'file written through a symlink placed by an earlier entry',
+    members: `add('through', 'SYMTYPE', linkname='made-by-archive')\nadd('through/evil.txt', data=b'evil')`,
+    message: /archive entry "through\/evil.txt": would be written through the symlink "through"/,
+  },
+  {
+    name: 'hard link through a symlink',
+    members: `add('through', 'SYMTYPE', linkname='made-by-archive')\nadd('hl', 'LNKTYPE', linkname='through/file.txt')`,
+    message: /archive entry "hl": would be written through the symlink "through"/,
+  },
+  { name: 'character device', members: `add('null', 'CHRTYPE', devmajor=1, devminor=3)`, message: /archive entry "null" is a character device; device nodes are not extracted/ },
+  { name: 'block device', members: `add('sda', 'BLKTYPE', devmajor=8, devminor=0)`, message: /archive entry "sda" is a block device/ },
+  { name: 'FIFO', members: `add('pipe', 'FIFOTYPE')`, message: /archive entry "pipe" is a FIFO/ },
+  {
+    name: 'more data than the space available',
+    members: `add('big.bin', data=b'b' * 200000)`,
+    availableBytes: 150000,
+    category: 'too-small',
+    message: /archive content size 210002 \(through entry "big.bin"\) is larger than the reported available storage 150000/,
+  },
+  { name: 'overwriting a file that was there before', members: `add('keep.txt', data=b'evil')`, message: /archive entry "keep.txt": "keep.txt" already exists in the target directory; refusing to overwrite it/ },
+  { name: 'truncated archive', members: `add('last.bin', data=b'q' * 5000)\nt.fileobj.truncate(t.offset - 2048); t.closed = True`, message: /archive is not a valid tar: Unexpected end of data/ },
+];
+
+describe('hostile archives are refused and rolled back', () => {
+  let tmp: TempDir;
+  let target: string;
+  let sentinel: string;
+  let targetBefore: string[];
+  let sentinelBefore: string[];
+  let n = 0;
+
+  before(() => {
+    tmp = makeTempDir('cdi-hostile-');
+  });
+  after(() => tmp.remove());
+  beforeEach(() => {
+    const root = tmp.join(`case-${n++}`);
+    target = `${root}/target`;
+    sentinel = `${root}/sentinel`;
+    mkdirSync(`${target}/pre-existing-dir`, { recursive: true });
+    writeFileSync(`${target}/keep.txt`, 'kept');
+    mkdirSync(sentinel);
+    writeFileSync(`${sentinel}/file.txt`, 'original');
+    targetBefore = treeListing(target);
+    sentinelBefore = treeListing(sentinel);
+  });
+
+  for (const c of cases) {
+    it(c.name, async () => {
+      const archive = `${target}/../evil.tar`;
+      pythonTar(archive, `${GOOD_PREFIX}\n${c.members}`, c.format);
+      const err = await extractArchive(createReadStream(archive), target, { availableBytes: c.availableBytes }).then(
+        () => assert.fail('extraction succeeded'),
+        (e: unknown) => e,
+      );
+      assert.ok(isImportError(err), `an ImportError, got ${String(err)}`);
+      assert.equal(err.category, c.category ?? 'bad-input');
+      assert.match(err.message, c.message);
+      assert.doesNotMatch(err.message, /\n/);
+      assert.deepEqual(treeListing(target), targetBefore, 'the target is as it was');
+      assert.deepEqual(treeListing(sentinel), sentinelBefore, 'nothing written next to the target');
+      assert.deepEqual(treeListing(`${target}/..`).filter((l) => !/^(target|sentinel|evil\.tar)[ /]/.test(l)), []);
+    });
+  }
+});
