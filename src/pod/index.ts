@@ -5,7 +5,7 @@
  */
 import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ImportError, usageError } from '../errors.js';
+import { ImportError, isImportError, oneLine, usageError } from '../errors.js';
 import type { ImportContext, ImportRequest, ImportResult } from '../request.js';
 import { createLogger, levelFromVerbosity, type AppLogger } from '../util/logger.js';
 import { parseKlogFlags, KlogFlagError } from './klog-flags.js';
@@ -98,7 +98,9 @@ class PodRun {
       );
       return successOutcome(result);
     } catch (err) {
-      this.log.error({ err }, 'import failed');
+      // The stack is for developers (-v=1 and up); the one line is for everyone.
+      this.log.error({ error: oneLine(err), category: isImportError(err) ? err.category : 'internal' }, 'import failed');
+      this.log.debug({ err }, 'import failure details');
       this.removePartialTarget(config);
       return failureOutcome(this.controller.signal.aborted ? this.cancelledError(err) : err, context);
     }

@@ -1,0 +1,218 @@
+/**
+ * Pod mode end to end: the real binary, CDI's environment, the pod's paths under a temp root,
+ * images served by nginx. Each outcome is checked by exit code and termination message
+ * (SPEC §4.3); disk contents against qemu-img's conversion.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { makeDiskLikeImage } from '../support/disk-images.js';
+import { startNginx, type NginxServer } from '../support/nginx.js';
+import { allocatedBytes, makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
+import { makePodRoot, runPod, type PodRoot } from './pod-harness.js';
+
+const MiB = 1 << 20;
+
+describe('pod mode', () => {
+  let images: TempDir;
+  let nginx: NginxServer;
+  const roots: PodRoot[] = [];
+  const podRoot = (options?: { scratch?: boolean }) => {
+    const root = makePodRoot(options);
+    roots.push(root);
+    return root;
+  };
+
+  before(async () => {
+    images = makeTempDir('cdi-pod-images-');
+    makeDiskLikeImage(images.join('raw.img'), 8 * MiB);
+    run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', images.join('raw.img'), images.join('disk.qcow2')]);
+    sh(`xz -T1 -3 -k -c ${images.join('disk.qcow2')} > ${images.join('disk.qcow2.xz')}`);
+    mkdirSync(images.join('tree', 'etc'), { recursive: true });
+    writeFileSync(images.join('tree', 'etc', 'motd'), 'hello from the archive\n');
+    writeFileSync(images.join('tree', 'data.bin'), Buffer.alloc(100_000, 7));
+    run('tar', ['-cf', images.join('archive.tar'), '-C', images.join('tree'), '.']);
+    nginx = await startNginx({ root: images.path });
+  });
+
+  after(async () => {
+    await nginx?.stop();
+    images?.remove();
+    for (const root of roots) root.remove();
+  });
+
+  const http = (env: Record<string, string>) => ({ IMPORTER_SOURCE: 'http', PREALLOCATION: 'false', ...env });
+
+  test('http raw: disk.img is qemu-img identical, grown to the requested size, success message', async () => {
+    const root = podRoot();
+    const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}raw.img`, IMPORTER_IMAGE_SIZE: '16Mi', FILESYSTEM_OVERHEAD: '0' }));
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.message, '{"message":"Import Complete","preallocationApplied":false}');
+    assert.equal(statSync(root.diskImage).size, 16 * MiB);
+    assert.equal(statSync(root.diskImage).mode & 0o777, 0o660);
+    assert.equal(await sha256File(root.diskImage), await qemuRawSha256(images.join('raw.img'), images.path, 16 * MiB));
+  });
+
+  test('http raw with the default filesystem overhead: usable space is roundDown(ceil(64Mi / 1.06), 1Mi)', async () => {
+    const root = podRoot();
+    const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}raw.img`, IMPORTER_IMAGE_SIZE: '64Mi' }));
+    assert.equal(result.code, 0, result.stderr);
+    const usable = Math.floor(Math.ceil((64 * MiB) / 1.06) / MiB) * MiB;
+    assert.equal(statSync(root.diskImage).size, usable);
+    assert.equal(await sha256File(root.diskImage), await qemuRawSha256(images.join('raw.img'), images.path, usable));
+  });
+
+  test('http qcow2.xz: converted in one pass, identical to qemu-img', async () => {
+    const root = podRoot();
+    const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}disk.qcow2.xz`, IMPORTER_IMAGE_SIZE: '16Mi', FILESYSTEM_OVERHEAD: '0' }));
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(result.json, { message: 'Import Complete', preallocationApplied: false });
+    assert.equal(await sha256File(root.diskImage), await qemuRawSha256(images.join('disk.qcow2'), images.path, 16 * MiB));
+  });
+
+  test('preallocation: the whole file is allocated and reported', async () => {
+    const root = podRoot();
+    const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}raw.img`, IMPORTER_IMAGE_SIZE: '16Mi', FILESYSTEM_OVERHEAD: '0', PREALLOCATION: 'true' }));
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.message, '{"message":"Import Complete","preallocationApplied":true}');
+    assert.ok(allocatedBytes(root.diskImage) >= 16 * MiB, `allocated ${allocatedBytes(root.diskImage)}`);
+  });
+
+  test('klog flags are accepted and -v=3 turns on JSON debug lines', async () => {
+    const root = podRoot();
+    const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}raw.img`, FILESYSTEM_OVERHEAD: '0' }), ['-v=3', '-alsologtostderr', '--logtostderr=true']);
+    assert.equal(result.code, 0, result.stderr);
+    const lines = result.stderr.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { level: string; msg: string });
+    assert.ok(lines.some((l) => l.level === 'debug'), result.stderr);
+    assert.ok(lines.some((l) => l.msg === 'Import Complete'));
+  });
+
+  test('an unknown flag is a usage error (exit 2), nothing imported', async () => {
+    const root = podRoot();
+    const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}raw.img` }), ['-frobnicate']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /unknown flag "-frobnicate"/);
+    assert.equal(existsSync(root.diskImage), false);
+  });
+
+  test('checksum mismatch: exit 0, the CDI message with both digests, disk.img removed', async () => {
+    const root = podRoot();
+    const actual = await sha256File(images.join('raw.img'));
+    const wrong = '0'.repeat(64);
+    const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}raw.img`, IMPORTER_CHECKSUM: `SHA256:${wrong}` }));
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(result.json, {
+      message: `Unable to process data: checksum mismatch: expected sha256:${wrong}, calculated sha256:${actual}`,
+    });
+    assert.equal(existsSync(root.diskImage), false);
+  });
+
+  test('checksum match: success', async () => {
+    const root = podRoot();
+    const actual = await sha256File(images.join('raw.img'));
+    const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}raw.img`, IMPORTER_CHECKSUM: `sha256:${actual}` }));
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.json?.message, 'Import Complete');
+  });
+
+  test('too small: exit 1 with the phrase the controller turns into "DataVolume too small"', async () => {
+    const root = podRoot();
+    const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}raw.img`, IMPORTER_IMAGE_SIZE: '4Mi', FILESYSTEM_OVERHEAD: '0' }));
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.message!, /^Unable to process data: virtual image size 8388608 is larger than the reported available storage 4194304\. A larger PVC is required$/);
+    assert.equal(existsSync(root.diskImage), false);
+  });
+
+  test('404: exit 1, "Unable to connect to http data source", one line', async () => {
+    const root = podRoot();
+    const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}missing.img` }));
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.message!, /^Unable to connect to http data source: expected status code 200, got 404\. Status: 404 Not Found/);
+    assert.doesNotMatch(result.message!, /\n/);
+    assert.equal(existsSync(root.diskImage), false);
+  });
+
+  test('PREALLOCATION that is not a boolean: exit 1', async () => {
+    const root = podRoot();
+    const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}raw.img`, PREALLOCATION: 'yes' }));
+    assert.equal(result.code, 1);
+    assert.equal(result.message, 'the PREALLOCATION environment variable is with a wrong value "yes"; should be "true" or "false"');
+    assert.equal(existsSync(root.diskImage), false);
+  });
+
+  for (const source of ['s3', 'gcs', 'imageio', 'vddk', 'ftp']) {
+    test(`IMPORTER_SOURCE=${source}: exit 1, "Unknown data source: ${source}"`, async () => {
+      const root = podRoot();
+      const result = await runPod(root, { IMPORTER_SOURCE: source, IMPORTER_ENDPOINT: `${nginx.http}raw.img` });
+      assert.equal(result.code, 1);
+      assert.equal(result.message, `Unknown data source: ${source}`);
+    });
+  }
+
+  test('an IMPORTER_IMAGE_SIZE that is not a quantity: exit 1 naming the variable', async () => {
+    const root = podRoot();
+    const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}raw.img`, IMPORTER_IMAGE_SIZE: '10 gigs' }));
+    assert.equal(result.code, 1);
+    assert.match(result.message!, /^invalid IMPORTER_IMAGE_SIZE: invalid quantity "10 gigs"/);
+  });
+
+  test('archive: the tar is extracted into /data', async () => {
+    const root = podRoot();
+    const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}archive.tar`, IMPORTER_CONTENTTYPE: 'archive' }));
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.json?.message, 'Import Complete');
+    assert.equal(readFileSync(root.join('data', 'etc', 'motd'), 'utf8'), 'hello from the archive\n');
+    assert.deepEqual(readFileSync(root.join('data', 'data.bin')), Buffer.alloc(100_000, 7));
+    assert.equal(existsSync(root.diskImage), false);
+  });
+
+  test('blank: a sparse disk.img of the usable size, nothing allocated', async () => {
+    const root = podRoot();
+    const result = await runPod(root, { IMPORTER_SOURCE: 'none', IMPORTER_IMAGE_SIZE: '64Mi', FILESYSTEM_OVERHEAD: '0.06', PREALLOCATION: 'false' });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.message, '{"message":"Import Complete","preallocationApplied":false}');
+    const usable = Math.floor(Math.ceil((64 * MiB) / 1.06) / MiB) * MiB;
+    assert.equal(statSync(root.diskImage).size, usable);
+    assert.equal(allocatedBytes(root.diskImage), 0);
+    assert.equal(await sha256File(root.diskImage), sh(`head -c ${usable} /dev/zero | sha256sum`).split(' ')[0]);
+  });
+
+  test('blank with preallocation: allocated and reported', async () => {
+    const root = podRoot();
+    const result = await runPod(root, { IMPORTER_SOURCE: 'none', IMPORTER_IMAGE_SIZE: '8Mi', FILESYSTEM_OVERHEAD: '0', PREALLOCATION: 'true' });
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(result.json, { message: 'Import Complete', preallocationApplied: true });
+    assert.equal(statSync(root.diskImage).size, 8 * MiB);
+    assert.ok(allocatedBytes(root.diskImage) >= 8 * MiB);
+  });
+
+  test('blank with content type archive: exit 1, CDI\'s message', async () => {
+    const root = podRoot();
+    const result = await runPod(root, { IMPORTER_SOURCE: 'none', IMPORTER_CONTENTTYPE: 'archive', IMPORTER_IMAGE_SIZE: '8Mi' });
+    assert.equal(result.code, 1);
+    assert.equal(result.message, 'Cannot create empty disk with content type archive');
+    assert.deepEqual(readdirSync(root.dataDir), []);
+  });
+
+  test('extra headers from IMPORTER_EXTRA_HEADER_* and /extraheaders/<secret>/<key> reach the server', async () => {
+    const { startFaultServer } = await import('../support/fault-server.js');
+    const server = await startFaultServer(readFileSync(images.join('raw.img')));
+    try {
+      const fromEnv = podRoot();
+      let result = await runPod(fromEnv, http({ IMPORTER_ENDPOINT: `${server.url}ok`, IMPORTER_EXTRA_HEADER_0: 'X-Test: from-env' }));
+      assert.equal(result.code, 0, result.stderr);
+      assert.ok(server.requests.some((r) => r.xTest === 'from-env'));
+
+      const fromSecret = podRoot();
+      mkdirSync(fromSecret.join('extraheaders', 'secret1', '..data'), { recursive: true });
+      writeFileSync(fromSecret.join('extraheaders', 'secret1', 'header'), 'X-Test: from-secret');
+      writeFileSync(fromSecret.join('extraheaders', 'secret1', '..data', 'ignored'), 'X-Test: from-dotdir');
+      result = await runPod(fromSecret, http({ IMPORTER_ENDPOINT: `${server.url}ok` }));
+      assert.equal(result.code, 0, result.stderr);
+      assert.ok(server.requests.some((r) => r.xTest === 'from-secret'));
+      assert.ok(!server.requests.some((r) => r.xTest === 'from-dotdir'));
+    } finally {
+      await server.stop();
+    }
+  });
+});
