@@ -14,7 +14,8 @@ export interface TrickleServer {
   stop(): Promise<void>;
 }
 
-export async function startTrickleServer(content: Buffer, bytesPerSecond: number): Promise<TrickleServer> {
+/** `startDelayMs` holds the response back first, so a watcher can see the import at 0%. */
+export async function startTrickleServer(content: Buffer, bytesPerSecond: number, startDelayMs = 0): Promise<TrickleServer> {
   const sockets = new Set<Socket>();
   const timers = new Set<NodeJS.Timeout>();
   let sent = 0;
@@ -24,7 +25,9 @@ export async function startTrickleServer(content: Buffer, bytesPerSecond: number
     res.writeHead(200, { 'content-length': content.length, 'content-type': 'application/octet-stream', 'accept-ranges': 'none' });
     if (req.method === 'HEAD') return res.end();
     let offset = 0;
+    const started = Date.now() + startDelayMs;
     const timer = setInterval(() => {
+      if (Date.now() < started) return;
       const chunk = content.subarray(offset, offset + perTick);
       offset += chunk.length;
       sent += chunk.length;
