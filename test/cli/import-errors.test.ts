@@ -1,0 +1,185 @@
+/**
+ * Bad input and bad destinations: one clear line, exit 1 (2 for usage), and nothing left behind.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, writeFileSync, readFileSync, statSync, mkdirSync } from 'node:fs';
+import { runCli } from '../support/cli.js';
+import { makeTempDir, run, sh, type TempDir } from '../support/tools.js';
+import { makeDiskLikeImage } from '../support/disk-images.js';
+
+const MiB = 1 << 20;
+let dir: TempDir;
+let raw: string;
+
+before(() => {
+  dir = makeTempDir();
+  raw = dir.join('disk.raw');
+  makeDiskLikeImage(raw, 6 * MiB);
+  sh(`cd ${dir.path} && gzip -kf disk.raw && xz -kf -T1 disk.raw && zstd -qf disk.raw`);
+});
+after(() => dir.remove());
+
+/** Files in `dir.path` whose names start with `prefix` (the output and any temporary sibling). */
+function outputsNamed(prefix: string): string[] {
+  return readdirSync(dir.path).filter((name) => name.startsWith(prefix) || name.startsWith(`.${prefix}`));
+}
+
+async function expectFailure(args: string[], pattern: RegExp, outName: string, input?: Buffer) {
+  const result = await runCli(args, { input });
+  assert.equal(result.code, 1, `exit ${result.code}: ${result.stderr}`);
+  const lines = result.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `expected one line, got:\n${result.stderr}`);
+  assert.match(lines[0]!, pattern);
+  assert.doesNotMatch(result.stderr, /at .*\.ts:\d+/, 'no stack trace');
+  assert.deepEqual(outputsNamed(outName), [], 'nothing left behind');
+}
+
+describe('bad input', () => {
+  test('empty file', async () => {
+    writeFileSync(dir.join('empty.raw'), '');
+    await expectFailure(['import', dir.join('empty.raw'), '-o', dir.join('o-empty.img')], /empty.raw is empty/, 'o-empty');
+  });
+
+  test('empty stdin', async () => {
+    await expectFailure(['import', '-', '-o', dir.join('o-stdin.img')], /standard input is empty/, 'o-stdin', Buffer.alloc(0));
+  });
+
+  test('empty gzip stream', async () => {
+    sh(`gzip -c < /dev/null > ${dir.join('empty.gz')}`);
+    await expectFailure(['import', dir.join('empty.gz'), '-o', dir.join('o-emptygz.img')], /empty after gzip/, 'o-emptygz');
+  });
+
+  test('truncated gzip', async () => {
+    const file = dir.join('trunc.raw.gz');
+    const whole = readFileSync(dir.join('disk.raw.gz'));
+    writeFileSync(file, whole.subarray(0, Math.floor(whole.length * 0.6)));
+    await expectFailure(['import', file, '-o', dir.join('o-truncgz.img')], /gzip data is corrupt or truncated/, 'o-truncgz');
+  });
+
+  test('truncated xz', async () => {
+    const file = dir.join('trunc.raw.xz');
+    const whole = readFileSync(dir.join('disk.raw.xz'));
+    writeFileSync(file, whole.subarray(0, Math.floor(whole.length * 0.6)));
+    await expectFailure(['import', file, '-o', dir.join('o-truncxz.img')], /xz data is corrupt or truncated/, 'o-truncxz');
+  });
+
+  test('corrupt xz', async () => {
+    const file = dir.join('corrupt.raw.xz');
+    const data = Buffer.from(readFileSync(dir.join('disk.raw.xz')));
+    for (let i = 4096; i < 8192; i++) data[i] = data[i]! ^ 0x55;
+    writeFileSync(file, data);
+    await expectFailure(['import', file, '-o', dir.join('o-corruptxz.img')], /xz data is corrupt or truncated/, 'o-corruptxz');
+  });
+
+  test('corrupt zstd', async () => {
+    const file = dir.join('corrupt.raw.zst');
+    const data = Buffer.from(readFileSync(dir.join('disk.raw.zst')));
+    for (let i = 100; i < 4000; i++) data[i] = data[i]! ^ 0xa5;
+    writeFileSync(file, data);
+    await expectFailure(['import', file, '-o', dir.join('o-corruptzst.img')], /zstd data is corrupt or truncated/, 'o-corruptzst');
+  });
+
+  test('truncated zstd', async () => {
+    const file = dir.join('trunc.raw.zst');
+    const whole = readFileSync(dir.join('disk.raw.zst'));
+    writeFileSync(file, whole.subarray(0, Math.floor(whole.length * 0.6)));
+    await expectFailure(['import', file, '-o', dir.join('o-trunczst.img')], /zstd data is corrupt or truncated/, 'o-trunczst');
+  });
+
+  test('gzip inside gzip is refused', async () => {
+    sh(`gzip -c ${dir.join('disk.raw.gz')} > ${dir.join('double.gz')}`);
+    await expectFailure(['import', dir.join('double.gz'), '-o', dir.join('o-double.img')], /gzip data inside gzip data is not supported/, 'o-double');
+  });
+
+  for (const format of ['vmdk', 'vdi', 'vhdx', 'vpc']) {
+    test(`a ${format} image is refused by name, not imported as raw`, async () => {
+      const file = dir.join(`img.${format}`);
+      run('qemu-img', ['create', '-q', '-f', format, file, '8M']);
+      const name = format === 'vpc' ? 'VHD' : format.toUpperCase();
+      await expectFailure(['import', file, '-o', dir.join(`o-${format}.img`)], new RegExp(`is a ${name} image, which is not supported`), `o-${format}`);
+    });
+  }
+
+  test('a vmdk inside xz is refused too', async () => {
+    run('qemu-img', ['create', '-q', '-f', 'vmdk', dir.join('inner.vmdk'), '8M']);
+    sh(`xz -T1 -kf ${dir.join('inner.vmdk')}`);
+    await expectFailure(['import', dir.join('inner.vmdk.xz'), '-o', dir.join('o-vmdkxz.img')], /is a VMDK image/, 'o-vmdkxz');
+  });
+
+  test('a missing source file', async () => {
+    await expectFailure(['import', dir.join('nope.raw'), '-o', dir.join('o-nope.img')], /source file .*nope.raw does not exist/, 'o-nope');
+  });
+});
+
+describe('bad destinations', () => {
+  test('destination directory missing', async () => {
+    const result = await runCli(['import', raw, '-o', dir.join('missing-dir', 'disk.img')]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr.trim(), /^cdi-importer: error: destination directory of .*missing-dir\/disk.img does not exist/);
+    assert.equal(existsSync(dir.join('missing-dir')), false);
+  });
+
+  test('destination is a directory', async () => {
+    mkdirSync(dir.join('adir'));
+    const result = await runCli(['import', raw, '-o', dir.join('adir')]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /is a directory: give a file name/);
+    assert.deepEqual(readdirSync(dir.join('adir')), []);
+  });
+
+  test('a file system too small for the image: refused before writing', async (t) => {
+    const mount = mountTmpfs(t, '4m');
+    if (!mount) return;
+    const result = await runCli(['import', raw, '-o', `${mount}/disk.img`]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /virtual image size \d+ is larger than the reported available storage \d+/);
+    assert.deepEqual(readdirSync(mount), []);
+  });
+
+  test('a file system that fills up mid-write (size unknown in advance): clear error, nothing left', async (t) => {
+    const mount = mountTmpfs(t, '3m');
+    if (!mount) return;
+    // Random data does not compress, so the xz stream is as big as the disk: fills the 3 MiB tmpfs.
+    sh(`head -c ${5 * MiB} /dev/urandom > ${dir.join('rand.raw')} && xz -T1 -0 -kf ${dir.join('rand.raw')}`);
+    const result = await runCli(['import', dir.join('rand.raw.xz'), '-o', `${mount}/disk.img`, '--filesystem-overhead', '0']);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr.trim(), /is larger than the reported available storage|no space left on the device/);
+    assert.deepEqual(readdirSync(mount), []);
+  });
+});
+
+test('usage errors exit 2 with a hint', async () => {
+  const unknown = await runCli(['import']);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /missing required argument 'source'/);
+  const badSize = await runCli(['import', raw, '-o', dir.join('x.img'), '--size', '12 parsecs']);
+  assert.equal(badSize.code, 2);
+  assert.match(badSize.stderr, /invalid quantity "12 parsecs"/);
+  const badType = await runCli(['import', raw, '--content-type', 'zip']);
+  assert.equal(badType.code, 2);
+  assert.match(badType.stderr, /invalid --content-type "zip"/);
+});
+
+test('--help documents every import option', async () => {
+  const result = await runCli(['import', '--help']);
+  assert.equal(result.code, 0);
+  for (const flag of ['--dest', '--content-type', '--size', '--filesystem-overhead', '--preallocation', '--checksum', '--scratch', '--json', '--quiet', '--progress']) {
+    assert.match(result.stdout, new RegExp(flag));
+  }
+});
+
+/** Mounts a small tmpfs for the test (root only); returns its path, or undefined after skipping. */
+function mountTmpfs(t: { skip(msg: string): void; after(fn: () => void): void }, size: string): string | undefined {
+  const mount = dir.join(`tmpfs-${size}-${Date.now()}`);
+  mkdirSync(mount);
+  try {
+    run('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mount]);
+  } catch (err) {
+    t.skip(`cannot mount a tmpfs here (${(err as Error).message.split('\n')[0]})`);
+    return undefined;
+  }
+  t.after(() => run('umount', [mount]));
+  assert.ok(statSync(mount).isDirectory());
+  return mount;
+}
