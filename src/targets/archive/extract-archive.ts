@@ -94,20 +94,29 @@ class Extraction {
       feedError ??= err;
       extract.destroy(err);
     });
+    let entryError: unknown;
+    let parseError: unknown;
     try {
       for await (const entry of extract) {
         signal?.throwIfAborted();
-        const offset = entry.offset;
-        const facts = prepass.facts.get(offset);
-        prepass.facts.delete(offset);
-        await this.entry(entry, entry.header as Header, facts);
+        const facts = prepass.facts.get(entry.offset);
+        prepass.facts.delete(entry.offset);
+        try {
+          await this.entry(entry, entry.header as Header, facts);
+        } catch (err) {
+          entryError = err; // leaving the loop destroys the parser, which fails the feed with "premature close"
+          break;
+        }
       }
     } catch (err) {
-      throw feedError ?? err; // a source failure explains a parser complaint, not the other way round
-    } finally {
-      await feeding;
+      parseError = err;
     }
-    if (feedError) throw feedError;
+    await feeding;
+    // Our own refusal (or a full disk) is the story; otherwise a source failure explains the
+    // parser's or the entry stream's complaint, not the other way round.
+    if (isImportError(entryError)) throw entryError;
+    const failure = feedError ?? entryError ?? parseError;
+    if (failure !== undefined) throw failure;
     await this.finish();
     return this.result;
   }
