@@ -16,7 +16,21 @@ import { SpillFile } from './spill-file.js';
 import type { Qcow2OpenOptions } from './options.js';
 
 const MAX_DECOMPRESS_IN_FLIGHT = 8;
+/**
+ * Recent host clusters stay in memory this long before anything uncovered in them goes to
+ * scratch: qemu puts the first compressed clusters of a new L2 range in the tail of the previous
+ * cluster, just before that L2 table, and preallocated images put L2 tables before the L1.
+ */
+const WINDOW_BYTES = 4 << 20;
 const hex = (n: number) => `0x${n.toString(16)}`;
+
+interface WindowSlot {
+  index: number;
+  start: number;
+  buf: Buffer;
+  /** Uncovered [from, to) ranges, relative to the cluster start. */
+  gaps: [number, number][];
+}
 
 interface Want {
   start: number;
@@ -76,11 +90,13 @@ class OnePassEngine {
   private readonly bits: number;
   /** Wants not started yet, by the host cluster they start in. */
   private readonly waiting = new Map<number, Want[]>();
-  private waitingCount = 0;
   private active: Want[] = [];
   /** Host bytes before this offset have been handed out. */
   private processedEnd = 0;
-  private last?: { index: number; buf: Buffer };
+  /** The most recent host clusters, with the ranges in them no want has taken yet. */
+  private readonly window: WindowSlot[] = [];
+  private windowBytes = 0;
+  private readonly windowLimit: number;
   /** Passed host ranges no want covered and that were all zeros: [start, end) pairs, ascending. */
   private readonly zeroStarts: number[] = [];
   private readonly zeroEnds: number[] = [];
@@ -96,6 +112,7 @@ class OnePassEngine {
     this.cs = header.clusterSize;
     this.bits = header.clusterBits;
     this.spill = new SpillFile(options.scratchDir);
+    this.windowLimit = Math.max(WINDOW_BYTES, 2 * this.cs);
     this.register({ start: 0, end: this.cs, what: 'header', done: () => {} });
     const l1Entries = l1EntriesUsed(header);
     if (l1Entries === 0) this.l1Parsed = true;
@@ -149,6 +166,7 @@ class OnePassEngine {
       await this.onEnd();
       yield* this.drain(true);
     } finally {
+      this.window.length = 0;
       stream.destroy();
       await this.spill.dispose();
     }
@@ -168,7 +186,6 @@ class OnePassEngine {
     const list = this.waiting.get(index);
     if (list) list.push(want);
     else this.waiting.set(index, [want]);
-    this.waitingCount++;
   }
 
   /** Hands one host cluster (shorter at the end of the file) to the wants covering it. */
@@ -179,7 +196,6 @@ class OnePassEngine {
     const starting = this.waiting.get(index);
     if (starting) {
       this.waiting.delete(index);
-      this.waitingCount -= starting.length;
       for (const want of starting) this.active.push(want);
     }
 
@@ -202,10 +218,11 @@ class OnePassEngine {
     }
     this.active = stillActive;
 
-    if (this.mayStillBeMapped()) await this.keepUncovered(index, start, buf, covered);
     this.processedEnd = end;
-    this.last = { index, buf };
+    this.window.push({ index, start, buf, gaps: uncovered(covered, buf.length) });
+    this.windowBytes += buf.length;
     for (const [want, data] of completed) await want.done(data);
+    while (this.windowBytes > this.windowLimit) await this.evict(this.window.shift()!);
   }
 
   /** While an L2 table is still to come, any host cluster may turn out to be mapped data. */
@@ -213,21 +230,16 @@ class OnePassEngine {
     return !this.l1Parsed || this.l2Pending > 0;
   }
 
-  private async keepUncovered(index: number, start: number, buf: Buffer, covered: [number, number][]): Promise<void> {
-    covered.sort((a, b) => a[0] - b[0]);
-    let at = 0;
-    const gaps: [number, number][] = [];
-    for (const [from, to] of covered) {
-      if (from > at) gaps.push([at, from]);
-      at = Math.max(at, to);
-    }
-    if (at < buf.length) gaps.push([at, buf.length]);
+  /** A cluster leaves memory: what no want took is kept (zeros as ranges, else scratch) if it may still be needed. */
+  private async evict(slot: WindowSlot): Promise<void> {
+    this.windowBytes -= slot.buf.length;
+    if (!this.mayStillBeMapped()) return;
     let spill = false;
-    for (const [from, to] of gaps) {
-      if (isZero(buf, from, to)) this.addZeroRange(start + from, start + to);
+    for (const [from, to] of slot.gaps) {
+      if (isZero(slot.buf, from, to)) this.addZeroRange(slot.start + from, slot.start + to);
       else spill = true;
     }
-    if (spill) await this.spill.put(index, buf);
+    if (spill) await this.spill.put(slot.index, slot.buf);
   }
 
   private addZeroRange(start: number, end: number): void {
@@ -284,8 +296,10 @@ class OnePassEngine {
       const index = Math.floor(at / this.cs);
       const clusterStart = index * this.cs;
       const to = Math.min(end, clusterStart + this.cs);
-      if (this.last && this.last.index === index && to - clusterStart <= this.last.buf.length) {
-        this.last.buf.copy(into, at - start, at - clusterStart, to - clusterStart);
+      const slot = this.windowSlot(index);
+      if (slot && to - clusterStart <= slot.buf.length) {
+        slot.buf.copy(into, at - start, at - clusterStart, to - clusterStart);
+        slot.gaps = subtract(slot.gaps, at - clusterStart, to - clusterStart);
       } else if (this.spill.has(index)) {
         await this.spill.read(index, at - clusterStart, to - at, into, at - start);
       } else if (this.isZeroRange(at, to)) {
@@ -296,6 +310,13 @@ class OnePassEngine {
       at = to;
     }
     return end - start;
+  }
+
+  private windowSlot(index: number): WindowSlot | undefined {
+    const first = this.window[0];
+    if (!first || index < first.index) return undefined;
+    const slot = this.window[index - first.index];
+    return slot && slot.index === index ? slot : this.window.find((s) => s.index === index);
   }
 
   private async onL1(l1: Buffer): Promise<void> {
@@ -388,6 +409,31 @@ class OnePassEngine {
       );
     }
   }
+}
+
+/** The parts of [0, length) that no [from, to) range covers. */
+function uncovered(covered: [number, number][], length: number): [number, number][] {
+  covered.sort((a, b) => a[0] - b[0]);
+  const gaps: [number, number][] = [];
+  let at = 0;
+  for (const [from, to] of covered) {
+    if (from > at) gaps.push([at, from]);
+    at = Math.max(at, to);
+  }
+  if (at < length) gaps.push([at, length]);
+  return gaps;
+}
+
+function subtract(gaps: [number, number][], from: number, to: number): [number, number][] {
+  const result: [number, number][] = [];
+  for (const [a, b] of gaps) {
+    if (b <= from || a >= to) result.push([a, b]);
+    else {
+      if (a < from) result.push([a, from]);
+      if (b > to) result.push([to, b]);
+    }
+  }
+  return result;
 }
 
 const ZERO_BLOCK = Buffer.alloc(64 * 1024);
