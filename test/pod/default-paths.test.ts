@@ -1,0 +1,107 @@
+/**
+ * Pod mode at CDI's real paths (no CDI_IMPORTER_ROOT): inside a private mount namespace
+ * (`unshare -m`), temp directories are bind-mounted over /data and /scratch and a temp file over
+ * /dev/termination-log, as the kubelet mounts them in an importer pod. The host's mount table
+ * is never touched; mount points that did not exist are created for the run and removed after.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { mainScript, repoRoot } from '../support/cli.js';
+import { makeDiskLikeImage } from '../support/disk-images.js';
+import { startNginx, type NginxServer } from '../support/nginx.js';
+import { makeTempDir, qemuRawSha256, sha256File, type TempDir } from '../support/tools.js';
+
+const MiB = 1 << 20;
+
+function whyNotUnshare(): string | undefined {
+  if (existsSync('/dev/cdi-block-volume')) return 'this host has a /dev/cdi-block-volume, so pod mode would run in block mode';
+  const probe = spawnSync('unshare', ['-m', '--propagation', 'private', 'true'], { encoding: 'utf8' });
+  if (probe.error) return `unshare is not available: ${probe.error.message}`;
+  if (probe.status !== 0) return `unshare -m is not permitted here: ${probe.stderr.trim()}`;
+  return undefined;
+}
+
+const skipReason = whyNotUnshare();
+if (skipReason) console.log(`# skipping the default-paths test: ${skipReason}`);
+
+describe('pod mode at the default paths (/data, /scratch, /dev/termination-log)', { skip: skipReason ?? false }, () => {
+  let work: TempDir;
+  let nginx: NginxServer;
+  const created: { path: string; kind: 'dir' | 'file' }[] = [];
+
+  /** A mount point for a bind mount: it must exist; create it (and remember to remove it) if not. */
+  function mountPoint(path: string, kind: 'dir' | 'file'): void {
+    if (existsSync(path)) {
+      assert.equal(statSync(path).isDirectory(), kind === 'dir', `${path} exists and is not a ${kind}`);
+      return;
+    }
+    if (kind === 'dir') mkdirSync(path);
+    else writeFileSync(path, '');
+    created.push({ path, kind });
+  }
+
+  before(async () => {
+    work = makeTempDir('cdi-pod-default-');
+    mkdirSync(work.join('images'));
+    mkdirSync(work.join('data'));
+    mkdirSync(work.join('scratch'));
+    writeFileSync(work.join('termination-log'), '');
+    makeDiskLikeImage(work.join('images', 'raw.img'), 4 * MiB);
+    nginx = await startNginx({ root: work.join('images') });
+    mountPoint('/data', 'dir');
+    mountPoint('/scratch', 'dir');
+    mountPoint('/dev/termination-log', 'file');
+  });
+
+  after(async () => {
+    await nginx?.stop();
+    for (const { path, kind } of created.reverse()) {
+      try {
+        if (kind === 'dir') rmdirSync(path);
+        else unlinkSync(path);
+      } catch (err) {
+        console.log(`# could not remove the mount point ${path}: ${(err as Error).message}`);
+      }
+    }
+    work?.remove();
+  });
+
+  test('the import lands in /data/disk.img and the message in /dev/termination-log', async () => {
+    const script = [
+      'set -e',
+      `mount --bind ${work.join('data')} /data`,
+      `mount --bind ${work.join('scratch')} /scratch`,
+      `mount --bind ${work.join('termination-log')} /dev/termination-log`,
+      `exec "${process.execPath}" --import tsx "${mainScript}" -v=1`,
+    ].join('\n');
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      IMPORTER_SOURCE: 'http',
+      IMPORTER_ENDPOINT: `${nginx.http}raw.img`,
+      IMPORTER_IMAGE_SIZE: '8Mi',
+      FILESYSTEM_OVERHEAD: '0',
+      PREALLOCATION: 'false',
+      CDI_IMPORTER_METRICS_PORT: '0',
+    };
+    const result = spawnSync('unshare', ['-m', '--propagation', 'private', 'bash', '-c', script], {
+      cwd: repoRoot,
+      env,
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+    assert.equal(result.status, 0, `${result.stderr}`);
+    assert.equal(readFileSync(work.join('termination-log'), 'utf8'), '{"message":"Import Complete","preallocationApplied":false}');
+    const disk = work.join('data', 'disk.img');
+    assert.equal(statSync(disk).size, 8 * MiB);
+    assert.equal(await sha256File(disk), await qemuRawSha256(work.join('images', 'raw.img'), work.path, 8 * MiB));
+    // The host's own mount points stayed empty: everything went through the bind mounts.
+    for (const { path, kind } of created) {
+      if (kind === 'file') assert.equal(readFileSync(path, 'utf8'), '');
+    }
+    assert.equal(existsSync('/data/disk.img'), false);
+    assert.match(result.stderr, /"root":"\/"/);
+  });
+});
