@@ -1,0 +1,85 @@
+/**
+ * A loop device as the block target: the image lands byte-exact at the start of the device, zero
+ * runs overwrite old data, and an image larger than the device is refused before writing.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { openSync, readSync, closeSync, writeFileSync } from 'node:fs';
+import { runCli } from '../support/cli.js';
+import { makeTempDir, run, sh, type TempDir } from '../support/tools.js';
+import { attachLoop, detachLoop } from '../support/loop-device.js';
+import { makeDiskLikeImage } from '../support/disk-images.js';
+
+const MiB = 1 << 20;
+let dir: TempDir;
+let device: string | undefined;
+let raw: string;
+
+before(() => {
+  dir = makeTempDir();
+  raw = dir.join('disk.raw');
+  makeDiskLikeImage(raw, 10 * MiB);
+  sh(`xz -T1 -kf ${raw} && zstd -qf ${raw}`);
+  // The device starts full of 0xff so that a skipped zero run would show.
+  sh(`head -c ${16 * MiB} /dev/zero | tr '\\0' '\\377' > ${dir.join('backing.img')}`);
+  device = attachLoop(dir.join('backing.img'));
+});
+
+after(() => {
+  if (device) detachLoop(device);
+  dir.remove();
+});
+
+/** sha256 of the first `length` bytes of a file or device. */
+function headSha256(file: string, length: number): string {
+  const fd = openSync(file, 'r');
+  const hash = createHash('sha256');
+  const buffer = Buffer.alloc(MiB);
+  try {
+    for (let done = 0; done < length; ) {
+      const n = readSync(fd, buffer, 0, Math.min(buffer.length, length - done), done);
+      if (n === 0) break;
+      hash.update(buffer.subarray(0, n));
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+for (const name of ['disk.raw', 'disk.raw.xz', 'disk.raw.zst']) {
+  test(`${name} onto a loop device equals qemu-img's conversion`, async (t) => {
+    if (!device) return t.skip('losetup is not permitted here');
+    const oracle = dir.join('oracle.raw');
+    run('qemu-img', ['convert', '-O', 'raw', raw, oracle]);
+    const result = await runCli(['import', dir.join(name), '-o', device, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const json = JSON.parse(result.stdout);
+    assert.equal(json.targetSize, 16 * MiB, 'block devices are not resized');
+    assert.equal(headSha256(device, 10 * MiB), headSha256(oracle, 10 * MiB));
+  });
+}
+
+test('an image larger than the device is refused before writing', async (t) => {
+  if (!device) return t.skip('losetup is not permitted here');
+  const big = dir.join('big.raw');
+  makeDiskLikeImage(big, 20 * MiB);
+  const before = headSha256(device, 16 * MiB);
+  const result = await runCli(['import', big, '-o', device]);
+  assert.equal(result.code, 1);
+  assert.match(result.stderr, /virtual image size 20971520 is larger than the reported available storage 16777216/);
+  assert.equal(headSha256(device, 16 * MiB), before, 'the device was not touched');
+});
+
+test('a compressed image larger than the device stops at the device end', async (t) => {
+  if (!device) return t.skip('losetup is not permitted here');
+  const big = dir.join('big2.raw');
+  writeFileSync(big, Buffer.alloc(0));
+  makeDiskLikeImage(big, 20 * MiB);
+  sh(`zstd -qf ${big}`);
+  const result = await runCli(['import', `${big}.zst`, '-o', device]);
+  assert.equal(result.code, 1);
+  assert.match(result.stderr, /is larger than the reported available storage 16777216/);
+});
