@@ -62,7 +62,7 @@ function asImportError(err: unknown, directory: string, signal?: AbortSignal): I
   if (isImportError(err)) return err;
   const errno = err as NodeJS.ErrnoException;
   if (errno?.code === 'ENOSPC' || errno?.code === 'EDQUOT') return targetError(`no space left in ${directory} while extracting the archive`, err);
-  if (typeof errno?.code === 'string') return targetError(`cannot extract into ${directory}: ${errno.message}`, err);
+  if (typeof errno?.code === 'string' && /^E[A-Z0-9]+$/.test(errno.code)) return targetError(`cannot extract into ${directory}: ${errno.message}`, err);
   // tar-stream's own complaints: "Invalid tar header...", "Unexpected end of data".
   return badInput(`archive is not a valid tar: ${(err as Error)?.message ?? String(err)}`, err);
 }
@@ -126,8 +126,10 @@ class Extraction {
     try {
       return await fn();
     } catch (err) {
-      if (isImportError(err)) throw err;
       const code = (err as NodeJS.ErrnoException).code;
+      // Only file system failures are ours to explain; a failing entry stream (truncated
+      // archive, source error) is explained by the feed.
+      if (isImportError(err) || typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) throw err; // errno codes, not ERR_* stream codes
       if (code === 'ENOSPC' || code === 'EDQUOT') {
         throw targetError(`no space left in ${this.directory} while extracting archive entry ${quoteEntry(entry)}: the target is full`, err);
       }
