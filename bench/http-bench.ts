@@ -1,0 +1,121 @@
+/**
+ * HTTP benchmarks (issue 4), medians of RUNS runs each, against nginx on 127.0.0.1:
+ *   1. raw.gz → file:        cdi-importer   vs  curl -s URL | gzip -dc > file                 (target ≤ 1.0)
+ *   2. qcow2 (Range) → raw:  cdi-importer   vs  qemu-img convert of a local copy              (target ≤ 1.2)
+ *   3. qcow2.xz → raw:       cdi-importer   vs  curl | xz -dc > scratch; qemu-img convert     (target ≤ 0.6, 0 scratch bytes)
+ * Runs `node dist/main.js` (build first: npx tsc -p tsconfig.json). Prints one table and the ratios.
+ */
+import { spawnSync } from 'node:child_process';
+import { rmSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { repoRoot } from '../test/support/cli.js';
+import { startNginx } from '../test/support/nginx.js';
+import { makeTempDir, run, sh } from '../test/support/tools.js';
+
+const RUNS = Number(process.env.RUNS ?? 5);
+const SIZE_MIB = Number(process.env.SIZE_MIB ?? 64);
+const main = path.join(repoRoot, 'dist', 'main.js');
+
+function timed(line: string): { seconds: number; stdout: string } {
+  const start = process.hrtime.bigint();
+  const result = spawnSync('bash', ['-o', 'pipefail', '-c', line], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+  if (result.status !== 0) throw new Error(`${line} failed (${result.status}): ${result.stderr}`);
+  return { seconds, stdout: result.stdout };
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+const dir = makeTempDir('cdi-bench-http-');
+const www = dir.join('www');
+sh(`mkdir -p ${www}`);
+// A disk that looks like one: random data (binaries), compressible text, and zeros.
+const quarter = Math.max(1, Math.floor(SIZE_MIB / 4));
+sh(`truncate -s ${SIZE_MIB}M ${www}/disk.raw`);
+sh(`head -c ${quarter}M /dev/urandom | dd of=${www}/disk.raw conv=notrunc status=none`);
+sh(`head -c ${Math.floor((quarter * 3) / 4)}M /dev/urandom | base64 -w 100 | dd of=${www}/disk.raw bs=1M seek=${quarter} conv=notrunc status=none`);
+run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', `${www}/disk.raw`, `${www}/disk.qcow2`]);
+sh(`gzip -k -6 ${www}/disk.raw && xz -k -T2 -6 ${www}/disk.qcow2`);
+const expected = sh(`sha256sum < ${www}/disk.raw`).split(' ')[0];
+
+const nginx = await startNginx({ root: www });
+const out = dir.join('out.img');
+const scratch = dir.join('scratch.qcow2');
+const check = () => {
+  const got = sh(`sha256sum < ${out}`).split(' ')[0];
+  if (got !== expected) throw new Error(`output differs from the source disk (${got} vs ${expected})`);
+};
+
+interface Case {
+  name: string;
+  ours: string;
+  theirs: string;
+  target: number;
+}
+const cases: Case[] = [
+  {
+    name: 'raw.gz → file',
+    ours: `node ${main} import ${nginx.http}disk.raw.gz -o ${out} --quiet`,
+    theirs: `curl -s ${nginx.http}disk.raw.gz | gzip -dc > ${out}`,
+    target: 1.0,
+  },
+  {
+    name: 'qcow2 (Range) → raw',
+    ours: `node ${main} import ${nginx.http}disk.qcow2 -o ${out} --quiet`,
+    theirs: `qemu-img convert -f qcow2 -O raw ${www}/disk.qcow2 ${out}`,
+    target: 1.2,
+  },
+  {
+    name: 'qcow2.xz → raw',
+    ours: `node ${main} import ${nginx.http}disk.qcow2.xz -o ${out} --quiet`,
+    theirs: `curl -s ${nginx.http}disk.qcow2.xz | xz -dc > ${scratch} && qemu-img convert -f qcow2 -O raw ${scratch} ${out} && rm -f ${scratch}`,
+    target: 0.6,
+  },
+];
+
+const rows: string[] = [];
+let failed = false;
+try {
+  for (const c of cases) {
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    let oursOk = true;
+    for (let i = 0; i < RUNS; i++) {
+      rmSync(out, { force: true });
+      try {
+        ours.push(timed(c.ours).seconds);
+        check();
+      } catch (err) {
+        oursOk = false;
+        rows.push(`${c.name}: cdi-importer failed: ${String((err as Error).message).split('\n')[0]}`);
+        break;
+      }
+      rmSync(out, { force: true });
+      theirs.push(timed(c.theirs).seconds);
+      check();
+    }
+    if (!oursOk) {
+      failed = true;
+      continue;
+    }
+    const ratio = median(ours) / median(theirs);
+    if (ratio > c.target) failed = true;
+    rows.push(
+      `${c.name.padEnd(22)} ours ${median(ours).toFixed(3)} s  reference ${median(theirs).toFixed(3)} s  ratio ${ratio.toFixed(2)} (target ≤ ${c.target})${ratio > c.target ? '  MISSED' : ''}`,
+    );
+  }
+  // Scratch use of our qcow2.xz import, from its JSON result.
+  try {
+    rmSync(out, { force: true });
+    const json = JSON.parse(timed(`node ${main} import ${nginx.http}disk.qcow2.xz -o ${out} --quiet --json`).stdout) as { scratchBytesUsed?: number };
+    rows.push(`qcow2.xz scratch bytes used by cdi-importer: ${json.scratchBytesUsed}; by the CDI path: ${statSync(`${www}/disk.qcow2`).size} (the whole qcow2)`);
+  } catch (err) {
+    rows.push(`qcow2.xz scratch check failed: ${String((err as Error).message).split('\n')[0]}`);
+  }
+} finally {
+  await nginx.stop();
+  dir.remove();
+}
+console.log(`HTTP benchmarks: ${SIZE_MIB} MiB disk, median of ${RUNS} runs, nginx on 127.0.0.1`);
+for (const row of rows) console.log(row);
+process.exitCode = failed ? 1 : 0;
