@@ -5,7 +5,6 @@ import { parseChecksum, parseOverhead, parseSize, parseSourceArgument } from './
 import { runImport } from './run-import.js';
 import { usageError } from '../errors.js';
 import { reportFailure } from './report-failure.js';
-import { readSecretCredentials } from '../sources/k8s-secret.js';
 
 export interface ImportOptions {
   dest?: string;
@@ -122,7 +121,7 @@ export async function buildTransport(options: ImportOptions): Promise<TransportO
   }
   if (options.secret !== undefined && options.user !== undefined) throw usageError('give either --secret or --user/--password, not both');
   return {
-    auth: options.secret !== undefined ? readSecretCredentials(options.secret) : options.user !== undefined ? { username: options.user, password: options.password! } : undefined,
+    auth: options.secret !== undefined ? (await import('../sources/k8s-secret.js')).readSecretCredentials(options.secret) : options.user !== undefined ? { username: options.user, password: options.password! } : undefined,
     caPaths: options.caCert,
     insecure: options.insecure === true,
     headers: options.header,

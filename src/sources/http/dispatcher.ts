@@ -1,5 +1,6 @@
 /** The undici dispatchers for one source: TLS settings, and proxies from the environment. */
-import { Agent, ProxyAgent, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher, ProxyAgent } from 'undici';
+import { undici } from './undici-core.js';
 import type { TransportOptions } from '../../request.js';
 import { bypassesProxy } from './no-proxy.js';
 import { tlsConnectOptions } from './tls-options.js';
@@ -34,10 +35,10 @@ export class SourceDispatchers {
       bodyTimeout: 0,
       headersTimeout: (transport.stallTimeoutSeconds ?? 60) * 1000,
     };
-    this.direct = new Agent({ ...common, connect: tls });
+    this.direct = new (undici().Agent)({ ...common, connect: tls });
     const proxyTls = tlsConnectOptions(transport.proxyCaPaths ?? [], transport.insecure);
     const viaProxy = (uri: string, proxyTunnel: boolean) =>
-      new ProxyAgent({ ...common, uri, requestTls: tls, proxyTls, proxyTunnel });
+      new (undici().ProxyAgent)({ ...common, uri, requestTls: tls, proxyTls, proxyTunnel });
     // Plain http goes to the proxy as an absolute-URI request, as curl does; https tunnels with CONNECT.
     if (proxy.httpProxy) this.viaHttpProxy = viaProxy(proxy.httpProxy, false);
     if (proxy.httpsProxy) this.viaHttpsProxy = viaProxy(proxy.httpsProxy, true);

@@ -4,7 +4,7 @@
  * does without --location-trusted.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import { request } from 'undici';
+import { undici } from './undici-core.js';
 import { cannotConnect } from '../../errors.js';
 import type { HttpAuth } from '../../request.js';
 import type { SourceDispatchers } from './dispatcher.js';
@@ -56,7 +56,7 @@ export async function getFollowingRedirects(
 ): Promise<HttpResponse> {
   let url = start;
   for (let hop = 0; ; hop++) {
-    const response = await request(url, {
+    const response = await undici().request(url, {
       method: 'GET',
       headers: headersFor(endpoint, url, extra),
       dispatcher: endpoint.dispatchers.for(url),
