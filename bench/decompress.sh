@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Foundation benchmark (npm run bench): a 1 GiB disk-like raw image, compressed with gzip, xz
+# (single block) and zstd, imported to a file by cdi-importer and decompressed by the reference
+# CLI (`gzip -dc > file` etc.), alternating, BENCH_RUNS times each. Prints median times, the ratio
+# ours/reference and our peak RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH_DIR=${BENCH_DIR:-$PWD/.bench}
+SIZE=${BENCH_SIZE:-1073741824}
+mkdir -p "$BENCH_DIR"
+source bench/lib.sh
+rm -f "$BENCH_DIR"/*.times
+
+npx tsc -p tsconfig.json
+IMG="$BENCH_DIR/disk-$SIZE.raw"
+if [ ! -f "$IMG.zst" ]; then
+  echo "making $IMG and its compressed copies (once; cached in $BENCH_DIR)" >&2
+  node --import tsx bench/make-disk-image.ts "$IMG" "$SIZE"
+  gzip -6 -c "$IMG" > "$IMG.gz"
+  xz -T1 -3 -c "$IMG" > "$IMG.xz"   # -T1: a single block, the common case for published images
+  zstd -q -3 -c "$IMG" > "$IMG.zst"
+fi
+OUT="$BENCH_DIR/out.img"
+ours() { echo "node bin/cdi-importer import $1 -o $OUT -q; rm -f $OUT"; }
+
+for run in $(seq "$BENCH_RUNS"); do
+  echo "run $run/$BENCH_RUNS" >&2
+  measure gz-ours "$(ours "$IMG.gz")"
+  measure gz-ref "gzip -dc $IMG.gz > $OUT; rm -f $OUT"
+  measure xz-ours "$(ours "$IMG.xz")"
+  measure xz-ref "xz -dc $IMG.xz > $OUT; rm -f $OUT"
+  measure zst-ours "$(ours "$IMG.zst")"
+  measure zst-ref "zstd -dc $IMG.zst > $OUT; rm -f $OUT"
+  measure raw-ours "$(ours "$IMG")"
+  measure raw-ref "qemu-img convert -O raw $IMG $OUT; rm -f $OUT"
+done
+
+echo "median of $BENCH_RUNS runs, $(numfmt --to=iec "$SIZE") disk-like image:"
+compare 'raw.gz  -> file vs gzip -dc > file' gz-ours gz-ref 1.0
+compare 'raw.xz  -> file vs xz -dc > file' xz-ours xz-ref 1.1
+compare 'raw.zst -> file vs zstd -dc > file' zst-ours zst-ref 1.3
+compare 'raw     -> file vs qemu-img convert' raw-ours raw-ref 1.0

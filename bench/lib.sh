@@ -1,0 +1,30 @@
+# Shared benchmark helpers: run a command several times, take medians, print ratios.
+# Source this file; needs /usr/bin/time (Debian package "time").
+
+BENCH_RUNS=${BENCH_RUNS:-3}
+
+# measure NAME CMD... : runs CMD once, appends "seconds maxrss_kib" to $BENCH_DIR/NAME.times
+measure() {
+  local name=$1; shift
+  /usr/bin/time -f '%e %M' -o "$BENCH_DIR/.last" bash -c "$*" >/dev/null 2>"$BENCH_DIR/.stderr" || {
+    echo "benchmark command failed: $*" >&2; cat "$BENCH_DIR/.stderr" >&2; exit 1; }
+  cat "$BENCH_DIR/.last" >> "$BENCH_DIR/$name.times"
+}
+
+# median FILE COLUMN
+median() {
+  sort -n -k"$2","$2" "$1" | awk -v c="$2" '{ v[NR] = $c } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# compare LABEL OURS_NAME REF_NAME TARGET_RATIO : prints medians, the ratio, and whether it meets the target
+compare() {
+  local label=$1 ours=$2 ref=$3 target=$4
+  local t_ours t_ref rss ratio verdict
+  t_ours=$(median "$BENCH_DIR/$ours.times" 1)
+  t_ref=$(median "$BENCH_DIR/$ref.times" 1)
+  rss=$(sort -n -k2,2 "$BENCH_DIR/$ours.times" | tail -1 | awk '{ printf "%.0f", $2 / 1024 }')
+  ratio=$(awk -v a="$t_ours" -v b="$t_ref" 'BEGIN { printf "%.2f", a / b }')
+  verdict=$(awk -v r="$ratio" -v t="$target" 'BEGIN { print (r <= t) ? "ok" : "MISSED" }')
+  printf '%-44s ours %6.2fs  ref %6.2fs  ratio %5s (target <= %s: %s)  peak RSS %s MiB\n' \
+    "$label" "$t_ours" "$t_ref" "$ratio" "$target" "$verdict" "$rss"
+}
