@@ -4,33 +4,15 @@
  * see what was written and what was left alone.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { closeSync, openSync, readSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 import { startNginx, type NginxServer } from '../support/nginx.js';
 import { makeTempDir, qemuRawSha256, run, sh, type TempDir } from '../support/tools.js';
-import { makePodRoot, runPod, type PodRoot } from './pod-harness.js';
+import { makePodRoot, runPod, sha256OfRange, type PodRoot } from './pod-harness.js';
 
 const MiB = 1 << 20;
 const DEVICE_SIZE = 32 * MiB;
-
-function sha256OfRange(device: string, offset: number, length: number): string {
-  const hash = createHash('sha256');
-  const fd = openSync(device, 'r');
-  try {
-    const buffer = Buffer.alloc(MiB);
-    for (let done = 0; done < length; ) {
-      const n = readSync(fd, buffer, 0, Math.min(buffer.length, length - done), offset + done);
-      if (n === 0) throw new Error(`${device} ends at ${offset + done}`);
-      hash.update(buffer.subarray(0, n));
-      done += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
-}
 
 function patternSha(length: number): string {
   return sh(`head -c ${length} /dev/zero | tr '\\0' '\\253' | sha256sum`).split(' ')[0]!;

@@ -1,0 +1,224 @@
+/**
+ * `cdi-importer datavolume` on the seed's manifests (their URLs pointed at the test nginx) and on
+ * a VirtualMachine with two dataVolumeTemplates. Images are checked against qemu-img's
+ * conversion; each output is the requested storage in size, the part past the image a hole.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { parseAllDocuments } from 'yaml';
+import { runCli } from '../support/cli.js';
+import { makeDiskLikeImage } from '../support/disk-images.js';
+import { startNginx, type NginxServer } from '../support/nginx.js';
+import { makeTestCertificates } from '../support/tls-ca.js';
+import { allocatedBytes, makeTempDir, run, sh, sha256File, type TempDir } from '../support/tools.js';
+import { sha256OfRange } from '../pod/pod-harness.js';
+
+const MiB = 1 << 20;
+const IMAGE_SIZE = 8 * MiB;
+const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
+const USER = 'importer';
+const PASSWORD = 's3cret pass';
+
+/** The usable size of SPEC §7 with no overhead: the request rounded down to 1 MiB. */
+const usable = (bytes: number) => Math.floor(bytes / MiB) * MiB;
+
+describe('cdi-importer datavolume', () => {
+  let work: TempDir;
+  let nginx: NginxServer;
+  let rawSha: string;
+
+  /** Copies a seed fixture with each DataVolume's source.http.url set (by DataVolume name). */
+  function manifest(fixture: string, urls: Record<string, string>, edit?: (doc: ReturnType<typeof parseAllDocuments>[number] & object) => void): string {
+    const docs = parseAllDocuments(readFileSync(path.join(fixtures, fixture), 'utf8'));
+    for (const doc of docs) {
+      if (!('setIn' in doc)) continue;
+      if (doc.get('kind') === 'DataVolume') {
+        doc.setIn(['spec', 'source', 'http', 'url'], urls[String(doc.getIn(['metadata', 'name']))]);
+      } else {
+        const templates = doc.getIn(['spec', 'dataVolumeTemplates']) as { items: unknown[] };
+        templates.items.forEach((_, i) => {
+          const name = String(doc.getIn(['spec', 'dataVolumeTemplates', i, 'metadata', 'name']));
+          if (urls[name]) doc.setIn(['spec', 'dataVolumeTemplates', i, 'spec', 'source', 'http', 'url'], urls[name]);
+        });
+      }
+      edit?.(doc);
+    }
+    const file = work.join(`${process.hrtime.bigint()}-${fixture}`);
+    writeFileSync(file, docs.map((d) => d.toString()).join('---\n'));
+    return file;
+  }
+
+  function secretFile(name: string): string {
+    const text = readFileSync(path.join(fixtures, 'endpoint-secret.yaml'), 'utf8')
+      .replace('<endpoint-secret>', name)
+      .replace('accessKeyId: ""', `accessKeyId: "${Buffer.from(USER).toString('base64')}"`)
+      .replace('secretKey:   ""', `secretKey:   "${Buffer.from(PASSWORD).toString('base64')}"`);
+    const file = work.join(`secret-${name}.yaml`);
+    writeFileSync(file, text);
+    return file;
+  }
+
+  function assertImage(file: string, requested: number): void {
+    assert.equal(statSync(file).size, usable(requested), `${file} size`);
+    assert.equal(sha256OfRange(file, 0, IMAGE_SIZE), rawSha, `${file} content`);
+    // Past the image only holes: the tail reads as zeros without being written.
+    assert.ok(allocatedBytes(file) <= IMAGE_SIZE + MiB, `${file}: ${allocatedBytes(file)} bytes allocated`);
+  }
+
+  before(async () => {
+    work = makeTempDir('cdi-dv-');
+    const www = work.join('www');
+    run('mkdir', ['-p', www]);
+    makeDiskLikeImage(work.join('raw.img'), IMAGE_SIZE);
+    rawSha = await sha256File(work.join('raw.img'));
+    // The oracle agrees the raw image is its own conversion (and it is what the qcow2 decodes to).
+    run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', work.join('raw.img'), path.join(www, 'Fedora-Cloud-Base-28-1.1.x86_64.qcow2')]);
+    sh(`xz -T1 -3 -c ${work.join('raw.img')} > ${path.join(www, 'disk.raw.xz')}`);
+    sh(`gzip -1 -c ${work.join('raw.img')} > ${path.join(www, 'disk.raw.gz')}`);
+    const certificates = makeTestCertificates(work.path);
+    writeFileSync(
+      work.join('ca-configmap.yaml'),
+      `apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: tls-certs\ndata:\n  ca.pem: |\n${readFileSync(certificates.caCert, 'utf8').replace(/^/gm, '    ')}`,
+    );
+    nginx = await startNginx({ root: www, auth: { username: USER, password: PASSWORD }, certificates });
+  });
+
+  after(async () => {
+    await nginx?.stop();
+    work?.remove();
+  });
+
+  test('example-import-dv.yaml (DataVolume v1alpha1): out/<name>.img sized by requests.storage', async () => {
+    const out = work.join('out-import-dv');
+    const file = manifest('example-import-dv.yaml', { 'example-import-dv': `${nginx.http}disk.raw.xz` });
+    const result = await runCli(['datavolume', file, '--out', out]);
+    assert.equal(result.code, 0, result.stderr);
+    assertImage(path.join(out, 'example-import-dv.img'), 1e9);
+    assert.deepEqual(readdirSync(out), ['example-import-dv.img']);
+  });
+
+  test('vm-fedora-datavolume (qcow2 over HTTPS + Basic auth): --secret for secretRef, --config-map for certConfigMap', async () => {
+    const out = work.join('out-fedora');
+    const file = manifest('vm-fedora-datavolume.yaml', { 'fedora-dv': `${nginx.https}auth/Fedora-Cloud-Base-28-1.1.x86_64.qcow2` });
+    const result = await runCli(['datavolume', file, '--secret', secretFile('endpoint-secret'), '--config-map', work.join('ca-configmap.yaml'), '--out', out]);
+    assert.equal(result.code, 0, result.stderr);
+    assertImage(path.join(out, 'fedora-dv.img'), 2 * 1024 * MiB);
+  });
+
+  test('vm-fedora-datavolume without the Secret: the 401 is reported, nothing left behind', async () => {
+    const out = work.join('out-fedora-noauth');
+    const file = manifest('vm-fedora-datavolume.yaml', { 'fedora-dv': `${nginx.https}auth/Fedora-Cloud-Base-28-1.1.x86_64.qcow2` });
+    const result = await runCli(['datavolume', file, '--config-map', work.join('ca-configmap.yaml'), '--out', out]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /401/);
+    assert.deepEqual(readdirSync(out), []);
+  });
+
+  test('example-dv-vm.yaml (VirtualMachine template)', async () => {
+    const out = work.join('out-dv-vm');
+    const file = manifest('example-dv-vm.yaml', { 'example-dv': `${nginx.http}disk.raw.gz` });
+    const result = await runCli(['datavolume', file, '--out', out, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const lines = result.stdout.trim().split('\n').map((l) => JSON.parse(l) as { ok: boolean; destination: string; formats: string[] });
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0]!.ok, true);
+    assert.deepEqual(lines[0]!.formats, ['gzip', 'raw']);
+    assertImage(path.join(out, 'example-dv.img'), 1e9);
+  });
+
+  test('a VirtualMachine with two dataVolumeTemplates (http with a named secretRef, and blank) in v1beta1 storage form', async () => {
+    const out = work.join('out-two');
+    const vm = `apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata:
+  name: two-disks
+spec:
+  dataVolumeTemplates:
+  - metadata:
+      name: root-disk
+    spec:
+      storage:
+        resources:
+          requests:
+            storage: 64Mi
+      source:
+        http:
+          url: ${nginx.http}auth/disk.raw.xz
+          secretRef: my-endpoint
+  - metadata:
+      name: scratch-disk
+    spec:
+      storage:
+        resources:
+          requests:
+            storage: 32Mi
+      source:
+        blank: {}
+  running: false
+`;
+    const file = work.join('two-disks.yaml');
+    writeFileSync(file, vm);
+    const result = await runCli(['datavolume', file, '--secret', secretFile('other'), '--secret', secretFile('my-endpoint'), '--out', out]);
+    assert.equal(result.code, 0, result.stderr);
+    assertImage(path.join(out, 'root-disk.img'), 64 * MiB);
+    const blank = path.join(out, 'scratch-disk.img');
+    assert.equal(statSync(blank).size, 32 * MiB);
+    assert.equal(allocatedBytes(blank), 0);
+  });
+
+  test('a secretRef that is not among the Secrets given: usage error naming both, nothing imported', async () => {
+    const out = work.join('out-missing-secret');
+    const file = manifest('example-import-dv.yaml', { 'example-import-dv': `${nginx.http}disk.raw.xz` }, (doc) => {
+      doc.setIn(['spec', 'source', 'http', 'secretRef'], 'prod-credentials');
+    });
+    const result = await runCli(['datavolume', file, '--secret', secretFile('endpoint-secret'), '--out', out]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /secretRef "prod-credentials" is not among the Secrets given with --secret \("endpoint-secret"\)/);
+    assert.equal(existsSync(out), false);
+  });
+
+  for (const [kind, body] of [
+    ['s3', '{ url: "https://s3.example/bucket/disk.img" }'],
+    ['gcs', '{ url: "gs://bucket/disk.img" }'],
+    ['imageio', '{ url: "https://ovirt.example/ovirt-engine/api", diskId: "1" }'],
+    ['vddk', '{ url: "https://vcenter.example", uuid: "x", backingFile: "y" }'],
+    ['pvc', '{ namespace: default, name: golden }'],
+    ['upload', '{}'],
+  ] as const) {
+    test(`source.${kind}: a clear "not supported yet" error, nothing imported`, async () => {
+      const out = work.join(`out-${kind}`);
+      const file = work.join(`dv-${kind}.yaml`);
+      writeFileSync(
+        file,
+        `apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata:\n  name: dv-${kind}\nspec:\n  source:\n    ${kind}: ${body}\n  storage:\n    resources:\n      requests:\n        storage: 1Gi\n`,
+      );
+      const result = await runCli(['datavolume', file, '--out', out]);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, new RegExp(`DataVolume "dv-${kind}": source\\.${kind} \\(.+\\) is not supported by cdi-importer yet; supported sources are http, registry and blank`));
+      assert.equal(existsSync(out), false);
+    });
+  }
+
+  test('a manifest with no DataVolume: usage error', async () => {
+    const file = work.join('service.yaml');
+    writeFileSync(file, 'apiVersion: v1\nkind: Service\nmetadata:\n  name: x\n');
+    const result = await runCli(['datavolume', file, '--out', work.join('out-none')]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /holds no DataVolume and no VirtualMachine with dataVolumeTemplates/);
+  });
+
+  test('a DataVolume name that is not a Kubernetes name cannot write outside --out', async () => {
+    const file = work.join('escape.yaml');
+    writeFileSync(
+      file,
+      'apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata:\n  name: ../../escape\nspec:\n  source:\n    blank: {}\n  storage:\n    resources:\n      requests:\n        storage: 1Mi\n',
+    );
+    const result = await runCli(['datavolume', file, '--out', work.join('out-escape')]);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /"\.\.\/\.\.\/escape" is not a valid Kubernetes object name/);
+    assert.equal(existsSync(work.join('escape.img')), false);
+  });
+});
