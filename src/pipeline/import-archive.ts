@@ -1,19 +1,10 @@
 import { stat } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
 import type { ImportContext, ImportRequest, ImportResult } from '../request.js';
 import { resolveSource } from '../sources/resolve-source.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { SourceTap } from './source-tap.js';
 import { freeSpace } from '../targets/usable-space.js';
 import { badInput, targetError, usageError } from '../errors.js';
-
-interface ArchiveModule {
-  extractArchive(
-    tar: Readable,
-    directory: string,
-    options?: { signal?: AbortSignal; availableBytes?: number },
-  ): Promise<{ files: number; directories: number; links: number; bytes: number; skipped: string[] }>;
-}
 
 /** The archive content type (SPEC §6): a tar, possibly compressed, extracted into a directory. */
 export async function importArchive(request: ImportRequest, ctx: ImportContext & { signal: AbortSignal }): Promise<ImportResult> {
@@ -38,8 +29,8 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
     const requested = request.requestedSize;
     const free = await freeSpace(directory);
     const availableBytes = requested !== undefined ? Math.min(free, requested) : free;
-    const archivePath = '../targets/archive/index.js';
-    const { extractArchive } = (await import(archivePath)) as ArchiveModule;
+    // Loaded only for archives, so disk imports do not pay for tar-stream at start-up.
+    const { extractArchive } = await import('../targets/archive/index.js');
     const archive = await extractArchive(unwrapped.stream, directory, { signal: ctx.signal, availableBytes });
     for await (const _ of unwrapped.stream) void _;
     const checksum = tap.verify();

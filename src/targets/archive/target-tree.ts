@@ -122,7 +122,7 @@ export class TargetTree {
       stack.push(part);
       const next = await this.symlinkAt(stack.join('/'));
       if (next === undefined) continue;
-      if (++hops > MAX_SYMLINK_HOPS) return 'is a symlink loop';
+      if (++hops > MAX_SYMLINK_HOPS) return null; // the kernel gives up here too (ELOOP): a loop leads nowhere
       if (next.startsWith('/')) return `goes through ${quoteEntry(stack.join('/'))}, which is absolute`;
       stack.pop();
       queue.unshift(...next.split('/'));
