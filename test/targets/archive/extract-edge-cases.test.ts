@@ -1,0 +1,109 @@
+/** Less common archives: appended duplicates, links to links, loops, a corrupt sparse map, cancellation. */
+import assert from 'node:assert/strict';
+import { createReadStream, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { PassThrough } from 'node:stream';
+import { after, before, describe, it } from 'node:test';
+import { isImportError } from '../../../src/errors.js';
+import { extractArchive } from '../../../src/targets/archive/index.js';
+import { diffTrees, pythonTar, treeListing } from '../../support/tar-fixtures.js';
+import { makeTempDir, run, sh, type TempDir } from '../../support/tools.js';
+
+describe('archive edge cases', () => {
+  let tmp: TempDir;
+  let n = 0;
+  before(() => {
+    tmp = makeTempDir('cdi-archive-edge-');
+  });
+  after(() => tmp.remove());
+  const fresh = (name: string) => {
+    const dir = tmp.join(`${name}-${n++}`);
+    mkdirSync(dir);
+    return dir;
+  };
+  const failure = (promise: Promise<unknown>) =>
+    promise.then(
+      () => assert.fail('extraction succeeded'),
+      (e: unknown) => {
+        assert.ok(isImportError(e), `an ImportError, got ${String(e)}`);
+        return e;
+      },
+    );
+
+  it('a later member of the same name wins, as with tar -x (tar -r appends)', async () => {
+    const src = fresh('dup-src');
+    const archive = tmp.join('dup.tar');
+    sh(`cd '${src}' && printf first > f.txt && mkdir d && tar -cf '${archive}' f.txt d && printf 'second version' > f.txt && tar -rf '${archive}' f.txt`);
+    const [ours, reference] = [fresh('dup-ours'), fresh('dup-ref')];
+    run('tar', ['-xf', archive, '-C', reference]);
+    await extractArchive(createReadStream(archive), ours);
+    assert.equal(readFileSync(`${ours}/f.txt`, 'utf8'), 'second version');
+    assert.equal(diffTrees(ours, reference), '');
+    assert.deepEqual(treeListing(ours), treeListing(reference));
+  });
+
+  it('symlink loops stay inside and are extracted like tar -x does', async () => {
+    const archive = tmp.join('loop.tar');
+    pythonTar(archive, `add('a', 'SYMTYPE', linkname='b')\nadd('b', 'SYMTYPE', linkname='a')\nadd('self', 'SYMTYPE', linkname='self/x')`);
+    const [ours, reference] = [fresh('loop-ours'), fresh('loop-ref')];
+    run('tar', ['-xf', archive, '-C', reference]);
+    const result = await extractArchive(createReadStream(archive), ours);
+    assert.equal(result.links, 3);
+    assert.deepEqual(treeListing(ours).map((l) => l.split(' ').slice(0, 4).join(' ')), treeListing(reference).map((l) => l.split(' ').slice(0, 4).join(' ')));
+  });
+
+  it('a hard link to a symlink is a symlink with the same text, checked from its own directory', async () => {
+    const ok = tmp.join('hl-symlink.tar');
+    pythonTar(ok, `add('target.txt', data=b't')\nadd('s', 'SYMTYPE', linkname='target.txt')\nadd('hl', 'LNKTYPE', linkname='s')`);
+    const out = fresh('hl-symlink');
+    await extractArchive(createReadStream(ok), out);
+    assert.ok(lstatSync(`${out}/hl`).isSymbolicLink());
+    assert.equal(readlinkSync(`${out}/hl`), 'target.txt');
+
+    const evil = tmp.join('hl-symlink-evil.tar');
+    pythonTar(evil, `add('a', 'DIRTYPE')\nadd('a/s', 'SYMTYPE', linkname='../t.txt')\nadd('hl', 'LNKTYPE', linkname='a/s')`);
+    const target = fresh('hl-symlink-evil');
+    const err = await failure(extractArchive(createReadStream(evil), target));
+    assert.match(err.message, /^archive entry "hl": symlink target "..\/t.txt" points outside the target directory/);
+    assert.deepEqual(treeListing(target), []);
+  });
+
+  it('a GNU sparse map that reaches past the real size is refused', async () => {
+    const src = fresh('badmap-src');
+    sh(`cd '${src}' && truncate -s 1M few.img && printf x | dd of=few.img bs=1 seek=600000 conv=notrunc status=none`);
+    const archive = tmp.join('badmap.tar');
+    run('tar', ['--format=gnu', '--sparse', '-cf', archive, '-C', src, 'few.img']);
+    // Shrink the real size field (offset 483) to 4096 and fix the header checksum.
+    run('python3', ['-c', `
+import sys
+p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
+assert b[156:157] == b'S'
+b[483:495] = b'00000010000\\0'
+b[148:156] = b'        '
+b[148:156] = b'%06o\\0 ' % sum(b[0:512])
+open(p, 'wb').write(b)`, archive]);
+    const out = fresh('badmap');
+    const err = await failure(extractArchive(createReadStream(archive), out));
+    assert.equal(err.category, 'bad-input');
+    assert.match(err.message, /^archive entry "few.img": invalid GNU sparse file: map reaches byte \d+, past the real size 4096$/);
+    assert.deepEqual(treeListing(out), []);
+  });
+
+  it('cancelling mid-archive removes what was extracted', async () => {
+    const archive = tmp.join('cancel.tar');
+    pythonTar(archive, `add('first.txt', data=b'1' * 1000)\nadd('second.bin', data=b'2' * 100000)`);
+    const bytes = readFileSync(archive);
+    const feed = new PassThrough();
+    feed.write(bytes.subarray(0, 4096)); // all of first.txt and the start of second.bin
+    const controller = new AbortController();
+    const out = fresh('cancel');
+    writeFileSync(`${out}/mine.txt`, 'mine');
+    const before = treeListing(out);
+    const extraction = extractArchive(feed, out, { signal: controller.signal });
+    // Cancel only once the first file is really on disk, so the rollback has something to undo.
+    while (!existsSync(`${out}/first.txt`)) await new Promise((resolve) => setTimeout(resolve, 10));
+    controller.abort();
+    const err = await failure(extraction);
+    assert.equal(err.category, 'cancelled');
+    assert.deepEqual(treeListing(out), before);
+  });
+});
