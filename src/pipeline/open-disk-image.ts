@@ -70,17 +70,13 @@ export async function openDiskImage(
 }
 
 async function openQcow2RandomAccess(reader: RandomAccessReader, request: ImportRequest, ctx: ImportContext): Promise<DiskImage> {
-  void reader;
-  void request;
-  void ctx;
-  throw badInput('qcow2 not supported yet');
+  const qcow2 = await import('../qcow2/index.js');
+  return qcow2.openQcow2RandomAccess(reader, { signal: ctx.signal, scratchDir: request.scratchDir });
 }
 
 async function openQcow2Stream(stream: Readable, request: ImportRequest, ctx: ImportContext): Promise<DiskImage> {
-  stream.destroy();
-  void request;
-  void ctx;
-  throw badInput('qcow2 not supported yet');
+  const qcow2 = await import('../qcow2/index.js');
+  return qcow2.openQcow2Stream(stream, { signal: ctx.signal, scratchDir: request.scratchDir });
 }
 
 /** Counts the bytes a random-access reader fetched, for progress. */
