@@ -11,6 +11,7 @@
  *   GET /no-head                 like /ok, HEAD answers 405
  *   GET /hop1                    302 → /hop2 → 302 → /ok (same origin)
  *   GET /cross-origin            302 → the other port's /ok
+ *   GET /changes?after=N         the first request is cut after N bytes; later ones serve other bytes with another ETag
  *   GET /status/N                answers status N
  *
  * `requests` records every request (both ports) with the headers that matter to the tests.
@@ -40,11 +41,14 @@ export interface FaultServer {
 }
 
 const LAST_MODIFIED = new Date(Date.UTC(2025, 0, 1)).toUTCString();
+const CHANGED_LAST_MODIFIED = new Date(Date.UTC(2025, 0, 2)).toUTCString();
 
-export async function startFaultServer(content: Buffer): Promise<FaultServer> {
+export async function startFaultServer(original: Buffer): Promise<FaultServer> {
   const requests: FaultRequest[] = [];
   const counts = new Map<string, number>();
-  const etag = `"${content.length.toString(16)}-test"`;
+  const originalEtag = `"${original.length.toString(16)}-test"`;
+  const changedContent = Buffer.from(original).reverse();
+  const changedEtag = `"${original.length.toString(16)}-changed"`;
   let otherPort = 0;
 
   const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -60,12 +64,15 @@ export async function startFaultServer(content: Buffer): Promise<FaultServer> {
       authorization: header('authorization'),
       xTest: header('x-test'),
     });
-    const key = `${port}${url.pathname}`;
+    const key = `${port}${url.pathname}${url.search}`; // each query string counts its own "first K requests"
     const seen = counts.get(key) ?? 0;
     counts.set(key, seen + 1);
     const num = (name: string, fallback: number) => Number(url.searchParams.get(name) ?? fallback);
 
-    const serve = (opts: { ranges: boolean; cutAfter?: number; stallAfter?: number; extraLength?: number }) => {
+    const serve = (opts: { ranges: boolean; cutAfter?: number; stallAfter?: number; extraLength?: number; changed?: boolean }) => {
+      const content = opts.changed ? changedContent : original;
+      const etag = opts.changed ? changedEtag : originalEtag;
+      const lastModified = opts.changed ? CHANGED_LAST_MODIFIED : LAST_MODIFIED;
       if (req.method === 'HEAD' && url.pathname === '/no-head') return void res.writeHead(405).end();
       let start = 0;
       let end = content.length - 1;
@@ -74,10 +81,10 @@ export async function startFaultServer(content: Buffer): Promise<FaultServer> {
       if (opts.ranges) {
         headers['accept-ranges'] = 'bytes';
         headers.etag = etag;
-        headers['last-modified'] = LAST_MODIFIED;
+        headers['last-modified'] = lastModified;
         const range = /^bytes=(\d+)-(\d*)$/.exec(header('range') ?? '');
         const ifRange = header('if-range');
-        if (range && (!ifRange || ifRange === etag || ifRange === LAST_MODIFIED)) {
+        if (range && (!ifRange || ifRange === etag || ifRange === lastModified)) {
           start = Number(range[1]);
           end = range[2] ? Math.min(Number(range[2]), content.length - 1) : content.length - 1;
           if (start >= content.length) {
@@ -115,6 +122,8 @@ export async function startFaultServer(content: Buffer): Promise<FaultServer> {
         return serve({ ranges: true, extraLength: num('extra', 1000) });
       case '/no-range-drop':
         return serve({ ranges: false, cutAfter: seen < 1 ? num('after', 1000) : undefined });
+      case '/changes':
+        return serve({ ranges: true, cutAfter: seen < 1 ? num('after', 1000) : undefined, changed: seen >= 1 });
       case '/flaky':
         if (seen < num('times', 2)) return void res.writeHead(500).end('try again');
         return serve({ ranges: true });
@@ -145,7 +154,7 @@ export async function startFaultServer(content: Buffer): Promise<FaultServer> {
     url: `http://127.0.0.1:${portOf(first)}/`,
     otherUrl: `http://127.0.0.1:${otherPort}/`,
     requests,
-    etag,
+    etag: originalEtag,
     stop: async () => {
       for (const server of [first, second]) {
         server.closeAllConnections();

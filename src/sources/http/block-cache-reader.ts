@@ -50,8 +50,13 @@ export class BlockCacheReader implements RandomAccessReader {
     this.readAheadBlocks =
       offset === this.lastReadEnd ? Math.min(this.options.maxReadAheadBlocks, Math.max(1, this.readAheadBlocks * 2)) : 0;
     this.lastReadEnd = end;
-    const lastBlock = Math.floor((this.size - 1) / blockSize);
-    this.fetchMissing(first, Math.min(lastBlock, last + this.readAheadBlocks));
+    // Read ahead only on a miss: reads inside cached blocks cost nothing and fetch nothing.
+    let missing = false;
+    for (let index = first; index <= last && !missing; index++) missing = !this.blocks.has(index);
+    if (missing) {
+      const lastBlock = Math.floor((this.size - 1) / blockSize);
+      this.fetchMissing(first, Math.min(lastBlock, last + this.readAheadBlocks));
+    }
     const parts: Promise<Buffer>[] = [];
     for (let index = first; index <= last; index++) parts.push(this.touch(index));
     this.evictOldest();

@@ -7,9 +7,10 @@ export function bypassesProxy(url: URL, noProxy: string | undefined): boolean {
     const entry = raw.trim().toLowerCase();
     if (!entry) continue;
     if (entry === '*') return true;
-    const match = /^(.*?)(?::(\d+))?$/.exec(entry.replace(/^\[(.*)\]/, '$1'))!;
-    const entryHost = match[1]!.replace(/^\*?\./, '');
-    if (match[2] !== undefined && match[2] !== port) continue;
+    // `[v6]:port`, `host:port`, or a bare name or address (an IPv6 address has several colons).
+    const match = /^\[([^\]]+)\](?::(\d+))?$/.exec(entry) ?? (entry.split(':').length === 2 ? /^(.*):(\d+)$/.exec(entry) : null);
+    const entryHost = (match ? match[1]! : entry).replace(/^\*?\./, '');
+    if (match?.[2] !== undefined && match[2] !== port) continue;
     if (host === entryHost || host.endsWith(`.${entryHost}`)) return true;
   }
   return false;

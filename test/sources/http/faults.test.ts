@@ -94,6 +94,29 @@ describe('HttpSource under faults', () => {
     });
   });
 
+  it('refuses to splice a file that changed between the drop and the resume', async () => {
+    await assert.rejects(download('/changes?after=500000'), (err: ImportError) => {
+      assert.equal(err.category, 'cannot-connect');
+      assert.match(err.message, /changed while it was being downloaded/);
+      return true;
+    });
+    assert.equal(requestsTo('/changes')[1]!.ifRange, server.etag);
+  });
+
+  it('retries Range reads whose connection drops, returning the right bytes', async () => {
+    const before = requestsTo('/drop').length;
+    const source = new HttpSource(`${server.url}drop?after=1000&times=3&case=range`, {}, quickTuning);
+    const opened = await source.open(new AbortController().signal);
+    opened.stream.destroy();
+    // The first GET was request 1 of the 3 cut ones; the next two Range reads are cut too.
+    const data = await opened.randomAccess!.read(2_000_000, 100_000);
+    assert.equal(sha256(data), sha256(content.subarray(2_000_000, 2_100_000)));
+    const ranged = requestsTo('/drop').slice(before).filter((r) => r.range);
+    assert.equal(ranged.length, 3, 'two cut Range reads, then one whole');
+    assert.ok(ranged.every((r) => r.range === ranged[0]!.range && r.ifRange === server.etag));
+    await opened.randomAccess!.close();
+  });
+
   it('works with a server that refuses HEAD (it never needs HEAD)', async () => {
     const { digest } = await download('/no-head');
     assert.equal(digest.sha256, expected);

@@ -1,0 +1,115 @@
+/** The HTTP source's small pieces: no_proxy matching, Content-Range, headers, the block cache. */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { BlockCacheReader } from '../../../src/sources/http/block-cache-reader.js';
+import { proxySettingsFromEnv } from '../../../src/sources/http/dispatcher.js';
+import { bypassesProxy } from '../../../src/sources/http/no-proxy.js';
+import { basicAuthorization, parseHeaderLines, redactedUrl } from '../../../src/sources/http/request-headers.js';
+import { ifRangeValue, parseContentRange } from '../../../src/sources/http/resource-identity.js';
+import { randomContent } from './helpers.js';
+
+describe('no_proxy', () => {
+  const u = (s: string) => new URL(s);
+  it('matches hosts, domain suffixes, IPs, ports and *', () => {
+    assert.equal(bypassesProxy(u('http://example.com/x'), 'example.com'), true);
+    assert.equal(bypassesProxy(u('http://a.example.com/x'), '.example.com'), true);
+    assert.equal(bypassesProxy(u('http://a.example.com/x'), 'example.com'), true);
+    assert.equal(bypassesProxy(u('http://badexample.com/x'), 'example.com'), false);
+    assert.equal(bypassesProxy(u('http://127.0.0.1:8080/x'), 'localhost, 127.0.0.1'), true);
+    assert.equal(bypassesProxy(u('http://127.0.0.1:8080/x'), '127.0.0.1:9090'), false);
+    assert.equal(bypassesProxy(u('https://h.svc/x'), 'h.svc:443'), true);
+    assert.equal(bypassesProxy(u('http://anything/x'), '*'), true);
+    assert.equal(bypassesProxy(u('http://[::1]:80/x'), '::1'), true);
+    assert.equal(bypassesProxy(u('http://example.com/x'), undefined), false);
+  });
+  it('reads lower-case variables before upper-case ones', () => {
+    assert.deepEqual(proxySettingsFromEnv({ HTTP_PROXY: 'http://up', http_proxy: 'http://low', HTTPS_PROXY: 'http://s', NO_PROXY: 'x' }), {
+      httpProxy: 'http://low',
+      httpsProxy: 'http://s',
+      noProxy: 'x',
+    });
+  });
+});
+
+describe('headers and validators', () => {
+  it('parses "Name: value" lines and rejects malformed ones', () => {
+    assert.deepEqual(parseHeaderLines(['X-Token: a:b ', 'Accept:  */*']), { 'x-token': 'a:b', accept: '*/*' });
+    assert.throws(() => parseHeaderLines(['no colon here']), /invalid header "no colon here": expected "Name: value"/);
+    assert.throws(() => parseHeaderLines([': empty name']), /invalid header/);
+  });
+  it('sends Basic auth only with both user and password', () => {
+    assert.equal(basicAuthorization({ username: 'u', password: 'p' }), `Basic ${Buffer.from('u:p').toString('base64')}`);
+    assert.equal(basicAuthorization({ username: 'u', password: '' }), undefined);
+    assert.equal(basicAuthorization(undefined), undefined);
+  });
+  it('redacts credentials from URLs', () => {
+    assert.equal(redactedUrl(new URL('https://u:secret@h/x')), 'https://h/x');
+  });
+  it('parses Content-Range and refuses nonsense', () => {
+    assert.deepEqual(parseContentRange('bytes 10-19/100'), { start: 10, end: 19, total: 100 });
+    assert.deepEqual(parseContentRange('bytes 10-19/*'), { start: 10, end: 19, total: undefined });
+    assert.equal(parseContentRange('bytes 19-10/100'), undefined);
+    assert.equal(parseContentRange('bytes 10-100/100'), undefined);
+    assert.equal(parseContentRange('bytes 99999999999999999999-1/2'), undefined);
+    assert.equal(parseContentRange(undefined), undefined);
+  });
+  it('uses a strong ETag for If-Range, else Last-Modified', () => {
+    assert.equal(ifRangeValue({ etag: '"a"', lastModified: 'd', acceptsRanges: true }), '"a"');
+    assert.equal(ifRangeValue({ etag: 'W/"a"', lastModified: 'd', acceptsRanges: true }), 'd');
+  });
+});
+
+describe('BlockCacheReader', () => {
+  const content = randomContent(1_000_000);
+  const options = { blockSize: 4096, maxCachedBlocks: 8, maxReadAheadBlocks: 4 };
+  const counting = () => {
+    const calls: [number, number][] = [];
+    const fetch = async (start: number, length: number) => {
+      calls.push([start, length]);
+      return Buffer.from(content.subarray(start, start + length));
+    };
+    return { calls, fetch };
+  };
+
+  it('returns exact bytes for any read, short at the end', async () => {
+    const { fetch } = counting();
+    const reader = new BlockCacheReader(content.length, fetch, options);
+    for (const [offset, length] of [[0, 1], [4095, 2], [10_000, 50_000], [999_990, 100], [1_000_000, 5]] as const) {
+      assert.deepEqual(await reader.read(offset, length), content.subarray(offset, Math.min(content.length, offset + length)));
+    }
+    await assert.rejects(reader.read(-1, 4), /invalid read/);
+    await assert.rejects(reader.read(0, Number.MAX_SAFE_INTEGER + 1), /invalid read/);
+  });
+
+  it('serves repeated small reads from the cache and reads ahead on sequential reads', async () => {
+    const { calls, fetch } = counting();
+    const reader = new BlockCacheReader(content.length, fetch, options);
+    for (let i = 0; i < 10; i++) await reader.read(100 + i * 8, 8);
+    assert.equal(calls.length, 1);
+    calls.length = 0;
+    for (let offset = 8192; offset < 8192 + 40 * 4096; offset += 4096) await reader.read(offset, 4096);
+    assert.ok(calls.length <= 12, `${calls.length} fetches for 40 sequential blocks`);
+  });
+
+  it('keeps at most maxCachedBlocks and coalesces concurrent reads of one block', async () => {
+    const { calls, fetch } = counting();
+    const reader = new BlockCacheReader(content.length, fetch, { ...options, maxReadAheadBlocks: 0 });
+    await Promise.all([reader.read(0, 10), reader.read(20, 10), reader.read(4000, 10)]);
+    assert.equal(calls.length, 1);
+    for (let block = 10; block < 30; block += 2) await reader.read(block * 4096, 1);
+    calls.length = 0;
+    await reader.read(0, 10); // evicted by now
+    assert.equal(calls.length, 1);
+  });
+
+  it('forgets a failed fetch so the next read tries again', async () => {
+    let fail = true;
+    const reader = new BlockCacheReader(content.length, async (start, length) => {
+      if (fail) throw new Error('boom');
+      return Buffer.from(content.subarray(start, start + length));
+    }, options);
+    await assert.rejects(reader.read(0, 10), /boom/);
+    fail = false;
+    assert.deepEqual(await reader.read(0, 10), content.subarray(0, 10));
+  });
+});
