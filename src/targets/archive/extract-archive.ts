@@ -24,6 +24,7 @@ export interface ArchiveExtractOptions {
 
 export interface ArchiveResult {
   files: number;
+  /** Directories created (archive members and the parents they needed). */
   directories: number;
   /** Symbolic and hard links. */
   links: number;
@@ -118,6 +119,7 @@ class Extraction {
     const failure = feedError ?? entryError ?? parseError;
     if (failure !== undefined) throw failure;
     await this.finish();
+    this.result.directories += this.tree.implicitDirectories;
     return this.result;
   }
 
@@ -304,19 +306,19 @@ class Extraction {
       return;
     }
     // The link target is reached through the same never-follow rule as any path we create.
-    await this.tree.prepareParents(targetParts, name);
+    const missing = () => badInput(`archive entry ${quoteEntry(name)}: hard link target ${quoteEntry(linkname)} does not exist in the archive`);
+    if (!(await this.tree.prepareParents(targetParts, name, false))) throw missing();
     const pending = this.tree.pendingSymlinks.get(targetRel);
     await this.tree.prepareParents(parts, name);
     if (pending) {
       // A hard link to a symlink is a second symlink with the same text, which must be checked
       // from its own directory.
-      await this.symlinkEntry(name, pending.target, pending.mtime);
-      this.result.links++;
+      await this.symlinkEntry(name, pending.target, pending.mtime); // counted when created
       return;
     }
     const targetAbs = this.tree.absolute(targetRel);
     const stat = await lstat(targetAbs).catch(() => null);
-    if (stat === null) throw badInput(`archive entry ${quoteEntry(name)}: hard link target ${quoteEntry(linkname)} does not exist in the archive`);
+    if (stat === null) throw missing();
     if (!stat.isFile()) throw badInput(`archive entry ${quoteEntry(name)}: hard link target ${quoteEntry(linkname)} is not a regular file`);
     await this.tree.prepareLeaf(rel, name, false);
     const abs = this.tree.absolute(rel);

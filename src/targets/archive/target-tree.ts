@@ -26,6 +26,8 @@ export class TargetTree {
   /** Relative paths known to be real directories (ours or pre-existing), never symlinks. */
   private readonly directories = new Set<string>(['']);
   readonly pendingSymlinks = new Map<string, PendingSymlink>();
+  /** Parent directories made because an entry needed them (not archive members themselves). */
+  implicitDirectories = 0;
 
   constructor(
     readonly root: string,
@@ -37,9 +39,12 @@ export class TargetTree {
     return rel === '' ? this.root : path.join(this.root, rel);
   }
 
-  /** Makes every parent of `parts` a real directory, refusing to pass through a symlink or a file. */
-  async prepareParents(parts: string[], entry: string): Promise<{ created: number }> {
-    let created = 0;
+  /**
+   * Makes every parent of `parts` a real directory, refusing to pass through a symlink or a
+   * file. With `create` false (a hard link's target) nothing is made: returns false when a
+   * parent is missing.
+   */
+  async prepareParents(parts: string[], entry: string, create = true): Promise<boolean> {
     for (let depth = 1; depth < parts.length; depth++) {
       const rel = parts.slice(0, depth).join('/');
       if (this.directories.has(rel)) continue;
@@ -47,17 +52,18 @@ export class TargetTree {
       const abs = this.absolute(rel);
       const stat = await this.fsStep(entry, 'inspect', () => lstat(abs).catch(ignoreMissing));
       if (stat === null) {
+        if (!create) return false;
         // Implicit parents get tar's default mode (0777 less the umask).
         await this.fsStep(entry, 'create directory', () => mkdir(abs, 0o777));
         this.journal.record(abs, 'directory');
-        created++;
+        this.implicitDirectories++;
       } else if (stat.isSymbolicLink()) throw throughSymlink(entry, rel);
       else if (!stat.isDirectory()) {
         throw badInput(`archive entry ${quoteEntry(entry)}: its parent ${quoteEntry(rel)} is not a directory`);
       } else this.journal.rememberDirectoryTimes(abs, stat);
       this.directories.add(rel);
     }
-    return { created };
+    return true;
   }
 
   /**

@@ -55,7 +55,8 @@ describe('archive edge cases', () => {
     const ok = tmp.join('hl-symlink.tar');
     pythonTar(ok, `add('target.txt', data=b't')\nadd('s', 'SYMTYPE', linkname='target.txt')\nadd('hl', 'LNKTYPE', linkname='s')`);
     const out = fresh('hl-symlink');
-    await extractArchive(createReadStream(ok), out);
+    const result = await extractArchive(createReadStream(ok), out);
+    assert.equal(result.links, 2);
     assert.ok(lstatSync(`${out}/hl`).isSymbolicLink());
     assert.equal(readlinkSync(`${out}/hl`), 'target.txt');
 
@@ -65,6 +66,13 @@ describe('archive edge cases', () => {
     const err = await failure(extractArchive(createReadStream(evil), target));
     assert.match(err.message, /^archive entry "hl": symlink target "..\/t.txt" points outside the target directory/);
     assert.deepEqual(treeListing(target), []);
+
+    const missing = tmp.join('hl-missing.tar');
+    pythonTar(missing, `add('hl', 'LNKTYPE', linkname='no/such/file')`);
+    const empty = fresh('hl-missing');
+    const missingErr = await failure(extractArchive(createReadStream(missing), empty));
+    assert.equal(missingErr.message, 'archive entry "hl": hard link target "no/such/file" does not exist in the archive');
+    assert.deepEqual(treeListing(empty), [], 'no parent directories made for a missing link target');
   });
 
   it('a GNU sparse map that reaches past the real size is refused', async () => {
