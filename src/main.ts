@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerImportCommand } from './cli/import-command.js';
 import { registerDatavolumeCommand } from './cli/datavolume-command.js';
+import { registerInfoCommand } from './cli/info-command.js';
 import { EXIT_USAGE } from './cli/report-failure.js';
 
 const SUBCOMMANDS = new Set(['import', 'convert', 'info', 'datavolume', 'upload-server', 'help']);
@@ -27,6 +28,7 @@ export async function main(argv: string[]): Promise<number> {
     .showHelpAfterError('(add --help for usage)');
   registerImportCommand(program);
   registerDatavolumeCommand(program);
+  registerInfoCommand(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -43,7 +43,16 @@ interface Want {
   done(data: Buffer): Promise<void> | void;
 }
 
-export async function openQcow2Stream(stream: Readable, options: Qcow2OpenOptions = {}): Promise<DiskImage> {
+/** Internal: inspect runs the driver without producing data, to measure the scratch a real run needs. */
+export interface MeasureOptions {
+  /** Memory for clusters a real run would spill; beyond it the measurement stops (SpillBudgetExceeded). */
+  measureSpillBudget: number;
+}
+
+export async function openQcow2Stream(
+  stream: Readable,
+  options: Qcow2OpenOptions & Partial<MeasureOptions> = {},
+): Promise<DiskImage & { header: Qcow2Header }> {
   options.signal?.throwIfAborted();
   const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const pulled: Buffer[] = [];
@@ -74,6 +83,7 @@ export async function openQcow2Stream(stream: Readable, options: Qcow2OpenOption
   let used = false;
   return {
     format: 'qcow2',
+    header,
     virtualSize: header.virtualSize,
     extents() {
       if (used) throw new Error('qcow2 extents() can be iterated only once');
@@ -87,7 +97,6 @@ export async function openQcow2Stream(stream: Readable, options: Qcow2OpenOption
 class OnePassEngine {
   readonly spill: SpillFile;
   private readonly cs: number;
-  private readonly bits: number;
   /** Wants not started yet, by the host cluster they start in. */
   private readonly waiting = new Map<number, Want[]>();
   private active: Want[] = [];
@@ -105,13 +114,15 @@ class OnePassEngine {
   private readonly out: (Extent | Promise<Extent>)[] = [];
   private inFlight = 0;
 
+  private readonly measuring: boolean;
+
   constructor(
     private readonly header: Qcow2Header,
-    private readonly options: Qcow2OpenOptions,
+    private readonly options: Qcow2OpenOptions & Partial<MeasureOptions>,
   ) {
     this.cs = header.clusterSize;
-    this.bits = header.clusterBits;
-    this.spill = new SpillFile(options.scratchDir);
+    this.measuring = options.measureSpillBudget !== undefined;
+    this.spill = new SpillFile(options.scratchDir, options.measureSpillBudget);
     this.windowLimit = Math.max(WINDOW_BYTES, 2 * this.cs);
     this.register({ start: 0, end: this.cs, what: 'header', done: () => {} });
     const l1Entries = l1EntriesUsed(header);
@@ -368,6 +379,7 @@ class OnePassEngine {
   }
 
   private emitCompressed(piece: Extract<Piece, { kind: 'compressed' }>, input: Buffer): void {
+    if (this.measuring) return;
     this.inFlight++;
     const promise = decompressCluster(this.header.compressionType, input, this.cs, piece.hostOffset).then(
       (cluster) => ({ offset: piece.guestOffset, length: piece.length, data: cluster.subarray(0, piece.length) }),
@@ -390,7 +402,7 @@ class OnePassEngine {
   }
 
   private emit(extent: Extent): void {
-    this.out.push(extent);
+    if (!this.measuring) this.out.push(extent);
   }
 
   private async onEnd(): Promise<void> {

@@ -7,13 +7,23 @@ import { open, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ScratchSpaceRequiredError, targetError } from '../errors.js';
 
+/** Thrown by a measuring spill (inspect) when the spill would exceed its memory budget. */
+export class SpillBudgetExceeded extends Error {}
+
 export class SpillFile {
   private handle?: FileHandle;
   private file?: string;
   private readonly slots = new Map<number, number>();
+  /** Measuring mode (inspect): spilled clusters are held in memory, up to a budget, never written. */
+  private readonly memory?: Map<number, Buffer>;
   private end = 0;
 
-  constructor(private readonly scratchDir: string | undefined) {}
+  constructor(
+    private readonly scratchDir: string | undefined,
+    private readonly memoryBudget?: number,
+  ) {
+    if (memoryBudget !== undefined) this.memory = new Map();
+  }
 
   /** Bytes written to scratch so far. */
   get bytesUsed(): number {
@@ -26,6 +36,13 @@ export class SpillFile {
 
   async put(cluster: number, data: Buffer): Promise<void> {
     if (this.slots.has(cluster)) return;
+    if (this.memory) {
+      if (this.end + data.length > this.memoryBudget!) throw new SpillBudgetExceeded();
+      this.memory.set(cluster, Buffer.from(data));
+      this.slots.set(cluster, this.end);
+      this.end += data.length;
+      return;
+    }
     if (!this.handle) {
       if (this.scratchDir === undefined) {
         throw new ScratchSpaceRequiredError(
@@ -50,6 +67,11 @@ export class SpillFile {
 
   /** Copies `length` bytes at `offsetInCluster` of spilled `cluster` into `into` at `at`. */
   async read(cluster: number, offsetInCluster: number, length: number, into: Buffer, at: number): Promise<void> {
+    const held = this.memory?.get(cluster);
+    if (held) {
+      held.copy(into, at, offsetInCluster, offsetInCluster + length);
+      return;
+    }
     const slot = this.slots.get(cluster);
     if (slot === undefined || !this.handle) throw new Error(`cluster ${cluster} was not spilled`);
     const { bytesRead } = await this.handle.read(into, at, length, slot + offsetInCluster);
@@ -60,6 +82,7 @@ export class SpillFile {
     const { handle, file } = this;
     this.handle = undefined;
     this.slots.clear();
+    this.memory?.clear();
     if (handle) await handle.close().catch(() => {});
     if (file) await rm(file, { force: true }).catch(() => {});
   }

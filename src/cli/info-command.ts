@@ -1,0 +1,118 @@
+/**
+ * `cdi-importer info <source> [--json]`: what an import would see, without writing anything —
+ * the format chain (xz → qcow2), the virtual size, the qcow2 header facts (named like
+ * `qemu-img info --output=json`), and whether a one-pass import would need scratch space.
+ */
+import type { Command } from 'commander';
+import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat } from '../formats/magic.js';
+import { unwrapCompression } from '../formats/unwrap.js';
+import { rawVirtualSize } from '../formats/raw-image.js';
+import { resolveSource } from '../sources/resolve-source.js';
+import { inspectQcow2, inspectQcow2Stream, type Qcow2Info } from '../qcow2/index.js';
+import { formatBytes } from '../util/quantity.js';
+import { buildTransport, type ImportOptions } from './import-command.js';
+import { parseSourceArgument } from './parse-options.js';
+import { reportFailure, EXIT_OK } from './report-failure.js';
+
+interface InfoOptions extends ImportOptions {
+  scan: boolean;
+}
+
+export interface ImageInfo {
+  filename: string;
+  format: string;
+  'format-chain': string[];
+  /** Unknown for raw data inside a compressed stream (its length shows only at the end). */
+  'virtual-size'?: number;
+  qcow2?: Qcow2Info;
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function registerInfoCommand(program: Command): void {
+  program
+    .command('info')
+    .description('show the format chain, virtual size and qcow2 details of an image (like qemu-img info), without writing')
+    .argument('<source>', 'http(s):// URL, local path, or - for stdin')
+    .option('--json', 'print one JSON object on stdout')
+    .option('--no-scan', 'read only the headers (skips measuring the scratch space a one-pass import needs)')
+    .option('--user <user>', 'HTTP Basic auth user')
+    .option('--password <password>', 'HTTP Basic auth password')
+    .option('--secret <file>', 'Kubernetes Secret YAML with base64 accessKeyId/secretKey')
+    .option('--ca-cert <file|dir>', 'extra CA certificate file or directory of PEM files (repeatable)', collect)
+    .option('--insecure', 'do not verify TLS certificates')
+    .option('--header <header>', 'extra HTTP header "Name: value" (repeatable)', collect)
+    .action(async (source: string, options: InfoOptions) => {
+      try {
+        const info = await inspectSource(source, options);
+        process.stdout.write(options.json ? `${JSON.stringify(info)}\n` : formatInfo(info));
+        process.exitCode = EXIT_OK;
+      } catch (err) {
+        process.exitCode = reportFailure(err, options.json === true);
+      }
+    });
+}
+
+export async function inspectSource(sourceText: string, options: InfoOptions): Promise<ImageInfo> {
+  const spec = parseSourceArgument(sourceText, await buildTransport(options));
+  const source = await resolveSource(spec);
+  const controller = new AbortController();
+  const opened = await source.open(controller.signal);
+  const filename = source.description;
+  try {
+    // A seekable qcow2 is read the way an import reads it: by random access.
+    if (opened.randomAccess) {
+      const head = await opened.randomAccess.read(0, DETECTION_BYTES);
+      if (detectFormat(head) === 'qcow2') {
+        opened.stream.destroy();
+        const qcow2 = await inspectQcow2(opened.randomAccess, { scan: options.scan, signal: controller.signal });
+        return { 'virtual-size': qcow2['virtual-size'], filename, format: 'qcow2', 'format-chain': ['qcow2'], qcow2 };
+      }
+    }
+    const { chain, format, stream } = await unwrapCompression(opened.stream, filename);
+    if (format === 'qcow2') {
+      const qcow2 = await inspectQcow2Stream(stream, { scan: options.scan, signal: controller.signal });
+      return { 'virtual-size': qcow2['virtual-size'], filename, format, 'format-chain': chain, qcow2 };
+    }
+    const info: ImageInfo = { filename, format, 'format-chain': chain };
+    {
+      stream.destroy();
+      if ((format === 'raw' || format === 'iso') && chain.length === 1 && opened.size !== undefined) {
+        info['virtual-size'] = rawVirtualSize(opened.size);
+      }
+    }
+    return info;
+  } finally {
+    controller.abort();
+    opened.stream.destroy();
+    await opened.randomAccess?.close().catch(() => {});
+  }
+}
+
+export function formatInfo(info: ImageInfo): string {
+  const rows: [string, string][] = [
+    ['source', info.filename],
+    ['format chain', info['format-chain'].join(' → ')],
+    ['virtual size', info['virtual-size'] !== undefined ? `${formatBytes(info['virtual-size'])} (${info['virtual-size']} bytes)` : 'unknown until the stream is read'],
+  ];
+  if (isUnsupportedDiskFormat(info.format as never)) rows.push(['note', `${info.format.toUpperCase()} images are not supported for import`]);
+  const q = info.qcow2;
+  if (q) {
+    const data = q['format-specific'].data;
+    rows.push(
+      ['cluster size', `${q['cluster-size']}`],
+      ['compat', data.compat],
+      ['compression type', data['compression-type']],
+      ['extended L2', data['extended-l2'] ? 'yes' : 'no'],
+      ['snapshots', `${q['snapshot-count']}${q['snapshot-count'] > 0 ? ' (only the active layer is imported)' : ''}`],
+      ['dirty', q['dirty-flag'] ? 'yes (refcounts stale; data is read normally)' : 'no'],
+    );
+    const scratch = q['one-pass-scratch-bytes'];
+    if (scratch !== undefined) {
+      const atLeast = q['one-pass-scratch-bytes-at-least'] ? 'at least ' : '';
+      rows.push(['one-pass scratch', scratch === 0 ? 'none needed' : `${atLeast}${formatBytes(scratch)} (${scratch} bytes) needed when the source cannot seek`]);
+    }
+  }
+  const width = Math.max(...rows.map(([k]) => k.length)) + 2;
+  return rows.map(([k, v]) => `${`${k}:`.padEnd(width)}${v}\n`).join('');
+}

@@ -1,0 +1,74 @@
+/** `cdi-importer info` on qcow2 images, compared with `qemu-img info --output=json` and the one-pass driver. */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync } from 'node:fs';
+import { makeTempDir, run, type TempDir } from '../support/tools.js';
+import { runCli } from '../support/cli.js';
+import { openQcow2Stream } from '../../src/qcow2/index.js';
+import { writeExtents } from './helpers.js';
+import { qemuImg, qemuIo, xzCompress, xzDecompressStream } from './images.js';
+import { moveL2TableToEnd, u64, writeAt } from './patch.js';
+
+describe('cdi-importer info on qcow2', () => {
+  let tmp: TempDir;
+  let image: string;
+  before(() => {
+    tmp = makeTempDir('qcow2-info-');
+    image = tmp.join('disk.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', 'compression_type=zstd,extended_l2=on,lazy_refcounts=on', image, '10M');
+    qemuIo(image, 'write -P 0x42 0 1M');
+    qemuImg('snapshot', '-c', 'one', image);
+  });
+  after(() => tmp.remove());
+
+  it('reports the header facts qemu-img reports, named alike', async () => {
+    const result = await runCli(['info', image, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const ours = JSON.parse(result.stdout);
+    const qemu = JSON.parse(run('qemu-img', ['info', '--output=json', image]));
+    assert.deepEqual(ours['format-chain'], ['qcow2']);
+    assert.equal(ours['virtual-size'], qemu['virtual-size']);
+    assert.equal(ours.qcow2['cluster-size'], qemu['cluster-size']);
+    assert.equal(ours.qcow2['dirty-flag'], qemu['dirty-flag']);
+    assert.equal(ours.qcow2['snapshot-count'], qemu.snapshots.length);
+    for (const key of ['compat', 'compression-type', 'lazy-refcounts', 'refcount-bits', 'corrupt', 'extended-l2']) {
+      assert.deepEqual(ours.qcow2['format-specific'].data[key], qemu['format-specific'].data[key], key);
+    }
+  });
+
+  it('shows the format chain of a compressed image and its scratch needs in text', async () => {
+    const result = await runCli(['info', xzCompress(image)]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /format chain:\s+xz → qcow2/);
+    assert.match(result.stdout, /virtual size:\s+10(\.0)? MiB \(10485760 bytes\)/);
+    assert.match(result.stdout, /compression type:\s+zstd/);
+    assert.match(result.stdout, /extended L2:\s+yes/);
+    assert.match(result.stdout, /snapshots:\s+1/);
+    assert.match(result.stdout, /one-pass scratch:/);
+  });
+
+  it('measures the same scratch bytes the one-pass import uses', async () => {
+    const moved = tmp.join('moved.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', moved, '12M');
+    qemuIo(moved, 'write -P 0x5a 0 2M', 'write -P 0x5b 6M 3M');
+    moveL2TableToEnd(moved, 0);
+    const result = await runCli(['info', xzCompress(moved), '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const measured = JSON.parse(result.stdout).qcow2['one-pass-scratch-bytes'];
+    const scratch = tmp.join('scratch');
+    mkdirSync(scratch);
+    const disk = await openQcow2Stream(xzDecompressStream(`${moved}.xz`), { scratchDir: scratch });
+    await writeExtents(disk, tmp.join('moved.raw'));
+    assert.ok(measured > 0);
+    assert.equal(measured, disk.scratchBytesUsed!());
+  });
+
+  it('rejects a hostile image with one line and exit 1', async () => {
+    const bad = tmp.join('bad.qcow2');
+    copyFileSync(image, bad);
+    writeAt(bad, 72, u64(1n << 1n));
+    const result = await runCli(['info', bad]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /^cdi-importer: error: qcow2 image is marked corrupt.*\n$/);
+  });
+});
