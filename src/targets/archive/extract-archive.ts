@@ -4,7 +4,7 @@
  * failure of any kind removes what this extraction created.
  */
 import { constants } from 'node:fs';
-import { chmod, link, lstat, lutimes, mkdir, open, symlink, utimes } from 'node:fs/promises';
+import { chmod, link, lstat, lutimes, mkdir, open, stat, symlink, utimes } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract as tarExtract, type ExtractEvents, type Header as TarStreamHeader } from 'tar-stream';
@@ -87,7 +87,12 @@ class Extraction {
   async run(tarStream: Readable): Promise<ArchiveResult> {
     const { signal } = this.options;
     signal?.throwIfAborted();
-    this.journal.rememberDirectoryTimes(this.directory, await this.fsStep('.', 'inspect the target directory', () => lstat(this.directory)));
+    // The target itself is trusted (it may be a symlink, e.g. a mount path); only what is inside is checked.
+    const root = await stat(this.directory).catch((err: Error) => {
+      throw targetError(`cannot extract into ${this.directory}: ${err.message}`, err);
+    });
+    if (!root.isDirectory()) throw targetError(`cannot extract into ${this.directory}: not a directory`);
+    this.journal.rememberDirectoryTimes(this.directory, root);
     const prepass = new TarPrepass();
     const extract = tarExtract();
     let feedError: unknown;
@@ -317,9 +322,9 @@ class Extraction {
       return;
     }
     const targetAbs = this.tree.absolute(targetRel);
-    const stat = await lstat(targetAbs).catch(() => null);
-    if (stat === null) throw missing();
-    if (!stat.isFile()) throw badInput(`archive entry ${quoteEntry(name)}: hard link target ${quoteEntry(linkname)} is not a regular file`);
+    const targetStat = await lstat(targetAbs).catch(() => null);
+    if (targetStat === null) throw missing();
+    if (!targetStat.isFile()) throw badInput(`archive entry ${quoteEntry(name)}: hard link target ${quoteEntry(linkname)} is not a regular file`);
     await this.tree.prepareLeaf(rel, name, false);
     const abs = this.tree.absolute(rel);
     await this.fsStep(name, 'create the hard link', () => link(targetAbs, abs));
