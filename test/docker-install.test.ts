@@ -1,0 +1,133 @@
+/**
+ * The container image's install, without a Docker engine: the Dockerfile's steps in a clean
+ * directory (compiled dist, `npm ci --omit=dev` from the lockfile, package.json and bin), then the
+ * binary run from there as uid 107, CDI's importer user: --help, imports through both native
+ * decompressors, and pod mode.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { repoRoot } from './support/cli.js';
+import { makeDiskLikeImage } from './support/disk-images.js';
+import { makeTempDir, qemuRawSha256, sh, sha256File, type TempDir } from './support/tools.js';
+
+const MiB = 1 << 20;
+const IMPORTER_UID = 107;
+const asImporter = process.getuid?.() === 0 && spawnSync('setpriv', ['--version']).status === 0;
+
+describe('the container image install (Dockerfile steps)', { timeout: 600_000 }, () => {
+  let work: TempDir;
+  let app: string;
+
+  /** Runs the installed binary as the image would: NODE_ENV=production, uid 107 when we can. */
+  function binary(args: string[], env: Record<string, string> = {}) {
+    const command = asImporter
+      ? ['setpriv', `--reuid=${IMPORTER_UID}`, `--regid=${IMPORTER_UID}`, '--clear-groups', process.execPath, path.join(app, 'bin', 'cdi-importer'), ...args]
+      : [process.execPath, path.join(app, 'bin', 'cdi-importer'), ...args];
+    return spawnSync(command[0]!, command.slice(1), {
+      cwd: work.path,
+      env: { PATH: process.env.PATH, HOME: work.path, NODE_ENV: 'production', ...env },
+      encoding: 'utf8',
+      timeout: 120_000,
+    });
+  }
+
+  /** A directory the importer user may write. */
+  function writableDir(name: string): string {
+    const dir = work.join(name);
+    mkdirSync(dir, { recursive: true });
+    if (asImporter) chownSync(dir, IMPORTER_UID, IMPORTER_UID);
+    return dir;
+  }
+
+  before(() => {
+    work = makeTempDir('cdi-docker-');
+    chmodSync(work.path, 0o755);
+    app = work.join('app');
+    mkdirSync(app);
+    for (const file of ['package.json', 'package-lock.json']) cpSync(path.join(repoRoot, file), path.join(app, file));
+    cpSync(path.join(repoRoot, 'bin'), path.join(app, 'bin'), { recursive: true });
+
+    // The build stage: tsc. Emitted even if a file elsewhere in the tree is mid-edit; the image build itself is strict.
+    const tsc = spawnSync(process.execPath, [path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--outDir', path.join(app, 'dist')], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+    });
+    if (tsc.status !== 0) console.log(`# tsc reported errors (dist emitted anyway):\n${tsc.stdout.replace(/^/gm, '#   ')}`);
+    assert.ok(existsSync(path.join(app, 'dist', 'main.js')), 'tsc emitted no dist/main.js');
+
+    // The production-deps stage: the lockfile, production dependencies only, native modules built.
+    let install = spawnSync('npm', ['ci', '--omit=dev', '--offline', '--no-audit', '--no-fund'], { cwd: app, encoding: 'utf8' });
+    if (install.status !== 0 && /ENOTCACHED/.test(install.stderr)) {
+      console.log('# the npm cache lacks some package metadata: installing with --prefer-offline');
+      install = spawnSync('npm', ['ci', '--omit=dev', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: app, encoding: 'utf8' });
+    }
+    assert.equal(install.status, 0, install.stderr);
+    sh(`chmod -R a+rX ${app}`);
+  });
+
+  after(() => work?.remove());
+
+  test('the Dockerfile does what this test does', () => {
+    const dockerfile = readFileSync(path.join(repoRoot, 'Dockerfile'), 'utf8');
+    assert.match(dockerfile, /^FROM \$\{NODE_IMAGE\}$/m);
+    assert.match(dockerfile, /ARG NODE_IMAGE=node:20-bookworm-slim/);
+    assert.match(dockerfile, /RUN npm ci --omit=dev/);
+    assert.match(dockerfile, /RUN npx tsc -p tsconfig\.json/);
+    assert.match(dockerfile, /liblzma-dev/);
+    assert.match(dockerfile, /liblzma5 util-linux/);
+    assert.match(dockerfile, /^USER 107:107$/m);
+    assert.match(dockerfile, /^ENTRYPOINT \["\/app\/bin\/cdi-importer"\]$/m);
+  });
+
+  test('production dependencies only, native modules built', () => {
+    // (@types/node is not checked: zstd-napi lists it as one of its own dependencies.)
+    for (const dev of ['typescript', 'tsx', 'esbuild', '@types/tar-stream']) {
+      assert.equal(existsSync(path.join(app, 'node_modules', dev)), false, `${dev} is a dev dependency but was installed`);
+    }
+    for (const dep of ['commander', 'pino', 'undici', 'prom-client', 'selfsigned', 'yaml', 'tar-stream', 'node-liblzma', 'zstd-napi']) {
+      assert.ok(existsSync(path.join(app, 'node_modules', dep, 'package.json')), `${dep} missing`);
+    }
+  });
+
+  test('--help lists the commands', () => {
+    const result = binary(['--help']);
+    assert.equal(result.status, 0, result.stderr);
+    for (const command of ['import', 'convert', 'datavolume']) assert.match(result.stdout, new RegExp(`\\b${command}\\b`));
+  });
+
+  test('imports raw.xz and raw.zst (both native decompressors) byte-identical to qemu-img', async () => {
+    const images = work.join('images');
+    mkdirSync(images);
+    makeDiskLikeImage(path.join(images, 'raw.img'), 4 * MiB);
+    sh(`xz -T1 -3 -k ${path.join(images, 'raw.img')} && zstd -q -3 ${path.join(images, 'raw.img')} -o ${path.join(images, 'raw.img.zst')}`);
+    sh(`chmod -R a+rX ${images}`);
+    const out = writableDir('out');
+    const expected = await qemuRawSha256(path.join(images, 'raw.img'), work.path, 16 * MiB);
+    for (const input of ['raw.img.xz', 'raw.img.zst']) {
+      const dest = path.join(out, `${input}.img`);
+      const result = binary(['import', path.join(images, input), dest, '--size', '16Mi', '--filesystem-overhead', '0', '--quiet']);
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(await sha256File(dest), expected, input);
+    }
+  });
+
+  test('pod mode (a blank disk) runs from the install with its metric server and logger', () => {
+    const root = writableDir('pod');
+    writableDir(path.join('pod', 'data'));
+    writableDir(path.join('pod', 'dev'));
+    const result = binary(['-v=1'], {
+      CDI_IMPORTER_ROOT: root,
+      CDI_IMPORTER_METRICS_PORT: '0',
+      IMPORTER_SOURCE: 'none',
+      IMPORTER_IMAGE_SIZE: '8Mi',
+      FILESYSTEM_OVERHEAD: '0',
+      PREALLOCATION: 'false',
+    });
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(readFileSync(path.join(root, 'dev', 'termination-log'), 'utf8'), '{"message":"Import Complete","preallocationApplied":false}');
+    assert.match(result.stderr, /"msg":"serving the progress metric over https"/);
+  });
+});
