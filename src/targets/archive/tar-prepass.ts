@@ -57,10 +57,11 @@ export function decodeTarNumber(block: Buffer, offset: number, length: number): 
   return Number.isSafeInteger(value) ? value : null;
 }
 
-function headerChecksumValid(block: Buffer): boolean {
+/** The header checksum as tar computes it: every byte, the checksum field counted as spaces. */
+function headerChecksum(block: Buffer): number {
   let sum = 8 * 0x20;
   for (let i = 0; i < BLOCK; i++) if (i < 148 || i >= 156) sum += block[i]!;
-  return sum === decodeTarNumber(block, 148, 8);
+  return sum;
 }
 
 function writeHeaderChecksum(block: Buffer): void {
@@ -187,12 +188,13 @@ export class TarPrepass extends Transform {
   }
 
   private header(block: Buffer): void {
-    if (block.every((b) => b === 0)) {
-      this.emit_(block); // end-of-archive marker; tar-stream skips it too
+    const checksum = headerChecksum(block);
+    if (checksum === 8 * 0x20) {
+      this.emit_(block); // an empty block (end-of-archive marker): tar-stream skips it the same way
       return;
     }
     const size = decodeTarNumber(block, 124, 12);
-    if (!headerChecksumValid(block) || size === null) {
+    if (checksum !== decodeTarNumber(block, 148, 8) || size === null) {
       this.passthrough = true;
       this.emit_(block);
       return;
@@ -206,15 +208,12 @@ export class TarPrepass extends Transform {
           this.passthrough = true; // tar-stream rejects it
           return;
         }
-        if (size === 0) {
-          if (typeflag === 'g') this.globalPax = [];
-          else this.localPax = [...this.globalPax];
-          return;
-        }
+        if (size === 0) return; // tar-stream reads no records from an empty PAX header
         this.meta = { kind: typeflag, remaining: size, parts: [], size };
         return;
       case 'L':
       case 'K':
+      case 'N': // old GNU long name: tar-stream reads it as a long-path header too
         this.emit_(block);
         this.skip = size + padding(size);
         return;

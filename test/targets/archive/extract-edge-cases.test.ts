@@ -96,6 +96,34 @@ open(p, 'wb').write(b)`, archive]);
     assert.deepEqual(treeListing(out), []);
   });
 
+  for (const format of ['gnu', 'pax']) {
+    it(`a sparse file with a 150-character name (${format} --sparse: long-name header before the sparse one)`, async () => {
+      const src = fresh('long-sparse-src');
+      const name = 's'.repeat(150);
+      sh(`cd '${src}' && truncate -s 3M ${name} && printf x | dd of=${name} bs=1 seek=2000000 conv=notrunc status=none`);
+      const archive = tmp.join(`long-sparse-${format}.tar`);
+      run('tar', [`--format=${format}`, '--sparse', '-cf', archive, '-C', src, '.']);
+      const [ours, reference] = [fresh('long-sparse-ours'), fresh('long-sparse-ref')];
+      run('tar', ['-xf', archive, '-C', reference]);
+      await extractArchive(createReadStream(archive), ours);
+      assert.equal(diffTrees(ours, reference), '');
+      assert.deepEqual(treeListing(ours), treeListing(reference));
+    });
+  }
+
+  it('a GNU incremental archive (directories as dumpdir entries) extracts like tar -x', async () => {
+    const src = fresh('incremental-src');
+    sh(`cd '${src}' && mkdir -p a/b && printf 1 > a/one && printf 2 > a/b/two`);
+    const archive = tmp.join('incremental.tar');
+    run('tar', [`--listed-incremental=${tmp.join('snapshot')}`, '-cf', archive, '-C', src, '.']);
+    const [ours, reference] = [fresh('incremental-ours'), fresh('incremental-ref')];
+    run('tar', ['-xf', archive, '-C', reference]);
+    const result = await extractArchive(createReadStream(archive), ours);
+    assert.deepEqual(result.skipped, []);
+    assert.equal(diffTrees(ours, reference), '');
+    assert.deepEqual(treeListing(ours), treeListing(reference));
+  });
+
   it('cancelling mid-archive removes what was extracted', async () => {
     const archive = tmp.join('cancel.tar');
     pythonTar(archive, `add('first.txt', data=b'1' * 1000)\nadd('second.bin', data=b'2' * 100000)`);
