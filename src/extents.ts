@@ -1,7 +1,9 @@
 /**
  * The seam between formats and targets (DESIGN.md): a disk reader yields extents of the guest disk.
  * An extent without `data` reads as zeros. Extents never overlap; they may arrive in any order
- * (the one-pass qcow2 driver places clusters as their mappings become known).
+ * (the one-pass qcow2 driver places clusters as their mappings become known). Once yielded, `data`
+ * belongs to the consumer: the reader must not modify or reuse it (writes of several extents are in
+ * flight at once).
  */
 export interface Extent {
   offset: number;

@@ -6,6 +6,12 @@ import { badInput, tooSmall } from '../errors.js';
 import { rawVirtualSize } from '../formats/raw-image.js';
 
 /**
+ * Positional writes in flight at once: decoding the next extent and reading the source overlap
+ * with writing the previous ones (libuv's thread pool has four threads).
+ */
+const WRITES_IN_FLIGHT = 4;
+
+/**
  * Drains the image's extents into the target. Extents past the capacity stop the import (raw
  * streams reveal their size only as they go); on block devices, whatever no extent covered is
  * zeroed so old data cannot show through.
@@ -17,6 +23,7 @@ export async function writeExtents(
   signal: AbortSignal,
 ): Promise<{ end: number; bytesWritten: number }> {
   const coverage = target.kind === 'block' ? new Coverage() : undefined;
+  const writes = new WriteWindow(WRITES_IN_FLIGHT);
   let end = 0;
   let bytesWritten = 0;
   for await (const extent of image.extents()) {
@@ -29,14 +36,15 @@ export async function writeExtents(
       throw badInput(`image data at offset ${extent.offset} lies beyond its virtual size ${image.virtualSize}`);
     }
     if (extent.data) {
-      await target.write(extent.offset, extent.data);
+      await writes.add(target.write(extent.offset, extent.data));
       bytesWritten += extent.length;
     } else {
-      await target.zero(extent.offset, extent.length);
+      await writes.add(target.zero(extent.offset, extent.length));
     }
     coverage?.add(extent.offset, extentEnd);
     end = Math.max(end, extentEnd);
   }
+  await writes.drain();
   const size = image.virtualSize ?? rawVirtualSize(end);
   if (size === 0 && image.format !== 'qcow2') {
     throw badInput('the image is empty: there is no disk data to import');
@@ -48,4 +56,32 @@ export async function writeExtents(
     }
   }
   return { end, bytesWritten };
+}
+
+/** Keeps up to `limit` writes running; the first failure is thrown by the next add() or drain(). */
+class WriteWindow {
+  private readonly running = new Set<Promise<void>>();
+  private failure: { error: unknown } | undefined;
+
+  constructor(private readonly limit: number) {}
+
+  async add(write: Promise<void>): Promise<void> {
+    const tracked = write.then(
+      () => {
+        this.running.delete(tracked);
+      },
+      (error: unknown) => {
+        this.running.delete(tracked);
+        this.failure ??= { error };
+      },
+    );
+    this.running.add(tracked);
+    while (this.running.size >= this.limit) await Promise.race(this.running);
+    if (this.failure) throw this.failure.error;
+  }
+
+  async drain(): Promise<void> {
+    await Promise.all(this.running);
+    if (this.failure) throw this.failure.error;
+  }
 }
