@@ -46,24 +46,43 @@ export class BlockCacheReader implements RandomAccessReader {
     const { blockSize } = this.options;
     const first = Math.floor(offset / blockSize);
     const last = Math.floor((end - 1) / blockSize);
-    // Sequential reads double the read-ahead; a jump resets it.
-    this.readAheadBlocks =
-      offset === this.lastReadEnd ? Math.min(this.options.maxReadAheadBlocks, Math.max(1, this.readAheadBlocks * 2)) : 0;
+    // Sequential reads grow the read-ahead (at least twice the read); a jump resets it.
+    const sequential = offset === this.lastReadEnd;
+    this.readAheadBlocks = sequential
+      ? Math.min(this.options.maxReadAheadBlocks, Math.max(2 * (last - first + 1), this.readAheadBlocks * 2))
+      : 0;
     this.lastReadEnd = end;
+    const lastBlock = Math.floor((this.size - 1) / blockSize);
     // Read ahead only on a miss: reads inside cached blocks cost nothing and fetch nothing.
     let missing = false;
     for (let index = first; index <= last && !missing; index++) missing = !this.blocks.has(index);
-    if (missing) {
-      const lastBlock = Math.floor((this.size - 1) / blockSize);
-      this.fetchMissing(first, Math.min(lastBlock, last + this.readAheadBlocks));
-    }
+    if (missing) this.fetchMissing(first, Math.min(lastBlock, last + this.readAheadBlocks));
     const parts: Promise<Buffer>[] = [];
     for (let index = first; index <= last; index++) parts.push(this.touch(index));
+    // While the caller works on this read, the next window is already on its way (once half
+    // of it is missing, so that requests stay large). Small (metadata) reads do not trigger it.
+    if (sequential && end - offset >= blockSize && this.readAheadBlocks > 0 && last < lastBlock) {
+      const to = Math.min(lastBlock, last + this.readAheadBlocks);
+      let firstMissing = -1;
+      let missingAhead = 0;
+      for (let index = last + 1; index <= to; index++) {
+        if (this.blocks.has(index)) continue;
+        missingAhead++;
+        if (firstMissing < 0) firstMissing = index;
+      }
+      if (missingAhead > 0 && (missingAhead * 2 >= this.readAheadBlocks || to === lastBlock)) {
+        this.fetchMissing(firstMissing, Math.min(lastBlock, firstMissing + this.readAheadBlocks - 1));
+      }
+    }
+    // Blocks a large read covers whole are streamed data, read once: dropping them keeps the
+    // cache for read-ahead and metadata (plain LRU would evict read-ahead blocks first).
+    if (end - offset >= blockSize) {
+      for (let index = Math.ceil(offset / blockSize); (index + 1) * blockSize <= end; index++) this.blocks.delete(index);
+    }
     this.evictOldest();
     const buffers = await Promise.all(parts);
-    const joined = buffers.length === 1 ? buffers[0]! : Buffer.concat(buffers);
     const start = offset - first * blockSize;
-    return joined.subarray(start, start + (end - offset));
+    return joinBlocks(buffers).subarray(start, start + (end - offset));
   }
 
   async close(): Promise<void> {
@@ -114,4 +133,19 @@ export class BlockCacheReader implements RandomAccessReader {
       this.blocks.set(index, block);
     }
   }
+}
+
+/** Blocks of one fetch lie side by side in one buffer: join them as a view instead of a copy. */
+function joinBlocks(buffers: Buffer[]): Buffer {
+  if (buffers.length === 1) return buffers[0]!;
+  const head = buffers[0]!;
+  let total = head.length;
+  let contiguous = true;
+  for (let i = 1; i < buffers.length; i++) {
+    const previous = buffers[i - 1]!;
+    const current = buffers[i]!;
+    contiguous &&= current.buffer === head.buffer && current.byteOffset === previous.byteOffset + previous.length;
+    total += current.length;
+  }
+  return contiguous ? Buffer.from(head.buffer, head.byteOffset, total) : Buffer.concat(buffers, total);
 }
