@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { after, describe, test } from 'node:test';
+import { dataVolumesFromManifest } from '../../src/datavolume/manifest.js';
+import { planImports } from '../../src/datavolume/plan-imports.js';
+import { ConfigMapResolver, SecretResolver } from '../../src/datavolume/references.js';
+import { makeTempDir } from '../support/tools.js';
+
+const dv = (name: string, spec: string, api = 'cdi.kubevirt.io/v1beta1') =>
+  `apiVersion: ${api}\nkind: DataVolume\nmetadata:\n  name: ${name}\nspec:\n${spec.replace(/^/gm, '  ')}\n`;
+
+describe('DataVolume manifests', () => {
+  const dir = makeTempDir('cdi-dv-unit-');
+  after(() => dir.remove());
+  const plan = (text: string, secrets: string[] = [], configMaps: string[] = []) => {
+    const resolver = new ConfigMapResolver(configMaps);
+    try {
+      return planImports(dataVolumesFromManifest(text, 'm.yaml'), {
+        outDir: '/out',
+        secrets: new SecretResolver(secrets),
+        configMaps: resolver,
+        filesystemOverhead: 0,
+        preallocation: false,
+      });
+    } finally {
+      resolver.cleanup();
+    }
+  };
+
+  test('several documents, a List, spec.pvc and spec.storage, archive content, extra headers', () => {
+    const text = [
+      dv('a', 'source:\n  http:\n    url: http://h/a.img\n    extraHeaders: ["X-A: 1"]\npvc:\n  resources:\n    requests:\n      storage: 1Gi', 'cdi.kubevirt.io/v1alpha1'),
+      'apiVersion: v1\nkind: List\nitems:\n- apiVersion: cdi.kubevirt.io/v1beta1\n  kind: DataVolume\n  metadata: {name: b}\n  spec:\n    contentType: archive\n    source: {http: {url: "https://h/b.tar"}}\n    storage: {resources: {requests: {storage: 500M}}}\n',
+      'apiVersion: v1\nkind: Service\nmetadata:\n  name: ignored\n',
+      '',
+    ].join('---\n');
+    const plans = plan(text);
+    assert.deepEqual(
+      plans.map((p) => [p.name, p.request.contentType, p.request.target, p.request.requestedSize, p.request.source]),
+      [
+        ['a', 'kubevirt', { kind: 'file', path: '/out/a.img', atomic: true }, 2 ** 30, { kind: 'http', url: 'http://h/a.img', transport: { headers: ['X-A: 1'] } }],
+        ['b', 'archive', { kind: 'directory', path: '/out/b' }, 500e6, { kind: 'http', url: 'https://h/b.tar', transport: {} }],
+      ],
+    );
+  });
+
+  test('registry and blank sources', () => {
+    const plans = plan(
+      dv('r', 'source:\n  registry:\n    url: docker://quay.io/containerdisks/fedora:40\nstorage:\n  resources:\n    requests:\n      storage: 5Gi') +
+        '---\n' +
+        dv('z', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: 1Mi'),
+    );
+    assert.deepEqual(plans[0]!.request.source, { kind: 'registry', url: 'docker://quay.io/containerdisks/fedora:40', transport: {} });
+    assert.deepEqual(plans[1]!.request.source, { kind: 'blank' });
+  });
+
+  test('secretRef by name among several Secrets; certConfigMap from a ConfigMap file', () => {
+    const secrets = dir.join('secrets.yaml');
+    writeFileSync(
+      secrets,
+      'apiVersion: v1\nkind: Secret\nmetadata:\n  name: one\ndata:\n  accessKeyId: dTE=\n  secretKey: cDE=\n---\n' +
+        'apiVersion: v1\nkind: Secret\nmetadata:\n  name: two\nstringData:\n  accessKeyId: u2\n  secretKey: p2\n',
+    );
+    const configMap = dir.join('cm.yaml');
+    writeFileSync(configMap, 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: certs\ndata:\n  ca.pem: |\n    -----BEGIN CERTIFICATE-----\n    AAAA\n    -----END CERTIFICATE-----\n');
+    const [p] = plan(dv('s', 'source:\n  http:\n    url: https://h/x\n    secretRef: two\n    certConfigMap: certs\npvc:\n  resources:\n    requests:\n      storage: 1Gi'), [secrets], [configMap]);
+    const source = p!.request.source as { transport: { auth: unknown; caPaths: string[] } };
+    assert.deepEqual(source.transport.auth, { username: 'u2', password: 'p2' });
+    assert.equal(source.transport.caPaths.length, 1);
+  });
+
+  test('clear errors', () => {
+    assert.throws(() => plan('a: [unclosed\n'), /m\.yaml:\d+ is not valid YAML/);
+    assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: http://h/x', 'cdi.kubevirt.io/v2')), /apiVersion "cdi.kubevirt.io\/v2" is not cdi.kubevirt.io\/v1alpha1 or v1beta1/);
+    assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: http://h/x')), /DataVolume "x": needs spec.pvc or spec.storage/);
+    assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: http://h/x\npvc:\n  accessModes: [ReadWriteOnce]')), /spec.pvc.resources.requests.storage is missing/);
+    assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: ""\npvc:\n  resources:\n    requests:\n      storage: 1Gi')), /source.http.url "" is not an http/);
+    assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: http://h\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: 1Gi')), /must name exactly one source, found http, blank/);
+    assert.throws(() => plan(dv('x', 'contentType: archive\nsource:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: 1Gi')), /Cannot create empty disk with content type archive/);
+    assert.throws(() => plan(dv('x', 'sourceRef:\n  kind: DataSource\n  name: fedora\nstorage:\n  resources:\n    requests:\n      storage: 1Gi')), /spec.sourceRef \(a DataSource\) is not supported yet/);
+    assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: http://h\n    secretRef: creds\npvc:\n  resources:\n    requests:\n      storage: 1Gi')), /secretRef "creds" needs the Secret: give it with --secret FILE/);
+    assert.throws(() => plan(dv('x', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: lots')), /requests.storage: invalid quantity "lots"/);
+    assert.throws(() => plan(dv('x', 'source: {blank: {}}\npvc: {resources: {requests: {storage: 1Mi}}}') + '---\n' + dv('x', 'source: {blank: {}}\npvc: {resources: {requests: {storage: 1Mi}}}')), /two DataVolumes are named "x"/);
+  });
+});
