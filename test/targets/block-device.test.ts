@@ -83,3 +83,20 @@ test('a compressed image larger than the device stops at the device end', async 
   assert.equal(result.code, 1);
   assert.match(result.stderr, /is larger than the reported available storage 16777216/);
 });
+
+for (const source of ['qcow2 (random access)', 'qcow2.xz (one pass)']) {
+  test(`${source} with unallocated clusters onto a device full of old data: the holes read as zeros`, async (t) => {
+    if (!device) return t.skip('losetup is not permitted here');
+    const qcow2 = dir.join('sparse.qcow2');
+    run('qemu-img', ['create', '-q', '-f', 'qcow2', qcow2, '12M']);
+    run('qemu-io', ['-c', 'write -P 0x41 1M 64k', '-c', 'write -P 0x42 7M 1M', '-c', 'write -z 9M 1M', qcow2]);
+    const input = source.startsWith('qcow2.xz') ? `${qcow2}.xz` : qcow2;
+    if (input.endsWith('.xz')) sh(`xz -T1 -kf ${qcow2}`);
+    sh(`head -c ${16 * MiB} /dev/zero | tr '\\0' '\\377' | dd of=${device} bs=1M status=none`);
+    const result = await runCli(['import', input, '-o', device]);
+    assert.equal(result.code, 0, result.stderr);
+    const oracle = dir.join('sparse-oracle.raw');
+    run('qemu-img', ['convert', '-O', 'raw', qcow2, oracle]);
+    assert.equal(headSha256(device, 12 * MiB), headSha256(oracle, 12 * MiB));
+  });
+}
