@@ -221,6 +221,7 @@ export class TarPrepass extends Transform {
         const map: SparseSegment[] = [];
         if (!readSparsePairs(block, 386, 4, map)) {
           this.passthrough = true;
+          this.facts.set(this.outPos, { typeflag: 'S' });
           this.emit_(block);
           return;
         }
@@ -240,6 +241,7 @@ export class TarPrepass extends Transform {
       // that the extractor refuses, and the stray block then fails its header check.
       this.sparse = null;
       this.passthrough = true;
+      this.facts.set(this.outPos, { typeflag: 'S' }); // the extractor refuses it by name
       this.emit_(sparse.header);
       this.emit_(block);
       return;

@@ -96,6 +96,23 @@ open(p, 'wb').write(b)`, archive]);
     assert.deepEqual(treeListing(out), []);
   });
 
+  it('a GNU sparse extension block that is not a map is refused by name', async () => {
+    const src = fresh('badext-src');
+    sh(`cd '${src}' && truncate -s 2M many.img && for i in $(seq 0 9); do printf x | dd of=many.img bs=1 seek=$((i*200000)) conv=notrunc status=none; done`);
+    const archive = tmp.join('badext.tar');
+    run('tar', ['--format=gnu', '--sparse', '-cf', archive, '-C', src, 'many.img']);
+    run('python3', ['-c', `
+import sys
+p = sys.argv[1]; b = bytearray(open(p, 'rb').read())
+assert b[156:157] == b'S' and b[482] == 1
+b[512:524] = b'zzzzzzzzzzzz'
+open(p, 'wb').write(b)`, archive]);
+    const out = fresh('badext');
+    const err = await failure(extractArchive(createReadStream(archive), out));
+    assert.equal(err.message, 'archive entry "many.img": unreadable GNU sparse header');
+    assert.deepEqual(treeListing(out), []);
+  });
+
   for (const format of ['gnu', 'pax']) {
     it(`a sparse file with a 150-character name (${format} --sparse: long-name header before the sparse one)`, async () => {
       const src = fresh('long-sparse-src');
