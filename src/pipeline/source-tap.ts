@@ -33,7 +33,7 @@ export class SourceTap extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
-    this.progress?.({ bytes: this.bytes, total: this.total ?? this.bytes });
+    this.progress?.({ bytes: this.bytes, total: this.total });
     callback();
   }
 

@@ -1,0 +1,75 @@
+/**
+ * `convert` as CI pipelines use it (byte-identical to qemu-img convert -O raw) and the progress
+ * display of `import`.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createReadStream, statSync } from 'node:fs';
+import { runCli } from '../support/cli.js';
+import { makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
+import { makeDiskLikeImage } from '../support/disk-images.js';
+
+const MiB = 1 << 20;
+let dir: TempDir;
+
+before(() => {
+  dir = makeTempDir();
+  makeDiskLikeImage(dir.join('disk.raw'), 20 * MiB);
+  run('qemu-img', ['convert', '-q', '-c', '-O', 'qcow2', dir.join('disk.raw'), dir.join('disk.qcow2')]);
+  sh(`cd ${dir.path} && xz -T1 -kf disk.qcow2 && zstd -qf disk.qcow2 && gzip -kf disk.raw`);
+});
+after(() => dir.remove());
+
+for (const name of ['disk.qcow2', 'disk.qcow2.xz', 'disk.qcow2.zst', 'disk.raw.gz']) {
+  test(`convert ${name} equals qemu-img convert -O raw, with no resize`, async () => {
+    const out = dir.join(`${name}.out`);
+    const result = await runCli(['convert', dir.join(name), out]);
+    assert.equal(result.code, 0, result.stderr);
+    const oracle = name.startsWith('disk.qcow2') ? dir.join('disk.qcow2') : dir.join('disk.raw');
+    assert.equal(await sha256File(out), await qemuRawSha256(oracle, dir.path));
+  });
+}
+
+test('convert from stdin', async () => {
+  const out = dir.join('stdin.out');
+  const result = await runCli(['convert', '-', out], { input: createReadStream(dir.join('disk.qcow2.xz')) });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(await sha256File(out), await qemuRawSha256(dir.join('disk.qcow2'), dir.path));
+});
+
+test('convert refuses remote sources with a pointer to import', async () => {
+  const result = await runCli(['convert', 'http://127.0.0.1:1/x.img', dir.join('x.out')]);
+  assert.equal(result.code, 2);
+  assert.match(result.stderr, /convert works on local files and stdin; use "cdi-importer import/);
+});
+
+test('--progress shows percentage, bytes, rate and ETA when the size is known', async () => {
+  // A throttled pipe would make this slow; the final redraw at 100 % always happens.
+  const result = await runCli(['import', dir.join('disk.raw.gz'), '-o', dir.join('progress.img'), '--progress']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stderr, /\r\[#+\] 100% [\d.]+ \w?i?B \/ [\d.]+ \w?i?B +[\d.]+ \w?i?B\/s +ETA \d+:\d\d/);
+  assert.match(result.stderr, /Imported gzip → raw \(20\.0 MiB\)/);
+});
+
+test('without a known size, progress shows bytes and rate', async () => {
+  const result = await runCli(['import', '-', '-o', dir.join('progress2.img'), '--progress'], {
+    input: createReadStream(dir.join('disk.raw.gz')),
+  });
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stderr, /\r[\d.]+ \w?i?B +[\d.]+ \w?i?B\/s/);
+  assert.doesNotMatch(result.stderr, /ETA/);
+});
+
+test('--quiet prints nothing; --json prints one object', async () => {
+  const quiet = await runCli(['import', dir.join('disk.raw.gz'), '-o', dir.join('q.img'), '--quiet']);
+  assert.equal(quiet.code, 0);
+  assert.equal(quiet.stderr, '');
+  assert.equal(quiet.stdout, '');
+  const json = await runCli(['import', dir.join('disk.qcow2.xz'), '-o', dir.join('j.img'), '--json', '--size', '64Mi']);
+  assert.equal(json.code, 0, json.stderr);
+  const result = JSON.parse(json.stdout);
+  assert.deepEqual(result.formats, ['xz', 'qcow2']);
+  assert.equal(result.virtualSize, 20 * MiB);
+  assert.equal(result.targetSize, statSync(dir.join('j.img')).size);
+  assert.equal(result.scratchBytesUsed, 0);
+});
