@@ -54,6 +54,8 @@ class PodRun {
   private readonly controller = new AbortController();
   private config?: PodConfig;
   private messageWritten = false;
+  /** Set once the outcome is known: a SIGTERM after that only ends the metric linger. */
+  private importDone = false;
 
   constructor(
     private readonly env: NodeJS.ProcessEnv,
@@ -70,8 +72,9 @@ class PodRun {
     this.log.info({ root: this.paths.root }, 'Starting importer');
     try {
       const outcome = await this.importOutcome(metric);
+      this.importDone = true;
       this.finish(outcome);
-      if (outcome.exitCode === 0 && !this.controller.signal.aborted) await this.linger(server);
+      if (outcome.exitCode === 0) await this.linger(server);
       return outcome.exitCode;
     } finally {
       process.off('SIGTERM', onSigterm);
@@ -159,8 +162,9 @@ class PodRun {
 
   private onSigterm(): void {
     if (this.controller.signal.aborted) return;
-    this.log.warn('SIGTERM received: stopping the import');
     this.controller.abort(new ImportError('cancelled', SIGTERM_MESSAGE));
+    if (this.importDone) return;
+    this.log.warn('SIGTERM received: stopping the import');
     // If the transfer does not stop in time, leave anyway with the same report.
     setTimeout(() => {
       if (this.config) this.removePartialTarget(this.config);
@@ -199,7 +203,7 @@ class PodRun {
   private async linger(server: MetricsServer | undefined): Promise<void> {
     const seconds = Number(this.env[METRICS_LINGER_ENV] ?? 0);
     if (!server || !(seconds > 0)) return;
-    await sleep(Math.min(seconds, 60) * 1000);
+    await sleep(Math.min(seconds, 60) * 1000, undefined, { signal: this.controller.signal }).catch(() => {});
   }
 }
 

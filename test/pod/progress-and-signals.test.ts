@@ -97,4 +97,21 @@ describe('pod mode while importing', () => {
     assert.equal(root.terminationMessage(), 'Unable to process data: import cancelled: received SIGTERM');
     assert.equal(existsSync(root.diskImage), false);
   });
+
+  test('SIGTERM after the import finished (while the metric lingers): exit 0, the success message stays', async () => {
+    const root = makePodRoot();
+    roots.push(root);
+    const pod = startPod(root, { IMPORTER_SOURCE: 'none', IMPORTER_IMAGE_SIZE: '8Mi', PREALLOCATION: 'false', CDI_IMPORTER_METRICS_LINGER_SECONDS: '30' });
+    const deadline = Date.now() + 30_000;
+    while (root.terminationMessage() === undefined) {
+      assert.ok(Date.now() < deadline, `no termination message: ${pod.stderr()}`);
+      await sleep(50);
+    }
+    const signalled = Date.now();
+    pod.child.kill('SIGTERM');
+    const { code } = await pod.exited;
+    assert.ok(Date.now() - signalled < 3_000);
+    assert.equal(code, 0, pod.stderr());
+    assert.equal(root.terminationMessage(), '{"message":"Import Complete","preallocationApplied":false}');
+  });
 });
