@@ -106,7 +106,8 @@ export class HttpSource implements Source {
       try {
         response = await getFollowingRedirects(endpoint, {}, signal);
       } catch (err) {
-        if (!isRetryableTransportError(err) || attempt >= this.tuning.retry.retries || signal.aborted) {
+        if (signal.aborted) throw signal.reason ?? err;
+        if (!isRetryableTransportError(err) || attempt >= this.tuning.retry.retries) {
           throw transportError(err, endpoint.url, proxy);
         }
         this.tuning.onRetry?.(err instanceof Error ? err.message : String(err), 0);

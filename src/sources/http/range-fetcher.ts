@@ -41,8 +41,9 @@ export function httpRangeFetcher(
         if (isRetryableStatus(response.statusCode)) throw new RetryableStatus(statusText(response.statusCode));
         throw cannotConnect(`reading bytes ${start}-${end} of ${where}: expected status code 206, got ${response.statusCode}. Status: ${statusText(response.statusCode)}`);
       } catch (err) {
+        if (options.signal.aborted) throw options.signal.reason ?? err;
         const retryable = err instanceof RetryableStatus || isRetryableTransportError(err);
-        if (!retryable || attempt >= options.retry.retries || options.signal.aborted) {
+        if (!retryable || attempt >= options.retry.retries) {
           throw transportError(err, endpoint.url, endpoint.dispatchers.proxyFor(location));
         }
         await sleep(backoffDelay(attempt, options.retry), options.signal);
