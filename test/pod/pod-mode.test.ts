@@ -95,6 +95,23 @@ describe('pod mode', () => {
     assert.deepEqual(readdirSync(root.scratchDir), []);
   });
 
+  test('node pull: waits for IMPORTER_READY_FILE, fetches the disk it names, touches IMPORTER_DONE_FILE', async () => {
+    const root = podRoot();
+    const ready = root.join('ready');
+    const done = root.join('done');
+    const timer = setTimeout(() => writeFileSync(ready, 'raw.img'), 1500);
+    const result = await runPod(root, http({
+      IMPORTER_ENDPOINT: `${nginx.http}disk.img`,
+      IMPORTER_READY_FILE: ready,
+      IMPORTER_DONE_FILE: done,
+      FILESYSTEM_OVERHEAD: '0',
+    }));
+    clearTimeout(timer);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(existsSync(done), true);
+    assert.equal(await sha256File(root.diskImage), await qemuRawSha256(images.join('raw.img'), images.path));
+  });
+
   test('preallocation: the whole file is allocated and reported', async () => {
     const root = podRoot();
     const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}raw.img`, IMPORTER_IMAGE_SIZE: '16Mi', FILESYSTEM_OVERHEAD: '0', PREALLOCATION: 'true' }));
