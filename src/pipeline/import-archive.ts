@@ -31,9 +31,16 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
     const availableBytes = requested !== undefined ? Math.min(free, requested) : free;
     // Loaded only for archives, so disk imports do not pay for tar-stream at start-up.
     const { extractArchive } = await import('../targets/archive/index.js');
-    const archive = await extractArchive(unwrapped.stream, directory, { signal: ctx.signal, availableBytes });
-    for await (const _ of unwrapped.stream) void _;
-    const checksum = tap.verify();
+    let checksum: string | undefined;
+    const archive = await extractArchive(unwrapped.stream, directory, {
+      signal: ctx.signal,
+      availableBytes,
+      // Verified before the extraction is final, so a mismatch removes what was extracted.
+      beforeCommit: async () => {
+        for await (const _ of unwrapped.stream) void _;
+        checksum = tap.verify();
+      },
+    });
     return {
       formats: unwrapped.chain,
       virtualSize: archive.bytes,

@@ -20,6 +20,12 @@ export interface ArchiveExtractOptions {
   signal?: AbortSignal;
   /** Bytes free for the extraction; fail as soon as exceeded. */
   availableBytes?: number;
+  /**
+   * Called once the whole archive is read and written, before the extraction is made final
+   * (symlinks, directory modes). Throwing rolls everything back: e.g. a checksum of the source
+   * that can only be known at the end.
+   */
+  beforeCommit?: () => void | Promise<void>;
 }
 
 export interface ArchiveResult {
@@ -123,6 +129,7 @@ class Extraction {
     if (isImportError(entryError)) throw entryError;
     const failure = feedError ?? entryError ?? parseError;
     if (failure !== undefined) throw failure;
+    await this.options.beforeCommit?.();
     await this.finish();
     this.result.directories += this.tree.implicitDirectories;
     return this.result;

@@ -4,7 +4,7 @@
  * with the target left as it was; the block-device refusal.
  */
 import assert from 'node:assert/strict';
-import { createReadStream, mkdirSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../../support/cli.js';
 import { buildSampleTree, diffTrees, gnuTar, pythonTar, treeListing } from '../../support/tar-fixtures.js';
@@ -105,6 +105,24 @@ describe('archive import through the CLI', () => {
     assert.equal(json.category, 'too-small');
     assert.match(json.error, /archive content size \d+ \(through entry "[^"]+"\) is larger than the reported available storage 204800/);
     assert.deepEqual(treeListing(out), []);
+  });
+
+  it('--checksum: a mismatch found at the end removes everything extracted; a match succeeds', async () => {
+    const gz = tmp.join('sample.tar.gz');
+    const out = freshTarget();
+    writeFileSync(`${out}/existing.txt`, 'mine');
+    const before = treeListing(out);
+    const wrong = await runCli(['import', '--content-type', 'archive', gz, '-o', out, '--checksum', `sha256:${'0'.repeat(64)}`, '--json']);
+    assert.equal(wrong.code, 1);
+    assert.equal((JSON.parse(wrong.stdout) as { category: string }).category, 'checksum');
+    assert.deepEqual(treeListing(out), before);
+
+    const sha = run('sha256sum', [gz]).slice(0, 64); // of the source bytes as sent, before gunzip
+    const right = await runCli(['import', '--content-type', 'archive', gz, '-o', out, '--checksum', `sha256:${sha}`, '--json']);
+    assert.equal(right.code, 0, right.stderr);
+    assert.equal((JSON.parse(right.stdout) as { checksum: string }).checksum, `sha256:${sha}`);
+    rmSync(`${out}/existing.txt`);
+    assert.equal(diffTrees(out, reference), '');
   });
 
   it('refuses a block device target', async () => {
