@@ -111,5 +111,10 @@ export function transportError(err: unknown, url: URL, proxy?: string): ImportEr
   } else {
     message = `request to ${host} failed: ${detail}`;
   }
+  // Through a TLS proxy, a certificate error may be the proxy's own: TLS errors do not say whose.
+  const certificateError = codes.some((c) => UNKNOWN_CA.has(c) || c.startsWith('CERT_') || c === 'ERR_TLS_CERT_ALTNAME_INVALID');
+  if (certificateError && proxy?.startsWith('https:')) {
+    message += `; or the certificate is the TLS proxy ${proxyHost}'s: trust its CA as a proxy CA (/proxycerts/)`;
+  }
   return cannotConnect(`${message} (${where})`, err);
 }
