@@ -1,8 +1,9 @@
 /** A tar.gz imported with --content-type archive from nginx over HTTP, HTTPS (custom CA) and Basic auth. */
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../../support/cli.js';
+import { startFaultServer, type FaultServer } from '../../support/fault-server.js';
 import { startNginx, type NginxServer } from '../../support/nginx.js';
 import { buildSampleTree, diffTrees, gnuTar, treeListing } from '../../support/tar-fixtures.js';
 import { makeTestCertificates } from '../../support/tls-ca.js';
@@ -11,6 +12,7 @@ import { makeTempDir, run, sh, type TempDir } from '../../support/tools.js';
 describe('archive import over HTTP', () => {
   let tmp: TempDir;
   let nginx: NginxServer;
+  let faults: FaultServer;
   let caCert: string;
   let reference: string;
   let n = 0;
@@ -31,9 +33,11 @@ describe('archive import over HTTP', () => {
     const certificates = makeTestCertificates(tmp.path);
     caCert = certificates.caCert;
     nginx = await startNginx({ root: served, auth, certificates });
+    faults = await startFaultServer(readFileSync(`${served}/tree.tar.gz`));
   });
   after(async () => {
     await nginx?.stop();
+    await faults?.stop();
     tmp.remove();
   });
 
@@ -55,6 +59,24 @@ describe('archive import over HTTP', () => {
       assert.deepEqual(treeListing(out), treeListing(reference));
     });
   }
+
+  it('a connection dropped mid-archive resumes with Range; the extraction never notices', async () => {
+    const out = tmp.join(`out-${n++}`);
+    mkdirSync(out);
+    const result = await runCli(['import', '--content-type', 'archive', `${faults.url}drop?after=100000&times=1`, '-o', out, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.ok(faults.requests.some((r) => r.path.startsWith('/drop') && r.range?.startsWith('bytes=100000-')), 'resumed with a Range request');
+    assert.equal(diffTrees(out, reference), '');
+  });
+
+  it('a source that changes mid-archive fails and leaves the target empty', async () => {
+    const out = tmp.join(`out-${n++}`);
+    mkdirSync(out);
+    const result = await runCli(['import', '--content-type', 'archive', `${faults.url}changes?after=100000`, '-o', out]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /changed while it was being downloaded/);
+    assert.deepEqual(treeListing(out), []);
+  });
 
   it('Basic auth with a wrong password fails with one line and extracts nothing', async () => {
     const out = tmp.join(`out-${n++}`);
