@@ -141,7 +141,9 @@ export class ResumableBody extends Readable {
   /** A new answer that continues at `received`, or the whole file again with the prefix to drop. */
   private async reopen(): Promise<{ body: Body; skip: number }> {
     const validator = ifRangeValue(this.identity);
-    const resuming = this.received > 0 && this.identity.acceptsRanges;
+    // Range is worth asking even without Accept-Ranges (many servers omit it); a 200 answer
+    // is handled as a restart.
+    const resuming = this.received > 0;
     const headers: Record<string, string> = resuming
       ? { range: `bytes=${this.received}-`, ...(validator ? { 'if-range': validator } : {}) }
       : {};
