@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# qcow2 benchmark: a 2 GiB virtual disk with ~40 % data, as qcow2 (plain and zstd-compressed
+# clusters) and as qcow2.xz, converted to a raw file by cdi-importer and by the reference:
+# `qemu-img convert -O raw`, and for .xz CDI's path (`xz -dc > scratch` then qemu-img convert).
+# Alternates ours/reference BENCH_RUNS times; prints medians, ratios and our peak RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BENCH_DIR=${BENCH_DIR:-$PWD/.bench}
+SIZE=${BENCH_QCOW2_SIZE:-2147483648}
+mkdir -p "$BENCH_DIR"
+source bench/lib.sh
+rm -f "$BENCH_DIR"/q-*.times
+
+npx tsc -p tsconfig.json
+RAW="$BENCH_DIR/qcow2-src-$SIZE.raw"
+Q="$BENCH_DIR/qcow2-$SIZE.qcow2"
+QZ="$BENCH_DIR/qcow2-zstd-$SIZE.qcow2"
+if [ ! -f "$Q.xz" ]; then
+  echo "making the qcow2 benchmark images (once; cached in $BENCH_DIR)" >&2
+  node --import tsx bench/qcow2-make-image.ts "$RAW" "$SIZE"
+  qemu-img convert -O qcow2 "$RAW" "$Q"
+  qemu-img convert -c -O qcow2 -o compression_type=zstd "$RAW" "$QZ"
+  xz -T2 -1 -k -c "$Q" > "$Q.xz.tmp" && mv "$Q.xz.tmp" "$Q.xz"
+  rm -f "$RAW"
+fi
+OUT="$BENCH_DIR/q-out.raw"
+SCRATCH="$BENCH_DIR/q-scratch.qcow2"
+ours() { echo "node bin/cdi-importer convert $1 $OUT -q; rm -f $OUT"; }
+
+# Correctness and the scratch claim first: same bytes as qemu-img, and 0 scratch bytes for .xz.
+node bin/cdi-importer convert "$Q.xz" "$OUT" -q --json > "$BENCH_DIR/q-xz.json"
+grep -q '"scratchBytesUsed":0' "$BENCH_DIR/q-xz.json" || { echo "qcow2.xz used scratch: $(cat "$BENCH_DIR/q-xz.json")" >&2; exit 1; }
+qemu-img convert -O raw "$Q" "$OUT.ref"
+cmp "$OUT" "$OUT.ref" || { echo "qcow2.xz output differs from qemu-img" >&2; exit 1; }
+node bin/cdi-importer convert "$QZ" "$OUT" -q
+cmp "$OUT" "$OUT.ref" || { echo "zstd qcow2 output differs from qemu-img" >&2; exit 1; }
+rm -f "$OUT" "$OUT.ref"
+
+for run in $(seq "$BENCH_RUNS"); do
+  echo "run $run/$BENCH_RUNS" >&2
+  measure q-plain-ours "$(ours "$Q")"
+  measure q-plain-ref "qemu-img convert -O raw $Q $OUT; rm -f $OUT"
+  measure q-zstd-ours "$(ours "$QZ")"
+  measure q-zstd-ref "qemu-img convert -O raw $QZ $OUT; rm -f $OUT"
+  measure q-xz-ours "$(ours "$Q.xz")"
+  measure q-xz-ref "xz -dc $Q.xz > $SCRATCH; qemu-img convert -O raw $SCRATCH $OUT; rm -f $OUT $SCRATCH"
+done
+
+echo "median of $BENCH_RUNS runs, $(numfmt --to=iec "$SIZE") virtual qcow2, ~40 % data:"
+compare 'qcow2      -> raw vs qemu-img convert' q-plain-ours q-plain-ref 1.0
+compare 'qcow2 zstd -> raw vs qemu-img convert' q-zstd-ours q-zstd-ref 1.0
+compare 'qcow2.xz   -> raw vs xz -dc + qemu-img' q-xz-ours q-xz-ref 0.6
