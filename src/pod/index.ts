@@ -29,9 +29,9 @@ export interface PodModeOptions {
 /** Seconds to keep serving the metric after the import ends, so a scraper sees the final 100. */
 export const METRICS_LINGER_ENV = 'CDI_IMPORTER_METRICS_LINGER_SECONDS';
 /** After SIGTERM, how long the pipeline gets to stop cleanly before we exit anyway. */
-const SIGTERM_GRACE_MS = 5_000;
+const STOP_GRACE_MS = 5_000;
 const READY_FILE_TIMEOUT_SECONDS = 60;
-const SIGTERM_MESSAGE = 'import cancelled: received SIGTERM';
+const cancelledMessage = (signal: NodeJS.Signals) => `import cancelled: received ${signal}`;
 
 export async function runPodMode(argv: string[], options: PodModeOptions = {}): Promise<number> {
   const env = options.env ?? process.env;
@@ -56,6 +56,7 @@ class PodRun {
   private messageWritten = false;
   /** Set once the outcome is known: a SIGTERM after that only ends the metric linger. */
   private importDone = false;
+  private stoppedBy: NodeJS.Signals = 'SIGTERM';
 
   constructor(
     private readonly env: NodeJS.ProcessEnv,
@@ -67,8 +68,10 @@ class PodRun {
   async run(): Promise<number> {
     const metric = new ImportProgressMetric(this.env.OWNER_UID ?? '');
     const server = await this.startMetrics(metric);
-    const onSigterm = () => this.onSigterm();
-    process.on('SIGTERM', onSigterm);
+    // SIGTERM is how Kubernetes stops a pod; SIGINT is Ctrl-C for someone running pod mode by hand.
+    const onSignal = (signal: NodeJS.Signals) => this.onSignal(signal);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
     this.log.info({ root: this.paths.root }, 'Starting importer');
     try {
       const outcome = await this.importOutcome(metric);
@@ -77,7 +80,8 @@ class PodRun {
       if (outcome.exitCode === 0) await this.linger(server);
       return outcome.exitCode;
     } finally {
-      process.off('SIGTERM', onSigterm);
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
       await server?.close();
     }
   }
@@ -146,7 +150,7 @@ class PodRun {
   }
 
   private cancelledError(err: unknown): ImportError {
-    return new ImportError('cancelled', SIGTERM_MESSAGE, { cause: err });
+    return new ImportError('cancelled', cancelledMessage(this.stoppedBy), { cause: err });
   }
 
   /** What a failed run leaves must not look like a disk: CDI would hand it to the VM. */
@@ -160,17 +164,18 @@ class PodRun {
     }
   }
 
-  private onSigterm(): void {
+  private onSignal(signal: NodeJS.Signals): void {
     if (this.controller.signal.aborted) return;
-    this.controller.abort(new ImportError('cancelled', SIGTERM_MESSAGE));
+    this.stoppedBy = signal;
+    this.controller.abort(new ImportError('cancelled', cancelledMessage(signal)));
     if (this.importDone) return;
-    this.log.warn('SIGTERM received: stopping the import');
+    this.log.warn(`${signal} received: stopping the import`);
     // If the transfer does not stop in time, leave anyway with the same report.
     setTimeout(() => {
       if (this.config) this.removePartialTarget(this.config);
-      this.finish({ exitCode: 1, terminationMessage: formatFailureLine(`Unable to process data: ${SIGTERM_MESSAGE}`) });
+      this.finish({ exitCode: 1, terminationMessage: formatFailureLine(`Unable to process data: ${cancelledMessage(signal)}`) });
       process.exit(1);
-    }, SIGTERM_GRACE_MS).unref();
+    }, STOP_GRACE_MS).unref();
   }
 
   private finish(outcome: PodOutcome): void {

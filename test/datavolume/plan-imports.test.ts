@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { dataVolumesFromManifest } from '../../src/datavolume/manifest.js';
 import { planImports } from '../../src/datavolume/plan-imports.js';
@@ -67,6 +67,14 @@ describe('DataVolume manifests', () => {
     const source = p!.request.source as { transport: { auth: unknown; caPaths: string[] } };
     assert.deepEqual(source.transport.auth, { username: 'u2', password: 'p2' });
     assert.equal(source.transport.caPaths.length, 1);
+  });
+
+  test('--config-map DIR is a mounted ConfigMap: its directory is the CA path, whatever the name', () => {
+    const certs = dir.join('certs');
+    mkdirSync(certs);
+    writeFileSync(dir.join('certs', 'ca.pem'), '-----BEGIN CERTIFICATE-----\n');
+    const [p] = plan(dv('d', 'source:\n  http:\n    url: https://h/x\n    certConfigMap: anything\npvc:\n  resources:\n    requests:\n      storage: 1Gi'), [], [certs]);
+    assert.deepEqual((p!.request.source as { transport: { caPaths: string[] } }).transport.caPaths, [certs]);
   });
 
   test('clear errors', () => {
