@@ -32,6 +32,11 @@ interface WindowSlot {
   gaps: [number, number][];
 }
 
+interface PendingCluster {
+  decode(): Promise<Extent>;
+  promise?: Promise<Extent>;
+}
+
 interface Want {
   start: number;
   end: number;
@@ -111,8 +116,12 @@ class OnePassEngine {
   private readonly zeroEnds: number[] = [];
   private l1Parsed = false;
   private l2Pending = 0;
-  private readonly out: (Extent | Promise<Extent>)[] = [];
-  private inFlight = 0;
+  /**
+   * Extents ready to go, in order. Compressed clusters wait here as inputs and are decoded only
+   * a few at a time while draining: one host cluster may hold thousands of compressed clusters,
+   * and decoding them all at once would hold thousands of decoded clusters in memory.
+   */
+  private readonly out: (Extent | PendingCluster)[] = [];
 
   private readonly measuring: boolean;
 
@@ -167,7 +176,7 @@ class OnePassEngine {
               fill = 0;
             }
           }
-          yield* this.drain(false);
+          yield* this.drain();
         }
         if (!rest) break;
         const next = await rest.next();
@@ -175,7 +184,7 @@ class OnePassEngine {
       }
       if (fill > 0) await this.onCluster(cur!.subarray(0, fill));
       await this.onEnd();
-      yield* this.drain(true);
+      yield* this.drain();
     } finally {
       this.window.length = 0;
       stream.destroy();
@@ -183,12 +192,28 @@ class OnePassEngine {
     }
   }
 
-  private async *drain(all: boolean): AsyncGenerator<Extent> {
-    while (this.out.length > 0) {
-      const head = this.out[0]!;
-      if (head instanceof Promise && !all && this.inFlight <= MAX_DECOMPRESS_IN_FLIGHT) return;
-      this.out.shift();
-      yield await head;
+  /** Yields everything queued, in order, with up to MAX_DECOMPRESS_IN_FLIGHT decodes running ahead. */
+  private async *drain(): AsyncGenerator<Extent> {
+    const out = this.out;
+    // A read index instead of shift(): one L2 table can queue hundreds of thousands of zero extents.
+    let head = 0;
+    try {
+      while (head < out.length) {
+        let started = 0;
+        for (let i = head; i < out.length && i < head + 4 * MAX_DECOMPRESS_IN_FLIGHT && started < MAX_DECOMPRESS_IN_FLIGHT; i++) {
+          const item = out[i]!;
+          if ('offset' in item) continue;
+          if (!item.promise) {
+            item.promise = item.decode();
+            item.promise.catch(() => {}); // awaited in order below; this only silences an early failure
+          }
+          started++;
+        }
+        const item = out[head++]!;
+        yield 'offset' in item ? item : await item.promise!;
+      }
+    } finally {
+      out.splice(0, head);
     }
   }
 
@@ -380,13 +405,12 @@ class OnePassEngine {
 
   private emitCompressed(piece: Extract<Piece, { kind: 'compressed' }>, input: Buffer): void {
     if (this.measuring) return;
-    this.inFlight++;
-    const promise = decompressCluster(this.header.compressionType, input, this.cs, piece.hostOffset).then(
-      (cluster) => ({ offset: piece.guestOffset, length: piece.length, data: cluster.subarray(0, piece.length) }),
-    );
-    const counted = promise.finally(() => this.inFlight--);
-    counted.catch(() => {}); // awaited in order by drain(); this only silences an early failure
-    this.out.push(counted);
+    this.out.push({
+      decode: async () => {
+        const cluster = await decompressCluster(this.header.compressionType, input, this.cs, piece.hostOffset);
+        return { offset: piece.guestOffset, length: piece.length, data: cluster.subarray(0, piece.length) };
+      },
+    });
   }
 
   /** Refcount blocks are metadata we never need; knowing them keeps them out of scratch. */
