@@ -17,20 +17,23 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
   if (!existing) throw targetError(`destination directory ${directory} does not exist: create it first`);
   if (!existing.isDirectory()) throw targetError(`${directory} is not a directory: archives are extracted into a directory`);
 
+  const requested = request.requestedSize;
+  const free = await freeSpace(directory);
+  const availableBytes = requested !== undefined ? Math.min(free, requested) : free;
+  // Loaded only for archives, so disk imports do not pay for tar-stream at start-up.
+  const { extractArchive } = await import('../targets/archive/index.js');
   const source = await resolveSource(request.source);
   const opened = await source.open(ctx.signal);
   opened.randomAccess?.close();
   const tap = new SourceTap(request.checksum, opened.size, ctx.progress);
   try {
+    // No await between unwrapping and extractArchive (nor between opening and unwrapping):
+    // the stream has no error listener until extractArchive attaches one, and a corrupt layer
+    // or a dropped connection may fail at any moment.
     const unwrapped = await unwrapCompression(SourceTap.attach(opened.stream, tap), source.description);
     if (unwrapped.format !== 'tar') {
       throw badInput(`${source.description} is not a tar archive (found ${unwrapped.chain.join(' → ')}): content type archive needs a tar file`);
     }
-    const requested = request.requestedSize;
-    const free = await freeSpace(directory);
-    const availableBytes = requested !== undefined ? Math.min(free, requested) : free;
-    // Loaded only for archives, so disk imports do not pay for tar-stream at start-up.
-    const { extractArchive } = await import('../targets/archive/index.js');
     let checksum: string | undefined;
     const archive = await extractArchive(unwrapped.stream, directory, {
       signal: ctx.signal,

@@ -92,13 +92,8 @@ class Extraction {
 
   async run(tarStream: Readable): Promise<ArchiveResult> {
     const { signal } = this.options;
-    signal?.throwIfAborted();
-    // The target itself is trusted (it may be a symlink, e.g. a mount path); only what is inside is checked.
-    const root = await stat(this.directory).catch((err: Error) => {
-      throw targetError(`cannot extract into ${this.directory}: ${err.message}`, err);
-    });
-    if (!root.isDirectory()) throw targetError(`cannot extract into ${this.directory}: not a directory`);
-    this.journal.rememberDirectoryTimes(this.directory, root);
+    // The feed is attached before the first await: a failure upstream (say a corrupt gzip
+    // layer) may be emitted at any moment and must find a listener.
     const prepass = new TarPrepass();
     const extract = tarExtract();
     let feedError: unknown;
@@ -106,10 +101,25 @@ class Extraction {
       feedError ??= err;
       extract.destroy(err);
     });
+    // Taken now too, so the iterator sees a failure that happens while we set up.
+    const entries = extract[Symbol.asyncIterator]();
+    try {
+      signal?.throwIfAborted();
+      // The target itself is trusted (it may be a symlink, e.g. a mount path); only what is inside is checked.
+      const root = await stat(this.directory).catch((err: Error) => {
+        throw targetError(`cannot extract into ${this.directory}: ${err.message}`, err);
+      });
+      if (!root.isDirectory()) throw targetError(`cannot extract into ${this.directory}: not a directory`);
+      this.journal.rememberDirectoryTimes(this.directory, root);
+    } catch (err) {
+      extract.destroy();
+      await feeding;
+      throw err;
+    }
     let entryError: unknown;
     let parseError: unknown;
     try {
-      for await (const entry of extract) {
+      for await (const entry of { [Symbol.asyncIterator]: () => entries }) {
         signal?.throwIfAborted();
         const facts = prepass.facts.get(entry.offset);
         prepass.facts.delete(entry.offset);

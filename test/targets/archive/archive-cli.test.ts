@@ -125,6 +125,25 @@ describe('archive import through the CLI', () => {
     assert.equal(diffTrees(out, reference), '');
   });
 
+  for (const [name, layer] of [
+    ['sample.tar.gz', 'gzip'],
+    ['sample.tar.xz', 'xz'],
+    ['sample.tar.zst', 'zstd'],
+  ]) {
+    it(`a truncated ${name} fails with one line and removes what was extracted`, async () => {
+      const truncated = tmp.join(`truncated-${name}`);
+      sh(`head -c 150000 '${tmp.join(name)}' > '${truncated}'`);
+      const out = freshTarget();
+      writeFileSync(`${out}/existing.txt`, 'mine');
+      const before = treeListing(out);
+      const result = await runCli(['import', '--content-type', 'archive', truncated, '-o', out]);
+      assert.equal(result.code, 1, result.stderr);
+      assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+      assert.match(result.stderr, new RegExp(`${layer} data is corrupt or truncated`));
+      assert.deepEqual(treeListing(out), before);
+    });
+  }
+
   it('refuses a block device target', async () => {
     const backing = tmp.join('block.img');
     run('truncate', ['-s', '4M', backing]);
