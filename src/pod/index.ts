@@ -16,8 +16,6 @@ import { ImportProgressMetric } from './progress-metric.js';
 import { DEFAULT_METRICS_PORT, METRICS_PORT_ENV, startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { formatFailureLine, writeTerminationMessage } from './termination-message.js';
 
-export { isKlogCommandLine } from './klog-flags.js';
-
 export type ImportFunction = (request: ImportRequest, ctx: ImportContext) => Promise<ImportResult>;
 
 export interface PodModeOptions {
@@ -191,18 +189,22 @@ class PodRun {
   }
 
   private async startMetrics(metric: ImportProgressMetric): Promise<MetricsServer | undefined> {
-    const text = this.env[METRICS_PORT_ENV];
-    const port = text === undefined || text === '' ? DEFAULT_METRICS_PORT : Number(text);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) {
-      this.log.warn({ value: text }, `ignoring ${METRICS_PORT_ENV}: not a port number; using ${DEFAULT_METRICS_PORT}`);
-    }
     try {
-      return await startMetricsServer(metric, Number.isInteger(port) && port >= 0 && port <= 65535 ? port : DEFAULT_METRICS_PORT, this.log);
+      return await startMetricsServer(metric, this.metricsPort(), this.log);
     } catch (err) {
       // Progress reporting is not worth failing an import for.
-      this.log.warn({ err }, 'could not serve the progress metric');
+      this.log.warn({ error: oneLine(err) }, 'could not serve the progress metric');
       return undefined;
     }
+  }
+
+  private metricsPort(): number {
+    const text = this.env[METRICS_PORT_ENV];
+    if (text === undefined || text === '') return DEFAULT_METRICS_PORT;
+    const port = Number(text);
+    if (Number.isInteger(port) && port >= 0 && port <= 65535) return port;
+    this.log.warn({ value: text }, `ignoring ${METRICS_PORT_ENV}: not a port number; using ${DEFAULT_METRICS_PORT}`);
+    return DEFAULT_METRICS_PORT;
   }
 
   private async linger(server: MetricsServer | undefined): Promise<void> {
