@@ -4,9 +4,10 @@
  * with the target left as it was; the block-device refusal.
  */
 import assert from 'node:assert/strict';
-import { createReadStream, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createReadStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import { runCli } from '../../support/cli.js';
+import { mainScript, repoRoot, runCli } from '../../support/cli.js';
 import { buildSampleTree, diffTrees, gnuTar, pythonTar, treeListing } from '../../support/tar-fixtures.js';
 import { makeTempDir, run, sh, type TempDir } from '../../support/tools.js';
 
@@ -143,6 +144,26 @@ describe('archive import through the CLI', () => {
       assert.deepEqual(treeListing(out), before);
     });
   }
+
+  it('SIGTERM mid-archive (from stdin): exit 1, "cancelled", everything extracted so far removed', async () => {
+    const out = freshTarget();
+    const child = spawn(process.execPath, ['--import', 'tsx', mainScript, 'import', '--content-type', 'archive', '-', '-o', out], {
+      cwd: repoRoot,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    child.stdin.on('error', () => {});
+    const closed = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    const tar = readFileSync(archive);
+    child.stdin.write(tar.subarray(0, tar.length - 4096)); // everything but the end: the import waits for more
+    for (let i = 0; i < 600 && treeListing(out).length < 3; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok(treeListing(out).length >= 3, 'entries were extracted before the signal');
+    child.kill('SIGTERM');
+    assert.equal(await closed, 1);
+    assert.match(stderr, /^cdi-importer: error: archive extraction cancelled\n$/);
+    assert.deepEqual(treeListing(out), []);
+  });
 
   it('refuses a block device target', async () => {
     const backing = tmp.join('block.img');
