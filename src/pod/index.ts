@@ -55,6 +55,7 @@ class PodRun {
   /** Set once the outcome is known: a SIGTERM after that only ends the metric linger. */
   private importDone = false;
   private stoppedBy: NodeJS.Signals = 'SIGTERM';
+  private stopDeadline?: NodeJS.Timeout;
 
   constructor(
     private readonly env: NodeJS.ProcessEnv,
@@ -80,6 +81,7 @@ class PodRun {
     } finally {
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
+      clearTimeout(this.stopDeadline);
       await server?.close();
     }
   }
@@ -168,12 +170,14 @@ class PodRun {
     this.controller.abort(new ImportError('cancelled', cancelledMessage(signal)));
     if (this.importDone) return;
     this.log.warn(`${signal} received: stopping the import`);
-    // If the transfer does not stop in time, leave anyway with the same report.
-    setTimeout(() => {
+    // If the transfer does not stop in time, leave anyway with the same report. The timer keeps
+    // the process alive on purpose: a pipeline that neither settles nor holds a handle must not
+    // let Node exit quietly with code 0.
+    this.stopDeadline = setTimeout(() => {
       if (this.config) this.removePartialTarget(this.config);
       this.finish({ exitCode: 1, terminationMessage: formatFailureLine(`Unable to process data: ${cancelledMessage(signal)}`) });
       process.exit(1);
-    }, STOP_GRACE_MS).unref();
+    }, STOP_GRACE_MS);
   }
 
   private finish(outcome: PodOutcome): void {

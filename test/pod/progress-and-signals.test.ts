@@ -4,15 +4,20 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
+import { repoRoot } from '../support/cli.js';
 import { freePort, waitForPort } from '../support/free-port.js';
 import { makeTempDir, qemuRawSha256, sha256File, type TempDir } from '../support/tools.js';
 import { makePodRoot, scrape, startPod, type PodRoot } from './pod-harness.js';
 import { startTrickleServer, type TrickleServer } from './trickle-server.js';
 
 const MiB = 1 << 20;
+const here = path.dirname(fileURLToPath(import.meta.url));
 const OWNER = 'a1b2c3d4-0000-4000-8000-123456789abc';
 /** The regular expression CDI's controller applies to the scrape. */
 const CONTROLLER_REGEX = new RegExp(`kubevirt_cdi_import_progress_total\\{ownerUID="${OWNER}"\\} (\\d{1,3}\\.?\\d*)`);
@@ -113,5 +118,26 @@ describe('pod mode while importing', () => {
     assert.ok(Date.now() - signalled < 3_000);
     assert.equal(code, 0, pod.stderr());
     assert.equal(root.terminationMessage(), '{"message":"Import Complete","preallocationApplied":false}');
+  });
+
+  test('SIGTERM when the pipeline does not stop: the importer still leaves after the grace period, with the report', async () => {
+    const root = makePodRoot();
+    roots.push(root);
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'fixtures', 'stuck-pipeline-pod.ts')], {
+      cwd: repoRoot,
+      env: { PATH: process.env.PATH, CDI_IMPORTER_ROOT: root.path, CDI_IMPORTER_METRICS_PORT: '0', IMPORTER_SOURCE: 'none', IMPORTER_IMAGE_SIZE: '1Mi' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => d.toString().includes('stuck') && resolve()));
+    assert.equal(existsSync(root.diskImage), true);
+    const signalled = Date.now();
+    child.kill('SIGTERM');
+    const code = await exited;
+    const elapsed = Date.now() - signalled;
+    assert.ok(elapsed >= 4_000 && elapsed < 8_000, `left after ${elapsed} ms`);
+    assert.equal(code, 1);
+    assert.equal(root.terminationMessage(), 'Unable to process data: import cancelled: received SIGTERM');
+    assert.equal(existsSync(root.diskImage), false);
   });
 });
