@@ -11,12 +11,15 @@ import { fileReader } from '../test/qcow2/helpers.js';
 const BLOCK = 4096;
 const ZERO = Buffer.alloc(BLOCK);
 let streamMode = false;
+/** Positional writes kept in flight (1 = one after another, as a simple target does). */
+let writesInFlight = 1;
 let scratchDir: string | undefined;
 const positional: string[] = [];
 for (let i = 2; i < process.argv.length; i++) {
   const arg = process.argv[i]!;
   if (arg === '--stream') streamMode = true;
   else if (arg === '--scratch') scratchDir = process.argv[++i];
+  else if (arg === '--writes') writesInFlight = Number(process.argv[++i]);
   else positional.push(arg);
 }
 const [input, output] = positional;
@@ -28,6 +31,7 @@ const image = streamMode
   ? await openQcow2Stream(input === '-' ? process.stdin : (await open(input)).createReadStream({ highWaterMark: 1 << 20 }), { scratchDir })
   : await openQcow2RandomAccess(reader!);
 const out = await open(output, 'w');
+const inFlight: Promise<unknown>[] = [];
 let written = 0;
 for await (const extent of image.extents()) {
   if (!extent.data) continue;
@@ -44,6 +48,7 @@ for await (const extent of image.extents()) {
   }
   if (runStart >= 0) written += await writeRun(extent.offset, data, runStart, data.length);
 }
+await Promise.all(inFlight);
 await out.truncate(image.virtualSize!);
 await out.close();
 await reader?.close();
@@ -56,7 +61,10 @@ console.log(JSON.stringify({
 }));
 
 async function writeRun(base: number, data: Buffer, from: number, to: number): Promise<number> {
-  await out.write(data, from, to - from, base + from);
+  const pending = out.write(data, from, to - from, base + from);
+  pending.catch(() => {});
+  inFlight.push(pending);
+  while (inFlight.length >= writesInFlight) await inFlight.shift();
   return to - from;
 }
 

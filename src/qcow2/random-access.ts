@@ -12,7 +12,7 @@ import { decompressCluster } from './decompress-cluster.js';
 import type { Qcow2OpenOptions } from './options.js';
 
 /** Reads in flight: enough to hide latency (HTTP Range, thread-pool inflate), little memory. */
-const MAX_IN_FLIGHT = 8;
+const MAX_IN_FLIGHT = 6;
 /** Contiguous clusters are read together up to this size. */
 const MAX_READ_BYTES = 4 << 20;
 /** Decompressed bytes per batch of compressed clusters. */
