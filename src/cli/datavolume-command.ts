@@ -29,8 +29,8 @@ export function registerDatavolumeCommand(program: Command): void {
   program
     .command('datavolume')
     .description(
-      'import every DataVolume of a manifest (a DataVolume, or a VirtualMachine with dataVolumeTemplates) to <out>/<name>.img,\n' +
-        'sized by its resources.requests.storage; sources: http, registry, blank',
+      "import every DataVolume of a manifest (a DataVolume, or a VirtualMachine's dataVolumeTemplates) to " +
+        '<out>/<name>.img, sized by its requested storage; sources: http, registry, blank',
     )
     .argument('<manifest>', 'YAML file with DataVolume / VirtualMachine documents')
     .option('--secret <file>', "Secret manifest(s) for the sources' secretRef (base64 accessKeyId/secretKey; repeatable)", collect)
