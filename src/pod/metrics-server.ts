@@ -35,7 +35,7 @@ export async function startMetricsServer(
   host?: string,
 ): Promise<MetricsServer> {
   const { key, cert } = await selfSignedCertificate();
-  const server = https.createServer({ key, cert, minVersion: 'TLSv1.2' }, (req, res) => {
+  const server = https.createServer({ key, cert, minVersion: 'TLSv1.2' }, (_req, res) => {
     metric
       .metrics()
       .then((text) => {
