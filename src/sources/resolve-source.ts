@@ -17,7 +17,7 @@ export async function resolveSource(spec: SourceSpec): Promise<Source> {
     case 'http':
       return new HttpSource(spec.url, spec.transport);
     case 'registry':
-      throw usageError(`registry sources are not supported yet: ${spec.url}`);
+      return new (await import('./registry/index.js')).RegistrySource(spec.url, spec.transport);
     case 'blank':
       throw usageError('a blank disk has no source to open');
   }

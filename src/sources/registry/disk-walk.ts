@@ -1,0 +1,139 @@
+/**
+ * Finding the one disk file under /disk across an image's layers, honouring whiteouts, in one
+ * streaming pass over each layer.
+ *
+ * Why this order: the disk's bytes must reach the pipeline as they arrive (never staged on disk
+ * or in memory), yet a later layer may delete or replace an earlier layer's disk. So the layers
+ * are walked top (last) to base (first). A layer's entries can only be hidden by the layers above
+ * it, which have been read by then (their headers; file data is skipped as it streams), so the
+ * first visible regular file under disk/ met in this order is the final disk: its bytes are
+ * handed on right away, from the same download. After the consumer has read it, the walk goes
+ * on through the rest of that layer and the layers below to make sure no second visible file or
+ * directory sits under disk/, and fails before the stream ends if one does. Layers above the
+ * disk's are downloaded fully for their headers and digests; in containerDisk images they are
+ * small, and the disk layer itself is downloaded once.
+ */
+import type { Readable } from 'node:stream';
+import { badInput } from '../../errors.js';
+import type { LayerEntry } from './layer-entries.js';
+
+export interface FoundDisk {
+  /** Path in the image, e.g. `disk/fedora.qcow2`. */
+  path: string;
+  size: number;
+  body: Readable;
+  /** Index in the manifest's layer list (0 = base). */
+  layer: number;
+}
+
+const WHITEOUT = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+
+/** `./disk/a.img`, `/disk/a.img`, `disk/a.img/` → `disk/a.img`. */
+export function normalizeEntryPath(name: string): string {
+  let path = name.replace(/\/+$/, '');
+  for (;;) {
+    const next = path.replace(/^\.\//, '').replace(/^\/+/, '');
+    if (next === path) break;
+    path = next;
+  }
+  return path === '.' ? '' : path;
+}
+
+function parentOf(path: string): string {
+  const slash = path.lastIndexOf('/');
+  return slash < 0 ? '' : path.slice(0, slash);
+}
+
+function baseOf(path: string): string {
+  return path.slice(path.lastIndexOf('/') + 1);
+}
+
+/** Paths that can hide (or be) the disk: the root, `disk` itself and anything under it. */
+function concernsDisk(path: string): boolean {
+  return path === '' || path === 'disk' || path.startsWith('disk/');
+}
+
+/** What the layers above hide from the layers below. */
+export class LowerLayerMask {
+  /** Whiteout targets and non-directory entries: they hide that path and everything under it. */
+  private readonly removed = new Set<string>();
+  /** Opaque directories: everything under them in lower layers is hidden. */
+  private readonly opaque = new Set<string>();
+
+  hides(path: string): boolean {
+    if (this.opaque.has('')) return true;
+    const parts = path.split('/');
+    for (let i = 1; i <= parts.length; i++) {
+      const prefix = parts.slice(0, i).join('/');
+      if (this.removed.has(prefix)) return true;
+      if (i < parts.length && this.opaque.has(prefix)) return true;
+    }
+    return false;
+  }
+
+  remove(path: string): void {
+    if (concernsDisk(path)) this.removed.add(path);
+  }
+
+  makeOpaque(dir: string): void {
+    if (concernsDisk(dir)) this.opaque.add(dir);
+  }
+
+  mergeInto(other: LowerLayerMask): void {
+    for (const p of this.removed) other.removed.add(p);
+    for (const p of this.opaque) other.opaque.add(p);
+  }
+}
+
+const REGULAR = new Set(['file', 'contiguous-file']);
+
+/**
+ * Yields the disk once (the consumer must read or abandon its body before asking for more),
+ * then returns when every layer agrees there is exactly one; throws bad-input otherwise.
+ */
+export async function* walkForDisk(
+  layerCount: number,
+  openLayer: (index: number) => AsyncIterable<LayerEntry>,
+  display: string,
+): AsyncGenerator<FoundDisk, void, undefined> {
+  const mask = new LowerLayerMask();
+  let found: FoundDisk | undefined;
+  for (let index = layerCount - 1; index >= 0; index--) {
+    const layerMask = new LowerLayerMask();
+    const where = `layer ${index + 1} of ${layerCount}`;
+    for await (const { header, body } of openLayer(index)) {
+      const path = normalizeEntryPath(header.name);
+      const base = baseOf(path);
+      if (base === OPAQUE) {
+        layerMask.makeOpaque(parentOf(path));
+        continue;
+      }
+      if (base.startsWith(WHITEOUT)) {
+        const parent = parentOf(path);
+        layerMask.remove(parent ? `${parent}/${base.slice(WHITEOUT.length)}` : base.slice(WHITEOUT.length));
+        continue;
+      }
+      if (header.type !== 'directory') layerMask.remove(path);
+      if (!path.startsWith('disk/') || mask.hides(path)) continue;
+
+      if (header.type === 'directory') {
+        throw badInput(`${display} has a directory /${path} (${where}) under /disk: /disk must hold exactly one regular file, the disk image`);
+      }
+      if (!REGULAR.has(header.type ?? '')) {
+        throw badInput(`${display}: /${path} (${where}) is a ${header.type ?? 'special entry'}, not a regular file: /disk must hold exactly one regular file, the disk image`);
+      }
+      if (found) {
+        throw badInput(`${display} has more than one file under /disk (/${found.path} and /${path}): the image must hold exactly one disk image`);
+      }
+      const size = header.size ?? 0;
+      if (!Number.isSafeInteger(size) || size < 0) throw badInput(`${display}: /${path} has an invalid size ${String(header.size)}`);
+      found = { path, size, body, layer: index };
+      yield found;
+    }
+    layerMask.mergeInto(mask);
+  }
+  if (!found) {
+    throw badInput(`${display} has no disk image: expected one regular file under /disk in the image (as in a KubeVirt containerDisk)`);
+  }
+}

@@ -1,0 +1,214 @@
+/**
+ * Talking to one registry's /v2/ API over the HTTP source's undici dispatchers (TLS, CAs, proxies):
+ * scheme choice, and auth — anonymous, Basic, or the Bearer token flow announced by
+ * `WWW-Authenticate: Bearer realm=…,service=…,scope=…`.
+ */
+import { badInput, cannotConnect } from '../../errors.js';
+import type { HttpAuth, TransportOptions } from '../../request.js';
+import type { SourceDispatchers } from '../http/dispatcher.js';
+import { statusError, statusText, transportError } from '../http/http-errors.js';
+import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from '../http/http-request.js';
+import { basicAuthorization, parseHeaderLines } from '../http/request-headers.js';
+import { parseAuthChallenge, type AuthChallenge } from './auth-challenge.js';
+import type { RegistryReference } from './reference.js';
+
+/** Small JSON documents only: manifests, configs, token answers, error bodies. */
+const JSON_LIMIT = 4 << 20;
+
+export class RegistryClient {
+  private authorization?: string;
+  private challenge?: AuthChallenge;
+  private readonly headers: Record<string, string>;
+
+  private constructor(
+    private readonly base: URL,
+    readonly ref: RegistryReference,
+    private readonly auth: HttpAuth | undefined,
+    private readonly dispatchers: SourceDispatchers,
+    transport: TransportOptions,
+  ) {
+    this.headers = parseHeaderLines(transport.headers);
+  }
+
+  /**
+   * Pings `/v2/` to learn the scheme and the auth the registry wants. https always; with
+   * `insecure`, a registry that does not speak TLS is tried again over plain http (as
+   * containers/image does for insecure registries).
+   */
+  static async connect(
+    ref: RegistryReference,
+    transport: TransportOptions,
+    dispatchers: SourceDispatchers,
+    signal: AbortSignal,
+  ): Promise<RegistryClient> {
+    const schemes = transport.insecure ? ['https:', 'http:'] : ['https:'];
+    let lastError: unknown;
+    let lastUrl = new URL(`https://${ref.host}/v2/`);
+    for (const scheme of schemes) {
+      lastUrl = new URL(`${scheme}//${ref.host}/v2/`);
+      const client = new RegistryClient(lastUrl, ref, transport.auth, dispatchers, transport);
+      try {
+        await client.ping(signal);
+        return client;
+      } catch (err) {
+        if (signal.aborted) throw signal.reason ?? err;
+        if (err instanceof RegistryHttpError) throw err.error;
+        lastError = err;
+      }
+    }
+    throw transportError(lastError, lastUrl, dispatchers.proxyFor(lastUrl));
+  }
+
+  private async ping(signal: AbortSignal): Promise<void> {
+    const response = await getFollowingRedirects(this.endpoint(this.base), {}, signal);
+    await discard(response);
+    if (response.statusCode === 401) {
+      this.challenge = parseAuthChallenge(headerValue(response.headers, 'www-authenticate'));
+      return;
+    }
+    // 404 here means "no /v2/ API", which old proxies answer while the API still works under /v2/<name>.
+    if (response.statusCode >= 200 && response.statusCode < 300) return;
+    if (response.statusCode === 404) return;
+    throw new RegistryHttpError(statusError(response.statusCode, this.base, this.auth?.username));
+  }
+
+  /** A URL under this registry's repository, e.g. `manifests/latest`, `blobs/sha256:…`. */
+  repositoryUrl(suffix: string): URL {
+    return new URL(`${this.ref.repository}/${suffix}`, this.base);
+  }
+
+  /**
+   * GET with auth. Returns a 2xx answer; other statuses become errors: 401/403 say which user
+   * (never the password), 404 is `notFound`'s bad-input message (an unknown tag is the user's input).
+   */
+  async get(url: URL, accept: string | undefined, signal: AbortSignal, notFound: () => Error): Promise<HttpResponse> {
+    for (let attempt = 0; ; attempt++) {
+      if (!this.authorization && this.challenge) this.authorization = await this.authorize(this.challenge, signal);
+      let response: HttpResponse;
+      try {
+        response = await getFollowingRedirects(this.endpoint(url), accept ? { accept } : {}, signal);
+      } catch (err) {
+        if (signal.aborted) throw signal.reason ?? err;
+        throw transportError(err, url, this.dispatchers.proxyFor(url));
+      }
+      if (response.statusCode >= 200 && response.statusCode < 300) return response;
+      const body = await readText(response, 64 << 10).catch(() => '');
+      if (response.statusCode === 401 && attempt === 0) {
+        // A token for another scope, or the first hint that this repository needs auth.
+        const challenge = parseAuthChallenge(headerValue(response.headers, 'www-authenticate'));
+        if (challenge) {
+          this.challenge = challenge;
+          this.authorization = undefined;
+          continue;
+        }
+      }
+      if (response.statusCode === 404) throw notFound();
+      const code = registryErrorCode(body);
+      const error = statusError(response.statusCode, url, this.auth?.username);
+      throw code ? cannotConnect(`${error.message}: registry says ${code}`) : error;
+    }
+  }
+
+  /** GET of a small JSON document (manifest, config): the body as bytes, bounded. */
+  async getBytes(url: URL, accept: string | undefined, signal: AbortSignal, notFound: () => Error): Promise<{ bytes: Buffer; contentType?: string }> {
+    const response = await this.get(url, accept, signal, notFound);
+    const bytes = await readBody(response, JSON_LIMIT).catch((err: unknown) => {
+      throw err instanceof Error && err.message.startsWith('larger than') ? badInput(`${url.href} is ${err.message}: not a manifest or image config`) : transportError(err, url);
+    });
+    return { bytes, contentType: headerValue(response.headers, 'content-type')?.split(';')[0]?.trim() };
+  }
+
+  private endpoint(url: URL): HttpEndpoint {
+    const headers = { ...this.headers, ...(this.authorization ? { authorization: this.authorization } : {}) };
+    // Credentials only ever go to the registry's own origin (headers, not `extra`): blob
+    // redirects to object storage must not carry them.
+    return { url, auth: undefined, headers, dispatchers: this.dispatchers };
+  }
+
+  private async authorize(challenge: AuthChallenge, signal: AbortSignal): Promise<string | undefined> {
+    const basic = basicAuthorization(this.auth);
+    if (challenge.scheme === 'basic') {
+      if (!basic) throw statusError(401, this.base, undefined);
+      return basic;
+    }
+    if (challenge.scheme !== 'bearer') {
+      throw cannotConnect(`the registry ${this.ref.host} asks for ${challenge.scheme} authentication, which is not supported (Basic and Bearer are)`);
+    }
+    const realm = challenge.params.realm;
+    if (!realm) throw cannotConnect(`the registry ${this.ref.host} asks for a Bearer token but names no realm to get it from`);
+    let tokenUrl: URL;
+    try {
+      tokenUrl = new URL(realm, this.base);
+    } catch {
+      throw cannotConnect(`the registry ${this.ref.host} names an invalid token realm ${JSON.stringify(realm)}`);
+    }
+    if (challenge.params.service) tokenUrl.searchParams.set('service', challenge.params.service);
+    tokenUrl.searchParams.set('scope', challenge.params.scope ?? `repository:${this.ref.repository}:pull`);
+    const endpoint: HttpEndpoint = { url: tokenUrl, auth: undefined, headers: basic ? { authorization: basic } : {}, dispatchers: this.dispatchers };
+    let response: HttpResponse;
+    try {
+      response = await getFollowingRedirects(endpoint, { accept: 'application/json' }, signal);
+    } catch (err) {
+      if (signal.aborted) throw signal.reason ?? err;
+      throw transportError(err, tokenUrl, this.dispatchers.proxyFor(tokenUrl));
+    }
+    if (response.statusCode < 200 || response.statusCode >= 300) {
+      await discard(response);
+      throw statusError(response.statusCode, tokenUrl, this.auth?.username);
+    }
+    const text = await readText(response, JSON_LIMIT).catch((err: unknown) => {
+      throw transportError(err, tokenUrl);
+    });
+    let token: unknown;
+    try {
+      const json = JSON.parse(text) as { token?: unknown; access_token?: unknown };
+      token = json.token ?? json.access_token;
+    } catch {
+      token = undefined;
+    }
+    if (typeof token !== 'string' || token === '') {
+      throw cannotConnect(`the token service ${tokenUrl.origin}${tokenUrl.pathname} gave no token (${statusText(response.statusCode)})`);
+    }
+    return `Bearer ${token}`;
+  }
+}
+
+/** A status answer to the /v2/ ping: final, not a reason to try plain http. */
+class RegistryHttpError extends Error {
+  constructor(readonly error: Error) {
+    super(error.message);
+  }
+}
+
+function registryErrorCode(body: string): string | undefined {
+  try {
+    const json = JSON.parse(body) as { errors?: { code?: unknown; message?: unknown }[] };
+    const first = json.errors?.[0];
+    if (first && typeof first.code === 'string') return typeof first.message === 'string' ? `${first.code} (${first.message})` : first.code;
+  } catch {
+    // not a registry error document
+  }
+  return undefined;
+}
+
+async function discard(response: HttpResponse): Promise<void> {
+  await response.body.dump({ limit: 64 << 10 }).catch(() => {});
+}
+
+export async function readBody(response: HttpResponse, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of response.body as AsyncIterable<Buffer>) {
+    total += chunk.length;
+    if (total > limit) {
+      response.body.destroy();
+      throw new Error(`larger than ${limit} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+async function readText(response: HttpResponse, limit: number): Promise<string> {
+  return (await readBody(response, limit)).toString('utf8');
+}
