@@ -35,6 +35,5 @@ export async function peekStream(stream: Readable, count: number): Promise<{ hea
   rest.once('close', () => {
     if (!stream.destroyed && !stream.readableEnded) stream.destroy();
   });
-  stream.once('error', (err) => rest.destroy(err));
   return { head, stream: rest };
 }

@@ -57,6 +57,12 @@ describe('bad input', () => {
     await expectFailure(['import', file, '-o', dir.join('o-truncgz.img')], /gzip data is corrupt or truncated/, 'o-truncgz');
   });
 
+  test('a small truncated gzip (the error arrives before the reader starts)', async () => {
+    const file = dir.join('small-trunc.gz');
+    sh(`head -c 200000 ${raw} | gzip -c | head -c 150000 > ${file}`);
+    await expectFailure(['import', file, '-o', dir.join('o-smalltrunc.img')], /gzip data is corrupt or truncated/, 'o-smalltrunc');
+  });
+
   test('truncated xz', async () => {
     const file = dir.join('trunc.raw.xz');
     const whole = readFileSync(dir.join('disk.raw.xz'));
