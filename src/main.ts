@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { registerImportCommand } from './cli/import-command.js';
 import { registerDatavolumeCommand } from './cli/datavolume-command.js';
 import { registerInfoCommand } from './cli/info-command.js';
+import { registerUploadServerCommand } from './cli/upload-server-command.js';
 import { EXIT_USAGE } from './cli/report-failure.js';
 
 const SUBCOMMANDS = new Set(['import', 'convert', 'info', 'datavolume', 'upload-server', 'help']);
@@ -29,6 +30,7 @@ export async function main(argv: string[]): Promise<number> {
   registerImportCommand(program);
   registerDatavolumeCommand(program);
   registerInfoCommand(program);
+  registerUploadServerCommand(program);
   try {
     await program.parseAsync(argv);
   } catch (err) {

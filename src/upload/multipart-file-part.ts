@@ -1,0 +1,140 @@
+/**
+ * The bytes of one part of a multipart/form-data body, streamed: the upload-form endpoints
+ * (CDI's `formReadCloser`) take the part named `file` and ignore the others. Only the part's
+ * headers and a boundary-sized tail are ever held in memory, so a many-GiB image passes through
+ * without being buffered.
+ */
+import { Transform, type TransformCallback } from 'node:stream';
+
+/** Part headers larger than this are not a browser or curl form: refuse instead of buffering. */
+const MAX_PART_HEADER_BYTES = 16 * 1024;
+const HEADER_END = Buffer.from('\r\n\r\n');
+
+/** The boundary parameter of a `multipart/form-data` Content-Type, or undefined if there is none. */
+export function multipartBoundary(contentType: string | undefined): string | undefined {
+  if (!contentType || !/^\s*multipart\/form-data\s*(;|$)/i.test(contentType)) return undefined;
+  const match = /;\s*boundary\s*=\s*(?:"([^"]{1,70})"|([^\s;"]{1,70}))/i.exec(contentType);
+  return match?.[1] ?? match?.[2];
+}
+
+/** The `name` of a part from its headers (`Content-Disposition: form-data; name="file"; ...`). */
+function partName(headers: string): string | undefined {
+  for (const line of headers.split('\r\n')) {
+    const colon = line.indexOf(':');
+    if (colon < 0 || line.slice(0, colon).trim().toLowerCase() !== 'content-disposition') continue;
+    const match = /;\s*name\s*=\s*(?:"([^"]*)"|([^\s;]+))/i.exec(line.slice(colon + 1));
+    return match?.[1] ?? match?.[2];
+  }
+  return undefined;
+}
+
+/** `done`: the wanted part was read; `closed`: the body's closing delimiter came first. */
+type State = 'preamble' | 'headers' | 'skip-part' | 'file-part' | 'done' | 'closed';
+
+/**
+ * Transform: multipart body in, the named part's bytes out. Errors (no such part, a body that
+ * ends inside the part, oversized headers) are one line naming what is wrong.
+ */
+export class MultipartFilePart extends Transform {
+  /** `\r\n--boundary`: ends every part. The first delimiter may come without the leading CRLF. */
+  private readonly delimiter: Buffer;
+  private buffer: Buffer = Buffer.alloc(0);
+  private state: State = 'preamble';
+  /** Names of parts skipped, for the log and the error when the wanted one is missing. */
+  readonly skippedParts: string[] = [];
+
+  constructor(boundary: string, private readonly wanted = 'file') {
+    super();
+    this.delimiter = Buffer.from(`\r\n--${boundary}`);
+    // The body starts with the delimiter minus its CRLF; pretend it was there.
+    this.buffer = Buffer.from('\r\n');
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.state === 'done' || this.state === 'closed') return callback(); // the epilogue and any later parts are not needed
+    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+    try {
+      this.consume();
+      callback();
+    } catch (err) {
+      callback(err as Error);
+    }
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.state === 'done') return callback();
+    const skipped = this.skippedParts.length > 0 ? ` (parts found: ${this.skippedParts.join(', ')})` : '';
+    const message =
+      this.state === 'file-part'
+        ? `the multipart upload ended inside the "${this.wanted}" part: the body was cut short`
+        : `the multipart upload has no part named "${this.wanted}"${skipped}: send the image as the form field "${this.wanted}" (curl -F ${this.wanted}=@disk.img)`;
+    callback(new Error(message));
+  }
+
+  private consume(): void {
+    for (;;) {
+      switch (this.state) {
+        case 'preamble':
+        case 'skip-part': {
+          const at = this.buffer.indexOf(this.delimiter);
+          if (at < 0) {
+            this.keepTail();
+            return;
+          }
+          this.buffer = this.buffer.subarray(at + this.delimiter.length);
+          this.state = 'headers';
+          break;
+        }
+        case 'headers': {
+          // After a delimiter: `--` closes the body; otherwise optional whitespace, CRLF, headers.
+          if (this.buffer.length < 2) return;
+          if (this.buffer[0] === 0x2d && this.buffer[1] === 0x2d) {
+            this.state = 'closed';
+            this.buffer = Buffer.alloc(0);
+            return;
+          }
+          const end = this.buffer.indexOf(HEADER_END);
+          if (end < 0) {
+            if (this.buffer.length > MAX_PART_HEADER_BYTES) throw new Error(`multipart part headers exceed ${MAX_PART_HEADER_BYTES} bytes`);
+            return;
+          }
+          const headers = this.buffer.subarray(0, end).toString('latin1').replace(/^[ \t]*\r\n/, '');
+          this.buffer = this.buffer.subarray(end + HEADER_END.length);
+          const name = partName(headers) ?? '';
+          if (name === this.wanted) {
+            this.state = 'file-part';
+          } else {
+            this.skippedParts.push(name === '' ? '(unnamed)' : name);
+            this.state = 'skip-part';
+          }
+          break;
+        }
+        case 'file-part': {
+          const at = this.buffer.indexOf(this.delimiter);
+          if (at < 0) {
+            // Everything but a possible partial delimiter at the end is the part's data.
+            const safe = this.buffer.length - (this.delimiter.length - 1);
+            if (safe > 0) {
+              this.push(this.buffer.subarray(0, safe));
+              this.buffer = this.buffer.subarray(safe);
+            }
+            return;
+          }
+          if (at > 0) this.push(this.buffer.subarray(0, at));
+          this.state = 'done';
+          this.buffer = Buffer.alloc(0);
+          return;
+        }
+        case 'done':
+        case 'closed':
+          return;
+      }
+    }
+  }
+
+  /** While searching for a delimiter, only its length minus one byte can still be part of it. */
+  private keepTail(): void {
+    const keep = this.delimiter.length - 1;
+    if (this.buffer.length > keep) this.buffer = this.buffer.subarray(this.buffer.length - keep);
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * An upload request's body as a pipeline Source. The pipeline destroys its source stream when it
+ * is done or fails; the body is therefore piped through a stream of its own, so that destroying
+ * it leaves the request (and its socket) alive for the error response.
+ */
+import type { IncomingMessage } from 'node:http';
+import { PassThrough, type Transform } from 'node:stream';
+import type { Source } from '../sources/source.js';
+import { MultipartFilePart, multipartBoundary } from './multipart-file-part.js';
+
+export interface UploadBody {
+  source: Source;
+  /** Resolves when the pipeline has read the last byte of the image. */
+  received: Promise<void>;
+  /** Stops feeding the pipeline; the rest of the request is read and discarded. */
+  detach(): void;
+}
+
+export class UploadBodyError extends Error {}
+
+function contentLength(req: IncomingMessage): number | undefined {
+  const text = req.headers['content-length'];
+  if (text === undefined || !/^\d+$/.test(text)) return undefined;
+  const length = Number(text);
+  return Number.isSafeInteger(length) ? length : undefined;
+}
+
+/** Throws UploadBodyError (a 400) when a form upload is not multipart/form-data. */
+export function uploadBody(req: IncomingMessage, form: boolean): UploadBody {
+  let stream: Transform;
+  let size: number | undefined;
+  if (form) {
+    const boundary = multipartBoundary(req.headers['content-type']);
+    if (!boundary) {
+      throw new UploadBodyError(
+        `the form upload needs Content-Type multipart/form-data with a boundary (got "${req.headers['content-type'] ?? 'none'}"): send it with curl -F file=@disk.img`,
+      );
+    }
+    stream = new MultipartFilePart(boundary);
+  } else {
+    stream = new PassThrough();
+    size = contentLength(req);
+  }
+  const received = new Promise<void>((resolve) => stream.once('end', resolve));
+  req.on('error', (err) => stream.destroy(err));
+  req.on('close', () => {
+    if (!req.complete) stream.destroy(new Error('the upload connection closed before the whole body arrived'));
+  });
+  req.pipe(stream);
+  let opened = false;
+  const source: Source = {
+    description: 'the uploaded image',
+    open: async () => {
+      if (opened) throw new Error('an upload body can be read only once');
+      opened = true;
+      return size !== undefined ? { stream, size } : { stream };
+    },
+  };
+  return {
+    source,
+    received,
+    detach: () => {
+      req.unpipe(stream);
+      req.resume();
+    },
+  };
+}

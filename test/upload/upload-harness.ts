@@ -1,0 +1,101 @@
+/**
+ * Runs `cdi-importer upload-server` as a child process (as the pod runs it) against a temporary
+ * root, and drives it with curl, as CDI's upload proxy would.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { cliCommand, repoRoot } from '../support/cli.js';
+import { freePort, waitForPort } from '../support/free-port.js';
+import { makeTempDir, type TempDir } from '../support/tools.js';
+import type { KeyPair } from '../support/tls-ca.js';
+import type { UploadCertificates } from './client-certificates.js';
+
+export const CLIENT_NAME = 'cdi-uploadproxy';
+
+export interface RunningUploadServer {
+  root: TempDir;
+  port: number;
+  destination: string;
+  child: ChildProcess;
+  /** Resolves with the exit code once the server process has ended. */
+  exited: Promise<number | null>;
+  stderr(): string;
+  terminationMessage(): string;
+  url(pathname: string): string;
+  kill(): void;
+}
+
+export async function startUploadServer(certs: UploadCertificates, env: NodeJS.ProcessEnv = {}): Promise<RunningUploadServer> {
+  const root = makeTempDir('cdi-upload-');
+  mkdirSync(root.join('data'));
+  mkdirSync(root.join('dev'));
+  const destination = root.join('data', 'disk.img');
+  const port = await freePort();
+  const child = spawn(process.execPath, [...cliCommand, 'upload-server'], {
+    cwd: repoRoot,
+    env: {
+      ...process.env,
+      CDI_IMPORTER_ROOT: root.path,
+      LISTEN_ADDRESS: '127.0.0.1',
+      LISTEN_PORT: String(port),
+      HEALTHZ_PORT: 'none',
+      TLS_CERT_FILE: certs.server.cert,
+      TLS_KEY_FILE: certs.server.key,
+      CLIENT_CERT_FILE: certs.caCert,
+      CLIENT_NAME,
+      DESTINATION: destination,
+      FILESYSTEM_OVERHEAD: '0',
+      ...env,
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d) => (stderr += d));
+  let exitCode: number | null | undefined;
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve((exitCode = code))));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
+  void exited.then(() => clearTimeout(timer));
+  await waitForPort(port, 20_000, () => (exitCode !== undefined ? `upload server exited ${exitCode}: ${stderr}` : undefined));
+  return {
+    root,
+    port,
+    destination,
+    child,
+    exited,
+    stderr: () => stderr,
+    terminationMessage: () => readFileSync(root.join('dev', 'termination-log'), 'utf8'),
+    url: (pathname) => `https://127.0.0.1:${port}${pathname}`,
+    kill: () => {
+      if (exitCode === undefined) child.kill('SIGKILL');
+    },
+  };
+}
+
+export interface CurlResult {
+  /** curl's own exit code: 0 when an HTTP answer came, non-zero when e.g. the handshake failed. */
+  exitCode: number | null;
+  status: number;
+  body: string;
+  stderr: string;
+}
+
+/** curl with the test CA and, unless `clientCert` is null, a client certificate. */
+export function curl(args: string[], clientCert: KeyPair | null, caCert: string): Promise<CurlResult> {
+  const identity = clientCert ? ['--cert', clientCert.cert, '--key', clientCert.key] : [];
+  return new Promise((resolve, reject) => {
+    const child = spawn('curl', ['-sS', '--max-time', '60', '--cacert', caCert, ...identity, '-w', '\n%{http_code}', ...args]);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (exitCode) => {
+      const cut = stdout.lastIndexOf('\n');
+      resolve({ exitCode, status: Number(stdout.slice(cut + 1)), body: stdout.slice(0, Math.max(cut, 0)), stderr });
+    });
+  });
+}
+
+export const binary = (file: string) => ['-H', 'Content-Type: application/octet-stream', '--data-binary', `@${file}`];
+export const formFile = (file: string) => ['-F', 'note=ignored field', '-F', `file=@${file};filename=${path.basename(file)}`];

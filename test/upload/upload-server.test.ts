@@ -1,0 +1,159 @@
+/**
+ * The upload server end to end (SPEC §5.3, §9): the real binary, real TLS with client
+ * certificates made by openssl, curl as the client, qemu-img as the oracle for the bytes written.
+ */
+import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+import { makeDiskLikeImage } from '../support/disk-images.js';
+import { buildSampleTree, diffTrees, treeListing } from '../support/tar-fixtures.js';
+import { makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
+import { makeUploadCertificates, type UploadCertificates } from './client-certificates.js';
+import { binary, curl, formFile, startUploadServer, type RunningUploadServer } from './upload-harness.js';
+
+const MiB = 1 << 20;
+
+describe('upload server', () => {
+  let dir: TempDir;
+  let certs: UploadCertificates;
+  const servers: RunningUploadServer[] = [];
+
+  async function server(env: NodeJS.ProcessEnv = {}): Promise<RunningUploadServer> {
+    const started = await startUploadServer(certs, env);
+    servers.push(started);
+    return started;
+  }
+  const post = (s: RunningUploadServer, pathname: string, args: string[], cert = certs.client) => curl([...args, s.url(pathname)], cert, certs.caCert);
+
+  before(() => {
+    dir = makeTempDir('cdi-upload-images-');
+    certs = makeUploadCertificates(dir.join(), 'cdi-uploadproxy');
+    makeDiskLikeImage(dir.join('disk.raw'), 6 * MiB);
+    run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', dir.join('disk.raw'), dir.join('disk.qcow2')]);
+    run('qemu-img', ['create', '-f', 'qcow2', dir.join('small.qcow2'), '4M']);
+    run('qemu-io', ['-c', 'write -P 0x5a 512k 1M', dir.join('small.qcow2')]);
+    run('qemu-img', ['create', '-f', 'qcow2', dir.join('big.qcow2'), '64M']);
+    sh(`xz -T1 -k -c ${dir.join('disk.qcow2')} > ${dir.join('disk.qcow2.xz')}`);
+    sh(`gzip -c ${dir.join('disk.raw')} > ${dir.join('disk.raw.gz')}`);
+    sh(`zstd -q -c ${dir.join('disk.qcow2')} > ${dir.join('disk.qcow2.zst')}`);
+    // A gzip stream cut in the middle: detected as gzip, fails while decompressing.
+    sh(`head -c 200000 ${dir.join('disk.raw.gz')} > ${dir.join('corrupt.raw.gz')}`);
+    sh(`mkdir ${dir.join('tree')}`);
+    buildSampleTree(dir.join('tree'), { longFileName: false });
+    sh(`tar -C ${dir.join('tree')} -czf ${dir.join('tree.tar.gz')} .`);
+  });
+
+  after(() => {
+    for (const s of servers) {
+      s.kill();
+      s.root.remove();
+    }
+    dir?.remove();
+  });
+
+  async function assertCompleted(s: RunningUploadServer, image: string, size?: number): Promise<void> {
+    assert.equal(await s.exited, 0, s.stderr());
+    assert.deepEqual(JSON.parse(s.terminationMessage()), { preallocationApplied: false, message: 'Upload Complete' });
+    assert.equal(await sha256File(s.destination), await qemuRawSha256(image, dir.path, size));
+  }
+
+  test('refusals, a too-large image (400), a corrupt one (500), then a retry that completes; 409 after', async () => {
+    const s = await server({ UPLOAD_IMAGE_SIZE: '4Mi', CDI_IMPORTER_UPLOAD_LINGER_SECONDS: '20' });
+    const health = await curl([s.url('/healthz')], certs.client, certs.caCert);
+    assert.deepEqual([health.status, health.body], [200, 'OK']);
+
+    assert.equal((await curl([s.url('/v1beta1/upload')], certs.client, certs.caCert)).status, 404, 'GET is not an upload');
+    assert.equal((await post(s, '/v1beta1/nothing-here', binary(dir.join('small.qcow2')))).status, 404);
+    assert.equal((await post(s, '/v1beta1/upload', binary(dir.join('small.qcow2')), certs.wrongName)).status, 401);
+
+    const noCert = await curl([...binary(dir.join('small.qcow2')), s.url('/v1beta1/upload')], null, certs.caCert);
+    assert.notEqual(noCert.exitCode, 0, 'without a client certificate the TLS handshake must fail');
+    assert.equal(noCert.status, 0);
+    const untrusted = await post(s, '/v1beta1/upload', binary(dir.join('small.qcow2')), certs.untrusted);
+    assert.notEqual(untrusted.exitCode, 0, 'a certificate from another CA must not get through');
+
+    const tooLarge = await post(s, '/v1beta1/upload', binary(dir.join('big.qcow2')));
+    assert.equal(tooLarge.status, 400, tooLarge.body);
+    assert.match(tooLarge.body, /is larger than the reported available storage/);
+
+    const corrupt = await post(s, '/v1beta1/upload', binary(dir.join('corrupt.raw.gz')));
+    assert.equal(corrupt.status, 500, corrupt.body);
+    assert.equal(corrupt.body.trim().split('\n').length, 1, `one line: ${corrupt.body}`);
+    assert.ok(corrupt.body.trim().length > 0);
+
+    const ok = await post(s, '/v1beta1/upload', binary(dir.join('small.qcow2')));
+    assert.equal(ok.status, 200, ok.body);
+    const again = await post(s, '/v1beta1/upload', binary(dir.join('small.qcow2')));
+    assert.equal(again.status, 409);
+    s.child.kill('SIGTERM'); // ends the linger
+    await assertCompleted(s, dir.join('small.qcow2'), 4 * MiB);
+  });
+
+  test('raw, sync endpoint', async () => {
+    const s = await server();
+    const res = await post(s, '/v1beta1/upload', binary(dir.join('disk.raw')));
+    assert.equal(res.status, 200, res.body);
+    await assertCompleted(s, dir.join('disk.raw'));
+  });
+
+  test('qcow2 through the v1alpha1 form endpoint (other form fields ignored)', async () => {
+    const s = await server();
+    const res = await post(s, '/v1alpha1/upload-form', formFile(dir.join('disk.qcow2')));
+    assert.equal(res.status, 200, res.body);
+    await assertCompleted(s, dir.join('disk.qcow2'));
+  });
+
+  test('qcow2.xz through the async endpoint: 200 once received, the server finishes and exits', async () => {
+    const s = await server();
+    const res = await post(s, '/v1beta1/upload-async', binary(dir.join('disk.qcow2.xz')));
+    assert.equal(res.status, 200, res.body);
+    await assertCompleted(s, dir.join('disk.qcow2'));
+  });
+
+  test('raw.gz through the async form endpoint, grown to UPLOAD_IMAGE_SIZE', async () => {
+    const s = await server({ UPLOAD_IMAGE_SIZE: '8Mi' });
+    const res = await post(s, '/v1beta1/upload-form-async', formFile(dir.join('disk.raw.gz')));
+    assert.equal(res.status, 200, res.body);
+    await assertCompleted(s, dir.join('disk.raw'), 8 * MiB);
+  });
+
+  test('qcow2.zst, sync, with PREALLOCATION=true', async () => {
+    const s = await server({ PREALLOCATION: 'true' });
+    const res = await post(s, '/v1beta1/upload', binary(dir.join('disk.qcow2.zst')));
+    assert.equal(res.status, 200, res.body);
+    assert.equal(await s.exited, 0, s.stderr());
+    assert.deepEqual(JSON.parse(s.terminationMessage()), { preallocationApplied: true, message: 'Upload Complete' });
+    assert.equal(await sha256File(s.destination), await qemuRawSha256(dir.join('disk.qcow2'), dir.path));
+    assert.ok(statSync(s.destination).blocks * 512 >= 6 * MiB, 'preallocated');
+  });
+
+  test('archive endpoint: a tar.gz extracted into the destination directory', async () => {
+    const s = await server();
+    const res = await post(s, '/v1beta1/upload-archive', binary(dir.join('tree.tar.gz')));
+    assert.equal(res.status, 200, res.body);
+    assert.equal(await s.exited, 0, s.stderr());
+    assert.equal(JSON.parse(s.terminationMessage()).message, 'Upload Complete');
+    const expected = dir.join('expected-tree');
+    sh(`mkdir -p ${expected} && tar -C ${expected} -xzf ${dir.join('tree.tar.gz')}`);
+    assert.equal(diffTrees(expected, s.root.join('data')), '');
+    assert.deepEqual(treeListing(s.root.join('data')), treeListing(expected));
+  });
+
+  test('a second upload while one runs gets 503; the first completes', async () => {
+    const s = await server();
+    const slow = post(s, '/v1beta1/upload', ['--limit-rate', '2M', ...binary(dir.join('disk.raw'))]);
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    const second = await post(s, '/v1beta1/upload', binary(dir.join('small.qcow2')));
+    assert.equal(second.status, 503);
+    const first = await slow;
+    assert.equal(first.status, 200, first.body);
+    await assertCompleted(s, dir.join('disk.raw'));
+  });
+
+  test('DEADLINE passes before any upload: termination message and exit 0', async () => {
+    const deadline = new Date(Date.now() + 2500).toISOString().replace(/\.\d+Z$/, 'Z');
+    const s = await server({ DEADLINE: deadline });
+    assert.equal(await s.exited, 0, s.stderr());
+    assert.deepEqual(JSON.parse(s.terminationMessage()), { deadlinePassed: true, message: 'Deadline Passed' });
+  });
+});
