@@ -11,7 +11,7 @@ import { isRetryableStatus, isRetryableTransportError, statusText, transportErro
 import { identityOf, ifRangeValue, parseContentRange, sameResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
 import { backoffDelay, sleep, type RetryPolicy } from './retry-policy.js';
-import { withStallTimeout } from './stall-watch.js';
+import { StallWatchdog } from './stall-watch.js';
 
 type Body = HttpResponse['body'];
 
@@ -115,26 +115,36 @@ export class ResumableBody extends Readable {
   }
 
   private async pump(body: Body, skip: number): Promise<void> {
-    const iterator = (body as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
     const size = this.identity.size;
-    for (;;) {
-      const next = await withStallTimeout(iterator.next(), this.options.stallMs, (err) => body.destroy(err));
-      if (next.done || this.destroyed) return;
-      let chunk = next.value;
-      if (skip > 0) {
-        if (chunk.length <= skip) {
-          skip -= chunk.length;
-          continue;
+    const watchdog = new StallWatchdog(this.options.stallMs, (err) => body.destroy(err));
+    try {
+      watchdog.waiting();
+      for await (const data of body as AsyncIterable<Buffer>) {
+        if (this.destroyed) return;
+        let chunk = data;
+        if (skip > 0) {
+          if (chunk.length <= skip) {
+            skip -= chunk.length;
+            watchdog.waiting();
+            continue;
+          }
+          chunk = chunk.subarray(skip);
+          skip = 0;
         }
-        chunk = chunk.subarray(skip);
-        skip = 0;
+        this.received += chunk.length;
+        this.failuresInARow = 0;
+        if (size !== undefined && this.received > size) {
+          throw cannotConnect(`${redactedUrl(this.endpoint.url)} sent more bytes than its Content-Length of ${size}`);
+        }
+        if (!this.push(chunk)) {
+          watchdog.idle();
+          await new Promise<void>((resolve) => (this.wakeReader = resolve));
+          if (this.destroyed) return;
+        }
+        watchdog.waiting();
       }
-      this.received += chunk.length;
-      this.failuresInARow = 0;
-      if (size !== undefined && this.received > size) {
-        throw cannotConnect(`${redactedUrl(this.endpoint.url)} sent more bytes than its Content-Length of ${size}`);
-      }
-      if (!this.push(chunk)) await new Promise<void>((resolve) => (this.wakeReader = resolve));
+    } finally {
+      watchdog.stop();
     }
   }
 

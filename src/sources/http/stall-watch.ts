@@ -1,19 +1,47 @@
-/** Waiting for the network with a stall timeout: no byte within `stallMs` counts as a dropped connection. */
+/** Stall detection: waiting for the network `stallMs` without a byte counts as a dropped connection. */
 import { StallError } from './http-errors.js';
 
-export function withStallTimeout<T>(pending: Promise<T>, stallMs: number, onStall: (err: StallError) => void): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const stalled = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const err = new StallError(stallMs / 1000);
-      onStall(err);
-      reject(err);
-    }, stallMs);
-  });
-  return Promise.race([pending, stalled]).finally(() => clearTimeout(timer));
+/**
+ * One coarse timer per body rather than one per chunk (a body is thousands of chunks): the
+ * reader marks when it starts waiting for the network and when a chunk arrives; time spent
+ * waiting for the consumer is not network time and never counts.
+ */
+export class StallWatchdog {
+  private waitingSince = 0;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(
+    private readonly stallMs: number,
+    onStall: (err: StallError) => void,
+  ) {
+    this.timer = setInterval(
+      () => {
+        if (this.waitingSince && Date.now() - this.waitingSince >= stallMs) {
+          this.waitingSince = 0;
+          onStall(new StallError(stallMs / 1000));
+        }
+      },
+      Math.max(10, Math.min(1000, stallMs / 4)),
+    );
+    this.timer.unref();
+  }
+
+  /** Waiting for the network from now. */
+  waiting(): void {
+    this.waitingSince = Date.now();
+  }
+
+  /** Not waiting for the network (a chunk arrived, or the consumer is the slow side). */
+  idle(): void {
+    this.waitingSince = 0;
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
 }
 
-/** Reads a whole (small, Range-limited) body, watching for stalls and refusing more than `limit` bytes. */
+/** Reads a whole (Range-limited) body, watching for stalls and refusing more than `limit` bytes. */
 export async function readBodyFully(
   body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown },
   stallMs: number,
@@ -21,16 +49,20 @@ export async function readBodyFully(
 ): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
-  const iterator = body[Symbol.asyncIterator]();
-  for (;;) {
-    const next = await withStallTimeout(iterator.next(), stallMs, (err) => body.destroy(err));
-    if (next.done) break;
-    total += next.value.length;
-    if (total > limit) {
-      body.destroy();
-      throw new Error(`the server sent more than the ${limit} bytes asked for`);
+  const watchdog = new StallWatchdog(stallMs, (err) => body.destroy(err));
+  try {
+    watchdog.waiting();
+    for await (const chunk of body) {
+      watchdog.waiting();
+      total += chunk.length;
+      if (total > limit) {
+        body.destroy();
+        throw new Error(`the server sent more than the ${limit} bytes asked for`);
+      }
+      chunks.push(chunk);
     }
-    chunks.push(next.value);
+  } finally {
+    watchdog.stop();
   }
   return Buffer.concat(chunks, total);
 }
