@@ -6,6 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import { PassThrough, type Transform } from 'node:stream';
 import type { Source } from '../sources/source.js';
+import { cannotConnect } from '../errors.js';
 import { MultipartFilePart, multipartBoundary } from './multipart-file-part.js';
 
 export interface UploadBody {
@@ -42,9 +43,13 @@ export function uploadBody(req: IncomingMessage, form: boolean): UploadBody {
     size = contentLength(req);
   }
   const received = new Promise<void>((resolve) => stream.once('end', resolve));
-  req.on('error', (err) => stream.destroy(err));
+  // Node reports a client that went away as the bare word "aborted"; say what happened instead.
+  let bodyBytes = 0;
+  req.on('data', (chunk: Buffer) => (bodyBytes += chunk.length));
+  const cut = () => cannotConnect(`the upload connection closed after ${bodyBytes} bytes of the body, before all of it arrived: upload again`);
+  req.on('error', (err) => stream.destroy(req.complete ? err : cut()));
   req.on('close', () => {
-    if (!req.complete) stream.destroy(new Error('the upload connection closed before the whole body arrived'));
+    if (!req.complete) stream.destroy(cut());
   });
   req.pipe(stream);
   let opened = false;

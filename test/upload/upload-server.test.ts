@@ -7,6 +7,7 @@ import { statSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 import { buildSampleTree, diffTrees, treeListing } from '../support/tar-fixtures.js';
+import { freePort } from '../support/free-port.js';
 import { makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { makeUploadCertificates, type UploadCertificates } from './client-certificates.js';
 import { binary, curl, formFile, startUploadServer, type RunningUploadServer } from './upload-harness.js';
@@ -58,9 +59,15 @@ describe('upload server', () => {
   }
 
   test('refusals, a too-large image (400), a corrupt one (500), then a retry that completes; 409 after', async () => {
-    const s = await server({ UPLOAD_IMAGE_SIZE: '4Mi', CDI_IMPORTER_UPLOAD_LINGER_SECONDS: '20' });
+    const healthzPort = await freePort();
+    const s = await server({ UPLOAD_IMAGE_SIZE: '4Mi', CDI_IMPORTER_UPLOAD_LINGER_SECONDS: '20', HEALTHZ_PORT: String(healthzPort) });
     const health = await curl([s.url('/healthz')], certs.client, certs.caCert);
     assert.deepEqual([health.status, health.body], [200, 'OK']);
+    const plainHealth = await curl([`http://127.0.0.1:${healthzPort}/healthz`], null, certs.caCert);
+    assert.deepEqual([plainHealth.status, plainHealth.body], [200, 'OK'], 'the readiness probe port (plain HTTP)');
+    // CDI's proxy probes the async endpoints with HEAD.
+    assert.equal((await curl(['-I', s.url('/v1beta1/upload-async')], certs.client, certs.caCert)).status, 200);
+    assert.equal((await curl(['-I', s.url('/v1beta1/upload')], certs.client, certs.caCert)).status, 404);
 
     assert.equal((await curl([s.url('/v1beta1/upload')], certs.client, certs.caCert)).status, 404, 'GET is not an upload');
     assert.equal((await post(s, '/v1beta1/nothing-here', binary(dir.join('small.qcow2')))).status, 404);
@@ -71,6 +78,14 @@ describe('upload server', () => {
     assert.equal(noCert.status, 0);
     const untrusted = await post(s, '/v1beta1/upload', binary(dir.join('small.qcow2')), certs.untrusted);
     assert.notEqual(untrusted.exitCode, 0, 'a certificate from another CA must not get through');
+
+    const notForm = await post(s, '/v1beta1/upload-form', binary(dir.join('small.qcow2')));
+    assert.equal(notForm.status, 400, notForm.body);
+    assert.match(notForm.body, /multipart\/form-data/);
+
+    // The client goes away mid-body: the upload fails, the server takes the next one.
+    const cut = await post(s, '/v1beta1/upload', ['--limit-rate', '100K', '--max-time', '1', ...binary(dir.join('small.qcow2'))]);
+    assert.equal(cut.exitCode, 28, `curl should time out mid-upload: ${cut.stderr}`);
 
     const tooLarge = await post(s, '/v1beta1/upload', binary(dir.join('big.qcow2')));
     assert.equal(tooLarge.status, 400, tooLarge.body);
@@ -148,6 +163,36 @@ describe('upload server', () => {
     const first = await slow;
     assert.equal(first.status, 200, first.body);
     await assertCompleted(s, dir.join('disk.raw'));
+  });
+
+  test('IMPORTER_CHECKSUM: a mismatch is a 500 and the right bytes may follow', async () => {
+    const expected = await sha256File(dir.join('disk.raw.gz'));
+    const s = await server({ IMPORTER_CHECKSUM: `sha256:${expected}` });
+    const wrong = await post(s, '/v1beta1/upload', binary(dir.join('disk.raw')));
+    assert.equal(wrong.status, 500, wrong.body);
+    assert.match(wrong.body, /checksum mismatch/);
+    const right = await post(s, '/v1beta1/upload', binary(dir.join('disk.raw.gz')));
+    assert.equal(right.status, 200, right.body);
+    await assertCompleted(s, dir.join('disk.raw'));
+  });
+
+  test('block device destination: the image bytes on the device', { skip: process.getuid?.() !== 0 ? 'needs root for losetup' : false }, async () => {
+    const backing = dir.join('block-backing.img');
+    sh(`head -c ${16 * MiB} /dev/zero | tr '\\0' '\\253' > ${backing}`);
+    const device = run('losetup', ['-f', '--show', backing]).trim();
+    try {
+      const s = await server({ DESTINATION: device, FILESYSTEM_OVERHEAD: '0.5' });
+      const res = await post(s, '/v1beta1/upload', binary(dir.join('disk.qcow2.xz')));
+      assert.equal(res.status, 200, res.body);
+      assert.equal(await s.exited, 0, s.stderr());
+      assert.equal(JSON.parse(s.terminationMessage()).message, 'Upload Complete');
+      const written = sh(`head -c ${6 * MiB} ${device} | sha256sum`).split(' ')[0];
+      assert.equal(written, await qemuRawSha256(dir.join('disk.qcow2'), dir.path));
+      // Nothing past the image is touched (the device keeps its old pattern there).
+      assert.equal(sh(`tail -c ${10 * MiB} ${device} | tr -d '\\253' | wc -c`).trim(), '0');
+    } finally {
+      run('losetup', ['-d', device]);
+    }
   });
 
   test('DEADLINE passes before any upload: termination message and exit 0', async () => {

@@ -1,0 +1,82 @@
+/**
+ * The streaming multipart parser on its own: the `file` part's bytes come out exactly, however the
+ * body is cut into chunks, even when the data contains near-boundaries; bad bodies fail in one line.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { describe, test } from 'node:test';
+import { MultipartFilePart, multipartBoundary } from '../../src/upload/multipart-file-part.js';
+
+const BOUNDARY = '------------------------a1b2c3d4e5f6';
+
+function part(name: string, data: Buffer, filename?: string): Buffer {
+  const disposition = `form-data; name="${name}"${filename ? `; filename="${filename}"` : ''}`;
+  const type = filename ? '\r\nContent-Type: application/octet-stream' : '';
+  return Buffer.concat([Buffer.from(`--${BOUNDARY}\r\nContent-Disposition: ${disposition}${type}\r\n\r\n`), data, Buffer.from('\r\n')]);
+}
+
+const closing = Buffer.from(`--${BOUNDARY}--\r\n`);
+
+/** Feeds `body` in chunks of the given sizes (cycled) and collects what comes out. */
+async function parse(body: Buffer, chunkSizes: number[]): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for (let offset = 0, i = 0; offset < body.length; i++) {
+    const size = chunkSizes[i % chunkSizes.length]!;
+    chunks.push(body.subarray(offset, offset + size));
+    offset += size;
+  }
+  const out: Buffer[] = [];
+  for await (const chunk of Readable.from(chunks).pipe(new MultipartFilePart(BOUNDARY))) out.push(chunk as Buffer);
+  return Buffer.concat(out);
+}
+
+const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+describe('multipart file part', () => {
+  // Data that contains most of a delimiter, a CRLF before it, and ends in CRLF: only the full
+  // `\r\n--boundary` may end the part.
+  const tricky = Buffer.concat([
+    randomBytes(70_000),
+    Buffer.from(`\r\n--${BOUNDARY.slice(0, -1)}X`),
+    randomBytes(5000),
+    Buffer.from(`--${BOUNDARY}`), // a boundary without the CRLF before it is data
+    randomBytes(3000),
+    Buffer.from('\r\n\r\n'),
+  ]);
+  const body = Buffer.concat([Buffer.from('preamble text\r\n'), part('note', Buffer.from('hello')), part('file', tricky, 'disk.img'), part('after', Buffer.from('x')), closing]);
+
+  for (const sizes of [[1], [7, 13], [BOUNDARY.length + 3], [65536], [body.length]]) {
+    test(`the file part comes out exactly, chunks of ${sizes.join('/')} bytes`, async () => {
+      assert.equal(sha(await parse(body, sizes)), sha(tricky));
+    });
+  }
+
+  test('an empty file part is an empty stream', async () => {
+    const empty = Buffer.concat([part('file', Buffer.alloc(0), 'empty.img'), closing]);
+    assert.equal((await parse(empty, [3])).length, 0);
+  });
+
+  test('no part named file: one line naming the parts found', async () => {
+    const noFile = Buffer.concat([part('image', randomBytes(100)), closing]);
+    await assert.rejects(parse(noFile, [50]), /no part named "file" \(parts found: image\)/);
+  });
+
+  test('a body cut inside the file part fails instead of ending quietly', async () => {
+    const cut = part('file', randomBytes(10_000), 'disk.img').subarray(0, 5000);
+    await assert.rejects(parse(cut, [1000]), /ended inside the "file" part/);
+  });
+
+  test('oversized part headers are refused', async () => {
+    const huge = Buffer.from(`--${BOUNDARY}\r\nX-Padding: ${'a'.repeat(40_000)}`);
+    await assert.rejects(parse(huge, [4096]), /part headers exceed/);
+  });
+
+  test('boundary from the Content-Type header', () => {
+    assert.equal(multipartBoundary(`multipart/form-data; boundary=${BOUNDARY}`), BOUNDARY);
+    assert.equal(multipartBoundary('multipart/form-data; charset=utf-8; boundary="quoted boundary"'), 'quoted boundary');
+    assert.equal(multipartBoundary('application/octet-stream'), undefined);
+    assert.equal(multipartBoundary('multipart/form-data'), undefined);
+    assert.equal(multipartBoundary(undefined), undefined);
+  });
+});
