@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { constants as zlibConstants, inflateRaw } from 'node:zlib';
 import { badInput } from '../errors.js';
 import type { CompressionType } from './header.js';
+import { zstdWorkerPool } from './zstd-workers.js';
 
 type ZstdBinding = typeof import('zstd-napi/binding.js');
 const require = createRequire(import.meta.url);
@@ -54,6 +55,31 @@ function inflateCluster(input: Buffer, clusterSize: number, hostOffset: number):
 
 /** qcow2_zstd_decompress: one or more frames until the cluster is full, the last one complete. */
 async function zstdCluster(input: Buffer, clusterSize: number, hostOffset: number): Promise<Buffer> {
+  const workers = zstdWorkerPool();
+  if (workers) {
+    const { output, produced, remaining, error } = await workers.decompress(input, clusterSize);
+    if (error !== undefined) throw notZstd(hostOffset, error);
+    return checkZstd(output, produced, remaining, clusterSize, hostOffset);
+  }
+  return zstdClusterInline(input, clusterSize, hostOffset);
+}
+
+function notZstd(hostOffset: number, reason: string) {
+  return badInput(`qcow2 compressed cluster at host offset ${hex(hostOffset)} is not valid zstd data (${reason}): the image is corrupt`);
+}
+
+function checkZstd(output: Buffer, produced: number, remaining: number, clusterSize: number, hostOffset: number): Buffer {
+  if (produced < clusterSize) throw shortCluster(hostOffset, produced, clusterSize);
+  if (remaining !== 0) {
+    throw badInput(
+      `qcow2 compressed cluster at host offset ${hex(hostOffset)} inflates past the ${clusterSize}-byte cluster: the image is corrupt or hostile`,
+    );
+  }
+  return output;
+}
+
+/** The same loop on the calling thread, when worker threads are unavailable. */
+function zstdClusterInline(input: Buffer, clusterSize: number, hostOffset: number): Buffer {
   zstdBinding ??= require('zstd-napi/binding.js') as ZstdBinding;
   if (!zstdContext) {
     zstdContext = new zstdBinding.DCtx();
@@ -75,17 +101,9 @@ async function zstdCluster(input: Buffer, clusterSize: number, hostOffset: numbe
       if (produced === 0 && consumed === 0) break;
     }
   } catch (err) {
-    throw badInput(
-      `qcow2 compressed cluster at host offset ${hex(hostOffset)} is not valid zstd data (${(err as Error).message}): the image is corrupt`,
-    );
+    throw notZstd(hostOffset, (err as Error).message);
   }
-  if (outPos < clusterSize) throw shortCluster(hostOffset, outPos, clusterSize);
-  if (remaining !== 0) {
-    throw badInput(
-      `qcow2 compressed cluster at host offset ${hex(hostOffset)} inflates past the ${clusterSize}-byte cluster: the image is corrupt or hostile`,
-    );
-  }
-  return output;
+  return checkZstd(output, outPos, remaining, clusterSize, hostOffset);
 }
 
 function shortCluster(hostOffset: number, got: number, clusterSize: number) {
