@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, createReadStream, truncateSync } from 'node:fs';
 import { deflateRawSync } from 'node:zlib';
+import { createRequire } from 'node:module';
 import { makeTempDir, run, type TempDir } from '../support/tools.js';
 import { ImportError } from '../../src/errors.js';
 import { openQcow2RandomAccess, openQcow2Stream } from '../../src/qcow2/index.js';
@@ -15,6 +16,8 @@ import { qemuImg, qemuIo } from './images.js';
 import { firstL2Entry, isCompressed, isPlainData, layout, readAt, u32, u64, writeAt } from './patch.js';
 
 /** 'open-if-sized': random access rejects at open; one pass (size unknown) at the end of the stream. */
+const zstdCompress = (data: Buffer): Buffer => (createRequire(import.meta.url)('zstd-napi') as typeof import('zstd-napi')).compress(data);
+
 type Stage = 'open' | 'open-if-sized' | 'read';
 
 function assertBadInput(err: unknown, pattern: RegExp): true {
@@ -56,6 +59,7 @@ describe('qcow2 hostile images are rejected', () => {
   let tmp: TempDir;
   let base: string;
   let compressed: string;
+  let compressedZstd: string;
   let counter = 0;
   /** A fresh copy of `source` to patch. */
   const copy = (source: string) => {
@@ -73,6 +77,8 @@ describe('qcow2 hostile images are rejected', () => {
     run('bash', ['-c', `yes 'compressible text for a compressed cluster' | head -c 1048576 > ${raw}`]);
     compressed = tmp.join('compressed.qcow2');
     qemuImg('convert', '-c', '-O', 'qcow2', raw, compressed);
+    compressedZstd = tmp.join('compressed-zstd.qcow2');
+    qemuImg('convert', '-c', '-O', 'qcow2', '-o', 'compression_type=zstd', raw, compressedZstd);
   });
   after(() => tmp.remove());
 
@@ -187,6 +193,19 @@ describe('qcow2 hostile images are rejected', () => {
     writeAt(file, hostOffset, bomb);
     await expectRejected(file, /inflates past the 65536-byte cluster/, 'read', tmp);
   });
+
+  for (const [name, payload, pattern] of [
+    ['a zstd cluster that inflates past the cluster size', () => zstdCompress(Buffer.alloc(2 * 65536, 0x41)), /inflates past the 65536-byte cluster/],
+    ['a zstd cluster that is not zstd data', () => Buffer.alloc(64, 0x5a), /not valid zstd data/],
+  ] as const) {
+    it(name, async () => {
+      const file = copy(compressedZstd);
+      const { entry } = firstL2Entry(file, 0, isCompressed);
+      const hostOffset = Number(entry & ((1n << 54n) - 1n));
+      writeAt(file, hostOffset, payload());
+      await expectRejected(file, pattern, 'read', tmp);
+    });
+  }
 
   it('truncated file', async () => {
     const file = copy(base);
