@@ -56,7 +56,12 @@ export class RegistryClient {
         lastError = err;
       }
     }
-    throw transportError(lastError, lastUrl, dispatchers.proxyFor(lastUrl));
+    const error = transportError(lastError, lastUrl, dispatchers.proxyFor(lastUrl));
+    // The usual cause: a registry that serves plain http, which only --insecure allows.
+    if (!transport.insecure && error.message.startsWith('TLS handshake')) {
+      throw cannotConnect(`${error.message}; if the registry serves plain http, allow it with --insecure (INSECURE_TLS=true in a pod)`, lastError);
+    }
+    throw error;
   }
 
   private async ping(signal: AbortSignal): Promise<void> {

@@ -1,0 +1,207 @@
+/**
+ * Registry imports end to end: a real docker-registry on 127.0.0.1, images pushed by skopeo, each
+ * import through the CLI, every result checked against qemu-img's conversion of the original disk.
+ */
+import assert from 'node:assert/strict';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { runCli } from '../../support/cli.js';
+import { makeDiskLikeImage } from '../../support/disk-images.js';
+import { pushImage, pushVerbatim, registryManifest, startRegistry, writeOciLayout, type ImageSpec, type PushOptions, type TestRegistry } from '../../support/registry.js';
+import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../../support/tools.js';
+
+const MiB = 1 << 20;
+
+describe('registry source (docker-registry + skopeo)', () => {
+  let dir: TempDir;
+  let registry: TestRegistry;
+  let rawA: string;
+  let rawB: string;
+  let shaA: string;
+  let shaB: string;
+  const digests: Record<string, string> = {};
+  let counter = 0;
+
+  /** A layer directory holding `files` (path in the image → local file, or '' for an empty file). */
+  function layerDir(files: Record<string, string>): string {
+    const layer = dir.join(`layer-${counter++}`);
+    for (const [inImage, local] of Object.entries(files)) {
+      const target = path.join(layer, inImage);
+      mkdirSync(path.dirname(target), { recursive: true });
+      if (local.endsWith('/')) mkdirSync(target, { recursive: true });
+      else if (local) copyFileSync(local, target);
+      else writeFileSync(target, '');
+    }
+    mkdirSync(layer, { recursive: true });
+    return layer;
+  }
+
+  async function publish(repoAndTag: string, images: ImageSpec[], options: PushOptions & { verbatim?: boolean } = {}): Promise<string> {
+    const layout = dir.join(`layout-${counter++}`);
+    await writeOciLayout(layout, 'v1', images);
+    const digest = options.verbatim ? pushVerbatim(registry, layout, repoAndTag) : pushImage(registry, layout, 'v1', repoAndTag, options);
+    digests[repoAndTag] = digest;
+    return layout;
+  }
+
+  async function importRef(ref: string, extra: string[] = []) {
+    const out = dir.join(`out-${counter++}.img`);
+    const result = await runCli(['import', `docker://${registry.host}/${ref}`, '-o', out, '--insecure', '--json', ...extra]);
+    const json = result.stdout.trim() ? (JSON.parse(result.stdout.trim().split('\n').pop()!) as Record<string, unknown>) : {};
+    return { ...result, out, json };
+  }
+
+  async function expectImported(ref: string, sha: string, extra: string[] = []) {
+    const result = await importRef(ref, extra);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(result.out), sha, `${ref}: content differs from qemu-img's conversion`);
+    return result;
+  }
+
+  async function expectFailure(ref: string, category: string, pattern: RegExp, extra: string[] = []) {
+    const result = await importRef(ref, extra);
+    assert.equal(result.code, 1, `expected failure, got ${result.code}: ${result.stderr}`);
+    assert.equal(result.json.category, category, result.stderr);
+    assert.match(String(result.json.error), pattern);
+    assert.equal(result.stderr.trim().split('\n').length, 1, `one line: ${result.stderr}`);
+    assert.ok(!existsSync(result.out), 'no output left behind');
+    return result;
+  }
+
+  before(async () => {
+    dir = makeTempDir('cdi-registry-');
+    registry = await startRegistry(dir);
+    rawA = dir.join('a.raw');
+    rawB = dir.join('b.raw');
+    makeDiskLikeImage(rawA, 4 * MiB);
+    makeDiskLikeImage(rawB, 3 * MiB + 512);
+    shaA = await qemuRawSha256(rawA, dir.path);
+    shaB = await qemuRawSha256(rawB, dir.path);
+    const qcow2 = dir.join('a.qcow2');
+    run('qemu-img', ['convert', '-O', 'qcow2', rawA, qcow2]);
+    run('xz', ['-k', '-T1', '-0', rawA]);
+    run('gzip', ['-k', '-1', qcow2]);
+    run('zstd', ['-q', '-k', qcow2]);
+    const label = ['INSTANCETYPE_KUBEVIRT_IO_DEFAULT_INSTANCETYPE=u1.small', 'PATH=/usr/bin'];
+
+    await publish('disks/raw:oci', [{ layers: [{ dir: layerDir({ 'disk/disk.img': rawA }) }], env: label }], { verbatim: true });
+    await publish('disks/raw:v2s2', [{ layers: [{ dir: layerDir({ 'disk/disk.img': rawA }) }] }], { format: 'v2s2' });
+    await publish('disks/qcow2:latest', [{ layers: [{ dir: layerDir({ 'disk/fedora.qcow2': qcow2 }), compression: 'gzip' }] }]);
+    await publish('disks/rawxz:latest', [{ layers: [{ dir: layerDir({ 'disk/disk.img.xz': `${rawA}.xz` }), compression: 'zstd', dotPrefix: true }] }]);
+    await publish('disks/qcow2gz:latest', [{ layers: [{ dir: layerDir({ 'disk/disk.qcow2.gz': `${qcow2}.gz` }) }] }]);
+    await publish('disks/qcow2zst:latest', [{ layers: [{ dir: layerDir({ 'disk/disk.qcow2.zst': `${qcow2}.zst` }) }] }], { format: 'v2s2' });
+    await publish('multi:latest', [
+      { architecture: 'amd64', layers: [{ dir: layerDir({ 'disk/disk.img': rawA }) }] },
+      { architecture: 'arm64', layers: [{ dir: layerDir({ 'disk/disk.img': rawB }) }] },
+    ]);
+    await publish('layers/whiteout:latest', [
+      {
+        layers: [
+          { dir: layerDir({ 'etc/hostname': '', 'disk/old.img': rawB }) },
+          { dir: layerDir({ 'disk/.wh.old.img': '' }), compression: 'gzip' },
+          { dir: layerDir({ 'disk/new.img': rawA, 'etc/motd': '' }) },
+        ],
+      },
+    ]);
+    await publish('layers/opaque:latest', [
+      {
+        layers: [
+          { dir: layerDir({ 'disk/disk.img': rawB, 'disk/extra.img': rawB }) },
+          { dir: layerDir({ 'disk/.wh..wh..opq': '', 'disk/disk.img': rawA }), dotPrefix: true },
+        ],
+      },
+    ]);
+    await publish('bad/nodisk:latest', [{ layers: [{ dir: layerDir({ 'etc/hostname': '', 'data/disk.img': rawB }) }] }]);
+    await publish('bad/twodisks:latest', [
+      { layers: [{ dir: layerDir({ 'disk/one.img': rawB }) }, { dir: layerDir({ 'disk/two.img': rawA }) }] },
+    ]);
+    await publish('bad/subdir:latest', [{ layers: [{ dir: layerDir({ 'disk/sub/': '/', 'disk/sub/x.img': rawB }) }] }]);
+    await publish('bad/whited:latest', [
+      { layers: [{ dir: layerDir({ 'disk/disk.img': rawA }) }, { dir: layerDir({ '.wh.disk': '' }) }] },
+    ]);
+  });
+
+  after(async () => {
+    await registry?.stop();
+    dir?.remove();
+  });
+
+  test('raw disk, OCI manifest, plain tar layer, by tag: identical to qemu-img, labels from the image config', async () => {
+    assert.equal(registryManifest(registry, 'disks/raw:oci').layers[0]!.mediaType, 'application/vnd.oci.image.layer.v1.tar');
+    const result = await expectImported('disks/raw:oci', shaA);
+    assert.deepEqual(result.json.labels, { 'instancetype.kubevirt.io/default-instancetype': 'u1.small' });
+  });
+
+  test('raw disk, Docker v2 schema 2 manifest', async () => {
+    assert.equal(registryManifest(registry, 'disks/raw:v2s2').mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
+    await expectImported('disks/raw:v2s2', shaA);
+  });
+
+  test('by digest (@sha256:…)', async () => {
+    const digest = digests['disks/raw:oci']!;
+    assert.match(digest, /^sha256:[0-9a-f]{64}$/);
+    await expectImported(`disks/raw@${digest}`, shaA);
+  });
+
+  test('qcow2 in a gzip layer (one pass)', async () => {
+    const result = await expectImported('disks/qcow2:latest', shaA);
+    assert.deepEqual(result.json.formats, ['qcow2']);
+  });
+
+  test('raw.xz in a zstd layer with ./disk/ names', async () => {
+    assert.equal(registryManifest(registry, 'disks/rawxz:latest').layers[0]!.mediaType, 'application/vnd.oci.image.layer.v1.tar+zstd');
+    const result = await expectImported('disks/rawxz:latest', shaA);
+    assert.deepEqual(result.json.formats, ['xz', 'raw']);
+  });
+
+  test('qcow2.gz and qcow2.zst disks', async () => {
+    assert.deepEqual((await expectImported('disks/qcow2gz:latest', shaA)).json.formats, ['gzip', 'qcow2']);
+    assert.deepEqual((await expectImported('disks/qcow2zst:latest', shaA)).json.formats, ['zstd', 'qcow2']);
+  });
+
+  test('manifest list / OCI index: --arch picks the platform', async () => {
+    await expectImported('multi:latest', shaB, ['--arch', 'arm64']);
+    await expectImported('multi:latest', shaA, ['--arch', 'amd64']);
+    await expectFailure('multi:latest', 'bad-input', /no image for architecture s390x \(available: amd64, arm64\)/, ['--arch', 's390x']);
+  });
+
+  test('a disk whited out in a later layer and replaced in another', async () => {
+    await expectImported('layers/whiteout:latest', shaA);
+  });
+
+  test('an opaque disk/ directory hides the lower layers\' files', async () => {
+    await expectImported('layers/opaque:latest', shaA);
+  });
+
+  test('errors: no disk, two disks, a directory, a whited-out disk directory', async () => {
+    await expectFailure('bad/nodisk:latest', 'bad-input', /has no disk image: expected one regular file under \/disk/);
+    await expectFailure('bad/twodisks:latest', 'bad-input', /more than one file under \/disk \(\/disk\/two\.img and \/disk\/one\.img\)/);
+    await expectFailure('bad/subdir:latest', 'bad-input', /has a directory \/disk\/sub/);
+    await expectFailure('bad/whited:latest', 'bad-input', /has no disk image/);
+  });
+
+  test('unknown tag and unknown repository: manifest unknown', async () => {
+    await expectFailure('disks/raw:nope', 'bad-input', /image 127\.0\.0\.1:\d+\/disks\/raw:nope not found \(manifest unknown\)/);
+    await expectFailure('nothere/at-all:v1', 'bad-input', /not found \(manifest unknown\)/);
+  });
+
+  test('plain-http registry without --insecure: one clear transport error', async () => {
+    const out = dir.join('plain.img');
+    const result = await runCli(['import', `docker://${registry.host}/disks/raw:oci`, '-o', out, '--json']);
+    assert.equal(result.code, 1);
+    const json = JSON.parse(result.stdout.trim()) as { category: string; error: string };
+    assert.equal(json.category, 'cannot-connect');
+    assert.match(json.error, /TLS handshake with 127\.0\.0\.1:\d+ failed.*--insecure/);
+  });
+
+  test('a corrupt layer blob in the registry: digest mismatch, nothing left', async () => {
+    await publish('bad/corrupt:latest', [{ layers: [{ dir: layerDir({ 'disk/disk.img': rawA }) }] }], { verbatim: true });
+    const layerDigest = registryManifest(registry, 'bad/corrupt:latest').layers[0]!.digest;
+    // One byte in the middle of the disk's data: the tar stays valid, only the digest can tell.
+    const fd = openSync(registry.blobFile(layerDigest), 'r+');
+    writeSync(fd, Buffer.from([0x5a]), 0, 1, 2 * MiB + 12345);
+    closeSync(fd);
+    await expectFailure('bad/corrupt:latest', 'bad-input', new RegExp(`digest mismatch for layer 1 of 1 \\(${layerDigest}\\)`));
+  });
+});
