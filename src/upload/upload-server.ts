@@ -199,10 +199,10 @@ export class UploadServer {
 
     if (first && !first.ok) {
       body.detach();
+      this.removePartialTarget(request.target);
       if (this.ended()) return this.reply(req, res, 503, 'the upload server is shutting down');
       this.log.error({ error: oneLine(first.error), category: isImportError(first.error) ? first.error.category : 'internal' }, 'Saving stream failed');
       this.log.debug({ err: first.error }, 'upload failure details');
-      this.removePartialTarget(request.target);
       this.current = undefined;
       this.state = 'idle'; // CDI lets the client try again
       const tooSmall = isImportError(first.error) && first.error.category === 'too-small';
@@ -219,10 +219,13 @@ export class UploadServer {
     this.reply(req, res, 200);
     this.log.info('Returning success to caller, continue processing in background');
     const settled = await importing;
-    if (this.ended()) return;
-    if (settled.ok) return this.complete(settled.result);
-    this.log.error({ error: oneLine(settled.error) }, 'Error during resumed processing');
+    if (settled.ok) {
+      if (!this.ended()) this.complete(settled.result);
+      return;
+    }
     this.removePartialTarget(request.target);
+    if (this.ended()) return;
+    this.log.error({ error: oneLine(settled.error) }, 'Error during resumed processing');
     this.end({ kind: 'failed', error: settled.error });
   }
 

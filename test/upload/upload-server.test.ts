@@ -3,7 +3,7 @@
  * certificates made by openssl, curl as the client, qemu-img as the oracle for the bytes written.
  */
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 import { buildSampleTree, diffTrees, treeListing } from '../support/tar-fixtures.js';
@@ -176,6 +176,15 @@ describe('upload server', () => {
     await assertCompleted(s, dir.join('disk.raw'));
   });
 
+  test('async: a checksum mismatch found after the 200 ends the server with exit 1 and no disk', async () => {
+    const s = await server({ IMPORTER_CHECKSUM: `sha256:${'0'.repeat(64)}` });
+    const res = await post(s, '/v1beta1/upload-async', binary(dir.join('disk.raw')));
+    assert.equal(res.status, 200, res.body);
+    assert.equal(await s.exited, 1, s.stderr());
+    assert.match(s.terminationMessage(), /^Unable to process data: checksum mismatch/);
+    assert.equal(existsSync(s.destination), false, 'a failed import must not leave a disk');
+  });
+
   test('block device destination: the image bytes on the device', { skip: process.getuid?.() !== 0 ? 'needs root for losetup' : false }, async () => {
     const backing = dir.join('block-backing.img');
     sh(`head -c ${16 * MiB} /dev/zero | tr '\\0' '\\253' > ${backing}`);
@@ -200,5 +209,15 @@ describe('upload server', () => {
     const s = await server({ DEADLINE: deadline });
     assert.equal(await s.exited, 0, s.stderr());
     assert.deepEqual(JSON.parse(s.terminationMessage()), { deadlinePassed: true, message: 'Deadline Passed' });
+  });
+
+  test('DEADLINE passes during an upload: the upload stops, no partial disk is left', async () => {
+    const deadline = new Date(Date.now() + 3000).toISOString().replace(/\.\d+Z$/, 'Z');
+    const s = await server({ DEADLINE: deadline });
+    const slow = await post(s, '/v1beta1/upload', ['--limit-rate', '1M', ...binary(dir.join('disk.raw'))]);
+    assert.notEqual(slow.status, 200, 'the upload cannot complete after the deadline');
+    assert.equal(await s.exited, 0, s.stderr());
+    assert.deepEqual(JSON.parse(s.terminationMessage()), { deadlinePassed: true, message: 'Deadline Passed' });
+    assert.equal(existsSync(s.destination), false);
   });
 });
