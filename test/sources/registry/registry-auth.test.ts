@@ -1,0 +1,207 @@
+/**
+ * Registry auth and TLS: a real docker-registry with htpasswd Basic auth behind TLS signed by a
+ * test CA; the Bearer token flow through a small token-issuing front in front of it; and one pod
+ * mode run (IMPORTER_SOURCE=registry) whose termination message carries the image's labels.
+ */
+import assert from 'node:assert/strict';
+import { cpSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { makePodRoot, runPod } from '../../pod/pod-harness.js';
+import { runCli } from '../../support/cli.js';
+import { makeDiskLikeImage } from '../../support/disk-images.js';
+import { pushImage, startRegistry, writeOciLayout, type TestRegistry } from '../../support/registry.js';
+import { makeTestCertificates, type TestCertificates } from '../../support/tls-ca.js';
+import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../../support/tools.js';
+
+const MiB = 1 << 20;
+const USER = 'alice';
+const PASSWORD = 's3cret-pass:word';
+const TOKEN = 'token-for-alice-7f3a';
+
+describe('registry with Basic auth over TLS, and the Bearer token flow', () => {
+  let dir: TempDir;
+  let registry: TestRegistry;
+  let certificates: TestCertificates;
+  let certDir: string;
+  let sha: string;
+  let front: http.Server;
+  let frontHost: string;
+  const tokenRequests: { authorization?: string; service: string | null; scope: string | null }[] = [];
+  let counter = 0;
+
+  before(async () => {
+    dir = makeTempDir('cdi-registry-auth-');
+    certificates = makeTestCertificates(dir.path);
+    certDir = dir.join('certs');
+    mkdirSync(certDir);
+    cpSync(certificates.caCert, dir.join('certs', 'ca.crt'));
+    registry = await startRegistry(dir, { basicAuth: { user: USER, password: PASSWORD }, tls: certificates.valid });
+    const layer = dir.join('layer');
+    mkdirSync(dir.join('layer', 'disk'), { recursive: true });
+    const raw = dir.join('disk.raw');
+    makeDiskLikeImage(raw, 3 * MiB);
+    sha = await qemuRawSha256(raw, dir.path);
+    run('qemu-img', ['convert', '-O', 'qcow2', raw, dir.join('layer', 'disk', 'disk.qcow2')]);
+    const layout = dir.join('layout');
+    await writeOciLayout(layout, 'v1', [
+      { layers: [{ dir: layer, compression: 'gzip' }], env: ['INSTANCETYPE_KUBEVIRT_IO_DEFAULT_PREFERENCE=fedora', 'TZ=UTC'] },
+    ]);
+    pushImage(registry, layout, 'v1', 'vm/fedora:41');
+
+    // A Bearer-token front: /token hands out a token for Basic credentials; /v2/ wants the token
+    // and forwards to the real registry (with its own Basic credentials, over TLS).
+    const ca = readFileSync(certificates.caCert);
+    front = http.createServer((req, res) => {
+      const url = new URL(req.url ?? '/', 'http://front');
+      if (url.pathname === '/token') {
+        tokenRequests.push({ authorization: req.headers.authorization, service: url.searchParams.get('service'), scope: url.searchParams.get('scope') });
+        const expected = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`;
+        if (req.headers.authorization !== expected) {
+          res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"bad credentials"}');
+          return;
+        }
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: TOKEN, expires_in: 300 }));
+        return;
+      }
+      if (req.headers.authorization !== `Bearer ${TOKEN}`) {
+        const realm = `http://${frontHost}/token`;
+        res
+          .writeHead(401, {
+            'www-authenticate': `Bearer realm="${realm}",service="front.test",scope="repository:vm/fedora:pull"`,
+            'content-type': 'application/json',
+          })
+          .end('{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}');
+        return;
+      }
+      const upstream = https.request(
+        {
+          host: '127.0.0.1',
+          port: registry.port,
+          path: req.url,
+          method: req.method,
+          ca,
+          headers: { ...req.headers, host: registry.host, authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}` },
+        },
+        (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+    frontHost = `127.0.0.1:${(front.address() as AddressInfo).port}`;
+  });
+
+  after(async () => {
+    await new Promise((resolve) => (front ? front.close(resolve) : resolve(undefined)));
+    await registry?.stop();
+    dir?.remove();
+  });
+
+  async function cli(args: string[]) {
+    const out = dir.join(`out-${counter++}.img`);
+    const result = await runCli(['import', ...args, '-o', out, '--json']);
+    const last = result.stdout.trim().split('\n').pop() ?? '';
+    const json = last ? (JSON.parse(last) as Record<string, unknown>) : {};
+    return { ...result, out, json };
+  }
+
+  test('Basic auth with --user/--password, CA from --ca-cert: imported, identical to qemu-img', async () => {
+    const result = await cli([`docker://${registry.host}/vm/fedora:41`, '--user', USER, '--password', PASSWORD, '--ca-cert', certDir]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(result.out), sha);
+    assert.deepEqual(result.json.labels, { 'instancetype.kubevirt.io/default-preference': 'fedora' });
+  });
+
+  test('--insecure skips verification of the unknown CA', async () => {
+    const result = await cli([`docker://${registry.host}/vm/fedora:41`, '--user', USER, '--password', PASSWORD, '--insecure']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(result.out), sha);
+  });
+
+  test('unknown CA without --ca-cert: one line naming the fix', async () => {
+    const result = await cli([`docker://${registry.host}/vm/fedora:41`, '--user', USER, '--password', PASSWORD]);
+    assert.equal(result.code, 1);
+    assert.equal(result.json.category, 'cannot-connect');
+    assert.match(String(result.json.error), /signed by an unknown certificate authority.*--ca-cert/);
+  });
+
+  test('wrong password: access denied naming the user, never the password', async () => {
+    const result = await cli([`docker://${registry.host}/vm/fedora:41`, '--user', USER, '--password', 'wrong-one', '--ca-cert', certDir]);
+    assert.equal(result.code, 1);
+    assert.equal(result.json.category, 'cannot-connect');
+    assert.match(String(result.json.error), /access denied \(401 Unauthorized\) .* as user "alice"/);
+    assert.ok(!result.stderr.includes('wrong-one'), result.stderr);
+    assert.ok(!existsSync(result.out));
+  });
+
+  test('no credentials: access denied, asks for --user/--password', async () => {
+    const result = await cli([`docker://${registry.host}/vm/fedora:41`, '--ca-cert', certDir]);
+    assert.equal(result.code, 1);
+    assert.equal(result.json.category, 'cannot-connect');
+    assert.match(String(result.json.error), /access denied \(401 Unauthorized\) .*without credentials/);
+  });
+
+  test('Bearer token flow: token fetched from the realm with service, scope and Basic credentials', async () => {
+    tokenRequests.length = 0;
+    const result = await cli([`docker://${frontHost}/vm/fedora:41`, '--user', USER, '--password', PASSWORD, '--insecure']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(result.out), sha);
+    assert.ok(tokenRequests.length >= 1);
+    assert.deepEqual(tokenRequests[0], {
+      authorization: `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`,
+      service: 'front.test',
+      scope: 'repository:vm/fedora:pull',
+    });
+  });
+
+  test('Bearer token flow with a wrong password: the token service refuses, naming the user', async () => {
+    const result = await cli([`docker://${frontHost}/vm/fedora:41`, '--user', USER, '--password', 'nope-nope', '--insecure']);
+    assert.equal(result.code, 1);
+    assert.equal(result.json.category, 'cannot-connect');
+    assert.match(String(result.json.error), /access denied \(401 Unauthorized\) to http:\/\/127\.0\.0\.1:\d+\/token.* as user "alice"/);
+    assert.ok(!result.stderr.includes('nope-nope'));
+  });
+
+  test('pod mode: IMPORTER_SOURCE=registry with the cert dir and credentials; labels in the termination message', async () => {
+    const root = makePodRoot();
+    try {
+      const result = await runPod(root, {
+        IMPORTER_SOURCE: 'registry',
+        IMPORTER_ENDPOINT: `docker://${registry.host}/vm/fedora:41`,
+        IMPORTER_ACCESS_KEY_ID: USER,
+        IMPORTER_SECRET_KEY: PASSWORD,
+        IMPORTER_CERT_DIR: certDir,
+        IMPORTER_CONTENTTYPE: 'kubevirt',
+        PREALLOCATION: 'false',
+        FILESYSTEM_OVERHEAD: '0',
+      });
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(result.json, {
+        preallocationApplied: false,
+        labels: { 'instancetype.kubevirt.io/default-preference': 'fedora' },
+        message: 'Import Complete',
+      });
+      assert.equal(await sha256File(root.diskImage), sha);
+
+      const denied = await runPod(root, {
+        IMPORTER_SOURCE: 'registry',
+        IMPORTER_ENDPOINT: `docker://${registry.host}/vm/fedora:41`,
+        IMPORTER_ACCESS_KEY_ID: USER,
+        IMPORTER_SECRET_KEY: 'bad-secret',
+        IMPORTER_CERT_DIR: certDir,
+        PREALLOCATION: 'false',
+      });
+      assert.equal(denied.code, 1);
+      assert.match(denied.message ?? '', /^Unable to connect to registry data source: access denied \(401 Unauthorized\)/);
+      assert.ok(!(denied.message ?? '').includes('bad-secret'));
+    } finally {
+      root.remove();
+    }
+  });
+});
