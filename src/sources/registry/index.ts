@@ -28,8 +28,12 @@ export class RegistrySource implements Source {
     this.description = `docker://${this.ref.display}`;
   }
 
-  async open(signal: AbortSignal): Promise<OpenedSource> {
+  async open(outerSignal: AbortSignal): Promise<OpenedSource> {
     const dispatchers = new SourceDispatchers(this.transport, proxySettingsFromEnv(this.env));
+    // Destroying the stream early (the pipeline failed or finished) stops the downloads at once,
+    // instead of letting the walk finish the layers it was checking.
+    const local = new AbortController();
+    const signal = AbortSignal.any([outerSignal, local.signal]);
     let walk: AsyncGenerator<FoundDisk, void, undefined> | undefined;
     try {
       const client = await RegistryClient.connect(this.ref, this.transport, dispatchers, signal);
@@ -57,7 +61,10 @@ export class RegistrySource implements Source {
         }
       }
       const stream = Readable.from(diskThenCheck(), { objectMode: false, highWaterMark: 1 << 20 });
-      stream.once('close', () => void dispatchers.close().catch(() => {}));
+      stream.once('close', () => {
+        if (!stream.readableEnded) local.abort(new Error('registry stream closed before its end'));
+        void dispatchers.close().catch(() => {});
+      });
       const labels = labelsFromEnv(image.config.config?.Env);
       return { stream, size: disk.size, ...(Object.keys(labels).length > 0 ? { labels } : {}) };
     } catch (err) {

@@ -10,6 +10,7 @@ import { createDecompressor } from '../../formats/decompress.js';
 import { detectFormat, isCompression } from '../../formats/magic.js';
 import { peekStream } from '../../formats/peek.js';
 import { isRetryableTransportError, transportError } from '../http/http-errors.js';
+import { StallWatchdog } from '../http/stall-watch.js';
 import { DigestVerifier } from './digest.js';
 import type { Descriptor } from './manifest.js';
 import type { RegistryClient } from './registry-client.js';
@@ -40,6 +41,14 @@ export async function* layerEntries(
   const verifier = new DigestVerifier(layer.digest, layer.size, what);
   verifier.on('error', note);
   body.on('error', note);
+  // undici's body timeout is off (the consumer may be the slow side), so stalls are watched
+  // here: only while the body flows, not while the pipe is paused for backpressure.
+  const watchdog = new StallWatchdog(client.stallMs, (err) => body.destroy(err));
+  watchdog.waiting();
+  body.on('data', () => watchdog.waiting());
+  body.on('pause', () => watchdog.idle());
+  body.on('resume', () => watchdog.waiting());
+  body.once('close', () => watchdog.stop());
   const fetched = pipeline(body, verifier).catch(note);
   const extract = tarExtract();
   const stages: Readable[] = [body, verifier];
@@ -66,6 +75,7 @@ export async function* layerEntries(
   } catch (err) {
     throw explain(failure ?? err, what, url, signal);
   } finally {
+    watchdog.stop();
     extract.destroy();
     for (const stage of stages) stage.destroy();
   }

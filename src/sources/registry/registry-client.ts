@@ -19,6 +19,8 @@ export class RegistryClient {
   private authorization?: string;
   private challenge?: AuthChallenge;
   private readonly headers: Record<string, string>;
+  /** No byte for this long while a body flows counts as a dropped connection. */
+  readonly stallMs: number;
 
   private constructor(
     private readonly base: URL,
@@ -28,6 +30,7 @@ export class RegistryClient {
     transport: TransportOptions,
   ) {
     this.headers = parseHeaderLines(transport.headers);
+    this.stallMs = (transport.stallTimeoutSeconds ?? 60) * 1000;
   }
 
   /**
