@@ -11,9 +11,9 @@ export function registerUploadServerCommand(program: Command): void {
   program
     .command('upload-server')
     .description(
-      'serve one upload over HTTPS the way CDI\'s cdi-uploadserver does (environment: TLS_CERT_FILE, TLS_KEY_FILE,\n' +
-        'CLIENT_CERT_FILE, CLIENT_NAME, DESTINATION, UPLOAD_IMAGE_SIZE, FILESYSTEM_OVERHEAD, PREALLOCATION, DEADLINE,\n' +
-        'LISTEN_ADDRESS, LISTEN_PORT)',
+      "serve one upload over HTTPS the way CDI's cdi-uploadserver does; configured by its environment: " +
+        'TLS_CERT_FILE, TLS_KEY_FILE, CLIENT_CERT_FILE, CLIENT_NAME (required), DESTINATION, UPLOAD_IMAGE_SIZE, ' +
+        'FILESYSTEM_OVERHEAD, PREALLOCATION, DEADLINE, LISTEN_ADDRESS, LISTEN_PORT, HEALTHZ_PORT',
     )
     .action(async () => {
       const { runUploadServer } = await import('../upload/index.js');
