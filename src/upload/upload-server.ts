@@ -174,7 +174,12 @@ export class UploadServer {
       return this.reply(req, res, 409);
     }
     this.state = 'uploading';
-    void this.upload(req, res, route);
+    this.upload(req, res, route).catch((err: unknown) => {
+      // A bug, not a bad upload: say so, and stay ready for another try.
+      this.log.error({ err }, 'internal error while handling an upload');
+      if (!this.ended()) this.state = 'idle';
+      this.reply(req, res, 500, `internal error: ${oneLine(err)}`);
+    });
   }
 
   private async upload(req: IncomingMessage, res: ServerResponse, route: UploadRoute): Promise<void> {
