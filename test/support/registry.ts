@@ -164,9 +164,12 @@ export async function writeOciLayout(layoutDir: string, tag: string, images: Ima
 }
 
 /** The manifest the registry serves for `repoAndTag` (curl, so the test does not trust our client). */
-export function registryManifest(registry: TestRegistry, repoAndTag: string): { mediaType: string; layers: { digest: string; mediaType: string }[] } {
+export function registryManifest(
+  registry: TestRegistry,
+  repoAndTag: string,
+  accept = 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json',
+): { mediaType: string; layers: { digest: string; mediaType: string }[] } {
   const [repo, tag] = repoAndTag.split(':');
-  const accept = 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json';
   return JSON.parse(run('curl', ['-sf', '-H', `Accept: ${accept}`, `http://${registry.host}/v2/${repo}/manifests/${tag}`])) as {
     mediaType: string;
     layers: { digest: string; mediaType: string }[];

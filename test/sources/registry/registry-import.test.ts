@@ -91,10 +91,12 @@ describe('registry source (docker-registry + skopeo)', () => {
     await publish('disks/rawxz:latest', [{ layers: [{ dir: layerDir({ 'disk/disk.img.xz': `${rawA}.xz` }), compression: 'zstd', dotPrefix: true }] }]);
     await publish('disks/qcow2gz:latest', [{ layers: [{ dir: layerDir({ 'disk/disk.qcow2.gz': `${qcow2}.gz` }) }] }]);
     await publish('disks/qcow2zst:latest', [{ layers: [{ dir: layerDir({ 'disk/disk.qcow2.zst': `${qcow2}.zst` }) }] }], { format: 'v2s2' });
-    await publish('multi:latest', [
+    const twoArchitectures: ImageSpec[] = [
       { architecture: 'amd64', layers: [{ dir: layerDir({ 'disk/disk.img': rawA }) }] },
       { architecture: 'arm64', layers: [{ dir: layerDir({ 'disk/disk.img': rawB }) }] },
-    ]);
+    ];
+    await publish('multi:latest', twoArchitectures);
+    await publish('multi:list', twoArchitectures, { format: 'v2s2' });
     await publish('layers/whiteout:latest', [
       {
         layers: [
@@ -160,7 +162,9 @@ describe('registry source (docker-registry + skopeo)', () => {
     assert.deepEqual((await expectImported('disks/qcow2zst:latest', shaA)).json.formats, ['zstd', 'qcow2']);
   });
 
-  test('manifest list / OCI index: --arch picks the platform', async () => {
+  test('OCI index and Docker manifest list: --arch picks the platform', async () => {
+    assert.equal(registryManifest(registry, 'multi:list', 'application/vnd.docker.distribution.manifest.list.v2+json').mediaType, 'application/vnd.docker.distribution.manifest.list.v2+json');
+    await expectImported('multi:list', shaB, ['--arch', 'arm64']);
     await expectImported('multi:latest', shaB, ['--arch', 'arm64']);
     await expectImported('multi:latest', shaA, ['--arch', 'amd64']);
     await expectFailure('multi:latest', 'bad-input', /no image for architecture s390x \(available: amd64, arm64\)/, ['--arch', 's390x']);
