@@ -52,7 +52,13 @@ export class RegistrySource implements Source {
       const rest = walk;
       async function* diskThenCheck(): AsyncGenerator<Buffer> {
         try {
-          for await (const chunk of disk.body) yield chunk as Buffer;
+          try {
+            for await (const chunk of disk.body) yield chunk as Buffer;
+          } catch (err) {
+            // The entry only knows it was cut off; the layer walk knows why (digest, transport, stall).
+            await rest.next();
+            throw err;
+          }
           // The rest of the walk: digests of the disk's layer and the layers below, and no second disk.
           const after = await rest.next();
           if (!after.done) throw new Error('unreachable: the disk walk found a second disk without failing');
