@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import type { TransportOptions } from '../../request.js';
 import type { OpenedSource, Source } from '../source.js';
 import { proxySettingsFromEnv, SourceDispatchers } from '../http/dispatcher.js';
+import type { RetryPolicy } from '../http/retry-policy.js';
 import { walkForDisk, type FoundDisk } from './disk-walk.js';
 import { labelsFromEnv } from './image-labels.js';
 import { layerEntries } from './layer-entries.js';
@@ -15,6 +16,13 @@ import { wantedArchitecture } from './platform.js';
 import { parseRegistryReference, type RegistryReference } from './reference.js';
 import { RegistryClient } from './registry-client.js';
 
+/** Knobs for tests; defaults suit real networks. */
+export interface RegistryTuning {
+  /** Proxy variables come from here (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+  retry?: RetryPolicy;
+}
+
 export class RegistrySource implements Source {
   readonly description: string;
   private readonly ref: RegistryReference;
@@ -22,21 +30,21 @@ export class RegistrySource implements Source {
   constructor(
     url: string,
     private readonly transport: TransportOptions,
-    private readonly env: NodeJS.ProcessEnv = process.env,
+    private readonly tuning: RegistryTuning = {},
   ) {
     this.ref = parseRegistryReference(url);
     this.description = `docker://${this.ref.display}`;
   }
 
   async open(outerSignal: AbortSignal): Promise<OpenedSource> {
-    const dispatchers = new SourceDispatchers(this.transport, proxySettingsFromEnv(this.env));
+    const dispatchers = new SourceDispatchers(this.transport, proxySettingsFromEnv(this.tuning.env ?? process.env));
     // Destroying the stream early (the pipeline failed or finished) stops the downloads at once,
     // instead of letting the walk finish the layers it was checking.
     const local = new AbortController();
     const signal = AbortSignal.any([outerSignal, local.signal]);
     let walk: AsyncGenerator<FoundDisk, void, undefined> | undefined;
     try {
-      const client = await RegistryClient.connect(this.ref, this.transport, dispatchers, signal);
+      const client = await RegistryClient.connect(this.ref, this.transport, dispatchers, signal, this.tuning.retry);
       const image = await resolveImage(client, wantedArchitecture(this.transport.architecture), signal);
       const layers = image.layers;
       const display = this.description;

@@ -10,7 +10,8 @@ import { createDecompressor } from '../../formats/decompress.js';
 import { detectFormat, isCompression } from '../../formats/magic.js';
 import { peekStream } from '../../formats/peek.js';
 import { isRetryableTransportError, transportError } from '../http/http-errors.js';
-import { StallWatchdog } from '../http/stall-watch.js';
+import { identityOf } from '../http/resource-identity.js';
+import { ResumableBody } from '../http/resumable-body.js';
 import { DigestVerifier } from './digest.js';
 import type { Descriptor } from './manifest.js';
 import type { RegistryClient } from './registry-client.js';
@@ -32,7 +33,12 @@ export async function* layerEntries(
 ): AsyncGenerator<LayerEntry, void, undefined> {
   const url = client.repositoryUrl(`blobs/${layer.digest}`);
   const response = await client.get(url, undefined, signal, () => badInput(`${what} is missing from the registry (blob unknown)`));
-  const body = response.body as unknown as Readable;
+  // A dropped or stalled layer download resumes with Range where it stopped (blobs are
+  // content-addressed, so the bytes cannot change under us; the digest check covers the rest).
+  const body = new ResumableBody(client.endpointFor(url), response, identityOf(response.headers), { stallMs: client.stallMs, retry: client.retry });
+  const forwardAbort = () => body.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+  signal.addEventListener('abort', forwardAbort, { once: true });
+  body.once('close', () => signal.removeEventListener('abort', forwardAbort));
   // The first failure explains the rest: later stages only see "premature close".
   let failure: unknown;
   const note = (err: unknown) => {
@@ -41,14 +47,6 @@ export async function* layerEntries(
   const verifier = new DigestVerifier(layer.digest, layer.size, what);
   verifier.on('error', note);
   body.on('error', note);
-  // undici's body timeout is off (the consumer may be the slow side), so stalls are watched
-  // here: only while the body flows, not while the pipe is paused for backpressure.
-  const watchdog = new StallWatchdog(client.stallMs, (err) => body.destroy(err));
-  watchdog.waiting();
-  body.on('data', () => watchdog.waiting());
-  body.on('pause', () => watchdog.idle());
-  body.on('resume', () => watchdog.waiting());
-  body.once('close', () => watchdog.stop());
   const fetched = pipeline(body, verifier).catch(note);
   const extract = tarExtract();
   const stages: Readable[] = [body, verifier];
@@ -75,7 +73,6 @@ export async function* layerEntries(
   } catch (err) {
     throw explain(failure ?? err, what, url, signal);
   } finally {
-    watchdog.stop();
     extract.destroy();
     for (const stage of stages) stage.destroy();
   }

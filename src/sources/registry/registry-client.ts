@@ -9,6 +9,7 @@ import type { SourceDispatchers } from '../http/dispatcher.js';
 import { statusError, statusText, transportError } from '../http/http-errors.js';
 import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from '../http/http-request.js';
 import { basicAuthorization, parseHeaderLines } from '../http/request-headers.js';
+import { defaultRetryPolicy, type RetryPolicy } from '../http/retry-policy.js';
 import { parseAuthChallenge, type AuthChallenge } from './auth-challenge.js';
 import type { RegistryReference } from './reference.js';
 
@@ -21,6 +22,8 @@ export class RegistryClient {
   private readonly headers: Record<string, string>;
   /** No byte for this long while a body flows counts as a dropped connection. */
   readonly stallMs: number;
+  /** How often a dropped layer download is resumed. */
+  readonly retry: RetryPolicy;
 
   private constructor(
     private readonly base: URL,
@@ -28,9 +31,11 @@ export class RegistryClient {
     private readonly auth: HttpAuth | undefined,
     private readonly dispatchers: SourceDispatchers,
     transport: TransportOptions,
+    retry: RetryPolicy,
   ) {
     this.headers = parseHeaderLines(transport.headers);
     this.stallMs = (transport.stallTimeoutSeconds ?? 60) * 1000;
+    this.retry = retry;
   }
 
   /**
@@ -43,13 +48,14 @@ export class RegistryClient {
     transport: TransportOptions,
     dispatchers: SourceDispatchers,
     signal: AbortSignal,
+    retry: RetryPolicy = defaultRetryPolicy,
   ): Promise<RegistryClient> {
     const schemes = transport.insecure ? ['https:', 'http:'] : ['https:'];
     let lastError: unknown;
     let lastUrl = new URL(`https://${ref.host}/v2/`);
     for (const scheme of schemes) {
       lastUrl = new URL(`${scheme}//${ref.host}/v2/`);
-      const client = new RegistryClient(lastUrl, ref, transport.auth, dispatchers, transport);
+      const client = new RegistryClient(lastUrl, ref, transport.auth, dispatchers, transport, retry);
       try {
         await client.ping(signal);
         return client;
@@ -124,6 +130,11 @@ export class RegistryClient {
       throw err instanceof Error && err.message.startsWith('larger than') ? badInput(`${url.href} is ${err.message}: not a manifest or image config`) : transportError(err, url);
     });
     return { bytes, contentType: headerValue(response.headers, 'content-type')?.split(';')[0]?.trim() };
+  }
+
+  /** The request settings for `url` on this registry, with the current credentials. */
+  endpointFor(url: URL): HttpEndpoint {
+    return this.endpoint(url);
   }
 
   private endpoint(url: URL): HttpEndpoint {

@@ -1,6 +1,7 @@
 /**
  * Transport faults a real registry does not produce on demand, from a minimal in-process /v2/
- * server: a layer body that stalls, one cut short, and the stream being dropped by its consumer.
+ * server: a layer body that stalls, one cut short (resumed with Range, or failing when it keeps
+ * happening), and the stream being dropped by its consumer.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -10,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { pack } from 'tar-stream';
 import { RegistrySource } from '../../../src/sources/registry/index.js';
 
-type Mode = 'ok' | 'stall' | 'short';
+type Mode = 'ok' | 'stall' | 'short-once' | 'short-always';
 
 function sha256(data: Buffer): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -29,6 +30,8 @@ describe('registry source transport faults (in-process registry)', () => {
   let server: http.Server;
   let host: string;
   let mode: Mode = 'ok';
+  const blobRequests: string[] = [];
+  const quickRetry = { retry: { retries: 1, maxResumes: 2, baseDelayMs: 10, maxDelayMs: 10 } };
   const disk = Buffer.alloc(3 << 20);
   for (let i = 0; i < disk.length; i += 4096) disk.writeUInt32LE(i, i);
   let layer: Buffer;
@@ -53,11 +56,16 @@ describe('registry source transport faults (in-process registry)', () => {
       }
       if (path === `/v2/fault/disk/blobs/${sha256(config)}`) return void res.writeHead(200).end(config);
       if (path === `/v2/fault/disk/blobs/${sha256(layer)}`) {
-        res.writeHead(200, { 'content-length': String(layer.length) });
-        if (mode === 'ok') return void res.end(layer);
-        res.write(layer.subarray(0, layer.length >> 1));
-        // 'short': the connection drops mid-body; 'stall': it stays open, silent.
-        if (mode === 'short') setTimeout(() => req.socket.destroy(), 50);
+        blobRequests.push(req.headers.range ?? 'full');
+        const start = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
+        const headers = { 'content-length': String(layer.length - start), 'accept-ranges': 'bytes' };
+        if (start > 0) res.writeHead(206, { ...headers, 'content-range': `bytes ${start}-${layer.length - 1}/${layer.length}` });
+        else res.writeHead(200, headers);
+        const rest = layer.subarray(start);
+        if (mode === 'ok' || (mode === 'short-once' && blobRequests.length > 1)) return void res.end(rest);
+        res.write(rest.subarray(0, rest.length >> 1));
+        // 'short-…': the connection drops mid-body; 'stall': it stays open, silent.
+        if (mode !== 'stall') setTimeout(() => req.socket.destroy(), 50);
         return;
       }
       res.writeHead(404, { 'content-type': 'application/json' }).end('{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}');
@@ -86,22 +94,35 @@ describe('registry source transport faults (in-process registry)', () => {
     assert.ok(bytes.equals(disk));
   });
 
-  test('a layer body that stalls fails after the stall timeout with a connection error', async () => {
+  test('a layer body that keeps stalling fails after the stall timeout and the resume budget', async () => {
     mode = 'stall';
+    blobRequests.length = 0;
     const started = Date.now();
-    await assert.rejects(readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true, stallTimeoutSeconds: 1 })), (err: Error & { category?: string }) => {
+    const source = new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true, stallTimeoutSeconds: 1 }, quickRetry);
+    await assert.rejects(readAll(source), (err: Error & { category?: string }) => {
       assert.equal(err.category, 'cannot-connect');
-      assert.match(err.message, /did not answer in time \(no data received for 1 s\)/);
+      assert.match(err.message, /^download of http:\/\/127\.0\.0\.1:\d+\/v2\/fault\/disk\/blobs\/sha256:\w+ failed after \d+ of \d+ bytes and 2 retries: no data received for 1 s/);
       return true;
     });
+    assert.equal(blobRequests.length, 3);
+    assert.match(blobRequests[1]!, /^bytes=\d+-$/);
     assert.ok(Date.now() - started < 10_000);
   });
 
-  test('a layer body cut short is a connection error, never a disk', async () => {
-    mode = 'short';
-    await assert.rejects(readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true })), (err: Error & { category?: string }) => {
+  test('a layer download cut short resumes with Range where it stopped: exact bytes', async () => {
+    mode = 'short-once';
+    blobRequests.length = 0;
+    const bytes = await readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true }, quickRetry));
+    assert.ok(bytes.equals(disk));
+    assert.equal(blobRequests.length, 2);
+    assert.match(blobRequests[1]!, /^bytes=[1-9]\d*-$/);
+  });
+
+  test('a layer download cut short again and again is a connection error, never a disk', async () => {
+    mode = 'short-always';
+    await assert.rejects(readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true }, quickRetry)), (err: Error & { category?: string }) => {
       assert.equal(err.category, 'cannot-connect', err.message);
-      assert.match(err.message, /^request to 127\.0\.0\.1:\d+ failed: .*\/v2\/fault\/disk\/blobs\/sha256:/);
+      assert.match(err.message, /^download of .*\/v2\/fault\/disk\/blobs\/sha256:\w+ failed after \d+ of \d+ bytes and 2 retries/);
       return true;
     });
   });
