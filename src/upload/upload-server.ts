@@ -30,6 +30,8 @@ type State = 'idle' | 'uploading' | 'processing' | 'done';
 
 /** Go's http.Server finishes in-flight responses on Shutdown; ours get this long. */
 const CLOSE_GRACE_MS = 2_000;
+/** How long the rest of a refused or failed upload's body is read and dropped before hanging up. */
+const DISCARD_BODY_MS = 30_000;
 
 function readPem(file: string, variable: string): Buffer {
   try {
@@ -84,6 +86,9 @@ export class UploadServer {
       throw usageError(`cannot use the TLS files (TLS_CERT_FILE ${config.tlsCertFile}, TLS_KEY_FILE ${config.tlsKeyFile}, CLIENT_CERT_FILE ${config.clientCaFile}): ${oneLine(err)}`);
     }
     this.server.on('tlsClientError', (err) => this.log.debug({ error: oneLine(err) }, 'TLS handshake refused'));
+    // `Expect: 100-continue` (curl sends it for bodies over 1 MiB): refusals (401, 503, 409...) go
+    // out before the client sends the body, as with Go's server; accepted uploads get the 100.
+    this.server.on('checkContinue', (req, res) => this.handle(req, res));
   }
 
   /** Listens; returns the bound port (LISTEN_PORT=0 picks a free one). */
@@ -174,6 +179,7 @@ export class UploadServer {
       return this.reply(req, res, 409);
     }
     this.state = 'uploading';
+    if (/100-continue/i.test(req.headers.expect ?? '')) res.writeContinue();
     this.upload(req, res, route).catch((err: unknown) => {
       // A bug, not a bad upload: say so, and stay ready for another try.
       this.log.error({ err }, 'internal error while handling an upload');
@@ -277,15 +283,21 @@ export class UploadServer {
   private reply(req: IncomingMessage, res: ServerResponse, status: number, message?: string): void {
     if (res.headersSent || res.destroyed) return;
     res.statusCode = status;
-    // An answer before the body was read: close the connection instead of reading gigabytes more.
-    if (!req.complete) res.setHeader('Connection', 'close');
     if (message !== undefined) {
       res.setHeader('Content-Type', 'text/plain; charset=utf-8');
       res.end(`${message}\n`);
     } else {
       res.end();
     }
-    if (!req.complete) req.resume();
+    // An answer before the whole body was read. Closing the connection now would reset it under
+    // the client while it still sends, and the client could lose the answer; instead the rest is
+    // read and dropped (a client like curl stops sending once it sees the answer), for a while.
+    if (!req.complete) {
+      req.resume();
+      const limit = setTimeout(() => req.socket.destroy(), DISCARD_BODY_MS).unref();
+      req.once('end', () => clearTimeout(limit));
+      req.once('close', () => clearTimeout(limit));
+    }
   }
 }
 
