@@ -16,7 +16,7 @@ const MAX_IN_FLIGHT = 6;
 /** Contiguous clusters are read together up to this size. */
 const MAX_READ_BYTES = 4 << 20;
 /** Decompressed bytes per batch of compressed clusters. */
-const MAX_BATCH_OUTPUT = 8 << 20;
+const MAX_BATCH_OUTPUT = 4 << 20;
 
 const hex = (n: number) => `0x${n.toString(16)}`;
 

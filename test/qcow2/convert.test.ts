@@ -5,10 +5,19 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createReadStream, mkdirSync, readdirSync } from 'node:fs';
-import { makeTempDir, qemuRawSha256, sha256File, type TempDir } from '../support/tools.js';
+import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../support/tools.js';
 import { openQcow2RandomAccess, openQcow2Stream } from '../../src/qcow2/index.js';
 import { fileReader, writeExtents } from './helpers.js';
 import { IMAGE_CASES, fileSize, xzCompress, xzDecompressStream } from './images.js';
+
+/**
+ * Guest bytes qemu-img map reports as allocated ("data": true): all we may emit with data.
+ * (qemu also reports preallocated clusters over host-file holes as zero; we read those as data.)
+ */
+function qemuDataBytes(image: string): number {
+  const map = JSON.parse(run('qemu-img', ['map', '--output=json', image])) as { length: number; data: boolean; zero: boolean }[];
+  return map.filter((r) => r.data).reduce((sum, r) => sum + r.length, 0);
+}
 
 describe('qcow2 conversion matches qemu-img convert -O raw', () => {
   let tmp: TempDir;
@@ -24,6 +33,7 @@ describe('qcow2 conversion matches qemu-img convert -O raw', () => {
       mkdirSync(scratch, { recursive: true });
       const image = testCase.build(dir);
       const expected = await qemuRawSha256(image, dir);
+      const dataLimit = qemuDataBytes(image);
 
       const reader = await fileReader(image);
       try {
@@ -32,6 +42,7 @@ describe('qcow2 conversion matches qemu-img convert -O raw', () => {
         const written = await writeExtents(disk, out);
         assert.equal(written.covered, disk.virtualSize, 'random-access extents cover the virtual size');
         assert.equal(await sha256File(out), expected, 'random access');
+        assert.ok(written.dataBytes <= dataLimit, `random access emitted ${written.dataBytes} data bytes, qemu-img map has ${dataLimit}`);
       } finally {
         await reader.close();
       }
@@ -42,6 +53,7 @@ describe('qcow2 conversion matches qemu-img convert -O raw', () => {
       const written = await writeExtents(disk, out);
       assert.equal(written.covered, disk.virtualSize, 'one-pass extents cover the virtual size');
       assert.equal(await sha256File(out), expected, 'one pass from .xz');
+      assert.ok(written.dataBytes <= dataLimit, `one pass emitted ${written.dataBytes} data bytes, qemu-img map has ${dataLimit}`);
       if (testCase.inOrder) assert.equal(disk.scratchBytesUsed!(), 0, 'an in-order image needs no scratch');
       assert.deepEqual(readdirSync(scratch), [], 'the spill file is removed');
     });

@@ -20,6 +20,8 @@ export async function fileReader(file: string): Promise<RandomAccessReader> {
 export interface WrittenImage {
   /** Bytes the extents covered (data and zero), to check they tile [0, virtualSize). */
   covered: number;
+  /** Bytes that came with data (the rest are zero extents). */
+  dataBytes: number;
   extents: number;
 }
 
@@ -32,6 +34,7 @@ export async function writeExtents(image: DiskImage, file: string): Promise<Writ
   const size = image.virtualSize ?? 0;
   const ranges: [number, number][] = [];
   let count = 0;
+  let dataBytes = 0;
   try {
     for await (const extent of image.extents()) {
       count++;
@@ -45,7 +48,10 @@ export async function writeExtents(image: DiskImage, file: string): Promise<Writ
         throw new Error(`extent ${extent.offset}: data ${extent.data.length} bytes, length ${extent.length}`);
       }
       ranges.push([extent.offset, extent.offset + extent.length]);
-      if (extent.data) await out.write(extent.data, 0, extent.length, extent.offset);
+      if (extent.data) {
+        dataBytes += extent.length;
+        await out.write(extent.data, 0, extent.length, extent.offset);
+      }
     }
     await out.truncate(size);
   } finally {
@@ -57,5 +63,5 @@ export async function writeExtents(image: DiskImage, file: string): Promise<Writ
     if (i > 0 && ranges[i]![0] < ranges[i - 1]![1]) throw new Error(`extents overlap at ${ranges[i]![0]}`);
     covered += ranges[i]![1] - ranges[i]![0];
   }
-  return { covered, extents: count };
+  return { covered, dataBytes, extents: count };
 }
