@@ -85,6 +85,12 @@ export class BlockCacheReader implements RandomAccessReader {
     return joinBlocks(buffers).subarray(start, start + (end - offset));
   }
 
+  /** Stores bytes already at hand (e.g. from a probe) as the block starting at `index`; must be the whole block. */
+  prime(index: number, data: Buffer): void {
+    const expected = Math.min(this.options.blockSize, this.size - index * this.options.blockSize);
+    if (expected > 0 && data.length === expected) this.blocks.set(index, Promise.resolve(data));
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

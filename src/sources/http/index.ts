@@ -5,10 +5,11 @@ import type { OpenedSource, Source } from '../source.js';
 import { BlockCacheReader, defaultBlockCacheOptions, type BlockCacheOptions } from './block-cache-reader.js';
 import { proxySettingsFromEnv, SourceDispatchers } from './dispatcher.js';
 import { isRetryableStatus, isRetryableTransportError, statusError, transportError } from './http-errors.js';
-import { getFollowingRedirects, type HttpEndpoint, type HttpResponse } from './http-request.js';
+import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
 import { httpRangeFetcher } from './range-fetcher.js';
 import { parseHeaderLines, redactedUrl } from './request-headers.js';
-import { identityOf } from './resource-identity.js';
+import { identityOf, parseContentRange, type ResourceIdentity } from './resource-identity.js';
+import { readBodyFully } from './stall-watch.js';
 import { ResumableBody } from './resumable-body.js';
 import { backoffDelay, defaultRetryPolicy, sleep, type RetryPolicy } from './retry-policy.js';
 
@@ -61,20 +62,22 @@ export class HttpSource implements Source {
     const dispatchers = new SourceDispatchers(this.transport, proxySettingsFromEnv(this.tuning.env));
     const endpoint: HttpEndpoint = { url: this.url, auth: this.auth, headers: this.headers, dispatchers };
     const stallMs = (this.transport.stallTimeoutSeconds ?? 60) * 1000;
-    let first: HttpResponse;
+    let first: FirstAnswer;
     try {
-      first = await this.firstAnswer(endpoint, signal);
+      first = await this.firstAnswer(endpoint, signal, stallMs);
     } catch (err) {
       await dispatchers.close().catch(() => {});
       throw err;
     }
-    const identity = identityOf(first.headers);
+    const { identity } = first;
     // The dispatchers live until both the stream and the random-access reader are done with them.
     let users = 1;
     const release = async () => {
       if (--users === 0) await dispatchers.close().catch(() => {});
     };
-    const stream = new ResumableBody(endpoint, first, identity, {
+    // After a Range probe the stream opens its own GET on first read, so a pipeline that reads
+    // by Range never starts (and aborts) a whole-file download.
+    const stream = new ResumableBody(endpoint, first.head ? undefined : first.response, identity, {
       stallMs,
       retry: this.tuning.retry,
       onRetry: this.tuning.onRetry,
@@ -87,24 +90,38 @@ export class HttpSource implements Source {
     let randomAccess: BlockCacheReader | undefined;
     if (this.tuning.randomAccess && identity.acceptsRanges && identity.size !== undefined && identity.size > 0) {
       users++;
-      const fetcher = httpRangeFetcher(endpoint, first.url, identity, {
+      const fetcher = httpRangeFetcher(endpoint, first.response.url, identity, {
         stallMs,
         retry: this.tuning.retry,
         signal,
         onRequest: this.tuning.onRangeRequest,
       });
       randomAccess = new BlockCacheReader(identity.size, fetcher, this.tuning.cache, release);
+      if (first.head) randomAccess.prime(0, first.head);
     }
     return { stream, size: identity.size, randomAccess };
   }
 
-  /** The first GET: busy servers (5xx, 429) and dropped connections get a few more tries; refusals do not. */
-  private async firstAnswer(endpoint: HttpEndpoint, signal: AbortSignal): Promise<HttpResponse> {
+  /**
+   * The first GET. With random access wanted it asks for the first cache block only: a 206
+   * proves Range works and gives the total size; a server that ignores Range sends the whole
+   * file (200), which becomes the stream. Busy servers (5xx, 429) and dropped connections get
+   * a few more tries; refusals do not.
+   */
+  private async firstAnswer(endpoint: HttpEndpoint, signal: AbortSignal, stallMs: number): Promise<FirstAnswer> {
     const proxy = endpoint.dispatchers.proxyFor(endpoint.url);
+    let probe = this.tuning.randomAccess ? this.tuning.cache.blockSize : 0;
     for (let attempt = 0; ; attempt++) {
       let response: HttpResponse;
       try {
-        response = await getFollowingRedirects(endpoint, {}, signal);
+        response = await getFollowingRedirects(endpoint, probe ? { range: `bytes=0-${probe - 1}` } : {}, signal);
+        if (response.statusCode === 206 && probe) {
+          const identity = probedIdentity(response, probe);
+          if (identity) return { response, identity, head: await readBodyFully(response.body as never, stallMs, probe) };
+          response.body.destroy();
+          probe = 0; // a 206 we cannot trust: fall back to a plain GET
+          continue;
+        }
       } catch (err) {
         if (signal.aborted) throw signal.reason ?? err;
         if (!isRetryableTransportError(err) || attempt >= this.tuning.retry.retries) {
@@ -114,8 +131,12 @@ export class HttpSource implements Source {
         await sleep(backoffDelay(attempt, this.tuning.retry), signal);
         continue;
       }
-      if (response.statusCode >= 200 && response.statusCode < 300) return response;
+      if (response.statusCode >= 200 && response.statusCode < 300) return { response, identity: identityOf(response.headers) };
       await response.body.dump({ limit: 64 << 10 }).catch(() => {});
+      if (response.statusCode === 416 && probe) {
+        probe = 0; // an empty file has no byte 0
+        continue;
+      }
       if (!isRetryableStatus(response.statusCode) || attempt >= this.tuning.retry.retries) {
         throw statusError(response.statusCode, endpoint.url, endpoint.auth?.username);
       }
@@ -123,4 +144,20 @@ export class HttpSource implements Source {
       await sleep(backoffDelay(attempt, this.tuning.retry), signal);
     }
   }
+}
+
+interface FirstAnswer {
+  response: HttpResponse;
+  identity: ResourceIdentity;
+  /** The first bytes, when the first answer was a Range probe (its body is then consumed). */
+  head?: Buffer;
+}
+
+/** The file's identity from a 206 answer to `bytes=0-(probe-1)`, or undefined if it does not add up. */
+function probedIdentity(response: HttpResponse, probe: number): ResourceIdentity | undefined {
+  const range = parseContentRange(headerValue(response.headers, 'content-range'));
+  const identity = identityOf(response.headers);
+  if (!range || range.total === undefined || range.start !== 0 || range.end !== Math.min(probe, range.total) - 1) return undefined;
+  if (identity.size !== range.end + 1) return undefined; // content-encoded, or a length that disagrees
+  return { ...identity, size: range.total, acceptsRanges: true };
 }

@@ -7,7 +7,7 @@
 import { Readable } from 'node:stream';
 import { cannotConnect, ImportError } from '../../errors.js';
 import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
-import { isRetryableStatus, isRetryableTransportError, statusText, transportError } from './http-errors.js';
+import { isRetryableStatus, isRetryableTransportError, statusError, statusText, transportError } from './http-errors.js';
 import { identityOf, ifRangeValue, parseContentRange, sameResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
 import { backoffDelay, sleep, type RetryPolicy } from './retry-policy.js';
@@ -36,12 +36,13 @@ export class ResumableBody extends Readable {
 
   constructor(
     private readonly endpoint: HttpEndpoint,
-    first: HttpResponse,
+    /** The answer whose body starts the stream; without one, the stream sends its GET on first read. */
+    first: HttpResponse | undefined,
     private readonly identity: ResourceIdentity,
     private readonly options: ResumableBodyOptions,
   ) {
     super({ highWaterMark: 1 << 20 });
-    this.current = first.body;
+    this.current = first?.body;
   }
 
   /** Bytes delivered so far. */
@@ -178,6 +179,7 @@ export class ResumableBody extends Readable {
     }
     await response.body.dump({ limit: 64 << 10 }).catch(() => {});
     if (isRetryableStatus(statusCode)) throw new RetryableFailure(`the server answered ${statusText(statusCode)}`);
+    if (!resuming) throw statusError(statusCode, this.endpoint.url, this.endpoint.auth?.username);
     if (statusCode === 416) {
       throw cannotConnect(
         `${where} closed the connection after ${this.received}${this.identity.size !== undefined ? ` of ${this.identity.size}` : ''} bytes (Content-Length) and cannot send the rest: ${statusText(statusCode)}`,

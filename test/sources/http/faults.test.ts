@@ -19,7 +19,10 @@ after(async () => {
 
 const requestsTo = (path: string) => server.requests.filter((r) => r.path === path);
 
-async function download(path: string, transport = {}, tuning = quickTuning) {
+/** Stream-only: no Range probe first, so the fault counts below are the stream's own requests. */
+const streamOnly = { ...quickTuning, randomAccess: false };
+
+async function download(path: string, transport = {}, tuning: typeof quickTuning = streamOnly) {
   const source = new HttpSource(server.url + path.replace(/^\//, ''), transport, tuning);
   const opened = await source.open(new AbortController().signal);
   await opened.randomAccess?.close();
@@ -27,11 +30,16 @@ async function download(path: string, transport = {}, tuning = quickTuning) {
 }
 
 describe('HttpSource under faults', () => {
-  it('reads a healthy server and reports size and random access', async () => {
-    const { opened, digest } = await download('/ok');
+  it('probes with a small Range first, then streams with its own GET', async () => {
+    const before = requestsTo('/ok').length;
+    const { opened, digest } = await download('/ok', {}, quickTuning);
     assert.equal(digest.sha256, expected);
     assert.equal(opened.size, content.length);
     assert.ok(opened.randomAccess);
+    assert.deepEqual(
+      requestsTo('/ok').slice(before).map((r) => r.range),
+      ['bytes=0-65535', undefined],
+    );
   });
 
   it('resumes dropped connections with Range + If-Range; the bytes are identical', async () => {
@@ -86,7 +94,7 @@ describe('HttpSource under faults', () => {
   });
 
   it('gives up after the retry budget when every connection drops', async () => {
-    const tuning = { retry: { retries: 2, maxResumes: 3, baseDelayMs: 5, maxDelayMs: 10 } };
+    const tuning = { randomAccess: false, retry: { retries: 2, maxResumes: 3, baseDelayMs: 5, maxDelayMs: 10 } };
     await assert.rejects(download('/drop?after=1000&times=1000', {}, tuning), (err: ImportError) => {
       assert.equal(err.category, 'cannot-connect');
       assert.match(err.message, /failed after \d+ of \d+ bytes and 3 retries/);
@@ -105,16 +113,28 @@ describe('HttpSource under faults', () => {
 
   it('retries Range reads whose connection drops, returning the right bytes', async () => {
     const before = requestsTo('/drop').length;
-    const source = new HttpSource(`${server.url}drop?after=1000&times=3&case=range`, {}, quickTuning);
+    // The 64 KiB probe fits under the cut; the next two requests (Range reads) are cut.
+    const source = new HttpSource(`${server.url}drop?after=70000&times=3`, {}, quickTuning);
     const opened = await source.open(new AbortController().signal);
     opened.stream.destroy();
-    // The first GET was request 1 of the 3 cut ones; the next two Range reads are cut too.
     const data = await opened.randomAccess!.read(2_000_000, 100_000);
     assert.equal(sha256(data), sha256(content.subarray(2_000_000, 2_100_000)));
-    const ranged = requestsTo('/drop').slice(before).filter((r) => r.range);
-    assert.equal(ranged.length, 3, 'two cut Range reads, then one whole');
-    assert.ok(ranged.every((r) => r.range === ranged[0]!.range && r.ifRange === server.etag));
+    const ranges = requestsTo('/drop').slice(before).map((r) => r.range);
+    assert.equal(ranges[0], 'bytes=0-65535');
+    assert.equal(ranges.length, 4, 'the probe, two cut Range reads, then one whole');
+    assert.ok(ranges.slice(1).every((r) => r === ranges[1] && /^bytes=\d+-\d+$/.test(r!)));
+    assert.ok(requestsTo('/drop').slice(before).every((r) => r.ifRange === server.etag || r.range === 'bytes=0-65535'));
     await opened.randomAccess!.close();
+  });
+
+  it('retries the probe itself when its connection drops', async () => {
+    const before = requestsTo('/drop').length;
+    const { digest } = await download('/drop?after=1000&times=2&case=probe', {}, quickTuning);
+    assert.equal(digest.sha256, expected);
+    assert.deepEqual(
+      requestsTo('/drop').slice(before).map((r) => r.range),
+      ['bytes=0-65535', 'bytes=0-65535', 'bytes=0-65535', undefined],
+    );
   });
 
   it('works with a server that refuses HEAD (it never needs HEAD)', async () => {
@@ -174,7 +194,7 @@ describe('HttpSource under faults', () => {
 
   it('stops the download when the signal aborts', async () => {
     const controller = new AbortController();
-    const source = new HttpSource(`${server.url}stall?after=1000&times=1000`, { stallTimeoutSeconds: 30 }, quickTuning);
+    const source = new HttpSource(`${server.url}stall?after=1000&times=1000`, { stallTimeoutSeconds: 30 }, streamOnly);
     const opened = await source.open(controller.signal);
     setTimeout(() => controller.abort(new Error('cancelled by test')), 100);
     await assert.rejects(digestStream(opened.stream), /cancelled by test/);
