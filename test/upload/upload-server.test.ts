@@ -157,7 +157,9 @@ describe('upload server', () => {
   test('a second upload while one runs gets 503; the first completes', async () => {
     const s = await server();
     const slow = post(s, '/v1beta1/upload', ['--limit-rate', '2M', ...binary(dir.join('disk.raw'))]);
-    await new Promise((resolve) => setTimeout(resolve, 800));
+    // The second request goes once the server has taken the first one.
+    for (let i = 0; i < 200 && !s.stderr().includes('Upload started'); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.match(s.stderr(), /Upload started/);
     const second = await post(s, '/v1beta1/upload', binary(dir.join('small.qcow2')));
     assert.equal(second.status, 503);
     const first = await slow;
