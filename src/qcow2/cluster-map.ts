@@ -138,3 +138,23 @@ function compressedDescriptor(table: Buffer, at: number, header: Qcow2Header): {
   const sectors = Number((entry >> csizeShift) & csizeMask) + 1;
   return { hostOffset, compressedLength: sectors * 512 - (hostOffset % 512) };
 }
+
+/**
+ * Host clusters an L2 table points to but does not read in full: zero-flagged preallocated
+ * clusters and partly allocated subclusters. Their other bytes are stale, never anything else,
+ * so the one-pass driver need not keep them.
+ */
+export function partlyReadHostClusters(table: Buffer, header: Qcow2Header): number[] {
+  const offsets: number[] = [];
+  for (let index = 0; index < header.l2Entries; index++) {
+    const at = index * header.l2EntryBytes;
+    if (table.readUInt32BE(at) & 0x40000000) continue; // compressed: byte ranges, not clusters
+    const offset = offsetBits(table, at);
+    if (offset === 0 || offset % header.clusterSize !== 0) continue;
+    const partly = header.extendedL2
+      ? (table.readUInt32BE(at + 12) & ~table.readUInt32BE(at + 8)) >>> 0 !== 0xffffffff
+      : (table.readUInt32BE(at + 4) & 1) === 1;
+    if (partly) offsets.push(offset);
+  }
+  return offsets;
+}

@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import type { DiskImage, Extent } from '../extents.js';
 import { badInput } from '../errors.js';
 import { HEADER_PROBE_BYTES, headerClusterSize, parseQcow2Header, type Qcow2Header } from './header.js';
-import { bytesPerL2, decodeL2Table, l1EntriesUsed, l2TableOffset, type Piece } from './cluster-map.js';
+import { bytesPerL2, decodeL2Table, partlyReadHostClusters, l1EntriesUsed, l2TableOffset, type Piece } from './cluster-map.js';
 import { decompressCluster } from './decompress-cluster.js';
 import { SpillFile } from './spill-file.js';
 import type { Qcow2OpenOptions } from './options.js';
@@ -44,6 +44,8 @@ interface Want {
   what: string;
   /** Compressed clusters may be cut by the end of the file (qemu reads zeros past it). */
   mayBeShort?: boolean;
+  /** Known bytes nobody reads (refcount blocks, unread parts of allocated clusters): fine if missing. */
+  optional?: boolean;
   buf?: Buffer;
   done(data: Buffer): Promise<void> | void;
 }
@@ -380,6 +382,12 @@ class OnePassEngine {
   private async onL2(table: Buffer, guestStart: number, offset: number): Promise<void> {
     this.l2Pending--;
     for (const piece of decodeL2Table(table, guestStart, this.header, offset)) await this.onPiece(piece);
+    if (this.mayStillBeMapped()) {
+      // Zero-flagged preallocated clusters and unallocated subclusters hold stale bytes nobody reads.
+      for (const host of partlyReadHostClusters(table, this.header)) {
+        if (host >= this.processedEnd) this.register({ start: host, end: host + this.cs, what: 'allocated cluster', optional: true, done: () => {} });
+      }
+    }
   }
 
   private async onPiece(piece: Piece): Promise<void> {
@@ -422,7 +430,7 @@ class OnePassEngine {
       const offset = hi * 2 ** 32 + (lo >>> 0);
       if (offset !== 0 && offset % this.cs === 0 && offset >= this.processedEnd) blocks.push(offset);
     }
-    for (const offset of blocks) this.register({ start: offset, end: offset + this.cs, what: 'refcount block', done: () => {} });
+    for (const offset of blocks) this.register({ start: offset, end: offset + this.cs, what: 'refcount block', optional: true, done: () => {} });
   }
 
   private emit(extent: Extent): void {
@@ -435,7 +443,7 @@ class OnePassEngine {
     this.active = [];
     this.waiting.clear();
     for (const want of leftovers) {
-      if (want.what === 'refcount block') continue;
+      if (want.optional) continue;
       if (want.mayBeShort && want.start < fileSize) {
         await want.done((want.buf ?? Buffer.alloc(0)).subarray(0, fileSize - want.start));
         continue;

@@ -87,6 +87,13 @@ export const IMAGE_CASES: ImageCase[] = [
     build: (d) => created(d, 'zeroes', '4M', '', 'write -P 0x71 0 1M', 'write -z 64k 128k', 'write -z 2M 512k', 'write -z -u 512k 64k'),
   },
   {
+    // The zero-flagged clusters keep their stale bytes in the file, far ahead of the last L2 table:
+    // the one-pass driver must know they are dead and not spill them.
+    name: 'write -z over allocated data, several L2 tables',
+    inOrder: true,
+    build: (d) => created(d, 'stale', '8M', 'cluster_size=4096', 'write -P 0x72 0 7M', 'write -z 0 1M', 'write -z 3M 4k'),
+  },
+  {
     name: 'many random-offset writes',
     inOrder: true,
     build: (d) => {
