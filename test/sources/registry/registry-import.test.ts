@@ -3,7 +3,7 @@
  * import through the CLI, every result checked against qemu-img's conversion of the original disk.
  */
 import assert from 'node:assert/strict';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runCli } from '../../support/cli.js';
@@ -197,6 +197,20 @@ describe('registry source (docker-registry + skopeo)', () => {
     const json = JSON.parse(result.stdout.trim()) as { category: string; error: string };
     assert.equal(json.category, 'cannot-connect');
     assert.match(json.error, /TLS handshake with 127\.0\.0\.1:\d+ failed.*--insecure/);
+  });
+
+  test('a corrupt byte after the disk (another file of its layer): the import fails, the qcow2 written is removed', async () => {
+    const notes = dir.join('notes.txt');
+    writeFileSync(notes, 'NOTES-MARKER '.repeat(800));
+    const qcow2 = dir.join('a.qcow2');
+    await publish('bad/corrupt-after:latest', [{ layers: [{ dir: layerDir({ 'disk/disk.qcow2': qcow2, 'zz/notes.txt': notes }) }] }], { verbatim: true });
+    const blob = registry.blobFile(registryManifest(registry, 'bad/corrupt-after:latest').layers[0]!.digest);
+    const at = readFileSync(blob).indexOf('NOTES-MARKER');
+    assert.ok(at > statSync(qcow2).size, 'the notes come after the disk in the layer');
+    const fd = openSync(blob, 'r+');
+    writeSync(fd, Buffer.from('n'), 0, 1, at);
+    closeSync(fd);
+    await expectFailure('bad/corrupt-after:latest', 'bad-input', /digest mismatch for layer 1 of 1/);
   });
 
   test('a corrupt layer blob in the registry: digest mismatch, nothing left', async () => {
