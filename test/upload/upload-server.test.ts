@@ -218,9 +218,11 @@ describe('upload server', () => {
   });
 
   test('DEADLINE passes during an upload: the upload stops, no partial disk is left', async () => {
-    const deadline = new Date(Date.now() + 3000).toISOString().replace(/\.\d+Z$/, 'Z');
+    const deadline = new Date(Date.now() + 4000).toISOString().replace(/\.\d+Z$/, 'Z');
     const s = await server({ DEADLINE: deadline });
+    // 6 MiB at 1 MiB/s: still uploading when the deadline comes.
     const slow = await post(s, '/v1beta1/upload', ['--limit-rate', '1M', ...binary(dir.join('disk.raw'))]);
+    assert.match(s.stderr(), /Upload started/);
     assert.notEqual(slow.status, 200, 'the upload cannot complete after the deadline');
     assert.equal(await s.exited, 0, s.stderr());
     assert.deepEqual(JSON.parse(s.terminationMessage()), { deadlinePassed: true, message: 'Deadline Passed' });
