@@ -5,13 +5,15 @@
  *   GET /ok                      200 with Content-Length, ETag, Last-Modified, Accept-Ranges; honours Range/If-Range
  *   GET /drop?after=N&times=K    like /ok, but the first K requests are cut after N body bytes
  *   GET /stall?after=N&times=K   like /ok, but the first K requests stop sending after N bytes (connection kept open)
+ *                                ("first K requests" of drop/stall/no-range-drop/changes: those whose body is longer
+ *                                than N, so a small Range probe before the download is not one of them)
  *   GET /wrong-length?extra=M    claims M bytes more than it has, sends what it has, then closes
  *   GET /no-range-drop?after=N   no Range support, no validators; the first request is cut after N bytes
  *   GET /flaky?times=K           500 for the first K requests, then like /ok
  *   GET /no-head                 like /ok, HEAD answers 405
  *   GET /hop1                    302 → /hop2 → 302 → /ok (same origin)
  *   GET /cross-origin            302 → the other port's /ok
- *   GET /changes?after=N         the first request is cut after N bytes; later ones serve other bytes with another ETag
+ *   GET /changes?after=N         the first request is cut after N bytes; after that cut, other bytes with another ETag
  *   GET /status/N                answers status N
  *
  * `requests` records every request (both ports) with the headers that matter to the tests.
@@ -46,6 +48,7 @@ const CHANGED_LAST_MODIFIED = new Date(Date.UTC(2025, 0, 2)).toUTCString();
 export async function startFaultServer(original: Buffer): Promise<FaultServer> {
   const requests: FaultRequest[] = [];
   const counts = new Map<string, number>();
+  const faults = new Map<string, number>();
   const originalEtag = `"${original.length.toString(16)}-test"`;
   const changedContent = Buffer.from(original).reverse();
   const changedEtag = `"${original.length.toString(16)}-changed"`;
@@ -67,9 +70,18 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
     const key = `${port}${url.pathname}${url.search}`; // each query string counts its own "first K requests"
     const seen = counts.get(key) ?? 0;
     counts.set(key, seen + 1);
+    // Drops and stalls count only requests long enough to reach the fault point, so a small
+    // Range probe before the download does not use up "the first K requests".
+    const faulted = faults.get(key) ?? 0;
+    const fault = (after: number, times: number) => (body: Buffer) => {
+      if (faulted >= times || body.length <= after) return undefined;
+      faults.set(key, faulted + 1);
+      return after;
+    };
     const num = (name: string, fallback: number) => Number(url.searchParams.get(name) ?? fallback);
 
-    const serve = (opts: { ranges: boolean; cutAfter?: number; stallAfter?: number; extraLength?: number; changed?: boolean }) => {
+    type Fault = (body: Buffer) => number | undefined;
+    const serve = (opts: { ranges: boolean; cut?: Fault; stall?: Fault; extraLength?: number; changed?: boolean }) => {
       const content = opts.changed ? changedContent : original;
       const etag = opts.changed ? changedEtag : originalEtag;
       const lastModified = opts.changed ? CHANGED_LAST_MODIFIED : LAST_MODIFIED;
@@ -99,10 +111,12 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
       headers['content-length'] = body.length + (opts.extraLength ?? 0);
       res.writeHead(status, headers);
       if (req.method === 'HEAD') return void res.end();
-      if (opts.cutAfter !== undefined) {
-        res.write(body.subarray(0, opts.cutAfter), () => res.socket?.destroy());
-      } else if (opts.stallAfter !== undefined) {
-        res.write(body.subarray(0, opts.stallAfter)); // and nothing more: the client must give up
+      const cutAfter = opts.cut?.(body);
+      const stallAfter = opts.stall?.(body);
+      if (cutAfter !== undefined) {
+        res.write(body.subarray(0, cutAfter), () => res.socket?.destroy());
+      } else if (stallAfter !== undefined) {
+        res.write(body.subarray(0, stallAfter)); // and nothing more: the client must give up
       } else if (opts.extraLength) {
         res.write(body, () => res.socket?.destroy());
       } else {
@@ -115,15 +129,15 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
       case '/no-head':
         return serve({ ranges: true });
       case '/drop':
-        return serve({ ranges: true, cutAfter: seen < num('times', 1) ? num('after', 1000) : undefined });
+        return serve({ ranges: true, cut: fault(num('after', 1000), num('times', 1)) });
       case '/stall':
-        return serve({ ranges: true, stallAfter: seen < num('times', 1) ? num('after', 1000) : undefined });
+        return serve({ ranges: true, stall: fault(num('after', 1000), num('times', 1)) });
       case '/wrong-length':
         return serve({ ranges: true, extraLength: num('extra', 1000) });
       case '/no-range-drop':
-        return serve({ ranges: false, cutAfter: seen < 1 ? num('after', 1000) : undefined });
+        return serve({ ranges: false, cut: fault(num('after', 1000), 1) });
       case '/changes':
-        return serve({ ranges: true, cutAfter: seen < 1 ? num('after', 1000) : undefined, changed: seen >= 1 });
+        return serve({ ranges: true, cut: fault(num('after', 1000), 1), changed: faulted >= 1 });
       case '/flaky':
         if (seen < num('times', 2)) return void res.writeHead(500).end('try again');
         return serve({ ranges: true });
