@@ -4,7 +4,7 @@
  * mode run (IMPORTER_SOURCE=registry) whose termination message carries the image's labels.
  */
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -166,6 +166,46 @@ describe('registry with Basic auth over TLS, and the Bearer token flow', () => {
     assert.equal(result.json.category, 'cannot-connect');
     assert.match(String(result.json.error), /access denied \(401 Unauthorized\) to http:\/\/127\.0\.0\.1:\d+\/token.* as user "alice"/);
     assert.ok(!result.stderr.includes('nope-nope'));
+  });
+
+  test('datavolume command: source.registry with secretRef and certConfigMap, grown to the requested storage', async () => {
+    const b64 = (text: string) => Buffer.from(text).toString('base64');
+    const manifest = dir.join('dv-registry.yaml');
+    writeFileSync(
+      manifest,
+      [
+        'apiVersion: v1',
+        'kind: Secret',
+        'metadata:',
+        '  name: registry-creds',
+        'data:',
+        `  accessKeyId: ${b64(USER)}`,
+        `  secretKey: ${b64(PASSWORD)}`,
+        '---',
+        'apiVersion: cdi.kubevirt.io/v1beta1',
+        'kind: DataVolume',
+        'metadata:',
+        '  name: fedora-from-registry',
+        'spec:',
+        '  source:',
+        '    registry:',
+        `      url: docker://${registry.host}/vm/fedora:41`,
+        '      secretRef: registry-creds',
+        '      certConfigMap: registry-ca',
+        '  storage:',
+        '    resources:',
+        '      requests:',
+        '        storage: 8Mi',
+        '',
+      ].join('\n'),
+    );
+    const out = dir.join('dv-out');
+    const result = await runCli(['datavolume', manifest, '--secret', manifest, '--config-map', certDir, '--out', out, '-q']);
+    assert.equal(result.code, 0, result.stderr);
+    const image = dir.join('dv-out', 'fedora-from-registry.img');
+    assert.equal(statSync(image).size, 8 * MiB);
+    run('truncate', ['-s', String(3 * MiB), image]);
+    assert.equal(await sha256File(image), sha);
   });
 
   test('pod mode: IMPORTER_SOURCE=registry with the cert dir and credentials; labels in the termination message', async () => {
