@@ -36,6 +36,8 @@ describe('upload server', () => {
     run('qemu-img', ['create', '-f', 'qcow2', dir.join('big.qcow2'), '64M']);
     sh(`xz -T1 -k -c ${dir.join('disk.qcow2')} > ${dir.join('disk.qcow2.xz')}`);
     sh(`gzip -c ${dir.join('disk.raw')} > ${dir.join('disk.raw.gz')}`);
+    sh(`gzip -c ${dir.join('disk.qcow2')} > ${dir.join('disk.qcow2.gz')}`);
+    sh(`xz -T1 -0 -c ${dir.join('disk.raw')} > ${dir.join('disk.raw.xz')}`);
     sh(`zstd -q -c ${dir.join('disk.qcow2')} > ${dir.join('disk.qcow2.zst')}`);
     // A gzip stream cut in the middle: detected as gzip, fails while decompressing.
     sh(`head -c 200000 ${dir.join('disk.raw.gz')} > ${dir.join('corrupt.raw.gz')}`);
@@ -131,6 +133,16 @@ describe('upload server', () => {
     assert.equal(res.status, 200, res.body);
     await assertCompleted(s, dir.join('disk.raw'), 8 * MiB);
   });
+
+  // The rest of SPEC §2's Upload column, through the v1alpha1 alias.
+  for (const [file, original] of [['disk.qcow2.gz', 'disk.qcow2'], ['disk.raw.xz', 'disk.raw']]) {
+    test(`${file} through /v1alpha1/upload`, async () => {
+      const s = await server();
+      const res = await post(s, '/v1alpha1/upload', binary(dir.join(file)));
+      assert.equal(res.status, 200, res.body);
+      await assertCompleted(s, dir.join(original));
+    });
+  }
 
   test('qcow2.zst, sync, with PREALLOCATION=true', async () => {
     const s = await server({ PREALLOCATION: 'true' });
