@@ -63,6 +63,19 @@ describe('cdi-importer info on qcow2', () => {
     assert.equal(measured, disk.scratchBytesUsed!());
   });
 
+  it('names the chain of other formats too, and reads stdin', async () => {
+    const raw = tmp.join('plain.raw');
+    run('truncate', ['-s', '1000', raw]);
+    const json = JSON.parse((await runCli(['info', raw, '--json'])).stdout);
+    assert.deepEqual(json['format-chain'], ['raw']);
+    assert.equal(json['virtual-size'], 1024, 'whole sectors, as qemu-img info says');
+    const xz = xzCompress(raw);
+    const fromStdin = await runCli(['info', '-'], { input: (await import('node:fs')).readFileSync(xz) });
+    assert.equal(fromStdin.code, 0, fromStdin.stderr);
+    assert.match(fromStdin.stdout, /format chain:\s+xz → raw/);
+    assert.match(fromStdin.stdout, /virtual size:\s+unknown/);
+  });
+
   it('rejects a hostile image with one line and exit 1', async () => {
     const bad = tmp.join('bad.qcow2');
     copyFileSync(image, bad);
