@@ -11,7 +11,7 @@ import { SpillBudgetExceeded } from './spill-file.js';
 import { readQcow2Header } from './random-access.js';
 
 /** Memory the measurement may hold for clusters a real one-pass run would spill. */
-const MEASURE_BUDGET = 256 << 20;
+const MEASURE_BUDGET = 128 << 20;
 const READ_CHUNK = 1 << 20;
 
 export interface Qcow2Info {
