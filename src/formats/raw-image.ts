@@ -1,6 +1,21 @@
 import type { Readable } from 'node:stream';
 import type { DiskImage, Extent } from '../extents.js';
 import { streamChunks } from '../util/stream-chunks.js';
+import { badInput } from '../errors.js';
+
+const VHD_FOOTER_SIZE = 512;
+const VHD_COOKIE = Buffer.from('conectix', 'latin1');
+
+function isFixedVhd(tail: Buffer): boolean {
+  return tail.length === VHD_FOOTER_SIZE && tail.subarray(0, VHD_COOKIE.length).equals(VHD_COOKIE);
+}
+
+/** The last `count` bytes of the stream, from its last two chunks. */
+function lastBytes(count: number, previous: Buffer | undefined, last: Buffer | undefined): Buffer {
+  if (!last) return Buffer.alloc(0);
+  if (last.length >= count || !previous) return last.subarray(Math.max(0, last.length - count));
+  return Buffer.concat([previous.subarray(Math.max(0, previous.length - (count - last.length))), last]);
+}
 
 /**
  * qemu sees a raw file as whole 512-byte sectors, so `qemu-img convert` pads a raw image's tail
@@ -12,17 +27,27 @@ export function rawVirtualSize(bytes: number): number {
 
 /**
  * A raw (or ISO) image from a sequential stream: every chunk is an extent at the running offset.
- * `virtualSize` is known only when the transport knew the uncompressed length.
+ * `virtualSize` is known only when the transport knew the uncompressed length. A fixed-size VHD
+ * looks raw until its last sector (SPEC §3): the import fails there, and the target is removed.
  */
-export function rawImage(stream: Readable, format: 'raw' | 'iso', byteLength?: number): DiskImage {
+export function rawImage(stream: Readable, format: 'raw' | 'iso', where: string, byteLength?: number): DiskImage {
   return {
     format,
     virtualSize: byteLength === undefined ? undefined : rawVirtualSize(byteLength),
     async *extents(): AsyncGenerator<Extent> {
       let offset = 0;
+      let previous: Buffer | undefined;
+      let last: Buffer | undefined;
       for await (const data of streamChunks(stream)) {
         yield { offset, length: data.length, data };
         offset += data.length;
+        previous = last;
+        last = data;
+      }
+      if (isFixedVhd(lastBytes(VHD_FOOTER_SIZE, previous, last))) {
+        throw badInput(
+          `${where} is a fixed-size VHD image (its footer is at the end), which is not supported: convert it to raw or qcow2 first (qemu-img convert -f vpc -O qcow2)`,
+        );
       }
     },
   };

@@ -54,7 +54,7 @@ export async function openDiskImage(
   });
   if (format === 'raw' || format === 'iso') {
     // The uncompressed length is the source size only when nothing was unwrapped.
-    return result(rawImage(stream, format, chain.length === 1 ? opened.size : undefined));
+    return result(rawImage(stream, format, description, chain.length === 1 ? opened.size : undefined));
   }
   if (format === 'qcow2') return result(await openQcow2Stream(stream, request, ctx));
   stream.destroy();

@@ -107,6 +107,15 @@ describe('bad input', () => {
     });
   }
 
+  test('a fixed-size VHD (footer only at the end) is refused, not imported as raw', async () => {
+    const file = dir.join('fixed.vhd');
+    run('qemu-img', ['create', '-q', '-f', 'vpc', '-o', 'subformat=fixed', file, '8M']);
+    run('qemu-io', ['-f', 'vpc', '-c', 'write -P 0x33 0 1M', file]);
+    sh(`zstd -qf ${file}`);
+    await expectFailure(['import', file, '-o', dir.join('o-fixedvhd.img')], /is a fixed-size VHD image/, 'o-fixedvhd');
+    await expectFailure(['import', `${file}.zst`, '-o', dir.join('o-fixedvhdzst.img')], /is a fixed-size VHD image/, 'o-fixedvhdzst');
+  });
+
   test('a vmdk inside xz is refused too', async () => {
     run('qemu-img', ['create', '-q', '-f', 'vmdk', dir.join('inner.vmdk'), '8M']);
     sh(`xz -T1 -kf ${dir.join('inner.vmdk')}`);
