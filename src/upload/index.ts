@@ -7,6 +7,8 @@ import { oneLine } from '../errors.js';
 import { createLogger, type AppLogger } from '../util/logger.js';
 import { podPaths } from '../pod/paths.js';
 import { formatFailureLine, formatTerminationJson, writeTerminationMessage } from '../pod/termination-message.js';
+import { ImportProgressMetric } from '../pod/progress-metric.js';
+import { METRICS_PORT_ENV, startMetricsServer, type MetricsServer } from '../pod/metrics-server.js';
 import { parseUploadEnvironment, type UploadConfig } from './upload-environment.js';
 import { UploadServer, type ImportFunction, type UploadOutcome } from './upload-server.js';
 
@@ -59,11 +61,20 @@ export async function runUploadServer(options: UploadServerOptions = {}): Promis
 
   let config: UploadConfig;
   let server: UploadServer;
+  let metrics: MetricsServer | undefined;
+  const metric = new ImportProgressMetric(env.OWNER_UID ?? '');
   try {
     config = parseUploadEnvironment(env, paths);
-    const importImage = options.importImage ?? (await import('../pipeline/import-image.js')).importImage;
+    const pipeline = options.importImage ?? (await import('../pipeline/import-image.js')).importImage;
+    // The progress metric (SPEC §4.4) from the upload's Content-Length, 100 when complete.
+    const importImage: ImportFunction = async (request, ctx) => {
+      const result = await pipeline(request, { ...ctx, progress: (progress) => metric.update(progress) });
+      metric.complete();
+      return result;
+    };
     server = new UploadServer(config, log, importImage);
     await server.start();
+    metrics = await startUploadMetrics(env, metric, log);
   } catch (err) {
     return report(1, formatFailureLine(`UploadServer failed: ${oneLine(err)}`));
   }
@@ -89,10 +100,31 @@ export async function runUploadServer(options: UploadServerOptions = {}): Promis
         process.on('SIGINT', done);
       });
     }
-    await server.close();
+    await Promise.all([server.close(), metrics?.close()]);
     return exitCode;
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+  }
+}
+
+/**
+ * The upload server itself holds CDI's metrics port (8443), so the progress metric is served only
+ * when CDI_IMPORTER_METRICS_PORT names another port — beyond CDI, whose upload server has none.
+ */
+async function startUploadMetrics(env: NodeJS.ProcessEnv, metric: ImportProgressMetric, log: AppLogger): Promise<MetricsServer | undefined> {
+  const text = env[METRICS_PORT_ENV]?.trim();
+  if (!text) return undefined;
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    log.warn({ value: text }, `ignoring ${METRICS_PORT_ENV}: not a port number`);
+    return undefined;
+  }
+  try {
+    return await startMetricsServer(metric, port, log);
+  } catch (err) {
+    // Progress reporting is not worth failing an upload for.
+    log.warn({ error: oneLine(err) }, 'could not serve the progress metric');
+    return undefined;
   }
 }

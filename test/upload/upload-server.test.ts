@@ -62,7 +62,14 @@ describe('upload server', () => {
 
   test('refusals, a too-large image (400), a corrupt one (500), then a retry that completes; 409 after', async () => {
     const healthzPort = await freePort();
-    const s = await server({ UPLOAD_IMAGE_SIZE: '4Mi', CDI_IMPORTER_UPLOAD_LINGER_SECONDS: '20', HEALTHZ_PORT: String(healthzPort) });
+    const metricsPort = await freePort();
+    const s = await server({
+      UPLOAD_IMAGE_SIZE: '4Mi',
+      CDI_IMPORTER_UPLOAD_LINGER_SECONDS: '20',
+      HEALTHZ_PORT: String(healthzPort),
+      CDI_IMPORTER_METRICS_PORT: String(metricsPort),
+      OWNER_UID: 'pvc-uid-1',
+    });
     const health = await curl([s.url('/healthz')], certs.client, certs.caCert);
     assert.deepEqual([health.status, health.body], [200, 'OK']);
     const plainHealth = await curl([`http://127.0.0.1:${healthzPort}/healthz`], null, certs.caCert);
@@ -102,6 +109,10 @@ describe('upload server', () => {
     assert.equal(ok.status, 200, ok.body);
     const again = await post(s, '/v1beta1/upload', binary(dir.join('small.qcow2')));
     assert.equal(again.status, 409);
+    const metrics = await curl(['-k', `https://127.0.0.1:${metricsPort}/metrics`], null, certs.caCert);
+    assert.match(metrics.body, /^kubevirt_cdi_import_progress_total\{ownerUID="pvc-uid-1"\} 100$/m);
+    const sentBytes = statSync(dir.join('small.qcow2')).size;
+    assert.match(metrics.body, new RegExp(`^kubevirt_cdi_import_source_size_bytes\\{ownerUID="pvc-uid-1"\\} ${sentBytes}$`, 'm'), 'from Content-Length');
     s.child.kill('SIGTERM'); // ends the linger
     await assertCompleted(s, dir.join('small.qcow2'), 4 * MiB);
   });
