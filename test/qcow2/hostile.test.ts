@@ -4,7 +4,8 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, createReadStream, truncateSync } from 'node:fs';
+import { copyFileSync, createReadStream, existsSync, mkdirSync, readdirSync, truncateSync } from 'node:fs';
+import { runCli } from '../support/cli.js';
 import { deflateRawSync } from 'node:zlib';
 import { createRequire } from 'node:module';
 import { makeTempDir, run, type TempDir } from '../support/tools.js';
@@ -237,6 +238,24 @@ describe('qcow2 hostile images are rejected', () => {
     const file = copy(base);
     writeAt(file, 100, u32(65536 + 8));
     await expectRejected(file, /header_length 65544, larger than its 65536-byte cluster/, 'open', tmp);
+  });
+
+  it('through the CLI: exit 1, one line, nothing left behind (header and read-time rejections)', async () => {
+    const backing = tmp.join('cli-backing.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', '-b', '/etc/passwd', '-F', 'raw', backing, '1M');
+    const truncated = copy(base);
+    truncateSync(truncated, layout(truncated).fileSize - 100 * 1024);
+    for (const [file, pattern] of [[backing, /backing file/], [truncated, /truncated|past the end/]] as const) {
+      const outDir = tmp.join(`cli-out-${counter++}`);
+      mkdirSync(outDir);
+      const out = `${outDir}/disk.raw`;
+      const result = await runCli(['convert', file, out, '-q']);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, pattern);
+      assert.equal(result.stderr.trim().split('\n').length, 1, `one line: ${result.stderr}`);
+      assert.equal(existsSync(out), false, 'no output file');
+      assert.deepEqual(readdirSync(outDir), [], 'no temporary file either');
+    }
   });
 
   it('not a qcow2 image at all', async () => {
