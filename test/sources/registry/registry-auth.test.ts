@@ -13,6 +13,7 @@ import { makePodRoot, runPod } from '../../pod/pod-harness.js';
 import { runCli } from '../../support/cli.js';
 import { makeDiskLikeImage } from '../../support/disk-images.js';
 import { pushImage, startRegistry, writeOciLayout, type TestRegistry } from '../../support/registry.js';
+import { startTinyproxy } from '../../support/tinyproxy.js';
 import { makeTestCertificates, type TestCertificates } from '../../support/tls-ca.js';
 import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../../support/tools.js';
 
@@ -30,6 +31,8 @@ describe('registry with Basic auth over TLS, and the Bearer token flow', () => {
   let front: http.Server;
   let frontHost: string;
   const tokenRequests: { authorization?: string; service: string | null; scope: string | null }[] = [];
+  /** Like Docker Hub for public images: a token for anyone who asks without credentials. */
+  let anonymousTokens = false;
   let counter = 0;
 
   before(async () => {
@@ -59,7 +62,7 @@ describe('registry with Basic auth over TLS, and the Bearer token flow', () => {
       if (url.pathname === '/token') {
         tokenRequests.push({ authorization: req.headers.authorization, service: url.searchParams.get('service'), scope: url.searchParams.get('scope') });
         const expected = `Basic ${Buffer.from(`${USER}:${PASSWORD}`).toString('base64')}`;
-        if (req.headers.authorization !== expected) {
+        if (!(anonymousTokens && req.headers.authorization === undefined) && req.headers.authorization !== expected) {
           res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"bad credentials"}');
           return;
         }
@@ -131,6 +134,21 @@ describe('registry with Basic auth over TLS, and the Bearer token flow', () => {
     assert.match(String(result.json.error), /signed by an unknown certificate authority.*--ca-cert/);
   });
 
+  test('through an https_proxy (CONNECT tunnel): imported, and the proxy saw the registry', async () => {
+    const proxy = await startTinyproxy();
+    try {
+      const out = dir.join(`proxied-${counter++}.img`);
+      const result = await runCli(['import', `docker://${registry.host}/vm/fedora:41`, '-o', out, '--user', USER, '--password', PASSWORD, '--ca-cert', certDir, '-q'], {
+        env: { https_proxy: proxy.url, HTTPS_PROXY: proxy.url, no_proxy: '', NO_PROXY: '' },
+      });
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await sha256File(out), sha);
+      assert.match(proxy.log(), new RegExp(`CONNECT.*127\\.0\\.0\\.1:${registry.port}`));
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   test('wrong password: access denied naming the user, never the password', async () => {
     const result = await cli([`docker://${registry.host}/vm/fedora:41`, '--user', USER, '--password', 'wrong-one', '--ca-cert', certDir]);
     assert.equal(result.code, 1);
@@ -158,6 +176,22 @@ describe('registry with Basic auth over TLS, and the Bearer token flow', () => {
       service: 'front.test',
       scope: 'repository:vm/fedora:pull',
     });
+  });
+
+  test('Bearer token flow without credentials (public image): an anonymous token', async () => {
+    tokenRequests.length = 0;
+    anonymousTokens = true;
+    try {
+      const result = await cli([`docker://${frontHost}/vm/fedora:41`, '--insecure']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await sha256File(result.out), sha);
+      assert.equal(tokenRequests[0]?.authorization, undefined);
+    } finally {
+      anonymousTokens = false;
+    }
+    const refused = await cli([`docker://${frontHost}/vm/fedora:41`, '--insecure']);
+    assert.equal(refused.code, 1);
+    assert.match(String(refused.json.error), /access denied \(401 Unauthorized\) to http:\/\/127\.0\.0\.1:\d+\/token.*without credentials/);
   });
 
   test('Bearer token flow with a wrong password: the token service refuses, naming the user', async () => {
