@@ -167,6 +167,10 @@ describe('registry source (docker-registry + skopeo)', () => {
     await expectImported('multi:list', shaB, ['--arch', 'arm64']);
     await expectImported('multi:latest', shaB, ['--arch', 'arm64']);
     await expectImported('multi:latest', shaA, ['--arch', 'amd64']);
+    if (process.arch === 'x64' || process.arch === 'arm64') {
+      // No --arch: the node's own architecture, in Go's words (x64 → amd64).
+      await expectImported('multi:latest', process.arch === 'x64' ? shaA : shaB);
+    }
     await expectFailure('multi:latest', 'bad-input', /no image for architecture s390x \(available: amd64, arm64\)/, ['--arch', 's390x']);
   });
 
