@@ -233,6 +233,13 @@ describe('upload server', () => {
     }
   });
 
+  test('SIGTERM while waiting: exit 1 with one line saying so', async () => {
+    const s = await server();
+    s.child.kill('SIGTERM');
+    assert.equal(await s.exited, 1, s.stderr());
+    assert.equal(s.terminationMessage(), 'upload server stopped: received SIGTERM');
+  });
+
   test('DEADLINE passes before any upload: termination message and exit 0', async () => {
     const deadline = new Date(Date.now() + 2500).toISOString().replace(/\.\d+Z$/, 'Z');
     const s = await server({ DEADLINE: deadline });
