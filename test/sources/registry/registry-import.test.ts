@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { makePodRoot, runPod } from '../../pod/pod-harness.js';
 import { runCli } from '../../support/cli.js';
 import { makeDiskLikeImage } from '../../support/disk-images.js';
 import { pushImage, pushVerbatim, registryManifest, startRegistry, writeOciLayout, type ImageSpec, type PushOptions, type TestRegistry } from '../../support/registry.js';
@@ -172,6 +173,23 @@ describe('registry source (docker-registry + skopeo)', () => {
       await expectImported('multi:latest', process.arch === 'x64' ? shaA : shaB);
     }
     await expectFailure('multi:latest', 'bad-input', /no image for architecture s390x \(available: amd64, arm64\)/, ['--arch', 's390x']);
+  });
+
+  test('pod mode: INSECURE_TLS for a plain-http registry, IMPORTER_REGISTRY_IMAGE_ARCHITECTURE picks the platform; unknown tag', async () => {
+    const root = makePodRoot();
+    try {
+      const env = { IMPORTER_SOURCE: 'registry', INSECURE_TLS: 'true', PREALLOCATION: 'false', FILESYSTEM_OVERHEAD: '0' };
+      const result = await runPod(root, { ...env, IMPORTER_ENDPOINT: `docker://${registry.host}/multi:latest`, IMPORTER_REGISTRY_IMAGE_ARCHITECTURE: 'arm64' });
+      assert.equal(result.code, 0, result.stderr);
+      assert.deepEqual(result.json, { preallocationApplied: false, message: 'Import Complete' });
+      assert.equal(await sha256File(root.diskImage), shaB);
+
+      const missing = await runPod(root, { ...env, IMPORTER_ENDPOINT: `docker://${registry.host}/multi:gone` });
+      assert.equal(missing.code, 1);
+      assert.match(missing.message ?? '', /^Unable to process data: image 127\.0\.0\.1:\d+\/multi:gone not found \(manifest unknown\)/);
+    } finally {
+      root.remove();
+    }
   });
 
   test('a disk whited out in a later layer and replaced in another', async () => {
