@@ -8,7 +8,6 @@ import { undici } from './undici-core.js';
 import { cannotConnect } from '../../errors.js';
 import type { HttpAuth } from '../../request.js';
 import type { SourceDispatchers } from './dispatcher.js';
-import { transportError } from './http-errors.js';
 import { basicAuthorization, redactedUrl } from './request-headers.js';
 
 const MAX_REDIRECTS = 10;
@@ -78,19 +77,5 @@ export async function getFollowingRedirects(
       throw cannotConnect(`redirect to unsupported scheme ${next.protocol} from ${redactedUrl(url)}`);
     }
     url = next;
-  }
-}
-
-/** `getFollowingRedirects`, with transport failures translated for the user. */
-export async function getOrExplain(
-  endpoint: HttpEndpoint,
-  extra: Record<string, string>,
-  signal: AbortSignal,
-  start: URL = endpoint.url,
-): Promise<HttpResponse> {
-  try {
-    return await getFollowingRedirects(endpoint, extra, signal, start);
-  } catch (err) {
-    throw transportError(err, start, endpoint.dispatchers.proxyFor(start));
   }
 }
