@@ -77,6 +77,14 @@ export function mutate(image: Buffer, next: () => number): Buffer {
       const flags = pick([0n, 1n << 63n, 1n << 62n, 1n, (1n << 63n) | 1n]);
       const offset = BigInt(Math.floor(next() * out.length * 1.5)) & ~(next() < 0.7 ? (1n << BigInt(clusterBits)) - 1n : 0x1ffn);
       out.writeBigUInt64BE(flags | offset, target);
+    } else if (kind < 0.93) {
+      // Copy one cluster over another: tables pointing into data, data posing as tables.
+      const cs = 2 ** clusterBits;
+      const clusters = Math.floor(out.length / cs);
+      if (clusters < 2) continue;
+      const from = Math.floor(next() * clusters) * cs;
+      const to = (1 + Math.floor(next() * (clusters - 1))) * cs;
+      out.copy(out, to, from, from + cs);
     } else {
       // Truncate or extend.
       const length = Math.floor(next() * out.length);
