@@ -6,10 +6,10 @@
 import { badInput, cannotConnect } from '../../errors.js';
 import type { HttpAuth, TransportOptions } from '../../request.js';
 import type { SourceDispatchers } from '../http/dispatcher.js';
-import { statusError, statusText, transportError } from '../http/http-errors.js';
+import { isRetryableStatus, isRetryableTransportError, statusError, statusText, transportError } from '../http/http-errors.js';
 import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from '../http/http-request.js';
 import { basicAuthorization, parseHeaderLines } from '../http/request-headers.js';
-import { defaultRetryPolicy, type RetryPolicy } from '../http/retry-policy.js';
+import { backoffDelay, defaultRetryPolicy, sleep, type RetryPolicy } from '../http/retry-policy.js';
 import { parseAuthChallenge, type AuthChallenge } from './auth-challenge.js';
 import type { RegistryReference } from './reference.js';
 
@@ -96,18 +96,30 @@ export class RegistryClient {
    * (never the password), 404 is `notFound`'s bad-input message (an unknown tag is the user's input).
    */
   async get(url: URL, accept: string | undefined, signal: AbortSignal, notFound: () => Error): Promise<HttpResponse> {
-    for (let attempt = 0; ; attempt++) {
+    let reauthorized = false;
+    for (let failures = 0; ; ) {
       if (!this.authorization && this.challenge) this.authorization = await this.authorize(this.challenge, signal);
       let response: HttpResponse;
       try {
         response = await getFollowingRedirects(this.endpoint(url), accept ? { accept } : {}, signal);
       } catch (err) {
         if (signal.aborted) throw signal.reason ?? err;
+        // A dropped connection or a timeout may be cured by another try; a refusal is final.
+        if (isRetryableTransportError(err) && failures < this.retry.retries) {
+          await sleep(backoffDelay(failures++, this.retry), signal);
+          continue;
+        }
         throw transportError(err, url, this.dispatchers.proxyFor(url));
       }
       if (response.statusCode >= 200 && response.statusCode < 300) return response;
       const body = await readText(response, 64 << 10).catch(() => '');
-      if (response.statusCode === 401 && attempt === 0) {
+      if (isRetryableStatus(response.statusCode) && failures < this.retry.retries) {
+        // Busy (429, 503) or briefly broken (500, 502, 504): registries say so under load.
+        await sleep(backoffDelay(failures++, this.retry), signal);
+        continue;
+      }
+      if (response.statusCode === 401 && !reauthorized) {
+        reauthorized = true;
         // A token for another scope, or the first hint that this repository needs auth.
         const challenge = parseAuthChallenge(headerValue(response.headers, 'www-authenticate'));
         if (challenge) {

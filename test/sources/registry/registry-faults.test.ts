@@ -31,6 +31,7 @@ describe('registry source transport faults (in-process registry)', () => {
   let host: string;
   let mode: Mode = 'ok';
   const blobRequests: string[] = [];
+  let busyManifestAnswers = 0;
   const quickRetry = { retry: { retries: 1, maxResumes: 2, baseDelayMs: 10, maxDelayMs: 10 } };
   const disk = Buffer.alloc(3 << 20);
   for (let i = 0; i < disk.length; i += 4096) disk.writeUInt32LE(i, i);
@@ -51,6 +52,10 @@ describe('registry source transport faults (in-process registry)', () => {
     server = http.createServer((req, res) => {
       const path = req.url ?? '';
       if (path === '/v2/') return void res.writeHead(200).end('{}');
+      if (path === '/v2/fault/disk/manifests/v1' && busyManifestAnswers > 0) {
+        busyManifestAnswers--;
+        return void res.writeHead(503, { 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}');
+      }
       if (path === '/v2/fault/disk/manifests/v1') {
         return void res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(manifest);
       }
@@ -125,6 +130,20 @@ describe('registry source transport faults (in-process registry)', () => {
       assert.match(err.message, /^download of .*\/v2\/fault\/disk\/blobs\/sha256:\w+ failed after \d+ of \d+ bytes and 2 retries/);
       return true;
     });
+  });
+
+  test('a busy registry (503) is asked again within the retry budget, then the error names the status', async () => {
+    mode = 'ok';
+    busyManifestAnswers = 1;
+    const bytes = await readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true }, quickRetry));
+    assert.ok(bytes.equals(disk));
+    busyManifestAnswers = 2;
+    await assert.rejects(readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true }, quickRetry)), (err: Error & { category?: string }) => {
+      assert.equal(err.category, 'cannot-connect');
+      assert.match(err.message, /expected status code 200, got 503\. Status: 503 Service Unavailable .*registry says UNAVAILABLE \(try later\)/);
+      return true;
+    });
+    busyManifestAnswers = 0;
   });
 
   test('dropping the stream early releases the download', async () => {
