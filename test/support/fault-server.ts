@@ -13,6 +13,7 @@
  *   GET /no-head                 like /ok, HEAD answers 405
  *   GET /hop1                    302 → /hop2 → 302 → /ok (same origin)
  *   GET /cross-origin            302 → the other port's /ok
+ *   GET /redirect?to=URL         302 → URL
  *   GET /changes?after=N         the first request is cut after N bytes; after that cut, other bytes with another ETag
  *   GET /status/N                answers status N
  *
@@ -145,6 +146,8 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
         return void res.writeHead(302, { location: '/hop2' }).end();
       case '/hop2':
         return void res.writeHead(302, { location: '/ok' }).end();
+      case '/redirect':
+        return void res.writeHead(302, { location: url.searchParams.get('to') ?? '/ok' }).end();
       case '/cross-origin':
         return void res.writeHead(302, { location: `http://127.0.0.1:${otherPort}/ok` }).end();
       default: {

@@ -1,6 +1,7 @@
 /** Turns HTTP statuses and undici / TLS / socket failures into one-line ImportErrors. */
 import { STATUS_CODES } from 'node:http';
 import { cannotConnect, ImportError } from '../../errors.js';
+import { RedirectTargetError } from './http-request.js';
 import { redactedUrl } from './request-headers.js';
 
 export function statusText(statusCode: number): string {
@@ -72,6 +73,7 @@ const UNKNOWN_CA = new Set([
 /** One clear line for a failure to talk to `url` (through `proxy` when set). */
 export function transportError(err: unknown, url: URL, proxy?: string): ImportError {
   if (err instanceof ImportError) return err;
+  if (err instanceof RedirectTargetError) url = err.url;
   const where = redactedUrl(url);
   const host = url.host;
   const codes = errorCodes(err);

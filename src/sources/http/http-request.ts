@@ -30,6 +30,16 @@ export interface HttpResponse {
   body: NodeJS.ReadableStream & { dump(opts?: { limit: number }): Promise<void>; destroy(err?: Error): unknown };
 }
 
+/** A transport failure at a redirect's target; `cause` is the original error. */
+export class RedirectTargetError extends Error {
+  constructor(
+    readonly url: URL,
+    cause: unknown,
+  ) {
+    super(cause instanceof Error ? cause.message : String(cause), { cause });
+  }
+}
+
 export function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
   const value = headers[name];
   return Array.isArray(value) ? value[0] : value;
@@ -55,12 +65,18 @@ export async function getFollowingRedirects(
 ): Promise<HttpResponse> {
   let url = start;
   for (let hop = 0; ; hop++) {
-    const response = await undici().request(url, {
-      method: 'GET',
-      headers: headersFor(endpoint, url, extra),
-      dispatcher: endpoint.dispatchers.for(url),
-      signal,
-    });
+    let response: Awaited<ReturnType<ReturnType<typeof undici>['request']>>;
+    try {
+      response = await undici().request(url, {
+        method: 'GET',
+        headers: headersFor(endpoint, url, extra),
+        dispatcher: endpoint.dispatchers.for(url),
+        signal,
+      });
+    } catch (err) {
+      // After a redirect the failing host is not the one the user named: say which it was.
+      throw url === start ? err : new RedirectTargetError(url, err);
+    }
     const location = headerValue(response.headers, 'location');
     if (!REDIRECT_STATUSES.has(response.statusCode) || !location) {
       return { url, statusCode: response.statusCode, headers: response.headers, body: response.body as HttpResponse['body'] };

@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { ImportError } from '../../../src/errors.js';
 import { HttpSource } from '../../../src/sources/http/index.js';
 import { startFaultServer, type FaultServer } from '../../support/fault-server.js';
+import { freePort } from '../../support/free-port.js';
 import { digestStream, quickTuning, randomContent, sha256 } from './helpers.js';
 
 const content = randomContent(3 * 1024 * 1024 + 12345);
@@ -168,6 +169,15 @@ describe('HttpSource under faults', () => {
       assert.equal(request.authorization, undefined);
       assert.equal(request.xTest, undefined);
     }
+  });
+
+  it('names the redirect target when it cannot be reached', async () => {
+    const closed = await freePort();
+    await assert.rejects(download(`/redirect?to=${encodeURIComponent(`http://127.0.0.1:${closed}/disk.img`)}`), (err: ImportError) => {
+      assert.equal(err.category, 'cannot-connect');
+      assert.match(err.message, new RegExp(`connection refused by 127\\.0\\.0\\.1:${closed}; .*\\(http://127\\.0\\.0\\.1:${closed}/disk\\.img\\)`));
+      return true;
+    });
   });
 
   it('reports 404 the CDI way and never shows the password', async () => {
