@@ -211,3 +211,23 @@ describe('HttpSource under faults', () => {
     await opened.randomAccess?.close();
   });
 });
+
+describe('HttpSource on empty and tiny files', () => {
+  for (const size of [0, 1, 65535, 65536, 65537]) {
+    it(`${size} bytes: stream, size and random access agree`, async () => {
+      const small = randomContent(size);
+      const tiny = await startFaultServer(small);
+      try {
+        const opened = await new HttpSource(`${tiny.url}ok`, {}, quickTuning).open(new AbortController().signal);
+        const digest = await digestStream(opened.stream);
+        assert.equal(digest.sha256, sha256(small));
+        assert.equal(opened.size, size);
+        if (size === 0) assert.equal(opened.randomAccess, undefined);
+        else assert.deepEqual(await opened.randomAccess!.read(0, 100_000), small);
+        await opened.randomAccess?.close();
+      } finally {
+        await tiny.stop();
+      }
+    });
+  }
+});
