@@ -61,7 +61,6 @@ export class RegistryClient {
         return client;
       } catch (err) {
         if (signal.aborted) throw signal.reason ?? err;
-        if (err instanceof RegistryHttpError) throw err.error;
         lastError = err;
       }
     }
@@ -76,14 +75,9 @@ export class RegistryClient {
   private async ping(signal: AbortSignal): Promise<void> {
     const response = await getFollowingRedirects(this.endpoint(this.base), {}, signal);
     await discard(response);
-    if (response.statusCode === 401) {
-      this.challenge = parseAuthChallenge(headerValue(response.headers, 'www-authenticate'));
-      return;
-    }
-    // 404 here means "no /v2/ API", which old proxies answer while the API still works under /v2/<name>.
-    if (response.statusCode >= 200 && response.statusCode < 300) return;
-    if (response.statusCode === 404) return;
-    throw new RegistryHttpError(statusError(response.statusCode, this.base, this.auth?.username));
+    // Only the challenge matters here. Other statuses (404 from proxies without a /v2/ route,
+    // a busy 503) are left to the real requests, which retry and explain.
+    if (response.statusCode === 401) this.challenge = parseAuthChallenge(headerValue(response.headers, 'www-authenticate'));
   }
 
   /** A URL under this registry's repository, e.g. `manifests/latest`, `blobs/sha256:…`. */
@@ -201,13 +195,6 @@ export class RegistryClient {
       throw cannotConnect(`the token service ${tokenUrl.origin}${tokenUrl.pathname} gave no token (${statusText(response.statusCode)})`);
     }
     return `Bearer ${token}`;
-  }
-}
-
-/** A status answer to the /v2/ ping: final, not a reason to try plain http. */
-class RegistryHttpError extends Error {
-  constructor(readonly error: Error) {
-    super(error.message);
   }
 }
 
