@@ -36,6 +36,7 @@ describe('registry source transport faults (in-process registry)', () => {
   const disk = Buffer.alloc(3 << 20);
   for (let i = 0; i < disk.length; i += 4096) disk.writeUInt32LE(i, i);
   let layer: Buffer;
+  let manifestDigest: string;
   const sockets = new Set<import('node:net').Socket>();
 
   before(async () => {
@@ -49,6 +50,7 @@ describe('registry source transport faults (in-process registry)', () => {
         layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
       }),
     );
+    manifestDigest = sha256(manifest);
     server = http.createServer((req, res) => {
       const path = req.url ?? '';
       if (path === '/v2/') return void res.writeHead(200).end('{}');
@@ -56,7 +58,18 @@ describe('registry source transport faults (in-process registry)', () => {
         busyManifestAnswers--;
         return void res.writeHead(503, { 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}');
       }
-      if (path === '/v2/fault/disk/manifests/v1') {
+      if (path === '/v2/fault/disk/manifests/schema1') {
+        return void res
+          .writeHead(200, { 'content-type': 'application/vnd.docker.distribution.manifest.v1+prettyjws' })
+          .end(JSON.stringify({ schemaVersion: 1, name: 'fault/disk', tag: 'schema1', fsLayers: [] }));
+      }
+      if (path === '/v2/fault/disk/manifests/badsize') {
+        const broken = JSON.parse(manifest.toString()) as { layers: { size: number }[] };
+        broken.layers[0]!.size = -1;
+        return void res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(JSON.stringify(broken));
+      }
+      // Any digest gets the v1 manifest: right for its own digest, a mismatch for any other.
+      if (path === '/v2/fault/disk/manifests/v1' || path.startsWith('/v2/fault/disk/manifests/sha256:')) {
         return void res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(manifest);
       }
       if (path === `/v2/fault/disk/blobs/${sha256(config)}`) return void res.writeHead(200).end(config);
@@ -144,6 +157,21 @@ describe('registry source transport faults (in-process registry)', () => {
       return true;
     });
     busyManifestAnswers = 0;
+  });
+
+  test('manifests: by digest (checked), schema 1 refused, invalid sizes refused', async () => {
+    mode = 'ok';
+    const source = (ref: string) => new RegistrySource(`docker://${host}/fault/disk${ref}`, { insecure: true }, quickRetry);
+    assert.ok((await readAll(source(`@${manifestDigest}`))).equals(disk));
+    const wrong = `sha256:${'0'.repeat(64)}`;
+    const refusal = (pattern: RegExp) => (err: Error & { category?: string }) => {
+      assert.equal(err.category, 'bad-input');
+      assert.match(err.message, pattern);
+      return true;
+    };
+    await assert.rejects(readAll(source(`@${wrong}`)), refusal(new RegExp(`digest mismatch for manifest ${wrong} of .*: the registry served content hashing to ${manifestDigest}`)));
+    await assert.rejects(readAll(source(':schema1')), refusal(/is a Docker schema 1 image, which is not supported/));
+    await assert.rejects(readAll(source(':badsize')), refusal(/manifest layers\[0\] has an invalid size -1/));
   });
 
   test('dropping the stream early releases the download', async () => {
