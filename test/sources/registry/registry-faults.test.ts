@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { pack } from 'tar-stream';
 import { RegistrySource } from '../../../src/sources/registry/index.js';
 
-type Mode = 'ok' | 'stall' | 'short-once' | 'short-always';
+type Mode = 'ok' | 'stall' | 'short-once' | 'short-always' | 'redirect';
 
 function sha256(data: Buffer): string {
   return `sha256:${createHash('sha256').update(data).digest('hex')}`;
@@ -28,6 +28,8 @@ async function tarOf(files: Record<string, Buffer>): Promise<Buffer> {
 
 describe('registry source transport faults (in-process registry)', () => {
   let server: http.Server;
+  let storage: http.Server;
+  const storageAuthorizations: (string | undefined)[] = [];
   let host: string;
   let mode: Mode = 'ok';
   const blobRequests: string[] = [];
@@ -51,8 +53,21 @@ describe('registry source transport faults (in-process registry)', () => {
       }),
     );
     manifestDigest = sha256(manifest);
+    storage = http.createServer((req, res) => {
+      storageAuthorizations.push(req.headers.authorization);
+      res.writeHead(200, { 'content-length': String(layer.length) }).end(layer);
+    });
+    await new Promise<void>((resolve) => storage.listen(0, '127.0.0.1', resolve));
+    const storagePort = (storage.address() as AddressInfo).port;
     server = http.createServer((req, res) => {
       const path = req.url ?? '';
+      if (mode === 'redirect' && req.headers.authorization !== `Basic ${Buffer.from('bob:hunter2').toString('base64')}`) {
+        return void res.writeHead(401, { 'www-authenticate': 'Basic realm="fault"' }).end();
+      }
+      if (mode === 'redirect' && path === `/v2/fault/disk/blobs/${sha256(layer)}`) {
+        // Object storage behind a registry: another origin, which must not see the credentials.
+        return void res.writeHead(307, { location: `http://127.0.0.1:${storagePort}/blob?sig=abc` }).end();
+      }
       if (path === '/v2/') return void res.writeHead(200).end('{}');
       if (path === '/v2/fault/disk/manifests/v1' && busyManifestAnswers > 0) {
         busyManifestAnswers--;
@@ -96,6 +111,8 @@ describe('registry source transport faults (in-process registry)', () => {
   after(async () => {
     for (const s of sockets) s.destroy();
     await new Promise((resolve) => server.close(resolve));
+    storage.closeAllConnections();
+    await new Promise((resolve) => storage.close(resolve));
   });
 
   async function readAll(source: RegistrySource, signal = new AbortController().signal): Promise<Buffer> {
@@ -172,6 +189,18 @@ describe('registry source transport faults (in-process registry)', () => {
     await assert.rejects(readAll(source(`@${wrong}`)), refusal(new RegExp(`digest mismatch for manifest ${wrong} of .*: the registry served content hashing to ${manifestDigest}`)));
     await assert.rejects(readAll(source(':schema1')), refusal(/is a Docker schema 1 image, which is not supported/));
     await assert.rejects(readAll(source(':badsize')), refusal(/manifest layers\[0\] has an invalid size -1/));
+  });
+
+  test('Basic credentials go to the registry only, never along a blob redirect to another origin', async () => {
+    mode = 'redirect';
+    storageAuthorizations.length = 0;
+    try {
+      const bytes = await readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true, auth: { username: 'bob', password: 'hunter2' } }, quickRetry));
+      assert.ok(bytes.equals(disk));
+      assert.deepEqual(storageAuthorizations, [undefined]);
+    } finally {
+      mode = 'ok';
+    }
   });
 
   test('dropping the stream early releases the download', async () => {
