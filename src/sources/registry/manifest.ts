@@ -117,7 +117,9 @@ function pickPlatform(index: Record<string, unknown>, architecture: string, disp
   if (!Array.isArray(index.manifests)) throw badInput(`${display}: the manifest list has no manifests`);
   const entries = index.manifests as PlatformEntry[];
   const forArch = entries.filter((e) => e?.platform?.architecture === architecture && (e.platform.os ?? 'linux') === 'linux');
-  const chosen = forArch[0];
+  // An index of one manifest that names no platform (tools writing OCI layouts do this) has
+  // nothing to choose between: that one is the image.
+  const chosen = forArch[0] ?? (entries.length === 1 && !entries[0]?.platform?.architecture ? entries[0] : undefined);
   if (!chosen) {
     const available = [...new Set(entries.map((e) => e?.platform?.architecture).filter((a): a is string => !!a && a !== 'unknown'))];
     throw badInput(

@@ -73,6 +73,10 @@ describe('registry source transport faults (in-process registry)', () => {
         busyManifestAnswers--;
         return void res.writeHead(503, { 'content-type': 'application/json' }).end('{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}');
       }
+      if (path === '/v2/fault/disk/manifests/index-of-one') {
+        const index = { schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: manifestDigest, size: manifest.length }] };
+        return void res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' }).end(JSON.stringify(index));
+      }
       if (path === '/v2/fault/disk/manifests/schema1') {
         return void res
           .writeHead(200, { 'content-type': 'application/vnd.docker.distribution.manifest.v1+prettyjws' })
@@ -176,7 +180,7 @@ describe('registry source transport faults (in-process registry)', () => {
     busyManifestAnswers = 0;
   });
 
-  test('manifests: by digest (checked), schema 1 refused, invalid sizes refused', async () => {
+  test('manifests: by digest (checked), an index of one without platform, schema 1 refused, invalid sizes refused', async () => {
     mode = 'ok';
     const source = (ref: string) => new RegistrySource(`docker://${host}/fault/disk${ref}`, { insecure: true }, quickRetry);
     assert.ok((await readAll(source(`@${manifestDigest}`))).equals(disk));
@@ -187,6 +191,7 @@ describe('registry source transport faults (in-process registry)', () => {
       return true;
     };
     await assert.rejects(readAll(source(`@${wrong}`)), refusal(new RegExp(`digest mismatch for manifest ${wrong} of .*: the registry served content hashing to ${manifestDigest}`)));
+    assert.ok((await readAll(source(':index-of-one'))).equals(disk), 'an index of one manifest without platform');
     await assert.rejects(readAll(source(':schema1')), refusal(/is a Docker schema 1 image, which is not supported/));
     await assert.rejects(readAll(source(':badsize')), refusal(/manifest layers\[0\] has an invalid size -1/));
   });
