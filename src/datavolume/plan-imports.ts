@@ -103,7 +103,10 @@ function sourceOf(entry: DataVolumeEntry, options: PlanOptions): SourceSpec {
       }
       if (/^oci-archive:/i.test(url)) throw new ImportError('bad-input', `${entry.origin}: oci-archive registry URLs are not supported yet`);
       const transport = transportFor(settings, kind, entry, options);
-      return { kind: 'registry', url, transport };
+      // CDI's DataVolume field for picking one platform out of a manifest list.
+      const platform = isObject(settings.platform) ? (settings.platform as YamlObject) : {};
+      const architecture = str(platform.architecture).trim();
+      return { kind: 'registry', url, transport: architecture ? { ...transport, architecture } : transport };
     }
     case 'blank':
       return { kind: 'blank' };

@@ -54,6 +54,11 @@ describe('DataVolume manifests', () => {
     assert.deepEqual(plans[1]!.request.source, { kind: 'blank' });
   });
 
+  test('source.registry.platform.architecture picks the platform', () => {
+    const plans = plan(dv('p', 'source:\n  registry:\n    url: docker://r/img:1\n    platform:\n      architecture: arm64\nstorage:\n  resources:\n    requests:\n      storage: 1Gi'));
+    assert.deepEqual(plans[0]!.request.source, { kind: 'registry', url: 'docker://r/img:1', transport: { architecture: 'arm64' } });
+  });
+
   test('secretRef by name among several Secrets; certConfigMap from a ConfigMap file', () => {
     const secrets = dir.join('secrets.yaml');
     writeFileSync(
