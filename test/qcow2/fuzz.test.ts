@@ -14,7 +14,7 @@ describe('qcow2 mutation fuzz', () => {
   after(() => tmp.remove());
 
   it('mutated images give only typed errors or in-bounds extents', async () => {
-    const count = Number(process.env.QCOW2_FUZZ_COUNT ?? 400);
+    const count = Number(process.env.QCOW2_FUZZ_COUNT ?? 2000);
     const outcome = await fuzz(seeds, 20261125, count, tmp.path);
     // Both outcomes must occur, or the mutations are not exercising anything.
     assert.ok(outcome.ok > 0 && outcome.rejected > 0, JSON.stringify(outcome));
