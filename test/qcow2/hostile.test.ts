@@ -106,7 +106,7 @@ describe('qcow2 hostile images are rejected', () => {
         );
         break;
       } catch (err) {
-        if (attempt >= 5) throw err;
+        if (attempt >= 20) throw err;
       }
     }
     await expectRejected(file, /encrypted \(LUKS\)/, 'open', tmp);
