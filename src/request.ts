@@ -33,7 +33,14 @@ export type SourceSpec =
   | { kind: 'custom'; source: Source };
 
 export type TargetSpec =
-  | { kind: 'file'; path: string; /** write under a temporary name and rename at the end (CLI) */ atomic: boolean }
+  | {
+      kind: 'file';
+      path: string;
+      /** write under a temporary name and rename at the end (CLI) */
+      atomic: boolean;
+      /** fsync before completing (default true); `convert`, like qemu-img convert, leaves it to the page cache */
+      sync?: boolean;
+    }
   | { kind: 'block'; path: string }
   | { kind: 'directory'; path: string };
 

@@ -25,6 +25,8 @@ export interface ImportOptions {
   caCert?: string[];
   header?: string[];
   arch?: string;
+  /** false: leave flushing to the page cache (convert's default, as qemu-img convert). */
+  fsync?: boolean;
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
@@ -63,11 +65,13 @@ export function registerImportCommand(program: Command): void {
     .argument('<out>', 'output raw file or block device')
     .option('--checksum <algo:hex>', 'verify the input bytes: md5, sha1, sha256 or sha512')
     .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping')
+    .option('--fsync', 'fsync the output before finishing (qemu-img convert does not; import always does)')
     .option('--json', 'print one JSON result object on stdout')
     .option('-q, --quiet', 'no progress bar and no summary line')
     .option('--progress', 'show the progress bar even when stderr is not a terminal')
     .action(async (input: string, out: string, options: ImportOptions) => {
-      process.exitCode = await importAction(input, out, { ...options, contentType: 'kubevirt', filesystemOverhead: '0' }, true);
+      const fsync = options.fsync === true;
+      process.exitCode = await importAction(input, out, { ...options, fsync, contentType: 'kubevirt', filesystemOverhead: '0' }, true);
     });
 }
 
@@ -93,7 +97,7 @@ export async function buildRequest(source: string, dest: string | undefined, opt
   }
   const destination = dest ?? options.dest;
   if (contentType === 'archive' && !destination) throw usageError('give the directory to extract the archive into with --dest DIR');
-  const target = await targetFor(destination ?? 'disk.img', contentType);
+  const target = await targetFor(destination ?? 'disk.img', contentType, options.fsync ?? true);
   const isBlock = target.kind === 'block';
   return {
     source: sourceSpec,
@@ -107,11 +111,11 @@ export async function buildRequest(source: string, dest: string | undefined, opt
   };
 }
 
-async function targetFor(destination: string, contentType: ContentType): Promise<TargetSpec> {
+async function targetFor(destination: string, contentType: ContentType, sync: boolean): Promise<TargetSpec> {
   const info = await stat(destination).catch(() => undefined);
   if (info?.isBlockDevice()) return { kind: 'block', path: destination };
   if (contentType === 'archive') return { kind: 'directory', path: destination };
-  return { kind: 'file', path: destination, atomic: true };
+  return { kind: 'file', path: destination, atomic: true, sync };
 }
 
 /** Transport flags shared by HTTP and registry sources. */

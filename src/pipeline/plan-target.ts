@@ -48,6 +48,7 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
         path: target.path,
         capacity,
         atomic: target.atomic,
+        sync: target.sync ?? true,
         preallocation: request.preallocation,
       }),
   };

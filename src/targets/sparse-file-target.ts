@@ -14,12 +14,15 @@ export interface SparseFileTargetOptions {
   capacity: number;
   /** Write under a temporary name in the same directory and rename at the end (CLI). */
   atomic: boolean;
+  /** fsync the file (and the directory after a rename) before finishing. */
+  sync: boolean;
   preallocation: boolean;
 }
 
 /**
  * A new sparse file: all-zero 4 KiB blocks are never written, so they stay holes, as with
- * `qemu-img convert -S 4k`. The file is created fresh (truncated), mode 0660, fsync'd at the end.
+ * `qemu-img convert -S 4k`. The file is created fresh (truncated), mode 0660, fsync'd at the end
+ * unless the caller opts out.
  */
 export class SparseFileTarget implements DiskTarget {
   readonly kind = 'file' as const;
@@ -78,11 +81,11 @@ export class SparseFileTarget implements DiskTarget {
     try {
       await handle.truncate(finalSize);
       if (this.options.preallocation) await preallocate(this.writePath, finalSize);
-      await handle.sync();
+      if (this.options.sync) await handle.sync();
       await handle.close();
       this.handle = undefined;
       if (this.writePath !== this.path) await rename(this.writePath, this.path);
-      await fsyncDirectory(path.dirname(this.path));
+      if (this.options.sync) await fsyncDirectory(path.dirname(this.path));
     } catch (err) {
       throw targetFailure(err, this.path);
     }
