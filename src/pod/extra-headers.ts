@@ -5,7 +5,8 @@
  * real files in dot-directories (`..data`) behind symlinks, so dotfiles are skipped and links
  * are followed.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { pathKind } from '../util/path-kind.js';
 import path from 'node:path';
 
 export const EXTRA_HEADER_ENV_PREFIX = 'IMPORTER_EXTRA_HEADER_';
@@ -27,30 +28,14 @@ function listVisible(dir: string): string[] {
   }
 }
 
-function isFile(file: string): boolean {
-  try {
-    return statSync(file).isFile();
-  } catch {
-    return false;
-  }
-}
-
-function isDirectory(file: string): boolean {
-  try {
-    return statSync(file).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
 export function extraHeadersFromDirectory(dir: string): string[] {
   const headers: string[] = [];
   for (const secret of listVisible(dir)) {
     const secretDir = path.join(dir, secret);
-    if (!isDirectory(secretDir)) continue;
+    if (pathKind(secretDir) !== 'directory') continue;
     for (const key of listVisible(secretDir)) {
       const file = path.join(secretDir, key);
-      if (!isFile(file)) continue;
+      if (pathKind(file) !== 'file') continue;
       const header = readFileSync(file, 'utf8').trim();
       if (header) headers.push(header);
     }
@@ -62,5 +47,5 @@ export function extraHeadersFromDirectory(dir: string): string[] {
 export function filesIn(dir: string): string[] {
   return listVisible(dir)
     .map((name) => path.join(dir, name))
-    .filter(isFile);
+    .filter((file) => pathKind(file) === 'file');
 }

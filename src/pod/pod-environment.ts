@@ -2,16 +2,15 @@
  * Pod mode's front door: CDI's importer environment (SPEC §4.1) and volume paths (§4.2) to one
  * ImportRequest. Parsing only; nothing is written here.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { ImportError, usageError } from '../errors.js';
 import type { ChecksumSpec, ContentType, ImportRequest, SourceSpec, TargetSpec, TransportOptions } from '../request.js';
 import { parseQuantity } from '../util/quantity.js';
+import { parseFilesystemOverheadEnv, parseGoBool, parsePreallocationEnv } from '../util/cdi-environment.js';
+import { pathKind } from '../util/path-kind.js';
 import { parseChecksum } from '../cli/parse-options.js';
 import { extraHeadersFromDirectory, extraHeadersFromEnv, filesIn } from './extra-headers.js';
 import type { PodPaths } from './paths.js';
-
-/** CDI's default filesystem overhead when the controller does not pass one. */
-export const DEFAULT_FILESYSTEM_OVERHEAD = 0.06;
 
 /** Sources CDI knows but we do not implement: they fail the CDI way, "Unknown data source". */
 export type PodSourceKind = 'http' | 'registry' | 'none';
@@ -27,26 +26,11 @@ export interface PodConfig {
   doneFile?: string;
 }
 
-/** Go's strconv.ParseBool, which is what CDI uses for its boolean variables. */
-export function parseGoBool(text: string): boolean | undefined {
-  if (/^(1|t|T|TRUE|true|True)$/.test(text)) return true;
-  if (/^(0|f|F|FALSE|false|False)$/.test(text)) return false;
-  return undefined;
-}
-
 function parseChecksumEnv(text: string): ChecksumSpec {
   try {
     return parseChecksum(text);
   } catch (err) {
     throw usageError(`IMPORTER_CHECKSUM: ${(err as Error).message}`);
-  }
-}
-
-function isDirectory(file: string): boolean {
-  try {
-    return statSync(file).isDirectory();
-  } catch {
-    return false;
   }
 }
 
@@ -61,28 +45,6 @@ function parseContentType(env: NodeJS.ProcessEnv): ContentType {
   const value = env.IMPORTER_CONTENTTYPE || 'kubevirt';
   if (value === 'kubevirt' || value === 'archive') return value;
   throw usageError(`Unsupported content type ${value}: IMPORTER_CONTENTTYPE must be kubevirt or archive`);
-}
-
-function parsePreallocation(env: NodeJS.ProcessEnv): boolean {
-  const value = env.PREALLOCATION;
-  // CDI's controller always sets it; a missing value means the default, no preallocation.
-  if (value === undefined || value === '') return false;
-  const parsed = parseGoBool(value);
-  if (parsed === undefined) {
-    throw usageError(`the PREALLOCATION environment variable is with a wrong value "${value}"; should be "true" or "false"`);
-  }
-  return parsed;
-}
-
-function parseOverhead(env: NodeJS.ProcessEnv, blockMode: boolean): number {
-  if (blockMode) return 0;
-  const value = env.FILESYSTEM_OVERHEAD;
-  if (value === undefined || value.trim() === '') return DEFAULT_FILESYSTEM_OVERHEAD;
-  const overhead = Number(value);
-  if (!Number.isFinite(overhead) || overhead < 0 || overhead >= 1) {
-    throw usageError(`invalid FILESYSTEM_OVERHEAD "${value}": expected a fraction from 0 to below 1, such as 0.06`);
-  }
-  return overhead;
 }
 
 function parseImageSize(env: NodeJS.ProcessEnv): number | undefined {
@@ -127,7 +89,7 @@ function targetSpec(contentType: ContentType, blockMode: boolean, paths: PodPath
 export function parsePodEnvironment(env: NodeJS.ProcessEnv, paths: PodPaths): PodConfig {
   const sourceKind = parseSource(env);
   const contentType = parseContentType(env);
-  const preallocation = parsePreallocation(env);
+  const preallocation = parsePreallocationEnv(env.PREALLOCATION);
   if (sourceKind === 'registry' && contentType !== 'kubevirt') {
     throw usageError(`Unsupported content type ${contentType} when importing from registry`);
   }
@@ -136,13 +98,13 @@ export function parsePodEnvironment(env: NodeJS.ProcessEnv, paths: PodPaths): Po
     source: sourceSpec(sourceKind, env, paths),
     contentType,
     target: targetSpec(contentType, blockMode, paths),
-    filesystemOverhead: parseOverhead(env, blockMode),
+    filesystemOverhead: parseFilesystemOverheadEnv(env.FILESYSTEM_OVERHEAD, blockMode),
     preallocation,
   };
   const requestedSize = parseImageSize(env);
   if (requestedSize !== undefined) request.requestedSize = requestedSize;
   if (env.IMPORTER_CHECKSUM) request.checksum = parseChecksumEnv(env.IMPORTER_CHECKSUM);
-  if (isDirectory(paths.scratchDir)) request.scratchDir = paths.scratchDir;
+  if (pathKind(paths.scratchDir) === 'directory') request.scratchDir = paths.scratchDir;
   const config: PodConfig = { sourceKind, request, blockMode, ownerUid: env.OWNER_UID ?? '' };
   if (env.IMPORTER_READY_FILE) config.readyFile = env.IMPORTER_READY_FILE;
   if (env.IMPORTER_DONE_FILE) config.doneFile = env.IMPORTER_DONE_FILE;

@@ -2,13 +2,13 @@
  * The upload server's front door: CDI's `cdi-uploadserver` environment (SPEC §5.3) to one
  * configuration. Parsing only; nothing is opened or written here.
  */
-import { statSync } from 'node:fs';
 import path from 'node:path';
 import { usageError } from '../errors.js';
 import type { ChecksumSpec } from '../request.js';
 import { parseQuantity } from '../util/quantity.js';
 import { parseChecksum } from '../cli/parse-options.js';
-import { DEFAULT_FILESYSTEM_OVERHEAD, parseGoBool } from '../pod/pod-environment.js';
+import { parseFilesystemOverheadEnv, parsePreallocationEnv } from '../util/cdi-environment.js';
+import { pathKind } from '../util/path-kind.js';
 import type { PodPaths } from '../pod/paths.js';
 
 export const DEFAULT_LISTEN_ADDRESS = '0.0.0.0';
@@ -57,32 +57,6 @@ function parsePort(name: string, text: string | undefined, fallback: number): nu
   return port;
 }
 
-function isBlockDevice(file: string): boolean {
-  try {
-    return statSync(file).isBlockDevice();
-  } catch {
-    return false;
-  }
-}
-
-function isDirectory(file: string): boolean {
-  try {
-    return statSync(file).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-function parseOverhead(text: string | undefined, blockMode: boolean): number {
-  if (blockMode) return 0;
-  if (text === undefined || text.trim() === '') return DEFAULT_FILESYSTEM_OVERHEAD;
-  const overhead = Number(text);
-  if (!Number.isFinite(overhead) || overhead < 0 || overhead >= 1) {
-    throw usageError(`invalid FILESYSTEM_OVERHEAD "${text}": expected a fraction from 0 to below 1, such as 0.06`);
-  }
-  return overhead;
-}
-
 function parseDeadline(text: string | undefined): Date | undefined {
   if (text === undefined || text.trim() === '') return undefined;
   // RFC 3339 as Go's time.RFC3339 reads it: a date, a time and a zone (Z or ±hh:mm).
@@ -101,15 +75,11 @@ export function parseUploadEnvironment(env: NodeJS.ProcessEnv, paths: PodPaths):
   const destinationText = env.DESTINATION?.trim();
   const destination = destinationText
     ? path.resolve(destinationText)
-    : isBlockDevice(paths.blockDevice)
+    : pathKind(paths.blockDevice) === 'block-device'
       ? paths.blockDevice
       : paths.diskImage;
-  const blockMode = isBlockDevice(destination);
-  const preallocationText = env.PREALLOCATION ?? '';
-  const preallocation = preallocationText === '' ? false : parseGoBool(preallocationText);
-  if (preallocation === undefined) {
-    throw usageError(`the PREALLOCATION environment variable is with a wrong value "${preallocationText}"; should be "true" or "false"`);
-  }
+  const blockMode = pathKind(destination) === 'block-device';
+  const preallocation = parsePreallocationEnv(env.PREALLOCATION);
   const config: UploadConfig = {
     listenAddress,
     listenPort: parsePort('LISTEN_PORT', env.LISTEN_PORT, DEFAULT_LISTEN_PORT),
@@ -119,7 +89,7 @@ export function parseUploadEnvironment(env: NodeJS.ProcessEnv, paths: PodPaths):
     clientName: required(env, 'CLIENT_NAME', 'the Common Name of the client certificate it accepts'),
     destination,
     blockMode,
-    filesystemOverhead: parseOverhead(env.FILESYSTEM_OVERHEAD, blockMode),
+    filesystemOverhead: parseFilesystemOverheadEnv(env.FILESYSTEM_OVERHEAD, blockMode),
     preallocation,
     terminationLog: paths.terminationLog,
     lingerSeconds: Math.min(Math.max(Number(env[UPLOAD_LINGER_ENV] ?? 0) || 0, 0), 600),
@@ -142,6 +112,6 @@ export function parseUploadEnvironment(env: NodeJS.ProcessEnv, paths: PodPaths):
       throw usageError(`IMPORTER_CHECKSUM: ${(err as Error).message}`);
     }
   }
-  if (isDirectory(paths.scratchDir)) config.scratchDir = paths.scratchDir;
+  if (pathKind(paths.scratchDir) === 'directory') config.scratchDir = paths.scratchDir;
   return config;
 }

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { after, describe, test } from 'node:test';
 import { podPaths } from '../../src/pod/paths.js';
-import { parseGoBool, parsePodEnvironment } from '../../src/pod/pod-environment.js';
+import { parsePodEnvironment } from '../../src/pod/pod-environment.js';
+import { parseGoBool } from '../../src/util/cdi-environment.js';
 import { makeTempDir } from '../support/tools.js';
 
 describe('pod environment', () => {
