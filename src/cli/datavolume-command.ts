@@ -5,9 +5,8 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { usageError } from '../errors.js';
-import { dataVolumesFromManifest } from '../datavolume/manifest.js';
-import { planImports, type PlannedImport } from '../datavolume/plan-imports.js';
-import { ConfigMapResolver, SecretResolver } from '../datavolume/references.js';
+import type { PlannedImport } from '../datavolume/plan-imports.js';
+import type { ConfigMapResolver } from '../datavolume/references.js';
 import { parseOverhead } from './parse-options.js';
 import { reportFailure } from './report-failure.js';
 import { runImport } from './run-import.js';
@@ -49,6 +48,12 @@ export function registerDatavolumeCommand(program: Command): void {
 async function datavolumeAction(manifest: string, options: DatavolumeOptions): Promise<number> {
   let configMaps: ConfigMapResolver | undefined;
   try {
+    // Loaded here, not at startup: YAML parsing is the slowest module to load, and only this command needs it.
+    const [{ dataVolumesFromManifest }, { planImports }, { ConfigMapResolver, SecretResolver }] = await Promise.all([
+      import('../datavolume/manifest.js'),
+      import('../datavolume/plan-imports.js'),
+      import('../datavolume/references.js'),
+    ]);
     let text: string;
     try {
       text = readFileSync(manifest, 'utf8');
