@@ -2,10 +2,9 @@ import type { SourceSpec } from '../request.js';
 import type { Source } from './source.js';
 import { FileSource } from './file-source.js';
 import { StdinSource } from './stdin-source.js';
-import { HttpSource } from './http/index.js';
 import { usageError } from '../errors.js';
 
-/** SourceSpec → the transport that fetches it. */
+/** SourceSpec → the transport that fetches it. Network transports load on first use: local imports start faster. */
 export async function resolveSource(spec: SourceSpec): Promise<Source> {
   switch (spec.kind) {
     case 'file':
@@ -15,7 +14,7 @@ export async function resolveSource(spec: SourceSpec): Promise<Source> {
     case 'custom':
       return spec.source;
     case 'http':
-      return new HttpSource(spec.url, spec.transport);
+      return new (await import('./http/index.js')).HttpSource(spec.url, spec.transport);
     case 'registry':
       return new (await import('./registry/index.js')).RegistrySource(spec.url, spec.transport);
     case 'blank':
