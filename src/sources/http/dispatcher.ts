@@ -56,7 +56,12 @@ export class SourceDispatchers {
     return (url.protocol === 'https:' ? this.viaHttpsProxy : this.viaHttpProxy) ?? this.direct;
   }
 
+  /**
+   * Called once nothing reads from the source any more: destroy rather than close, because
+   * undici's graceful close leaves idle keep-alive sockets open for a while, and they hold the
+   * process (a CLI run ends ~70 ms later than it needs to).
+   */
   async close(): Promise<void> {
-    await Promise.all([this.direct, this.viaHttpProxy, this.viaHttpsProxy].map((d) => d?.close()));
+    await Promise.all([this.direct, this.viaHttpProxy, this.viaHttpsProxy].map((d) => d?.destroy()));
   }
 }

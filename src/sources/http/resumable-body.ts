@@ -15,6 +15,8 @@ import { StallWatchdog } from './stall-watch.js';
 
 type Body = HttpResponse['body'];
 
+const BATCH_BYTES = 1 << 20;
+
 /** A failure worth another connection (5xx, a short body) that is not a transport error. */
 class RetryableFailure extends Error {}
 
@@ -118,6 +120,16 @@ export class ResumableBody extends Readable {
   private async pump(body: Body, skip: number): Promise<void> {
     const size = this.identity.size;
     const watchdog = new StallWatchdog(this.options.stallMs, (err) => body.destroy(err));
+    // Socket reads arrive in 64 KiB pieces; handing them on in ~1 MiB batches saves every stage
+    // downstream (tap, decompressor, writer) most of its per-chunk cost.
+    let batch: Buffer[] = [];
+    let batchBytes = 0;
+    const takeBatch = () => {
+      const chunk = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes);
+      batch = [];
+      batchBytes = 0;
+      return chunk;
+    };
     try {
       watchdog.waiting();
       for await (const data of body as AsyncIterable<Buffer>) {
@@ -137,7 +149,10 @@ export class ResumableBody extends Readable {
         if (size !== undefined && this.received > size) {
           throw cannotConnect(`${redactedUrl(this.endpoint.url)} sent more bytes than its Content-Length of ${size}`);
         }
-        if (!this.push(chunk)) {
+        batch.push(chunk);
+        batchBytes += chunk.length;
+        if (batchBytes < BATCH_BYTES) continue;
+        if (!this.push(takeBatch())) {
           watchdog.idle();
           await new Promise<void>((resolve) => (this.wakeReader = resolve));
           if (this.destroyed) return;
@@ -146,6 +161,8 @@ export class ResumableBody extends Readable {
       }
     } finally {
       watchdog.stop();
+      // Bytes counted as received are delivered, whether the body ended or broke off.
+      if (batchBytes > 0 && !this.destroyed) this.push(takeBatch());
     }
   }
 

@@ -4,6 +4,7 @@
  * these files are loaded directly instead, falling back to the index if its layout changes.
  */
 import { createRequire } from 'node:module';
+import { setFlagsFromString } from 'node:v8';
 import type * as Undici from 'undici';
 
 export interface UndiciCore {
@@ -15,6 +16,11 @@ export interface UndiciCore {
 type DispatcherRequest = (this: Undici.Dispatcher, options: Record<string, unknown>) => ReturnType<typeof Undici.request>;
 
 function loadCore(): UndiciCore {
+  // undici parses HTTP with llhttp compiled to WebAssembly. V8 would recompile it with TurboFan
+  // in the background, which costs a CLI run 60-100 ms of CPU and a wait at exit for a parser
+  // that only frames bodies; Liftoff's baseline code is plenty. Read when llhttp is compiled,
+  // i.e. at undici's first request, after this point.
+  setFlagsFromString('--liftoff-only');
   const require = createRequire(import.meta.url);
   try {
     const Dispatcher = require('undici/lib/dispatcher/dispatcher.js') as { prototype: object };
