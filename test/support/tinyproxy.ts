@@ -3,6 +3,7 @@
  * https with CONNECT (no ConnectPort line: every port is allowed).
  *
  *   const proxy = await startTinyproxy();   proxy.url → 'http://127.0.0.1:PORT'
+ *   startTinyproxy({ connectPorts: [443] })   CONNECT refused (403) to any other port
  *   proxy.log()                               its log (lists CONNECT and GET lines)
  *   await proxy.stop()
  */
@@ -17,7 +18,12 @@ export interface TinyproxyServer {
   stop(): Promise<void>;
 }
 
-export async function startTinyproxy(): Promise<TinyproxyServer> {
+export interface TinyproxyOptions {
+  /** Ports CONNECT may reach (tinyproxy's ConnectPort); default: every port. */
+  connectPorts?: number[];
+}
+
+export async function startTinyproxy(options: TinyproxyOptions = {}): Promise<TinyproxyServer> {
   const dir = makeTempDir('cdi-tinyproxy-');
   const port = await freePort();
   const asRoot = process.getuid?.() === 0;
@@ -33,6 +39,7 @@ export async function startTinyproxy(): Promise<TinyproxyServer> {
       'LogLevel Connect',
       'Allow 127.0.0.1',
       'DisableViaHeader Yes',
+      ...(options.connectPorts ?? []).map((p) => `ConnectPort ${p}`),
       '',
     ].join('\n'),
   );

@@ -161,6 +161,16 @@ describe('HttpSource against nginx', () => {
     assert.doesNotMatch(proxy.log().slice(before), /disk\.img|CONNECT/);
   });
 
+  it('says the proxy refused to tunnel', async () => {
+    const strict = await startTinyproxy({ connectPorts: [443] });
+    try {
+      const error = await failure(`${nginx.https}disk.img`, { caPaths: [certs.caCert] }, { https_proxy: strict.url });
+      assert.match(error.message, /the proxy 127\.0\.0\.1:\d+ refused to connect to 127\.0\.0\.1:\d+: 403 Forbidden/);
+    } finally {
+      await strict.stop();
+    }
+  });
+
   it('says the proxy refused the connection', async () => {
     const closedPort = await freePort();
     const error = await failure(`${nginx.http}disk.img`, {}, { http_proxy: `http://127.0.0.1:${closedPort}` });
