@@ -34,13 +34,15 @@ export class HttpSource implements Source {
   private readonly tuning: HttpTuning;
 
   constructor(url: string, private readonly transport: TransportOptions, tuning: Partial<HttpTuning> = {}) {
+    // Messages about a URL that does not parse must not show a password written into it.
+    const shown = url.replace(/\/\/[^/@]*@/, '//***@');
     let parsed: URL;
     try {
       parsed = new URL(url);
     } catch {
-      throw usageError(`invalid URL ${JSON.stringify(url)}`);
+      throw usageError(`invalid URL ${JSON.stringify(shown)}`);
     }
-    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw usageError(`not an http(s) URL: ${url}`);
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw usageError(`not an http(s) URL: ${shown}`);
     // Credentials written into the URL work as curl's do, unless given separately.
     const urlAuth = parsed.username
       ? { username: decodeURIComponent(parsed.username), password: decodeURIComponent(parsed.password) }

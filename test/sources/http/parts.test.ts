@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { BlockCacheReader } from '../../../src/sources/http/block-cache-reader.js';
+import { HttpSource } from '../../../src/sources/http/index.js';
 import { proxySettingsFromEnv } from '../../../src/sources/http/dispatcher.js';
 import { bypassesProxy } from '../../../src/sources/http/no-proxy.js';
 import { basicAuthorization, parseHeaderLines, redactedUrl } from '../../../src/sources/http/request-headers.js';
@@ -42,8 +43,10 @@ describe('headers and validators', () => {
     assert.equal(basicAuthorization({ username: 'u', password: '' }), undefined);
     assert.equal(basicAuthorization(undefined), undefined);
   });
-  it('redacts credentials from URLs', () => {
+  it('redacts credentials from URLs, even ones that do not parse', () => {
     assert.equal(redactedUrl(new URL('https://u:secret@h/x')), 'https://h/x');
+    assert.throws(() => new HttpSource('http://u:secret@exa mple.com/x', {}), (err: Error) => !err.message.includes('secret') && /invalid URL/.test(err.message));
+    assert.throws(() => new HttpSource('ftp://u:secret@example.com/x', {}), (err: Error) => !err.message.includes('secret') && /not an http\(s\) URL/.test(err.message));
   });
   it('parses Content-Range and refuses nonsense', () => {
     assert.deepEqual(parseContentRange('bytes 10-19/100'), { start: 10, end: 19, total: 100 });
