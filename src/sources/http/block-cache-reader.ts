@@ -56,7 +56,12 @@ export class BlockCacheReader implements RandomAccessReader {
     // Read ahead only on a miss: reads inside cached blocks cost nothing and fetch nothing.
     let missing = false;
     for (let index = first; index <= last && !missing; index++) missing = !this.blocks.has(index);
-    if (missing) this.fetchMissing(first, Math.min(lastBlock, last + this.readAheadBlocks));
+    if (missing) {
+      // Two requests, so this read is answered as soon as its own bytes arrive while the
+      // read-ahead is still on its way.
+      this.fetchMissing(first, last);
+      if (this.readAheadBlocks > 0 && last < lastBlock) this.fetchMissing(last + 1, Math.min(lastBlock, last + this.readAheadBlocks));
+    }
     const parts: Promise<Buffer>[] = [];
     for (let index = first; index <= last; index++) parts.push(this.touch(index));
     // While the caller works on this read, the next window is already on its way (once half

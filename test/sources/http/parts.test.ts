@@ -91,7 +91,7 @@ describe('BlockCacheReader', () => {
     assert.equal(calls.length, 1);
     calls.length = 0;
     for (let offset = 8192; offset < 8192 + 40 * 4096; offset += 4096) await reader.read(offset, 4096);
-    assert.ok(calls.length <= 12, `${calls.length} fetches for 40 sequential blocks`);
+    assert.ok(calls.length <= 14, `${calls.length} fetches for 40 sequential blocks`);
   });
 
   it('keeps at most maxCachedBlocks and coalesces concurrent reads of one block', async () => {
