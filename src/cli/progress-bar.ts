@@ -8,10 +8,13 @@ import { formatBytes } from '../util/quantity.js';
 export class ProgressBar {
   private readonly started = Date.now();
   private drawn = false;
+  private lastBytes = -1;
 
   constructor(private readonly out: NodeJS.WriteStream = process.stderr) {}
 
   update = (report: ProgressReport): void => {
+    if (report.bytes === this.lastBytes) return; // the final report often repeats the last one
+    this.lastBytes = report.bytes;
     const seconds = Math.max(0.001, (Date.now() - this.started) / 1000);
     const rate = report.bytes / seconds;
     let line: string;
