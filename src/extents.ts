@@ -9,6 +9,8 @@ export interface Extent {
   offset: number;
   length: number;
   data?: Buffer;
+  /** Called by the consumer once `data` is written and no longer needed (lets a reader recycle it). */
+  release?: () => void;
 }
 
 export type ExtentStream = AsyncIterable<Extent>;

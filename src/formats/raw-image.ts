@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type { DiskImage, Extent } from '../extents.js';
 import { streamChunks } from '../util/stream-chunks.js';
 import { badInput } from '../errors.js';
+import { chunkPool } from '../util/buffer-pool.js';
 
 const VHD_FOOTER_SIZE = 512;
 const VHD_COOKIE = Buffer.from('conectix', 'latin1');
@@ -39,7 +40,8 @@ export function rawImage(stream: Readable, format: 'raw' | 'iso', where: string,
       let previous: Buffer | undefined;
       let last: Buffer | undefined;
       for await (const data of streamChunks(stream)) {
-        yield { offset, length: data.length, data };
+        // Nothing else holds a raw chunk once it is written: its buffer may be recycled.
+        yield { offset, length: data.length, data, release: () => chunkPool.give(data) };
         offset += data.length;
         previous = last;
         last = data;

@@ -1,10 +1,11 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { createRequire } from 'node:module';
+import { chunkPool } from '../util/buffer-pool.js';
 
 const require = createRequire(import.meta.url);
 type ZstdBinding = typeof import('zstd-napi/binding.js');
 
-const OUTPUT_CHUNK = 1 << 20;
+const OUTPUT_CHUNK = chunkPool.size;
 
 /**
  * A zstd stream decoder on zstd-napi's native context. zstd-napi's own DecompressStream pushes a
@@ -13,7 +14,7 @@ const OUTPUT_CHUNK = 1 << 20;
  */
 export class ZstdDecoder extends Transform {
   private readonly context: InstanceType<ZstdBinding['DCtx']>;
-  private output = Buffer.allocUnsafe(OUTPUT_CHUNK);
+  private output = chunkPool.take();
   private used = 0;
   private inFrame = false;
 
@@ -34,7 +35,7 @@ export class ZstdDecoder extends Transform {
         if (produced > 0 || consumed > 0) this.inFrame = hint !== 0;
         if (this.used === OUTPUT_CHUNK) {
           this.push(this.output);
-          this.output = Buffer.allocUnsafe(OUTPUT_CHUNK);
+          this.output = chunkPool.take();
           this.used = 0;
           continue; // the decoder may hold more output for the same input
         }

@@ -36,7 +36,8 @@ export async function writeExtents(
       throw badInput(`image data at offset ${extent.offset} lies beyond its virtual size ${image.virtualSize}`);
     }
     if (extent.data) {
-      await writes.add(target.write(extent.offset, extent.data));
+      const written = target.write(extent.offset, extent.data);
+      await writes.add(extent.release ? written.then(extent.release) : written);
       bytesWritten += extent.length;
     } else {
       await writes.add(target.zero(extent.offset, extent.length));
