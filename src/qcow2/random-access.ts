@@ -10,6 +10,7 @@ import { HEADER_PROBE_BYTES, headerClusterSize, parseQcow2Header, type Qcow2Head
 import { bytesPerL2, decodeL2Table, l1EntriesUsed, l2TableOffset, type Piece } from './cluster-map.js';
 import { decompressCluster } from './decompress-cluster.js';
 import type { Qcow2OpenOptions } from './options.js';
+import { readPool } from '../util/buffer-pool.js';
 
 /** Reads in flight: enough to hide latency (HTTP Range, thread-pool inflate), little memory. */
 const MAX_IN_FLIGHT = 6;
@@ -182,7 +183,8 @@ async function resolveRun(reader: RandomAccessReader, header: Qcow2Header, run: 
   if (run.kind === 'zero') return { offset: run.guestOffset, length: run.length };
   if (run.kind === 'data') {
     const data = await readExact(reader, run.hostOffset, run.length, `data for guest offset ${run.guestOffset}`);
-    return { offset: run.guestOffset, length: run.length, data };
+    // The read buffer is this extent's alone: once written it can serve another read.
+    return { offset: run.guestOffset, length: run.length, data, release: () => readPool.give(data) };
   }
   const span = await readExact(reader, run.hostStart, run.hostEnd - run.hostStart, 'compressed clusters');
   const clusters = await Promise.all(
@@ -193,6 +195,7 @@ async function resolveRun(reader: RandomAccessReader, header: Qcow2Header, run: 
       return cluster.subarray(0, piece.length);
     }),
   );
+  readPool.give(span); // decompressed into new buffers: the compressed bytes are no longer needed
   const data = clusters.length === 1 ? clusters[0]! : Buffer.concat(clusters, run.length);
   return { offset: run.guestOffset, length: run.length, data };
 }

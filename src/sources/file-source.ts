@@ -3,6 +3,9 @@ import { open, stat } from 'node:fs/promises';
 import type { OpenedSource, RandomAccessReader, Source } from './source.js';
 import { badInput } from '../errors.js';
 import { blockDeviceSize } from '../util/block-device-size.js';
+import { readPool } from '../util/buffer-pool.js';
+
+const POOLED_READ_MIN = 1 << 20;
 
 /** A local file (or block device) read sequentially in 1 MiB chunks, with random access for qcow2. */
 export class FileSource implements Source {
@@ -34,7 +37,8 @@ class FileRandomAccessReader implements RandomAccessReader {
 
   async read(offset: number, length: number): Promise<Buffer> {
     const wanted = Math.max(0, Math.min(length, this.size - offset));
-    const buffer = Buffer.allocUnsafe(wanted);
+    // Large reads use recycled buffers: the consumer may give them back to readPool once done.
+    const buffer = wanted >= POOLED_READ_MIN && wanted <= readPool.size ? readPool.take().subarray(0, wanted) : Buffer.allocUnsafe(wanted);
     let filled = 0;
     while (filled < wanted) {
       const { bytesRead } = await this.handle.read(buffer, filled, wanted - filled, offset + filled);

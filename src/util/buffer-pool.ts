@@ -29,3 +29,6 @@ export class BufferPool {
 
 /** The pool for 1 MiB stream chunks; 16 free buffers at most (16 MiB). */
 export const chunkPool = new BufferPool(1 << 20, 16);
+
+/** The pool for large random-access reads (1–4 MiB, e.g. runs of qcow2 clusters); 8 free at most. */
+export const readPool = new BufferPool(4 << 20, 8);
