@@ -8,6 +8,7 @@ import { usageError } from '../errors.js';
 import type { PlannedImport } from '../datavolume/plan-imports.js';
 import type { ConfigMapResolver } from '../datavolume/references.js';
 import { parseOverhead } from './parse-options.js';
+import { collect } from './transport-options.js';
 import { reportFailure } from './report-failure.js';
 import { runImport } from './run-import.js';
 
@@ -22,7 +23,6 @@ interface DatavolumeOptions {
   progress?: boolean;
 }
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 export function registerDatavolumeCommand(program: Command): void {
   program

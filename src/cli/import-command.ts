@@ -1,12 +1,13 @@
 import { stat } from 'node:fs/promises';
 import type { Command } from 'commander';
-import type { ContentType, ImportRequest, TargetSpec, TransportOptions } from '../request.js';
+import type { ContentType, ImportRequest, TargetSpec } from '../request.js';
+import { addTransportOptions, buildTransport, type TransportFlags } from './transport-options.js';
 import { parseChecksum, parseOverhead, parseSize, parseSourceArgument } from './parse-options.js';
 import { runImport } from './run-import.js';
 import { usageError } from '../errors.js';
 import { reportFailure } from './report-failure.js';
 
-export interface ImportOptions {
+export interface ImportOptions extends TransportFlags {
   dest?: string;
   contentType: string;
   size?: string;
@@ -17,22 +18,12 @@ export interface ImportOptions {
   json?: boolean;
   quiet?: boolean;
   progress?: boolean;
-  /** Transport flags, added by the sources that use them. */
-  user?: string;
-  password?: string;
-  secret?: string;
-  insecure?: boolean;
-  caCert?: string[];
-  header?: string[];
-  arch?: string;
   /** false: leave flushing to the page cache (convert's default, as qemu-img convert). */
   fsync?: boolean;
 }
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-
 export function registerImportCommand(program: Command): void {
-  program
+  const importCommand = program
     .command('import')
     .description('import a disk image to a file, a block device, or (archive) a directory')
     .argument('<source>', 'http(s):// URL, docker:// reference, local path, or - for stdin')
@@ -43,14 +34,8 @@ export function registerImportCommand(program: Command): void {
     .option('--filesystem-overhead <fraction>', 'space reserved on file targets (default 0.06 for files, 0 for block devices)')
     .option('--preallocation', 'allocate the whole target instead of writing it sparse')
     .option('--checksum <algo:hex>', 'verify the source bytes: md5, sha1, sha256 or sha512')
-    .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping')
-    .option('--user <user>', 'HTTP Basic auth / registry user')
-    .option('--password <password>', 'HTTP Basic auth / registry password')
-    .option('--secret <file>', 'Kubernetes Secret YAML with base64 accessKeyId/secretKey (instead of --user/--password)')
-    .option('--ca-cert <file|dir>', 'extra CA certificate file or directory of PEM files (repeatable)', collect)
-    .option('--insecure', 'do not verify TLS certificates')
-    .option('--header <header>', 'extra HTTP header "Name: value" (repeatable)', collect)
-    .option('--arch <arch>', 'platform architecture to pick from a registry manifest list')
+    .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping');
+  addTransportOptions(importCommand)
     .option('--json', 'print one JSON result object on stdout')
     .option('-q, --quiet', 'no progress bar and no summary line')
     .option('--progress', 'show the progress bar even when stderr is not a terminal')
@@ -118,17 +103,3 @@ async function targetFor(destination: string, contentType: ContentType, sync: bo
   return { kind: 'file', path: destination, atomic: true, sync };
 }
 
-/** Transport flags shared by HTTP and registry sources. */
-export async function buildTransport(options: ImportOptions): Promise<TransportOptions> {
-  if ((options.user === undefined) !== (options.password === undefined)) {
-    throw usageError('--user and --password go together: give both or neither');
-  }
-  if (options.secret !== undefined && options.user !== undefined) throw usageError('give either --secret or --user/--password, not both');
-  return {
-    auth: options.secret !== undefined ? (await import('../sources/k8s-secret.js')).readSecretCredentials(options.secret) : options.user !== undefined ? { username: options.user, password: options.password! } : undefined,
-    caPaths: options.caCert,
-    insecure: options.insecure === true,
-    headers: options.header,
-    architecture: options.arch,
-  };
-}

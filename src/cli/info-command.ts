@@ -10,11 +10,12 @@ import { rawVirtualSize } from '../formats/raw-image.js';
 import { resolveSource } from '../sources/resolve-source.js';
 import { inspectQcow2, inspectQcow2Stream, type Qcow2Info } from '../qcow2/index.js';
 import { formatBytes } from '../util/quantity.js';
-import { buildTransport, type ImportOptions } from './import-command.js';
+import { addTransportOptions, buildTransport, type TransportFlags } from './transport-options.js';
 import { parseSourceArgument } from './parse-options.js';
 import { reportFailure, EXIT_OK } from './report-failure.js';
 
-interface InfoOptions extends ImportOptions {
+interface InfoOptions extends TransportFlags {
+  json?: boolean;
   scan: boolean;
 }
 
@@ -27,22 +28,14 @@ export interface ImageInfo {
   qcow2?: Qcow2Info;
 }
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-
 export function registerInfoCommand(program: Command): void {
-  program
+  const infoCommand = program
     .command('info')
     .description('show the format chain, virtual size and qcow2 details of an image (like qemu-img info), without writing')
     .argument('<source>', 'http(s):// URL, local path, or - for stdin')
     .option('--json', 'print one JSON object on stdout')
-    .option('--no-scan', 'read only the headers (skips measuring the scratch space a one-pass import needs)')
-    .option('--user <user>', 'HTTP Basic auth user')
-    .option('--password <password>', 'HTTP Basic auth password')
-    .option('--secret <file>', 'Kubernetes Secret YAML with base64 accessKeyId/secretKey')
-    .option('--ca-cert <file|dir>', 'extra CA certificate file or directory of PEM files (repeatable)', collect)
-    .option('--insecure', 'do not verify TLS certificates')
-    .option('--header <header>', 'extra HTTP header "Name: value" (repeatable)', collect)
-    .action(async (source: string, options: InfoOptions) => {
+    .option('--no-scan', 'read only the headers (skips measuring the scratch space a one-pass import needs)');
+  addTransportOptions(infoCommand).action(async (source: string, options: InfoOptions) => {
       try {
         const info = await inspectSource(source, options);
         process.stdout.write(options.json ? `${JSON.stringify(info)}\n` : formatInfo(info));
