@@ -22,6 +22,9 @@ export const defaultBlockCacheOptions: BlockCacheOptions = {
   maxReadAheadBlocks: 64,
 };
 
+/** Reads at least this large bypass the block cache. */
+const DIRECT_READ_BYTES = 1 << 20;
+
 export class BlockCacheReader implements RandomAccessReader {
   /** Insertion order is recency order: a hit moves a block to the end. */
   private readonly blocks = new Map<number, Promise<Buffer>>();
@@ -46,6 +49,15 @@ export class BlockCacheReader implements RandomAccessReader {
     const { blockSize } = this.options;
     const first = Math.floor(offset / blockSize);
     const last = Math.floor((end - 1) / blockSize);
+    // A large read (a run of data clusters) is data read once: one Range request for exactly
+    // those bytes, with no blocks to cache, evict or join. Its callers keep several in flight.
+    if (end - offset >= DIRECT_READ_BYTES && !this.anyCached(first, last)) {
+      this.lastReadEnd = end;
+      this.readAheadBlocks = 0;
+      const data = await this.fetchRange(offset, end - offset);
+      if (data.length !== end - offset) throw new Error(`range read at ${offset} returned ${data.length} of ${end - offset} bytes`);
+      return data;
+    }
     // Sequential reads grow the read-ahead (at least twice the read); a jump resets it.
     const sequential = offset === this.lastReadEnd;
     this.readAheadBlocks = sequential
@@ -108,6 +120,11 @@ export class BlockCacheReader implements RandomAccessReader {
     this.blocks.delete(index);
     this.blocks.set(index, block);
     return block;
+  }
+
+  private anyCached(first: number, last: number): boolean {
+    for (let index = first; index <= last; index++) if (this.blocks.has(index)) return true;
+    return false;
   }
 
   /** One request per run of consecutive missing blocks. */
