@@ -62,6 +62,6 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
 }
 
 /** SPEC §7: fail before writing when the image cannot fit. */
-export function checkFits(virtualSize: number, plan: TargetPlan): void {
+function checkFits(virtualSize: number, plan: TargetPlan): void {
   if (virtualSize > plan.capacity) throw tooSmall(virtualSize, plan.capacity);
 }

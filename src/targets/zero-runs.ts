@@ -34,12 +34,3 @@ export function dataRuns(data: Buffer, fileOffset: number): DataRun[] {
   if (runStart >= 0) runs.push({ start: runStart, end: data.length });
   return runs;
 }
-
-/** True when every byte is zero. */
-export function isAllZero(data: Buffer): boolean {
-  for (let pos = 0; pos < data.length; pos += HOLE_BLOCK) {
-    const end = Math.min(data.length, pos + HOLE_BLOCK);
-    if (ZERO_BLOCK.compare(data, pos, end, 0, end - pos) !== 0) return false;
-  }
-  return true;
-}
