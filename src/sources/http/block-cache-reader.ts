@@ -5,8 +5,13 @@
  */
 import { badInput } from '../../errors.js';
 import type { RandomAccessReader } from '../source.js';
+import { readPool } from '../../util/buffer-pool.js';
 
-export type RangeFetcher = (start: number, length: number) => Promise<Buffer>;
+/**
+ * Fetches `length` bytes at `start`. With `into` (at least `length` bytes) the bytes are read
+ * into it and a view of it is returned; `into` is the caller's again once the promise settles.
+ */
+export type RangeFetcher = (start: number, length: number, into?: Buffer) => Promise<Buffer>;
 
 export interface BlockCacheOptions {
   blockSize: number;
@@ -51,11 +56,19 @@ export class BlockCacheReader implements RandomAccessReader {
     const last = Math.floor((end - 1) / blockSize);
     // A large read (a run of data clusters) is data read once: one Range request for exactly
     // those bytes, with no blocks to cache, evict or join. Its callers keep several in flight.
+    // The bytes go into a recycled buffer, which the caller may give back to readPool once done.
     if (end - offset >= DIRECT_READ_BYTES && !this.anyCached(first, last)) {
       this.lastReadEnd = end;
       this.readAheadBlocks = 0;
-      const data = await this.fetchRange(offset, end - offset);
-      if (data.length !== end - offset) throw new Error(`range read at ${offset} returned ${data.length} of ${end - offset} bytes`);
+      const into = end - offset <= readPool.size ? readPool.take().subarray(0, end - offset) : undefined;
+      let data: Buffer;
+      try {
+        data = await this.fetchRange(offset, end - offset, into);
+        if (data.length !== end - offset) throw new Error(`range read at ${offset} returned ${data.length} of ${end - offset} bytes`);
+      } catch (err) {
+        if (into) readPool.give(into);
+        throw err;
+      }
       return data;
     }
     // Sequential reads grow the read-ahead (at least twice the read); a jump resets it.

@@ -45,7 +45,8 @@ export function headerValue(headers: IncomingHttpHeaders, name: string): string 
   return Array.isArray(value) ? value[0] : value;
 }
 
-function headersFor(endpoint: HttpEndpoint, url: URL, extra: Record<string, string>): Record<string, string> {
+/** The headers sent to `url`: credentials and extra headers only to the origin the user named. */
+export function headersFor(endpoint: HttpEndpoint, url: URL, extra: Record<string, string>): Record<string, string> {
   const headers: Record<string, string> = { 'user-agent': 'cdi-importer', ...extra };
   if (url.origin !== endpoint.url.origin) return headers;
   const authorization = basicAuthorization(endpoint.auth);

@@ -3,6 +3,7 @@ import { usageError } from '../../errors.js';
 import type { HttpAuth, TransportOptions } from '../../request.js';
 import type { OpenedSource, Source } from '../source.js';
 import { BlockCacheReader, defaultBlockCacheOptions, type BlockCacheOptions } from './block-cache-reader.js';
+import { DirectRangeClient } from './direct-range-client.js';
 import { proxySettingsFromEnv, SourceDispatchers } from './dispatcher.js';
 import { isRetryableStatus, isRetryableTransportError, statusError, transportError } from './http-errors.js';
 import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
@@ -21,6 +22,8 @@ export interface HttpTuning {
   env: NodeJS.ProcessEnv;
   /** Offer random access when the server supports Range (default true). */
   randomAccess: boolean;
+  /** Plain-HTTP Range reads on keep-alive sockets that read into the destination buffer (default true). */
+  directRanges: boolean;
   /** Observes every Range request of the random-access reader. */
   onRangeRequest?: (start: number, length: number) => void;
   onRetry?: (reason: string, received: number) => void;
@@ -56,6 +59,7 @@ export class HttpSource implements Source {
       cache: defaultBlockCacheOptions,
       env: process.env,
       randomAccess: true,
+      directRanges: true,
       ...tuning,
     };
   }
@@ -92,13 +96,18 @@ export class HttpSource implements Source {
     let randomAccess: BlockCacheReader | undefined;
     if (this.tuning.randomAccess && identity.acceptsRanges && identity.size !== undefined && identity.size > 0) {
       users++;
+      const direct = this.tuning.directRanges ? new DirectRangeClient() : undefined;
       const fetcher = httpRangeFetcher(endpoint, first.response.url, identity, {
         stallMs,
         retry: this.tuning.retry,
         signal,
         onRequest: this.tuning.onRangeRequest,
+        direct,
       });
-      randomAccess = new BlockCacheReader(identity.size, fetcher, this.tuning.cache, release);
+      randomAccess = new BlockCacheReader(identity.size, fetcher, this.tuning.cache, async () => {
+        direct?.close();
+        await release();
+      });
       if (first.head) randomAccess.prime(0, first.head);
     }
     return { stream, size: identity.size, randomAccess };

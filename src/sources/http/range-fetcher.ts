@@ -1,6 +1,7 @@
 /** One byte range over HTTP: `Range` + `If-Range`, retried with backoff, checked to be the same file. */
 import { cannotConnect } from '../../errors.js';
-import { getFollowingRedirects, headerValue, type HttpEndpoint } from './http-request.js';
+import { getFollowingRedirects, headersFor, headerValue, type HttpEndpoint } from './http-request.js';
+import { DirectRangeClient, UseGeneralPath, type DirectRangeAnswer } from './direct-range-client.js';
 import { isRetryableStatus, isRetryableTransportError, statusText, transportError } from './http-errors.js';
 import { ifRangeValue, parseContentRange, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
@@ -15,16 +16,41 @@ export function httpRangeFetcher(
   /** Where the first answer came from after redirects; ranges go straight there. */
   location: URL,
   identity: ResourceIdentity,
-  options: { stallMs: number; retry: RetryPolicy; signal: AbortSignal; onRequest?: (start: number, length: number) => void },
+  options: {
+    stallMs: number;
+    retry: RetryPolicy;
+    signal: AbortSignal;
+    onRequest?: (start: number, length: number) => void;
+    /** Plain-HTTP Range reads without a proxy go through this client (see direct-range-client.ts). */
+    direct?: DirectRangeClient;
+  },
 ): RangeFetcher {
   const validator = ifRangeValue(identity);
   const where = redactedUrl(endpoint.url);
-  return async (start, length) => {
+  const directHeaders = headersFor(endpoint, location, {});
+  const direct =
+    options.direct && !endpoint.dispatchers.proxyFor(location) && DirectRangeClient.handles(location, directHeaders) ? options.direct : undefined;
+  return async (start, length, into) => {
     const end = start + length - 1;
+    const headers = { range: `bytes=${start}-${end}`, ...(validator ? { 'if-range': validator } : {}) };
     for (let attempt = 0; ; attempt++) {
       try {
         options.onRequest?.(start, length);
-        const headers = { range: `bytes=${start}-${end}`, ...(validator ? { 'if-range': validator } : {}) };
+        let answer: DirectRangeAnswer | undefined;
+        if (direct) {
+          try {
+            answer = await direct.read(location, { ...directHeaders, ...headers }, start, length, into, options.stallMs, options.signal);
+          } catch (err) {
+            if (!(err instanceof UseGeneralPath)) throw err;
+          }
+        }
+        if (answer) {
+          if (answer.data) return answer.data;
+          if (answer.statusCode === 206) throw cannotConnect(`${where} answered bytes ${start}-${end} with ${answer.contentRange ?? 'no Content-Range'}`);
+          if (answer.statusCode === 200) throw changedOrNoRanges(where);
+          if (isRetryableStatus(answer.statusCode)) throw new RetryableStatus(statusText(answer.statusCode));
+          throw cannotConnect(`reading bytes ${start}-${end} of ${where}: expected status code 206, got ${answer.statusCode}. Status: ${statusText(answer.statusCode)}`);
+        }
         const response = await getFollowingRedirects(endpoint, headers, options.signal, location);
         if (response.statusCode === 206) {
           const range = parseContentRange(headerValue(response.headers, 'content-range'));
@@ -32,11 +58,11 @@ export function httpRangeFetcher(
             response.body.destroy();
             throw cannotConnect(`${where} answered bytes ${start}-${end} with ${headerValue(response.headers, 'content-range') ?? 'no Content-Range'}`);
           }
-          return await readBodyFully(response.body as never, options.stallMs, length);
+          return await readBodyFully(response.body as never, options.stallMs, length, into);
         }
         response.body.destroy();
         if (response.statusCode === 200) {
-          throw cannotConnect(`${where} changed while it was being read, or stopped honouring Range requests; start the import again`);
+          throw changedOrNoRanges(where);
         }
         if (isRetryableStatus(response.statusCode)) throw new RetryableStatus(statusText(response.statusCode));
         throw cannotConnect(`reading bytes ${start}-${end} of ${where}: expected status code 206, got ${response.statusCode}. Status: ${statusText(response.statusCode)}`);
@@ -51,3 +77,6 @@ export function httpRangeFetcher(
     }
   };
 }
+
+const changedOrNoRanges = (where: string) =>
+  cannotConnect(`${where} changed while it was being read, or stopped honouring Range requests; start the import again`);

@@ -41,11 +41,15 @@ export class StallWatchdog {
   }
 }
 
-/** Reads a whole (Range-limited) body, watching for stalls and refusing more than `limit` bytes. */
+/**
+ * Reads a whole (Range-limited) body, watching for stalls and refusing more than `limit` bytes.
+ * With `into` (at least `limit` bytes), the body is copied there instead of into a new buffer.
+ */
 export async function readBodyFully(
   body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown },
   stallMs: number,
   limit: number,
+  into?: Buffer,
 ): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
@@ -54,15 +58,16 @@ export async function readBodyFully(
     watchdog.waiting();
     for await (const chunk of body) {
       watchdog.waiting();
-      total += chunk.length;
-      if (total > limit) {
+      if (total + chunk.length > limit) {
         body.destroy();
         throw new Error(`the server sent more than the ${limit} bytes asked for`);
       }
-      chunks.push(chunk);
+      if (into) chunk.copy(into, total);
+      else chunks.push(chunk);
+      total += chunk.length;
     }
   } finally {
     watchdog.stop();
   }
-  return Buffer.concat(chunks, total);
+  return into ? into.subarray(0, total) : Buffer.concat(chunks, total);
 }

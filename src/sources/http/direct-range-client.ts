@@ -1,0 +1,289 @@
+/**
+ * Range reads over plain HTTP/1.1 keep-alive sockets that receive the body straight into the
+ * caller's buffer (net's `onread`): no socket chunks, no parser copy, no concatenation. Through
+ * undici, a 4 MiB range costs ~65 socket chunks that are copied into llhttp's WebAssembly memory
+ * and then concatenated, and the garbage collector pays for all of them; here the kernel writes
+ * the bytes where they are going to stay.
+ *
+ * It handles only the answer a Range read expects: `206` with exactly the asked Content-Range and
+ * a matching Content-Length. Other statuses are returned without a body (the socket is closed);
+ * anything else (redirects, chunked or compressed bodies, odd framing) throws `UseGeneralPath`, and
+ * the caller repeats the request through undici, which knows all of HTTP. Plain `http:` without
+ * a proxy only: TLS and proxies stay with undici.
+ */
+import net from 'node:net';
+import { StallError } from './http-errors.js';
+
+/** The request is not one this client answers; send it through the general (undici) path. */
+export class UseGeneralPath extends Error {}
+
+export interface DirectRangeAnswer {
+  statusCode: number;
+  contentRange?: string;
+  /** The body, for a 206 with exactly the asked range; otherwise undefined (and nothing was read). */
+  data?: Buffer;
+}
+
+/** Head lines larger than this are not a Range answer we want to parse by hand. */
+const MAX_HEAD_BYTES = 64 << 10;
+const HEAD_BUFFER_BYTES = 16 << 10;
+/** Idle keep-alive sockets kept per client. */
+const MAX_IDLE = 16;
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// Field values: visible ASCII, spaces and tabs, obs-text; never CR, LF or NUL.
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/** A keep-alive connection whose reads go into whatever buffer the current request gives. */
+class Connection {
+  readonly socket: net.Socket;
+  /** Where the next read lands; switched by the request in progress. */
+  target: Buffer;
+  readonly headBuffer = Buffer.allocUnsafe(HEAD_BUFFER_BYTES);
+  onRead: ((bytes: number, into: Buffer) => void) | undefined;
+  /** Set when the socket can no longer be reused. */
+  broken = false;
+  /** Requests answered on this socket so far. */
+  uses = 0;
+
+  constructor(host: string, port: number, onIdleFailure: (conn: Connection) => void) {
+    this.target = this.headBuffer;
+    this.socket = net.connect({
+      host,
+      port,
+      noDelay: true,
+      onread: {
+        buffer: () => this.target,
+        callback: (bytes: number, into: Uint8Array) => {
+          if (this.onRead) this.onRead(bytes, into as Buffer);
+          else {
+            // Bytes nobody asked for: the framing is off; never reuse this socket.
+            this.broken = true;
+            this.socket.destroy();
+          }
+          return true;
+        },
+      },
+    });
+    const idleFailure = () => {
+      this.broken = true;
+      if (!this.onRead) onIdleFailure(this);
+    };
+    this.socket.on('error', idleFailure);
+    this.socket.on('end', idleFailure);
+    this.socket.on('close', idleFailure);
+  }
+}
+
+export class DirectRangeClient {
+  private readonly idle: Connection[] = [];
+  private readonly active = new Set<Connection>();
+  private closed = false;
+
+  /** Whether requests to `url` (with these headers) can go this way. */
+  static handles(url: URL, headers: Record<string, string>): boolean {
+    if (url.protocol !== 'http:') return false;
+    return Object.entries(headers).every(([name, value]) => TOKEN.test(name) && FIELD_VALUE.test(value));
+  }
+
+  /**
+   * GETs bytes `start`..`start + length - 1` of `url` into `into` (or a new buffer). Socket
+   * failures reject with the socket's error (ECONNRESET, EPIPE…) or a `StallError` after
+   * `stallMs` without a byte; a keep-alive socket that the server had closed is retried once on
+   * a new one.
+   */
+  async read(
+    url: URL,
+    headers: Record<string, string>,
+    start: number,
+    length: number,
+    into: Buffer | undefined,
+    stallMs: number,
+    signal: AbortSignal,
+  ): Promise<DirectRangeAnswer> {
+    const head = [`GET ${url.pathname}${url.search} HTTP/1.1`, `host: ${url.host}`];
+    for (const [name, value] of Object.entries(headers)) head.push(`${name}: ${value}`);
+    const request = `${head.join('\r\n')}\r\n\r\n`;
+    const body = into ?? Buffer.allocUnsafe(length);
+    for (;;) {
+      const reused = this.idle.pop();
+      const conn = reused ?? this.connect(url);
+      try {
+        return await this.exchange(conn, request, start, length, body, stallMs, signal);
+      } catch (err) {
+        // A reused socket the server closed while it was idle: the request never reached it.
+        if (reused && err instanceof StaleConnection && !signal.aborted && !this.closed) continue;
+        throw err instanceof StaleConnection ? err.cause : err;
+      }
+    }
+  }
+
+  /** Destroys every socket; requests in progress fail. */
+  close(): void {
+    this.closed = true;
+    for (const conn of [...this.idle, ...this.active]) conn.socket.destroy();
+    this.idle.length = 0;
+  }
+
+  private connect(url: URL): Connection {
+    if (this.closed) throw new Error('range client closed');
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const port = Number(url.port || 80);
+    return new Connection(host, port, (conn) => {
+      const at = this.idle.indexOf(conn);
+      if (at >= 0) this.idle.splice(at, 1);
+      conn.socket.destroy();
+    });
+  }
+
+  private exchange(
+    conn: Connection,
+    request: string,
+    start: number,
+    length: number,
+    body: Buffer,
+    stallMs: number,
+    signal: AbortSignal,
+  ): Promise<DirectRangeAnswer> {
+    const { socket } = conn;
+    return new Promise<DirectRangeAnswer>((resolve, reject) => {
+      let headBytes = 0;
+      let extraHead: Buffer[] | undefined;
+      let received = 0;
+      let bodyAt = -1; // -1 while reading the head
+      let keepAlive = true;
+      let answer: DirectRangeAnswer | undefined;
+      let done = false;
+
+      const finish = (error: unknown, reuse = false) => {
+        if (done) return;
+        done = true;
+        conn.onRead = undefined;
+        conn.target = conn.headBuffer;
+        socket.setTimeout(0);
+        socket.off('timeout', onTimeout);
+        socket.off('error', onError);
+        socket.off('end', onEnd);
+        socket.off('close', onEnd);
+        signal.removeEventListener('abort', onAbort);
+        this.active.delete(conn);
+        if (error !== undefined) {
+          conn.broken = true;
+          socket.destroy();
+          reject(error);
+          return;
+        }
+        conn.uses++;
+        if (reuse && keepAlive && !conn.broken && !this.closed && this.idle.length < MAX_IDLE) this.idle.push(conn);
+        else socket.destroy();
+        resolve(answer!);
+      };
+      const failure = (error: Error) => {
+        // Nothing came back on a socket that served requests before: it was closed while idle.
+        finish(headBytes === 0 && conn.uses > 0 ? new StaleConnection(error) : error);
+      };
+      const onError = (err: Error) => failure(err);
+      const onEnd = () => {
+        const err = Object.assign(new Error(`the server closed the connection after ${Math.max(received, 0)} of ${length} bytes`), { code: 'ECONNRESET' });
+        failure(err);
+      };
+      const onTimeout = () => finish(new StallError(stallMs / 1000));
+      const onAbort = () => finish(signal.reason ?? new Error('aborted'));
+
+      const startBody = (headEnd: number, headText: string, spill: Buffer) => {
+        const lines = headText.split('\r\n');
+        const status = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0] ?? '');
+        if (!status) return finish(new UseGeneralPath('not an HTTP/1.x answer'));
+        const statusCode = Number(status[2]);
+        const fields = new Map<string, string[]>();
+        for (const line of lines.slice(1)) {
+          const colon = line.indexOf(':');
+          if (colon <= 0) return finish(new UseGeneralPath('malformed header line'));
+          const name = line.slice(0, colon).trim().toLowerCase();
+          const list = fields.get(name) ?? [];
+          list.push(line.slice(colon + 1).trim());
+          fields.set(name, list);
+        }
+        const one = (name: string) => fields.get(name)?.[0];
+        const connection = (fields.get('connection') ?? []).join(',').toLowerCase();
+        keepAlive = status[1] === '1' ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
+        const contentRange = one('content-range');
+        if (statusCode >= 300 && statusCode < 400) return finish(new UseGeneralPath('redirect'));
+        if (statusCode !== 206) {
+          answer = { statusCode, contentRange };
+          return finish(undefined); // the body is not read: the socket is not reused
+        }
+        const range = /^\s*bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i.exec(contentRange ?? '');
+        if (!range || Number(range[1]) !== start || Number(range[2]) !== start + length - 1) {
+          answer = { statusCode, contentRange };
+          return finish(undefined);
+        }
+        const lengths = fields.get('content-length') ?? [];
+        const encoding = one('content-encoding');
+        if (
+          fields.has('transfer-encoding') ||
+          lengths.length !== 1 ||
+          lengths[0] !== String(length) ||
+          (encoding !== undefined && encoding.toLowerCase() !== 'identity')
+        ) {
+          return finish(new UseGeneralPath('unexpected body framing'));
+        }
+        answer = { statusCode, contentRange, data: body };
+        const early = spill.length - headEnd;
+        if (early > length) return finish(new Error(`the server sent more than the ${length} bytes asked for`));
+        spill.copy(body, 0, headEnd);
+        bodyAt = early;
+        received = early;
+        if (received === length) return finish(undefined, true);
+        conn.target = body.subarray(received, length);
+      };
+
+      conn.onRead = (bytes, into) => {
+        if (bodyAt >= 0) {
+          received += bytes;
+          if (received === length) finish(undefined, true);
+          else conn.target = body.subarray(received, length);
+          return;
+        }
+        // The head: gather until the blank line. It lands in headBuffer, contiguously, until
+        // that is full; then it is collected piece by piece (a head that large is rare).
+        headBytes += bytes;
+        let view: Buffer;
+        if (!extraHead) {
+          view = conn.headBuffer.subarray(0, headBytes);
+          if (headBytes < HEAD_BUFFER_BYTES) conn.target = conn.headBuffer.subarray(headBytes);
+          else {
+            extraHead = [Buffer.from(view)];
+            conn.target = conn.headBuffer;
+          }
+        } else {
+          extraHead.push(Buffer.from(into.subarray(0, bytes)));
+          view = Buffer.concat(extraHead);
+        }
+        const end = view.indexOf('\r\n\r\n');
+        if (end < 0) {
+          if (headBytes > MAX_HEAD_BYTES) finish(new UseGeneralPath('answer head too large'));
+          return;
+        }
+        // The head views the shared buffer: take its text before the body overwrites anything.
+        startBody(end + 4, view.toString('latin1', 0, end), view);
+      };
+
+      if (signal.aborted) return onAbort();
+      this.active.add(conn);
+      signal.addEventListener('abort', onAbort, { once: true });
+      socket.on('error', onError);
+      socket.on('end', onEnd);
+      socket.on('close', onEnd);
+      socket.on('timeout', onTimeout);
+      socket.setTimeout(stallMs);
+      if (socket.destroyed || conn.broken) return failure(Object.assign(new Error('socket closed'), { code: 'ECONNRESET' }));
+      socket.write(request, 'latin1');
+    });
+  }
+}
+
+class StaleConnection extends Error {
+  constructor(override readonly cause: Error) {
+    super(cause.message);
+  }
+}
