@@ -1,12 +1,8 @@
 import zlib from 'node:zlib';
-import type { Transform } from 'node:stream';
-import { createRequire } from 'node:module';
+import type { Duplex } from 'node:stream';
 import type { CompressionFormat } from './magic.js';
 import { ZstdDecoder } from './zstd-decoder.js';
-
-const require = createRequire(import.meta.url);
-// A CommonJS native addon: loaded only when an xz stream needs it.
-type LzmaModule = typeof import('node-liblzma');
+import { XzDecoder } from './xz/xz-decoder.js';
 
 /** 1 MiB output chunks: 4–8× faster than zlib's 16 KiB default, and the size targets write best. */
 const CHUNK_SIZE = 1 << 20;
@@ -16,15 +12,13 @@ const CHUNK_SIZE = 1 << 20;
  * (README, dependency table): node zlib for gzip, node-liblzma against the system liblzma for xz,
  * zstd-napi's native context for zstd (zstd-decoder.ts).
  */
-export function createDecompressor(format: CompressionFormat): Transform {
+export function createDecompressor(format: CompressionFormat): Duplex {
   switch (format) {
     case 'gzip':
       // Concatenated gzip members (pigz, appended files) are decoded as one stream, as gzip -dc does.
       return zlib.createGunzip({ chunkSize: CHUNK_SIZE });
-    case 'xz': {
-      const lzma = require('node-liblzma') as LzmaModule;
-      return lzma.createUnxz({ chunkSize: CHUNK_SIZE }) as unknown as Transform;
-    }
+    case 'xz':
+      return new XzDecoder();
     case 'zstd':
       return new ZstdDecoder();
   }

@@ -60,36 +60,6 @@ function decompressed(input: Readable, format: CompressionFormat, where: string)
     decoder.destroy();
     if (!input.destroyed) input.destroy();
   });
-  if (format === 'xz') {
-    // node-liblzma ends quietly on truncated input; an xz file must end with its stream footer.
-    // Registered before pipe() so the failure lands before `output` is ended.
-    const footer = new XzFooterWatch();
-    input.on('data', (chunk: Buffer) => footer.update(chunk));
-    decoder.once('end', () => {
-      if (!footer.complete()) output.destroy(badInput(`${where}: xz data is corrupt or truncated (the stream ends without its footer)`));
-    });
-  }
   input.pipe(decoder).pipe(output);
   return output;
-}
-
-/**
- * Remembers the last two bytes before any trailing zeros: a complete xz file ends with the footer
- * magic "YZ", optionally followed by zero stream padding.
- */
-class XzFooterWatch {
-  private pair: [number, number] = [-1, -1];
-  private previousByte = -1;
-
-  update(chunk: Buffer): void {
-    if (chunk.length === 0) return;
-    let i = chunk.length - 1;
-    while (i >= 0 && chunk[i] === 0) i--;
-    if (i >= 0) this.pair = [i > 0 ? chunk[i - 1]! : this.previousByte, chunk[i]!];
-    this.previousByte = chunk[chunk.length - 1]!;
-  }
-
-  complete(): boolean {
-    return this.pair[0] === 0x59 && this.pair[1] === 0x5a;
-  }
 }

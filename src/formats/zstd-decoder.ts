@@ -11,12 +11,15 @@ const OUTPUT_CHUNK = chunkPool.size;
  * A zstd stream decoder on zstd-napi's native context. zstd-napi's own DecompressStream pushes a
  * fresh 128 KiB buffer per call; filling 1 MiB chunks instead makes it 2–3× faster here. Multiple
  * concatenated frames are decoded as one stream, as `zstd -dc` does; ending inside a frame is an error.
+ * Output waits for the reader, so memory stays bounded however well the data compresses.
  */
 export class ZstdDecoder extends Transform {
   private readonly context: InstanceType<ZstdBinding['DCtx']>;
   private output = chunkPool.take();
   private used = 0;
   private inFrame = false;
+  /** Input left over when the reader stopped taking output; decoding resumes from _read(). */
+  private paused: { input: Buffer; callback: TransformCallback } | undefined;
 
   constructor() {
     super({ readableHighWaterMark: OUTPUT_CHUNK, writableHighWaterMark: OUTPUT_CHUNK });
@@ -25,6 +28,19 @@ export class ZstdDecoder extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.decode(chunk, callback);
+  }
+
+  override _read(size: number): void {
+    const paused = this.paused;
+    this.paused = undefined;
+    if (paused) this.decode(paused.input, paused.callback);
+    // Transform parks the write callback until its next _read() when the buffer is full; a resumed
+    // decode that pushed nothing more gets no further _read(), so release it here.
+    if (!this.paused) super._read(size);
+  }
+
+  private decode(chunk: Buffer, callback: TransformCallback): void {
     let input = chunk;
     try {
       for (;;) {
@@ -34,9 +50,14 @@ export class ZstdDecoder extends Transform {
         // 0 means a frame just ended; a call that moved nothing says nothing about frames.
         if (produced > 0 || consumed > 0) this.inFrame = hint !== 0;
         if (this.used === OUTPUT_CHUNK) {
-          this.push(this.output);
+          const wantsMore = this.push(this.output);
           this.output = chunkPool.take();
           this.used = 0;
+          if (!wantsMore) {
+            // A few KiB of zstd can stand for gigabytes: wait for the reader before decoding on.
+            this.paused = { input, callback };
+            return;
+          }
           continue; // the decoder may hold more output for the same input
         }
         if (input.length === 0) break;

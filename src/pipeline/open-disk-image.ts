@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { DiskImage } from '../extents.js';
+import { coalesceExtents } from './coalesce-extents.js';
 import type { ImportContext, ImportRequest } from '../request.js';
 import type { OpenedSource, RandomAccessReader } from '../sources/source.js';
 import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat } from '../formats/magic.js';
@@ -76,7 +77,9 @@ async function openQcow2RandomAccess(reader: RandomAccessReader, request: Import
 
 async function openQcow2Stream(stream: Readable, request: ImportRequest, ctx: ImportContext): Promise<DiskImage> {
   const qcow2 = await import('../qcow2/index.js');
-  return qcow2.openQcow2Stream(stream, { signal: ctx.signal, scratchDir: request.scratchDir });
+  const image = await qcow2.openQcow2Stream(stream, { signal: ctx.signal, scratchDir: request.scratchDir });
+  // One extent per cluster; neighbours cut from one decoded chunk are written as one.
+  return { ...image, extents: () => coalesceExtents(image.extents()) };
 }
 
 /** Counts the bytes a random-access reader fetched, for progress. */

@@ -2,15 +2,22 @@ import { createHash, type Hash } from 'node:crypto';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import type { ChecksumSpec, ProgressReport } from '../request.js';
 import { ChecksumMismatchError } from '../errors.js';
+import { chunkPool } from '../util/buffer-pool.js';
+
+const GATHER_BYTES = chunkPool.size;
 
 /**
  * Watches the source bytes as they pass, before any decompression: counts them for progress
- * and hashes them for the checksum (SPEC §5.1). Adds no copies.
+ * and hashes them for the checksum (SPEC §5.1). Pipes and sockets deliver 16–64 KiB at a time;
+ * such chunks are gathered into 1 MiB ones (one copy), so that everything downstream (decoders,
+ * the qcow2 reader, writes) works per MiB. Large chunks pass as they are.
  */
 export class SourceTap extends Transform {
   bytes = 0;
   private readonly hash?: Hash;
   private lastReport = 0;
+  private gathered: Buffer | undefined;
+  private gatheredBytes = 0;
 
   constructor(
     private readonly checksum: ChecksumSpec | undefined,
@@ -29,12 +36,30 @@ export class SourceTap extends Transform {
       this.lastReport = now;
       this.progress({ bytes: this.bytes, total: this.total });
     }
-    callback(null, chunk);
+    if (this.gatheredBytes === 0 && chunk.length >= GATHER_BYTES) {
+      callback(null, chunk);
+      return;
+    }
+    for (let at = 0; at < chunk.length; ) {
+      this.gathered ??= chunkPool.take();
+      const copied = chunk.copy(this.gathered, this.gatheredBytes, at);
+      at += copied;
+      this.gatheredBytes += copied;
+      if (this.gatheredBytes === GATHER_BYTES) this.pushGathered();
+    }
+    callback();
   }
 
   override _flush(callback: TransformCallback): void {
+    if (this.gatheredBytes > 0) this.pushGathered();
     this.progress?.({ bytes: this.bytes, total: this.total });
     callback();
+  }
+
+  private pushGathered(): void {
+    this.push(this.gathered!.subarray(0, this.gatheredBytes));
+    this.gathered = undefined;
+    this.gatheredBytes = 0;
   }
 
   /** Throws ChecksumMismatchError unless the bytes seen hash to the expected value. */

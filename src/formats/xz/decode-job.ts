@@ -1,0 +1,137 @@
+import { chunkPool } from '../../util/buffer-pool.js';
+import { LZMA_OK, LZMA_STREAM_END, LzmaDecoderEngine, lzmaReason } from './lzma-engine.js';
+
+const EMPTY = Buffer.alloc(0);
+
+export interface DecodeJobLimits {
+  /** Decoded bytes held for the reader before decoding pauses. */
+  outputAhead: number;
+  /** Compressed bytes queued before write() waits. */
+  inputAhead: number;
+}
+
+/**
+ * One liblzma engine decoding one .xz stream (a single wrapped block, or the rest of the file)
+ * on the thread pool, between a bounded input queue and a bounded queue of 1 MiB output chunks.
+ * Decoding runs ahead of the reader only as far as `outputAhead`, so memory stays bounded however
+ * well the data compresses.
+ */
+export class DecodeJob {
+  private readonly engine = new LzmaDecoderEngine();
+  private readonly input: Buffer[] = [];
+  private inputOffset = 0;
+  private inputBytes = 0;
+  private inputEnded = false;
+  private readonly output: Buffer[] = [];
+  private outputBytes = 0;
+  private done = false;
+  private failure: Error | undefined;
+  private stopped = false;
+  private waiters: (() => void)[] = [];
+
+  constructor(private readonly limits: DecodeJobLimits) {
+    void this.run();
+  }
+
+  /** Queues compressed bytes; waits while the queue is full. Throws the job's failure. */
+  async write(chunk: Buffer): Promise<void> {
+    this.throwIfFailed();
+    if (chunk.length === 0) return;
+    this.input.push(chunk);
+    this.inputBytes += chunk.length;
+    this.wake();
+    while (this.inputBytes >= this.limits.inputAhead && !this.failure && !this.stopped) await this.changed();
+    this.throwIfFailed();
+  }
+
+  /** No more input after `last`. */
+  end(last?: Buffer): void {
+    if (last && last.length > 0) {
+      this.input.push(last);
+      this.inputBytes += last.length;
+    }
+    this.inputEnded = true;
+    this.wake();
+  }
+
+  /** The next decoded chunk in order, or null once the stream has ended. Throws the job's failure. */
+  async read(): Promise<Buffer | null> {
+    for (;;) {
+      this.throwIfFailed();
+      const chunk = this.output.shift();
+      if (chunk) {
+        this.outputBytes -= chunk.length;
+        this.wake();
+        return chunk;
+      }
+      if (this.done || this.stopped) return null;
+      await this.changed();
+    }
+  }
+
+  /** Stops decoding and frees the engine (after a running step, if any). */
+  stop(): void {
+    this.stopped = true;
+    this.wake();
+  }
+
+  private async run(): Promise<void> {
+    let out = chunkPool.take();
+    let used = 0;
+    try {
+      while (!this.stopped) {
+        if (this.outputBytes >= this.limits.outputAhead || (this.input.length === 0 && !this.inputEnded)) {
+          await this.changed();
+          continue;
+        }
+        const piece = this.input[0] ?? EMPTY;
+        const finish = this.inputEnded && this.input.length <= 1;
+        const available = piece.length - this.inputOffset;
+        const step = await this.engine.step(piece, this.inputOffset, available, out, used, finish);
+        used += step.produced;
+        if (step.consumed > 0) {
+          this.inputOffset += step.consumed;
+          if (this.inputOffset === piece.length) {
+            this.input.shift();
+            this.inputBytes -= piece.length;
+            this.inputOffset = 0;
+          }
+        }
+        const ended = step.ret === LZMA_STREAM_END;
+        if (!ended && step.ret !== LZMA_OK) throw new Error(lzmaReason(step.ret));
+        if (used === out.length || (ended && used > 0)) {
+          this.output.push(used === out.length ? out : out.subarray(0, used));
+          this.outputBytes += used;
+          out = chunkPool.take();
+          used = 0;
+        }
+        if (ended) {
+          if (this.input.length > 0) throw new Error('data follows the end of the stream');
+          this.done = true;
+          break;
+        }
+        if (finish && step.produced === 0 && step.consumed === 0) throw new Error(lzmaReason(10));
+        this.wake();
+      }
+    } catch (err) {
+      this.failure = err instanceof Error ? err : new Error(String(err));
+    } finally {
+      this.engine.close();
+      this.wake();
+    }
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  private changed(): Promise<void> {
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const resolve of waiters) resolve();
+  }
+}

@@ -1,0 +1,50 @@
+/** Received bytes not yet used, as the chunks they arrived in: slices are taken without copying where possible. */
+export class PendingBytes {
+  private readonly chunks: Buffer[] = [];
+  private offset = 0;
+  length = 0;
+
+  push(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.chunks.push(chunk);
+    this.length += chunk.length;
+  }
+
+  /** The byte at `index` from the front; the caller checks `length` first. */
+  at(index: number): number {
+    let i = this.offset + index;
+    for (const chunk of this.chunks) {
+      if (i < chunk.length) return chunk[i]!;
+      i -= chunk.length;
+    }
+    throw new RangeError('PendingBytes.at past the end');
+  }
+
+  /** Exactly `count` bytes (the caller checks `length` first); copied only when they span chunks. */
+  take(count: number): Buffer {
+    const first = this.chunks[0];
+    if (first && first.length - this.offset >= count) return this.takeFromFirst(count);
+    const out = Buffer.allocUnsafe(count);
+    let filled = 0;
+    while (filled < count) filled += this.takeFromFirst(count - filled).copy(out, filled);
+    return out;
+  }
+
+  /** Up to `limit` bytes from the first chunk, without copying. */
+  takeSome(limit: number): Buffer {
+    const first = this.chunks[0]!;
+    return this.takeFromFirst(Math.min(limit, first.length - this.offset));
+  }
+
+  private takeFromFirst(count: number): Buffer {
+    const first = this.chunks[0]!;
+    const part = first.subarray(this.offset, this.offset + Math.min(count, first.length - this.offset));
+    this.offset += part.length;
+    this.length -= part.length;
+    if (this.offset === first.length) {
+      this.chunks.shift();
+      this.offset = 0;
+    }
+    return part;
+  }
+}
