@@ -23,7 +23,7 @@ export async function* coalesceExtents(extents: AsyncIterable<Extent>): AsyncGen
 }
 
 function canMerge(a: Extent, b: Extent): boolean {
-  if (a.offset + a.length !== b.offset || a.release || b.release) return false;
+  if (a.offset + a.length !== b.offset) return false;
   if (!a.data || !b.data) return !a.data && !b.data;
   return (
     a.data.buffer === b.data.buffer &&
@@ -34,6 +34,7 @@ function canMerge(a: Extent, b: Extent): boolean {
 
 function merge(a: Extent, b: Extent): Extent {
   const length = a.length + b.length;
-  if (!a.data) return { offset: a.offset, length };
-  return { offset: a.offset, length, data: Buffer.from(a.data.buffer, a.data.byteOffset, length) };
+  const release = a.release && b.release ? () => (a.release!(), b.release!()) : (a.release ?? b.release);
+  if (!a.data) return { offset: a.offset, length, release };
+  return { offset: a.offset, length, data: Buffer.from(a.data.buffer, a.data.byteOffset, length), release };
 }

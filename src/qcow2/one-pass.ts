@@ -14,6 +14,7 @@ import { bytesPerL2, decodeL2Table, partlyReadHostClusters, l1EntriesUsed, l2Tab
 import { decompressCluster } from './decompress-cluster.js';
 import { SpillFile } from './spill-file.js';
 import type { Qcow2OpenOptions } from './options.js';
+import { PoolLeases, chunkPool } from '../util/buffer-pool.js';
 
 const MAX_DECOMPRESS_IN_FLIGHT = 8;
 /**
@@ -126,6 +127,11 @@ class OnePassEngine {
   private readonly out: (Extent | PendingCluster)[] = [];
 
   private readonly measuring: boolean;
+  /**
+   * Decoders hand out pooled chunks; clusters are views of them (no copy). A chunk goes back to the
+   * pool once the run has passed it, it left the window and every extent cut from it is written.
+   */
+  private readonly leases = new PoolLeases(chunkPool);
 
   constructor(
     private readonly header: Qcow2Header,
@@ -161,6 +167,7 @@ class OnePassEngine {
       let chunk: Buffer | undefined = head;
       while (chunk) {
         signal?.throwIfAborted();
+        this.leases.hold(chunk);
         let at = 0;
         while (at < chunk.length) {
           if (fill === 0 && chunk.length - at >= this.cs) {
@@ -180,6 +187,7 @@ class OnePassEngine {
           }
           yield* this.drain();
         }
+        this.leases.release(chunk);
         if (!rest) break;
         const next = await rest.next();
         chunk = next.done ? undefined : Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as Uint8Array);
@@ -258,6 +266,7 @@ class OnePassEngine {
 
     this.processedEnd = end;
     this.window.push({ index, start, buf, gaps: uncovered(covered, buf.length) });
+    this.leases.hold(buf);
     this.windowBytes += buf.length;
     for (const [want, data] of completed) await want.done(data);
     while (this.windowBytes > this.windowLimit) await this.evict(this.window.shift()!);
@@ -271,13 +280,15 @@ class OnePassEngine {
   /** A cluster leaves memory: what no want took is kept (zeros as ranges, else scratch) if it may still be needed. */
   private async evict(slot: WindowSlot): Promise<void> {
     this.windowBytes -= slot.buf.length;
-    if (!this.mayStillBeMapped()) return;
-    let spill = false;
-    for (const [from, to] of slot.gaps) {
-      if (isZero(slot.buf, from, to)) this.addZeroRange(slot.start + from, slot.start + to);
-      else spill = true;
+    if (this.mayStillBeMapped()) {
+      let spill = false;
+      for (const [from, to] of slot.gaps) {
+        if (isZero(slot.buf, from, to)) this.addZeroRange(slot.start + from, slot.start + to);
+        else spill = true;
+      }
+      if (spill) await this.spill.put(slot.index, slot.buf);
     }
-    if (spill) await this.spill.put(slot.index, slot.buf);
+    this.leases.release(slot.buf);
   }
 
   private addZeroRange(start: number, end: number): void {
@@ -398,7 +409,10 @@ class OnePassEngine {
         start: piece.hostOffset,
         end: piece.hostOffset + piece.length,
         what: `data for guest offset ${piece.guestOffset}`,
-        done: (data) => this.emit({ offset: piece.guestOffset, length: piece.length, data }),
+        done: (data) => {
+          this.leases.hold(data);
+          this.emit({ offset: piece.guestOffset, length: piece.length, data, release: () => this.leases.release(data) });
+        },
       });
     } else {
       await this.want({
@@ -413,9 +427,11 @@ class OnePassEngine {
 
   private emitCompressed(piece: Extract<Piece, { kind: 'compressed' }>, input: Buffer): void {
     if (this.measuring) return;
+    this.leases.hold(input);
     this.out.push({
       decode: async () => {
         const cluster = await decompressCluster(this.header.compressionType, input, this.cs, piece.hostOffset);
+        this.leases.release(input);
         return { offset: piece.guestOffset, length: piece.length, data: cluster.subarray(0, piece.length) };
       },
     });

@@ -19,6 +19,11 @@ export class BufferPool {
     return buffer;
   }
 
+  /** Whether `data` is (a view of) a buffer this pool handed out and has not got back. */
+  owns(data: Buffer): boolean {
+    return this.owned.has(data.buffer);
+  }
+
   /** Returns a buffer (or a view of one) taken from this pool; anything else is ignored. */
   give(data: Buffer): void {
     if (!this.owned.has(data.buffer) || this.free.length >= this.maxFree) return;
@@ -27,8 +32,34 @@ export class BufferPool {
   }
 }
 
+/**
+ * Shared use of pooled buffers: several holders (clusters cut from one chunk, writes in flight)
+ * each hold a view; the buffer goes back to its pool when the last one lets go. Views of other
+ * buffers are ignored, so holders need not know where their bytes came from.
+ */
+export class PoolLeases {
+  private readonly counts = new Map<ArrayBufferLike, number>();
+
+  constructor(private readonly pool: BufferPool) {}
+
+  hold(view: Buffer): void {
+    if (!this.pool.owns(view)) return;
+    this.counts.set(view.buffer, (this.counts.get(view.buffer) ?? 0) + 1);
+  }
+
+  release(view: Buffer): void {
+    const count = this.counts.get(view.buffer);
+    if (count === undefined) return;
+    if (count > 1) this.counts.set(view.buffer, count - 1);
+    else {
+      this.counts.delete(view.buffer);
+      this.pool.give(view);
+    }
+  }
+}
+
 /** The pool for 1 MiB stream chunks; 16 free buffers at most (16 MiB). */
-export const chunkPool = new BufferPool(1 << 20, 16);
+export const chunkPool = new BufferPool(1 << 20, 48);
 
 /** The pool for large random-access reads (1–4 MiB, e.g. runs of qcow2 clusters); 8 free at most. */
 export const readPool = new BufferPool(4 << 20, 8);

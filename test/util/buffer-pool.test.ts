@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BufferPool } from '../../src/util/buffer-pool.js';
+import { BufferPool, PoolLeases } from '../../src/util/buffer-pool.js';
 
 test('a pool hands back only its own buffers, whole, and keeps at most maxFree', () => {
   const pool = new BufferPool(1024, 2);
@@ -22,4 +22,21 @@ test('a pool hands back only its own buffers, whole, and keeps at most maxFree',
   const first = pool.take();
   const second = pool.take();
   assert.notEqual(first.buffer, second.buffer);
+});
+
+test('a leased buffer goes back to its pool only when the last holder lets go', () => {
+  const pool = new BufferPool(1024, 4);
+  const leases = new PoolLeases(pool);
+  const chunk = pool.take();
+  const first = chunk.subarray(0, 512);
+  const second = chunk.subarray(512);
+  leases.hold(first);
+  leases.hold(second);
+  leases.hold(Buffer.alloc(16)); // not pooled: ignored
+  leases.release(first);
+  assert.notEqual(pool.take().buffer, chunk.buffer, 'still held by the second view');
+  leases.release(second);
+  assert.equal(pool.take().buffer, chunk.buffer);
+  leases.release(second); // released too often: ignored, the buffer is not given twice
+  assert.notEqual(pool.take().buffer, chunk.buffer);
 });
