@@ -187,15 +187,19 @@ async function resolveRun(reader: RandomAccessReader, header: Qcow2Header, run: 
     return { offset: run.guestOffset, length: run.length, data, release: () => readPool.give(data) };
   }
   const span = await readExact(reader, run.hostStart, run.hostEnd - run.hostStart, 'compressed clusters');
-  const clusters = await Promise.all(
-    run.pieces.map(async (piece) => {
+  // Clusters are decoded side by side into one buffer (pooled when it fits), the extent's data.
+  const { clusterSize } = header;
+  const whole = run.pieces.length * clusterSize;
+  const output = whole <= readPool.size ? readPool.take() : Buffer.allocUnsafe(whole);
+  await Promise.all(
+    run.pieces.map((piece, i) => {
       const from = piece.hostOffset - run.hostStart;
       const input = span.subarray(from, Math.min(from + piece.compressedLength, span.length));
-      const cluster = await decompressCluster(header.compressionType, input, header.clusterSize, piece.hostOffset);
-      return cluster.subarray(0, piece.length);
+      return decompressCluster(header.compressionType, input, clusterSize, piece.hostOffset, output.subarray(i * clusterSize, (i + 1) * clusterSize));
     }),
   );
-  readPool.give(span); // decompressed into new buffers: the compressed bytes are no longer needed
-  const data = clusters.length === 1 ? clusters[0]! : Buffer.concat(clusters, run.length);
-  return { offset: run.guestOffset, length: run.length, data };
+  readPool.give(span); // decoded: the compressed bytes are no longer needed
+  // Every piece but the last is a whole cluster, so the run's bytes are the buffer's first run.length.
+  const data = output.subarray(0, run.length);
+  return { offset: run.guestOffset, length: run.length, data, release: () => readPool.give(output) };
 }
