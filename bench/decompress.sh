@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Foundation benchmark (npm run bench): a 1 GiB disk-like raw image, compressed with gzip, xz
-# (single block) and zstd, imported to a file by cdi-importer and decompressed by the reference
+# (single block, and multi-block as `xz -T` and xz >= 5.6 write it) and zstd, imported to a file by cdi-importer and decompressed by the reference
 # CLI (`gzip -dc > file` etc.), alternating, BENCH_RUNS times each. Prints median times, the ratio
 # ours/reference and our peak RSS.
 set -euo pipefail
@@ -20,6 +20,8 @@ if [ ! -f "$IMG.zst" ]; then
   xz -T1 -3 -c "$IMG" > "$IMG.xz"   # -T1: a single block, the common case for published images
   zstd -q -3 -c "$IMG" > "$IMG.zst"
 fi
+# Multi-block: blocks carry their sizes, so they can be decoded in parallel (ours and xz -T0 both do).
+[ -f "$IMG.mt.xz" ] || xz -T0 -3 -c "$IMG" > "$IMG.mt.xz"
 # BENCH_OUT_DIR=/dev/shm separates decoding from this disk's write stalls (see README).
 OUT="${BENCH_OUT_DIR:-$BENCH_DIR}/out.img"
 # `convert` is the import pipeline without the final fsync, like the references; the *-sync pair
@@ -32,6 +34,9 @@ for run in $(seq "$BENCH_RUNS"); do
   measure gz-ref "gzip -dc $IMG.gz > $OUT; rm -f $OUT"
   measure xz-ours "$(ours "$IMG.xz")"
   measure xz-ref "xz -dc $IMG.xz > $OUT; rm -f $OUT"
+  measure xzmt-ours "$(ours "$IMG.mt.xz")"
+  measure xzmt-ref "xz -dc $IMG.mt.xz > $OUT; rm -f $OUT"
+  measure xzmt-ref-t0 "xz -T0 -dc $IMG.mt.xz > $OUT; rm -f $OUT"
   measure zst-ours "$(ours "$IMG.zst")"
   measure zst-ref "zstd -dc $IMG.zst > $OUT; rm -f $OUT"
   measure zst-import-ours "node bin/cdi-importer import $IMG.zst -o $OUT -q; rm -f $OUT"
@@ -41,5 +46,7 @@ done
 echo "median of $BENCH_RUNS runs, $(numfmt --to=iec "$SIZE") disk-like image:"
 compare 'raw.gz  -> file vs gzip -dc > file' gz-ours gz-ref 1.0
 compare 'raw.xz  -> file vs xz -dc > file' xz-ours xz-ref 1.1
+compare 'raw.xz multi-block vs xz -dc > file' xzmt-ours xzmt-ref 1.1
+compare 'raw.xz multi-block vs xz -T0 -dc > file' xzmt-ours xzmt-ref-t0 1.1
 compare 'raw.zst -> file vs zstd -dc > file' zst-ours zst-ref 1.3
 compare 'import raw.zst (fsync) vs zstd -dc + sync' zst-import-ours zst-ref-sync 1.3
