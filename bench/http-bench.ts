@@ -4,9 +4,16 @@
  *   2. qcow2 (Range) → raw:  cdi-importer   vs  qemu-img convert of a local copy              (target ≤ 1.2)
  *   3. qcow2.xz → raw:       cdi-importer   vs  curl | xz -dc > scratch; qemu-img convert     (target ≤ 0.6, 0 scratch bytes)
  * Runs `node dist/main.js` (build first: npx tsc -p tsconfig.json). Prints one table and the ratios.
+ *
+ * Environment: RUNS (default 5), SIZE_MIB (default 64);
+ *   BENCH_MAIN=path/main.js       the build to measure (default dist/main.js);
+ *   BENCH_BASELINE=path/main.js   another build (e.g. a copy of dist/ from before a change), run alternately
+ *                                 with ours on the same inputs, so "before" and "after" share one run;
+ *   BENCH_IMAGES_DIR=dir          make the images there once and reuse them (xz of a 1 GiB disk takes minutes);
+ *   BENCH_CASES=qcow2,xz          only the cases whose name contains one of these words.
  */
 import { spawnSync } from 'node:child_process';
-import { rmSync, statSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../test/support/cli.js';
 import { startNginx } from '../test/support/nginx.js';
@@ -14,7 +21,9 @@ import { makeTempDir, run, sh } from '../test/support/tools.js';
 
 const RUNS = Number(process.env.RUNS ?? 5);
 const SIZE_MIB = Number(process.env.SIZE_MIB ?? 64);
-const main = path.join(repoRoot, 'dist', 'main.js');
+const main = process.env.BENCH_MAIN ?? path.join(repoRoot, 'dist', 'main.js');
+const baseline = process.env.BENCH_BASELINE;
+const only = process.env.BENCH_CASES?.split(',').filter(Boolean);
 
 function timed(line: string): { seconds: number; stdout: string } {
   const start = process.hrtime.bigint();
@@ -27,15 +36,18 @@ function timed(line: string): { seconds: number; stdout: string } {
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 const dir = makeTempDir('cdi-bench-http-');
-const www = dir.join('www');
-sh(`mkdir -p ${www}`);
-// A disk that looks like one: random data (binaries), compressible text, and zeros.
-const quarter = Math.max(1, Math.floor(SIZE_MIB / 4));
-sh(`truncate -s ${SIZE_MIB}M ${www}/disk.raw`);
-sh(`head -c ${quarter}M /dev/urandom | dd of=${www}/disk.raw conv=notrunc status=none`);
-sh(`head -c ${Math.floor((quarter * 3) / 4)}M /dev/urandom | base64 -w 100 | dd of=${www}/disk.raw bs=1M seek=${quarter} conv=notrunc status=none`);
-run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', `${www}/disk.raw`, `${www}/disk.qcow2`]);
-sh(`gzip -k -6 ${www}/disk.raw && xz -k -T2 -6 ${www}/disk.qcow2`);
+const www = process.env.BENCH_IMAGES_DIR ? path.join(process.env.BENCH_IMAGES_DIR, `http-${SIZE_MIB}M`) : dir.join('www');
+if (!existsSync(path.join(www, 'disk.qcow2.xz'))) {
+  sh(`mkdir -p ${www}`);
+  // A disk that looks like one: random data (binaries), compressible text, and zeros.
+  const quarter = Math.max(1, Math.floor(SIZE_MIB / 4));
+  sh(`truncate -s ${SIZE_MIB}M ${www}/disk.raw`);
+  sh(`head -c ${quarter}M /dev/urandom | dd of=${www}/disk.raw conv=notrunc status=none`);
+  sh(`head -c ${Math.floor((quarter * 3) / 4)}M /dev/urandom | base64 -w 100 | dd of=${www}/disk.raw bs=1M seek=${quarter} conv=notrunc status=none`);
+  run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', `${www}/disk.raw`, `${www}/disk.qcow2`]);
+  // The .xz last and under a temporary name: its presence says the set is complete.
+  sh(`gzip -kf -6 ${www}/disk.raw && xz -T2 -6 -c ${www}/disk.qcow2 > ${www}/disk.qcow2.xz.tmp && mv ${www}/disk.qcow2.xz.tmp ${www}/disk.qcow2.xz`);
+}
 const expected = sh(`sha256sum < ${www}/disk.raw`).split(' ')[0];
 
 const nginx = await startNginx({ root: www });
@@ -111,8 +123,10 @@ const rows: string[] = [];
 let failed = false;
 try {
   for (const c of cases) {
+    if (only && !only.some((word) => c.name.includes(word))) continue;
     const ours: number[] = [];
     const theirs: number[] = [];
+    const before: number[] = [];
     let oursOk = true;
     for (let i = 0; i < RUNS; i++) {
       rmSync(out, { force: true });
@@ -123,6 +137,11 @@ try {
         oursOk = false;
         rows.push(`${c.name}: cdi-importer failed: ${String((err as Error).message).split('\n')[0]}`);
         break;
+      }
+      if (baseline && c.ours.includes(main)) {
+        rmSync(out, { force: true });
+        before.push(timed(c.ours.split(main).join(baseline)).seconds);
+        if (c.verify !== false) check();
       }
       rmSync(out, { force: true });
       theirs.push(timed(c.theirs).seconds);
@@ -136,20 +155,23 @@ try {
     const missed = c.target !== undefined && ratio > c.target;
     if (missed) failed = true;
     const goal = c.target !== undefined ? ` (target ≤ ${c.target})${missed ? '  MISSED' : ''}` : ' (context)';
-    rows.push(`${c.name.padEnd(26)} ours ${median(ours).toFixed(3)} s  reference ${median(theirs).toFixed(3)} s  ratio ${ratio.toFixed(2)}${goal}`);
+    const then = before.length ? `  | baseline build ${median(before).toFixed(3)} s, ratio ${(median(before) / median(theirs)).toFixed(2)}` : '';
+    rows.push(`${c.name.padEnd(26)} ours ${median(ours).toFixed(3)} s  reference ${median(theirs).toFixed(3)} s  ratio ${ratio.toFixed(2)}${goal}${then}`);
   }
   // Scratch use of our qcow2.xz import, from its JSON result.
-  try {
-    rmSync(out, { force: true });
-    const json = JSON.parse(timed(`node ${main} import ${nginx.http}disk.qcow2.xz -o ${out} --quiet --json`).stdout) as { scratchBytesUsed?: number };
-    rows.push(`qcow2.xz scratch bytes used by cdi-importer: ${json.scratchBytesUsed}; by the CDI path: ${statSync(`${www}/disk.qcow2`).size} (the whole qcow2)`);
-  } catch (err) {
-    rows.push(`qcow2.xz scratch check failed: ${String((err as Error).message).split('\n')[0]}`);
+  if (!only || only.some((word) => 'qcow2.xz'.includes(word))) {
+    try {
+      rmSync(out, { force: true });
+      const json = JSON.parse(timed(`node ${main} import ${nginx.http}disk.qcow2.xz -o ${out} --quiet --json`).stdout) as { scratchBytesUsed?: number };
+      rows.push(`qcow2.xz scratch bytes used by cdi-importer: ${json.scratchBytesUsed}; by the CDI path: ${statSync(`${www}/disk.qcow2`).size} (the whole qcow2)`);
+    } catch (err) {
+      rows.push(`qcow2.xz scratch check failed: ${String((err as Error).message).split('\n')[0]}`);
+    }
   }
 } finally {
   await nginx.stop();
   dir.remove();
 }
-console.log(`HTTP benchmarks: ${SIZE_MIB} MiB disk, median of ${RUNS} runs, nginx on 127.0.0.1`);
+console.log(`HTTP benchmarks: ${SIZE_MIB} MiB disk, median of ${RUNS} runs, nginx on 127.0.0.1${baseline ? `; baseline build ${baseline}` : ''}`);
 for (const row of rows) console.log(row);
 process.exitCode = failed ? 1 : 0;

@@ -8,11 +8,13 @@
  * It handles only the answer a Range read expects: `206` with exactly the asked Content-Range and
  * a matching Content-Length. Other statuses are returned without a body (the socket is closed);
  * anything else (redirects, chunked or compressed bodies, odd framing) throws `UseGeneralPath`, and
- * the caller repeats the request through undici, which knows all of HTTP. Plain `http:` without
- * a proxy only: TLS and proxies stay with undici.
+ * the caller repeats the request through undici, which knows all of HTTP. `http:` and `https:`
+ * (with the source's TLS settings) without a proxy; requests through proxies stay with undici.
  */
 import net from 'node:net';
+import tls from 'node:tls';
 import { StallError } from './http-errors.js';
+import type { TlsConnectOptions } from './tls-options.js';
 
 /** The request is not one this client answers; send it through the general (undici) path. */
 export class UseGeneralPath extends Error {}
@@ -45,11 +47,11 @@ class Connection {
   /** Requests answered on this socket so far. */
   uses = 0;
 
-  constructor(host: string, port: number, onIdleFailure: (conn: Connection) => void) {
+  constructor(url: URL, tlsOptions: TlsConnectOptions | undefined, onIdleFailure: (conn: Connection) => void) {
     this.target = this.headBuffer;
-    this.socket = net.connect({
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const common = {
       host,
-      port,
       noDelay: true,
       onread: {
         buffer: () => this.target,
@@ -63,7 +65,13 @@ class Connection {
           return true;
         },
       },
-    });
+    };
+    this.socket =
+      url.protocol === 'https:'
+        ? // SNI only for names, as undici does; the certificate is checked against the host either way.
+          tls.connect({ ...common, ...tlsOptions, port: Number(url.port || 443), servername: net.isIP(host) ? undefined : host })
+        : net.connect({ ...common, port: Number(url.port || 80) });
+    this.socket.setNoDelay(true);
     const idleFailure = () => {
       this.broken = true;
       if (!this.onRead) onIdleFailure(this);
@@ -75,13 +83,20 @@ class Connection {
 }
 
 export class DirectRangeClient {
-  private readonly idle: Connection[] = [];
+  /** Idle keep-alive connections per origin. */
+  private readonly idle = new Map<string, Connection[]>();
   private readonly active = new Set<Connection>();
   private closed = false;
+  /** One abort listener for all requests (a listener per request trips Node's leak warning). */
+  private readonly onAbort = new Set<() => void>();
+  private watchedSignal?: AbortSignal;
+
+  /** `tlsOptions`: the source's CAs and verification settings, for https URLs. */
+  constructor(private readonly tlsOptions?: TlsConnectOptions) {}
 
   /** Whether requests to `url` (with these headers) can go this way. */
   static handles(url: URL, headers: Record<string, string>): boolean {
-    if (url.protocol !== 'http:') return false;
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return false;
     return Object.entries(headers).every(([name, value]) => TOKEN.test(name) && FIELD_VALUE.test(value));
   }
 
@@ -105,10 +120,10 @@ export class DirectRangeClient {
     const request = `${head.join('\r\n')}\r\n\r\n`;
     const body = into ?? Buffer.allocUnsafe(length);
     for (;;) {
-      const reused = this.idle.pop();
+      const reused = this.idle.get(url.origin)?.pop();
       const conn = reused ?? this.connect(url);
       try {
-        return await this.exchange(conn, request, start, length, body, stallMs, signal);
+        return await this.exchange(url.origin, conn, request, start, length, body, stallMs, signal);
       } catch (err) {
         // A reused socket the server closed while it was idle: the request never reached it.
         if (reused && err instanceof StaleConnection && !signal.aborted && !this.closed) continue;
@@ -120,22 +135,45 @@ export class DirectRangeClient {
   /** Destroys every socket; requests in progress fail. */
   close(): void {
     this.closed = true;
-    for (const conn of [...this.idle, ...this.active]) conn.socket.destroy();
-    this.idle.length = 0;
+    for (const conn of [...[...this.idle.values()].flat(), ...this.active]) conn.socket.destroy();
+    this.idle.clear();
   }
 
   private connect(url: URL): Connection {
     if (this.closed) throw new Error('range client closed');
-    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-    const port = Number(url.port || 80);
-    return new Connection(host, port, (conn) => {
-      const at = this.idle.indexOf(conn);
-      if (at >= 0) this.idle.splice(at, 1);
+    const { origin } = url;
+    return new Connection(url, this.tlsOptions, (conn) => {
+      const list = this.idle.get(origin) ?? [];
+      const at = list.indexOf(conn);
+      if (at >= 0) list.splice(at, 1);
       conn.socket.destroy();
     });
   }
 
+  private park(origin: string, conn: Connection): boolean {
+    const list = this.idle.get(origin) ?? [];
+    if (list.length >= MAX_IDLE) return false;
+    list.push(conn);
+    this.idle.set(origin, list);
+    return true;
+  }
+
+  /** Calls `handler` on abort; returns the function that stops watching. */
+  private watch(signal: AbortSignal, handler: () => void): () => void {
+    if (!this.watchedSignal) {
+      this.watchedSignal = signal;
+      signal.addEventListener('abort', () => [...this.onAbort].forEach((h) => h()), { once: true });
+    }
+    if (signal !== this.watchedSignal) {
+      signal.addEventListener('abort', handler, { once: true });
+      return () => signal.removeEventListener('abort', handler);
+    }
+    this.onAbort.add(handler);
+    return () => this.onAbort.delete(handler);
+  }
+
   private exchange(
+    origin: string,
     conn: Connection,
     request: string,
     start: number,
@@ -164,7 +202,7 @@ export class DirectRangeClient {
         socket.off('error', onError);
         socket.off('end', onEnd);
         socket.off('close', onEnd);
-        signal.removeEventListener('abort', onAbort);
+        unwatch();
         this.active.delete(conn);
         if (error !== undefined) {
           conn.broken = true;
@@ -173,8 +211,7 @@ export class DirectRangeClient {
           return;
         }
         conn.uses++;
-        if (reuse && keepAlive && !conn.broken && !this.closed && this.idle.length < MAX_IDLE) this.idle.push(conn);
-        else socket.destroy();
+        if (!(reuse && keepAlive && !conn.broken && !this.closed && this.park(origin, conn))) socket.destroy();
         resolve(answer!);
       };
       const failure = (error: Error) => {
@@ -268,9 +305,10 @@ export class DirectRangeClient {
         startBody(end + 4, view.toString('latin1', 0, end), view);
       };
 
+      let unwatch = () => {};
       if (signal.aborted) return onAbort();
       this.active.add(conn);
-      signal.addEventListener('abort', onAbort, { once: true });
+      unwatch = this.watch(signal, onAbort);
       socket.on('error', onError);
       socket.on('end', onEnd);
       socket.on('close', onEnd);

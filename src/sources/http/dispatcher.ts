@@ -3,7 +3,7 @@ import type { Agent, Dispatcher, ProxyAgent } from 'undici';
 import { undici } from './undici-core.js';
 import type { TransportOptions } from '../../request.js';
 import { bypassesProxy } from './no-proxy.js';
-import { tlsConnectOptions } from './tls-options.js';
+import { tlsConnectOptions, type TlsConnectOptions } from './tls-options.js';
 
 export interface ProxySettings {
   httpProxy?: string;
@@ -25,10 +25,13 @@ export class SourceDispatchers {
   private readonly direct: Agent;
   private readonly viaHttpProxy?: ProxyAgent;
   private readonly viaHttpsProxy?: ProxyAgent;
+  /** The TLS settings of direct (not proxied) connections. */
+  readonly tls: TlsConnectOptions;
 
   constructor(transport: TransportOptions, readonly proxy: ProxySettings = proxySettingsFromEnv()) {
     // A TLS-intercepting proxy re-signs the origin's certificate, so its CA is trusted for the origin too.
     const tls = tlsConnectOptions([...(transport.caPaths ?? []), ...(transport.proxyCaPaths ?? [])], transport.insecure);
+    this.tls = tls;
     const common = {
       // Stalls while the body flows are watched by the source, which knows when the consumer
       // (not the network) is the slow side.

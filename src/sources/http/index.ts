@@ -22,7 +22,7 @@ export interface HttpTuning {
   env: NodeJS.ProcessEnv;
   /** Offer random access when the server supports Range (default true). */
   randomAccess: boolean;
-  /** Plain-HTTP Range reads on keep-alive sockets that read into the destination buffer (default true). */
+  /** Range reads without a proxy on keep-alive sockets that read into the destination buffer (default true). */
   directRanges: boolean;
   /** Observes every Range request of the random-access reader. */
   onRangeRequest?: (start: number, length: number) => void;
@@ -96,7 +96,7 @@ export class HttpSource implements Source {
     let randomAccess: BlockCacheReader | undefined;
     if (this.tuning.randomAccess && identity.acceptsRanges && identity.size !== undefined && identity.size > 0) {
       users++;
-      const direct = this.tuning.directRanges ? new DirectRangeClient() : undefined;
+      const direct = this.tuning.directRanges ? new DirectRangeClient(dispatchers.tls) : undefined;
       const fetcher = httpRangeFetcher(endpoint, first.response.url, identity, {
         stallMs,
         retry: this.tuning.retry,

@@ -21,7 +21,7 @@ export function httpRangeFetcher(
     retry: RetryPolicy;
     signal: AbortSignal;
     onRequest?: (start: number, length: number) => void;
-    /** Plain-HTTP Range reads without a proxy go through this client (see direct-range-client.ts). */
+    /** Range reads without a proxy go through this client (see direct-range-client.ts). */
     direct?: DirectRangeClient;
   },
 ): RangeFetcher {

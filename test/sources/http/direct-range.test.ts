@@ -225,9 +225,10 @@ describe('DirectRangeClient', () => {
     client.close();
   });
 
-  it('takes only plain http URLs and clean header values', () => {
+  it('takes http and https URLs and clean header values', () => {
     assert.equal(DirectRangeClient.handles(new URL('http://h/x'), { 'x-a': 'b' }), true);
-    assert.equal(DirectRangeClient.handles(new URL('https://h/x'), {}), false);
+    assert.equal(DirectRangeClient.handles(new URL('https://h/x'), {}), true);
+    assert.equal(DirectRangeClient.handles(new URL('ftp://h/x'), {}), false);
     assert.equal(DirectRangeClient.handles(new URL('http://h/x'), { 'x-a': 'b\r\nx-evil: 1' }), false);
   });
 });

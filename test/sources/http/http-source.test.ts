@@ -4,6 +4,9 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import type { ImportError } from '../../../src/errors.js';
 import { HttpSource } from '../../../src/sources/http/index.js';
+import { DirectRangeClient } from '../../../src/sources/http/direct-range-client.js';
+import { transportError } from '../../../src/sources/http/http-errors.js';
+import { tlsConnectOptions } from '../../../src/sources/http/tls-options.js';
 import type { TransportOptions } from '../../../src/request.js';
 import { freePort } from '../../support/free-port.js';
 import { startNginx, type NginxServer } from '../../support/nginx.js';
@@ -208,6 +211,28 @@ describe('HttpSource random access over Range', () => {
     assert.equal((await reader.read(content.length - 10, 100)).length, 10);
     assert.equal((await reader.read(content.length + 10, 100)).length, 0);
     await reader.close();
+  });
+
+  it('reads ranges over HTTPS on its own sockets, verifying certificates as the first request did', async () => {
+    const signal = new AbortController().signal;
+    const read = async (base: string | undefined, tlsOptions: ReturnType<typeof tlsConnectOptions>) => {
+      const client = new DirectRangeClient(tlsOptions);
+      const url = new URL(`${base}disk.img`);
+      try {
+        const answer = await client.read(url, { range: 'bytes=1000-1999999' }, 1000, 1_999_000, undefined, 5000, signal);
+        assert.equal(sha256(answer.data!), sha256(content.subarray(1000, 2_000_000)));
+        return 'ok';
+      } catch (err) {
+        return transportError(err, url).message;
+      } finally {
+        client.close();
+      }
+    };
+    assert.equal(await read(nginx.https, tlsConnectOptions([certs.caCert])), 'ok');
+    assert.equal(await read(nginx.expiredHttps, tlsConnectOptions([], true)), 'ok');
+    assert.match(await read(nginx.https, tlsConnectOptions([])), /unknown certificate authority; trust its CA with --ca-cert/);
+    assert.match(await read(nginx.expiredHttps, tlsConnectOptions([certs.caCert])), /has expired/);
+    assert.match(await read(nginx.wrongHostHttps, tlsConnectOptions([certs.caCert])), /does not match the host name 127\.0\.0\.1/);
   });
 
   it('sends credentials with Range requests to the protected location', async () => {
