@@ -234,7 +234,8 @@ export class DirectRangeClient {
         const fields = new Map<string, string[]>();
         for (const line of lines.slice(1)) {
           const colon = line.indexOf(':');
-          if (colon <= 0) return finish(new UseGeneralPath('malformed header line'));
+          // Folded (continued) lines and lines without a name are for a real parser.
+          if (colon <= 0 || line[0] === ' ' || line[0] === '\t') return finish(new UseGeneralPath('malformed header line'));
           const name = line.slice(0, colon).trim().toLowerCase();
           const list = fields.get(name) ?? [];
           list.push(line.slice(colon + 1).trim());

@@ -28,8 +28,10 @@ export function httpRangeFetcher(
   const validator = ifRangeValue(identity);
   const where = redactedUrl(endpoint.url);
   const directHeaders = headersFor(endpoint, location, {});
-  const direct =
-    options.direct && !endpoint.dispatchers.proxyFor(location) && DirectRangeClient.handles(location, directHeaders) ? options.direct : undefined;
+  const checked = { ...directHeaders, ...(validator ? { 'if-range': validator } : {}) };
+  // A server that needs the general path once (chunked bodies, redirects…) gets it from then on.
+  let direct =
+    options.direct && !endpoint.dispatchers.proxyFor(location) && DirectRangeClient.handles(location, checked) ? options.direct : undefined;
   return async (start, length, into) => {
     const end = start + length - 1;
     const headers = { range: `bytes=${start}-${end}`, ...(validator ? { 'if-range': validator } : {}) };
@@ -42,6 +44,7 @@ export function httpRangeFetcher(
             answer = await direct.read(location, { ...directHeaders, ...headers }, start, length, into, options.stallMs, options.signal);
           } catch (err) {
             if (!(err instanceof UseGeneralPath)) throw err;
+            direct = undefined;
           }
         }
         if (answer) {

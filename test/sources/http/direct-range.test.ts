@@ -19,8 +19,8 @@ const ETAG = '"direct-test"';
 type Mode =
   | 'ok' // 206 with Content-Length, keep-alive
   | 'close-after' // like ok, then closes the connection once the answer is sent
-  | 'drop' // 206 head and half the body, then a close
-  | 'stall' // 206 head and half the body, then silence
+  | 'drop' // 206 head and half the body, then a close (except for ranges from 0)
+  | 'stall' // 206 head and half the body, then silence (except for ranges from 0)
   | 'chunked' // 206 with Transfer-Encoding: chunked (except for ranges from 0)
   | 'wrong-range' // 206 whose Content-Range is off by one (except for ranges from 0)
   | 'big-head' // 206 with 40 KiB of extra header lines
@@ -86,7 +86,7 @@ function answer(socket: net.Socket, mode: Mode, rangeHeader: string | undefined)
   const start = Number(range[1]);
   const end = Math.min(Number(range[2]), content.length - 1);
   // The source's first request (a probe of the first bytes) is always answered well.
-  if (start === 0 && (mode === 'chunked' || mode === 'wrong-range')) mode = 'ok';
+  if (start === 0 && ['chunked', 'wrong-range', 'drop', 'stall'].includes(mode)) mode = 'ok';
   const body = content.subarray(start, end + 1);
   const shownStart = mode === 'wrong-range' ? start + 1 : start;
   const lines = [
@@ -188,7 +188,7 @@ describe('DirectRangeClient', () => {
 
   it('fails a dropped body with a retryable error', async () => {
     const client = new DirectRangeClient();
-    await assert.rejects(client.read(url('drop'), ranged(0, 100_000), 0, 100_000, undefined, 5000, signal()), (err: Error) => {
+    await assert.rejects(client.read(url('drop'), ranged(10, 100_000), 10, 100_000, undefined, 5000, signal()), (err: Error) => {
       assert.ok(isRetryableTransportError(err), String(err));
       assert.match(err.message, /closed the connection after \d+ of 100000 bytes/);
       return true;
@@ -198,7 +198,7 @@ describe('DirectRangeClient', () => {
 
   it('fails a stalled body with a retryable stall error', async () => {
     const client = new DirectRangeClient();
-    await assert.rejects(client.read(url('stall'), ranged(0, 100_000), 0, 100_000, undefined, 200, signal()), (err: Error) => {
+    await assert.rejects(client.read(url('stall'), ranged(10, 100_000), 10, 100_000, undefined, 200, signal()), (err: Error) => {
       assert.ok(isRetryableTransportError(err), String(err));
       assert.match(err.message, /no data received for 0\.2 s/);
       return true;
@@ -210,7 +210,7 @@ describe('DirectRangeClient', () => {
     const client = new DirectRangeClient();
     const controller = new AbortController();
     setTimeout(() => controller.abort(new Error('cancelled by test')), 50);
-    await assert.rejects(client.read(url('stall'), ranged(0, 100_000), 0, 100_000, undefined, 5000, controller.signal), /cancelled by test/);
+    await assert.rejects(client.read(url('stall'), ranged(10, 100_000), 10, 100_000, undefined, 5000, controller.signal), /cancelled by test/);
     client.close();
   });
 
@@ -251,11 +251,32 @@ describe('HttpSource random access through the direct client', () => {
     await reader.close();
   });
 
-  it('falls back to undici for a chunked 206 and still returns the right bytes', async () => {
+  it('falls back to undici for a chunked 206, and stays with undici for that server', async () => {
     const reader = await open('chunked');
-    const data = await reader.read(2_000_000, 1_500_000);
-    assert.equal(sha256(data), sha256(content.subarray(2_000_000, 3_500_000)));
+    const before = server.requests.length;
+    for (const offset of [2_000_000, 4_000_000]) {
+      const data = await reader.read(offset, 1_500_000);
+      assert.equal(sha256(data), sha256(content.subarray(offset, offset + 1_500_000)));
+    }
+    assert.equal(server.requests.length - before, 3, 'one direct try, then undici for both reads');
     await reader.close();
+  });
+
+  it('retries stalled and dropped Range reads, then says what happened', async () => {
+    for (const [mode, message] of [
+      ['stall', /127\.0\.0\.1:\d+ did not answer in time \(no data received for 0\.2 s\)/],
+      ['drop', /request to 127\.0\.0\.1:\d+ failed: the server closed the connection after \d+ of 1500000 bytes/],
+    ] as const) {
+      const reader = await open(mode, { stallTimeoutSeconds: 0.2 });
+      const before = server.requests.length;
+      await assert.rejects(reader.read(2_000_000, 1_500_000), (err: ImportError) => {
+        assert.equal(err.category, 'cannot-connect');
+        assert.match(err.message, message);
+        return true;
+      });
+      assert.equal(server.requests.length - before, 1 + quickTuning.retry!.retries, mode);
+      await reader.close();
+    }
   });
 
   it('says which range a server answered wrongly', async () => {
