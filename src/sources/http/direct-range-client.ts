@@ -11,6 +11,7 @@
  * the caller repeats the request through undici, which knows all of HTTP. `http:` and `https:`
  * (with the source's TLS settings) without a proxy; requests through proxies stay with undici.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 import { StallError } from './http-errors.js';
@@ -22,6 +23,8 @@ export class UseGeneralPath extends Error {}
 export interface DirectRangeAnswer {
   statusCode: number;
   contentRange?: string;
+  /** The answer's header fields, lower-case names (a list when a name came more than once). */
+  headers: IncomingHttpHeaders;
   /** The body, for a 206 with exactly the asked range; otherwise undefined (and nothing was read). */
   data?: Buffer;
 }
@@ -245,14 +248,16 @@ export class DirectRangeClient {
         const connection = (fields.get('connection') ?? []).join(',').toLowerCase();
         keepAlive = status[1] === '1' ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection);
         const contentRange = one('content-range');
+        const headers: IncomingHttpHeaders = {};
+        for (const [name, values] of fields) headers[name] = values.length === 1 ? values[0] : values;
         if (statusCode >= 300 && statusCode < 400) return finish(new UseGeneralPath('redirect'));
         if (statusCode !== 206) {
-          answer = { statusCode, contentRange };
+          answer = { statusCode, contentRange, headers };
           return finish(undefined); // the body is not read: the socket is not reused
         }
         const range = /^\s*bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i.exec(contentRange ?? '');
         if (!range || Number(range[1]) !== start || Number(range[2]) !== start + length - 1) {
-          answer = { statusCode, contentRange };
+          answer = { statusCode, contentRange, headers };
           return finish(undefined);
         }
         const lengths = fields.get('content-length') ?? [];
@@ -265,7 +270,7 @@ export class DirectRangeClient {
         ) {
           return finish(new UseGeneralPath('unexpected body framing'));
         }
-        answer = { statusCode, contentRange, data: body };
+        answer = { statusCode, contentRange, headers, data: body };
         const early = spill.length - headEnd;
         if (early > length) return finish(new Error(`the server sent more than the ${length} bytes asked for`));
         spill.copy(body, 0, headEnd);
