@@ -20,14 +20,15 @@ import {
 /**
  * Blocks decoded at once. `xz -T` (and xz ≥ 5.6 by default) writes blocks of 3× the dictionary
  * with their sizes in the headers: each can be decoded on its own thread, as `xz -T0 -d` does.
- * Measured on 2 cores (bench/qcow2.sh image, 3 MiB blocks): 2 at once decode in 1.41 s, 4 in 1.14 s
- * (`xz -T2 -dc` 1.02 s, `xz -dc` 1.75 s): blocks waiting on the thread pool keep both cores busy.
+ * More blocks than cores keep the cores busy while some wait for the writer. Measured on 2 cores
+ * (bench/qcow2.sh, qcow2.xz → raw, 3 MiB blocks): 2 at once 1.96 s, 3 1.80 s, 4 1.73 s, 6 1.57 s;
+ * the CDI path (`xz -dc` then qemu-img) 2.52 s.
  */
-const PARALLEL_BLOCKS = Math.max(4, Math.min(8, 2 * availableParallelism()));
+const PARALLEL_BLOCKS = Math.max(6, Math.min(8, 3 * availableParallelism()));
 /** Dictionaries of the blocks in flight together stay under this (xz -9 blocks: one at a time). */
 const DICTIONARY_BUDGET = 64 << 20;
 /** Per block: decoded bytes ahead of the writer and compressed bytes queued. */
-const BLOCK_LIMITS: DecodeJobLimits = { outputAhead: 8 << 20, inputAhead: 4 << 20 };
+const BLOCK_LIMITS: DecodeJobLimits = { outputAhead: 4 << 20, inputAhead: 4 << 20 };
 /** The single decoder of a stream whose blocks carry no sizes (single-threaded xz): just enough to keep it busy. */
 const SERIAL_LIMITS: DecodeJobLimits = { outputAhead: 4 << 20, inputAhead: 2 << 20 };
 
