@@ -17,7 +17,7 @@ const REASONS: Record<number, string> = {
   7: 'not in the xz format',
   8: 'it uses options this liblzma does not support',
   9: 'the compressed data is corrupt',
-  10: 'the stream ends early: it is truncated',
+  10: 'the data ends in the middle of the stream',
   11: 'liblzma reported an internal error',
 };
 

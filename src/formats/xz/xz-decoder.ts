@@ -187,7 +187,7 @@ export class XzDecoder extends Duplex {
   private endInput(): void {
     const state = this.state;
     if (state.kind === 'serial') state.job.end();
-    else if (state.kind !== 'padding') throw new XzFormatError(state.kind === 'stream-header' && this.jobs.length === 0 && this.pending.length === 0 ? 'the stream is empty' : 'the stream ends early: it is truncated');
+    else if (state.kind !== 'padding') throw new XzFormatError(state.kind === 'stream-header' && this.jobs.length === 0 && this.pending.length === 0 ? 'the stream is empty' : 'the data ends in the middle of the stream');
     else if (state.zeros % 4 !== 0) throw new XzFormatError('the stream padding is not a multiple of four bytes');
     this.inputEnded = true;
     this.wake();
