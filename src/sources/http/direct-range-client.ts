@@ -124,6 +124,7 @@ export class DirectRangeClient {
     const body = into ?? Buffer.allocUnsafe(length);
     for (;;) {
       const reused = this.idle.get(url.origin)?.pop();
+      reused?.socket.ref();
       const conn = reused ?? this.connect(url);
       try {
         return await this.exchange(url.origin, conn, request, start, length, body, stallMs, signal);
@@ -156,6 +157,8 @@ export class DirectRangeClient {
   private park(origin: string, conn: Connection): boolean {
     const list = this.idle.get(origin) ?? [];
     if (list.length >= MAX_IDLE) return false;
+    // An idle socket never keeps the process alive, even if nobody closes this client.
+    conn.socket.unref();
     list.push(conn);
     this.idle.set(origin, list);
     return true;

@@ -5,12 +5,15 @@
  * bytes on the wire (framing, closes, stalls) exactly.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import net from 'node:net';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import type { ImportError } from '../../../src/errors.js';
 import { DirectRangeClient, UseGeneralPath } from '../../../src/sources/http/direct-range-client.js';
 import { isRetryableTransportError } from '../../../src/sources/http/http-errors.js';
 import { HttpSource } from '../../../src/sources/http/index.js';
+import { tsxLoader } from '../../support/cli.js';
 import { quickTuning, randomContent, sha256 } from './helpers.js';
 
 const content = randomContent(6 * 1024 * 1024 + 4321);
@@ -224,6 +227,20 @@ describe('DirectRangeClient', () => {
     await assert.rejects(client.read(url('redirect'), ranged(0, 10), 0, 10, undefined, 5000, signal()), UseGeneralPath);
     await assert.rejects(client.read(url('chunked'), ranged(10, 10), 10, 10, undefined, 5000, signal()), UseGeneralPath);
     client.close();
+  });
+
+  it('never keeps the process alive with an idle keep-alive socket', async () => {
+    const module = new URL('../../../src/sources/http/direct-range-client.ts', import.meta.url).href;
+    const script = [
+      `import { DirectRangeClient } from ${JSON.stringify(module)};`,
+      'const client = new DirectRangeClient();',
+      `const answer = await client.read(new URL(${JSON.stringify(url('ok').href)}), { range: 'bytes=0-9' }, 0, 10, undefined, 5000, new AbortController().signal);`,
+      'console.log(answer.data.length);',
+    ].join('\n');
+    const started = Date.now();
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', tsxLoader, '--input-type=module', '-e', script], { timeout: 20_000 });
+    assert.equal(stdout.trim(), '10');
+    assert.ok(Date.now() - started < 10_000);
   });
 
   it('takes http and https URLs and clean header values', () => {
