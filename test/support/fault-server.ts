@@ -8,7 +8,7 @@
  *                                ("first K requests" of drop/stall/no-range-drop/changes: those whose body is longer
  *                                than N, so a small Range probe before the download is not one of them)
  *   GET /wrong-length?extra=M    claims M bytes more than it has, sends what it has, then closes
- *   GET /no-range-drop?after=N   no Range support, no validators; the first request is cut after N bytes
+ *   GET /no-range-drop?after=N&times=K   no Range support, no validators; the first K (default 1) requests are cut after N bytes
  *   GET /flaky?times=K           500 for the first K requests, then like /ok
  *   GET /no-head                 like /ok, HEAD answers 405
  *   GET /hop1                    302 → /hop2 → 302 → /ok (same origin)
@@ -136,7 +136,7 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
       case '/wrong-length':
         return serve({ ranges: true, extraLength: num('extra', 1000) });
       case '/no-range-drop':
-        return serve({ ranges: false, cut: fault(num('after', 1000), 1) });
+        return serve({ ranges: false, cut: fault(num('after', 1000), num('times', 1)) });
       case '/changes':
         return serve({ ranges: true, cut: fault(num('after', 1000), 1), changed: faulted >= 1 });
       case '/flaky':

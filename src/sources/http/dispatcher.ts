@@ -22,7 +22,10 @@ export function proxySettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Prox
  * https through `http_proxy` when `https_proxy` is unset; curl and Go do not.
  */
 export class SourceDispatchers {
-  private readonly direct: Agent;
+  // Made on first use: an import read only by direct Range requests (direct-range-client.ts)
+  // never loads undici. Proxy agents are made at once, so a bad proxy URL fails early.
+  private direct?: Agent;
+  private readonly makeDirect: () => Agent;
   private readonly viaHttpProxy?: ProxyAgent;
   private readonly viaHttpsProxy?: ProxyAgent;
   /** The TLS settings of direct (not proxied) connections. */
@@ -38,7 +41,7 @@ export class SourceDispatchers {
       bodyTimeout: 0,
       headersTimeout: (transport.stallTimeoutSeconds ?? 60) * 1000,
     };
-    this.direct = new (undici().Agent)({ ...common, connect: tls });
+    this.makeDirect = () => new (undici().Agent)({ ...common, connect: tls });
     const proxyTls = tlsConnectOptions(transport.proxyCaPaths ?? [], transport.insecure);
     const viaProxy = (uri: string, proxyTunnel: boolean) =>
       new (undici().ProxyAgent)({ ...common, uri, requestTls: tls, proxyTls, proxyTunnel });
@@ -55,8 +58,8 @@ export class SourceDispatchers {
   }
 
   for(url: URL): Dispatcher {
-    if (!this.proxyFor(url)) return this.direct;
-    return (url.protocol === 'https:' ? this.viaHttpsProxy : this.viaHttpProxy) ?? this.direct;
+    const proxied = this.proxyFor(url) ? (url.protocol === 'https:' ? this.viaHttpsProxy : this.viaHttpProxy) : undefined;
+    return proxied ?? (this.direct ??= this.makeDirect());
   }
 
   /**

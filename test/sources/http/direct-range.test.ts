@@ -269,6 +269,27 @@ describe('HttpSource random access through the direct client', () => {
     await reader.close();
   });
 
+  it('probes and reads by Range without loading undici', async () => {
+    const module = new URL('../../../src/sources/http/index.ts', import.meta.url).href;
+    const script = [
+      "import { createRequire } from 'node:module';",
+      `import { HttpSource } from ${JSON.stringify(module)};`,
+      `const opened = await new HttpSource(${JSON.stringify(`${server.url}ok`)}, {}).open(new AbortController().signal);`,
+      'opened.stream.destroy();',
+      'const data = await opened.randomAccess.read(3_000_000, 2_000_000);',
+      'await opened.randomAccess.close();',
+      "const undici = Object.keys(createRequire(import.meta.url).cache).filter((p) => p.includes('/node_modules/undici/'));",
+      'console.log(JSON.stringify({ length: data.length, undici: undici.length }));',
+    ].join('\n');
+    const before = server.requests.length;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', tsxLoader, '--input-type=module', '-e', script], { timeout: 20_000 });
+    assert.deepEqual(JSON.parse(stdout), { length: 2_000_000, undici: 0 });
+    assert.deepEqual(
+      server.requests.slice(before).map((r) => r.range),
+      ['bytes=0-65535', 'bytes=3000000-4999999'],
+    );
+  });
+
   it('falls back to undici for a chunked 206, and stays with undici for that server', async () => {
     const reader = await open('chunked');
     const before = server.requests.length;
