@@ -118,7 +118,9 @@ export class DirectRangeClient {
     stallMs: number,
     signal: AbortSignal,
   ): Promise<DirectRangeAnswer> {
-    const head = [`GET ${url.pathname}${url.search} HTTP/1.1`, `host: ${url.host}`];
+    // A Host header among the user's extra headers replaces the URL's, as with undici.
+    const head = [`GET ${url.pathname}${url.search} HTTP/1.1`];
+    if (!Object.keys(headers).some((name) => name.toLowerCase() === 'host')) head.push(`host: ${url.host}`);
     for (const [name, value] of Object.entries(headers)) head.push(`${name}: ${value}`);
     const request = `${head.join('\r\n')}\r\n\r\n`;
     const body = into ?? Buffer.allocUnsafe(length);

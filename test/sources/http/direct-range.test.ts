@@ -36,7 +36,7 @@ interface RawServer {
   /** Connections accepted so far. */
   connections: () => number;
   /** Request lines and headers received, one entry per request. */
-  requests: { path: string; range?: string; ifRange?: string; authorization?: string }[];
+  requests: { path: string; range?: string; ifRange?: string; authorization?: string; host?: string[] }[];
   stop(): Promise<void>;
 }
 
@@ -59,7 +59,8 @@ async function startRawServer(): Promise<RawServer> {
         pending = pending.subarray(end + 4);
         const path = head[0]!.split(' ')[1]!;
         const field = (name: string) => head.find((l) => l.toLowerCase().startsWith(`${name}:`))?.slice(name.length + 1).trim();
-        requests.push({ path, range: field('range'), ifRange: field('if-range'), authorization: field('authorization') });
+        const hosts = head.filter((l) => l.toLowerCase().startsWith('host:')).map((l) => l.slice(5).trim());
+        requests.push({ path, range: field('range'), ifRange: field('if-range'), authorization: field('authorization'), host: hosts });
         answer(socket, path.slice(1) as Mode, field('range'));
       }
     });
@@ -243,6 +244,18 @@ describe('DirectRangeClient', () => {
     assert.ok(Date.now() - started < 10_000);
   });
 
+  it('sends one Host header: the URL\'s, or the one among the extra headers', async () => {
+    const client = new DirectRangeClient();
+    const before = server.requests.length;
+    await client.read(url('ok'), ranged(0, 10), 0, 10, undefined, 5000, signal());
+    await client.read(url('ok'), { host: 'disks.example', ...ranged(0, 10) }, 0, 10, undefined, 5000, signal());
+    assert.deepEqual(
+      server.requests.slice(before).map((r) => r.host),
+      [[new URL(server.url).host], ['disks.example']],
+    );
+    client.close();
+  });
+
   it('takes http and https URLs and clean header values', () => {
     assert.equal(DirectRangeClient.handles(new URL('http://h/x'), { 'x-a': 'b' }), true);
     assert.equal(DirectRangeClient.handles(new URL('https://h/x'), {}), true);
@@ -265,7 +278,13 @@ describe('HttpSource random access through the direct client', () => {
     assert.equal(sha256(data), sha256(content.subarray(1_000_000, 1_000_000 + (2 << 20))));
     const mine = server.requests.slice(before);
     assert.equal(mine.length, 1);
-    assert.deepEqual(mine[0], { path: '/ok', range: `bytes=1000000-${1_000_000 + (2 << 20) - 1}`, ifRange: ETAG, authorization: `Basic ${Buffer.from('u:p').toString('base64')}` });
+    assert.deepEqual(mine[0], {
+      path: '/ok',
+      range: `bytes=1000000-${1_000_000 + (2 << 20) - 1}`,
+      ifRange: ETAG,
+      authorization: `Basic ${Buffer.from('u:p').toString('base64')}`,
+      host: [new URL(server.url).host],
+    });
     await reader.close();
   });
 
