@@ -5,12 +5,15 @@ import { ChecksumMismatchError } from '../errors.js';
 import { chunkPool } from '../util/buffer-pool.js';
 
 const GATHER_BYTES = chunkPool.size;
+const GATHER_DELAY_MS = 20;
 
 /**
  * Watches the source bytes as they pass, before any decompression: counts them for progress
  * and hashes them for the checksum (SPEC §5.1). Pipes and sockets deliver 16–64 KiB at a time;
  * such chunks are gathered into 1 MiB ones (one copy), so that everything downstream (decoders,
- * the qcow2 reader, writes) works per MiB. Large chunks pass as they are.
+ * the qcow2 reader, writes) works per MiB. Large chunks pass as they are, and a partly filled chunk
+ * goes on after GATHER_DELAY_MS: a slow source (a trickling upload, an archive extracted as it
+ * arrives) is never held back for long.
  */
 export class SourceTap extends Transform {
   bytes = 0;
@@ -18,6 +21,7 @@ export class SourceTap extends Transform {
   private lastReport = 0;
   private gathered: Buffer | undefined;
   private gatheredBytes = 0;
+  private gatherTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly checksum: ChecksumSpec | undefined,
@@ -47,19 +51,28 @@ export class SourceTap extends Transform {
       this.gatheredBytes += copied;
       if (this.gatheredBytes === GATHER_BYTES) this.pushGathered();
     }
+    if (this.gatheredBytes > 0) this.gatherTimer ??= setTimeout(() => this.pushGathered(), GATHER_DELAY_MS);
     callback();
   }
 
   override _flush(callback: TransformCallback): void {
-    if (this.gatheredBytes > 0) this.pushGathered();
+    this.pushGathered();
     this.progress?.({ bytes: this.bytes, total: this.total });
     callback();
   }
 
   private pushGathered(): void {
+    clearTimeout(this.gatherTimer);
+    this.gatherTimer = undefined;
+    if (this.gatheredBytes === 0 || this.destroyed) return;
     this.push(this.gathered!.subarray(0, this.gatheredBytes));
     this.gathered = undefined;
     this.gatheredBytes = 0;
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    clearTimeout(this.gatherTimer);
+    callback(error);
   }
 
   /** Throws ChecksumMismatchError unless the bytes seen hash to the expected value. */
