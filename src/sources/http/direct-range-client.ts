@@ -255,7 +255,8 @@ export class DirectRangeClient {
         const contentRange = one('content-range');
         const headers: IncomingHttpHeaders = {};
         for (const [name, values] of fields) headers[name] = values.length === 1 ? values[0] : values;
-        if (statusCode >= 300 && statusCode < 400) return finish(new UseGeneralPath('redirect'));
+        // Informational answers (103 Early Hints) come before the real one; redirects are followed.
+        if (statusCode < 200 || (statusCode >= 300 && statusCode < 400)) return finish(new UseGeneralPath(`status ${statusCode}`));
         if (statusCode !== 206) {
           answer = { statusCode, contentRange, headers };
           return finish(undefined); // the body is not read: the socket is not reused

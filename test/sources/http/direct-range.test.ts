@@ -29,6 +29,7 @@ type Mode =
   | 'big-head' // 206 with 40 KiB of extra header lines
   | 'status-503' // 503
   | 'redirect' // 302 to /ok on the same server
+  | 'early-hints' // 103 Early Hints, then like ok
   | 'trickle'; // 206 head and body written a few bytes at a time
 
 interface RawServer {
@@ -82,6 +83,7 @@ function answer(socket: net.Socket, mode: Mode, rangeHeader: string | undefined)
   const range = /^bytes=(\d+)-(\d+)$/.exec(rangeHeader ?? '');
   if (mode === 'status-503') return void socket.write('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n');
   if (mode === 'redirect') return void socket.write('HTTP/1.1 302 Found\r\nlocation: /ok\r\ncontent-length: 0\r\n\r\n');
+  if (mode === 'early-hints') socket.write('HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n');
   if (!range) {
     // The whole file, as a plain GET would get it.
     socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${content.length}\r\netag: ${ETAG}\r\naccept-ranges: bytes\r\n\r\n`);
@@ -226,6 +228,7 @@ describe('DirectRangeClient', () => {
     assert.equal(wrong.data, undefined);
     assert.equal(wrong.contentRange, `bytes 11-19/${content.length}`);
     await assert.rejects(client.read(url('redirect'), ranged(0, 10), 0, 10, undefined, 5000, signal()), UseGeneralPath);
+    await assert.rejects(client.read(url('early-hints'), ranged(0, 10), 0, 10, undefined, 5000, signal()), UseGeneralPath);
     await assert.rejects(client.read(url('chunked'), ranged(10, 10), 10, 10, undefined, 5000, signal()), UseGeneralPath);
     client.close();
   });
@@ -335,6 +338,13 @@ describe('HttpSource random access through the direct client', () => {
       assert.equal(server.requests.length - before, 1 + quickTuning.retry!.retries, mode);
       await reader.close();
     }
+  });
+
+  it('leaves informational (103) answers to undici, which reads past them', async () => {
+    const reader = await open('early-hints');
+    const data = await reader.read(2_000_000, 1_500_000);
+    assert.equal(sha256(data), sha256(content.subarray(2_000_000, 3_500_000)));
+    await reader.close();
   });
 
   it('says which range a server answered wrongly', async () => {
