@@ -1,9 +1,9 @@
-import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import type { OpenedSource, RandomAccessReader, Source } from './source.js';
 import { badInput } from '../errors.js';
 import { blockDeviceSize } from '../util/block-device-size.js';
 import { readPool } from '../util/buffer-pool.js';
+import { PooledFileStream } from './pooled-file-stream.js';
 
 const POOLED_READ_MIN = 1 << 20;
 
@@ -24,7 +24,7 @@ export class FileSource implements Source {
     if (info.isDirectory()) throw badInput(`source ${this.path} is a directory, not a disk image`);
     const size = info.isBlockDevice() ? await blockDeviceSize(this.path, info.rdev) : info.size;
     const handle = await open(this.path, 'r');
-    const stream = createReadStream(this.path, { highWaterMark: 1 << 20, signal });
+    const stream = new PooledFileStream(this.path, signal);
     return { stream, size, randomAccess: new FileRandomAccessReader(handle, size) };
   }
 }

@@ -10,6 +10,9 @@ export interface DecodeJobLimits {
   inputAhead: number;
 }
 
+/** Hears of each written buffer once the decoder has consumed all of it. */
+export type ConsumedListener = (input: Buffer) => void;
+
 /**
  * One liblzma engine decoding one .xz stream (a single wrapped block, or the rest of the file)
  * on the thread pool, between a bounded input queue and a bounded queue of 1 MiB output chunks.
@@ -29,7 +32,10 @@ export class DecodeJob {
   private stopped = false;
   private waiters: (() => void)[] = [];
 
-  constructor(private readonly limits: DecodeJobLimits) {
+  constructor(
+    private readonly limits: DecodeJobLimits,
+    private readonly consumed?: ConsumedListener,
+  ) {
     void this.run();
   }
 
@@ -95,6 +101,7 @@ export class DecodeJob {
             this.input.shift();
             this.inputBytes -= piece.length;
             this.inputOffset = 0;
+            this.consumed?.(piece);
           }
         }
         const ended = step.ret === LZMA_STREAM_END;
@@ -116,6 +123,7 @@ export class DecodeJob {
     } catch (err) {
       this.failure = err instanceof Error ? err : new Error(String(err));
     } finally {
+      chunkPool.give(out); // never handed out: the next block's buffer, or a partial one after a failure
       this.engine.close();
       this.wake();
     }

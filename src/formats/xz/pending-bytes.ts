@@ -4,6 +4,9 @@ export class PendingBytes {
   private offset = 0;
   length = 0;
 
+  /** `used` hears of each chunk once all of its bytes have been taken. */
+  constructor(private readonly used?: (chunk: Buffer) => void) {}
+
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;
     this.chunks.push(chunk);
@@ -44,6 +47,7 @@ export class PendingBytes {
     if (this.offset === first.length) {
       this.chunks.shift();
       this.offset = 0;
+      this.used?.(first);
     }
     return part;
   }

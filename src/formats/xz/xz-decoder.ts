@@ -2,6 +2,7 @@ import { Duplex } from 'node:stream';
 import { availableParallelism } from 'node:os';
 import { DecodeJob, type DecodeJobLimits } from './decode-job.js';
 import { PendingBytes } from './pending-bytes.js';
+import { PoolLeases, chunkPool } from '../../util/buffer-pool.js';
 import {
   STREAM_FOOTER_SIZE,
   STREAM_HEADER_SIZE,
@@ -49,7 +50,15 @@ type State =
  * here against the blocks seen. Output keeps the input's order and is bounded in memory.
  */
 export class XzDecoder extends Duplex {
-  private readonly pending = new PendingBytes();
+  /**
+   * Pooled input chunks (a file source reads into them) go back to the pool once the splitter and
+   * every decoder fed from them are done with them.
+   */
+  private readonly leases = new PoolLeases(chunkPool);
+  private readonly release = (input: Buffer) => this.leases.release(input);
+  /** Input chunks whose bytes have all been routed; released once routing stops (views of them may be in hand until then). */
+  private readonly routed: Buffer[] = [];
+  private readonly pending = new PendingBytes((chunk) => this.routed.push(chunk));
   private state: State = { kind: 'stream-header' };
   private readonly jobs: { job: DecodeJob; dictionarySize: number }[] = [];
   private inputEnded = false;
@@ -62,8 +71,12 @@ export class XzDecoder extends Duplex {
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.leases.hold(chunk);
     this.pending.push(chunk);
-    this.route().then(() => callback(), callback);
+    this.route().then(() => {
+      for (const done of this.routed.splice(0)) this.release(done);
+      callback();
+    }, callback);
   }
 
   override _final(callback: (error?: Error | null) => void): void {
@@ -120,9 +133,9 @@ export class XzDecoder extends Duplex {
               throw new XzFormatError('blocks with and without recorded sizes are mixed in one stream; decompress it with `xz -d` before importing');
             }
             // Single-threaded xz: block ends are known only by decoding, so one decoder takes the rest.
-            const job = await this.startJob(new DecodeJob(SERIAL_LIMITS), info.dictionarySize);
+            const job = await this.startJob(new DecodeJob(SERIAL_LIMITS, this.release), info.dictionarySize);
             await job.write(state.header.bytes);
-            await job.write(blockHeader);
+            await this.feed(job, blockHeader);
             this.state = { kind: 'serial', job };
             break;
           }
@@ -131,7 +144,7 @@ export class XzDecoder extends Duplex {
           state.records.push(record);
           const index = encodeIndex([record]);
           const trailer = Buffer.concat([index, encodeFooter(index.length, state.header.flags)]);
-          const job = await this.startJob(new DecodeJob(BLOCK_LIMITS), info.dictionarySize);
+          const job = await this.startJob(new DecodeJob(BLOCK_LIMITS, this.release), info.dictionarySize);
           await job.write(Buffer.concat([state.header.bytes, blockHeader]));
           this.state = { ...state, kind: 'block-body', job, remaining: sizes.total - size, trailer };
           break;
@@ -141,7 +154,7 @@ export class XzDecoder extends Duplex {
             if (this.pending.length === 0) return;
             const part = this.pending.takeSome(state.remaining);
             state.remaining -= part.length;
-            await state.job.write(part);
+            await this.feed(state.job, part);
           }
           if (state.remaining === 0) {
             state.job.end(state.trailer);
@@ -177,7 +190,7 @@ export class XzDecoder extends Duplex {
           break;
         }
         case 'serial': {
-          while (this.pending.length > 0) await state.job.write(this.pending.takeSome(Infinity));
+          while (this.pending.length > 0) await this.feed(state.job, this.pending.takeSome(Infinity));
           return;
         }
       }
@@ -191,6 +204,12 @@ export class XzDecoder extends Duplex {
     else if (state.zeros % 4 !== 0) throw new XzFormatError('the stream padding is not a multiple of four bytes');
     this.inputEnded = true;
     this.wake();
+  }
+
+  /** Hands a view of the input to a decoder, which releases it once consumed. */
+  private feed(job: DecodeJob, input: Buffer): Promise<void> {
+    this.leases.hold(input);
+    return job.write(input);
   }
 
   /** Waits for a free slot, then makes `job` the last in output order. */

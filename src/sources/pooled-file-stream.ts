@@ -1,0 +1,50 @@
+import { Readable } from 'node:stream';
+import { open, type FileHandle } from 'node:fs/promises';
+import { chunkPool } from '../util/buffer-pool.js';
+
+/**
+ * A file read from the start in 1 MiB chunks taken from chunkPool. Consumers that are done with a
+ * chunk give it back (raw images once written, the xz decoder once decoded), so a long import
+ * reuses a few dozen buffers instead of page-faulting a fresh one per MiB.
+ */
+export class PooledFileStream extends Readable {
+  private handle: FileHandle | undefined;
+  private position = 0;
+
+  constructor(
+    private readonly path: string,
+    signal?: AbortSignal,
+  ) {
+    super({ highWaterMark: chunkPool.size, signal });
+  }
+
+  override _construct(callback: (error?: Error | null) => void): void {
+    open(this.path, 'r').then((handle) => {
+      this.handle = handle;
+      callback();
+    }, callback);
+  }
+
+  override _read(): void {
+    const buffer = chunkPool.take();
+    this.handle!.read(buffer, 0, buffer.length, this.position).then(
+      ({ bytesRead }) => {
+        if (bytesRead === 0) {
+          chunkPool.give(buffer);
+          this.push(null);
+          return;
+        }
+        this.position += bytesRead;
+        this.push(buffer.subarray(0, bytesRead));
+      },
+      (err: Error) => this.destroy(err),
+    );
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const handle = this.handle;
+    this.handle = undefined;
+    if (!handle) return callback(error);
+    handle.close().then(() => callback(error), () => callback(error));
+  }
+}
