@@ -66,6 +66,8 @@ export class ZstdDecoder extends Transform {
       callback(err as Error);
       return;
     }
+    // zstd copies what it keeps into its own window: a pooled input chunk can be reused now.
+    chunkPool.give(chunk);
     callback();
   }
 
