@@ -9,7 +9,6 @@ import { chunkPool } from '../util/buffer-pool.js';
  */
 export class PooledFileStream extends Readable {
   private handle: FileHandle | undefined;
-  private position = 0;
 
   constructor(
     private readonly path: string,
@@ -27,14 +26,14 @@ export class PooledFileStream extends Readable {
 
   override _read(): void {
     const buffer = chunkPool.take();
-    this.handle!.read(buffer, 0, buffer.length, this.position).then(
+    // From the current offset, not a position: pipes and character devices (`<(…)`, /dev/stdin) cannot seek.
+    this.handle!.read(buffer, 0, buffer.length, null).then(
       ({ bytesRead }) => {
         if (bytesRead === 0) {
           chunkPool.give(buffer);
           this.push(null);
           return;
         }
-        this.position += bytesRead;
         this.push(buffer.subarray(0, bytesRead));
       },
       (err: Error) => this.destroy(err),
