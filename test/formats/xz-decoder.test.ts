@@ -133,6 +133,9 @@ describe('xz decoder: damaged files are rejected, never cut short', () => {
   test('stream padding that is not a multiple of four, and trailing garbage', async () => {
     const whole = readFileSync(xzFile('pad', '-T2 --block-size=200KiB -1'));
     await assert.rejects(decode(Buffer.concat([whole, Buffer.alloc(3)])), /padding/);
+    // Megabytes of valid padding are skipped a chunk at a time, not byte by byte.
+    const padded = await decode(Buffer.concat([whole, Buffer.alloc(8 << 20), whole]), [65536]);
+    assert.ok(padded.equals(Buffer.concat([original, original])));
     await assert.rejects(decode(Buffer.concat([whole, Buffer.alloc(4), Buffer.from('junk')])), /magic/);
   });
 });

@@ -33,6 +33,21 @@ export class PendingBytes {
     return out;
   }
 
+  /** Drops leading zero bytes (stream padding); returns how many. */
+  skipZeros(): number {
+    let skipped = 0;
+    while (this.chunks.length > 0) {
+      const first = this.chunks[0]!;
+      let at = this.offset;
+      while (at < first.length && first[at] === 0) at++;
+      const zeros = at - this.offset;
+      if (zeros > 0) this.takeFromFirst(zeros);
+      skipped += zeros;
+      if (at < first.length) break;
+    }
+    return skipped;
+  }
+
   /** Up to `limit` bytes from the first chunk, without copying. */
   takeSome(limit: number): Buffer {
     const first = this.chunks[0]!;

@@ -195,10 +195,7 @@ export class XzDecoder extends Duplex {
           break;
         }
         case 'padding': {
-          while (this.pending.length > 0 && this.pending.at(0) === 0) {
-            this.pending.take(1);
-            state.zeros++;
-          }
+          state.zeros += this.pending.skipZeros();
           if (this.pending.length === 0) return;
           if (state.zeros % 4 !== 0) throw new XzFormatError('the stream padding is not a multiple of four bytes');
           this.state = { kind: 'stream-header' };
