@@ -22,7 +22,8 @@ import { makeTempDir, run, sh } from '../test/support/tools.js';
 
 const RUNS = Number(process.env.RUNS ?? 3);
 const SIZE_MIB = Number(process.env.SIZE_MIB ?? 512);
-const main = process.env.BENCH_MAIN ?? path.join(repoRoot, 'dist', 'main.js');
+// The installed launcher (bin/cdi-importer), which also sizes the thread pool as users get it.
+const main = process.env.BENCH_MAIN ?? path.join(repoRoot, 'bin', 'cdi-importer');
 const baseline = process.env.BENCH_BASELINE;
 const only = process.env.BENCH_CASES?.split(',').filter(Boolean);
 
