@@ -1,3 +1,4 @@
+import { ChangeSignal } from '../../util/change-signal.js';
 import { chunkPool } from '../../util/buffer-pool.js';
 import { LZMA_OK, LZMA_STREAM_END, LzmaDecoderEngine, lzmaReason } from './lzma-engine.js';
 
@@ -30,7 +31,7 @@ export class DecodeJob {
   private done = false;
   private failure: Error | undefined;
   private stopped = false;
-  private waiters: (() => void)[] = [];
+  private readonly changes = new ChangeSignal();
 
   constructor(
     private readonly limits: DecodeJobLimits,
@@ -45,8 +46,8 @@ export class DecodeJob {
     if (chunk.length === 0) return;
     this.input.push(chunk);
     this.inputBytes += chunk.length;
-    this.wake();
-    while (this.inputBytes >= this.limits.inputAhead && !this.failure && !this.stopped) await this.changed();
+    this.changes.notify();
+    while (this.inputBytes >= this.limits.inputAhead && !this.failure && !this.stopped) await this.changes.wait();
     this.throwIfFailed();
   }
 
@@ -57,7 +58,7 @@ export class DecodeJob {
       this.inputBytes += last.length;
     }
     this.inputEnded = true;
-    this.wake();
+    this.changes.notify();
   }
 
   /** The next decoded chunk in order, or null once the stream has ended. Throws the job's failure. */
@@ -67,18 +68,18 @@ export class DecodeJob {
       const chunk = this.output.shift();
       if (chunk) {
         this.outputBytes -= chunk.length;
-        this.wake();
+        this.changes.notify();
         return chunk;
       }
       if (this.done || this.stopped) return null;
-      await this.changed();
+      await this.changes.wait();
     }
   }
 
   /** Stops decoding and frees the engine (after a running step, if any). */
   stop(): void {
     this.stopped = true;
-    this.wake();
+    this.changes.notify();
   }
 
   private async run(): Promise<void> {
@@ -87,7 +88,7 @@ export class DecodeJob {
     try {
       while (!this.stopped) {
         if (this.outputBytes >= this.limits.outputAhead || (this.input.length === 0 && !this.inputEnded)) {
-          await this.changed();
+          await this.changes.wait();
           continue;
         }
         const piece = this.input[0] ?? EMPTY;
@@ -118,28 +119,18 @@ export class DecodeJob {
           break;
         }
         if (finish && step.produced === 0 && step.consumed === 0) throw new Error(lzmaReason(10));
-        this.wake();
+        this.changes.notify();
       }
     } catch (err) {
       this.failure = err instanceof Error ? err : new Error(String(err));
     } finally {
       chunkPool.give(out); // never handed out: the next block's buffer, or a partial one after a failure
       this.engine.close();
-      this.wake();
+      this.changes.notify();
     }
   }
 
   private throwIfFailed(): void {
     if (this.failure) throw this.failure;
-  }
-
-  private changed(): Promise<void> {
-    return new Promise((resolve) => this.waiters.push(resolve));
-  }
-
-  private wake(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const resolve of waiters) resolve();
   }
 }

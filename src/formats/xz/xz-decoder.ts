@@ -1,3 +1,4 @@
+import { ChangeSignal } from '../../util/change-signal.js';
 import { Duplex } from 'node:stream';
 import { availableParallelism } from 'node:os';
 import { DecodeJob, type DecodeJobLimits } from './decode-job.js';
@@ -77,7 +78,7 @@ export class XzDecoder extends Duplex {
   private readonly jobs: { job: DecodeJob; dictionarySize: number; buffers: number }[] = [];
   private inputEnded = false;
   private pumping = false;
-  private waiters: (() => void)[] = [];
+  private readonly changes = new ChangeSignal();
   private demand: (() => void) | undefined;
 
   constructor() {
@@ -115,7 +116,7 @@ export class XzDecoder extends Duplex {
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     for (const { job } of this.jobs) job.stop();
     if (this.state.kind === 'block-body' || this.state.kind === 'serial') this.state.job.stop();
-    this.wake();
+    this.changes.notify();
     callback(error);
   }
 
@@ -215,7 +216,7 @@ export class XzDecoder extends Duplex {
     else if (state.kind !== 'padding') throw new XzFormatError(state.kind === 'stream-header' && this.jobs.length === 0 && this.pending.length === 0 ? 'the stream is empty' : 'the data ends in the middle of the stream');
     else if (state.zeros % 4 !== 0) throw new XzFormatError('the stream padding is not a multiple of four bytes');
     this.inputEnded = true;
-    this.wake();
+    this.changes.notify();
   }
 
   /** Hands a view of the input to a decoder, which releases it once consumed. */
@@ -234,11 +235,11 @@ export class XzDecoder extends Duplex {
         sum((open) => open.buffers) + buffers > BUFFER_BUDGET) &&
       !this.destroyed
     ) {
-      await this.changed();
+      await this.changes.wait();
     }
     const job = create();
     this.jobs.push({ job, dictionarySize, buffers });
-    this.wake();
+    this.changes.notify();
     return job;
   }
 
@@ -253,13 +254,13 @@ export class XzDecoder extends Duplex {
             this.push(null);
             return;
           }
-          await this.changed();
+          await this.changes.wait();
           continue;
         }
         const chunk = await job.read();
         if (chunk === null) {
           this.jobs.shift();
-          this.wake();
+          this.changes.notify();
           continue;
         }
         if (!this.push(chunk)) await new Promise<void>((resolve) => (this.demand = resolve));
@@ -267,15 +268,5 @@ export class XzDecoder extends Duplex {
     } catch (err) {
       this.destroy(err as Error);
     }
-  }
-
-  private changed(): Promise<void> {
-    return new Promise((resolve) => this.waiters.push(resolve));
-  }
-
-  private wake(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const resolve of waiters) resolve();
   }
 }
