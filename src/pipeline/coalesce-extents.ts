@@ -7,7 +7,7 @@ const MAX_MERGED_BYTES = 4 << 20;
  * Merges neighbours that are neighbours in memory too: a data extent that continues the previous
  * one on the disk and whose bytes follow the previous one's in the same buffer (clusters cut from
  * one decoded chunk), and zero extents that touch. Writes then go out in chunk-sized pieces rather
- * than one per cluster. Nothing is copied; extents with a release callback pass as they are.
+ * than one per cluster. Nothing is copied; a merged extent's release() releases every part.
  */
 export async function* coalesceExtents(extents: AsyncIterable<Extent>): AsyncGenerator<Extent> {
   let held: Extent | undefined;
