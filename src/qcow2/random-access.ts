@@ -67,8 +67,11 @@ export async function openQcow2RandomAccess(reader: RandomAccessReader, options:
   };
 }
 
-/** Pieces in guest order, one L2 table at a time, the next table read ahead. */
-async function* walkPieces(reader: RandomAccessReader, header: Qcow2Header, l1: Buffer): AsyncGenerator<Piece> {
+/**
+ * Pieces in guest order, one L2 table's worth per step (a whole table at once keeps the per-cluster
+ * work synchronous), the next table read ahead.
+ */
+async function* walkPieces(reader: RandomAccessReader, header: Qcow2Header, l1: Buffer): AsyncGenerator<Piece[]> {
   const span = bytesPerL2(header);
   const entries = l1EntriesUsed(header);
   const readTable = (index: number) => {
@@ -84,11 +87,11 @@ async function* walkPieces(reader: RandomAccessReader, header: Qcow2Header, l1: 
     next = index + 1 < entries ? readTable(index + 1) : undefined;
     const guestStart = index * span;
     if (!current) {
-      yield { kind: 'zero', guestOffset: guestStart, length: Math.min(span, header.virtualSize - guestStart) };
+      yield [{ kind: 'zero', guestOffset: guestStart, length: Math.min(span, header.virtualSize - guestStart) }];
       continue;
     }
     const table = await current.promise;
-    yield* decodeL2Table(table, guestStart, header, current.offset);
+    yield decodeL2Table(table, guestStart, header, current.offset);
   }
 }
 
@@ -112,15 +115,17 @@ async function* randomAccessExtents(
     queue.push(promise);
   };
 
-  for await (const piece of walkPieces(reader, header, l1)) {
-    const merged = run && extend(run, piece, reader.size, header);
-    if (!merged) {
-      if (run) start(run);
-      run = newRun(piece, reader.size);
-    }
-    while (queue.length >= MAX_IN_FLIGHT) {
-      signal?.throwIfAborted();
-      yield await queue.shift()!;
+  for await (const pieces of walkPieces(reader, header, l1)) {
+    for (const piece of pieces) {
+      const merged = run && extend(run, piece, reader.size, header);
+      if (!merged) {
+        if (run) start(run);
+        run = newRun(piece, reader.size);
+      }
+      while (queue.length >= MAX_IN_FLIGHT) {
+        signal?.throwIfAborted();
+        yield await queue.shift()!;
+      }
     }
   }
   if (run) start(run);

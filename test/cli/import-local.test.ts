@@ -176,6 +176,16 @@ test('an existing destination is replaced only when the import succeeds', async 
   assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
 });
 
+test('convert replaces an existing larger output (no fsync, so the old file is dropped before the rename)', async () => {
+  const out = dir.join('replaced.img');
+  run('qemu-img', ['create', '-q', '-f', 'raw', out, '64M']);
+  writeFileSync(out, Buffer.alloc(4 * MiB, 0xaa), { flag: 'r+' });
+  const result = await runCli(['convert', dir.join('disk.raw'), out]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
+  assert.deepEqual(leftovers(), []);
+});
+
 function readFileText(file: string): string {
   return run('cat', [file]);
 }
