@@ -16,12 +16,14 @@ RUN apt-get update \
 WORKDIR /src
 COPY package.json package-lock.json ./
 
-# The TypeScript build: all dependencies, then tsc (a type error fails the image build).
+# The build: all dependencies, then tsc (a type error fails the image build) and the bundle
+# (scripts/bundle.mjs: one CommonJS file, which starts faster than the ES modules).
 FROM toolchain AS build
 RUN npm ci
 COPY tsconfig.json ./
 COPY src ./src
-RUN npx tsc -p tsconfig.json
+COPY scripts ./scripts
+RUN npm run build
 
 # Production dependencies only, native modules compiled here.
 FROM toolchain AS production-deps

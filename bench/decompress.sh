@@ -11,7 +11,7 @@ mkdir -p "$BENCH_DIR"
 source bench/lib.sh
 rm -f "$BENCH_DIR"/*.times
 
-npx tsc -p tsconfig.json
+npm run --silent build
 IMG="$BENCH_DIR/disk-$SIZE.raw"
 if [ ! -f "$IMG.zst" ]; then
   echo "making $IMG and its compressed copies (once; cached in $BENCH_DIR)" >&2

@@ -3,11 +3,11 @@
  *   1. raw.gz → file:        cdi-importer   vs  curl -s URL | gzip -dc > file                 (target ≤ 1.0)
  *   2. qcow2 (Range) → raw:  cdi-importer   vs  qemu-img convert of a local copy              (target ≤ 1.2)
  *   3. qcow2.xz → raw:       cdi-importer   vs  curl | xz -dc > scratch; qemu-img convert     (target ≤ 0.6, 0 scratch bytes)
- * Runs `node dist/main.js` (build first: npx tsc -p tsconfig.json). Prints one table and the ratios.
+ * Runs `bin/cdi-importer` (build first: npm run build). Prints one table and the ratios.
  *
  * Environment: RUNS (default 3), SIZE_MIB (default 512: at 64 MiB Node's start is most of a qcow2 run);
- *   BENCH_MAIN=path/main.js       the build to measure (default dist/main.js);
- *   BENCH_BASELINE=path/main.js   another build (e.g. a copy of dist/ from before a change), run alternately
+ *   BENCH_MAIN=path/cdi-importer  the launcher to measure (default bin/cdi-importer);
+ *   BENCH_BASELINE=path/cdi-importer  another build (e.g. a copy of bin/ and dist/ from before a change), run alternately
  *                                 with ours on the same inputs, so "before" and "after" share one run;
  *   BENCH_IMAGES_DIR=dir          make the images there once and reuse them (xz of a 1 GiB disk takes minutes);
  *   BENCH_OUT_DIR=/dev/shm        where outputs (and the CDI path's scratch) go: tmpfs takes this disk's write stalls out;

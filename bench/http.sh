@@ -3,5 +3,5 @@
 # (SIZE_MIB=1024 for the issue's figures); BENCH_BASELINE, BENCH_IMAGES_DIR, BENCH_OUT_DIR, BENCH_CASES: see http-bench.ts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-npx tsc -p tsconfig.json >/dev/null || test -f dist/main.js  # others' in-flight type errors do not stop the emit
+npm run --silent build >/dev/null
 exec node --import tsx bench/http-bench.ts

@@ -1,8 +1,8 @@
 /**
  * The container image's install, without a Docker engine: the Dockerfile's steps in a clean
- * directory (compiled dist, `npm ci --omit=dev` from the lockfile, package.json and bin), then the
+ * directory (compiled and bundled dist, `npm ci --omit=dev` from the lockfile, package.json and bin), then the
  * binary run from there as uid 107, CDI's importer user: --help, imports through both native
- * decompressors, and pod mode.
+ * decompressors, imports over HTTP, and pod mode.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { repoRoot } from './support/cli.js';
 import { makeDiskLikeImage } from './support/disk-images.js';
 import { makeTempDir, qemuRawSha256, sh, sha256File, type TempDir } from './support/tools.js';
+import { startNginx } from './support/nginx.js';
 
 const MiB = 1 << 20;
 const IMPORTER_UID = 107;
@@ -50,13 +51,15 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
     for (const file of ['package.json', 'package-lock.json']) cpSync(path.join(repoRoot, file), path.join(app, file));
     cpSync(path.join(repoRoot, 'bin'), path.join(app, 'bin'), { recursive: true });
 
-    // The build stage: tsc. Emitted even if a file elsewhere in the tree is mid-edit; the image build itself is strict.
+    // The build stage: tsc, then the bundle. Emitted even if a file elsewhere in the tree is mid-edit; the image build itself is strict.
     const tsc = spawnSync(process.execPath, [path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--outDir', path.join(app, 'dist')], {
       cwd: repoRoot,
       encoding: 'utf8',
     });
     if (tsc.status !== 0) console.log(`# tsc reported errors (dist emitted anyway):\n${tsc.stdout.replace(/^/gm, '#   ')}`);
     assert.ok(existsSync(path.join(app, 'dist', 'main.js')), 'tsc emitted no dist/main.js');
+    const bundle = spawnSync(process.execPath, [path.join(repoRoot, 'scripts', 'bundle.mjs'), path.join(app, 'dist')], { cwd: repoRoot, encoding: 'utf8' });
+    assert.equal(bundle.status, 0, bundle.stderr);
 
     // The production-deps stage: the lockfile, production dependencies only, native modules built.
     let install = spawnSync('npm', ['ci', '--omit=dev', '--offline', '--no-audit', '--no-fund'], { cwd: app, encoding: 'utf8' });
@@ -75,7 +78,8 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
     assert.match(dockerfile, /^FROM \$\{NODE_IMAGE\}$/m);
     assert.match(dockerfile, /ARG NODE_IMAGE=node:20-bookworm-slim/);
     assert.match(dockerfile, /RUN npm ci --omit=dev/);
-    assert.match(dockerfile, /RUN npx tsc -p tsconfig\.json/);
+    assert.match(dockerfile, /RUN npm run build/);
+    assert.match(JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).scripts.build, /^tsc -p tsconfig\.json && node scripts\/bundle\.mjs$/);
     assert.match(dockerfile, /liblzma-dev/);
     assert.match(dockerfile, /liblzma5 util-linux/);
     assert.match(dockerfile, /^USER 107:107$/m);
@@ -111,6 +115,28 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
       const result = binary(['import', path.join(images, input), dest, '--size', '16Mi', '--filesystem-overhead', '0', '--quiet']);
       assert.equal(result.status, 0, result.stderr);
       assert.equal(await sha256File(dest), expected, input);
+    }
+  });
+
+  test('imports over HTTP from nginx: qcow2 by Range requests and raw.gz as one stream', async () => {
+    const images = work.join('http-images');
+    mkdirSync(images);
+    const raw = path.join(images, 'disk.raw');
+    makeDiskLikeImage(raw, 6 * MiB);
+    sh(`qemu-img convert -q -f raw -O qcow2 ${raw} ${path.join(images, 'disk.qcow2')} && gzip -k ${raw}`);
+    sh(`chmod -R a+rX ${images}`);
+    const expected = await qemuRawSha256(raw, work.path);
+    const nginx = await startNginx({ root: images });
+    try {
+      const out = writableDir('http-out');
+      for (const name of ['disk.qcow2', 'disk.raw.gz']) {
+        const dest = path.join(out, `${name}.img`);
+        const result = binary(['import', `${nginx.http}${name}`, dest, '--filesystem-overhead', '0', '--quiet']);
+        assert.equal(result.status, 0, result.stderr);
+        assert.equal(await sha256File(dest), expected, name);
+      }
+    } finally {
+      await nginx.stop();
     }
   });
 
