@@ -16,7 +16,8 @@ import { reportFailure, EXIT_OK } from './report-failure.js';
 
 interface InfoOptions extends TransportFlags {
   json?: boolean;
-  scan: boolean;
+  /** Undefined: measure unless the source is read by HTTP Range requests (see inspectSource). */
+  scan?: boolean;
 }
 
 export interface ImageInfo {
@@ -25,6 +26,8 @@ export interface ImageInfo {
   'format-chain': string[];
   /** Unknown for raw data inside a compressed stream (its length shows only at the end). */
   'virtual-size'?: number;
+  /** For qcow2: how an import reads it (random access never needs scratch space). */
+  'import-reads'?: 'random-access' | 'one-pass';
   qcow2?: Qcow2Info;
 }
 
@@ -34,7 +37,8 @@ export function registerInfoCommand(program: Command): void {
     .description('show the format chain, virtual size and qcow2 details of an image (like qemu-img info), without writing')
     .argument('<source>', 'http(s):// URL, local path, or - for stdin')
     .option('--json', 'print one JSON object on stdout')
-    .option('--no-scan', 'read only the headers (skips measuring the scratch space a one-pass import needs)');
+    .option('--scan', 'measure the scratch space a one-pass import needs by reading every byte (default, except over HTTP with Range support)')
+    .option('--no-scan', 'read only the headers');
   addTransportOptions(infoCommand).action(async (source: string, options: InfoOptions) => {
       try {
         const info = await inspectSource(source, options);
@@ -58,14 +62,18 @@ export async function inspectSource(sourceText: string, options: InfoOptions): P
       const head = await opened.randomAccess.read(0, DETECTION_BYTES);
       if (detectFormat(head) === 'qcow2') {
         opened.stream.destroy();
-        const qcow2 = await inspectQcow2(opened.randomAccess, { scan: options.scan, signal: controller.signal });
-        return { 'virtual-size': qcow2['virtual-size'], filename, format: 'qcow2', 'format-chain': ['qcow2'], qcow2 };
+        // An import reads this qcow2 by random access and needs no scratch. Measuring what a
+        // one-pass import would need reads every byte: a moment for a local file, a whole
+        // download over HTTP, so there it is done only when asked for.
+        const scan = options.scan ?? spec.kind !== 'http';
+        const qcow2 = await inspectQcow2(opened.randomAccess, { scan, signal: controller.signal });
+        return { 'virtual-size': qcow2['virtual-size'], filename, format: 'qcow2', 'format-chain': ['qcow2'], 'import-reads': 'random-access', qcow2 };
       }
     }
     const { chain, format, stream } = await unwrapCompression(opened.stream, filename);
     if (format === 'qcow2') {
       const qcow2 = await inspectQcow2Stream(stream, { scan: options.scan, signal: controller.signal });
-      return { 'virtual-size': qcow2['virtual-size'], filename, format, 'format-chain': chain, qcow2 };
+      return { 'virtual-size': qcow2['virtual-size'], filename, format, 'format-chain': chain, 'import-reads': 'one-pass', qcow2 };
     }
     const info: ImageInfo = { filename, format, 'format-chain': chain };
     {
@@ -101,7 +109,9 @@ export function formatInfo(info: ImageInfo): string {
       ['dirty', q['dirty-flag'] ? 'yes (refcounts stale; data is read normally)' : 'no'],
     );
     const scratch = q['one-pass-scratch-bytes'];
-    if (scratch !== undefined) {
+    if (scratch === undefined && info['import-reads'] === 'random-access') {
+      rows.push(['one-pass scratch', 'not measured; an import reads this image at random offsets and needs none (--scan measures a one-pass read)']);
+    } else if (scratch !== undefined) {
       const atLeast = q['one-pass-scratch-bytes-at-least'] ? 'at least ' : '';
       rows.push(['one-pass scratch', scratch === 0 ? 'none needed' : `${atLeast}${formatBytes(scratch)} (${scratch} bytes) needed when the source cannot seek`]);
     }

@@ -1,7 +1,8 @@
 /** `cdi-importer info` on qcow2 images, compared with `qemu-img info --output=json` and the one-pass driver. */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, statSync } from 'node:fs';
+import { startNginx } from '../support/nginx.js';
 import { makeTempDir, run, type TempDir } from '../support/tools.js';
 import { runCli } from '../support/cli.js';
 import { openQcow2Stream } from '../../src/qcow2/index.js';
@@ -61,6 +62,33 @@ describe('cdi-importer info on qcow2', () => {
     await writeExtents(disk, tmp.join('moved.raw'));
     assert.ok(measured > 0);
     assert.equal(measured, disk.scratchBytesUsed!());
+  });
+
+  it('over HTTP with Range support reads only the metadata unless --scan is given', async () => {
+    const big = tmp.join('web', 'big.qcow2');
+    mkdirSync(tmp.join('web'));
+    qemuImg('create', '-q', '-f', 'qcow2', big, '64M');
+    qemuIo(big, 'write -P 0x11 0 24M');
+    const nginx = await startNginx({ root: tmp.join('web') });
+    try {
+      const url = `${nginx.http}big.qcow2`;
+      const quick = await runCli(['info', url, '--json']);
+      assert.equal(quick.code, 0, quick.stderr);
+      const info = JSON.parse(quick.stdout);
+      assert.equal(info['virtual-size'], 64 * 2 ** 20);
+      assert.equal(info['import-reads'], 'random-access');
+      assert.equal(info.qcow2['one-pass-scratch-bytes'], undefined);
+      const fetched = nginx.requests().filter((r) => r.uri === '/big.qcow2').reduce((sum, r) => sum + r.bytes, 0);
+      assert.ok(fetched < 2 ** 20, `info fetched ${fetched} bytes of a ${statSync(big).size}-byte image`);
+      const text = await runCli(['info', url]);
+      assert.match(text.stdout, /one-pass scratch:\s+not measured; an import reads this image at random offsets and needs none/);
+
+      const scanned = await runCli(['info', url, '--scan', '--json']);
+      assert.equal(scanned.code, 0, scanned.stderr);
+      assert.equal(JSON.parse(scanned.stdout).qcow2['one-pass-scratch-bytes'], 0);
+    } finally {
+      await nginx.stop();
+    }
   });
 
   it('names the chain of other formats too, and reads stdin', async () => {
