@@ -18,7 +18,7 @@ export interface ImportOptions extends TransportFlags {
   json?: boolean;
   quiet?: boolean;
   progress?: boolean;
-  /** false: leave flushing to the page cache (convert's default, as qemu-img convert). */
+  /** false: leave flushing to the page cache (convert's default, as qemu-img convert; import --no-fsync). */
   fsync?: boolean;
 }
 
@@ -34,7 +34,8 @@ export function registerImportCommand(program: Command): void {
     .option('--filesystem-overhead <fraction>', 'space reserved on file targets (default 0.06 for files, 0 for block devices)')
     .option('--preallocation', 'allocate the whole target instead of writing it sparse')
     .option('--checksum <algo:hex>', 'verify the source bytes: md5, sha1, sha256 or sha512')
-    .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping');
+    .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping')
+    .option('--no-fsync', 'file targets: skip the final fsync, as qemu-img convert does (faster; the data reaches the disk later)');
   addTransportOptions(importCommand)
     .option('--json', 'print one JSON result object on stdout')
     .option('-q, --quiet', 'no progress bar and no summary line')

@@ -186,6 +186,15 @@ test('convert replaces an existing larger output (no fsync, so the old file is d
   assert.deepEqual(leftovers(), []);
 });
 
+test('import --no-fsync writes the same disk and replaces an existing one', async () => {
+  const out = dir.join('nofsync.img');
+  writeFileSync(out, 'previous contents');
+  const result = await runCli(['import', `${raw}.xz`, '-o', out, '--no-fsync', '--filesystem-overhead', '0']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
+  assert.deepEqual(leftovers(), []);
+});
+
 function readFileText(file: string): string {
   return run('cat', [file]);
 }
