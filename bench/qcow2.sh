@@ -44,10 +44,11 @@ for run in $(seq "$BENCH_RUNS"); do
   measure q-plain-ours "$(ours "$Q")"
   measure q-plain-ref "qemu-img convert -O raw $Q $OUT; rm -f $OUT"
   measure q-plain-ref-sync "qemu-img convert -O raw $Q $OUT; sync $OUT; rm -f $OUT"
-  # A re-run writes over the previous output: both tools replace an existing 2 GiB file.
-  cp --sparse=always "$BENCH_DIR/q-previous.raw" "$OUT"
+  # A re-run writes over the previous output: both tools replace an existing 2 GiB file (synced
+  # first, as an earlier run's output is by then, so its write-back does not land in the timings).
+  cp --sparse=always "$BENCH_DIR/q-previous.raw" "$OUT" && sync "$OUT"
   measure q-over-ours "node bin/cdi-importer convert $Q $OUT -q; rm -f $OUT"
-  cp --sparse=always "$BENCH_DIR/q-previous.raw" "$OUT"
+  cp --sparse=always "$BENCH_DIR/q-previous.raw" "$OUT" && sync "$OUT"
   measure q-over-ref "qemu-img convert -O raw $Q $OUT; rm -f $OUT"
   measure q-zstd-ours "$(ours "$QZ")"
   measure q-zstd-ref "qemu-img convert -O raw $QZ $OUT; rm -f $OUT"
