@@ -14,7 +14,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
-import { StallError } from './http-errors.js';
+import { noteBodyBytes, StallError } from './http-errors.js';
 import type { TlsConnectOptions } from './tls-options.js';
 
 /** The request is not one this client answers; send it through the general (undici) path. */
@@ -106,8 +106,8 @@ export class DirectRangeClient {
   /**
    * GETs bytes `start`..`start + length - 1` of `url` into `into` (or a new buffer). Socket
    * failures reject with the socket's error (ECONNRESET, EPIPE…) or a `StallError` after
-   * `stallMs` without a byte; a keep-alive socket that the server had closed is retried once on
-   * a new one.
+   * `stallMs` without a byte, noting the body bytes already received (`bodyBytesBefore`); a
+   * keep-alive socket that the server had closed is retried once on a new one.
    */
   async read(
     url: URL,
@@ -215,7 +215,8 @@ export class DirectRangeClient {
         if (error !== undefined) {
           conn.broken = true;
           socket.destroy();
-          reject(error);
+          // Body bytes already in place need not be asked for again.
+          reject(bodyAt >= 0 ? noteBodyBytes(error, received) : error);
           return;
         }
         conn.uses++;

@@ -44,6 +44,22 @@ export class StallError extends Error {
   }
 }
 
+const bodyBytes = new WeakMap<object, number>();
+
+/**
+ * Records on a failed Range read how many body bytes had already landed in the caller's buffer,
+ * so the retry asks only for the rest. Returns `err`.
+ */
+export function noteBodyBytes(err: unknown, bytes: number): unknown {
+  if (bytes > 0 && typeof err === 'object' && err !== null) bodyBytes.set(err, bytes);
+  return err;
+}
+
+/** The body bytes `noteBodyBytes` recorded for this failure (0 when none). */
+export function bodyBytesBefore(err: unknown): number {
+  return typeof err === 'object' && err !== null ? (bodyBytes.get(err) ?? 0) : 0;
+}
+
 /** Failures that a new connection may cure: resets, drops, timeouts, stalls. */
 export function isRetryableTransportError(err: unknown): boolean {
   const retryable = new Set([

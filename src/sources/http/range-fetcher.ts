@@ -1,8 +1,11 @@
-/** One byte range over HTTP: `Range` + `If-Range`, retried with backoff, checked to be the same file. */
+/**
+ * One byte range over HTTP: `Range` + `If-Range`, retried with backoff, checked to be the same file;
+ * a body cut off part way is resumed from the first missing byte.
+ */
 import { cannotConnect } from '../../errors.js';
 import { getFollowingRedirects, headersFor, headerValue, type HttpEndpoint } from './http-request.js';
 import { DirectRangeClient, UseGeneralPath, type DirectRangeAnswer } from './direct-range-client.js';
-import { isRetryableStatus, isRetryableTransportError, statusText, transportError } from './http-errors.js';
+import { bodyBytesBefore, isRetryableStatus, isRetryableTransportError, statusText, transportError } from './http-errors.js';
 import { ifRangeValue, parseContentRange, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
 import { backoffDelay, sleep, type RetryPolicy } from './retry-policy.js';
@@ -34,48 +37,61 @@ export function httpRangeFetcher(
     options.direct && !endpoint.dispatchers.proxyFor(location) && DirectRangeClient.handles(location, checked) ? options.direct : undefined;
   return async (start, length, into) => {
     const end = start + length - 1;
-    const headers = { range: `bytes=${start}-${end}`, ...(validator ? { 'if-range': validator } : {}) };
-    for (let attempt = 0; ; attempt++) {
+    const target = into ?? Buffer.allocUnsafe(length);
+    // Bytes of the range already in `target`: after a drop mid-body, only the rest is asked for.
+    let done = 0;
+    let resumes = 0;
+    for (let failures = 0; ; ) {
+      const from = start + done;
+      const rest = target.subarray(done, length);
+      const headers = { range: `bytes=${from}-${end}`, ...(validator ? { 'if-range': validator } : {}) };
       try {
-        options.onRequest?.(start, length);
+        options.onRequest?.(from, length - done);
         let answer: DirectRangeAnswer | undefined;
         if (direct) {
           try {
-            answer = await direct.read(location, { ...directHeaders, ...headers }, start, length, into, options.stallMs, options.signal);
+            answer = await direct.read(location, { ...directHeaders, ...headers }, from, length - done, rest, options.stallMs, options.signal);
           } catch (err) {
             if (!(err instanceof UseGeneralPath)) throw err;
             direct = undefined;
           }
         }
         if (answer) {
-          if (answer.data) return answer.data;
-          if (answer.statusCode === 206) throw cannotConnect(`${where} answered bytes ${start}-${end} with ${answer.contentRange ?? 'no Content-Range'}`);
+          if (answer.data) return target;
+          if (answer.statusCode === 206) throw cannotConnect(`${where} answered bytes ${from}-${end} with ${answer.contentRange ?? 'no Content-Range'}`);
           if (answer.statusCode === 200) throw changedOrNoRanges(where);
           if (isRetryableStatus(answer.statusCode)) throw new RetryableStatus(statusText(answer.statusCode));
-          throw cannotConnect(`reading bytes ${start}-${end} of ${where}: expected status code 206, got ${answer.statusCode}. Status: ${statusText(answer.statusCode)}`);
+          throw cannotConnect(`reading bytes ${from}-${end} of ${where}: expected status code 206, got ${answer.statusCode}. Status: ${statusText(answer.statusCode)}`);
         }
         const response = await getFollowingRedirects(endpoint, headers, options.signal, location);
         if (response.statusCode === 206) {
           const range = parseContentRange(headerValue(response.headers, 'content-range'));
-          if (range?.start !== start || range.end !== end) {
+          if (range?.start !== from || range.end !== end) {
             response.body.destroy();
-            throw cannotConnect(`${where} answered bytes ${start}-${end} with ${headerValue(response.headers, 'content-range') ?? 'no Content-Range'}`);
+            throw cannotConnect(`${where} answered bytes ${from}-${end} with ${headerValue(response.headers, 'content-range') ?? 'no Content-Range'}`);
           }
-          return await readBodyFully(response.body as never, options.stallMs, length, into);
+          const body = await readBodyFully(response.body as never, options.stallMs, length - done, rest);
+          return target.subarray(0, done + body.length);
         }
         response.body.destroy();
         if (response.statusCode === 200) {
           throw changedOrNoRanges(where);
         }
         if (isRetryableStatus(response.statusCode)) throw new RetryableStatus(statusText(response.statusCode));
-        throw cannotConnect(`reading bytes ${start}-${end} of ${where}: expected status code 206, got ${response.statusCode}. Status: ${statusText(response.statusCode)}`);
+        throw cannotConnect(`reading bytes ${from}-${end} of ${where}: expected status code 206, got ${response.statusCode}. Status: ${statusText(response.statusCode)}`);
       } catch (err) {
         if (options.signal.aborted) throw options.signal.reason ?? err;
         const retryable = err instanceof RetryableStatus || isRetryableTransportError(err);
-        if (!retryable || attempt >= options.retry.retries) {
+        // A drop after some of the body: keep those bytes (If-Range guards that the file is the
+        // same) and, within the resume budget, count it as progress rather than a failure.
+        const progress = retryable ? bodyBytesBefore(err) : 0;
+        done += progress;
+        if (progress > 0 && resumes++ < options.retry.maxResumes) failures = 0;
+        if (!retryable || failures >= options.retry.retries) {
           throw transportError(err, endpoint.url, endpoint.dispatchers.proxyFor(location));
         }
-        await sleep(backoffDelay(attempt, options.retry), options.signal);
+        await sleep(backoffDelay(failures, options.retry), options.signal);
+        failures++;
       }
     }
   };

@@ -1,5 +1,5 @@
 /** Stall detection: waiting for the network `stallMs` without a byte counts as a dropped connection. */
-import { StallError } from './http-errors.js';
+import { noteBodyBytes, StallError } from './http-errors.js';
 
 /**
  * One coarse timer per body rather than one per chunk (a body is thousands of chunks): the
@@ -43,7 +43,8 @@ export class StallWatchdog {
 
 /**
  * Reads a whole (Range-limited) body, watching for stalls and refusing more than `limit` bytes.
- * With `into` (at least `limit` bytes), the body is copied there instead of into a new buffer.
+ * With `into` (at least `limit` bytes), the body is copied there instead of into a new buffer,
+ * and a failure notes how many bytes had arrived (`bodyBytesBefore`).
  */
 export async function readBodyFully(
   body: AsyncIterable<Buffer> & { destroy(err?: Error): unknown },
@@ -66,6 +67,8 @@ export async function readBodyFully(
       else chunks.push(chunk);
       total += chunk.length;
     }
+  } catch (err) {
+    throw into ? noteBodyBytes(err, total) : err;
   } finally {
     watchdog.stop();
   }

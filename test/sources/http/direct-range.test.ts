@@ -23,6 +23,7 @@ type Mode =
   | 'ok' // 206 with Content-Length, keep-alive
   | 'close-after' // like ok, then closes the connection once the answer is sent
   | 'drop' // 206 head and half the body, then a close (except for ranges from 0)
+  | 'drop-once' // like drop for the first such request to this server, then like ok
   | 'stall' // 206 head and half the body, then silence (except for ranges from 0)
   | 'chunked' // 206 with Transfer-Encoding: chunked (except for ranges from 0)
   | 'wrong-range' // 206 whose Content-Range is off by one (except for ranges from 0)
@@ -79,6 +80,8 @@ async function startRawServer(): Promise<RawServer> {
   };
 }
 
+let droppedOnce = 0;
+
 function answer(socket: net.Socket, mode: Mode, rangeHeader: string | undefined): void {
   const range = /^bytes=(\d+)-(\d+)$/.exec(rangeHeader ?? '');
   if (mode === 'status-503') return void socket.write('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n');
@@ -92,7 +95,8 @@ function answer(socket: net.Socket, mode: Mode, rangeHeader: string | undefined)
   const start = Number(range[1]);
   const end = Math.min(Number(range[2]), content.length - 1);
   // The source's first request (a probe of the first bytes) is always answered well.
-  if (start === 0 && ['chunked', 'wrong-range', 'drop', 'stall'].includes(mode)) mode = 'ok';
+  if (start === 0 && ['chunked', 'wrong-range', 'drop', 'drop-once', 'stall'].includes(mode)) mode = 'ok';
+  if (mode === 'drop-once') mode = droppedOnce++ === 0 ? 'drop' : 'ok';
   const body = content.subarray(start, end + 1);
   const shownStart = mode === 'wrong-range' ? start + 1 : start;
   const lines = [
@@ -323,10 +327,13 @@ describe('HttpSource random access through the direct client', () => {
     await reader.close();
   });
 
-  it('retries stalled and dropped Range reads, then says what happened', async () => {
+  it('resumes stalled and dropped Range reads after the bytes that came, then says what happened', async () => {
+    // These servers send half of whatever is asked, then stall or close: each retry asks for the
+    // missing half, until the resume budget is spent and the failures in a row run out.
+    const { retries, maxResumes } = quickTuning.retry!;
     for (const [mode, message] of [
       ['stall', /127\.0\.0\.1:\d+ did not answer in time \(no data received for 0\.2 s\)/],
-      ['drop', /request to 127\.0\.0\.1:\d+ failed: the server closed the connection after \d+ of 1500000 bytes/],
+      ['drop', /request to 127\.0\.0\.1:\d+ failed: the server closed the connection after \d+ of \d+ bytes/],
     ] as const) {
       const reader = await open(mode, { stallTimeoutSeconds: 0.2 });
       const before = server.requests.length;
@@ -335,9 +342,24 @@ describe('HttpSource random access through the direct client', () => {
         assert.match(err.message, message);
         return true;
       });
-      assert.equal(server.requests.length - before, 1 + quickTuning.retry!.retries, mode);
+      const ranges = server.requests.slice(before).map((r) => r.range);
+      assert.deepEqual(ranges.slice(0, 3), ['bytes=2000000-3499999', 'bytes=2750000-3499999', 'bytes=3125000-3499999'], mode);
+      // The budget bounds it: at most maxResumes resumes with progress, then `retries` failures in a row.
+      assert.ok(ranges.length > maxResumes && ranges.length <= 1 + maxResumes + retries, `${mode}: ${ranges.length} requests`);
       await reader.close();
     }
+  });
+
+  it('completes a Range read whose connection dropped once, asking only for the missing bytes', async () => {
+    const reader = await open('drop-once');
+    const before = server.requests.length;
+    const data = await reader.read(2_000_000, 1_500_000);
+    assert.equal(sha256(data), sha256(content.subarray(2_000_000, 3_500_000)));
+    assert.deepEqual(
+      server.requests.slice(before).map((r) => r.range),
+      ['bytes=2000000-3499999', 'bytes=2750000-3499999'],
+    );
+    await reader.close();
   });
 
   it('leaves informational (103) answers to undici, which reads past them', async () => {
