@@ -21,7 +21,7 @@ export async function main(argv: string[]): Promise<number> {
   const program = new Command()
     .name('cdi-importer')
     .description(
-      'Import virtual machine disk images (raw, qcow2, ISO; gz/xz/zst-compressed; tar archives) from files, stdin,\n' +
+      'Import virtual machine disk images (raw, qcow2, ISO; gz/xz/zst-compressed; tar archives) from files, stdin, ' +
         'HTTP(S) and registries onto files and block devices. With no command: the KubeVirt CDI importer pod.',
     )
     .version('0.1.0')
