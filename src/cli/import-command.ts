@@ -51,7 +51,7 @@ export function registerImportCommand(program: Command): void {
     .argument('<out>', 'output raw file or block device')
     .option('--checksum <algo:hex>', 'verify the input bytes: md5, sha1, sha256 or sha512')
     .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping')
-    .option('--fsync', 'fsync the output before finishing (qemu-img convert does not; import always does)')
+    .option('--fsync', 'fsync the output before finishing (qemu-img convert does not; import does unless --no-fsync)')
     .option('--json', 'print one JSON result object on stdout')
     .option('-q, --quiet', 'no progress bar and no summary line')
     .option('--progress', 'show the progress bar even when stderr is not a terminal')
