@@ -2,6 +2,7 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { DiskTarget } from './disk-target.js';
 import { blockDeviceSize } from '../util/block-device-size.js';
 import { targetFailure } from './target-errors.js';
+import { EarlyFlush } from './early-flush.js';
 
 const ZEROS = Buffer.alloc(1 << 20);
 
@@ -12,11 +13,15 @@ const ZEROS = Buffer.alloc(1 << 20);
 export class BlockDeviceTarget implements DiskTarget {
   readonly kind = 'block' as const;
 
+  private readonly earlyFlush: EarlyFlush;
+
   private constructor(
     readonly path: string,
     readonly capacity: number,
     private handle: FileHandle | undefined,
-  ) {}
+  ) {
+    this.earlyFlush = new EarlyFlush(() => handle!.datasync());
+  }
 
   static async open(devicePath: string): Promise<BlockDeviceTarget> {
     try {
@@ -47,10 +52,12 @@ export class BlockDeviceTarget implements DiskTarget {
       });
       written += result.bytesWritten;
     }
+    this.earlyFlush.wrote(data.length);
   }
 
   async finish(): Promise<{ preallocationApplied: boolean; size: number }> {
     try {
+      await this.earlyFlush.settle();
       await this.handle!.sync();
       await this.handle!.close();
       this.handle = undefined;

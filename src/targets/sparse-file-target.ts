@@ -6,6 +6,7 @@ import { dataRuns } from './zero-runs.js';
 import { preallocate } from './preallocate.js';
 import { targetFailure } from './target-errors.js';
 import { fsyncDirectory } from './fsync-directory.js';
+import { EarlyFlush } from './early-flush.js';
 
 export interface SparseFileTargetOptions {
   /** Final path of the image. */
@@ -32,6 +33,7 @@ export class SparseFileTarget implements DiskTarget {
   private handle?: FileHandle;
   private highWater = 0;
   private finished = false;
+  private earlyFlush?: EarlyFlush;
 
   private constructor(private readonly options: SparseFileTargetOptions) {
     this.path = options.path;
@@ -47,6 +49,8 @@ export class SparseFileTarget implements DiskTarget {
       target.handle = await open(target.writePath, 'w', 0o660);
       // The umask may have cleared group bits; CDI's disk.img is 0660.
       await chmod(target.writePath, 0o660);
+      const handle = target.handle;
+      if (options.sync) target.earlyFlush = new EarlyFlush(() => handle.datasync());
     } catch (err) {
       throw targetFailure(err, options.path);
     }
@@ -68,6 +72,7 @@ export class SparseFileTarget implements DiskTarget {
       }
     }
     this.highWater = Math.max(this.highWater, offset + data.length);
+    this.earlyFlush?.wrote(data.length);
   }
 
   async zero(offset: number, length: number): Promise<void> {
@@ -79,6 +84,7 @@ export class SparseFileTarget implements DiskTarget {
     const handle = this.handle!;
     const finalSize = Math.max(size, this.highWater);
     try {
+      await this.earlyFlush?.settle();
       await handle.truncate(finalSize);
       if (this.options.preallocation) await preallocate(this.writePath, finalSize);
       if (this.options.sync) await handle.sync();
