@@ -35,6 +35,11 @@ describe('cdi-importer info on qcow2', () => {
     for (const key of ['compat', 'compression-type', 'lazy-refcounts', 'refcount-bits', 'corrupt', 'extended-l2']) {
       assert.deepEqual(ours.qcow2['format-specific'].data[key], qemu['format-specific'].data[key], key);
     }
+    // A seekable qcow2 is imported by random access: no scratch, and no need to read every byte to say so.
+    assert.equal(ours['import-reads'], 'random-access');
+    assert.equal(ours.qcow2['one-pass-scratch-bytes'], undefined);
+    const scanned = JSON.parse((await runCli(['info', image, '--json', '--scan'])).stdout);
+    assert.equal(scanned.qcow2['one-pass-scratch-bytes'], 0);
   });
 
   it('shows the format chain of a compressed image and its scratch needs in text', async () => {
