@@ -118,6 +118,23 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
     }
   });
 
+  test('converts a qcow2.xz in one pass and extracts a tar archive', async () => {
+    const images = work.join('one-pass-images');
+    mkdirSync(images);
+    const raw = path.join(images, 'disk.raw');
+    makeDiskLikeImage(raw, 5 * MiB);
+    sh(`qemu-img convert -q -f raw -O qcow2 -c ${raw} ${path.join(images, 'disk.qcow2')} && xz -T1 -k ${path.join(images, 'disk.qcow2')}`);
+    sh(`mkdir -p ${images}/tree/sub && echo hello > ${images}/tree/sub/file.txt && tar -C ${images}/tree -cf ${images}/tree.tar .`);
+    sh(`chmod -R a+rX ${images}`);
+    const out = writableDir('one-pass-out');
+    const converted = binary(['convert', path.join(images, 'disk.qcow2.xz'), path.join(out, 'disk.img'), '--quiet']);
+    assert.equal(converted.status, 0, converted.stderr);
+    assert.equal(await sha256File(path.join(out, 'disk.img')), await qemuRawSha256(raw, work.path));
+    const extracted = binary(['import', path.join(images, 'tree.tar'), '--content-type', 'archive', '-o', out, '--quiet']);
+    assert.equal(extracted.status, 0, extracted.stderr);
+    assert.equal(readFileSync(path.join(out, 'sub', 'file.txt'), 'utf8'), 'hello\n');
+  });
+
   test('imports over HTTP from nginx: qcow2 by Range requests and raw.gz as one stream', async () => {
     const images = work.join('http-images');
     mkdirSync(images);
