@@ -10,9 +10,9 @@ import { isRetryableStatus, isRetryableTransportError, statusError, transportErr
 import { getFollowingRedirects, headersFor, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
 import { httpRangeFetcher } from './range-fetcher.js';
 import { parseHeaderLines, redactedUrl } from './request-headers.js';
-import { identityOf, parseContentRange, type ResourceIdentity } from './resource-identity.js';
+import { identityOf, ifRangeValue, parseContentRange, type ResourceIdentity } from './resource-identity.js';
 import { readBodyFully } from './stall-watch.js';
-import { ResumableBody } from './resumable-body.js';
+import { ResumableBody, type ResumableBodyOptions } from './resumable-body.js';
 import { backoffDelay, defaultRetryPolicy, sleep, type RetryPolicy } from './retry-policy.js';
 
 /** Knobs that tests and benchmarks turn; defaults suit real networks. */
@@ -91,6 +91,7 @@ export class HttpSource implements Source {
       stallMs,
       retry: this.tuning.retry,
       onRetry: this.tuning.onRetry,
+      direct: this.directStreamFor(endpoint, first, dispatchers),
     });
     stream.once('close', () => void release());
     const forwardAbort = () => stream.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
@@ -117,6 +118,18 @@ export class HttpSource implements Source {
       direct = undefined;
     }
     return { stream, size: identity.size, randomAccess };
+  }
+
+  /**
+   * After a 206 probe with a size and no proxy, the stream reads by Range on its own direct client
+   * (direct-range-body.ts) rather than through one undici GET.
+   */
+  private directStreamFor(endpoint: HttpEndpoint, first: FirstAnswer, dispatchers: SourceDispatchers): ResumableBodyOptions['direct'] {
+    const { identity, url } = first;
+    if (!this.tuning.directRanges || first.response || !identity.acceptsRanges || !identity.size || dispatchers.proxyFor(url)) return undefined;
+    const headers = headersFor(endpoint, url, {});
+    if (!DirectRangeClient.handles(url, { ...headers, range: 'bytes=0-0', 'if-range': ifRangeValue(identity) ?? '' })) return undefined;
+    return { client: new DirectRangeClient(dispatchers.tls), location: url, headers };
   }
 
   /**

@@ -12,8 +12,10 @@ import { identityOf, ifRangeValue, parseContentRange, sameResource, type Resourc
 import { redactedUrl } from './request-headers.js';
 import { backoffDelay, sleep, type RetryPolicy } from './retry-policy.js';
 import { StallWatchdog } from './stall-watch.js';
+import { UseGeneralPath, type DirectRangeClient } from './direct-range-client.js';
+import { DirectRangeBody } from './direct-range-body.js';
 
-type Body = HttpResponse['body'];
+type Body = HttpResponse['body'] | DirectRangeBody;
 
 const BATCH_BYTES = 1 << 20;
 
@@ -25,6 +27,11 @@ export interface ResumableBodyOptions {
   retry: RetryPolicy;
   /** Called with each retry's reason, for logs. */
   onRetry?: (reason: string, received: number) => void;
+  /**
+   * For a server that honours Range, with a known size and no proxy: the body is fetched as Range
+   * requests on this client (see direct-range-body.ts), which the stream owns and closes.
+   */
+  direct?: { client: DirectRangeClient; location: URL; headers: Record<string, string> };
 }
 
 export class ResumableBody extends Readable {
@@ -35,6 +42,7 @@ export class ResumableBody extends Readable {
   private current: Body | undefined;
   private wakeReader: (() => void) | undefined;
   private readonly abort = new AbortController();
+  private direct: ResumableBodyOptions['direct'];
 
   constructor(
     private readonly endpoint: HttpEndpoint,
@@ -45,6 +53,7 @@ export class ResumableBody extends Readable {
   ) {
     super({ highWaterMark: 1 << 20 });
     this.current = first?.body;
+    this.direct = options.direct;
   }
 
   /** Bytes delivered so far. */
@@ -67,6 +76,7 @@ export class ResumableBody extends Readable {
     this.abort.abort(err ?? new Error('stream destroyed'));
     this.current?.destroy();
     this.current = undefined;
+    this.direct?.client.close();
     this.wakeReader?.();
     callback(err);
   }
@@ -83,12 +93,19 @@ export class ResumableBody extends Readable {
         if (size !== undefined && this.received < size) {
           throw new RetryableFailure(`the body ended after ${this.received} of ${size} bytes (Content-Length)`);
         }
+        this.direct?.client.close();
         this.push(null);
         return;
       } catch (err) {
         this.current?.destroy();
         this.current = undefined;
         if (this.destroyed) return;
+        if (err instanceof UseGeneralPath) {
+          // The server answered a Range request oddly: continue with one undici GET, not a failure.
+          this.direct?.client.close();
+          this.direct = undefined;
+          continue;
+        }
         const retryable = err instanceof RetryableFailure || isRetryableTransportError(err);
         if (!retryable) return void this.destroy(this.explain(err));
         if (this.failuresInARow >= this.options.retry.retries || this.resumes >= this.options.retry.maxResumes) {
@@ -169,6 +186,11 @@ export class ResumableBody extends Readable {
   /** A new answer that continues at `received`, or the whole file again with the prefix to drop. */
   private async reopen(): Promise<{ body: Body; skip: number }> {
     const validator = ifRangeValue(this.identity);
+    if (this.direct && this.identity.size !== undefined) {
+      const { client, location, headers } = this.direct;
+      const checked = { ...headers, ...(validator ? { 'if-range': validator } : {}) };
+      return { body: new DirectRangeBody(client, location, checked, this.received, this.identity.size, this.options.stallMs), skip: 0 };
+    }
     // Range is worth asking even without Accept-Ranges (many servers omit it); a 200 answer
     // is handled as a restart.
     const resuming = this.received > 0;

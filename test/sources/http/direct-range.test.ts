@@ -14,7 +14,7 @@ import { DirectRangeClient, UseGeneralPath } from '../../../src/sources/http/dir
 import { isRetryableTransportError } from '../../../src/sources/http/http-errors.js';
 import { HttpSource } from '../../../src/sources/http/index.js';
 import { tsxLoader } from '../../support/cli.js';
-import { quickTuning, randomContent, sha256 } from './helpers.js';
+import { digestStream, quickTuning, randomContent, sha256 } from './helpers.js';
 
 const content = randomContent(6 * 1024 * 1024 + 4321);
 const ETAG = '"direct-test"';
@@ -360,6 +360,23 @@ describe('HttpSource random access through the direct client', () => {
       ['bytes=2000000-3499999', 'bytes=2750000-3499999'],
     );
     await reader.close();
+  });
+
+  it('streams by Range requests, and goes back to one undici GET when a Range answer is not a clean 206', async () => {
+    for (const mode of ['ok', 'chunked'] as const) {
+      const before = server.requests.length;
+      const opened = await new HttpSource(`${server.url}${mode}`, {}, quickTuning).open(signal());
+      const { sha256: got, length } = await digestStream(opened.stream);
+      await opened.randomAccess?.close();
+      assert.equal(length, content.length, mode);
+      assert.equal(got, sha256(content), mode);
+      const ranges = server.requests.slice(before).map((r) => r.range);
+      // The probe and the stream's first MiB (ranges from 0 are always answered well).
+      assert.deepEqual(ranges.slice(0, 2), ['bytes=0-65535', 'bytes=0-1048575'], mode);
+      if (mode === 'ok') assert.ok(ranges.slice(1).every((r) => /^bytes=\d+-\d+$/.test(r!)), 'every byte by Range');
+      // chunked: the 206s after the first MiB are chunked; the stream goes on with undici from byte 1 MiB.
+      else assert.equal(ranges.at(-1), 'bytes=1048576-');
+    }
   });
 
   it('leaves informational (103) answers to undici, which reads past them', async () => {
