@@ -13,7 +13,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { freePort, waitForPort } from './free-port.js';
+import { freePorts, waitForPort } from './free-port.js';
 import type { TestCertificates } from './tls-ca.js';
 import { makeTempDir, run } from './tools.js';
 
@@ -55,13 +55,11 @@ export async function startNginx(options: NginxOptions): Promise<NginxServer> {
       ? `location /auth/ { alias ${root}; auth_basic "cdi-importer test"; auth_basic_user_file ${dir.join('htpasswd')}; }`
       : '',
   ].join('\n    ');
-  const ports = { http: await freePort(), https: 0, expired: 0, wrongHost: 0 };
-  const servers = [`server { listen 127.0.0.1:${ports.http}; ${locations} }`];
   const certs = options.certificates;
+  const [http, https = 0, expired = 0, wrongHost = 0] = await freePorts(certs ? 4 : 1);
+  const ports = { http: http!, https, expired, wrongHost };
+  const servers = [`server { listen 127.0.0.1:${ports.http}; ${locations} }`];
   if (certs) {
-    ports.https = await freePort();
-    ports.expired = await freePort();
-    ports.wrongHost = await freePort();
     const tls = (port: number, pair: { cert: string; key: string }) =>
       `server { listen 127.0.0.1:${port} ssl; ssl_certificate ${pair.cert}; ssl_certificate_key ${pair.key}; ssl_protocols TLSv1.2 TLSv1.3; ${locations} }`;
     servers.push(tls(ports.https, certs.valid), tls(ports.expired, certs.expired), tls(ports.wrongHost, certs.wrongHost));

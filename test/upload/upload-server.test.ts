@@ -7,7 +7,7 @@ import { existsSync, statSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 import { buildSampleTree, diffTrees, treeListing } from '../support/tar-fixtures.js';
-import { freePort } from '../support/free-port.js';
+import { freePorts } from '../support/free-port.js';
 import { makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { makeUploadCertificates, type UploadCertificates } from './client-certificates.js';
 import { binary, curl, formFile, startUploadServer, type RunningUploadServer } from './upload-harness.js';
@@ -61,8 +61,7 @@ describe('upload server', () => {
   }
 
   test('refusals, a too-large image (400), a corrupt one (500), then a retry that completes; 409 after', async () => {
-    const healthzPort = await freePort();
-    const metricsPort = await freePort();
+    const [healthzPort, metricsPort] = (await freePorts(2)) as [number, number];
     const s = await server({
       UPLOAD_IMAGE_SIZE: '4Mi',
       CDI_IMPORTER_UPLOAD_LINGER_SECONDS: '20',
