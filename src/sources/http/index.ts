@@ -128,7 +128,8 @@ export class HttpSource implements Source {
     const { identity, url } = first;
     if (!this.tuning.directRanges || first.response || !identity.acceptsRanges || !identity.size || dispatchers.proxyFor(url)) return undefined;
     const headers = headersFor(endpoint, url, {});
-    if (!DirectRangeClient.handles(url, { ...headers, range: 'bytes=0-0', 'if-range': ifRangeValue(identity) ?? '' })) return undefined;
+    const validator = ifRangeValue(identity);
+    if (!DirectRangeClient.handles(url, { ...headers, ...(validator ? { 'if-range': validator } : {}) })) return undefined;
     return { client: new DirectRangeClient(dispatchers.tls), location: url, headers };
   }
 
