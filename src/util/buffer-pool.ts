@@ -58,7 +58,7 @@ export class PoolLeases {
   }
 }
 
-/** The pool for 1 MiB stream chunks; 16 free buffers at most (16 MiB). */
+/** The pool for 1 MiB stream chunks; 48 free buffers at most (48 MiB), enough for the parallel xz decoder's queues. */
 export const chunkPool = new BufferPool(1 << 20, 48);
 
 /** The pool for large random-access reads (1–4 MiB, e.g. runs of qcow2 clusters); 8 free at most. */

@@ -103,6 +103,11 @@ export class DirectRangeClient {
     return Object.entries(headers).every(([name, value]) => TOKEN.test(name) && FIELD_VALUE.test(value));
   }
 
+  /** handles(), and no proxy on the way to `url` (requests through proxies stay with undici). */
+  static suits(dispatchers: { proxyFor(url: URL): string | undefined }, url: URL, headers: Record<string, string>): boolean {
+    return !dispatchers.proxyFor(url) && DirectRangeClient.handles(url, headers);
+  }
+
   /**
    * GETs bytes `start`..`start + length - 1` of `url` into `into` (or a new buffer). Socket
    * failures reject with the socket's error (ECONNRESET, EPIPE…) or a `StallError` after

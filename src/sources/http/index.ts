@@ -8,9 +8,9 @@ import { DirectRangeClient, UseGeneralPath } from './direct-range-client.js';
 import { proxySettingsFromEnv, SourceDispatchers } from './dispatcher.js';
 import { isRetryableStatus, isRetryableTransportError, statusError, transportError } from './http-errors.js';
 import { getFollowingRedirects, headersFor, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
-import { httpRangeFetcher } from './range-fetcher.js';
+import { checkedHeaders, httpRangeFetcher } from './range-fetcher.js';
 import { parseHeaderLines, redactedUrl } from './request-headers.js';
-import { identityOf, ifRangeValue, parseContentRange, type ResourceIdentity } from './resource-identity.js';
+import { identityOf, parseContentRange, type ResourceIdentity } from './resource-identity.js';
 import { readBodyFully } from './stall-watch.js';
 import { ResumableBody, type ResumableBodyOptions } from './resumable-body.js';
 import { backoffDelay, defaultRetryPolicy, sleep, type RetryPolicy } from './retry-policy.js';
@@ -126,10 +126,9 @@ export class HttpSource implements Source {
    */
   private directStreamFor(endpoint: HttpEndpoint, first: FirstAnswer, dispatchers: SourceDispatchers): ResumableBodyOptions['direct'] {
     const { identity, url } = first;
-    if (!this.tuning.directRanges || first.response || !identity.acceptsRanges || !identity.size || dispatchers.proxyFor(url)) return undefined;
-    const headers = headersFor(endpoint, url, {});
-    const validator = ifRangeValue(identity);
-    if (!DirectRangeClient.handles(url, { ...headers, ...(validator ? { 'if-range': validator } : {}) })) return undefined;
+    if (!this.tuning.directRanges || first.response || !identity.acceptsRanges || !identity.size) return undefined;
+    const headers = checkedHeaders(endpoint, url, identity);
+    if (!DirectRangeClient.suits(dispatchers, url, headers)) return undefined;
     return { client: new DirectRangeClient(dispatchers.tls), location: url, headers };
   }
 
@@ -147,7 +146,7 @@ export class HttpSource implements Source {
     // redirect, a refusal, a file smaller than the probe) is asked again through undici, which
     // handles them all: one more request in those cases.
     const probeHeaders = probe > 0 ? headersFor(endpoint, endpoint.url, { range: `bytes=0-${probe - 1}` }) : {};
-    let directProbe = probe > 0 && direct && !proxy && DirectRangeClient.handles(endpoint.url, probeHeaders) ? direct : undefined;
+    let directProbe = probe > 0 && direct && DirectRangeClient.suits(endpoint.dispatchers, endpoint.url, probeHeaders) ? direct : undefined;
     for (let attempt = 0; ; attempt++) {
       let response: HttpResponse;
       try {

@@ -30,11 +30,9 @@ export function httpRangeFetcher(
 ): RangeFetcher {
   const validator = ifRangeValue(identity);
   const where = redactedUrl(endpoint.url);
-  const directHeaders = headersFor(endpoint, location, {});
-  const checked = { ...directHeaders, ...(validator ? { 'if-range': validator } : {}) };
+  const directHeaders = checkedHeaders(endpoint, location, identity);
   // A server that needs the general path once (chunked bodies, redirects…) gets it from then on.
-  let direct =
-    options.direct && !endpoint.dispatchers.proxyFor(location) && DirectRangeClient.handles(location, checked) ? options.direct : undefined;
+  let direct = options.direct && DirectRangeClient.suits(endpoint.dispatchers, location, directHeaders) ? options.direct : undefined;
   return async (start, length, into) => {
     const end = start + length - 1;
     const target = into ?? Buffer.allocUnsafe(length);
@@ -58,27 +56,17 @@ export function httpRangeFetcher(
         }
         if (answer) {
           if (answer.data) return target;
-          if (answer.statusCode === 206) throw cannotConnect(`${where} answered bytes ${from}-${end} with ${answer.contentRange ?? 'no Content-Range'}`);
-          if (answer.statusCode === 200) throw changedOrNoRanges(where);
-          if (isRetryableStatus(answer.statusCode)) throw new RetryableStatus(statusText(answer.statusCode));
-          throw cannotConnect(`reading bytes ${from}-${end} of ${where}: expected status code 206, got ${answer.statusCode}. Status: ${statusText(answer.statusCode)}`);
+          throw notTheRange(where, from, end, answer.statusCode, answer.contentRange);
         }
         const response = await getFollowingRedirects(endpoint, headers, options.signal, location);
-        if (response.statusCode === 206) {
-          const range = parseContentRange(headerValue(response.headers, 'content-range'));
-          if (range?.start !== from || range.end !== end) {
-            response.body.destroy();
-            throw cannotConnect(`${where} answered bytes ${from}-${end} with ${headerValue(response.headers, 'content-range') ?? 'no Content-Range'}`);
-          }
+        const contentRange = headerValue(response.headers, 'content-range');
+        const range = parseContentRange(contentRange);
+        if (response.statusCode === 206 && range?.start === from && range.end === end) {
           const body = await readBodyFully(response.body as never, options.stallMs, length - done, rest);
           return target.subarray(0, done + body.length);
         }
         response.body.destroy();
-        if (response.statusCode === 200) {
-          throw changedOrNoRanges(where);
-        }
-        if (isRetryableStatus(response.statusCode)) throw new RetryableStatus(statusText(response.statusCode));
-        throw cannotConnect(`reading bytes ${from}-${end} of ${where}: expected status code 206, got ${response.statusCode}. Status: ${statusText(response.statusCode)}`);
+        throw notTheRange(where, from, end, response.statusCode, contentRange);
       } catch (err) {
         if (options.signal.aborted) throw options.signal.reason ?? err;
         const retryable = err instanceof RetryableStatus || isRetryableTransportError(err);
@@ -97,5 +85,18 @@ export function httpRangeFetcher(
   };
 }
 
-const changedOrNoRanges = (where: string) =>
-  cannotConnect(`${where} changed while it was being read, or stopped honouring Range requests; start the import again`);
+/** The error for an answer that is not bytes `from`-`end`: retryable for a busy server, final otherwise. */
+function notTheRange(where: string, from: number, end: number, statusCode: number, contentRange: string | undefined): Error {
+  if (statusCode === 206) return cannotConnect(`${where} answered bytes ${from}-${end} with ${contentRange ?? 'no Content-Range'}`);
+  if (statusCode === 200) {
+    return cannotConnect(`${where} changed while it was being read, or stopped honouring Range requests; start the import again`);
+  }
+  if (isRetryableStatus(statusCode)) return new RetryableStatus(statusText(statusCode));
+  return cannotConnect(`reading bytes ${from}-${end} of ${where}: expected status code 206, got ${statusCode}. Status: ${statusText(statusCode)}`);
+}
+
+/** The headers of a Range read at `location`: credentials (same origin only), extra headers, If-Range. */
+export function checkedHeaders(endpoint: HttpEndpoint, location: URL, identity: ResourceIdentity): Record<string, string> {
+  const validator = ifRangeValue(identity);
+  return headersFor(endpoint, location, validator ? { 'if-range': validator } : {});
+}

@@ -29,7 +29,8 @@ export interface ResumableBodyOptions {
   onRetry?: (reason: string, received: number) => void;
   /**
    * For a server that honours Range, with a known size and no proxy: the body is fetched as Range
-   * requests on this client (see direct-range-body.ts), which the stream owns and closes.
+   * requests on this client (see direct-range-body.ts), which the stream owns and closes. `headers`
+   * carry the credentials and If-Range.
    */
   direct?: { client: DirectRangeClient; location: URL; headers: Record<string, string> };
 }
@@ -185,12 +186,11 @@ export class ResumableBody extends Readable {
 
   /** A new answer that continues at `received`, or the whole file again with the prefix to drop. */
   private async reopen(): Promise<{ body: Body; skip: number }> {
-    const validator = ifRangeValue(this.identity);
     if (this.direct && this.identity.size !== undefined) {
       const { client, location, headers } = this.direct;
-      const checked = { ...headers, ...(validator ? { 'if-range': validator } : {}) };
-      return { body: new DirectRangeBody(client, location, checked, this.received, this.identity.size, this.options.stallMs), skip: 0 };
+      return { body: new DirectRangeBody(client, location, headers, this.received, this.identity.size, this.options.stallMs), skip: 0 };
     }
+    const validator = ifRangeValue(this.identity);
     // Range is worth asking even without Accept-Ranges (many servers omit it); a 200 answer
     // is handled as a restart.
     const resuming = this.received > 0;
