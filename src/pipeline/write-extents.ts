@@ -7,9 +7,18 @@ import { rawVirtualSize } from '../formats/raw-image.js';
 
 /**
  * Positional writes in flight at once: decoding the next extent and reading the source overlap
- * with writing the previous ones (libuv's thread pool has four threads).
+ * with writing the previous ones.
  */
 const WRITES_IN_FLIGHT = 4;
+/**
+ * ...and the bytes they may carry (one write at least, however large). Buffered writes to one file
+ * take turns on its inode lock, and the threads that wait for it spin: with four 4 MiB writes in
+ * flight the spinning took the cores the copies needed and at times made an import four times
+ * slower (a 512 MiB qcow2 with contiguous data: 0.71 s against 0.17 s, medians of 11; over HTTP
+ * 0.31 against 0.28 s). Writes of 1 MiB (qcow2 runs of that size, stream chunks) still get four in
+ * flight, which measured best.
+ */
+const WRITE_BYTES_IN_FLIGHT = 4 << 20;
 
 /**
  * Drains the image's extents into the target. Extents past the capacity stop the import (raw
@@ -23,7 +32,7 @@ export async function writeExtents(
   signal: AbortSignal,
 ): Promise<{ end: number; bytesWritten: number }> {
   const coverage = target.kind === 'block' ? new Coverage() : undefined;
-  const writes = new WriteWindow(WRITES_IN_FLIGHT);
+  const writes = new WriteWindow(WRITES_IN_FLIGHT, WRITE_BYTES_IN_FLIGHT);
   let end = 0;
   let bytesWritten = 0;
   for await (const extent of image.extents()) {
@@ -37,10 +46,10 @@ export async function writeExtents(
     }
     if (extent.data) {
       const written = target.write(extent.offset, extent.data);
-      await writes.add(extent.release ? written.then(extent.release) : written);
+      await writes.add(extent.release ? written.then(extent.release) : written, extent.length);
       bytesWritten += extent.length;
     } else {
-      await writes.add(target.zero(extent.offset, extent.length));
+      await writes.add(target.zero(extent.offset, extent.length), 0);
     }
     coverage?.add(extent.offset, extentEnd);
     end = Math.max(end, extentEnd);
@@ -59,25 +68,34 @@ export async function writeExtents(
   return { end, bytesWritten };
 }
 
-/** Keeps up to `limit` writes running; the first failure is thrown by the next add() or drain(). */
+/**
+ * Keeps up to `limit` writes and `byteLimit` bytes running (one write at least, however large);
+ * the first failure is thrown by the next add() or drain().
+ */
 class WriteWindow {
   private readonly running = new Set<Promise<void>>();
+  private bytes = 0;
   private failure: { error: unknown } | undefined;
 
-  constructor(private readonly limit: number) {}
+  constructor(
+    private readonly limit: number,
+    private readonly byteLimit: number,
+  ) {}
 
-  async add(write: Promise<void>): Promise<void> {
-    const tracked = write.then(
-      () => {
-        this.running.delete(tracked);
-      },
-      (error: unknown) => {
-        this.running.delete(tracked);
-        this.failure ??= { error };
-      },
-    );
+  async add(write: Promise<void>, bytes: number): Promise<void> {
+    this.bytes += bytes;
+    const settle = () => {
+      this.running.delete(tracked);
+      this.bytes -= bytes;
+    };
+    const tracked = write.then(settle, (error: unknown) => {
+      settle();
+      this.failure ??= { error };
+    });
     this.running.add(tracked);
-    while (this.running.size >= this.limit) await Promise.race(this.running);
+    while (this.running.size >= this.limit || (this.running.size > 0 && this.bytes >= this.byteLimit)) {
+      await Promise.race(this.running);
+    }
     if (this.failure) throw this.failure.error;
   }
 
