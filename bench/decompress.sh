@@ -50,3 +50,4 @@ compare 'raw.xz multi-block vs xz -dc > file' xzmt-ours xzmt-ref 1.1
 compare 'raw.xz multi-block vs xz -T0 -dc > file' xzmt-ours xzmt-ref-t0 1.1
 compare 'raw.zst -> file vs zstd -dc > file' zst-ours zst-ref 1.3
 compare 'import raw.zst (fsync) vs zstd -dc + sync' zst-import-ours zst-ref-sync 1.3
+node_start_context

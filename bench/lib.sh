@@ -3,6 +3,23 @@
 
 BENCH_RUNS=${BENCH_RUNS:-3}
 
+# Node reads the file NODE_EXTRA_CA_CERTS names at every start, before any of our code runs. This
+# machine sets it to the whole system bundle, which adds ~30 ms to each run; the container image
+# sets nothing of the kind, so the runs go without it. node_start_context prints what it costs.
+BENCH_MACHINE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS:-}
+unset NODE_EXTRA_CA_CERTS
+
+node_start_context() {
+  [ -n "$BENCH_MACHINE_EXTRA_CA_CERTS" ] || return 0
+  rm -f "$BENCH_DIR"/node-start-*.times
+  for _ in $(seq 5); do
+    measure node-start-ca "NODE_EXTRA_CA_CERTS=$BENCH_MACHINE_EXTRA_CA_CERTS node -e 0"
+    measure node-start "node -e 0"
+  done
+  printf 'context: node start %.3fs with this machine'"'"'s NODE_EXTRA_CA_CERTS, %.3fs without (the runs above: without)\n' \
+    "$(median "$BENCH_DIR/node-start-ca.times" 1)" "$(median "$BENCH_DIR/node-start.times" 1)"
+}
+
 # measure NAME CMD... : runs CMD once, appends "seconds maxrss_kib" to $BENCH_DIR/NAME.times
 measure() {
   local name=$1; shift

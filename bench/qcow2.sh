@@ -62,3 +62,4 @@ compare 'qcow2.xz   -> raw vs xz -dc + qemu-img' q-xz-ours q-xz-ref 0.6
 compare 'qcow2      --fsync vs qemu-img + sync FILE' q-plain-ours-sync q-plain-ref-sync 1.0
 compare 'qcow2 zstd --fsync vs qemu-img + sync FILE' q-zstd-ours-sync q-zstd-ref-sync 1.0
 compare 'qcow2.xz   --fsync vs xz -dc + qemu-img + sync' q-xz-ours-sync q-xz-ref-sync 0.6
+node_start_context
