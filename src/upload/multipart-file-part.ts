@@ -5,6 +5,7 @@
  * without being buffered.
  */
 import { Transform, type TransformCallback } from 'node:stream';
+import { BadUploadRequest } from './bad-upload-request.js';
 
 /** Part headers larger than this are not a browser or curl form: refuse instead of buffering. */
 const MAX_PART_HEADER_BYTES = 16 * 1024;
@@ -64,11 +65,13 @@ export class MultipartFilePart extends Transform {
   override _flush(callback: TransformCallback): void {
     if (this.state === 'done') return callback();
     const skipped = this.skippedParts.length > 0 ? ` (parts found: ${this.skippedParts.join(', ')})` : '';
-    const message =
+    callback(
       this.state === 'file-part'
-        ? `the multipart upload ended inside the "${this.wanted}" part: the body was cut short`
-        : `the multipart upload has no part named "${this.wanted}"${skipped}: send the image as the form field "${this.wanted}" (curl -F ${this.wanted}=@disk.img)`;
-    callback(new Error(message));
+        ? new Error(`the multipart upload ended inside the "${this.wanted}" part: the body was cut short`)
+        : new BadUploadRequest(
+            `the multipart upload has no part named "${this.wanted}"${skipped}: send the image as the form field "${this.wanted}" (curl -F ${this.wanted}=@disk.img)`,
+          ),
+    );
   }
 
   private consume(): void {
@@ -95,7 +98,7 @@ export class MultipartFilePart extends Transform {
           }
           const end = this.buffer.indexOf(HEADER_END);
           if (end < 0) {
-            if (this.buffer.length > MAX_PART_HEADER_BYTES) throw new Error(`multipart part headers exceed ${MAX_PART_HEADER_BYTES} bytes`);
+            if (this.buffer.length > MAX_PART_HEADER_BYTES) throw new BadUploadRequest(`multipart part headers exceed ${MAX_PART_HEADER_BYTES} bytes: this is not a form as curl -F or a browser sends it`);
             return;
           }
           const headers = this.buffer.subarray(0, end).toString('latin1').replace(/^[ \t]*\r\n/, '');

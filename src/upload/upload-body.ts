@@ -8,6 +8,7 @@ import { PassThrough, type Transform } from 'node:stream';
 import type { Source } from '../sources/source.js';
 import { cannotConnect } from '../errors.js';
 import { MultipartFilePart, multipartBoundary } from './multipart-file-part.js';
+import { BadUploadRequest } from './bad-upload-request.js';
 
 export interface UploadBody {
   source: Source;
@@ -17,8 +18,6 @@ export interface UploadBody {
   detach(): void;
 }
 
-export class UploadBodyError extends Error {}
-
 function contentLength(req: IncomingMessage): number | undefined {
   const text = req.headers['content-length'];
   if (text === undefined || !/^\d+$/.test(text)) return undefined;
@@ -26,14 +25,14 @@ function contentLength(req: IncomingMessage): number | undefined {
   return Number.isSafeInteger(length) ? length : undefined;
 }
 
-/** Throws UploadBodyError (a 400) when a form upload is not multipart/form-data. */
+/** Throws BadUploadRequest (a 400) when a form upload is not multipart/form-data. */
 export function uploadBody(req: IncomingMessage, form: boolean): UploadBody {
   let stream: Transform;
   let size: number | undefined;
   if (form) {
     const boundary = multipartBoundary(req.headers['content-type']);
     if (!boundary) {
-      throw new UploadBodyError(
+      throw new BadUploadRequest(
         `the form upload needs Content-Type multipart/form-data with a boundary (got "${req.headers['content-type'] ?? 'none'}"): send it with curl -F file=@disk.img`,
       );
     }
@@ -43,6 +42,11 @@ export function uploadBody(req: IncomingMessage, form: boolean): UploadBody {
     size = contentLength(req);
   }
   const received = new Promise<void>((resolve) => stream.once('end', resolve));
+  // The pipeline listens for errors only once it opens the source, and the body may fail before
+  // that (a small form without its part, a client gone): an 'error' event nobody listens to would
+  // end the server. The first one is kept and thrown by open().
+  let early: Error | undefined;
+  stream.on('error', (err) => (early ??= err));
   // Node reports a client that went away as the bare word "aborted"; say what happened instead.
   let bodyBytes = 0;
   req.on('data', (chunk: Buffer) => (bodyBytes += chunk.length));
@@ -58,6 +62,7 @@ export function uploadBody(req: IncomingMessage, form: boolean): UploadBody {
     open: async () => {
       if (opened) throw new Error('an upload body can be read only once');
       opened = true;
+      if (early) throw early;
       return size !== undefined ? { stream, size } : { stream };
     },
   };

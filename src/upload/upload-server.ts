@@ -13,7 +13,8 @@ import { ImportError, isImportError, oneLine, usageError } from '../errors.js';
 import type { ImportContext, ImportRequest, ImportResult, TargetSpec } from '../request.js';
 import type { AppLogger } from '../util/logger.js';
 import { HEALTHZ_PATH, uploadRoute, type UploadRoute } from './upload-routes.js';
-import { UploadBodyError, uploadBody } from './upload-body.js';
+import { uploadBody } from './upload-body.js';
+import { BadUploadRequest } from './bad-upload-request.js';
 import type { UploadConfig } from './upload-environment.js';
 
 export type ImportFunction = (request: ImportRequest, ctx: ImportContext) => Promise<ImportResult>;
@@ -193,7 +194,7 @@ export class UploadServer {
     try {
       body = uploadBody(req, route.form);
     } catch (err) {
-      if (!(err instanceof UploadBodyError)) throw err;
+      if (!(err instanceof BadUploadRequest)) throw err;
       this.state = 'idle';
       return this.reply(req, res, 400, err.message);
     }
@@ -217,7 +218,7 @@ export class UploadServer {
       this.current = undefined;
       this.state = 'idle'; // CDI lets the client try again
       const tooSmall = isImportError(first.error) && first.error.category === 'too-small';
-      return this.reply(req, res, tooSmall ? 400 : 500, oneLine(first.error));
+      return this.reply(req, res, tooSmall || first.error instanceof BadUploadRequest ? 400 : 500, oneLine(first.error));
     }
     if (this.ended()) return this.reply(req, res, 503, 'the upload server is shutting down');
 

@@ -90,6 +90,13 @@ describe('upload server', () => {
     const notForm = await post(s, '/v1beta1/upload-form', binary(dir.join('small.qcow2')));
     assert.equal(notForm.status, 400, notForm.body);
     assert.match(notForm.body, /multipart\/form-data/);
+    // Forms without a "file" part, small (over before the import opens the body) and image-sized:
+    // a 400 naming the parts found, and the server stays up for the uploads below.
+    for (const field of ['name=disk', `image=@${dir.join('small.qcow2')}`]) {
+      const noFile = await post(s, '/v1beta1/upload-form', ['-F', field]);
+      assert.equal(noFile.status, 400, `-F ${field}: ${noFile.body}`);
+      assert.match(noFile.body, /no part named "file" \(parts found: (name|image)\)/);
+    }
 
     // The client goes away mid-body: the upload fails, the server takes the next one.
     const cut = await post(s, '/v1beta1/upload', ['--limit-rate', '100K', '--max-time', '1', ...binary(dir.join('small.qcow2'))]);
