@@ -49,9 +49,9 @@ export function failureOutcome(err: unknown, context: FailureContext): PodOutcom
       // Our own words about the environment ("Unknown data source: s3", a bad PREALLOCATION).
       return failure(detail);
     case 'cannot-connect':
-      if (context.sourceKind === 'http' || context.sourceKind === 'registry') {
-        return failure(`Unable to connect to ${context.sourceKind} data source: ${detail}`);
-      }
+      // CDI's registry source cannot fail to connect before processing starts, so its registry
+      // failures all read "Unable to process data: failed to pull image: ..." (below).
+      if (context.sourceKind === 'http') return failure(`Unable to connect to http data source: ${detail}`);
       break;
   }
   if (context.sourceKind === 'none') return failure(`Unable to create blank image: ${detail}`);

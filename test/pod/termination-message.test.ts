@@ -67,7 +67,7 @@ describe('pod outcome', () => {
   test('too small, cannot connect, blank, anything else', () => {
     assert.equal(failureOutcome(tooSmall(10, 5), ctx).terminationMessage, 'Unable to process data: virtual image size 10 is larger than the reported available storage 5. A larger PVC is required');
     assert.equal(failureOutcome(new ImportError('cannot-connect', 'refused'), ctx).terminationMessage, 'Unable to connect to http data source: refused');
-    assert.equal(failureOutcome(new ImportError('cannot-connect', 'x'), { sourceKind: 'registry', scratchMounted: false }).terminationMessage, 'Unable to connect to registry data source: x');
+    assert.equal(failureOutcome(new ImportError('cannot-connect', 'x'), { sourceKind: 'registry', scratchMounted: false }).terminationMessage, 'Unable to process data: x', 'as CDI says it');
     assert.equal(failureOutcome(new ImportError('target', 'disk full'), { sourceKind: 'none', scratchMounted: false }).terminationMessage, 'Unable to create blank image: disk full');
     const internal = failureOutcome(new TypeError('boom\nat line'), ctx);
     assert.deepEqual(internal, { exitCode: 1, terminationMessage: 'Unable to process data: boom at line' });

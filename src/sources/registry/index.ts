@@ -12,7 +12,8 @@ import { walkForDisk, type FoundDisk } from './disk-walk.js';
 import { labelsFromEnv } from './image-labels.js';
 import { layerEntries } from './layer-entries.js';
 import { resolveImage } from './manifest.js';
-import { wantedArchitecture } from './platform.js';
+import { checkArchitecture, wantedArchitecture } from './platform.js';
+import { ImportError, isImportError } from '../../errors.js';
 import { parseRegistryReference, type RegistryReference } from './reference.js';
 import { RegistryClient } from './registry-client.js';
 
@@ -44,10 +45,13 @@ export class RegistrySource implements Source {
     const signal = AbortSignal.any([outerSignal, local.signal]);
     let walk: AsyncGenerator<FoundDisk, void, undefined> | undefined;
     try {
-      const client = await RegistryClient.connect(this.ref, this.transport, dispatchers, signal, this.tuning.retry);
-      const image = await resolveImage(client, wantedArchitecture(this.transport.architecture), signal);
-      const layers = image.layers;
       const display = this.description;
+      const { client, image } = await pulled(async () => {
+        const client = await RegistryClient.connect(this.ref, this.transport, dispatchers, signal, this.tuning.retry);
+        return { client, image: await resolveImage(client, wantedArchitecture(this.transport.architecture), signal) };
+      });
+      checkArchitecture(image.config.architecture, this.transport.architecture, display);
+      const layers = image.layers;
       walk = walkForDisk(
         layers.length,
         (index) => layerEntries(client, layers[index]!, `layer ${index + 1} of ${layers.length} (${layers[index]!.digest}) of ${display}`, signal),
@@ -86,5 +90,19 @@ export class RegistrySource implements Source {
       await dispatchers.close().catch(() => {});
       throw err;
     }
+  }
+}
+
+/**
+ * Runs the pull (credentials, manifests, config) with CDI's words on a failure: its controller reads
+ * "failed to pull image" in the termination message and sets the DataVolume's reason to
+ * ImagePullFailed (a wrong tag, bad credentials, an unreachable registry).
+ */
+async function pulled<T>(pull: () => Promise<T>): Promise<T> {
+  try {
+    return await pull();
+  } catch (err) {
+    if (!isImportError(err) || err.category === 'cancelled') throw err;
+    throw new ImportError(err.category, `failed to pull image: ${err.message}`, { cause: err });
   }
 }

@@ -272,7 +272,7 @@ describe('registry with Basic auth over TLS, and the Bearer token flow', () => {
         PREALLOCATION: 'false',
       });
       assert.equal(denied.code, 1);
-      assert.match(denied.message ?? '', /^Unable to connect to registry data source: access denied \(401 Unauthorized\)/);
+      assert.match(denied.message ?? '', /^Unable to process data: failed to pull image: access denied \(401 Unauthorized\)/);
       assert.ok(!(denied.message ?? '').includes('bad-secret'));
     } finally {
       root.remove();

@@ -173,6 +173,9 @@ describe('registry source (docker-registry + skopeo)', () => {
       await expectImported('multi:latest', process.arch === 'x64' ? shaA : shaB);
     }
     await expectFailure('multi:latest', 'bad-input', /no image for architecture s390x \(available: amd64, arm64\)/, ['--arch', 's390x']);
+    // A single-platform image is checked against an architecture that was asked for.
+    await expectImported('disks/raw:oci', shaA, ['--arch', 'amd64']);
+    await expectFailure('disks/raw:oci', 'bad-input', /manifest image architecture "amd64" doesn't match the requested architecture "arm64"/, ['--arch', 'arm64']);
   });
 
   test('pod mode: INSECURE_TLS for a plain-http registry, IMPORTER_REGISTRY_IMAGE_ARCHITECTURE picks the platform; unknown tag', async () => {
@@ -186,7 +189,13 @@ describe('registry source (docker-registry + skopeo)', () => {
 
       const missing = await runPod(root, { ...env, IMPORTER_ENDPOINT: `docker://${registry.host}/multi:gone` });
       assert.equal(missing.code, 1);
-      assert.match(missing.message ?? '', /^Unable to process data: image 127\.0\.0\.1:\d+\/multi:gone not found \(manifest unknown\)/);
+      // CDI's controller sets the DataVolume's reason to ImagePullFailed on "failed to pull image".
+      assert.match(missing.message ?? '', /^Unable to process data: failed to pull image: image 127\.0\.0\.1:\d+\/multi:gone not found \(manifest unknown\)/);
+
+      const otherArch = await runPod(root, { ...env, IMPORTER_ENDPOINT: `docker://${registry.host}/disks/raw:oci`, IMPORTER_REGISTRY_IMAGE_ARCHITECTURE: 'arm64' });
+      assert.equal(otherArch.code, 1);
+      assert.match(otherArch.message ?? '', /^Unable to process data: .*manifest image architecture "amd64" doesn't match the requested architecture "arm64"/);
+      assert.ok(!existsSync(root.diskImage), 'no disk from the wrong architecture');
     } finally {
       root.remove();
     }
