@@ -46,7 +46,7 @@ export class SpillFile {
     if (!this.handle) {
       if (this.scratchDir === undefined) {
         throw new ScratchSpaceRequiredError(
-          'the qcow2 image stores clusters before the tables that map them (out-of-order clusters or internal snapshots), so a one-pass import must set them aside; give a scratch directory (--scratch DIR) or import from a seekable file',
+          'the qcow2 image stores clusters before the tables that map them (out-of-order clusters or internal snapshots), so a one-pass import must set them aside; give a scratch directory (--scratch DIR; a scratch volume in a pod) or import from a seekable file',
         );
       }
       this.file = path.join(this.scratchDir, `qcow2-spill-${process.pid}-${randomBytes(6).toString('hex')}`);

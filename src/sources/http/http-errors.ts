@@ -13,8 +13,8 @@ export function statusError(statusCode: number, url: URL, username: string | und
   const where = redactedUrl(url);
   if (statusCode === 401 || statusCode === 403) {
     const who = username
-      ? `as user "${username}"; check the user name and password (--user/--password or --secret)`
-      : 'without credentials; pass --user and --password (or --secret) if the server needs them';
+      ? `as user "${username}"; check the user name and password (--user/--password or --secret; the secretRef in a DataVolume)`
+      : 'without credentials; pass --user and --password or --secret (a secretRef in a DataVolume) if the server needs them';
     return cannotConnect(`access denied (${statusText(statusCode)}) to ${where} ${who}`);
   }
   return cannotConnect(`expected status code 200, got ${statusCode}. Status: ${statusText(statusCode)} (${where})`);

@@ -28,7 +28,9 @@ export function loadCaCertificates(caPaths: readonly string[]): string[] {
     try {
       isDirectory = statSync(caPath).isDirectory();
     } catch (err) {
-      throw usageError(`cannot read CA certificate path ${caPath}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such file or directory' : code === 'EACCES' ? 'permission denied' : (code ?? String(err));
+      throw usageError(`cannot read CA certificate path ${caPath}: ${why}; give a PEM file or a directory of them`);
     }
     if (isDirectory) {
       for (const name of readdirSync(caPath).sort()) {

@@ -123,6 +123,11 @@ export async function* walkForDisk(
       if (!REGULAR.has(header.type ?? '')) {
         throw badInput(`${display}: /${path} (${where}) is a ${header.type ?? 'special entry'}, not a regular file: /disk must hold exactly one regular file, the disk image`);
       }
+      if (found?.path === path && found.layer === index) {
+        // tar lets a later entry replace an earlier one; which one a runtime would keep is not
+        // ours to guess after the first has been streamed (CDI takes the first, runtimes the last).
+        throw badInput(`${display} has /${path} twice in ${where}: rebuild the image with the disk in it once`);
+      }
       if (found) {
         throw badInput(`${display} has more than one file under /disk (/${found.path} and /${path}): the image must hold exactly one disk image`);
       }

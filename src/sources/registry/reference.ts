@@ -25,7 +25,7 @@ export function parseRegistryReference(url: string): RegistryReference {
   if (!match) throw usageError(`invalid registry reference ${JSON.stringify(url)}: expected docker://host/repository:tag`);
   let rest = match[1]!;
   const bad = (why: string) => usageError(`invalid registry reference ${JSON.stringify(url)}: ${why}`);
-  if (rest.includes('@') && /^[^/]*@/.test(rest)) throw bad('credentials in the reference are not supported; use --user and --password');
+  if (rest.includes('@') && /^[^/]*@/.test(rest)) throw bad('credentials in the reference are not supported; use --user and --password (a secretRef in a DataVolume)');
 
   let digest: string | undefined;
   const at = rest.indexOf('@');

@@ -122,10 +122,11 @@ describe('disk walk over layers (whiteouts, one disk)', () => {
     assert.equal((await findDisk([[['disk/sub/', 'directory'], ['disk/sub/q', 'file', 'q']], [['disk/.wh.sub'], ['disk/k.img', 'file', 'k']]])).content, 'k');
   });
 
-  test('errors: none, two, directory, symlink, disk whited out', async () => {
+  test('errors: none, two, the same twice in a layer, directory, symlink, disk whited out', async () => {
     assert.match(await walkError([[['etc/x', 'file', 'x']]]), /img has no disk image/);
     assert.match(await walkError([[['disk/a.img', 'file', 'a']], [['disk/b.img', 'file', 'b']]]), /more than one file under \/disk \(\/disk\/b\.img and \/disk\/a\.img\)/);
     assert.match(await walkError([[['disk/a.img', 'file', 'a'], ['disk/d/', 'directory']]]), /has a directory \/disk\/d/);
+    assert.match(await walkError([[['disk/a.img', 'file', 'a'], ['disk/a.img', 'file', 'b']]]), /has \/disk\/a\.img twice in layer 1 of 1: rebuild the image/);
     assert.match(await walkError([[['disk/a.img', 'symlink']]]), /\/disk\/a\.img \(layer 1 of 1\) is a symlink, not a regular file/);
     assert.match(await walkError([[['disk/a.img', 'file', 'a']], [['.wh.disk']]]), /has no disk image/);
   });
