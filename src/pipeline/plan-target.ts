@@ -7,6 +7,7 @@ import { BlockDeviceTarget } from '../targets/block-device-target.js';
 import { freeSpace, usableSpace } from '../targets/usable-space.js';
 import { targetFailure } from '../targets/target-errors.js';
 import { targetError } from '../errors.js';
+import { inspectDestination } from './destination-path.js';
 
 /** What the pipeline knows about the destination before anything is written. */
 export interface TargetPlan {
@@ -25,12 +26,13 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
   if (target.kind === 'directory') throw targetError(`${target.path} is a directory target; disk images need a file or block device`);
   if (target.kind === 'block') return planBlock(target.path);
 
-  // An existing block device given as a file path is written as a device.
-  const existing = await stat(target.path).catch(() => undefined);
-  if (existing?.isBlockDevice()) return planBlock(target.path);
-  if (existing?.isDirectory()) throw targetError(`${target.path} is a directory: give a file name for the disk image (e.g. ${path.join(target.path, 'disk.img')})`);
+  // An existing block device given as a file path is written as a device; a link, to the file it names.
+  const destination = await inspectDestination(target.path, request.source.kind === 'file' ? request.source.path : undefined);
+  if (destination.kind === 'block') return planBlock(target.path);
+  if (destination.kind === 'directory') throw targetError(`${target.path} is a directory: give a file name for the disk image (e.g. ${path.join(target.path, 'disk.img')})`);
+  const filePath = destination.path;
 
-  const directory = path.dirname(path.resolve(target.path));
+  const directory = path.dirname(path.resolve(filePath));
   const dirInfo = await stat(directory).catch((err) => {
     throw targetFailure(err, target.path);
   });
@@ -45,7 +47,7 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
     growTo: request.requestedSize !== undefined ? capacity : undefined,
     create: () =>
       SparseFileTarget.create({
-        path: target.path,
+        path: filePath,
         capacity,
         atomic: target.atomic,
         sync: target.sync ?? true,

@@ -16,14 +16,21 @@ export class FileSource implements Source {
   }
 
   async open(signal: AbortSignal): Promise<OpenedSource> {
-    const info = await stat(this.path).catch((err: NodeJS.ErrnoException) => {
+    const unreadable = (err: NodeJS.ErrnoException): never => {
       if (err.code === 'ENOENT') throw badInput(`source file ${this.path} does not exist`);
       if (err.code === 'EACCES') throw badInput(`source file ${this.path} is not readable (permission denied)`);
       throw badInput(`cannot read source file ${this.path}: ${err.message}`, err);
-    });
+    };
+    const info = await stat(this.path).catch(unreadable);
     if (info.isDirectory()) throw badInput(`source ${this.path} is a directory, not a disk image`);
+    if (info.isFIFO() || info.isCharacterDevice() || info.isSocket()) {
+      // A named pipe or a device streams: one sequential open (a second open of a FIFO would wait
+      // for another writer), no size, no random access; read like stdin.
+      return { stream: new PooledFileStream(this.path, signal) };
+    }
     const size = info.isBlockDevice() ? await blockDeviceSize(this.path, info.rdev) : info.size;
-    const handle = await open(this.path, 'r');
+    // Opened here, not only by the stream: a file that can be listed but not read fails now, in words.
+    const handle = await open(this.path, 'r').catch(unreadable);
     const stream = new PooledFileStream(this.path, signal);
     return { stream, size, randomAccess: new FileRandomAccessReader(handle, size) };
   }

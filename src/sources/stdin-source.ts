@@ -1,4 +1,5 @@
 import { createReadStream, fstatSync } from 'node:fs';
+import { addAbortSignal } from 'node:stream';
 import type { OpenedSource, Source } from './source.js';
 
 /** Standard input: sequential only; its size is known when it is a redirected file. */
@@ -13,6 +14,8 @@ export class StdinSource implements Source {
       const stream = createReadStream('', { fd: 0, autoClose: false, highWaterMark: 1 << 20, signal });
       return { stream, size: info.size };
     }
-    return { stream: process.stdin };
+    // A pipe may stall (`curl … | cdi-importer import -`): a cancel must end the read at once,
+    // not when the next chunk comes.
+    return { stream: addAbortSignal(signal, process.stdin) };
   }
 }

@@ -1,0 +1,117 @@
+/**
+ * Sources and destinations that are not regular files: a stalled pipe on stdin (a signal must
+ * cancel at once), a named pipe given as a path (opened once), and destinations that must never
+ * be renamed over (devices, pipes, the source itself), or followed (a symlink to the real file).
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, lstatSync, readdirSync, readlinkSync, symlinkSync, copyFileSync, statSync } from 'node:fs';
+import { once } from 'node:events';
+import { cliCommand, repoRoot, runCli } from '../support/cli.js';
+import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../support/tools.js';
+import { makeDiskLikeImage } from '../support/disk-images.js';
+
+const MiB = 1 << 20;
+let dir: TempDir;
+let raw: string;
+let qcow2: string;
+let qcow2Sha: string;
+
+before(async () => {
+  dir = makeTempDir();
+  raw = dir.join('disk.raw');
+  makeDiskLikeImage(raw, 8 * MiB);
+  qcow2 = dir.join('disk.qcow2');
+  run('qemu-img', ['convert', '-O', 'qcow2', raw, qcow2]);
+  qcow2Sha = await qemuRawSha256(qcow2, dir.path);
+});
+after(() => dir.remove());
+
+const leftovers = (prefix: string) => readdirSync(dir.path).filter((n) => n.startsWith(prefix) || n.startsWith(`.${prefix}`));
+
+describe('sources', () => {
+  test('SIGTERM while stdin is a stalled pipe: cancelled at once, nothing left behind', async () => {
+    const child = spawn(process.execPath, [...cliCommand, 'import', '-', dir.join('stalled.img'), '--quiet'], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    child.stdin.on('error', () => {});
+    child.stdin.write(Buffer.alloc(2 * MiB, 7)); // then nothing more: the pipe stays open
+    // Wait until the import is writing (its temporary file exists), then ask it to stop.
+    for (let i = 0; i < 200 && leftovers('stalled.img').length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.notDeepEqual(leftovers('stalled.img'), [], `the import never started: ${stderr}`);
+    const started = Date.now();
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    const [code] = (await once(child, 'close')) as [number | null];
+    clearTimeout(timer);
+    child.stdin.destroy();
+    assert.ok(Date.now() - started < 5000, `took ${Date.now() - started} ms to stop`);
+    assert.equal(code, 1, stderr);
+    assert.match(stderr.trim(), /cancel/i);
+    assert.equal(stderr.trim().split('\n').length, 1, stderr);
+    assert.deepEqual(leftovers('stalled.img'), [], 'no output, no temporary file');
+  });
+
+  test('a named pipe given as a path: read once, converted as qemu-img does', async () => {
+    const fifo = dir.join('image.fifo');
+    run('mkfifo', [fifo]);
+    // The writer sends the whole qcow2 and closes: a second open of the FIFO would wait forever.
+    const writer = spawn('sh', ['-c', `cat ${qcow2} > ${fifo}`]);
+    const written = once(writer, 'close');
+    const result = await runCli(['convert', fifo, dir.join('from-fifo.raw'), '--json'], { timeoutMs: 30_000 });
+    await written;
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(dir.join('from-fifo.raw')), qcow2Sha);
+  });
+});
+
+describe('destinations', () => {
+  // Stand-ins made here, never the machine's own /dev/null or /dev/stdout: a regression would replace them.
+  test('a character device or a named pipe is refused, and stays what it was', async () => {
+    const nullDevice = dir.join('null');
+    run('mknod', ['-m', '666', nullDevice, 'c', '1', '3']);
+    const fifo = dir.join('out.fifo');
+    run('mkfifo', [fifo]);
+    for (const dest of [nullDevice, fifo]) {
+      const before = lstatSync(dest);
+      const result = await runCli(['convert', qcow2, dest]);
+      assert.equal(result.code, 1, `${dest}: ${result.stderr}`);
+      assert.match(result.stderr, /is a (character device|named pipe): give a regular file/);
+      const now = lstatSync(dest);
+      assert.deepEqual([now.ino, now.mode, now.rdev], [before.ino, before.mode, before.rdev], `${dest} was replaced`);
+    }
+    assert.deepEqual(leftovers('out.fifo'), ['out.fifo']);
+  });
+
+  test('a link to a file descriptor (as /dev/stdout is) is refused, even when it leads to a file', async () => {
+    const stdoutLink = dir.join('stdout');
+    symlinkSync('/proc/self/fd/1', stdoutLink);
+    const result = await runCli(['convert', qcow2, stdoutLink]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /is a link to an open file descriptor/);
+    assert.equal(readlinkSync(stdoutLink), '/proc/self/fd/1');
+  });
+
+  test('the source itself is refused as the destination', async () => {
+    const copy = dir.join('same.qcow2');
+    copyFileSync(qcow2, copy);
+    const before = await sha256File(copy);
+    const result = await runCli(['convert', copy, copy]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /is the source image itself/);
+    assert.equal(await sha256File(copy), before);
+  });
+
+  test('a symlink to a disk file: the file it points to is replaced, the link stays', async () => {
+    const real = dir.join('real.img');
+    copyFileSync(raw, real);
+    const link = dir.join('link.img');
+    symlinkSync(real, link);
+    const result = await runCli(['convert', qcow2, link]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.ok(lstatSync(link).isSymbolicLink());
+    assert.equal(await sha256File(real), qcow2Sha);
+    assert.ok(existsSync(link) && statSync(link).ino === statSync(real).ino);
+  });
+});
