@@ -40,6 +40,11 @@ export type TargetSpec =
       atomic: boolean;
       /** fsync before completing (default true); `convert`, like qemu-img convert, leaves it to the page cache */
       sync?: boolean;
+      /**
+       * No free-space check before writing (`convert`, like qemu-img convert): a sparse image may be
+       * far larger than the free space; a disk that really fills up fails when it does.
+       */
+      unbounded?: boolean;
     }
   | { kind: 'block'; path: string }
   | { kind: 'directory'; path: string };

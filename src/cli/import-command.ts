@@ -61,16 +61,17 @@ export function registerImportCommand(program: Command): void {
     });
 }
 
-async function importAction(source: string, dest: string | undefined, options: ImportOptions, localOnly = false): Promise<number> {
+/** `isConvert`: the convert command (local sources only; no free-space check, as with qemu-img convert). */
+async function importAction(source: string, dest: string | undefined, options: ImportOptions, isConvert = false): Promise<number> {
   try {
-    const request = await buildRequest(source, dest, options, localOnly);
+    const request = await buildRequest(source, dest, options, isConvert);
     return await runImport(request, options);
   } catch (err) {
     return reportFailure(err, options.json === true);
   }
 }
 
-export async function buildRequest(source: string, dest: string | undefined, options: ImportOptions, localOnly = false): Promise<ImportRequest> {
+export async function buildRequest(source: string, dest: string | undefined, options: ImportOptions, isConvert = false): Promise<ImportRequest> {
   if (dest && options.dest && dest !== options.dest) throw usageError(`two destinations given: ${dest} and ${options.dest}`);
   const contentType = options.contentType as ContentType;
   if (contentType !== 'kubevirt' && contentType !== 'archive') {
@@ -78,12 +79,13 @@ export async function buildRequest(source: string, dest: string | undefined, opt
   }
   const transport = await buildTransport(options);
   const sourceSpec = parseSourceArgument(source, transport);
-  if (localOnly && sourceSpec.kind !== 'file' && sourceSpec.kind !== 'stdin') {
+  if (isConvert && sourceSpec.kind !== 'file' && sourceSpec.kind !== 'stdin') {
     throw usageError(`convert works on local files and stdin; use "cdi-importer import ${source}" for remote sources`);
   }
   const destination = dest ?? options.dest;
   if (contentType === 'archive' && !destination) throw usageError('give the directory to extract the archive into with --dest DIR');
   const target = await targetFor(destination ?? 'disk.img', contentType, options.fsync ?? true);
+  if (isConvert && target.kind === 'file') target.unbounded = true;
   const isBlock = target.kind === 'block';
   return {
     source: sourceSpec,

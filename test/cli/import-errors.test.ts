@@ -3,9 +3,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, writeFileSync, readFileSync, statSync, mkdirSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync, readFileSync, statSync, mkdirSync, rmSync } from 'node:fs';
 import { runCli } from '../support/cli.js';
-import { makeTempDir, run, sh, type TempDir } from '../support/tools.js';
+import { makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 
 const MiB = 1 << 20;
@@ -149,6 +149,27 @@ describe('bad destinations', () => {
     const result = await runCli(['import', raw, '-o', `${mount}/disk.img`]);
     assert.equal(result.code, 1);
     assert.match(result.stderr, /virtual image size \d+ is larger than the reported available storage \d+/);
+    assert.deepEqual(readdirSync(mount), []);
+  });
+
+  test('convert, like qemu-img convert: a sparse image larger than the free space converts; real data that does not fit fails cleanly', async (t) => {
+    const mount = mountTmpfs(t, '4m');
+    if (!mount) return;
+    const sparse = dir.join('sparse-64m.qcow2');
+    run('qemu-img', ['create', '-q', '-f', 'qcow2', sparse, '64M']);
+    run('qemu-io', ['-c', 'write -P 0x5a 40M 1M', sparse], { stdio: 'pipe' });
+    const ok = await runCli(['convert', sparse, `${mount}/disk.raw`]);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(statSync(`${mount}/disk.raw`).size, 64 * MiB);
+    assert.equal(await sha256File(`${mount}/disk.raw`), await qemuRawSha256(sparse, dir.path));
+    rmSync(`${mount}/disk.raw`);
+
+    sh(`head -c ${6 * MiB} /dev/urandom > ${dir.join('rand6.raw')}`);
+    run('qemu-img', ['convert', '-O', 'qcow2', dir.join('rand6.raw'), dir.join('rand6.qcow2')]);
+    const full = await runCli(['convert', dir.join('rand6.qcow2'), `${mount}/disk.raw`]);
+    assert.equal(full.code, 1);
+    assert.match(full.stderr.trim(), /no space left on the device/);
+    assert.equal(full.stderr.trim().split('\n').length, 1, full.stderr);
     assert.deepEqual(readdirSync(mount), []);
   });
 
