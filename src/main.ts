@@ -15,6 +15,12 @@ export async function main(argv: string[]): Promise<number> {
   const first = argv[2];
   const wantsHelp = first === '--help' || first === '-h' || first === '--version' || first === '-V';
   if (!wantsHelp && (first === undefined || !SUBCOMMANDS.has(first))) {
+    // Pod mode's arguments are klog flags, which start with a dash: a bare word is a command
+    // mistyped, not a pod. At a terminal without IMPORTER_SOURCE nobody meant pod mode either.
+    if (first !== undefined && !first.startsWith('-')) return usage(`unknown command "${first}"${suggestion(first)}`);
+    if (first === undefined && process.env.IMPORTER_SOURCE === undefined && process.stdin.isTTY) {
+      return usage('no command given, and IMPORTER_SOURCE is not set for pod mode');
+    }
     const { runPodMode } = await import('./pod/index.js');
     return runPodMode(argv.slice(2));
   }
@@ -40,6 +46,30 @@ export async function main(argv: string[]): Promise<number> {
     throw err;
   }
   return typeof process.exitCode === 'number' ? process.exitCode : 0;
+}
+
+function usage(problem: string): number {
+  const commands = [...SUBCOMMANDS].filter((c) => c !== 'help').join(', ');
+  process.stderr.write(`cdi-importer: ${problem}; commands: ${commands} (see cdi-importer --help)\n`);
+  return EXIT_USAGE;
+}
+
+/** ` (did you mean import?)` for a command one or two edits away, or a different case. */
+function suggestion(word: string): string {
+  const near = [...SUBCOMMANDS].find((command) => command === word.toLowerCase() || editDistance(command, word.toLowerCase()) <= 2);
+  return near ? ` (did you mean ${near}?)` : '';
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
 }
 
 main(process.argv).then(

@@ -186,6 +186,11 @@ describe('bad destinations', () => {
 });
 
 test('usage errors exit 2 with a hint', async () => {
+  // A mistyped command is not pod mode (whose arguments are klog flags).
+  const typo = await runCli(['improt', raw, dir.join('typo.img')]);
+  assert.equal(typo.code, 2, typo.stderr);
+  assert.match(typo.stderr, /unknown command "improt" \(did you mean import\?\); commands: import, convert/);
+  assert.deepEqual(outputsNamed('typo.img'), []);
   const unknown = await runCli(['import']);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /missing required argument 'source'/);
