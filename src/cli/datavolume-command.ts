@@ -4,7 +4,7 @@
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { usageError } from '../errors.js';
+import { fileProblem, usageError } from '../errors.js';
 import type { PlannedImport } from '../datavolume/plan-imports.js';
 import type { ConfigMapResolver } from '../datavolume/references.js';
 import { parseOverhead } from './parse-options.js';
@@ -58,7 +58,7 @@ async function datavolumeAction(manifest: string, options: DatavolumeOptions): P
     try {
       text = readFileSync(manifest, 'utf8');
     } catch (err) {
-      throw usageError(`cannot read manifest ${manifest}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      throw usageError(`cannot read manifest ${manifest}: ${fileProblem(err)}`);
     }
     const entries = dataVolumesFromManifest(text, manifest);
     configMaps = new ConfigMapResolver(options.configMap ?? []);

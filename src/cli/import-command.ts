@@ -1,10 +1,11 @@
-import { stat } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import type { Command } from 'commander';
 import type { ContentType, ImportRequest, TargetSpec } from '../request.js';
 import { addTransportOptions, buildTransport, type TransportFlags } from './transport-options.js';
 import { parseChecksum, parseOverhead, parseSize, parseSourceArgument } from './parse-options.js';
 import { runImport } from './run-import.js';
-import { usageError } from '../errors.js';
+import { fileProblem, usageError } from '../errors.js';
 import { reportFailure } from './report-failure.js';
 
 export interface ImportOptions extends TransportFlags {
@@ -95,8 +96,20 @@ export async function buildRequest(source: string, dest: string | undefined, opt
     filesystemOverhead: options.filesystemOverhead !== undefined ? parseOverhead(options.filesystemOverhead) : isBlock ? 0 : 0.06,
     preallocation: options.preallocation === true,
     checksum: options.checksum !== undefined ? parseChecksum(options.checksum) : undefined,
-    scratchDir: options.scratch,
+    scratchDir: options.scratch !== undefined ? await checkedScratchDir(options.scratch) : undefined,
   };
+}
+
+/** A scratch directory is needed only part way through an import: check it before the import starts. */
+async function checkedScratchDir(dir: string): Promise<string> {
+  const info = await stat(dir).catch((err: unknown) => {
+    throw usageError(`cannot use scratch directory ${dir}: ${fileProblem(err)}`);
+  });
+  if (!info.isDirectory()) throw usageError(`scratch directory ${dir} is not a directory`);
+  await access(dir, constants.W_OK).catch(() => {
+    throw usageError(`scratch directory ${dir} is not writable`);
+  });
+  return dir;
 }
 
 async function targetFor(destination: string, contentType: ContentType, sync: boolean): Promise<TargetSpec> {

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
-import { usageError } from '../errors.js';
+import { fileProblem, usageError } from '../errors.js';
 import type { HttpAuth } from '../request.js';
 
 function decodeBase64(value: unknown, key: string, file: string): string {
@@ -51,7 +51,7 @@ export function readSecretCredentials(file: string): HttpAuth {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw usageError(`cannot read secret ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw usageError(`cannot read secret ${file}: ${fileProblem(err)}`);
   }
   return parseSecretCredentials(text, file);
 }

@@ -191,6 +191,11 @@ test('usage errors exit 2 with a hint', async () => {
   assert.equal(typo.code, 2, typo.stderr);
   assert.match(typo.stderr, /unknown command "improt" \(did you mean import\?\); commands: import, convert/);
   assert.deepEqual(outputsNamed('typo.img'), []);
+  // A scratch directory is checked before the import starts, not when a spill first needs it.
+  const scratch = await runCli(['import', raw, '-o', dir.join('scratch.img'), '--scratch', dir.join('no-such-dir')]);
+  assert.equal(scratch.code, 2, scratch.stderr);
+  assert.match(scratch.stderr, /cannot use scratch directory .*no-such-dir: no such file or directory/);
+  assert.deepEqual(outputsNamed('scratch.img'), []);
   const unknown = await runCli(['import']);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /missing required argument 'source'/);

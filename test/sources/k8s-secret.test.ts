@@ -42,6 +42,6 @@ describe('Kubernetes Secret credentials', () => {
     assert.throws(() => parseSecretCredentials(`kind: Secret\ndata:\n  accessKeyId: ${b64('a')}\n`, 's.yaml'), /s\.yaml must have data\.accessKeyId and data\.secretKey/);
     assert.throws(() => parseSecretCredentials(`kind: Secret\ndata:\n  accessKeyId: "!!!"\n  secretKey: x\n`, 's.yaml'), /data\.accessKeyId is not base64/);
     assert.throws(() => parseSecretCredentials('kind: [unclosed', 's.yaml'), /s\.yaml is not valid YAML/);
-    assert.throws(() => readSecretCredentials('/nonexistent/secret.yaml'), /cannot read secret \/nonexistent\/secret\.yaml: ENOENT/);
+    assert.throws(() => readSecretCredentials('/nonexistent/secret.yaml'), /cannot read secret \/nonexistent\/secret\.yaml: no such file or directory/);
   });
 });

@@ -124,6 +124,9 @@ export function transportError(err: unknown, url: URL, proxy?: string): ImportEr
     message = `timed out connecting to ${proxyHost ? `the proxy ${proxyHost}` : host}`;
   } else if (has('UND_ERR_HEADERS_TIMEOUT', 'CDI_STALLED')) {
     message = `${host} did not answer in time (${detail})`;
+  } else if (has('ERR_SSL_WRONG_VERSION_NUMBER') || /wrong version number/i.test(detail)) {
+    // What OpenSSL says when the other end answers a TLS hello in plain HTTP.
+    message = `TLS handshake with ${host} failed: the server does not speak TLS on this port; if it serves plain HTTP, use an http:// URL`;
   } else if (has('EPROTO', 'ERR_SSL_WRONG_VERSION_NUMBER') || /SSL|TLS/i.test(detail)) {
     message = `TLS handshake with ${host} failed: ${detail}`;
   } else {

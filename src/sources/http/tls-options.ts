@@ -2,7 +2,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { rootCertificates } from 'node:tls';
-import { usageError } from '../../errors.js';
+import { fileProblem, usageError } from '../../errors.js';
 
 export interface TlsConnectOptions {
   ca?: string[];
@@ -28,9 +28,7 @@ export function loadCaCertificates(caPaths: readonly string[]): string[] {
     try {
       isDirectory = statSync(caPath).isDirectory();
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'no such file or directory' : code === 'EACCES' ? 'permission denied' : (code ?? String(err));
-      throw usageError(`cannot read CA certificate path ${caPath}: ${why}; give a PEM file or a directory of them`);
+      throw usageError(`cannot read CA certificate path ${caPath}: ${fileProblem(err)}; give a PEM file or a directory of them`);
     }
     if (isDirectory) {
       for (const name of readdirSync(caPath).sort()) {

@@ -120,6 +120,12 @@ describe('HttpSource against nginx', () => {
     assert.match(error.message, /unknown certificate authority; trust its CA with --ca-cert/);
   });
 
+  it('says when an https:// URL reaches a plain-HTTP port', async () => {
+    const error = await failure(nginx.http.replace('http:', 'https:') + 'disk.img');
+    assert.match(error.message, /the server does not speak TLS on this port; if it serves plain HTTP, use an http:\/\/ URL/);
+    assert.doesNotMatch(error.message, /ssl3_get_record|openssl/i);
+  });
+
   it('says the certificate expired', async () => {
     const error = await failure(`${nginx.expiredHttps}disk.img`, { caPaths: [certs.caCert] });
     assert.match(error.message, /certificate of 127\.0\.0\.1:\d+ has expired/);
