@@ -34,6 +34,13 @@ export class ProgressBar {
     this.drawn = true;
   };
 
+  /** Prints a line of its own; the bar is drawn again with the next update. */
+  note(line: string): void {
+    this.out.write(`${this.drawn ? '\r\x1b[K' : ''}${line}\n`);
+    this.drawn = false;
+    this.lastBytes = -1;
+  }
+
   /** Ends the line so later output starts on a fresh one. */
   done(): void {
     if (this.drawn) this.out.write('\n');

@@ -1,4 +1,4 @@
-import type { ImportRequest, ImportResult } from '../request.js';
+import type { ImportRequest, ImportResult, Logger } from '../request.js';
 import { importImage } from '../pipeline/import-image.js';
 import { ProgressBar } from './progress-bar.js';
 import { reportFailure } from './report-failure.js';
@@ -23,7 +23,7 @@ export async function runImport(request: ImportRequest, output: OutputOptions): 
   process.once('SIGTERM', cancel);
   const started = Date.now();
   try {
-    const result = await importImage(request, { signal: controller.signal, progress: bar?.update });
+    const result = await importImage(request, { signal: controller.signal, progress: bar?.update, log: noticeLogger(bar) });
     bar?.done();
     if (output.json) process.stdout.write(`${JSON.stringify(jsonResult(result, request, Date.now() - started))}\n`);
     else if (!output.quiet) process.stderr.write(`${summary(result, request, Date.now() - started)}\n`);
@@ -50,4 +50,18 @@ function summary(result: ImportResult, request: ImportRequest, elapsedMs: number
   const grown = result.targetSize > result.virtualSize ? `, grown to ${formatBytes(result.targetSize)}` : '';
   const scratch = result.scratchBytesUsed ? `, ${formatBytes(result.scratchBytesUsed)} scratch` : '';
   return `Imported ${result.formats.join(' → ')} (${formatBytes(result.virtualSize)}) to ${request.target.path}${grown}${scratch} in ${seconds}s`;
+}
+
+/** Warnings (a download retried) as lines on stderr, above the progress bar; nothing else. */
+function noticeLogger(bar: ProgressBar | undefined): Logger {
+  const ignore = () => {};
+  return {
+    debug: ignore,
+    info: ignore,
+    warn: (fields, message) => {
+      const line = `cdi-importer: ${message ?? (typeof fields === 'string' ? fields : JSON.stringify(fields))}`;
+      if (bar) bar.note(line);
+      else process.stderr.write(`${line}\n`);
+    },
+  };
 }

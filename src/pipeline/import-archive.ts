@@ -22,7 +22,7 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
   const availableBytes = requested !== undefined ? Math.min(free, requested) : free;
   // Loaded only for archives, so disk imports do not pay for tar-stream at start-up.
   const { extractArchive } = await import('../targets/archive/index.js');
-  const source = await resolveSource(request.source);
+  const source = await resolveSource(request.source, ctx.log);
   const opened = await source.open(ctx.signal);
   opened.randomAccess?.close();
   const tap = new SourceTap(request.checksum, opened.size, ctx.progress);

@@ -20,7 +20,7 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
   if (request.target.kind === 'directory') throw usageError(`a ${request.contentType} import needs a file or block device target, not the directory ${request.target.path}`);
 
   const plan = await planDiskTarget(request);
-  const source = await resolveSource(request.source);
+  const source = await resolveSource(request.source, ctx.log);
   const opened = await source.open(signal);
   let disk: OpenedDiskImage | undefined;
   let target: DiskTarget | undefined;

@@ -1,11 +1,15 @@
-import type { SourceSpec } from '../request.js';
+import type { Logger, SourceSpec } from '../request.js';
 import type { Source } from './source.js';
 import { FileSource } from './file-source.js';
 import { StdinSource } from './stdin-source.js';
 import { usageError } from '../errors.js';
 
-/** SourceSpec → the transport that fetches it. Network transports load on first use: local imports start faster. */
-export async function resolveSource(spec: SourceSpec): Promise<Source> {
+/**
+ * SourceSpec → the transport that fetches it. Network transports load on first use: local imports
+ * start faster. `log` hears of retries (a dropped or stalled download), which are otherwise silent
+ * until the retry budget runs out.
+ */
+export async function resolveSource(spec: SourceSpec, log?: Logger): Promise<Source> {
   switch (spec.kind) {
     case 'file':
       return new FileSource(spec.path);
@@ -14,10 +18,15 @@ export async function resolveSource(spec: SourceSpec): Promise<Source> {
     case 'custom':
       return spec.source;
     case 'http':
-      return new (await import('./http/index.js')).HttpSource(spec.url, spec.transport);
+      return new (await import('./http/index.js')).HttpSource(spec.url, spec.transport, log ? { onRetry: (reason, received) => noteRetry(log, reason, received) } : {});
     case 'registry':
       return new (await import('./registry/index.js')).RegistrySource(spec.url, spec.transport);
     case 'blank':
       throw usageError('a blank disk has no source to open');
   }
+}
+
+function noteRetry(log: Logger, reason: string, received: number): void {
+  const where = received > 0 ? `after ${received} bytes` : 'before any data';
+  log.warn({ reason, received }, `download interrupted ${where} (${reason}); retrying`);
 }

@@ -38,6 +38,8 @@ describe('imports that survive faults', () => {
     const result = await runCli(['import', `${qcow2Server.url}no-range-drop?after=300000&times=2`, '-o', out, '--quiet', '--json']);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(await sha256File(out), oracle.qcow2);
+    // A retry is said on stderr as it happens (even with --quiet), not only when the budget runs out.
+    assert.match(result.stderr, /^cdi-importer: download interrupted after 300000 bytes \(.+\); retrying$/m);
     // The Range probe goes out on a direct socket first; its 200 (Range ignored) is closed after
     // the head and the probe asked again through undici, whose 200 (the whole file) is the
     // stream. That drops at 300000; the resume asks for a Range again, gets 200 again, and
