@@ -9,7 +9,7 @@ import { proxySettingsFromEnv, SourceDispatchers } from './dispatcher.js';
 import { isRetryableStatus, isRetryableTransportError, statusError, transportError } from './http-errors.js';
 import { getFollowingRedirects, headersFor, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
 import { checkedHeaders, httpRangeFetcher } from './range-fetcher.js';
-import { parseHeaderLines, redactedUrl } from './request-headers.js';
+import { parseHeaderLines, redactedUrl, withoutCredentials } from './request-headers.js';
 import { identityOf, parseContentRange, type ResourceIdentity } from './resource-identity.js';
 import { readBodyFully } from './stall-watch.js';
 import { ResumableBody, type ResumableBodyOptions } from './resumable-body.js';
@@ -39,7 +39,7 @@ export class HttpSource implements Source {
 
   constructor(url: string, private readonly transport: TransportOptions, tuning: Partial<HttpTuning> = {}) {
     // Messages about a URL that does not parse must not show a password written into it.
-    const shown = url.replace(/\/\/[^/@]*@/, '//***@');
+    const shown = url.replace(/\/\/[^/@]*@/, '//***@').replace(/\?.*$/, '?***');
     let parsed: URL;
     try {
       parsed = new URL(url);
@@ -52,8 +52,8 @@ export class HttpSource implements Source {
       ? { username: decodeURIComponent(parsed.username), password: decodeURIComponent(parsed.password) }
       : undefined;
     this.auth = transport.auth ?? urlAuth;
-    this.url = new URL(redactedUrl(parsed));
-    this.description = this.url.href;
+    this.url = withoutCredentials(parsed);
+    this.description = redactedUrl(this.url);
     this.headers = parseHeaderLines(transport.headers);
     this.tuning = {
       retry: defaultRetryPolicy,

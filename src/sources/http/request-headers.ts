@@ -22,11 +22,22 @@ export function basicAuthorization(auth: HttpAuth | undefined): string | undefin
   return `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}`;
 }
 
-/** The URL as shown in messages: no user info, no password. */
-export function redactedUrl(url: URL): string {
-  if (!url.username && !url.password) return url.href;
+/** The URL to request: credentials written into it go separately, as an Authorization header. */
+export function withoutCredentials(url: URL): URL {
   const copy = new URL(url.href);
   copy.username = '';
   copy.password = '';
-  return copy.href;
+  return copy;
+}
+
+/**
+ * The URL as shown in messages: no user info, and query values hidden (presigned URLs carry
+ * their signatures and tokens there); the parameter names stay, for telling URLs apart.
+ */
+export function redactedUrl(url: URL): string {
+  const shown = withoutCredentials(url);
+  if (!shown.search) return shown.href;
+  const names = [...new URLSearchParams(shown.search).keys()];
+  shown.search = '';
+  return `${shown.href.replace(/#.*$/, '')}?${names.map((name) => `${encodeURIComponent(name)}=***`).join('&')}`;
 }
