@@ -47,7 +47,13 @@ function summary(result: ImportResult, request: ImportRequest, elapsedMs: number
     const a = result.archive;
     return `Extracted ${result.formats.join(' → ')} into ${request.target.path}: ${a.files} files, ${a.directories} directories, ${a.links} links, ${formatBytes(a.bytes)} in ${seconds}s`;
   }
-  const grown = result.targetSize > result.virtualSize ? `, grown to ${formatBytes(result.targetSize)}` : '';
+  // A block device is not grown: its size is what it is, and what lies past the image is left alone.
+  const grown =
+    request.target.kind === 'block'
+      ? ` (a ${formatBytes(result.targetSize)} device)`
+      : result.targetSize > result.virtualSize
+        ? `, grown to ${formatBytes(result.targetSize)}`
+        : '';
   const scratch = result.scratchBytesUsed ? `, ${formatBytes(result.scratchBytesUsed)} scratch` : '';
   return `Imported ${result.formats.join(' → ')} (${formatBytes(result.virtualSize)}) to ${request.target.path}${grown}${scratch} in ${seconds}s`;
 }

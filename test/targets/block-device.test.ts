@@ -62,6 +62,14 @@ for (const name of ['disk.raw', 'disk.raw.xz', 'disk.raw.zst']) {
   });
 }
 
+test('the summary names the device size, never "grown" (a device is not resized)', async (t) => {
+  if (!device) return t.skip('losetup is not permitted here');
+  const result = await runCli(['import', raw, '-o', device]);
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stderr, /^Imported raw \(10\.0 MiB\) to \/dev\/loop\d+ \(a 16\.0 MiB device\) in /m);
+  assert.doesNotMatch(result.stderr, /grown/);
+});
+
 test('an image larger than the device is refused before writing', async (t) => {
   if (!device) return t.skip('losetup is not permitted here');
   const big = dir.join('big.raw');
