@@ -41,6 +41,10 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
   } catch (err) {
     if (err instanceof CommanderError) {
+      // commander has printed its line on stderr; a CI step that asked for JSON still gets an object.
+      if (err.exitCode !== 0 && argv.includes('--json')) {
+        process.stdout.write(`${JSON.stringify({ ok: false, category: 'usage', error: err.message.replace(/^error: /, '') })}\n`);
+      }
       return err.exitCode === 0 ? 0 : EXIT_USAGE;
     }
     throw err;

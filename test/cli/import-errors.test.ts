@@ -148,7 +148,8 @@ describe('bad destinations', () => {
     if (!mount) return;
     const result = await runCli(['import', raw, '-o', `${mount}/disk.img`]);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /virtual image size \d+ is larger than the reported available storage \d+/);
+    assert.match(result.stderr, /virtual image size \d+ is larger than the reported available storage \d+: write it where there is more room, or give --size \/ --filesystem-overhead/);
+    assert.doesNotMatch(result.stderr, /PVC/, 'the pod\'s words are for the pod');
     assert.deepEqual(readdirSync(mount), []);
   });
 
@@ -196,6 +197,10 @@ test('usage errors exit 2 with a hint', async () => {
   assert.equal(scratch.code, 2, scratch.stderr);
   assert.match(scratch.stderr, /cannot use scratch directory .*no-such-dir: no such file or directory/);
   assert.deepEqual(outputsNamed('scratch.img'), []);
+  // A pipeline that asked for JSON gets an object even when commander finds the mistake.
+  const bogus = await runCli(['import', raw, '--bogus', '--json']);
+  assert.equal(bogus.code, 2);
+  assert.deepEqual(JSON.parse(bogus.stdout), { ok: false, category: 'usage', error: "unknown option '--bogus'" });
   const unknown = await runCli(['import']);
   assert.equal(unknown.code, 2);
   assert.match(unknown.stderr, /missing required argument 'source'/);
