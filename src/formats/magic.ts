@@ -1,7 +1,9 @@
 /** Format detection by magic bytes (SPEC §3). Extensions are never consulted. */
 export type CompressionFormat = 'gzip' | 'xz' | 'zstd';
 export type DiskFormat = 'qcow2' | 'tar' | 'vmdk' | 'vdi' | 'vhd' | 'vhdx' | 'iso' | 'raw';
-export type DetectedFormat = CompressionFormat | DiskFormat;
+/** Not an image at all: what a login page, an error page or a wrong link sends with a 200. */
+export type PageFormat = 'html';
+export type DetectedFormat = CompressionFormat | DiskFormat | PageFormat;
 
 /** Bytes needed to see every magic (ISO's CD001 sits at 32769). */
 export const DETECTION_BYTES = 32774;
@@ -30,7 +32,17 @@ export function detectFormat(head: Buffer): DetectedFormat {
     const end = magic.offset + magic.bytes.length;
     if (head.length >= end && head.subarray(magic.offset, end).equals(magic.bytes)) return magic.format;
   }
-  return 'raw';
+  return looksLikeHtml(head) ? 'html' : 'raw';
+}
+
+/**
+ * An HTML document: after an optional byte-order mark and white space, `<!DOCTYPE html` or `<html`.
+ * No disk starts like that (a boot sector, a partition table, a file system's zeros), and a raw
+ * import would hand the guest a web page.
+ */
+function looksLikeHtml(head: Buffer): boolean {
+  const text = head.subarray(0, 1024).toString('latin1').replace(/^\xef\xbb\xbf/, '').trimStart().slice(0, 14).toLowerCase();
+  return text.startsWith('<!doctype html') || text.startsWith('<html');
 }
 
 export function isCompression(format: DetectedFormat): format is CompressionFormat {

@@ -62,6 +62,9 @@ export async function openDiskImage(
   if (format === 'tar') {
     throw badInput(`${description} is a tar archive: import it with --content-type archive to extract its files`);
   }
+  if (format === 'html') {
+    throw badInput(`${description} is an HTML page, not a disk image (a login or error page, or the wrong link?): check the URL`);
+  }
   if (isUnsupportedDiskFormat(format)) {
     throw badInput(
       `${description} is a ${format.toUpperCase()} image, which is not supported: convert it to raw or qcow2 first (qemu-img convert -O qcow2)`,

@@ -41,6 +41,13 @@ describe('bad input', () => {
     await expectFailure(['import', dir.join('empty.raw'), '-o', dir.join('o-empty.img')], /empty.raw is empty/, 'o-empty');
   });
 
+  test('an HTML page (a login page saved, or served with a 200) is not a disk, compressed or not', async () => {
+    writeFileSync(dir.join('login.html'), '\n  <!DOCTYPE html>\n<html><body><form>Sign in</form></body></html>\n');
+    await expectFailure(['import', dir.join('login.html'), '-o', dir.join('o-html.img')], /login\.html is an HTML page, not a disk image .*: check the URL/, 'o-html');
+    sh(`gzip -kf ${dir.join('login.html')}`);
+    await expectFailure(['import', dir.join('login.html.gz'), '-o', dir.join('o-htmlgz.img')], /is an HTML page, not a disk image/, 'o-htmlgz');
+  });
+
   test('empty stdin', async () => {
     await expectFailure(['import', '-', '-o', dir.join('o-stdin.img')], /standard input is empty/, 'o-stdin', Buffer.alloc(0));
   });
