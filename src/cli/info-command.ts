@@ -37,7 +37,7 @@ export function registerInfoCommand(program: Command): void {
     .description('show the format chain, virtual size and qcow2 details of an image (like qemu-img info), without writing')
     .argument('<source>', 'http(s):// URL, local path, or - for stdin')
     .option('--json', 'print one JSON object on stdout')
-    .option('--scan', 'measure the scratch space a one-pass import needs by reading every byte (default where an import reads in one pass: compressed images, stdin, HTTP without Range)')
+    .option('--scan', 'read every byte: the scratch space a one-pass qcow2 import needs (default where an import reads in one pass: compressed images, stdin, HTTP without Range), the size of a compressed raw image')
     .option('--no-scan', 'read only the headers');
   addTransportOptions(infoCommand).action(async (source: string, options: InfoOptions) => {
       try {
@@ -75,12 +75,15 @@ export async function inspectSource(sourceText: string, options: InfoOptions): P
       return { 'virtual-size': qcow2['virtual-size'], filename, format, 'format-chain': chain, 'import-reads': 'one-pass', qcow2 };
     }
     const info: ImageInfo = { filename, format, 'format-chain': chain };
-    {
-      stream.destroy();
-      if ((format === 'raw' || format === 'iso') && chain.length === 1 && opened.size !== undefined) {
-        info['virtual-size'] = rawVirtualSize(opened.size);
-      }
+    if ((format === 'raw' || format === 'iso') && chain.length === 1 && opened.size !== undefined) {
+      info['virtual-size'] = rawVirtualSize(opened.size);
+    } else if ((format === 'raw' || format === 'iso') && options.scan === true) {
+      // Compressed (or streamed) raw: its size is the bytes inside, known once they are all read.
+      let bytes = 0;
+      for await (const chunk of stream) bytes += (chunk as Buffer).length;
+      info['virtual-size'] = rawVirtualSize(bytes);
     }
+    stream.destroy();
     return info;
   } finally {
     controller.abort();

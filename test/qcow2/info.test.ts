@@ -118,3 +118,22 @@ describe('cdi-importer info on qcow2', () => {
     assert.match(result.stderr, /^cdi-importer: error: qcow2 image is marked corrupt.*\n$/);
   });
 });
+
+describe('cdi-importer info on raw', () => {
+  it('a compressed raw image: size unknown from the headers, measured with --scan (as qemu-img info says of the raw)', async () => {
+    const tmp = makeTempDir('raw-info-');
+    try {
+      const raw = tmp.join('disk.raw');
+      run('sh', ['-c', `head -c 3000000 /dev/urandom > ${raw}`]);
+      const compressed = xzCompress(raw);
+      const qemu = JSON.parse(run('qemu-img', ['info', '--output=json', '-f', 'raw', raw]))['virtual-size'];
+      const quick = JSON.parse((await runCli(['info', compressed, '--json'])).stdout);
+      assert.deepEqual([quick['format-chain'], quick['virtual-size']], [['xz', 'raw'], undefined]);
+      const scanned = await runCli(['info', compressed, '--json', '--scan']);
+      assert.equal(scanned.code, 0, scanned.stderr);
+      assert.equal(JSON.parse(scanned.stdout)['virtual-size'], qemu);
+    } finally {
+      tmp.remove();
+    }
+  });
+});
