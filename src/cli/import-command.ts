@@ -1,5 +1,6 @@
 import { access, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import type { ContentType, ImportRequest, TargetSpec } from '../request.js';
 import { addTransportOptions, buildTransport, type TransportFlags } from './transport-options.js';
@@ -51,7 +52,7 @@ export function registerImportCommand(program: Command): void {
     .argument('<in>', 'input path, or - for stdin')
     .argument('<out>', 'output raw file or block device')
     .option('--checksum <algo:hex>', 'verify the input bytes: md5, sha1, sha256 or sha512')
-    .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping')
+    .option('--scratch <dir>', "scratch directory for qcow2 clusters that arrive before their mapping (default: the output's directory)")
     .option('--fsync', 'fsync the output before finishing (qemu-img convert does not; import does unless --no-fsync)')
     .option('--json', 'print one JSON result object on stdout')
     .option('-q, --quiet', 'no progress bar and no summary line')
@@ -87,6 +88,9 @@ export async function buildRequest(source: string, dest: string | undefined, opt
   if (contentType === 'archive' && !destination) throw usageError('give the directory to extract the archive into with --dest DIR');
   const target = await targetFor(destination ?? 'disk.img', contentType, options.fsync ?? true);
   if (isConvert && target.kind === 'file') target.unbounded = true;
+  // convert is a local tool like qemu-img: a qcow2 inside xz that needs scratch should just work,
+  // next to the output (and removed with the import); import keeps CDI's explicit scratch space.
+  if (isConvert && target.kind === 'file' && options.scratch === undefined) options = { ...options, scratch: path.dirname(path.resolve(target.path)) };
   const isBlock = target.kind === 'block';
   return {
     source: sourceSpec,

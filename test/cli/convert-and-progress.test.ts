@@ -4,10 +4,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { runCli } from '../support/cli.js';
 import { makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
+import { moveL2TableToEnd } from '../qcow2/patch.js';
 
 const MiB = 1 << 20;
 let dir: TempDir;
@@ -29,6 +30,27 @@ for (const name of ['disk.qcow2', 'disk.qcow2.xz', 'disk.qcow2.zst', 'disk.raw.g
     assert.equal(await sha256File(out), await qemuRawSha256(oracle, dir.path));
   });
 }
+
+test('convert of a qcow2.xz that needs scratch uses the output\'s directory, and cleans up', async () => {
+  const sub = dir.join('snap');
+  run('mkdir', ['-p', sub]);
+  const image = `${sub}/moved.qcow2`;
+  // 4 KiB clusters, the first L2 table moved behind the data it maps (as qcow2 tests make them).
+  run('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', image, '12M']);
+  run('qemu-io', ['-c', 'write -P 0x5a 0 2M', '-c', 'write -P 0x5b 6M 3M', image], { stdio: 'pipe' });
+  moveL2TableToEnd(image, 0);
+  sh(`xz -T1 -0 -kf ${image}`);
+  const out = `${sub}/out.raw`;
+  const result = await runCli(['convert', `${image}.xz`, out, '--json']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.ok(JSON.parse(result.stdout).scratchBytesUsed > 0, 'this image needs scratch');
+  assert.equal(await sha256File(out), await qemuRawSha256(image, dir.path));
+  assert.deepEqual(readdirSync(sub).sort(), ['moved.qcow2', 'moved.qcow2.xz', 'out.raw'], 'no scratch file left');
+  // import keeps CDI's explicit scratch space.
+  const imported = await runCli(['import', `${image}.xz`, '-o', `${sub}/imported.img`]);
+  assert.equal(imported.code, 1);
+  assert.match(imported.stderr, /scratch space required: .*give a scratch directory \(--scratch DIR/);
+});
 
 test('convert from stdin', async () => {
   const out = dir.join('stdin.out');
