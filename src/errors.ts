@@ -27,12 +27,13 @@ export const cannotConnect = (message: string, cause?: unknown) => new ImportErr
 export const targetError = (message: string, cause?: unknown) => new ImportError('target', message, { cause });
 export const usageError = (message: string) => new ImportError('usage', message);
 
-/** CDI's controller matches this phrase to report "DataVolume too small to contain image". */
-export function tooSmall(virtualSize: number, available: number): ImportError {
-  return new ImportError(
-    'too-small',
-    `virtual image size ${virtualSize} is larger than the reported available storage ${available}. A larger PVC is required`,
-  );
+/**
+ * CDI's controller matches this phrase to report "DataVolume too small to contain image".
+ * `streaming`: the size is not known yet (a compressed raw image), only that it passes `virtualSize`.
+ */
+export function tooSmall(virtualSize: number, available: number, streaming = false): ImportError {
+  const size = streaming ? `of more than ${virtualSize} bytes (still arriving)` : `${virtualSize}`;
+  return new ImportError('too-small', `virtual image size ${size} is larger than the reported available storage ${available}. A larger PVC is required`);
 }
 
 export class ChecksumMismatchError extends ImportError {

@@ -45,7 +45,8 @@ function summary(result: ImportResult, request: ImportRequest, elapsedMs: number
   const seconds = (elapsedMs / 1000).toFixed(1);
   if (result.archive) {
     const a = result.archive;
-    return `Extracted ${result.formats.join(' → ')} into ${request.target.path}: ${a.files} files, ${a.directories} directories, ${a.links} links, ${formatBytes(a.bytes)} in ${seconds}s`;
+    const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+    return `Extracted ${result.formats.join(' → ')} into ${request.target.path}: ${count(a.files, 'file', 'files')}, ${count(a.directories, 'directory', 'directories')}, ${count(a.links, 'link', 'links')}, ${formatBytes(a.bytes)} in ${seconds}s`;
   }
   // A block device is not grown: its size is what it is, and what lies past the image is left alone.
   const grown =

@@ -25,7 +25,7 @@ export function parseYamlDocuments(text: string, file: string): unknown[] {
     const error = doc.errors[0];
     if (error) {
       const line = error.linePos?.[0]?.line;
-      throw usageError(`${file}${line ? `:${line}` : ''} is not valid YAML: ${error.message.split('\n')[0]}`);
+      throw usageError(`${file}${line ? `:${line}` : ''} is not valid YAML: ${error.message.split('\n')[0]!.replace(/:\s*$/, '')}`);
     }
     return doc.toJS() as unknown;
   });

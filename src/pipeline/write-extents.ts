@@ -39,7 +39,7 @@ export async function writeExtents(
     signal.throwIfAborted();
     const extentEnd = extent.offset + extent.length;
     if (extentEnd > plan.capacity) {
-      throw tooSmall(image.virtualSize ?? extentEnd, plan.capacity);
+      throw image.virtualSize !== undefined ? tooSmall(image.virtualSize, plan.capacity) : tooSmall(plan.capacity, plan.capacity, true);
     }
     if (image.virtualSize !== undefined && extentEnd > image.virtualSize) {
       throw badInput(`image data at offset ${extent.offset} lies beyond its virtual size ${image.virtualSize}`);

@@ -28,7 +28,7 @@ export function parseSecretCredentials(text: string, file: string): HttpAuth {
         typeof doc === 'object' && doc !== null && ((doc as { kind?: unknown }).kind === 'Secret' || documents.length === 1),
     );
   } catch (err) {
-    throw usageError(`secret ${file} is not valid YAML: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+    throw usageError(`secret ${file} is not valid YAML: ${err instanceof Error ? err.message.split('\n')[0]!.replace(/:\s*$/, '') : String(err)}`);
   }
   if (!secret) throw usageError(`secret ${file} holds no Kubernetes Secret`);
   const data = (secret.data ?? {}) as Record<string, unknown>;

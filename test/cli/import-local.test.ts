@@ -111,7 +111,8 @@ describe('resize (SPEC §7)', () => {
     const out = dir.join('toosmall-xz.img');
     const result = await runCli(['import', dir.join('disk.raw.xz'), '-o', out, '--size', '4Mi']);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /is larger than the reported available storage/);
+    // The size is not known yet, only that it passes the space: no partial count posing as the size.
+    assert.match(result.stderr, /virtual image size of more than (\d+) bytes \(still arriving\) is larger than the reported available storage \1/);
     assert.equal(existsSync(out), false);
     assert.deepEqual(leftovers(), []);
   });
