@@ -66,3 +66,13 @@ export function fileProblem(err: unknown): string {
   if (code === 'EISDIR') return 'it is a directory';
   return code ?? oneLine(err);
 }
+
+/**
+ * What a failure during an abort is to the user: the abort's own reason when it has one (a
+ * deadline), "import cancelled" for a plain one (a signal), the error itself otherwise.
+ */
+export function abortedError(err: unknown, signal: AbortSignal): unknown {
+  if (!signal.aborted) return err;
+  if (signal.reason instanceof ImportError) return signal.reason;
+  return err instanceof ImportError ? err : new ImportError('cancelled', 'import cancelled', { cause: err });
+}

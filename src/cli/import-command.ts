@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import type { ContentType, ImportRequest, TargetSpec } from '../request.js';
 import { addTransportOptions, buildTransport, type TransportFlags } from './transport-options.js';
-import { parseChecksum, parseOverhead, parseSize, parseSourceArgument } from './parse-options.js';
+import { parseChecksum, parseOverhead, parseSeconds, parseSize, parseSourceArgument } from './parse-options.js';
 import { runImport } from './run-import.js';
 import { fileProblem, usageError } from '../errors.js';
 import { reportFailure } from './report-failure.js';
@@ -22,6 +22,8 @@ export interface ImportOptions extends TransportFlags {
   progress?: boolean;
   /** false: leave flushing to the page cache (convert's default, as qemu-img convert; import --no-fsync). */
   fsync?: boolean;
+  /** --timeout: seconds the whole import may take. */
+  timeout?: string;
 }
 
 export function registerImportCommand(program: Command): void {
@@ -37,7 +39,8 @@ export function registerImportCommand(program: Command): void {
     .option('--preallocation', 'allocate the whole target instead of writing it sparse')
     .option('--checksum <algo:hex>', 'verify the source bytes: md5, sha1, sha256 or sha512')
     .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping')
-    .option('--no-fsync', 'file targets: skip the final fsync, as qemu-img convert does (faster; the data reaches the disk later)');
+    .option('--no-fsync', 'file targets: skip the final fsync, as qemu-img convert does (faster; the data reaches the disk later)')
+    .option('--timeout <seconds>', 'give up (and remove what was written) if the import has not finished by then (default: no limit)');
   addTransportOptions(importCommand)
     .option('--json', 'print one JSON result object on stdout')
     .option('-q, --quiet', 'no progress bar and no summary line')
@@ -67,7 +70,8 @@ export function registerImportCommand(program: Command): void {
 async function importAction(source: string, dest: string | undefined, options: ImportOptions, isConvert = false): Promise<number> {
   try {
     const request = await buildRequest(source, dest, options, isConvert);
-    return await runImport(request, options);
+    const timeoutSeconds = options.timeout !== undefined ? parseSeconds(options.timeout, '--timeout') : undefined;
+    return await runImport(request, { ...options, timeoutSeconds });
   } catch (err) {
     return reportFailure(err, options.json === true);
   }

@@ -34,6 +34,15 @@ export function parseOverhead(text: string): number {
   return value;
 }
 
+/** A duration flag in seconds: a positive number (fractions allowed). */
+export function parseSeconds(text: string, flag: string): number {
+  const value = Number(text);
+  if (!/^\s*\d/.test(text) || !Number.isFinite(value) || value <= 0) {
+    throw usageError(`invalid ${flag} "${text}": expected a number of seconds greater than 0`);
+  }
+  return value;
+}
+
 /** A source argument: a URL, a docker:// reference, `-` for stdin, or a local path. */
 export function parseSourceArgument(text: string, transport: TransportOptions): SourceSpec {
   if (text === '-') return { kind: 'stdin' };

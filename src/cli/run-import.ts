@@ -1,5 +1,6 @@
 import type { ImportRequest, ImportResult, Logger } from '../request.js';
 import { importImage } from '../pipeline/import-image.js';
+import { ImportError } from '../errors.js';
 import { ProgressBar } from './progress-bar.js';
 import { reportFailure } from './report-failure.js';
 import { formatBytes } from '../util/quantity.js';
@@ -8,6 +9,8 @@ export interface OutputOptions {
   json?: boolean;
   quiet?: boolean;
   progress?: boolean;
+  /** The whole import's deadline (--timeout); none by default. */
+  timeoutSeconds?: number;
 }
 
 /**
@@ -21,6 +24,12 @@ export async function runImport(request: ImportRequest, output: OutputOptions): 
   const cancel = () => controller.abort();
   process.once('SIGINT', cancel);
   process.once('SIGTERM', cancel);
+  const deadline =
+    output.timeoutSeconds !== undefined
+      ? setTimeout(() => {
+          controller.abort(new ImportError('cancelled', `the import did not finish within ${output.timeoutSeconds} s (--timeout); nothing was left behind`));
+        }, output.timeoutSeconds * 1000)
+      : undefined;
   const started = Date.now();
   try {
     const result = await importImage(request, { signal: controller.signal, progress: bar?.update, log: noticeLogger(bar) });
@@ -32,6 +41,7 @@ export async function runImport(request: ImportRequest, output: OutputOptions): 
     bar?.done();
     return reportFailure(err, output.json === true);
   } finally {
+    clearTimeout(deadline);
     process.off('SIGINT', cancel);
     process.off('SIGTERM', cancel);
   }

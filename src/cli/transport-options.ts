@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { TransportOptions } from '../request.js';
 import { usageError } from '../errors.js';
+import { parseSeconds } from './parse-options.js';
 
 /** The transport flags as commander parses them. */
 export interface TransportFlags {
@@ -11,6 +12,7 @@ export interface TransportFlags {
   caCert?: string[];
   header?: string[];
   arch?: string;
+  stallTimeout?: string;
 }
 
 /** For repeatable options: `--header A --header B` → ['A', 'B']. */
@@ -25,7 +27,8 @@ export function addTransportOptions(command: Command): Command {
     .option('--ca-cert <file|dir>', 'extra CA certificate file or directory of PEM files (repeatable)', collect)
     .option('--insecure', 'do not verify TLS certificates')
     .option('--header <header>', 'extra HTTP header "Name: value" (repeatable)', collect)
-    .option('--arch <arch>', 'platform architecture to pick from a registry manifest list');
+    .option('--arch <arch>', 'platform architecture to pick from a registry manifest list')
+    .option('--stall-timeout <seconds>', 'a download that receives nothing for this long is resumed where it stopped (default 60)');
 }
 
 /** Transport flags → TransportOptions for HTTP and registry sources. */
@@ -45,5 +48,6 @@ export async function buildTransport(options: TransportFlags): Promise<Transport
     insecure: options.insecure === true,
     headers: options.header,
     architecture: options.arch,
+    stallTimeoutSeconds: options.stallTimeout !== undefined ? parseSeconds(options.stallTimeout, '--stall-timeout') : undefined,
   };
 }

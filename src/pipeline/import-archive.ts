@@ -4,7 +4,7 @@ import { resolveSource } from '../sources/resolve-source.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { SourceTap } from './source-tap.js';
 import { freeSpace } from '../targets/usable-space.js';
-import { badInput, targetError, usageError } from '../errors.js';
+import { abortedError, badInput, targetError, usageError } from '../errors.js';
 
 /** The archive content type (SPEC §6): a tar, possibly compressed, extracted into a directory. */
 export async function importArchive(request: ImportRequest, ctx: ImportContext & { signal: AbortSignal }): Promise<ImportResult> {
@@ -55,6 +55,8 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
       archive,
       checksum,
     };
+  } catch (err) {
+    throw abortedError(err, ctx.signal);
   } finally {
     opened.stream.destroy();
   }

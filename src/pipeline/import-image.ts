@@ -4,7 +4,7 @@ import { resolveSource } from '../sources/resolve-source.js';
 import { openDiskImage, type OpenedDiskImage } from './open-disk-image.js';
 import { planDiskTarget, type TargetPlan } from './plan-target.js';
 import { writeExtents } from './write-extents.js';
-import { ImportError, tooSmall, usageError } from '../errors.js';
+import { abortedError, tooSmall, usageError } from '../errors.js';
 import { importArchive } from './import-archive.js';
 import { importBlank } from './import-blank.js';
 import { rawVirtualSize } from '../formats/raw-image.js';
@@ -53,7 +53,7 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
     };
   } catch (err) {
     await target?.abort();
-    throw signal.aborted && !(err instanceof ImportError) ? new ImportError('cancelled', 'import cancelled', { cause: err }) : err;
+    throw abortedError(err, signal);
   } finally {
     opened.stream.destroy();
     disk?.innerStream?.destroy();

@@ -4,7 +4,7 @@
  * resumes twice (the checksum covers every byte once).
  */
 import assert from 'node:assert/strict';
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../../support/cli.js';
 import { startFaultServer, type FaultServer } from '../../support/fault-server.js';
@@ -61,6 +61,26 @@ describe('imports that survive faults', () => {
     const ranges = gzServer.requests.filter((r) => r.path === '/drop').map((r) => r.range);
     const end = statSync(dir.join('disk.raw.gz')).size - 1;
     assert.deepEqual(ranges, ['bytes=0-65535', 'bytes=0-1048575', `bytes=1048576-${end}`, 'bytes=200000-1248575', `bytes=1248576-${end}`]);
+  });
+
+  it('--stall-timeout: a stalled download is resumed after that long, and said so', async () => {
+    const out = dir.join('stalled.img');
+    const started = Date.now();
+    const result = await runCli(['import', `${gzServer.url}stall?after=300000&times=1`, '-o', out, '--quiet', '--stall-timeout', '0.5']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(out), oracle.raw);
+    assert.match(result.stderr, /download interrupted after \d+ bytes \(.*0\.5 s.*\); retrying/);
+    assert.ok(Date.now() - started < 20_000, 'resumed after half a second, not the default minute');
+  });
+
+  it('--timeout: an import that stalls past the deadline stops with one line and leaves nothing', async () => {
+    const out = dir.join('deadline.img');
+    const started = Date.now();
+    const result = await runCli(['import', `${gzServer.url}stall?after=300000&times=99`, '-o', out, '--timeout', '1.5']);
+    assert.equal(result.code, 1, result.stderr);
+    assert.equal(result.stderr.trim(), 'cdi-importer: error: the import did not finish within 1.5 s (--timeout); nothing was left behind');
+    assert.ok(Date.now() - started < 15_000);
+    assert.deepEqual(readdirSync(dir.path).filter((n) => n.includes('deadline.img')), []);
   });
 
   it('a wrong --checksum still fails after resumes', async () => {
