@@ -18,15 +18,20 @@ export async function resolveSource(spec: SourceSpec, log?: Logger): Promise<Sou
     case 'custom':
       return spec.source;
     case 'http':
-      return new (await import('./http/index.js')).HttpSource(spec.url, spec.transport, log ? { onRetry: (reason, received) => noteRetry(log, reason, received) } : {});
+      return new (await import('./http/index.js')).HttpSource(spec.url, spec.transport, retryNotices(log));
     case 'registry':
-      return new (await import('./registry/index.js')).RegistrySource(spec.url, spec.transport);
+      return new (await import('./registry/index.js')).RegistrySource(spec.url, spec.transport, retryNotices(log));
     case 'blank':
       throw usageError('a blank disk has no source to open');
   }
 }
 
-function noteRetry(log: Logger, reason: string, received: number): void {
-  const where = received > 0 ? `after ${received} bytes` : 'before any data';
-  log.warn({ reason, received }, `download interrupted ${where} (${reason}); retrying`);
+function retryNotices(log: Logger | undefined): { onRetry?: (reason: string, received: number) => void } {
+  if (!log) return {};
+  return {
+    onRetry: (reason, received) => {
+      const where = received > 0 ? `after ${received} bytes` : 'before any data';
+      log.warn({ reason, received }, `download interrupted ${where} (${reason}); retrying`);
+    },
+  };
 }

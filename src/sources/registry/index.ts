@@ -22,6 +22,8 @@ export interface RegistryTuning {
   /** Proxy variables come from here (default: process.env). */
   env?: NodeJS.ProcessEnv;
   retry?: RetryPolicy;
+  /** Hears of every retry (see HttpTuning.onRetry). */
+  onRetry?: (reason: string, received: number) => void;
 }
 
 export class RegistrySource implements Source {
@@ -47,7 +49,7 @@ export class RegistrySource implements Source {
     try {
       const display = this.description;
       const { client, image } = await pulled(async () => {
-        const client = await RegistryClient.connect(this.ref, this.transport, dispatchers, signal, this.tuning.retry);
+        const client = await RegistryClient.connect(this.ref, this.transport, dispatchers, signal, this.tuning.retry, this.tuning.onRetry);
         return { client, image: await resolveImage(client, wantedArchitecture(this.transport.architecture), signal) };
       });
       checkArchitecture(image.config.architecture, this.transport.architecture, display);

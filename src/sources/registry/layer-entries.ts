@@ -35,7 +35,7 @@ export async function* layerEntries(
   const response = await client.get(url, undefined, signal, () => badInput(`${what} is missing from the registry (blob unknown)`));
   // A dropped or stalled layer download resumes with Range where it stopped (blobs are
   // content-addressed, so the bytes cannot change under us; the digest check covers the rest).
-  const body = new ResumableBody(client.endpointFor(url), response, identityOf(response.headers), { stallMs: client.stallMs, retry: client.retry });
+  const body = new ResumableBody(client.endpointFor(url), response, identityOf(response.headers), { stallMs: client.stallMs, retry: client.retry, onRetry: client.onRetry });
   const forwardAbort = () => body.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
   signal.addEventListener('abort', forwardAbort, { once: true });
   body.once('close', () => signal.removeEventListener('abort', forwardAbort));

@@ -32,6 +32,8 @@ export class RegistryClient {
     private readonly dispatchers: SourceDispatchers,
     transport: TransportOptions,
     retry: RetryPolicy,
+    /** Hears of every retry (requests and layer downloads), which are otherwise silent. */
+    readonly onRetry?: (reason: string, received: number) => void,
   ) {
     this.headers = parseHeaderLines(transport.headers);
     this.stallMs = (transport.stallTimeoutSeconds ?? 60) * 1000;
@@ -49,13 +51,14 @@ export class RegistryClient {
     dispatchers: SourceDispatchers,
     signal: AbortSignal,
     retry: RetryPolicy = defaultRetryPolicy,
+    onRetry?: (reason: string, received: number) => void,
   ): Promise<RegistryClient> {
     const schemes = transport.insecure ? ['https:', 'http:'] : ['https:'];
     let lastError: unknown;
     let lastUrl = new URL(`https://${ref.host}/v2/`);
     for (const scheme of schemes) {
       lastUrl = new URL(`${scheme}//${ref.host}/v2/`);
-      const client = new RegistryClient(lastUrl, ref, transport.auth, dispatchers, transport, retry);
+      const client = new RegistryClient(lastUrl, ref, transport.auth, dispatchers, transport, retry, onRetry);
       try {
         await client.ping(signal);
         return client;
@@ -100,6 +103,7 @@ export class RegistryClient {
         if (signal.aborted) throw signal.reason ?? err;
         // A dropped connection or a timeout may be cured by another try; a refusal is final.
         if (isRetryableTransportError(err) && failures < this.retry.retries) {
+          this.onRetry?.(err instanceof Error ? err.message : String(err), 0);
           await sleep(backoffDelay(failures++, this.retry), signal);
           continue;
         }
@@ -109,6 +113,7 @@ export class RegistryClient {
       const body = await readText(response, 64 << 10).catch(() => '');
       if (isRetryableStatus(response.statusCode) && failures < this.retry.retries) {
         // Busy (429, 503) or briefly broken (500, 502, 504): registries say so under load.
+        this.onRetry?.(`status ${response.statusCode}`, 0);
         await sleep(backoffDelay(failures++, this.retry), signal);
         continue;
       }

@@ -148,13 +148,16 @@ describe('registry source transport faults (in-process registry)', () => {
     assert.ok(Date.now() - started < 10_000);
   });
 
-  test('a layer download cut short resumes with Range where it stopped: exact bytes', async () => {
+  test('a layer download cut short resumes with Range where it stopped: exact bytes, and the retry is heard', async () => {
     mode = 'short-once';
     blobRequests.length = 0;
-    const bytes = await readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true }, quickRetry));
+    const retries: number[] = [];
+    const tuning = { ...quickRetry, onRetry: (_reason: string, received: number) => retries.push(received) };
+    const bytes = await readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true }, tuning));
     assert.ok(bytes.equals(disk));
     assert.equal(blobRequests.length, 2);
     assert.match(blobRequests[1]!, /^bytes=[1-9]\d*-$/);
+    assert.deepEqual(retries, [Number(/^bytes=(\d+)-$/.exec(blobRequests[1]!)![1])], 'one retry, reported with the bytes received');
   });
 
   test('a layer download cut short again and again is a connection error, never a disk', async () => {
@@ -169,8 +172,11 @@ describe('registry source transport faults (in-process registry)', () => {
   test('a busy registry (503) is asked again within the retry budget, then the error names the status', async () => {
     mode = 'ok';
     busyManifestAnswers = 1;
-    const bytes = await readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true }, quickRetry));
+    const reasons: string[] = [];
+    const tuning = { ...quickRetry, onRetry: (reason: string) => reasons.push(reason) };
+    const bytes = await readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true }, tuning));
     assert.ok(bytes.equals(disk));
+    assert.deepEqual(reasons, ['status 503']);
     busyManifestAnswers = 2;
     await assert.rejects(readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true }, quickRetry)), (err: Error & { category?: string }) => {
       assert.equal(err.category, 'cannot-connect');
