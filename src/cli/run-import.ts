@@ -27,7 +27,7 @@ export async function runImport(request: ImportRequest, output: OutputOptions): 
   const deadline =
     output.timeoutSeconds !== undefined
       ? setTimeout(() => {
-          controller.abort(new ImportError('cancelled', `the import did not finish within ${output.timeoutSeconds} s (--timeout); nothing was left behind`));
+          controller.abort(new ImportError('cancelled', `the import did not finish within ${output.timeoutSeconds} s (--timeout)`));
         }, output.timeoutSeconds * 1000)
       : undefined;
   const started = Date.now();

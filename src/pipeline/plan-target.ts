@@ -37,9 +37,10 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
     throw targetFailure(err, target.path);
   });
   if (!dirInfo.isDirectory()) throw targetError(`destination directory ${directory} is not a directory`);
+  // Unbounded (convert, as qemu-img convert): no free-space check; a disk that fills up fails when it does.
   const free = target.unbounded ? Number.MAX_SAFE_INTEGER : await freeSpace(directory);
   const available = request.requestedSize !== undefined ? Math.min(free, request.requestedSize) : free;
-  const capacity = target.unbounded && request.requestedSize === undefined ? free : usableSpace(available, request.filesystemOverhead);
+  const capacity = usableSpace(available, request.filesystemOverhead);
   return {
     kind: 'file',
     path: target.path,

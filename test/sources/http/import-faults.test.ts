@@ -78,7 +78,7 @@ describe('imports that survive faults', () => {
     const started = Date.now();
     const result = await runCli(['import', `${gzServer.url}stall?after=300000&times=99`, '-o', out, '--timeout', '1.5']);
     assert.equal(result.code, 1, result.stderr);
-    assert.equal(result.stderr.trim(), 'cdi-importer: error: the import did not finish within 1.5 s (--timeout); nothing was left behind');
+    assert.equal(result.stderr.trim(), 'cdi-importer: error: the import did not finish within 1.5 s (--timeout)');
     assert.ok(Date.now() - started < 15_000);
     assert.deepEqual(readdirSync(dir.path).filter((n) => n.includes('deadline.img')), []);
   });
