@@ -103,4 +103,9 @@ export interface ImportContext {
   signal?: AbortSignal;
   progress?: (report: ProgressReport) => void;
   log?: Logger;
+  /**
+   * Called once the image has been checked against the target, before anything is written: its
+   * virtual size fits (or, for a stream whose size shows only as it goes, is not known yet).
+   */
+  onChecked?: () => void;
 }

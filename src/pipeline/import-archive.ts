@@ -35,6 +35,7 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
       throw badInput(`${source.description} is not a tar archive (found ${unwrapped.chain.join(' → ')}): content type archive needs a tar file`);
     }
     let checksum: string | undefined;
+    ctx.onChecked?.(); // an archive's size shows only entry by entry, as it is extracted
     const archive = await extractArchive(unwrapped.stream, directory, {
       signal: ctx.signal,
       availableBytes,

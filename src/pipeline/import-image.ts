@@ -28,6 +28,7 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
     disk = await openDiskImage(opened, request, source.description, { ...ctx, signal });
     const { image } = disk;
     if (image.virtualSize !== undefined) checkFits(image.virtualSize, plan);
+    ctx.onChecked?.();
     signal.throwIfAborted();
     target = await plan.create();
     const { end, bytesWritten } = await writeExtents(image, target, plan, signal);

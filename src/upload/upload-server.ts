@@ -202,12 +202,16 @@ export class UploadServer {
     this.current = controller;
     const request = this.importRequest(route, body.source);
     this.log.info({ contentType: request.contentType, async: route.async, form: route.form, target: request.target }, 'Upload started');
-    const importing = this.importImage(request, { signal: controller.signal, log: this.log }).then(
+    let checked!: () => void;
+    const sizeChecked = new Promise<void>((resolve) => (checked = resolve));
+    const importing = this.importImage(request, { signal: controller.signal, log: this.log, onChecked: () => checked() }).then(
       (result) => ({ ok: true as const, result }),
       (error: unknown) => ({ ok: false as const, error }),
     );
-    // Sync: answer when the import is complete. Async: as soon as the image has been read.
-    const first = route.async ? await Promise.race([importing, body.received.then(() => undefined)]) : await importing;
+    // Sync: answer when the import is complete. Async: as soon as the image has been read and its
+    // size checked against the volume, so an image that cannot fit gets its 400 however small it is.
+    const readAndChecked = Promise.all([body.received, sizeChecked]).then(() => undefined);
+    const first = route.async ? await Promise.race([importing, readAndChecked]) : await importing;
 
     if (first && !first.ok) {
       body.detach();

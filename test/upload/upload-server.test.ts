@@ -105,6 +105,11 @@ describe('upload server', () => {
     const tooLarge = await post(s, '/v1beta1/upload', binary(dir.join('big.qcow2')));
     assert.equal(tooLarge.status, 400, tooLarge.body);
     assert.match(tooLarge.body, /is larger than the reported available storage/);
+    // Async answers once the body is in and its size has been checked: a small body that cannot
+    // fit gets the same 400, never a 200 followed by a failed import.
+    const tooLargeAsync = await post(s, '/v1beta1/upload-async', binary(dir.join('big.qcow2')));
+    assert.equal(tooLargeAsync.status, 400, tooLargeAsync.body);
+    assert.match(tooLargeAsync.body, /is larger than the reported available storage/);
 
     const corrupt = await post(s, '/v1beta1/upload', binary(dir.join('corrupt.raw.gz')));
     assert.equal(corrupt.status, 500, corrupt.body);
