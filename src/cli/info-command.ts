@@ -35,7 +35,7 @@ export function registerInfoCommand(program: Command): void {
   const infoCommand = program
     .command('info')
     .description('show the format chain, virtual size and qcow2 details of an image (like qemu-img info), without writing')
-    .argument('<source>', 'http(s):// URL, local path, or - for stdin')
+    .argument('<source>', 'http(s):// URL, docker:// reference, local path, or - for stdin')
     .option('--json', 'print one JSON object on stdout')
     .option('--scan', 'read every byte: the scratch space a one-pass qcow2 import needs (default where an import reads in one pass: compressed images, stdin, HTTP without Range), the size of a compressed raw image')
     .option('--no-scan', 'read only the headers');

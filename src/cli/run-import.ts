@@ -4,6 +4,7 @@ import { ImportError } from '../errors.js';
 import { ProgressBar } from './progress-bar.js';
 import { reportFailure } from './report-failure.js';
 import { formatBytes } from '../util/quantity.js';
+import { usableSpace } from '../targets/usable-space.js';
 
 export interface OutputOptions {
   json?: boolean;
@@ -63,7 +64,7 @@ function summary(result: ImportResult, request: ImportRequest, elapsedMs: number
     request.target.kind === 'block'
       ? ` (a ${formatBytes(result.targetSize)} device)`
       : result.targetSize > result.virtualSize
-        ? `, grown to ${formatBytes(result.targetSize)}`
+        ? `, grown to ${formatBytes(result.targetSize)}${capped(result, request)}`
         : '';
   const scratch = result.scratchBytesUsed ? `, ${formatBytes(result.scratchBytesUsed)} scratch` : '';
   return `Imported ${result.formats.join(' → ')} (${formatBytes(result.virtualSize)}) to ${request.target.path}${grown}${scratch} in ${seconds}s`;
@@ -81,4 +82,16 @@ function noticeLogger(bar: ProgressBar | undefined): Logger {
       else process.stderr.write(`${line}\n`);
     },
   };
+}
+
+/** Says why a file was grown to less than --size asked for: the overhead reserve, or the free space. */
+function capped(result: ImportResult, request: ImportRequest): string {
+  const asked = request.requestedSize;
+  if (asked === undefined || result.targetSize >= asked) return '';
+  if (result.targetSize === usableSpace(asked, request.filesystemOverhead)) {
+    return request.filesystemOverhead > 0
+      ? ` (--size ${formatBytes(asked)} less the ${+(request.filesystemOverhead * 100).toFixed(2)} % --filesystem-overhead)`
+      : ` (--size ${formatBytes(asked)} rounded down to whole MiB)`;
+  }
+  return ` (--size asked for ${formatBytes(asked)}; the free space allows no more)`;
 }

@@ -94,6 +94,11 @@ describe('resize (SPEC §7)', () => {
       const expectedSize = usable(requested, overhead ? Number(overhead) : 0.06);
       assert.equal(statSync(out).size, expectedSize);
       assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path, expectedSize));
+      // Less than --size asked for: the summary says why.
+      const percent = overhead ? Number(overhead) * 100 : 6;
+      const why = percent > 0 ? `less the ${percent} % --filesystem-overhead` : 'rounded down to whole MiB';
+      if (expectedSize < requested) assert.match(result.stderr, new RegExp(`grown to [\\d.]+ MiB \\(--size [\\d.]+ MiB ${why}\\)`));
+      else assert.doesNotMatch(result.stderr, /--size/);
     });
   }
 
