@@ -27,13 +27,16 @@ export const cannotConnect = (message: string, cause?: unknown) => new ImportErr
 export const targetError = (message: string, cause?: unknown) => new ImportError('target', message, { cause });
 export const usageError = (message: string) => new ImportError('usage', message);
 
+/** How CDI's too-small message ends: the pod's words; the CLI says which flags help instead. */
+export const LARGER_PVC_REQUIRED = '. A larger PVC is required';
+
 /**
  * CDI's controller matches this phrase to report "DataVolume too small to contain image".
  * `streaming`: the size is not known yet (a compressed raw image), only that it passes `virtualSize`.
  */
 export function tooSmall(virtualSize: number, available: number, streaming = false): ImportError {
   const size = streaming ? `of more than ${virtualSize} bytes (still arriving)` : `${virtualSize}`;
-  return new ImportError('too-small', `virtual image size ${size} is larger than the reported available storage ${available}. A larger PVC is required`);
+  return new ImportError('too-small', `virtual image size ${size} is larger than the reported available storage ${available}${LARGER_PVC_REQUIRED}`);
 }
 
 export class ChecksumMismatchError extends ImportError {

@@ -58,9 +58,9 @@ function usage(problem: string): number {
   return EXIT_USAGE;
 }
 
-/** ` (did you mean import?)` for a command one or two edits away, or a different case. */
+/** ` (did you mean import?)` for a command one or two edits away, in any case. */
 function suggestion(word: string): string {
-  const near = [...SUBCOMMANDS].find((command) => command === word.toLowerCase() || editDistance(command, word.toLowerCase()) <= 2);
+  const near = [...SUBCOMMANDS].find((command) => editDistance(command, word.toLowerCase()) <= 2);
   return near ? ` (did you mean ${near}?)` : '';
 }
 

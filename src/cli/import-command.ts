@@ -91,10 +91,13 @@ export async function buildRequest(source: string, dest: string | undefined, opt
   const destination = dest ?? options.dest;
   if (contentType === 'archive' && !destination) throw usageError('give the directory to extract the archive into with --dest DIR');
   const target = await targetFor(destination ?? 'disk.img', contentType, options.fsync ?? true);
-  if (isConvert && target.kind === 'file') target.unbounded = true;
-  // convert is a local tool like qemu-img: a qcow2 inside xz that needs scratch should just work,
-  // next to the output (and removed with the import); import keeps CDI's explicit scratch space.
-  if (isConvert && target.kind === 'file' && options.scratch === undefined) options = { ...options, scratch: path.dirname(path.resolve(target.path)) };
+  let scratch = options.scratch;
+  if (isConvert && target.kind === 'file') {
+    // convert is a local tool like qemu-img: no free-space check, and a qcow2 inside xz that needs
+    // scratch just works, next to the output (removed with the import). import keeps CDI's rules.
+    target.unbounded = true;
+    scratch ??= path.dirname(path.resolve(target.path));
+  }
   const isBlock = target.kind === 'block';
   return {
     source: sourceSpec,
@@ -104,7 +107,7 @@ export async function buildRequest(source: string, dest: string | undefined, opt
     filesystemOverhead: options.filesystemOverhead !== undefined ? parseOverhead(options.filesystemOverhead) : isBlock ? 0 : 0.06,
     preallocation: options.preallocation === true,
     checksum: options.checksum !== undefined ? parseChecksum(options.checksum) : undefined,
-    scratchDir: options.scratch !== undefined ? await checkedScratchDir(options.scratch) : undefined,
+    scratchDir: scratch !== undefined ? await checkedScratchDir(scratch) : undefined,
   };
 }
 

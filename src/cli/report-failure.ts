@@ -1,4 +1,4 @@
-import { isImportError, oneLine } from '../errors.js';
+import { isImportError, LARGER_PVC_REQUIRED, oneLine } from '../errors.js';
 
 const TOO_SMALL_HINT =
   'write it where there is more room, or give --size / --filesystem-overhead (a file on a file system keeps 6 % of the space free unless told otherwise)';
@@ -16,7 +16,8 @@ export function reportFailure(err: unknown, json: boolean): number {
   const category = isImportError(err) ? err.category : 'internal';
   // The pod's words end by asking for a larger PVC (CDI's controller reads them); at a terminal,
   // say what can be done about it instead.
-  const message = category === 'too-small' ? oneLine(err).replace(/\. A larger PVC is required$/, `: ${TOO_SMALL_HINT}`) : oneLine(err);
+  const text = oneLine(err);
+  const message = category === 'too-small' && text.endsWith(LARGER_PVC_REQUIRED) ? `${text.slice(0, -LARGER_PVC_REQUIRED.length)}: ${TOO_SMALL_HINT}` : text;
   if (json) process.stdout.write(`${JSON.stringify({ ok: false, category, error: message })}\n`);
   process.stderr.write(`cdi-importer: error: ${message}\n`);
   if (process.env.CDI_IMPORTER_DEBUG === '1' && err instanceof Error) process.stderr.write(`${err.stack}\n`);

@@ -1,5 +1,6 @@
 import type { Logger, SourceSpec } from '../request.js';
 import type { Source } from './source.js';
+import type { RetryNotice } from './http/retry-policy.js';
 import { FileSource } from './file-source.js';
 import { StdinSource } from './stdin-source.js';
 import { usageError } from '../errors.js';
@@ -26,7 +27,7 @@ export async function resolveSource(spec: SourceSpec, log?: Logger): Promise<Sou
   }
 }
 
-function retryNotices(log: Logger | undefined): { onRetry?: (reason: string, received: number) => void } {
+function retryNotices(log: Logger | undefined): { onRetry?: RetryNotice } {
   if (!log) return {};
   return {
     onRetry: (reason, received) => {

@@ -13,7 +13,7 @@ import { parseHeaderLines, redactedUrl, withoutCredentials } from './request-hea
 import { identityOf, parseContentRange, type ResourceIdentity } from './resource-identity.js';
 import { readBodyFully } from './stall-watch.js';
 import { ResumableBody, type ResumableBodyOptions } from './resumable-body.js';
-import { backoffDelay, defaultRetryPolicy, sleep, type RetryPolicy } from './retry-policy.js';
+import { backoffDelay, defaultRetryPolicy, sleep, type RetryNotice, type RetryPolicy } from './retry-policy.js';
 
 /** Knobs that tests and benchmarks turn; defaults suit real networks. */
 export interface HttpTuning {
@@ -27,7 +27,7 @@ export interface HttpTuning {
   directRanges: boolean;
   /** Observes every Range request of the random-access reader. */
   onRangeRequest?: (start: number, length: number) => void;
-  onRetry?: (reason: string, received: number) => void;
+  onRetry?: RetryNotice;
 }
 
 export class HttpSource implements Source {

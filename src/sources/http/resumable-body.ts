@@ -10,7 +10,7 @@ import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpRespons
 import { isRetryableStatus, isRetryableTransportError, statusError, statusText, transportError } from './http-errors.js';
 import { identityOf, ifRangeValue, parseContentRange, sameResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
-import { backoffDelay, sleep, type RetryPolicy } from './retry-policy.js';
+import { backoffDelay, sleep, type RetryNotice, type RetryPolicy } from './retry-policy.js';
 import { StallWatchdog } from './stall-watch.js';
 import { UseGeneralPath, type DirectRangeClient } from './direct-range-client.js';
 import { DirectRangeBody } from './direct-range-body.js';
@@ -26,7 +26,7 @@ export interface ResumableBodyOptions {
   stallMs: number;
   retry: RetryPolicy;
   /** Called with each retry's reason, for logs. */
-  onRetry?: (reason: string, received: number) => void;
+  onRetry?: RetryNotice;
   /**
    * For a server that honours Range, with a known size and no proxy: the body is fetched as Range
    * requests on this client (see direct-range-body.ts), which the stream owns and closes. `headers`

@@ -8,6 +8,9 @@ export interface RetryPolicy {
   maxDelayMs: number;
 }
 
+/** Told of each retry: why, and how many body bytes had arrived (0 before any). */
+export type RetryNotice = (reason: string, received: number) => void;
+
 export const defaultRetryPolicy: RetryPolicy = { retries: 6, maxResumes: 50, baseDelayMs: 500, maxDelayMs: 10_000 };
 
 /** Delay before retry number `attempt` (0-based): base, 2×base, 4×base… capped. */

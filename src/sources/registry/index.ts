@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import type { TransportOptions } from '../../request.js';
 import type { OpenedSource, Source } from '../source.js';
 import { proxySettingsFromEnv, SourceDispatchers } from '../http/dispatcher.js';
-import type { RetryPolicy } from '../http/retry-policy.js';
+import type { RetryNotice, RetryPolicy } from '../http/retry-policy.js';
 import { walkForDisk, type FoundDisk } from './disk-walk.js';
 import { labelsFromEnv } from './image-labels.js';
 import { layerEntries } from './layer-entries.js';
@@ -23,7 +23,7 @@ export interface RegistryTuning {
   env?: NodeJS.ProcessEnv;
   retry?: RetryPolicy;
   /** Hears of every retry (see HttpTuning.onRetry). */
-  onRetry?: (reason: string, received: number) => void;
+  onRetry?: RetryNotice;
 }
 
 export class RegistrySource implements Source {

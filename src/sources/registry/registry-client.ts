@@ -9,7 +9,7 @@ import type { SourceDispatchers } from '../http/dispatcher.js';
 import { isRetryableStatus, isRetryableTransportError, statusError, statusText, transportError } from '../http/http-errors.js';
 import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from '../http/http-request.js';
 import { basicAuthorization, parseHeaderLines } from '../http/request-headers.js';
-import { backoffDelay, defaultRetryPolicy, sleep, type RetryPolicy } from '../http/retry-policy.js';
+import { backoffDelay, defaultRetryPolicy, sleep, type RetryNotice, type RetryPolicy } from '../http/retry-policy.js';
 import { parseAuthChallenge, type AuthChallenge } from './auth-challenge.js';
 import type { RegistryReference } from './reference.js';
 
@@ -33,7 +33,7 @@ export class RegistryClient {
     transport: TransportOptions,
     retry: RetryPolicy,
     /** Hears of every retry (requests and layer downloads), which are otherwise silent. */
-    readonly onRetry?: (reason: string, received: number) => void,
+    readonly onRetry?: RetryNotice,
   ) {
     this.headers = parseHeaderLines(transport.headers);
     this.stallMs = (transport.stallTimeoutSeconds ?? 60) * 1000;
@@ -51,7 +51,7 @@ export class RegistryClient {
     dispatchers: SourceDispatchers,
     signal: AbortSignal,
     retry: RetryPolicy = defaultRetryPolicy,
-    onRetry?: (reason: string, received: number) => void,
+    onRetry?: RetryNotice,
   ): Promise<RegistryClient> {
     const schemes = transport.insecure ? ['https:', 'http:'] : ['https:'];
     let lastError: unknown;
