@@ -5,6 +5,7 @@ import { ProgressBar } from './progress-bar.js';
 import { reportFailure } from './report-failure.js';
 import { formatBytes } from '../util/quantity.js';
 import { usableSpace } from '../targets/usable-space.js';
+import { runForcedExitCleanups } from '../util/forced-exit.js';
 
 export interface OutputOptions {
   json?: boolean;
@@ -16,15 +17,27 @@ export interface OutputOptions {
 
 /**
  * Runs one import for a CLI command and speaks the CLI's dialect: a progress bar on a terminal,
- * a summary line or one JSON object, exit code 0/1/2. Ctrl-C and SIGTERM cancel cleanly.
+ * a summary line or one JSON object, exit code 0/1/2. Ctrl-C and SIGTERM cancel cleanly; a second
+ * one exits at once. `run` is the pipeline (tests give one that ignores its abort signal).
  */
-export async function runImport(request: ImportRequest, output: OutputOptions): Promise<number> {
+export async function runImport(request: ImportRequest, output: OutputOptions, run: typeof importImage = importImage): Promise<number> {
   const showProgress = !output.quiet && (output.progress ?? process.stderr.isTTY === true);
   const bar = showProgress ? new ProgressBar() : undefined;
   const controller = new AbortController();
-  const cancel = () => controller.abort();
-  process.once('SIGINT', cancel);
-  process.once('SIGTERM', cancel);
+  const cancel = () => {
+    if (!controller.signal.aborted) {
+      controller.abort();
+      return;
+    }
+    // A second Ctrl-C: the user wants out now, not after the pipeline unwinds. Remove what this
+    // import created (the hidden .partial file, a scratch spill, extracted entries), then leave.
+    bar?.done();
+    runForcedExitCleanups();
+    process.stderr.write('cdi-importer: stopped at once on a second interrupt; its temporary files were removed\n');
+    process.exit(1);
+  };
+  process.on('SIGINT', cancel);
+  process.on('SIGTERM', cancel);
   const deadline =
     output.timeoutSeconds !== undefined
       ? setTimeout(() => {
@@ -33,7 +46,7 @@ export async function runImport(request: ImportRequest, output: OutputOptions): 
       : undefined;
   const started = Date.now();
   try {
-    const result = await importImage(request, { signal: controller.signal, progress: bar?.update, log: noticeLogger(bar) });
+    const result = await run(request, { signal: controller.signal, progress: bar?.update, log: noticeLogger(bar) });
     bar?.done();
     if (output.json) process.stdout.write(`${JSON.stringify(jsonResult(result, request, Date.now() - started))}\n`);
     else if (!output.quiet) process.stderr.write(`${summary(result, request, Date.now() - started)}\n`);

@@ -15,6 +15,7 @@ import { failureOutcome, successOutcome, type PodOutcome } from './pod-outcome.j
 import { ImportProgressMetric } from './progress-metric.js';
 import { DEFAULT_METRICS_PORT, METRICS_PORT_ENV, startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { formatFailureLine, writeTerminationMessage } from './termination-message.js';
+import { runForcedExitCleanups } from '../util/forced-exit.js';
 
 export type ImportFunction = (request: ImportRequest, ctx: ImportContext) => Promise<ImportResult>;
 
@@ -175,6 +176,7 @@ class PodRun {
     // let Node exit quietly with code 0.
     this.stopDeadline = setTimeout(() => {
       if (this.config) this.removePartialTarget(this.config);
+      runForcedExitCleanups();
       this.finish({ exitCode: 1, terminationMessage: formatFailureLine(`Unable to process data: ${cancelledMessage(signal)}`) });
       process.exit(1);
     }, STOP_GRACE_MS);

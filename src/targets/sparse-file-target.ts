@@ -1,4 +1,5 @@
 import { open, rename, unlink, chmod, type FileHandle } from 'node:fs/promises';
+import { unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { DiskTarget } from './disk-target.js';
@@ -7,6 +8,7 @@ import { preallocate } from './preallocate.js';
 import { targetFailure } from './target-errors.js';
 import { fsyncDirectory } from './fsync-directory.js';
 import { EarlyFlush } from './early-flush.js';
+import { cleanUpOnForcedExit } from '../util/forced-exit.js';
 
 export interface SparseFileTargetOptions {
   /** Final path of the image. */
@@ -34,6 +36,8 @@ export class SparseFileTarget implements DiskTarget {
   private highWater = 0;
   private finished = false;
   private earlyFlush?: EarlyFlush;
+  /** Forgets the forced-exit removal of the temporary file once it is renamed or removed. */
+  private forgetTemporary = () => {};
 
   private constructor(private readonly options: SparseFileTargetOptions) {
     this.path = options.path;
@@ -47,6 +51,7 @@ export class SparseFileTarget implements DiskTarget {
     const target = new SparseFileTarget(options);
     try {
       target.handle = await open(target.writePath, 'w', 0o660);
+      if (options.atomic) target.forgetTemporary = cleanUpOnForcedExit(() => unlinkSync(target.writePath));
       // The umask may have cleared group bits; CDI's disk.img is 0660.
       await chmod(target.writePath, 0o660);
       const handle = target.handle;
@@ -96,6 +101,7 @@ export class SparseFileTarget implements DiskTarget {
         // sync nobody asked for that, so the old file goes first (it is replaced either way).
         if (!this.options.sync) await unlink(this.path).catch(() => {});
         await rename(this.writePath, this.path);
+        this.forgetTemporary();
       }
       if (this.options.sync) await fsyncDirectory(path.dirname(this.path));
     } catch (err) {
@@ -110,5 +116,6 @@ export class SparseFileTarget implements DiskTarget {
     await this.handle?.close().catch(() => {});
     this.handle = undefined;
     await unlink(this.writePath).catch(() => {});
+    this.forgetTemporary();
   }
 }

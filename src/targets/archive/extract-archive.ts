@@ -15,6 +15,7 @@ import { Pax1MapReader, checkSegments, fileLayout, type FileLayout } from './spa
 import { SparseFileWriter } from './sparse-file-writer.js';
 import { TarPrepass, type EntryFacts } from './tar-prepass.js';
 import { TargetTree } from './target-tree.js';
+import { cleanUpOnForcedExit } from '../../util/forced-exit.js';
 
 export interface ArchiveExtractOptions {
   signal?: AbortSignal;
@@ -51,16 +52,19 @@ const PERMISSION_BITS = 0o777;
 
 export async function extractArchive(tarStream: Readable, directory: string, options: ArchiveExtractOptions = {}): Promise<ArchiveResult> {
   const extraction = new Extraction(directory, options);
+  const forget = cleanUpOnForcedExit(() => extraction.journal.rollBack());
   try {
     return await extraction.run(tarStream);
   } catch (err) {
     tarStream.destroy();
-    const left = await extraction.journal.rollBack();
+    const left = extraction.journal.rollBack();
     const failure = asImportError(err, directory, options.signal);
     if (left.length > 0) {
       throw new ImportError(failure.category, `${failure.message} (could not remove ${left.length} created path(s), e.g. ${quoteEntry(left[0]!)})`, { cause: failure });
     }
     throw failure;
+  } finally {
+    forget();
   }
 }
 

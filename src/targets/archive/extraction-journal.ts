@@ -3,7 +3,7 @@
  * was: created files, links and directories are removed newest first; anything that existed
  * before is never in the journal and so never touched.
  */
-import { rmdir, unlink, utimes } from 'node:fs/promises';
+import { rmdirSync, unlinkSync, utimesSync } from 'node:fs';
 
 type Created = { path: string; kind: 'directory' | 'other' };
 
@@ -28,13 +28,17 @@ export class ExtractionJournal {
     return this.createdPaths.has(path);
   }
 
-  /** Removes everything recorded, newest first. Returns the paths it could not remove. */
-  async rollBack(): Promise<string[]> {
+  /**
+   * Removes everything recorded, newest first. Returns the paths it could not remove. Synchronous
+   * so that a forced exit (util/forced-exit.ts) can run it too; it runs only once an extraction
+   * has failed, when nothing else is waiting on the event loop.
+   */
+  rollBack(): string[] {
     const left: string[] = [];
     for (const { path, kind } of this.created.reverse()) {
       try {
-        if (kind === 'directory') await rmdir(path);
-        else await unlink(path);
+        if (kind === 'directory') rmdirSync(path);
+        else unlinkSync(path);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') continue;
@@ -43,7 +47,13 @@ export class ExtractionJournal {
         left.push(path);
       }
     }
-    for (const [path, { atime, mtime }] of this.directoryTimes) await utimes(path, atime, mtime).catch(() => {});
+    for (const [path, { atime, mtime }] of this.directoryTimes) {
+      try {
+        utimesSync(path, atime, mtime);
+      } catch {
+        // The directory's times are a courtesy; its contents are what matter.
+      }
+    }
     this.created.length = 0;
     this.createdPaths.clear();
     this.directoryTimes.clear();
