@@ -54,7 +54,7 @@ function decompressed(input: Readable, format: CompressionFormat, where: string)
   input.on('error', (err) => output.destroy(err));
   decoder.on('error', (err) => {
     const reason = err instanceof Error ? err.message : String(err);
-    output.destroy(badInput(`${where}: ${NAMES[format]} data is corrupt or truncated (${oneLine(reason)})`, err));
+    output.destroy(badInput(decoderFailure(format, reason, where), err));
   });
   output.once('close', () => {
     decoder.destroy();
@@ -62,4 +62,14 @@ function decompressed(input: Readable, format: CompressionFormat, where: string)
   });
   input.pipe(decoder).pipe(output);
   return output;
+}
+
+function decoderFailure(format: CompressionFormat, reason: string, where: string): string {
+  // zlib checks the magic of every gzip member after the first; ours was checked on detection, so
+  // this is what follows the last member (what gzip -dc calls "trailing garbage" and skips with a
+  // warning; CDI's Go reader refuses it, and so do we).
+  if (format === 'gzip' && reason === 'incorrect header check') {
+    return `${where}: bytes that are not gzip follow the gzip data (trailing garbage): the file was damaged or appended to; if the disk inside is whole, gzip -dc (which drops them) and import the result`;
+  }
+  return `${where}: ${NAMES[format]} data is corrupt or truncated (${oneLine(reason)})`;
 }

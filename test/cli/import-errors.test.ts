@@ -70,6 +70,12 @@ describe('bad input', () => {
     await expectFailure(['import', file, '-o', dir.join('o-smalltrunc.img')], /gzip data is corrupt or truncated/, 'o-smalltrunc');
   });
 
+  test('gzip followed by trailing garbage: said so, not "corrupt" (gzip -dc only warns; CDI refuses too)', async () => {
+    const file = dir.join('trailing.raw.gz');
+    writeFileSync(file, Buffer.concat([readFileSync(dir.join('disk.raw.gz')), Buffer.from('appended by mistake\n')]));
+    await expectFailure(['import', file, '-o', dir.join('o-trailgz.img')], /trailing\.raw\.gz: bytes that are not gzip follow the gzip data \(trailing garbage\)/, 'o-trailgz');
+  });
+
   test('truncated xz', async () => {
     const file = dir.join('trunc.raw.xz');
     const whole = readFileSync(dir.join('disk.raw.xz'));
