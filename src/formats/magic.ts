@@ -28,11 +28,20 @@ const MAGICS: Magic[] = [
 ];
 
 export function detectFormat(head: Buffer): DetectedFormat {
+  if (startsWithZstdSkippableFrame(head)) return 'zstd';
   for (const magic of MAGICS) {
     const end = magic.offset + magic.bytes.length;
     if (head.length >= end && head.subarray(magic.offset, end).equals(magic.bytes)) return magic.format;
   }
   return looksLikeHtml(head) ? 'html' : 'raw';
+}
+
+/**
+ * A zstd skippable frame (magic 0x184D2A50–0x184D2A5F, little-endian): metadata that libzstd steps
+ * over, and what pzstd writes before every frame, so a .zst may start with one instead of a frame.
+ */
+function startsWithZstdSkippableFrame(head: Buffer): boolean {
+  return head.length >= 4 && (head[0]! & 0xf0) === 0x50 && head[1] === 0x2a && head[2] === 0x4d && head[3] === 0x18;
 }
 
 /**
