@@ -40,8 +40,12 @@ export function parseSeconds(text: string, flag: string): number {
   if (!/^\s*\d/.test(text) || !Number.isFinite(value) || value <= 0) {
     throw usageError(`invalid ${flag} "${text}": expected a number of seconds greater than 0`);
   }
-  return value;
+  // Node's timers hold at most 2^31-1 ms and fire at once beyond it; a larger value means "no
+  // limit", which 24.8 days is for an import.
+  return Math.min(value, MAX_TIMER_SECONDS);
 }
+
+const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
 /** A source argument: a URL, a docker:// reference, `-` for stdin, or a local path. */
 export function parseSourceArgument(text: string, transport: TransportOptions): SourceSpec {

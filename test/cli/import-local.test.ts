@@ -208,3 +208,21 @@ function readFileText(file: string): string {
 function qemuVirtualSize(file: string): number {
   return JSON.parse(run('qemu-img', ['info', '--output=json', '-f', 'raw', file]))['virtual-size'];
 }
+
+test('--timeout that passes while a local qcow2 is being opened: one line, exit 1, nothing left; a huge one means no limit', async () => {
+  const qcow2 = dir.join('timeout.qcow2');
+  run('qemu-img', ['convert', '-O', 'qcow2', raw, qcow2]);
+  const out = dir.join('timeout.img');
+  for (let i = 0; i < 3; i++) {
+    const result = await runCli(['import', qcow2, out, '--timeout', '0.001']);
+    assert.equal(result.code, 1, result.stderr);
+    assert.equal(result.stderr.trim(), 'cdi-importer: error: the import did not finish within 0.001 s (--timeout)');
+    assert.equal(existsSync(out), false);
+    assert.deepEqual(leftovers(), []);
+  }
+  // Beyond what a Node timer holds (2^31 ms), which used to fire at once.
+  const result = await runCli(['import', qcow2, out, '--timeout', '99999999', '--stall-timeout', '3000000']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.doesNotMatch(result.stderr, /TimeoutOverflowWarning/);
+  assert.equal(await sha256File(out), await qemuRawSha256(qcow2, dir.path));
+});
