@@ -47,6 +47,7 @@ export interface Qcow2Header {
   version: 2 | 3;
   clusterBits: number;
   clusterSize: number;
+  /** The guest disk's size in bytes: the header's size rounded down to whole 512-byte sectors. */
   virtualSize: number;
   l1Size: number;
   l1TableOffset: number;
@@ -240,7 +241,10 @@ export function parseQcow2Header(head: Buffer, sourceSize?: number): Qcow2Header
     version,
     clusterBits,
     clusterSize,
-    virtualSize,
+    // qemu counts the disk in 512-byte sectors (total_sectors = size / 512), so a size that is not a
+    // multiple of 512 reads, converts and reports as the whole sectors below it. The L1 check
+    // above uses the header's own figure, as qemu's does.
+    virtualSize: virtualSize - (virtualSize % 512),
     l1Size,
     l1TableOffset,
     refcountTableOffset,

@@ -1,5 +1,5 @@
 /** qcow2 test images made at test time by qemu-img and qemu-io (the real tools, never our code). */
-import { statSync } from 'node:fs';
+import { closeSync, openSync, statSync, writeSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { run } from '../support/tools.js';
@@ -136,6 +136,20 @@ export const IMAGE_CASES: ImageCase[] = [
     name: 'virtual size not a multiple of the cluster size',
     inOrder: true,
     build: (d) => created(d, 'odd', '5000704', '', 'write -P 0xb1 4900000 100704', 'write -P 0xb2 0 1000'),
+  },
+  {
+    // qemu-img create rounds sizes up to 512; other writers need not. qemu reads whole sectors only.
+    name: 'virtual size not a multiple of 512 (header size patched to 1000001)',
+    inOrder: true,
+    build: (d) => {
+      const file = created(d, 'odd512', '1000448', '', 'write -P 0xc1 0 1000448');
+      const size = Buffer.alloc(8);
+      size.writeBigUInt64BE(1000001n);
+      const fd = openSync(file, 'r+');
+      writeSync(fd, size, 0, 8, 24);
+      closeSync(fd);
+      return file;
+    },
   },
 ];
 
