@@ -15,6 +15,8 @@
  *   GET /cross-origin            302 → the other port's /ok
  *   GET /redirect?to=URL         302 → URL
  *   GET /changes?after=N         the first request is cut after N bytes; after that cut, other bytes with another ETag
+ *   GET /replaced?after=N        like /changes, but Range is served whatever If-Range says (as some gateways do)
+ *   GET /replaced-from?request=K from the K-th request on (1-based), other bytes with another ETag; If-Range ignored
  *   GET /status/N                answers status N
  *
  * `requests` records every request (both ports) with the headers that matter to the tests.
@@ -82,7 +84,7 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
     const num = (name: string, fallback: number) => Number(url.searchParams.get(name) ?? fallback);
 
     type Fault = (body: Buffer) => number | undefined;
-    const serve = (opts: { ranges: boolean; cut?: Fault; stall?: Fault; extraLength?: number; changed?: boolean }) => {
+    const serve = (opts: { ranges: boolean; cut?: Fault; stall?: Fault; extraLength?: number; changed?: boolean; ignoreIfRange?: boolean }) => {
       const content = opts.changed ? changedContent : original;
       const etag = opts.changed ? changedEtag : originalEtag;
       const lastModified = opts.changed ? CHANGED_LAST_MODIFIED : LAST_MODIFIED;
@@ -97,7 +99,7 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
         headers['last-modified'] = lastModified;
         const range = /^bytes=(\d+)-(\d*)$/.exec(header('range') ?? '');
         const ifRange = header('if-range');
-        if (range && (!ifRange || ifRange === etag || ifRange === lastModified)) {
+        if (range && (!ifRange || opts.ignoreIfRange || ifRange === etag || ifRange === lastModified)) {
           start = Number(range[1]);
           end = range[2] ? Math.min(Number(range[2]), content.length - 1) : content.length - 1;
           if (start >= content.length) {
@@ -139,6 +141,10 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
         return serve({ ranges: false, cut: fault(num('after', 1000), num('times', 1)) });
       case '/changes':
         return serve({ ranges: true, cut: fault(num('after', 1000), 1), changed: faulted >= 1 });
+      case '/replaced':
+        return serve({ ranges: true, cut: fault(num('after', 1000), 1), changed: faulted >= 1, ignoreIfRange: true });
+      case '/replaced-from':
+        return serve({ ranges: true, changed: seen + 1 >= num('request', 2), ignoreIfRange: true });
       case '/flaky':
         if (seen < num('times', 2)) return void res.writeHead(500).end('try again');
         return serve({ ranges: true });

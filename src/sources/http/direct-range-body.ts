@@ -13,6 +13,8 @@
 import { chunkPool } from '../../util/buffer-pool.js';
 import { type DirectRangeClient, UseGeneralPath } from './direct-range-client.js';
 import { bodyBytesBefore } from './http-errors.js';
+import { resourceChanged, samePartialResource, type ResourceIdentity } from './resource-identity.js';
+import { redactedUrl } from './request-headers.js';
 
 const CHUNK_BYTES = chunkPool.size;
 /** Requests in flight: enough to keep the socket busy while the consumer works on a chunk. */
@@ -22,6 +24,7 @@ export class DirectRangeBody implements AsyncIterable<Buffer> {
   private readonly abort = new AbortController();
   private readonly pending: { data: Promise<Buffer>; into: Buffer }[] = [];
   private next: number;
+  private readonly size: number;
 
   constructor(
     private readonly client: DirectRangeClient,
@@ -29,10 +32,12 @@ export class DirectRangeBody implements AsyncIterable<Buffer> {
     /** Credentials, extra headers and If-Range; the Range header is added per request. */
     private readonly headers: Record<string, string>,
     from: number,
-    private readonly size: number,
+    /** The file as the probe saw it (with a size): every part must come from the same one. */
+    private readonly identity: ResourceIdentity & { size: number },
     private readonly stallMs: number,
   ) {
     this.next = from;
+    this.size = identity.size;
   }
 
   /** Stops the requests in flight; the iteration throws `err`. */
@@ -71,6 +76,7 @@ export class DirectRangeBody implements AsyncIterable<Buffer> {
     const into = chunkPool.take().subarray(0, length);
     const data = this.client.read(this.url, headers, start, length, into, this.stallMs, this.abort.signal).then((answer) => {
       if (!answer.data) throw new UseGeneralPath(`bytes ${start}-${start + length - 1}: status ${answer.statusCode}`);
+      if (!samePartialResource(this.identity, answer.headers)) throw resourceChanged(redactedUrl(this.url));
       return answer.data;
     });
     data.catch(() => {}); // awaited in order by the iterator; this only silences an early failure

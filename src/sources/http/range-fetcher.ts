@@ -6,7 +6,7 @@ import { cannotConnect } from '../../errors.js';
 import { getFollowingRedirects, headersFor, headerValue, type HttpEndpoint } from './http-request.js';
 import { DirectRangeClient, UseGeneralPath, type DirectRangeAnswer } from './direct-range-client.js';
 import { bodyBytesBefore, isRetryableStatus, isRetryableTransportError, statusText, transportError } from './http-errors.js';
-import { ifRangeValue, parseContentRange, type ResourceIdentity } from './resource-identity.js';
+import { ifRangeValue, parseContentRange, resourceChanged, samePartialResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
 import { backoffDelay, sleep, type RetryPolicy } from './retry-policy.js';
 import { readBodyFully } from './stall-watch.js';
@@ -55,6 +55,7 @@ export function httpRangeFetcher(
           }
         }
         if (answer) {
+          if (answer.data && !samePartialResource(identity, answer.headers)) throw resourceChanged(where);
           if (answer.data) return target;
           throw notTheRange(where, from, end, answer.statusCode, answer.contentRange);
         }
@@ -62,6 +63,10 @@ export function httpRangeFetcher(
         const contentRange = headerValue(response.headers, 'content-range');
         const range = parseContentRange(contentRange);
         if (response.statusCode === 206 && range?.start === from && range.end === end) {
+          if (!samePartialResource(identity, response.headers)) {
+            response.body.destroy();
+            throw resourceChanged(where);
+          }
           const body = await readBodyFully(response.body as never, options.stallMs, length - done, rest);
           return target.subarray(0, done + body.length);
         }

@@ -1,6 +1,7 @@
 /** What identifies the bytes being downloaded, so a resumed or ranged answer is known to be the same file. */
 import type { IncomingHttpHeaders } from 'node:http';
 import { headerValue } from './http-request.js';
+import { cannotConnect, type ImportError } from '../../errors.js';
 
 export interface ResourceIdentity {
   /** Content-Length of the full resource, when sent (and the body is not content-encoded). */
@@ -36,6 +37,21 @@ export function sameResource(first: ResourceIdentity, now: ResourceIdentity): bo
   if (first.lastModified && now.lastModified && first.lastModified !== now.lastModified) return false;
   if (first.size !== undefined && now.size !== undefined && first.size !== now.size) return false;
   return true;
+}
+
+/**
+ * Whether a 206 answer is a part of the resource first seen: ETag, Last-Modified and the
+ * Content-Range total agree wherever both sides state them. If-Range asks the server for this,
+ * but some servers and gateways ignore If-Range and serve the range of whatever file is there now.
+ */
+export function samePartialResource(first: ResourceIdentity, headers: IncomingHttpHeaders): boolean {
+  const range = parseContentRange(headerValue(headers, 'content-range'));
+  return sameResource(first, { ...identityOf(headers), size: range?.total });
+}
+
+/** The file behind the URL was replaced during the import: its parts would not make one image. */
+export function resourceChanged(where: string): ImportError {
+  return cannotConnect(`${where} changed while it was being downloaded (ETag, Last-Modified or size differ); start the import again`);
 }
 
 export interface ContentRange {

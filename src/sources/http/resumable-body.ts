@@ -8,7 +8,7 @@ import { Readable } from 'node:stream';
 import { cannotConnect, ImportError } from '../../errors.js';
 import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
 import { isRetryableStatus, isRetryableTransportError, statusError, statusText, transportError } from './http-errors.js';
-import { identityOf, ifRangeValue, parseContentRange, sameResource, type ResourceIdentity } from './resource-identity.js';
+import { identityOf, ifRangeValue, parseContentRange, resourceChanged, samePartialResource, sameResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
 import { backoffDelay, sleep, type RetryNotice, type RetryPolicy } from './retry-policy.js';
 import { StallWatchdog } from './stall-watch.js';
@@ -186,9 +186,10 @@ export class ResumableBody extends Readable {
 
   /** A new answer that continues at `received`, or the whole file again with the prefix to drop. */
   private async reopen(): Promise<{ body: Body; skip: number }> {
-    if (this.direct && this.identity.size !== undefined) {
+    const { size } = this.identity;
+    if (this.direct && size !== undefined) {
       const { client, location, headers } = this.direct;
-      return { body: new DirectRangeBody(client, location, headers, this.received, this.identity.size, this.options.stallMs), skip: 0 };
+      return { body: new DirectRangeBody(client, location, headers, this.received, { ...this.identity, size }, this.options.stallMs), skip: 0 };
     }
     const validator = ifRangeValue(this.identity);
     // Range is worth asking even without Accept-Ranges (many servers omit it); a 200 answer
@@ -203,7 +204,9 @@ export class ResumableBody extends Readable {
     if (statusCode === 206 && resuming) {
       const range = parseContentRange(headerValue(response.headers, 'content-range'));
       if (range?.start === this.received && (this.identity.size === undefined || range.total === this.identity.size)) {
-        return { body: response.body, skip: 0 };
+        if (samePartialResource(this.identity, response.headers)) return { body: response.body, skip: 0 };
+        response.body.destroy();
+        throw resourceChanged(where);
       }
       response.body.destroy();
       throw cannotConnect(`${where} answered a resume at byte ${this.received} with the wrong range (${headerValue(response.headers, 'content-range') ?? 'no Content-Range'})`);
@@ -212,7 +215,7 @@ export class ResumableBody extends Readable {
       // The server ignored Range, or If-Range found the file changed: re-read from the start.
       if (!sameResource(this.identity, identityOf(response.headers))) {
         response.body.destroy();
-        throw cannotConnect(`${where} changed while it was being downloaded (ETag, Last-Modified or size differ); start the import again`);
+        throw resourceChanged(where);
       }
       return { body: response.body, skip: this.received };
     }

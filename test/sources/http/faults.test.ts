@@ -110,6 +110,24 @@ describe('HttpSource under faults', () => {
     assert.equal(requestsTo('/changes')[1]!.ifRange, server.etag);
   });
 
+  it('refuses to splice a replaced file even when the server ignores If-Range (206 with another ETag)', async () => {
+    const changed = (err: ImportError) => {
+      assert.equal(err.category, 'cannot-connect');
+      assert.match(err.message, /changed while it was being downloaded/);
+      return true;
+    };
+    // One streaming GET, cut, then resumed: the resume's 206 carries the new file's ETag.
+    await assert.rejects(download('/replaced?after=500000'), changed);
+    // 1 MiB Range requests on the direct client: the third comes from the new file.
+    await assert.rejects(download('/replaced-from?request=3', {}, quickTuning), changed);
+    // Random access (qcow2 over Range): a read after the probe comes from the new file.
+    const source = new HttpSource(`${server.url}replaced-from?request=2&ra`, {}, quickTuning);
+    const opened = await source.open(new AbortController().signal);
+    opened.stream.destroy();
+    await assert.rejects(opened.randomAccess!.read(2_000_000, 100_000), changed);
+    await opened.randomAccess!.close();
+  });
+
   it('resumes Range reads whose connection drops from the first missing byte, returning the right bytes', async () => {
     const before = requestsTo('/drop').length;
     // The 64 KiB probe stays under the cut; the next two requests (Range reads) are cut.
