@@ -9,6 +9,7 @@
  *                                than N, so a small Range probe before the download is not one of them)
  *   GET /wrong-length?extra=M    claims M bytes more than it has, sends what it has, then closes
  *   GET /no-range-drop?after=N&times=K   no Range support, no validators; the first K (default 1) requests are cut after N bytes
+ *   GET /trickle?bytes=B&every=MS  like /ok, but the body goes out B bytes every MS ms (slow and steady, never stalled)
  *   GET /flaky?times=K           500 for the first K requests, then like /ok
  *   GET /no-head                 like /ok, HEAD answers 405
  *   GET /hop1                    302 → /hop2 → 302 → /ok (same origin)
@@ -84,7 +85,7 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
     const num = (name: string, fallback: number) => Number(url.searchParams.get(name) ?? fallback);
 
     type Fault = (body: Buffer) => number | undefined;
-    const serve = (opts: { ranges: boolean; cut?: Fault; stall?: Fault; extraLength?: number; changed?: boolean; ignoreIfRange?: boolean }) => {
+    const serve = (opts: { ranges: boolean; cut?: Fault; stall?: Fault; extraLength?: number; changed?: boolean; ignoreIfRange?: boolean; trickle?: { bytes: number; everyMs: number } }) => {
       const content = opts.changed ? changedContent : original;
       const etag = opts.changed ? changedEtag : originalEtag;
       const lastModified = opts.changed ? CHANGED_LAST_MODIFIED : LAST_MODIFIED;
@@ -120,6 +121,18 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
         res.write(body.subarray(0, cutAfter), () => res.socket?.destroy());
       } else if (stallAfter !== undefined) {
         res.write(body.subarray(0, stallAfter)); // and nothing more: the client must give up
+      } else if (opts.trickle) {
+        const { bytes, everyMs } = opts.trickle;
+        let sent = 0;
+        const timer = setInterval(() => {
+          if (res.destroyed) return clearInterval(timer);
+          const piece = body.subarray(sent, sent + bytes);
+          sent += piece.length;
+          if (sent >= body.length) {
+            clearInterval(timer);
+            res.end(piece);
+          } else res.write(piece);
+        }, everyMs);
       } else if (opts.extraLength) {
         res.write(body, () => res.socket?.destroy());
       } else {
@@ -145,6 +158,8 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
         return serve({ ranges: true, cut: fault(num('after', 1000), 1), changed: faulted >= 1, ignoreIfRange: true });
       case '/replaced-from':
         return serve({ ranges: true, changed: seen + 1 >= num('request', 2), ignoreIfRange: true });
+      case '/trickle':
+        return serve({ ranges: true, trickle: { bytes: num('bytes', 65536), everyMs: num('every', 50) } });
       case '/flaky':
         if (seen < num('times', 2)) return void res.writeHead(500).end('try again');
         return serve({ ranges: true });

@@ -137,7 +137,9 @@ export class ResumableBody extends Readable {
 
   private async pump(body: Body, skip: number): Promise<void> {
     const size = this.identity.size;
-    const watchdog = new StallWatchdog(this.options.stallMs, (err) => body.destroy(err));
+    // A stall is time without a byte from the socket. The direct client watches its sockets itself
+    // (their idle timeout); its 1 MiB parts would look like stalls here on a slow link.
+    const watchdog = body instanceof DirectRangeBody ? undefined : new StallWatchdog(this.options.stallMs, (err) => body.destroy(err));
     // Socket reads arrive in 64 KiB pieces; handing them on in ~1 MiB batches saves every stage
     // downstream (tap, decompressor, writer) most of its per-chunk cost.
     let batch: Buffer[] = [];
@@ -149,14 +151,15 @@ export class ResumableBody extends Readable {
       return chunk;
     };
     try {
-      watchdog.waiting();
+      watchdog?.waiting();
       for await (const data of body as AsyncIterable<Buffer>) {
         if (this.destroyed) return;
+        // Every socket chunk counts as progress, not only full batches: a slow but steady link is not a stall.
+        watchdog?.waiting();
         let chunk = data;
         if (skip > 0) {
           if (chunk.length <= skip) {
             skip -= chunk.length;
-            watchdog.waiting();
             continue;
           }
           chunk = chunk.subarray(skip);
@@ -171,14 +174,14 @@ export class ResumableBody extends Readable {
         batchBytes += chunk.length;
         if (batchBytes < BATCH_BYTES) continue;
         if (!this.push(takeBatch())) {
-          watchdog.idle();
+          watchdog?.idle();
           await new Promise<void>((resolve) => (this.wakeReader = resolve));
           if (this.destroyed) return;
         }
-        watchdog.waiting();
+        watchdog?.waiting();
       }
     } finally {
-      watchdog.stop();
+      watchdog?.stop();
       // Bytes counted as received are delivered, whether the body ended or broke off.
       if (batchBytes > 0 && !this.destroyed) this.push(takeBatch());
     }
