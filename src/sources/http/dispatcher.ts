@@ -3,6 +3,7 @@ import type { Agent, Dispatcher, ProxyAgent } from 'undici';
 import { undici } from './undici-core.js';
 import type { TransportOptions } from '../../request.js';
 import { bypassesProxy } from './no-proxy.js';
+import { usageError } from '../../errors.js';
 import { tlsConnectOptions, type TlsConnectOptions } from './tls-options.js';
 
 export interface ProxySettings {
@@ -11,10 +12,20 @@ export interface ProxySettings {
   noProxy?: string;
 }
 
-/** Lower-case names win over upper-case ones, as curl reads them. */
+/**
+ * Lower-case names win over upper-case ones, as curl reads them. A proxy without a scheme
+ * (`proxy.corp:3128`) is an http:// one, as curl and Go's httpproxy (CDI's) take it.
+ */
 export function proxySettingsFromEnv(env: NodeJS.ProcessEnv = process.env): ProxySettings {
   const pick = (name: string) => env[name] || env[name.toUpperCase()] || undefined;
-  return { httpProxy: pick('http_proxy'), httpsProxy: pick('https_proxy'), noProxy: pick('no_proxy') };
+  const proxyUrl = (name: string) => {
+    const value = pick(name)?.trim();
+    if (!value) return undefined;
+    const url = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
+    if (!URL.canParse(url)) throw usageError(`${name} (or ${name.toUpperCase()}) is not a proxy URL: "${value}"; expected http://host:port`);
+    return url;
+  };
+  return { httpProxy: proxyUrl('http_proxy'), httpsProxy: proxyUrl('https_proxy'), noProxy: pick('no_proxy') };
 }
 
 /**

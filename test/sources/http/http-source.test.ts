@@ -165,10 +165,19 @@ describe('HttpSource against nginx', () => {
     assert.match(proxy.log(), new RegExp(`CONNECT 127\\.0\\.0\\.1:${new URL(nginx.https!).port}`));
   });
 
-  it('bypasses the proxy for no_proxy hosts, and does not use http_proxy for https', async () => {
+  it('takes a proxy given without a scheme (host:port) as an http:// one, as curl and CDI do', async () => {
+    const before = proxy.log().length;
+    const { digest } = await fetchAll(`${nginx.http}disk.img`, {}, { http_proxy: proxy.url.replace(/^http:\/\//, '') });
+    assert.equal(digest.sha256, expected);
+    assert.match(proxy.log().slice(before), /GET http:\/\/127\.0\.0\.1:\d+\/disk\.img/);
+  });
+
+  it('bypasses the proxy for no_proxy hosts and CIDR ranges, and does not use http_proxy for https', async () => {
     const before = proxy.log().length;
     const noProxy = await fetchAll(`${nginx.http}disk.img`, {}, { http_proxy: proxy.url, no_proxy: 'localhost,127.0.0.1' });
     assert.equal(noProxy.digest.sha256, expected);
+    const cidr = await fetchAll(`${nginx.http}disk.img`, {}, { HTTP_PROXY: proxy.url, NO_PROXY: '.svc,127.0.0.0/8' });
+    assert.equal(cidr.digest.sha256, expected);
     const httpsDirect = await fetchAll(`${nginx.https}disk.img`, { caPaths: [certs.caCert] }, { http_proxy: proxy.url });
     assert.equal(httpsDirect.digest.sha256, expected);
     assert.doesNotMatch(proxy.log().slice(before), /disk\.img|CONNECT/);

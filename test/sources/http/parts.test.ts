@@ -23,12 +23,31 @@ describe('no_proxy', () => {
     assert.equal(bypassesProxy(u('http://[::1]:80/x'), '::1'), true);
     assert.equal(bypassesProxy(u('http://example.com/x'), undefined), false);
   });
+  it('matches CIDR ranges for hosts given as IP addresses (cluster proxy settings list networks so)', () => {
+    assert.equal(bypassesProxy(u('http://10.96.0.1/x'), '.svc,10.0.0.0/8'), true);
+    assert.equal(bypassesProxy(u('http://127.0.0.1:8080/x'), '127.0.0.0/8'), true);
+    assert.equal(bypassesProxy(u('http://192.168.1.9/x'), '192.168.1.0/24'), true);
+    assert.equal(bypassesProxy(u('http://192.168.2.9/x'), '192.168.1.0/24'), false);
+    assert.equal(bypassesProxy(u('http://[fd00::5]/x'), 'fd00::/8'), true);
+    assert.equal(bypassesProxy(u('http://[fe80::5]/x'), 'fd00::/8'), false);
+    assert.equal(bypassesProxy(u('http://10.1.2.3/x'), 'fd00::/8'), false, 'another family');
+    assert.equal(bypassesProxy(u('http://ten.example/x'), '10.0.0.0/8'), false, 'names are not resolved');
+    assert.equal(bypassesProxy(u('http://10.1.2.3/x'), '10.0.0.0/99,10.0.0.0/x'), false, 'malformed ranges match nothing');
+  });
   it('reads lower-case variables before upper-case ones', () => {
     assert.deepEqual(proxySettingsFromEnv({ HTTP_PROXY: 'http://up', http_proxy: 'http://low', HTTPS_PROXY: 'http://s', NO_PROXY: 'x' }), {
       httpProxy: 'http://low',
       httpsProxy: 'http://s',
       noProxy: 'x',
     });
+  });
+  it('takes a proxy without a scheme as http://, and names the variable of one that is not a URL', () => {
+    assert.deepEqual(proxySettingsFromEnv({ http_proxy: 'proxy.corp:3128', HTTPS_PROXY: '10.0.0.1:3128' }), {
+      httpProxy: 'http://proxy.corp:3128',
+      httpsProxy: 'http://10.0.0.1:3128',
+      noProxy: undefined,
+    });
+    assert.throws(() => proxySettingsFromEnv({ https_proxy: 'http://bad host:1' }), /^ImportError: https_proxy \(or HTTPS_PROXY\) is not a proxy URL: "http:\/\/bad host:1"/);
   });
 });
 
