@@ -83,6 +83,9 @@ export async function buildRequest(source: string, dest: string | undefined, opt
   if (contentType !== 'kubevirt' && contentType !== 'archive') {
     throw usageError(`invalid --content-type "${options.contentType}": expected kubevirt or archive`);
   }
+  // An unset shell variable ("$IMAGE") arrives as an empty argument.
+  if (source.trim() === '') throw usageError('the source is an empty string: give a URL, a docker:// reference, a path, or - for stdin');
+  if ((dest ?? options.dest)?.trim() === '') throw usageError('the destination is an empty string: give a file, a block device or a directory');
   const transport = await buildTransport(options);
   const sourceSpec = parseSourceArgument(source, transport);
   if (isConvert && sourceSpec.kind !== 'file' && sourceSpec.kind !== 'stdin') {
@@ -107,7 +110,9 @@ export async function buildRequest(source: string, dest: string | undefined, opt
     filesystemOverhead: options.filesystemOverhead !== undefined ? parseOverhead(options.filesystemOverhead) : isBlock ? 0 : 0.06,
     preallocation: options.preallocation === true,
     checksum: options.checksum !== undefined ? parseChecksum(options.checksum) : undefined,
-    scratchDir: scratch !== undefined ? await checkedScratchDir(scratch) : undefined,
+    // convert's default (the output's directory) is not checked here: a problem with it is the
+    // destination's, and the destination's check names it so.
+    scratchDir: options.scratch !== undefined ? await checkedScratchDir(options.scratch) : scratch,
   };
 }
 

@@ -148,6 +148,12 @@ describe('bad destinations', () => {
     assert.equal(existsSync(dir.join('missing-dir')), false);
   });
 
+  test('convert into a missing directory names the output, not the scratch directory it would default to', async () => {
+    const result = await runCli(['convert', raw, dir.join('missing-dir-2', 'disk.raw')]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr.trim(), /^cdi-importer: error: destination directory of .*missing-dir-2\/disk.raw does not exist/);
+  });
+
   test('destination is a directory', async () => {
     mkdirSync(dir.join('adir'));
     const result = await runCli(['import', raw, '-o', dir.join('adir')]);
@@ -220,6 +226,13 @@ test('usage errors exit 2 with a hint', async () => {
   const badSize = await runCli(['import', raw, '-o', dir.join('x.img'), '--size', '12 parsecs']);
   assert.equal(badSize.code, 2);
   assert.match(badSize.stderr, /invalid quantity "12 parsecs"/);
+  // An unset shell variable gives an empty argument.
+  const emptyDest = await runCli(['convert', raw, '']);
+  assert.equal(emptyDest.code, 2, emptyDest.stderr);
+  assert.match(emptyDest.stderr, /the destination is an empty string/);
+  const emptySource = await runCli(['import', '', dir.join('empty-source.img')]);
+  assert.equal(emptySource.code, 2, emptySource.stderr);
+  assert.match(emptySource.stderr, /the source is an empty string/);
   const badType = await runCli(['import', raw, '--content-type', 'zip']);
   assert.equal(badType.code, 2);
   assert.match(badType.stderr, /invalid --content-type "zip"/);
