@@ -38,6 +38,11 @@ export type TargetSpec =
       path: string;
       /** write under a temporary name and rename at the end (CLI) */
       atomic: boolean;
+      /**
+       * Create the file as qemu-img and cp do (0666 less the umask; a replaced file keeps its
+       * mode) rather than as CDI's disk.img, 0660 whatever the umask (pod mode, the default).
+       */
+      localMode?: boolean;
       /** fsync before completing (default true); `convert`, like qemu-img convert, leaves it to the page cache */
       sync?: boolean;
       /**

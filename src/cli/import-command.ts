@@ -132,6 +132,6 @@ async function targetFor(destination: string, contentType: ContentType, sync: bo
   const info = await stat(destination).catch(() => undefined);
   if (info?.isBlockDevice()) return { kind: 'block', path: destination };
   if (contentType === 'archive') return { kind: 'directory', path: destination };
-  return { kind: 'file', path: destination, atomic: true, sync };
+  return { kind: 'file', path: destination, atomic: true, localMode: true, sync };
 }
 

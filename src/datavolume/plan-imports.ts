@@ -136,7 +136,7 @@ export function planImports(entries: DataVolumeEntry[], options: PlanOptions): P
     const target =
       contentType === 'archive'
         ? ({ kind: 'directory', path: path.join(options.outDir, entry.name) } as const)
-        : ({ kind: 'file', path: path.join(options.outDir, `${entry.name}.img`), atomic: true } as const);
+        : ({ kind: 'file', path: path.join(options.outDir, `${entry.name}.img`), atomic: true, localMode: true } as const);
     return {
       name: entry.name,
       origin: entry.origin,

@@ -51,6 +51,7 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
         path: filePath,
         capacity,
         atomic: target.atomic,
+        localMode: target.localMode ?? false,
         sync: target.sync ?? true,
         preallocation: request.preallocation,
       }),

@@ -1,4 +1,4 @@
-import { open, rename, unlink, chmod, type FileHandle } from 'node:fs/promises';
+import { open, rename, unlink, chmod, stat, type FileHandle } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -17,6 +17,8 @@ export interface SparseFileTargetOptions {
   capacity: number;
   /** Write under a temporary name in the same directory and rename at the end (CLI). */
   atomic: boolean;
+  /** Mode as qemu-img and cp give it (0666 less the umask; a replaced file's own mode) instead of CDI's 0660. */
+  localMode: boolean;
   /** fsync the file (and the directory after a rename) before finishing. */
   sync: boolean;
   preallocation: boolean;
@@ -24,8 +26,8 @@ export interface SparseFileTargetOptions {
 
 /**
  * A new sparse file: all-zero 4 KiB blocks are never written, so they stay holes, as with
- * `qemu-img convert -S 4k`. The file is created fresh (truncated), mode 0660, fsync'd at the end
- * unless the caller opts out.
+ * `qemu-img convert -S 4k`. The file is created fresh (truncated), mode 0660 (CDI's) or as a
+ * local tool creates files, fsync'd at the end unless the caller opts out.
  */
 export class SparseFileTarget implements DiskTarget {
   readonly kind = 'file' as const;
@@ -50,10 +52,16 @@ export class SparseFileTarget implements DiskTarget {
   static async create(options: SparseFileTargetOptions): Promise<SparseFileTarget> {
     const target = new SparseFileTarget(options);
     try {
-      target.handle = await open(target.writePath, 'w', 0o660);
+      target.handle = await open(target.writePath, 'w', options.localMode ? 0o666 : 0o660);
       if (options.atomic) target.forgetTemporary = cleanUpOnForcedExit(() => unlinkSync(target.writePath));
-      // The umask may have cleared group bits; CDI's disk.img is 0660.
-      await chmod(target.writePath, 0o660);
+      if (!options.localMode) {
+        // The umask may have cleared group bits; CDI's disk.img is 0660.
+        await chmod(target.writePath, 0o660);
+      } else if (options.atomic) {
+        // A file replaced by rename would lose its mode; qemu-img convert truncates it and keeps it.
+        const replaced = await stat(options.path).catch(() => undefined);
+        if (replaced?.isFile()) await chmod(target.writePath, replaced.mode & 0o777);
+      }
       const handle = target.handle;
       if (options.sync) target.earlyFlush = new EarlyFlush(() => handle.datasync());
     } catch (err) {

@@ -38,7 +38,7 @@ describe('DataVolume manifests', () => {
     assert.deepEqual(
       plans.map((p) => [p.name, p.request.contentType, p.request.target, p.request.requestedSize, p.request.source]),
       [
-        ['a', 'kubevirt', { kind: 'file', path: '/out/a.img', atomic: true }, 2 ** 30, { kind: 'http', url: 'http://h/a.img', transport: { headers: ['X-A: 1'] } }],
+        ['a', 'kubevirt', { kind: 'file', path: '/out/a.img', atomic: true, localMode: true }, 2 ** 30, { kind: 'http', url: 'http://h/a.img', transport: { headers: ['X-A: 1'] } }],
         ['b', 'archive', { kind: 'directory', path: '/out/b' }, 500e6, { kind: 'http', url: 'https://h/b.tar', transport: {} }],
       ],
     );
