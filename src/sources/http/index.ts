@@ -106,6 +106,7 @@ export class HttpSource implements Source {
         retry: this.tuning.retry,
         signal,
         onRequest: this.tuning.onRangeRequest,
+        onRetry: this.tuning.onRetry,
         direct,
       });
       randomAccess = new BlockCacheReader(identity.size, fetcher, this.tuning.cache, async () => {

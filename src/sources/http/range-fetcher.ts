@@ -8,7 +8,7 @@ import { DirectRangeClient, UseGeneralPath, type DirectRangeAnswer } from './dir
 import { bodyBytesBefore, isRetryableStatus, isRetryableTransportError, statusText, transportError } from './http-errors.js';
 import { ifRangeValue, parseContentRange, resourceChanged, samePartialResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
-import { backoffDelay, sleep, type RetryPolicy } from './retry-policy.js';
+import { backoffDelay, sleep, type RetryNotice, type RetryPolicy } from './retry-policy.js';
 import { readBodyFully } from './stall-watch.js';
 import type { RangeFetcher } from './block-cache-reader.js';
 
@@ -24,6 +24,8 @@ export function httpRangeFetcher(
     retry: RetryPolicy;
     signal: AbortSignal;
     onRequest?: (start: number, length: number) => void;
+    /** Told of each retry, with the file offset the read resumes at. */
+    onRetry?: RetryNotice;
     /** Range reads without a proxy go through this client (see direct-range-client.ts). */
     direct?: DirectRangeClient;
   },
@@ -83,6 +85,7 @@ export function httpRangeFetcher(
         if (!retryable || failures >= options.retry.retries) {
           throw transportError(err, endpoint.url, endpoint.dispatchers.proxyFor(location));
         }
+        options.onRetry?.(err instanceof Error ? err.message : String(err), start + done);
         await sleep(backoffDelay(failures, options.retry), options.signal);
         failures++;
       }

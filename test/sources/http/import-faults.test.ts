@@ -50,6 +50,15 @@ describe('imports that survive faults', () => {
     );
   });
 
+  it('qcow2 by Range reads whose connection drops: resumed, said so on stderr, exact output', async () => {
+    const out = dir.join('range-drop.img');
+    // The 64 KiB probe stays under the cut; the first Range read longer than 70000 bytes is cut.
+    const result = await runCli(['import', `${qcow2Server.url}drop?after=70000&times=1`, '-o', out, '--quiet']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(out), oracle.qcow2);
+    assert.match(result.stderr, /^cdi-importer: download interrupted after \d+ bytes \(.+\); retrying$/m);
+  });
+
   it('raw.gz with --checksum that drops twice: resumed, checksum verified, exact output', async () => {
     const out = dir.join('resumed.img');
     const digest = sh(`sha256sum < ${dir.join('disk.raw.gz')}`).split(' ')[0];
