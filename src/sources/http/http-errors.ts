@@ -8,9 +8,14 @@ export function statusText(statusCode: number): string {
   return `${statusCode} ${STATUS_CODES[statusCode] ?? 'Unknown'}`;
 }
 
-/** A non-2xx answer to the first request. */
-export function statusError(statusCode: number, url: URL, username: string | undefined): ImportError {
+/** A non-2xx answer to the first request; `requested` is the URL asked for when redirects led to `url`. */
+export function statusError(statusCode: number, url: URL, username: string | undefined, requested: URL = url): ImportError {
   const where = redactedUrl(url);
+  if ((statusCode === 401 || statusCode === 403) && url.origin !== requested.origin) {
+    return cannotConnect(
+      `access denied (${statusText(statusCode)}) to ${where}, where ${redactedUrl(requested)} redirected; credentials and extra headers are sent only to the host named in the URL (as curl does): import from ${where} directly`,
+    );
+  }
   if (statusCode === 401 || statusCode === 403) {
     const who = username
       ? `as user "${username}"; check the user name and password (--user/--password or --secret; the secretRef in a DataVolume)`
@@ -127,8 +132,10 @@ export function transportError(err: unknown, url: URL, proxy?: string): ImportEr
   } else if (has('ERR_SSL_WRONG_VERSION_NUMBER') || /wrong version number/i.test(detail)) {
     // What OpenSSL says when the other end answers a TLS hello in plain HTTP.
     message = `TLS handshake with ${host} failed: the server does not speak TLS on this port; if it serves plain HTTP, use an http:// URL`;
+  } else if (/alert protocol version|unsupported protocol|no protocols available/i.test(detail)) {
+    message = `TLS handshake with ${host} failed: the server offers only TLS versions older than 1.2, which are refused; the server needs TLS 1.2 or later`;
   } else if (has('EPROTO', 'ERR_SSL_WRONG_VERSION_NUMBER') || /SSL|TLS/i.test(detail)) {
-    message = `TLS handshake with ${host} failed: ${detail}`;
+    message = `TLS handshake with ${host} failed: ${openSslReason(detail)}`;
   } else {
     message = `request to ${host} failed: ${detail}`;
   }
@@ -138,4 +145,12 @@ export function transportError(err: unknown, url: URL, proxy?: string): ImportEr
     message += `; or the certificate is the TLS proxy ${proxyHost}'s: trust its CA as a proxy CA (/proxycerts/)`;
   }
   return cannotConnect(`${message} (${where})`, err);
+}
+
+/**
+ * OpenSSL's reason from a message such as `write EPROTO 80FC…:error:0A00042E:SSL
+ * routines:ssl3_read_bytes:tlsv1 alert decode error:../deps/openssl/…`; the message itself otherwise.
+ */
+function openSslReason(detail: string): string {
+  return /error:[0-9A-F]+:SSL routines:[^:]*:([^:]+)/i.exec(detail)?.[1]?.trim() ?? detail;
 }

@@ -186,7 +186,7 @@ export class HttpSource implements Source {
         continue;
       }
       if (!isRetryableStatus(response.statusCode) || attempt >= this.tuning.retry.retries) {
-        throw statusError(response.statusCode, endpoint.url, endpoint.auth?.username);
+        throw statusError(response.statusCode, response.url, endpoint.auth?.username, endpoint.url);
       }
       this.tuning.onRetry?.(`status ${response.statusCode}`, 0);
       await sleep(backoffDelay(attempt, this.tuning.retry), signal);

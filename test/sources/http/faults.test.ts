@@ -202,6 +202,18 @@ describe('HttpSource under faults', () => {
     }
   });
 
+  it('a 401 from another origin after a redirect names that URL and says credentials do not follow', async () => {
+    const transport = { auth: { username: 'alice', password: 's3cret' } };
+    const target = `${server.otherUrl}status/401`;
+    await assert.rejects(download(`/redirect?to=${encodeURIComponent(target)}`, transport), (err: ImportError) => {
+      assert.equal(err.category, 'cannot-connect');
+      assert.ok(err.message.startsWith(`access denied (401 Unauthorized) to ${target}, where ${server.url}redirect`), err.message);
+      assert.match(err.message, /credentials and extra headers are sent only to the host named in the URL/);
+      assert.doesNotMatch(err.message, /alice|s3cret/);
+      return true;
+    });
+  });
+
   it('names the redirect target when it cannot be reached', async () => {
     const closed = await freePort();
     await assert.rejects(download(`/redirect?to=${encodeURIComponent(`http://127.0.0.1:${closed}/disk.img`)}`), (err: ImportError) => {

@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
+import tls from 'node:tls';
 import type { ImportError } from '../../../src/errors.js';
 import { HttpSource } from '../../../src/sources/http/index.js';
 import { DirectRangeClient } from '../../../src/sources/http/direct-range-client.js';
@@ -135,6 +136,23 @@ describe('HttpSource against nginx', () => {
   it('says the certificate does not match the host name', async () => {
     const error = await failure(`${nginx.wrongHostHttps}disk.img`, { caPaths: [certs.caCert] });
     assert.match(error.message, /does not match the host name 127\.0\.0\.1/);
+  });
+
+  it('says a server that speaks only TLS older than 1.2 is refused, not OpenSSL\'s internals', async () => {
+    // nginx on Debian's OpenSSL will not offer TLS 1.1; a Node server at security level 0 will.
+    const old = tls.createServer(
+      { key: readFileSync(certs.valid.key), cert: readFileSync(certs.valid.cert), minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' },
+      (socket) => socket.end(),
+    );
+    await new Promise<void>((resolve) => old.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = old.address() as import('node:net').AddressInfo;
+      const error = await failure(`https://127.0.0.1:${port}/disk.img`, { caPaths: [certs.caCert] });
+      assert.match(error.message, /TLS handshake with 127\.0\.0\.1:\d+ failed: the server offers only TLS versions older than 1\.2/);
+      assert.doesNotMatch(error.message, /deps\/openssl|SSL routines/);
+    } finally {
+      old.close();
+    }
   });
 
   it('skips verification with insecure', async () => {
