@@ -70,7 +70,10 @@ function summary(result: ImportResult, request: ImportRequest, elapsedMs: number
   if (result.archive) {
     const a = result.archive;
     const count = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
-    return `Extracted ${result.formats.join(' → ')} into ${request.target.path}: ${count(a.files, 'file', 'files')}, ${count(a.directories, 'directory', 'directories')}, ${count(a.links, 'link', 'links')}, ${formatBytes(a.bytes)} in ${seconds}s`;
+    // Entries left out on purpose (SPEC §6: unknown types, volume labels) are said, not only listed in --json.
+    const shown = a.skipped.slice(0, 3).join('; ') + (a.skipped.length > 3 ? '; …' : '');
+    const skipped = a.skipped.length > 0 ? `; ${count(a.skipped.length, 'entry', 'entries')} skipped (${shown})` : '';
+    return `Extracted ${result.formats.join(' → ')} into ${request.target.path}: ${count(a.files, 'file', 'files')}, ${count(a.directories, 'directory', 'directories')}, ${count(a.links, 'link', 'links')}, ${formatBytes(a.bytes)} in ${seconds}s${skipped}`;
   }
   // A block device is not grown: its size is what it is, and what lies past the image is left alone.
   const grown =

@@ -62,3 +62,19 @@ export function isCompression(format: DetectedFormat): format is CompressionForm
 export function isUnsupportedDiskFormat(format: DetectedFormat): boolean {
   return format === 'vmdk' || format === 'vdi' || format === 'vhd' || format === 'vhdx';
 }
+
+/**
+ * Whether `head` starts like a tar archive without the `ustar` magic: a header block whose
+ * checksum adds up (v7 tars, GNU volume-label headers) or the two zero blocks of an empty archive.
+ * Only for the archive content type, where a tar is expected: GNU tar (CDI's extractor) reads
+ * these, and a disk image's first sector passing a tar checksum by chance is not a worry there.
+ */
+export function looksLikeTar(head: Buffer): boolean {
+  if (head.length < 1024) return false;
+  if (head.subarray(0, 1024).every((byte) => byte === 0)) return true;
+  const field = head.subarray(148, 156).toString('latin1').replace(/[\0 ]+$/, '').trim();
+  if (!/^[0-7]+$/.test(field)) return false;
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : head[i]!;
+  return sum === parseInt(field, 8);
+}

@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import type { ImportContext, ImportRequest, ImportResult } from '../request.js';
 import { resolveSource } from '../sources/resolve-source.js';
 import { unwrapCompression } from '../formats/unwrap.js';
+import { looksLikeTar } from '../formats/magic.js';
 import { SourceTap } from './source-tap.js';
 import { freeSpace } from '../targets/usable-space.js';
 import { abortedError, badInput, targetError, usageError } from '../errors.js';
@@ -31,9 +32,11 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
     // the stream has no error listener until extractArchive attaches one, and a corrupt layer
     // or a dropped connection may fail at any moment.
     const unwrapped = await unwrapCompression(SourceTap.attach(opened.stream, tap), source.description);
-    if (unwrapped.format !== 'tar') {
+    if (unwrapped.format !== 'tar' && !(unwrapped.format === 'raw' && looksLikeTar(unwrapped.head))) {
       throw badInput(`${source.description} is not a tar archive (found ${unwrapped.chain.join(' → ')}): content type archive needs a tar file`);
     }
+    // A v7 tar, a GNU volume label first or an empty archive has no ustar magic but is a tar all the same.
+    const formats = [...unwrapped.chain.slice(0, -1), 'tar'];
     let checksum: string | undefined;
     ctx.onChecked?.(); // an archive's size shows only entry by entry, as it is extracted
     const archive = await extractArchive(unwrapped.stream, directory, {
@@ -46,7 +49,7 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
       },
     });
     return {
-      formats: unwrapped.chain,
+      formats,
       virtualSize: archive.bytes,
       targetSize: archive.bytes,
       sourceBytes: tap.bytes,

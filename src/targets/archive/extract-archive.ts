@@ -99,7 +99,9 @@ class Extraction {
     // The feed is attached before the first await: a failure upstream (say a corrupt gzip
     // layer) may be emitted at any moment and must find a listener.
     const prepass = new TarPrepass();
-    const extract = tarExtract();
+    // v7 headers (no ustar magic) are tars too, as GNU tar reads them. (tar-stream's own typings
+    // omit the option its extract.js reads.)
+    const extract = tarExtract({ allowUnknownFormat: true } as Parameters<typeof tarExtract>[0]);
     let feedError: unknown;
     const feeding = pipeline(tarStream, prepass, extract as unknown as NodeJS.WritableStream, { signal }).catch((err) => {
       feedError ??= err;

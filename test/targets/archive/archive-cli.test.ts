@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createReadStream, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { mainScript, repoRoot, runCli } from '../../support/cli.js';
 import { buildSampleTree, diffTrees, gnuTar, pythonTar, treeListing } from '../../support/tar-fixtures.js';
@@ -96,6 +97,39 @@ describe('archive import through the CLI', () => {
     assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
     assert.match(result.stderr, /archive entry "ok\/link": symlink target "..\/..\/outside" points outside the target directory/);
     assert.deepEqual(treeListing(out), before);
+  });
+
+  it('tars without ustar magic, as GNU tar writes and reads them: v7, a volume label first, an empty archive', async () => {
+    const src = tmp.join('plain-src');
+    mkdirSync(src, { recursive: true });
+    writeFileSync(`${src}/a.txt`, 'hello\n');
+    mkdirSync(`${src}/d`, { recursive: true });
+    writeFileSync(`${src}/d/b.txt`, 'world\n');
+    const cases: Array<[string, string[]]> = [
+      ['v7.tar', ['--format=v7', '-cf', tmp.join('v7.tar'), '-C', src, 'a.txt', 'd']],
+      ['label.tar', ['-V', 'BACKUP-1', '-cf', tmp.join('label.tar'), '-C', src, 'a.txt', 'd']],
+      ['empty.tar', ['-cf', tmp.join('empty.tar'), '-T', '/dev/null']],
+    ];
+    for (const [name, args] of cases) {
+      run('tar', args);
+      const expected = freshTarget();
+      run('tar', ['-xf', tmp.join(name), '-C', expected]);
+      const out = freshTarget();
+      const result = await runCli(['import', '--content-type', 'archive', tmp.join(name), '-o', out]);
+      assert.equal(result.code, 0, `${name}: ${result.stderr}`);
+      assert.match(result.stderr, /^Extracted tar into /, name);
+      assert.deepEqual(treeListing(out), treeListing(expected), name);
+      assert.equal(diffTrees(out, expected), '', name);
+      // What is left out on purpose is said in the summary, not only in --json.
+      if (name === 'label.tar') assert.match(result.stderr, /; 1 entry skipped \(BACKUP-1: volume label\)$/m);
+    }
+    // A raw disk is still not an archive.
+    const notTar = await runCli(['import', '--content-type', 'archive', tmp.join('sample.tar.gz'), '-o', freshTarget()]);
+    assert.equal(notTar.code, 0, 'sanity: a real one works');
+    writeFileSync(tmp.join('random.img'), randomBytes(64 * 1024));
+    const refused = await runCli(['import', '--content-type', 'archive', tmp.join('random.img'), '-o', freshTarget()]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /random\.img is not a tar archive \(found raw\)/);
   });
 
   it('refuses an archive larger than --size before writing it', async () => {
