@@ -83,7 +83,7 @@ async function importAll(plans: PlannedImport[], options: DatavolumeOptions): Pr
   for (const plan of plans) {
     if (!options.quiet && !options.json) process.stderr.write(`${plan.origin}: importing\n`);
     if (plan.request.target.kind === 'directory') mkdirSync(plan.request.target.path, { recursive: true });
-    const code = await runImport(plan.request, options);
+    const code = await runImport(plan.request, { ...options, command: 'datavolume' });
     if (code !== 0) {
       process.stderr.write(`cdi-importer: ${plan.origin} failed; ${plans.length > 1 ? 'the remaining volumes were not imported' : 'nothing imported'}\n`);
       return code;

@@ -71,7 +71,7 @@ async function importAction(source: string, dest: string | undefined, options: I
   try {
     const request = await buildRequest(source, dest, options, isConvert);
     const timeoutSeconds = options.timeout !== undefined ? parseSeconds(options.timeout, '--timeout') : undefined;
-    return await runImport(request, { ...options, timeoutSeconds });
+    return await runImport(request, { ...options, timeoutSeconds, command: isConvert ? 'convert' : 'import' });
   } catch (err) {
     return reportFailure(err, options.json === true);
   }

@@ -1,7 +1,19 @@
 import { isImportError, LARGER_PVC_REQUIRED, oneLine } from '../errors.js';
+import type { ImportRequest } from '../request.js';
 
-const TOO_SMALL_HINT =
-  'write it where there is more room, or give --size / --filesystem-overhead (a file on a file system keeps 6 % of the space free unless told otherwise)';
+/** Which CLI command ran the import: the flags a too-small hint may name differ. */
+export type ImportCommand = 'import' | 'convert' | 'datavolume';
+
+/** What can be done about a target too small for the image, in the terms of the command and the target. */
+export function tooSmallHint(request: ImportRequest, command: ImportCommand): string {
+  if (request.target.kind === 'block') return 'use a larger device (block devices are not resized)';
+  if (command === 'datavolume') {
+    return "raise the DataVolume's storage request (spec.storage or spec.pvc resources.requests.storage), or use --out on a file system with more room";
+  }
+  if (command === 'convert') return 'write it where there is more room';
+  if (request.target.kind === 'directory') return `extract it where there is more room${request.requestedSize !== undefined ? ', or give a larger --size' : ''}`;
+  return 'write it where there is more room, or give --size / --filesystem-overhead (a file on a file system keeps 6 % of the space free unless told otherwise)';
+}
 
 /** Exit codes of SPEC §8. */
 export const EXIT_OK = 0;
@@ -10,14 +22,14 @@ export const EXIT_USAGE = 2;
 
 /**
  * Prints one clear line for a failure (a stack trace only with CDI_IMPORTER_DEBUG=1) and returns the
- * exit code: 2 for usage errors, 1 for everything else.
+ * exit code: 2 for usage errors, 1 for everything else. `hint` ends a too-small failure (tooSmallHint).
  */
-export function reportFailure(err: unknown, json: boolean): number {
+export function reportFailure(err: unknown, json: boolean, hint = 'write it where there is more room'): number {
   const category = isImportError(err) ? err.category : 'internal';
   // The pod's words end by asking for a larger PVC (CDI's controller reads them); at a terminal,
   // say what can be done about it instead.
   const text = oneLine(err);
-  const message = category === 'too-small' && text.endsWith(LARGER_PVC_REQUIRED) ? `${text.slice(0, -LARGER_PVC_REQUIRED.length)}: ${TOO_SMALL_HINT}` : text;
+  const message = category === 'too-small' && text.endsWith(LARGER_PVC_REQUIRED) ? `${text.slice(0, -LARGER_PVC_REQUIRED.length)}: ${hint}` : text;
   if (json) process.stdout.write(`${JSON.stringify({ ok: false, category, error: message })}\n`);
   process.stderr.write(`cdi-importer: error: ${message}\n`);
   if (process.env.CDI_IMPORTER_DEBUG === '1' && err instanceof Error) process.stderr.write(`${err.stack}\n`);

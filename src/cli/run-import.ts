@@ -2,7 +2,7 @@ import type { ImportRequest, ImportResult, Logger } from '../request.js';
 import { importImage } from '../pipeline/import-image.js';
 import { ImportError } from '../errors.js';
 import { ProgressBar } from './progress-bar.js';
-import { reportFailure } from './report-failure.js';
+import { reportFailure, tooSmallHint, type ImportCommand } from './report-failure.js';
 import { formatBytes } from '../util/quantity.js';
 import { usableSpace } from '../targets/usable-space.js';
 import { runForcedExitCleanups } from '../util/forced-exit.js';
@@ -13,6 +13,8 @@ export interface OutputOptions {
   progress?: boolean;
   /** The whole import's deadline (--timeout); none by default. */
   timeoutSeconds?: number;
+  /** The command running the import (default import), for what a failure suggests. */
+  command?: ImportCommand;
 }
 
 /**
@@ -53,7 +55,7 @@ export async function runImport(request: ImportRequest, output: OutputOptions, r
     return 0;
   } catch (err) {
     bar?.done();
-    return reportFailure(err, output.json === true);
+    return reportFailure(err, output.json === true, tooSmallHint(request, output.command ?? 'import'));
   } finally {
     clearTimeout(deadline);
     process.off('SIGINT', cancel);

@@ -117,6 +117,17 @@ describe('cdi-importer datavolume', () => {
     assert.deepEqual(readdirSync(out), []);
   });
 
+  test('a storage request smaller than the image: the hint names the storage request, not CLI flags the command lacks', async () => {
+    const out = work.join('out-too-small');
+    const file = manifest('example-import-dv.yaml', { 'example-import-dv': `${nginx.http}disk.raw.xz` }, (doc) => {
+      doc.setIn(['spec', 'pvc', 'resources', 'requests', 'storage'], '4Mi');
+    });
+    const result = await runCli(['datavolume', file, '--out', out]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /is larger than the reported available storage \d+: raise the DataVolume's storage request/);
+    assert.doesNotMatch(result.stderr, /--size|--filesystem-overhead/);
+  });
+
   test('example-dv-vm.yaml (VirtualMachine template)', async () => {
     const out = work.join('out-dv-vm');
     const file = manifest('example-dv-vm.yaml', { 'example-dv': `${nginx.http}disk.raw.gz` });

@@ -77,7 +77,11 @@ test('an image larger than the device is refused before writing', async (t) => {
   const before = headSha256(device, 16 * MiB);
   const result = await runCli(['import', big, '-o', device]);
   assert.equal(result.code, 1);
-  assert.match(result.stderr, /virtual image size 20971520 is larger than the reported available storage 16777216/);
+  assert.match(result.stderr, /virtual image size 20971520 is larger than the reported available storage 16777216: use a larger device \(block devices are not resized\)$/m);
+  // convert says the same; neither names --size or --filesystem-overhead, which a device ignores.
+  const converted = await runCli(['convert', big, device]);
+  assert.equal(converted.code, 1);
+  assert.match(converted.stderr, /: use a larger device \(block devices are not resized\)$/m);
   assert.equal(headSha256(device, 16 * MiB), before, 'the device was not touched');
 });
 
