@@ -40,7 +40,7 @@ export function registerImportCommand(program: Command): void {
     .option('--checksum <algo:hex>', 'verify the source bytes: md5, sha1, sha256 or sha512')
     .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping')
     .option('--no-fsync', 'file targets: skip the final fsync, as qemu-img convert does (faster; the data reaches the disk later)')
-    .option('--timeout <seconds>', 'give up (and remove what was written) if the import has not finished by then (default: no limit)');
+    .option('--timeout <seconds>', 'give up if the import has not finished by then, removing the file it was writing (a block device keeps what was written) (default: no limit)');
   addTransportOptions(importCommand)
     .option('--json', 'print one JSON result object on stdout')
     .option('-q, --quiet', 'no progress bar and no summary line')

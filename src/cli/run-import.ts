@@ -51,7 +51,7 @@ export async function runImport(request: ImportRequest, output: OutputOptions, r
     const result = await run(request, { signal: controller.signal, progress: bar?.update, log: noticeLogger(bar) });
     bar?.done();
     if (output.json) process.stdout.write(`${JSON.stringify(jsonResult(result, request, Date.now() - started))}\n`);
-    else if (!output.quiet) process.stderr.write(`${summary(result, request, Date.now() - started)}\n`);
+    else if (!output.quiet) process.stderr.write(`${summary(result, request, Date.now() - started, output.command ?? 'import')}\n`);
     return 0;
   } catch (err) {
     bar?.done();
@@ -67,7 +67,7 @@ function jsonResult(result: ImportResult, request: ImportRequest, elapsedMs: num
   return { ok: true, destination: request.target.path, ...result, elapsedSeconds: elapsedMs / 1000 };
 }
 
-function summary(result: ImportResult, request: ImportRequest, elapsedMs: number): string {
+function summary(result: ImportResult, request: ImportRequest, elapsedMs: number, command: ImportCommand): string {
   const seconds = (elapsedMs / 1000).toFixed(1);
   if (result.archive) {
     const a = result.archive;
@@ -78,11 +78,12 @@ function summary(result: ImportResult, request: ImportRequest, elapsedMs: number
     return `Extracted ${result.formats.join(' → ')} into ${request.target.path}: ${count(a.files, 'file', 'files')}, ${count(a.directories, 'directory', 'directories')}, ${count(a.links, 'link', 'links')}, ${formatBytes(a.bytes)} in ${seconds}s${skipped}`;
   }
   // A block device is not grown: its size is what it is, and what lies past the image is left alone.
+  const sizeLabel = command === 'datavolume' ? 'the storage request' : '--size';
   const grown =
     request.target.kind === 'block'
-      ? ` (a ${formatBytes(result.targetSize)} device)`
+      ? ` (a ${formatBytes(result.targetSize)} device${request.requestedSize !== undefined ? `; ${sizeLabel} does not apply: block devices are not resized` : ''})`
       : result.targetSize > result.virtualSize
-        ? `, grown to ${formatBytes(result.targetSize)}${capped(result, request)}`
+        ? `, grown to ${formatBytes(result.targetSize)}${capped(result, request, sizeLabel)}`
         : '';
   const scratch = result.scratchBytesUsed ? `, ${formatBytes(result.scratchBytesUsed)} scratch` : '';
   return `Imported ${result.formats.join(' → ')} (${formatBytes(result.virtualSize)}) to ${request.target.path}${grown}${scratch} in ${seconds}s`;
@@ -103,13 +104,15 @@ function noticeLogger(bar: ProgressBar | undefined): Logger {
 }
 
 /** Says why a file was grown to less than --size asked for: the overhead reserve, or the free space. */
-function capped(result: ImportResult, request: ImportRequest): string {
+function capped(result: ImportResult, request: ImportRequest, sizeLabel: string): string {
   const asked = request.requestedSize;
   if (asked === undefined || result.targetSize >= asked) return '';
+  // Exact bytes when rounding for display would blur what was rounded down (1G = 953.7 MiB).
+  const askedText = asked % (1 << 20) === 0 ? formatBytes(asked) : `${asked} bytes`;
   if (result.targetSize === usableSpace(asked, request.filesystemOverhead)) {
     return request.filesystemOverhead > 0
-      ? ` (--size ${formatBytes(asked)} less the ${+(request.filesystemOverhead * 100).toFixed(2)} % --filesystem-overhead)`
-      : ` (--size ${formatBytes(asked)} rounded down to whole MiB)`;
+      ? ` (${sizeLabel} ${askedText} less the ${+(request.filesystemOverhead * 100).toFixed(2)} % --filesystem-overhead)`
+      : ` (${sizeLabel} ${askedText} rounded down to whole MiB)`;
   }
-  return ` (--size asked for ${formatBytes(asked)}; the free space allows no more)`;
+  return ` (${sizeLabel} asked for ${askedText}; the free space allows no more)`;
 }

@@ -98,7 +98,9 @@ describe('resize (SPEC §7)', () => {
       // Less than --size asked for: the summary says why.
       const percent = overhead ? Number(overhead) * 100 : 6;
       const why = percent > 0 ? `less the ${percent} % --filesystem-overhead` : 'rounded down to whole MiB';
-      if (expectedSize < requested) assert.match(result.stderr, new RegExp(`grown to [\\d.]+ MiB \\(--size [\\d.]+ MiB ${why}\\)`));
+      // (A size that is not whole MiB is quoted in bytes: "954 MiB rounded down" to 953 MiB would read wrong.)
+      const asked = requested % MiB === 0 ? '[\\d.]+ MiB' : `${requested} bytes`;
+      if (expectedSize < requested) assert.match(result.stderr, new RegExp(`grown to [\\d.]+ MiB \\(--size ${asked} ${why}\\)`));
       else assert.doesNotMatch(result.stderr, /--size/);
     });
   }
