@@ -2,7 +2,8 @@
  * `cdi-importer datavolume <manifest.yaml>`: runs, locally, the imports a DataVolume or a
  * VirtualMachine's dataVolumeTemplates would make CDI run, one `<out>/<name>.img` per volume.
  */
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmdirSync } from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { fileProblem, usageError } from '../errors.js';
 import type { PlannedImport } from '../datavolume/plan-imports.js';
@@ -82,12 +83,27 @@ async function datavolumeAction(manifest: string, options: DatavolumeOptions): P
 async function importAll(plans: PlannedImport[], options: DatavolumeOptions): Promise<number> {
   for (const plan of plans) {
     if (!options.quiet && !options.json) process.stderr.write(`${plan.origin}: importing\n`);
-    if (plan.request.target.kind === 'directory') mkdirSync(plan.request.target.path, { recursive: true });
+    const directory = plan.request.target.kind === 'directory' ? plan.request.target.path : undefined;
+    // The first directory mkdir made, if any: a failed import removes it again (when still empty).
+    const made = directory !== undefined ? mkdirSync(directory, { recursive: true }) : undefined;
     const code = await runImport(plan.request, { ...options, command: 'datavolume' });
+    if (code !== 0 && made !== undefined) rmEmptyDirectories(made, directory!);
     if (code !== 0) {
       process.stderr.write(`cdi-importer: ${plan.origin} failed; ${plans.length > 1 ? 'the remaining volumes were not imported' : 'nothing imported'}\n`);
       return code;
     }
   }
   return 0;
+}
+
+/** Removes `innermost` and its parents up to `outermost` (mkdir's first new directory) while they are empty. */
+function rmEmptyDirectories(outermost: string, innermost: string): void {
+  for (let dir = path.resolve(innermost); ; dir = path.dirname(dir)) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      return; // not empty (or gone): leave it and its parents
+    }
+    if (dir === path.resolve(outermost)) return;
+  }
 }

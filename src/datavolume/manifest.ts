@@ -27,7 +27,12 @@ export function parseYamlDocuments(text: string, file: string): unknown[] {
       const line = error.linePos?.[0]?.line;
       throw usageError(`${file}${line ? `:${line}` : ''} is not valid YAML: ${error.message.split('\n')[0]!.replace(/:\s*$/, '')}`);
     }
-    return doc.toJS() as unknown;
+    try {
+      return doc.toJS() as unknown;
+    } catch (err) {
+      // Resolving aliases can fail too ("Excessive alias count…", a billion-laughs document).
+      throw usageError(`${file} is not valid YAML: ${(err as Error).message}`);
+    }
   });
 }
 
@@ -46,6 +51,7 @@ function collect(doc: unknown, file: string, where: string, out: DataVolumeEntry
   const kind = doc.kind;
   if (kind === 'DataVolume') {
     if (typeof doc.apiVersion !== 'string' || !DATAVOLUME_API.test(doc.apiVersion)) {
+      if (doc.apiVersion === undefined) throw usageError(`${file}: DataVolume has no apiVersion (expected cdi.kubevirt.io/v1beta1 or v1alpha1)`);
       throw usageError(`${file}: DataVolume apiVersion "${String(doc.apiVersion)}" is not cdi.kubevirt.io/v1alpha1 or v1beta1`);
     }
     out.push(entryFrom(doc.metadata, doc.spec, 'DataVolume', file));

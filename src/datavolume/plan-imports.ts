@@ -52,11 +52,14 @@ function requestedStorage(entry: DataVolumeEntry): number {
   const requests = isObject(resources.requests) ? resources.requests : {};
   const storage = requests.storage;
   if (storage === undefined || storage === '') throw usageError(`${entry.origin}: ${field}.resources.requests.storage is missing`);
+  let bytes: number;
   try {
-    return parseQuantity(String(storage));
+    bytes = parseQuantity(String(storage));
   } catch (err) {
     throw usageError(`${entry.origin}: ${field}.resources.requests.storage: ${(err as Error).message}`);
   }
+  if (bytes === 0) throw usageError(`${entry.origin}: ${field}.resources.requests.storage is 0: no image fits in an empty volume`);
+  return bytes;
 }
 
 function contentTypeOf(entry: DataVolumeEntry): ContentType {

@@ -221,6 +221,37 @@ spec:
     assert.match(result.stderr, /holds no DataVolume and no VirtualMachine with dataVolumeTemplates/);
   });
 
+  test('manifest mistakes are usage errors naming the file: no apiVersion, storage 0, a YAML alias bomb', async () => {
+    const dv = (apiVersion: string, storage: string) =>
+      `${apiVersion}kind: DataVolume\nmetadata:\n  name: dv\nspec:\n  source:\n    blank: {}\n  storage:\n    resources:\n      requests:\n        storage: ${storage}\n`;
+    const cases: Array<[string, string, RegExp]> = [
+      ['no-api.yaml', dv('', '1Mi'), /no-api\.yaml: DataVolume has no apiVersion \(expected cdi\.kubevirt\.io\/v1beta1 or v1alpha1\)/],
+      ['zero.yaml', dv('apiVersion: cdi.kubevirt.io/v1beta1\n', '0'), /DataVolume "dv": spec\.storage\.resources\.requests\.storage is 0/],
+      ['bomb.yaml', `a: &a [x, x, x, x, x, x, x, x, x]\n${Array.from({ length: 8 }, (_, i) => `${'bcdefghi'[i]}: &${'bcdefghi'[i]} [${Array(9).fill(`*${'abcdefgh'[i]}`).join(', ')}]`).join('\n')}\n`, /bomb\.yaml is not valid YAML: .*alias/i],
+    ];
+    for (const [name, text, message] of cases) {
+      const file = work.join(name);
+      writeFileSync(file, text);
+      const result = await runCli(['datavolume', file, '--out', work.join(`out-${name}`)]);
+      assert.equal(result.code, 2, `${name}: ${result.stderr}`);
+      assert.match(result.stderr, message, name);
+      assert.equal(existsSync(work.join(`out-${name}`)), false, name);
+    }
+  });
+
+  test('a failed archive DataVolume leaves no empty directory behind', async () => {
+    const out = work.join('out-archive-fail');
+    const file = work.join('archive-fail.yaml');
+    writeFileSync(
+      file,
+      `apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata:\n  name: not-a-tar\nspec:\n  contentType: archive\n  source:\n    http:\n      url: ${nginx.http}disk.raw.xz\n  storage:\n    resources:\n      requests:\n        storage: 64Mi\n`,
+    );
+    const result = await runCli(['datavolume', file, '--out', out]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /is not a tar archive/);
+    assert.deepEqual(readdirSync(out), []);
+  });
+
   test('a DataVolume name that is not a Kubernetes name cannot write outside --out', async () => {
     const file = work.join('escape.yaml');
     writeFileSync(
