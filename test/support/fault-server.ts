@@ -10,6 +10,7 @@
  *   GET /wrong-length?extra=M    claims M bytes more than it has, sends what it has, then closes
  *   GET /no-range-drop?after=N&times=K   no Range support, no validators; the first K (default 1) requests are cut after N bytes
  *   GET /trickle?bytes=B&every=MS  like /ok, but the body goes out B bytes every MS ms (slow and steady, never stalled)
+ *   GET /encoded?as=deflate      the body deflated, with Content-Encoding (sent though not asked for)
  *   GET /flaky?times=K           500 for the first K requests, then like /ok
  *   GET /no-head                 like /ok, HEAD answers 405
  *   GET /hop1                    302 → /hop2 → 302 → /ok (same origin)
@@ -23,6 +24,7 @@
  * `requests` records every request (both ports) with the headers that matter to the tests.
  */
 import http from 'node:http';
+import zlib from 'node:zlib';
 import type { AddressInfo } from 'node:net';
 
 export interface FaultRequest {
@@ -34,6 +36,7 @@ export interface FaultRequest {
   authorization?: string;
   /** The `x-test` header, the tests' extra header. */
   xTest?: string;
+  acceptEncoding?: string;
 }
 
 export interface FaultServer {
@@ -70,6 +73,7 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
       ifRange: header('if-range'),
       authorization: header('authorization'),
       xTest: header('x-test'),
+      acceptEncoding: header('accept-encoding'),
     });
     const key = `${port}${url.pathname}${url.search}`; // each query string counts its own "first K requests"
     const seen = counts.get(key) ?? 0;
@@ -160,6 +164,10 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
         return serve({ ranges: true, changed: seen + 1 >= num('request', 2), ignoreIfRange: true });
       case '/trickle':
         return serve({ ranges: true, trickle: { bytes: num('bytes', 65536), everyMs: num('every', 50) } });
+      case '/encoded': {
+        const encoded = zlib.deflateSync(original);
+        return void res.writeHead(200, { 'content-encoding': url.searchParams.get('as') ?? 'deflate', 'content-length': encoded.length }).end(encoded);
+      }
       case '/flaky':
         if (seen < num('times', 2)) return void res.writeHead(500).end('try again');
         return serve({ ranges: true });

@@ -47,7 +47,8 @@ export function headerValue(headers: IncomingHttpHeaders, name: string): string 
 
 /** The headers sent to `url`: credentials and extra headers only to the origin the user named. */
 export function headersFor(endpoint: HttpEndpoint, url: URL, extra: Record<string, string>): Record<string, string> {
-  const headers: Record<string, string> = { 'user-agent': 'cdi-importer', ...extra };
+  // identity: the bytes as stored, which the checksum is of (a server that gzips on the fly would change them).
+  const headers: Record<string, string> = { 'user-agent': 'cdi-importer', 'accept-encoding': 'identity', ...extra };
   if (url.origin !== endpoint.url.origin) return headers;
   const authorization = basicAuthorization(endpoint.auth);
   return { ...endpoint.headers, ...(authorization ? { authorization } : {}), ...headers };

@@ -1,6 +1,6 @@
 /** HTTP / HTTPS / Basic-auth source (SPEC §5.1): a resumable byte stream, and Range random access when the server allows it. */
 import type { IncomingHttpHeaders } from 'node:http';
-import { usageError } from '../../errors.js';
+import { cannotConnect, usageError } from '../../errors.js';
 import type { HttpAuth, TransportOptions } from '../../request.js';
 import type { OpenedSource, Source } from '../source.js';
 import { BlockCacheReader, defaultBlockCacheOptions, type BlockCacheOptions } from './block-cache-reader.js';
@@ -179,7 +179,10 @@ export class HttpSource implements Source {
         await sleep(backoffDelay(attempt, this.tuning.retry), signal);
         continue;
       }
-      if (response.statusCode >= 200 && response.statusCode < 300) return { url: response.url, response, identity: identityOf(response.headers) };
+      if (response.statusCode >= 200 && response.statusCode < 300) {
+        refuseOpaqueEncoding(response, endpoint.url);
+        return { url: response.url, response, identity: identityOf(response.headers) };
+      }
       await response.body.dump({ limit: 64 << 10 }).catch(() => {});
       if (response.statusCode === 416 && probe) {
         probe = 0; // an empty file has no byte 0
@@ -192,6 +195,20 @@ export class HttpSource implements Source {
       await sleep(backoffDelay(attempt, this.tuning.retry), signal);
     }
   }
+}
+
+/**
+ * A body in a content coding that format detection would not see through (gzip and zstd have
+ * magic bytes and are unwrapped like files): imported as it comes, it would be a disk of encoded
+ * bytes. We ask for none (Accept-Encoding: identity); a server may send one all the same.
+ */
+function refuseOpaqueEncoding(response: HttpResponse, url: URL): void {
+  const encoding = headerValue(response.headers, 'content-encoding')?.trim().toLowerCase();
+  if (!encoding || !/\b(deflate|br|compress|x-compress)\b/.test(encoding)) return;
+  response.body.destroy();
+  throw cannotConnect(
+    `${redactedUrl(url)} sent the image with Content-Encoding: ${encoding}, which would be imported as encoded bytes; have the server send the file as stored`,
+  );
 }
 
 interface FirstAnswer {

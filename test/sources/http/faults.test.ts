@@ -105,6 +105,18 @@ describe('HttpSource under faults', () => {
     assert.deepEqual(parts.map((r) => r.range), ['bytes=0-65535', ...mibRanges(0, content.length)], 'the probe and each part once');
   });
 
+  it('refuses a body in a content coding it would import as encoded bytes (deflate), and asks for none', async () => {
+    const before = requestsTo('/encoded').length;
+    for (const tuning of [streamOnly, quickTuning]) {
+      await assert.rejects(download('/encoded?as=deflate', {}, tuning), (err: ImportError) => {
+        assert.match(err.message, /sent the image with Content-Encoding: deflate, which would be imported as encoded bytes/);
+        return true;
+      });
+    }
+    const mine = requestsTo('/encoded').slice(before);
+    assert.ok(mine.length > 0 && mine.every((r) => r.acceptEncoding === 'identity'), JSON.stringify(mine));
+  });
+
   it('gives up after the retry budget when every connection drops', async () => {
     const tuning = { randomAccess: false, retry: { retries: 2, maxResumes: 3, baseDelayMs: 5, maxDelayMs: 10 } };
     await assert.rejects(download('/drop?after=1000&times=1000', {}, tuning), (err: ImportError) => {
