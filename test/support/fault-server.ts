@@ -11,6 +11,7 @@
  *   GET /no-range-drop?after=N&times=K   no Range support, no validators; the first K (default 1) requests are cut after N bytes
  *   GET /trickle?bytes=B&every=MS  like /ok, but the body goes out B bytes every MS ms (slow and steady, never stalled)
  *   GET /encoded?as=deflate      the body deflated, with Content-Encoding (sent though not asked for)
+ *   GET /busy?times=K&after=S    503 with Retry-After: S for the first K requests, then like /ok
  *   GET /flaky?times=K           500 for the first K requests, then like /ok
  *   GET /no-head                 like /ok, HEAD answers 405
  *   GET /hop1                    302 → /hop2 → 302 → /ok (same origin)
@@ -168,6 +169,9 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
         const encoded = zlib.deflateSync(original);
         return void res.writeHead(200, { 'content-encoding': url.searchParams.get('as') ?? 'deflate', 'content-length': encoded.length }).end(encoded);
       }
+      case '/busy':
+        if (seen < num('times', 1)) return void res.writeHead(503, { 'retry-after': String(num('after', 1)) }).end('busy');
+        return serve({ ranges: true });
       case '/flaky':
         if (seen < num('times', 2)) return void res.writeHead(500).end('try again');
         return serve({ ranges: true });

@@ -13,7 +13,7 @@ import { parseHeaderLines, redactedUrl, withoutCredentials } from './request-hea
 import { identityOf, parseContentRange, type ResourceIdentity } from './resource-identity.js';
 import { readBodyFully } from './stall-watch.js';
 import { ResumableBody, type ResumableBodyOptions } from './resumable-body.js';
-import { backoffDelay, defaultRetryPolicy, sleep, type RetryNotice, type RetryPolicy } from './retry-policy.js';
+import { backoffDelay, defaultRetryPolicy, retryAfterMs, retryDelay, sleep, type RetryNotice, type RetryPolicy } from './retry-policy.js';
 
 /** Knobs that tests and benchmarks turn; defaults suit real networks. */
 export interface HttpTuning {
@@ -192,7 +192,7 @@ export class HttpSource implements Source {
         throw statusError(response.statusCode, response.url, endpoint.auth?.username, endpoint.url);
       }
       this.tuning.onRetry?.(`status ${response.statusCode}`, 0);
-      await sleep(backoffDelay(attempt, this.tuning.retry), signal);
+      await sleep(retryDelay(attempt, this.tuning.retry, retryAfterMs(response.headers)), signal);
     }
   }
 }

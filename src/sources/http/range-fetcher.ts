@@ -8,11 +8,19 @@ import { DirectRangeClient, UseGeneralPath, type DirectRangeAnswer } from './dir
 import { bodyBytesBefore, isRetryableStatus, isRetryableTransportError, statusText, transportError } from './http-errors.js';
 import { ifRangeValue, parseContentRange, resourceChanged, samePartialResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
-import { backoffDelay, sleep, type RetryNotice, type RetryPolicy } from './retry-policy.js';
+import { retryAfterMs, retryDelay, sleep, type RetryNotice, type RetryPolicy } from './retry-policy.js';
 import { readBodyFully } from './stall-watch.js';
 import type { RangeFetcher } from './block-cache-reader.js';
 
-class RetryableStatus extends Error {}
+class RetryableStatus extends Error {
+  constructor(
+    message: string,
+    /** The server's Retry-After, when it gave one. */
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
 
 export function httpRangeFetcher(
   endpoint: HttpEndpoint,
@@ -59,7 +67,7 @@ export function httpRangeFetcher(
         if (answer) {
           if (answer.data && !samePartialResource(identity, answer.headers)) throw resourceChanged(where);
           if (answer.data) return target;
-          throw notTheRange(where, from, end, answer.statusCode, answer.contentRange);
+          throw notTheRange(where, from, end, answer);
         }
         const response = await getFollowingRedirects(endpoint, headers, options.signal, location);
         const contentRange = headerValue(response.headers, 'content-range');
@@ -73,7 +81,7 @@ export function httpRangeFetcher(
           return target.subarray(0, done + body.length);
         }
         response.body.destroy();
-        throw notTheRange(where, from, end, response.statusCode, contentRange);
+        throw notTheRange(where, from, end, { statusCode: response.statusCode, contentRange, headers: response.headers });
       } catch (err) {
         if (options.signal.aborted) throw options.signal.reason ?? err;
         const retryable = err instanceof RetryableStatus || isRetryableTransportError(err);
@@ -86,7 +94,7 @@ export function httpRangeFetcher(
           throw transportError(err, endpoint.url, endpoint.dispatchers.proxyFor(location));
         }
         options.onRetry?.(err instanceof Error ? err.message : String(err), start + done);
-        await sleep(backoffDelay(failures, options.retry), options.signal);
+        await sleep(retryDelay(failures, options.retry, err instanceof RetryableStatus ? err.retryAfterMs : undefined), options.signal);
         failures++;
       }
     }
@@ -94,12 +102,13 @@ export function httpRangeFetcher(
 }
 
 /** The error for an answer that is not bytes `from`-`end`: retryable for a busy server, final otherwise. */
-function notTheRange(where: string, from: number, end: number, statusCode: number, contentRange: string | undefined): Error {
+function notTheRange(where: string, from: number, end: number, answer: Pick<DirectRangeAnswer, 'statusCode' | 'contentRange' | 'headers'>): Error {
+  const { statusCode, contentRange } = answer;
   if (statusCode === 206) return cannotConnect(`${where} answered bytes ${from}-${end} with ${contentRange ?? 'no Content-Range'}`);
   if (statusCode === 200) {
     return cannotConnect(`${where} changed while it was being read, or stopped honouring Range requests; start the import again`);
   }
-  if (isRetryableStatus(statusCode)) return new RetryableStatus(statusText(statusCode));
+  if (isRetryableStatus(statusCode)) return new RetryableStatus(statusText(statusCode), retryAfterMs(answer.headers));
   return cannotConnect(`reading bytes ${from}-${end} of ${where}: expected status code 206, got ${statusCode}. Status: ${statusText(statusCode)}`);
 }
 

@@ -10,7 +10,7 @@ import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpRespons
 import { isRetryableStatus, isRetryableTransportError, statusError, statusText, transportError } from './http-errors.js';
 import { identityOf, ifRangeValue, parseContentRange, resourceChanged, samePartialResource, sameResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
-import { backoffDelay, sleep, type RetryNotice, type RetryPolicy } from './retry-policy.js';
+import { retryAfterMs, retryDelay, sleep, type RetryNotice, type RetryPolicy } from './retry-policy.js';
 import { StallWatchdog } from './stall-watch.js';
 import { UseGeneralPath, type DirectRangeClient } from './direct-range-client.js';
 import { DirectRangeBody } from './direct-range-body.js';
@@ -20,7 +20,15 @@ type Body = HttpResponse['body'] | DirectRangeBody;
 const BATCH_BYTES = 1 << 20;
 
 /** A failure worth another connection (5xx, a short body) that is not a transport error. */
-class RetryableFailure extends Error {}
+class RetryableFailure extends Error {
+  constructor(
+    message: string,
+    /** The server's Retry-After, when it gave one. */
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
 
 export interface ResumableBodyOptions {
   stallMs: number;
@@ -118,7 +126,7 @@ export class ResumableBody extends Readable {
             ),
           );
         }
-        const delay = backoffDelay(this.failuresInARow, this.options.retry);
+        const delay = retryDelay(this.failuresInARow, this.options.retry, err instanceof RetryableFailure ? err.retryAfterMs : undefined);
         this.failuresInARow++;
         this.resumes++;
         this.options.onRetry?.(err instanceof Error ? err.message : String(err), this.received);
@@ -223,7 +231,7 @@ export class ResumableBody extends Readable {
       return { body: response.body, skip: this.received };
     }
     await response.body.dump({ limit: 64 << 10 }).catch(() => {});
-    if (isRetryableStatus(statusCode)) throw new RetryableFailure(`the server answered ${statusText(statusCode)}`);
+    if (isRetryableStatus(statusCode)) throw new RetryableFailure(`the server answered ${statusText(statusCode)}`, retryAfterMs(response.headers));
     if (!resuming) throw statusError(statusCode, this.endpoint.url, this.endpoint.auth?.username);
     if (statusCode === 416) {
       throw cannotConnect(

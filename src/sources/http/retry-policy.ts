@@ -1,4 +1,5 @@
 /** Bounded exponential backoff shared by the resumable stream and the Range reader. */
+import type { IncomingHttpHeaders } from 'node:http';
 export interface RetryPolicy {
   /** Failures in a row (without a byte of progress in between) before giving up. */
   retries: number;
@@ -16,6 +17,27 @@ export const defaultRetryPolicy: RetryPolicy = { retries: 6, maxResumes: 50, bas
 /** Delay before retry number `attempt` (0-based): base, 2×base, 4×base… capped. */
 export function backoffDelay(attempt: number, policy: RetryPolicy): number {
   return Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.min(attempt, 30));
+}
+
+/** The longest a server's Retry-After is followed: longer asks wait this long, then the retry budget decides. */
+export const MAX_RETRY_AFTER_MS = 60_000;
+
+/**
+ * A busy server's Retry-After (RFC 9110 §10.2.3: seconds or an HTTP date) in milliseconds, at most
+ * MAX_RETRY_AFTER_MS; undefined when absent or unreadable. Registries (429) and proxies (503) send it.
+ */
+export function retryAfterMs(headers: IncomingHttpHeaders | undefined, now = Date.now()): number | undefined {
+  const raw = headers?.['retry-after'];
+  const value = (Array.isArray(raw) ? raw[0] : raw)?.trim();
+  if (!value) return undefined;
+  const ms = /^\d+$/.test(value) ? Number(value) * 1000 : Date.parse(value) - now;
+  if (!Number.isFinite(ms)) return undefined;
+  return Math.min(Math.max(ms, 0), MAX_RETRY_AFTER_MS);
+}
+
+/** The wait before retry number `attempt`: the backoff, or longer if the server asked for longer. */
+export function retryDelay(attempt: number, policy: RetryPolicy, retryAfter?: number): number {
+  return Math.max(backoffDelay(attempt, policy), retryAfter ?? 0);
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -117,6 +117,14 @@ describe('HttpSource under faults', () => {
     assert.ok(mine.length > 0 && mine.every((r) => r.acceptEncoding === 'identity'), JSON.stringify(mine));
   });
 
+  it('waits as long as a busy server\'s Retry-After asks (503, Retry-After: 1), not only the backoff', async () => {
+    const started = Date.now();
+    // The direct probe's 503 hands over to undici at once; undici's 503 waits. Backoff alone: 10 ms.
+    const { digest } = await download('/busy?times=2&after=1', {}, quickTuning);
+    assert.equal(digest.sha256, expected);
+    assert.ok(Date.now() - started >= 950, `retried after ${Date.now() - started} ms`);
+  });
+
   it('gives up after the retry budget when every connection drops', async () => {
     const tuning = { randomAccess: false, retry: { retries: 2, maxResumes: 3, baseDelayMs: 5, maxDelayMs: 10 } };
     await assert.rejects(download('/drop?after=1000&times=1000', {}, tuning), (err: ImportError) => {

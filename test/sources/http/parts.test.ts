@@ -5,6 +5,7 @@ import { BlockCacheReader } from '../../../src/sources/http/block-cache-reader.j
 import { HttpSource } from '../../../src/sources/http/index.js';
 import { proxySettingsFromEnv } from '../../../src/sources/http/dispatcher.js';
 import { bypassesProxy } from '../../../src/sources/http/no-proxy.js';
+import { MAX_RETRY_AFTER_MS, retryAfterMs, retryDelay } from '../../../src/sources/http/retry-policy.js';
 import { basicAuthorization, parseHeaderLines, redactedUrl } from '../../../src/sources/http/request-headers.js';
 import { ifRangeValue, parseContentRange } from '../../../src/sources/http/resource-identity.js';
 import { randomContent } from './helpers.js';
@@ -48,6 +49,22 @@ describe('no_proxy', () => {
       noProxy: undefined,
     });
     assert.throws(() => proxySettingsFromEnv({ https_proxy: 'http://bad host:1' }), /^ImportError: https_proxy \(or HTTPS_PROXY\) is not a proxy URL: "http:\/\/bad host:1"/);
+  });
+});
+
+describe('Retry-After', () => {
+  it('reads seconds and HTTP dates, caps them at a minute, and ignores what it cannot read', () => {
+    const now = Date.parse('Wed, 25 Nov 2026 10:00:00 GMT');
+    assert.equal(retryAfterMs({ 'retry-after': '3' }, now), 3000);
+    assert.equal(retryAfterMs({ 'retry-after': 'Wed, 25 Nov 2026 10:00:05 GMT' }, now), 5000);
+    assert.equal(retryAfterMs({ 'retry-after': 'Wed, 25 Nov 2026 09:00:00 GMT' }, now), 0, 'a date in the past: no wait');
+    assert.equal(retryAfterMs({ 'retry-after': '3600' }, now), MAX_RETRY_AFTER_MS);
+    assert.equal(retryAfterMs({ 'retry-after': 'soon' }, now), undefined);
+    assert.equal(retryAfterMs({}, now), undefined);
+    const policy = { retries: 3, maxResumes: 3, baseDelayMs: 500, maxDelayMs: 10_000 };
+    assert.equal(retryDelay(0, policy, 3000), 3000);
+    assert.equal(retryDelay(3, policy, 1000), 4000, 'the backoff when it is longer');
+    assert.equal(retryDelay(0, policy), 500);
   });
 });
 
