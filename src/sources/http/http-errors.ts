@@ -25,6 +25,19 @@ export function statusError(statusCode: number, url: URL, username: string | und
   return cannotConnect(`expected status code 200, got ${statusCode}. Status: ${statusText(statusCode)} (${where})`);
 }
 
+/**
+ * A failure worth another try that is not a socket error: a busy server's status, a body cut
+ * short of its Content-Length. Carries the server's Retry-After, when it gave one.
+ */
+export class RetryableFailure extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
+
 /** Statuses worth another try: the server is busy or briefly broken, not refusing us. */
 export function isRetryableStatus(statusCode: number): boolean {
   return statusCode === 408 || statusCode === 429 || statusCode === 500 || statusCode === 502 || statusCode === 503 || statusCode === 504;

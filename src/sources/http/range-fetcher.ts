@@ -5,22 +5,13 @@
 import { cannotConnect } from '../../errors.js';
 import { getFollowingRedirects, headersFor, headerValue, type HttpEndpoint } from './http-request.js';
 import { DirectRangeClient, UseGeneralPath, type DirectRangeAnswer } from './direct-range-client.js';
-import { bodyBytesBefore, isRetryableStatus, isRetryableTransportError, statusText, transportError } from './http-errors.js';
+import { bodyBytesBefore, isRetryableStatus, isRetryableTransportError, RetryableFailure, statusText, transportError } from './http-errors.js';
 import { ifRangeValue, parseContentRange, resourceChanged, samePartialResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
 import { retryAfterMs, retryDelay, sleep, type RetryNotice, type RetryPolicy } from './retry-policy.js';
 import { readBodyFully } from './stall-watch.js';
 import type { RangeFetcher } from './block-cache-reader.js';
 
-class RetryableStatus extends Error {
-  constructor(
-    message: string,
-    /** The server's Retry-After, when it gave one. */
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-  }
-}
 
 export function httpRangeFetcher(
   endpoint: HttpEndpoint,
@@ -84,7 +75,7 @@ export function httpRangeFetcher(
         throw notTheRange(where, from, end, { statusCode: response.statusCode, contentRange, headers: response.headers });
       } catch (err) {
         if (options.signal.aborted) throw options.signal.reason ?? err;
-        const retryable = err instanceof RetryableStatus || isRetryableTransportError(err);
+        const retryable = err instanceof RetryableFailure || isRetryableTransportError(err);
         // A drop after some of the body: keep those bytes (If-Range guards that the file is the
         // same) and, within the resume budget, count it as progress rather than a failure.
         const progress = retryable ? bodyBytesBefore(err) : 0;
@@ -94,7 +85,7 @@ export function httpRangeFetcher(
           throw transportError(err, endpoint.url, endpoint.dispatchers.proxyFor(location));
         }
         options.onRetry?.(err instanceof Error ? err.message : String(err), start + done);
-        await sleep(retryDelay(failures, options.retry, err instanceof RetryableStatus ? err.retryAfterMs : undefined), options.signal);
+        await sleep(retryDelay(failures, options.retry, err instanceof RetryableFailure ? err.retryAfterMs : undefined), options.signal);
         failures++;
       }
     }
@@ -108,7 +99,7 @@ function notTheRange(where: string, from: number, end: number, answer: Pick<Dire
   if (statusCode === 200) {
     return cannotConnect(`${where} changed while it was being read, or stopped honouring Range requests; start the import again`);
   }
-  if (isRetryableStatus(statusCode)) return new RetryableStatus(statusText(statusCode), retryAfterMs(answer.headers));
+  if (isRetryableStatus(statusCode)) return new RetryableFailure(statusText(statusCode), retryAfterMs(answer.headers));
   return cannotConnect(`reading bytes ${from}-${end} of ${where}: expected status code 206, got ${statusCode}. Status: ${statusText(statusCode)}`);
 }
 

@@ -7,7 +7,7 @@
 import { Readable } from 'node:stream';
 import { cannotConnect, ImportError } from '../../errors.js';
 import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
-import { isRetryableStatus, isRetryableTransportError, statusError, statusText, transportError } from './http-errors.js';
+import { isRetryableStatus, isRetryableTransportError, RetryableFailure, statusError, statusText, transportError } from './http-errors.js';
 import { identityOf, ifRangeValue, parseContentRange, resourceChanged, samePartialResource, sameResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
 import { retryAfterMs, retryDelay, sleep, type RetryNotice, type RetryPolicy } from './retry-policy.js';
@@ -18,17 +18,6 @@ import { DirectRangeBody } from './direct-range-body.js';
 type Body = HttpResponse['body'] | DirectRangeBody;
 
 const BATCH_BYTES = 1 << 20;
-
-/** A failure worth another connection (5xx, a short body) that is not a transport error. */
-class RetryableFailure extends Error {
-  constructor(
-    message: string,
-    /** The server's Retry-After, when it gave one. */
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-  }
-}
 
 export interface ResumableBodyOptions {
   stallMs: number;
