@@ -81,7 +81,11 @@ export interface ImportResult {
   targetSize: number;
   /** Bytes of the source read (compressed size). */
   sourceBytes: number;
-  /** Bytes of data written to the target (zeros skipped as holes not counted). */
+  /**
+   * Bytes written to the target: for a file, the data written (all-zero 4 KiB blocks left as holes
+   * do not count), so a disk gives the same figure as raw or qcow2; for a block device, every byte
+   * written, zeros included; for an archive, the content bytes extracted.
+   */
   bytesWritten: number;
   scratchBytesUsed: number;
   preallocationApplied: boolean;

@@ -35,6 +35,9 @@ export async function writeExtents(
   const writes = new WriteWindow(WRITES_IN_FLIGHT, WRITE_BYTES_IN_FLIGHT);
   let end = 0;
   let bytesWritten = 0;
+  const count = (bytes: number) => {
+    bytesWritten += bytes;
+  };
   for await (const extent of image.extents()) {
     signal.throwIfAborted();
     const extentEnd = extent.offset + extent.length;
@@ -45,11 +48,10 @@ export async function writeExtents(
       throw badInput(`image data at offset ${extent.offset} lies beyond its virtual size ${image.virtualSize}`);
     }
     if (extent.data) {
-      const written = target.write(extent.offset, extent.data);
+      const written = target.write(extent.offset, extent.data).then(count);
       await writes.add(extent.release ? written.then(extent.release) : written, extent.length);
-      bytesWritten += extent.length;
     } else {
-      await writes.add(target.zero(extent.offset, extent.length), 0);
+      await writes.add(target.zero(extent.offset, extent.length).then(count), 0);
     }
     coverage?.add(extent.offset, extentEnd);
     end = Math.max(end, extentEnd);
@@ -62,7 +64,7 @@ export async function writeExtents(
   if (coverage) {
     for (const gap of coverage.gaps(size)) {
       signal.throwIfAborted();
-      await target.zero(gap.offset, gap.length);
+      bytesWritten += await target.zero(gap.offset, gap.length);
     }
   }
   return { end, bytesWritten };

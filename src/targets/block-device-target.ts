@@ -34,14 +34,16 @@ export class BlockDeviceTarget implements DiskTarget {
     }
   }
 
-  async write(offset: number, data: Buffer): Promise<void> {
+  async write(offset: number, data: Buffer): Promise<number> {
     await this.writeAll(data, offset);
+    return data.length;
   }
 
-  async zero(offset: number, length: number): Promise<void> {
+  async zero(offset: number, length: number): Promise<number> {
     for (let done = 0; done < length; done += ZEROS.length) {
       await this.writeAll(ZEROS.subarray(0, Math.min(ZEROS.length, length - done)), offset + done);
     }
+    return length;
   }
 
   private async writeAll(data: Buffer, offset: number): Promise<void> {

@@ -11,10 +11,13 @@ export interface DiskTarget {
    * free space minus overhead), the device size for block devices.
    */
   readonly capacity: number;
-  /** Writes guest data at `offset`. Zero runs may become holes; the buffer may be reused after. */
-  write(offset: number, data: Buffer): Promise<void>;
-  /** Makes [offset, offset+length) read as zeros (a no-op on fresh sparse files). */
-  zero(offset: number, length: number): Promise<void>;
+  /**
+   * Writes guest data at `offset`. Zero runs may become holes; the buffer may be reused after.
+   * Resolves to the bytes that reached the destination (holes left out).
+   */
+  write(offset: number, data: Buffer): Promise<number>;
+  /** Makes [offset, offset+length) read as zeros (a no-op on fresh sparse files); resolves to the bytes written. */
+  zero(offset: number, length: number): Promise<number>;
   /**
    * Completes the target: size the file to `size` (never below what was written), preallocate
    * if asked, fsync, and move it into place. Returns whether preallocation was applied.

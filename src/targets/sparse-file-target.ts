@@ -70,8 +70,9 @@ export class SparseFileTarget implements DiskTarget {
     return target;
   }
 
-  async write(offset: number, data: Buffer): Promise<void> {
+  async write(offset: number, data: Buffer): Promise<number> {
     const handle = this.handle!;
+    let total = 0;
     for (const run of dataRuns(data, offset)) {
       let written = 0;
       const length = run.end - run.start;
@@ -83,14 +84,17 @@ export class SparseFileTarget implements DiskTarget {
           });
         written += result.bytesWritten;
       }
+      total += length;
     }
     this.highWater = Math.max(this.highWater, offset + data.length);
     this.earlyFlush?.wrote(data.length);
+    return total;
   }
 
-  async zero(offset: number, length: number): Promise<void> {
+  async zero(offset: number, length: number): Promise<number> {
     // A fresh file reads zeros everywhere nothing was written: nothing to do but remember the size.
     this.highWater = Math.max(this.highWater, offset + length);
+    return 0;
   }
 
   async finish(size: number): Promise<{ preallocationApplied: boolean; size: number }> {

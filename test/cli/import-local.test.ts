@@ -239,3 +239,24 @@ test('a replaced output keeps its mode, as with qemu-img convert', async () => {
   assert.equal(statSync(out).mode & 0o777, 0o600);
   assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
 });
+
+test('bytesWritten is what reached the file, the same for one disk as raw, raw.gz and qcow2 (holes not counted)', async () => {
+  // Whole sectors: a qcow2 made from a raw of odd length holds the padded last sector.
+  const disk = dir.join('written.raw');
+  makeDiskLikeImage(disk, 6 * MiB);
+  sh(`gzip -kf ${disk}`);
+  const qcow2 = dir.join('written.qcow2');
+  run('qemu-img', ['convert', '-O', 'qcow2', disk, qcow2]);
+  const figures: number[] = [];
+  for (const source of [disk, `${disk}.gz`, qcow2]) {
+    const out = dir.join(`written-${figures.length}.img`);
+    const result = await runCli(['convert', source, out, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const { bytesWritten } = JSON.parse(result.stdout) as { bytesWritten: number };
+    // The data the file holds: its data extents (SEEK_DATA), at most rounded up to whole blocks.
+    assert.ok(bytesWritten <= dataBytes(out) && dataBytes(out) - bytesWritten < 4096, `${source}: ${bytesWritten} against ${dataBytes(out)} data bytes`);
+    assert.ok(bytesWritten < statSync(out).size, 'the disk has holes, which do not count');
+    figures.push(bytesWritten);
+  }
+  assert.equal(new Set(figures).size, 1, `one figure for one disk: ${figures.join(', ')}`);
+});

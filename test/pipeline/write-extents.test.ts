@@ -25,8 +25,11 @@ function slowTarget() {
       running--;
       bytes -= data.length;
       seen.written.push(offset);
+      return data.length;
     },
-    async zero() {},
+    async zero() {
+      return 0;
+    },
     async finish(size) {
       return { preallocationApplied: false, size };
     },
