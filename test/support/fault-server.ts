@@ -12,6 +12,7 @@
  *   GET /trickle?bytes=B&every=MS  like /ok, but the body goes out B bytes every MS ms (slow and steady, never stalled)
  *   GET /encoded?as=deflate      the body deflated, with Content-Encoding (sent though not asked for)
  *   GET /busy?times=K&after=S    503 with Retry-After: S for the first K requests, then like /ok
+ *   GET /ignores-range           200 with the whole file whatever Range asks, though it says Accept-Ranges: bytes
  *   GET /flaky?times=K           500 for the first K requests, then like /ok
  *   GET /no-head                 like /ok, HEAD answers 405
  *   GET /hop1                    302 → /hop2 → 302 → /ok (same origin)
@@ -172,6 +173,8 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
       case '/busy':
         if (seen < num('times', 1)) return void res.writeHead(503, { 'retry-after': String(num('after', 1)) }).end('busy');
         return serve({ ranges: true });
+      case '/ignores-range':
+        return void res.writeHead(200, { 'accept-ranges': 'bytes', 'content-length': original.length, etag: originalEtag }).end(original);
       case '/flaky':
         if (seen < num('times', 2)) return void res.writeHead(500).end('try again');
         return serve({ ranges: true });

@@ -181,7 +181,11 @@ export class HttpSource implements Source {
       }
       if (response.statusCode >= 200 && response.statusCode < 300) {
         refuseOpaqueEncoding(response, endpoint.url);
-        return { url: response.url, response, identity: identityOf(response.headers) };
+        const identity = identityOf(response.headers);
+        // A whole file in answer to the Range probe: the server ignores Range, whatever its
+        // Accept-Ranges says (some do), so nothing may be read by Range from it.
+        if (probe > 0) identity.acceptsRanges = false;
+        return { url: response.url, response, identity };
       }
       await response.body.dump({ limit: 64 << 10 }).catch(() => {});
       if (response.statusCode === 416 && probe) {

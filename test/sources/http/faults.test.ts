@@ -125,6 +125,12 @@ describe('HttpSource under faults', () => {
     assert.ok(Date.now() - started >= 950, `retried after ${Date.now() - started} ms`);
   });
 
+  it('a server that says Accept-Ranges but answers the Range probe with the whole file is streamed, not read by Range', async () => {
+    const { opened, digest } = await download('/ignores-range', {}, quickTuning);
+    assert.equal(digest.sha256, expected);
+    assert.equal(opened.randomAccess, undefined);
+  });
+
   it('gives up after the retry budget when every connection drops', async () => {
     const tuning = { randomAccess: false, retry: { retries: 2, maxResumes: 3, baseDelayMs: 5, maxDelayMs: 10 } };
     await assert.rejects(download('/drop?after=1000&times=1000', {}, tuning), (err: ImportError) => {

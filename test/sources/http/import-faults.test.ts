@@ -59,6 +59,13 @@ describe('imports that survive faults', () => {
     assert.match(result.stderr, /^cdi-importer: download interrupted after \d+ bytes \(.+\); retrying$/m);
   });
 
+  it('qcow2 from a server that claims Accept-Ranges but ignores Range: one pass, exact output', async () => {
+    const out = dir.join('ignores-range.img');
+    const result = await runCli(['import', `${qcow2Server.url}ignores-range`, '-o', out, '--quiet']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(out), oracle.qcow2);
+  });
+
   it('raw.gz with --checksum that drops twice: resumed, checksum verified, exact output', async () => {
     const out = dir.join('resumed.img');
     const digest = sh(`sha256sum < ${dir.join('disk.raw.gz')}`).split(' ')[0];
