@@ -5,7 +5,7 @@
  *   3. qcow2.xz → raw:       cdi-importer   vs  curl | xz -dc > scratch; qemu-img convert     (target ≤ 0.6, 0 scratch bytes)
  * Runs `bin/cdi-importer` (build first: npm run build). Prints one table and the ratios.
  *
- * Environment: RUNS (default 3), SIZE_MIB (default 512: at 64 MiB Node's start is most of a qcow2 run);
+ * Environment: BENCH_RUNS or RUNS (default 3), SIZE_MIB (default 512: at 64 MiB Node's start is most of a qcow2 run);
  *   BENCH_MAIN=path/cdi-importer  the launcher to measure (default bin/cdi-importer);
  *   BENCH_BASELINE=path/cdi-importer  another build (e.g. a copy of bin/ and dist/ from before a change), run alternately
  *                                 with ours on the same inputs, so "before" and "after" share one run;
@@ -20,7 +20,8 @@ import { repoRoot } from '../test/support/cli.js';
 import { startNginx } from '../test/support/nginx.js';
 import { makeTempDir, run, sh } from '../test/support/tools.js';
 
-const RUNS = Number(process.env.RUNS ?? 3);
+// BENCH_RUNS as the other benchmark scripts read it; RUNS as this one always has.
+const RUNS = Number(process.env.BENCH_RUNS ?? process.env.RUNS ?? 3);
 const SIZE_MIB = Number(process.env.SIZE_MIB ?? 512);
 // The installed launcher (bin/cdi-importer), which also sizes the thread pool as users get it.
 const main = process.env.BENCH_MAIN ?? path.join(repoRoot, 'bin', 'cdi-importer');
