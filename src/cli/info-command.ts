@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
-import { rawVirtualSize } from '../formats/raw-image.js';
+import { declaredUncompressedSize, knownRawLength, rawVirtualSize } from '../formats/raw-image.js';
 import { resolveSource } from '../sources/resolve-source.js';
 import { inspectQcow2, inspectQcow2Stream, type Qcow2Info } from '../qcow2/index.js';
 import { formatBytes } from '../util/quantity.js';
@@ -37,7 +37,7 @@ export function registerInfoCommand(program: Command): void {
     .description('show the format chain, virtual size and qcow2 details of an image (like qemu-img info), without writing')
     .argument('<source>', 'http(s):// URL, docker:// reference, local path, or - for stdin')
     .option('--json', 'print one JSON object on stdout')
-    .option('--scan', 'read every byte: the scratch space a one-pass qcow2 import needs (default where an import reads in one pass: compressed images, stdin, HTTP without Range), the size of a compressed raw image')
+    .option('--scan', 'read every byte: the scratch space a one-pass qcow2 import needs (default where an import reads in one pass: compressed images, stdin, HTTP without Range), the size of a gzip or zstd raw image (a seekable .xz says its size in its index)')
     .option('--no-scan', 'read only the headers');
   addTransportOptions(infoCommand).action(async (source: string, options: InfoOptions) => {
       try {
@@ -58,8 +58,10 @@ export async function inspectSource(sourceText: string, options: InfoOptions): P
   const filename = source.description;
   try {
     // A seekable qcow2 is read the way an import reads it: by random access.
+    let declared: number | undefined;
     if (opened.randomAccess) {
       const head = await opened.randomAccess.read(0, DETECTION_BYTES);
+      declared = await declaredUncompressedSize(head, opened);
       if (detectFormat(head) === 'qcow2') {
         opened.stream.destroy();
         // An import reads this qcow2 by random access and needs no scratch. Measuring what a
@@ -75,8 +77,9 @@ export async function inspectSource(sourceText: string, options: InfoOptions): P
       return { 'virtual-size': qcow2['virtual-size'], filename, format, 'format-chain': chain, 'import-reads': 'one-pass', qcow2 };
     }
     const info: ImageInfo = { filename, format, 'format-chain': chain };
-    if ((format === 'raw' || format === 'iso') && chain.length === 1 && opened.size !== undefined) {
-      info['virtual-size'] = rawVirtualSize(opened.size);
+    const known = format === 'raw' || format === 'iso' ? knownRawLength(chain, opened.size, declared) : undefined;
+    if (known !== undefined) {
+      info['virtual-size'] = rawVirtualSize(known);
     } else if ((format === 'raw' || format === 'iso') && options.scan === true) {
       // Compressed (or streamed) raw: its size is the bytes inside, known once they are all read.
       let bytes = 0;

@@ -3,6 +3,9 @@ import type { DiskImage, Extent } from '../extents.js';
 import { streamChunks } from '../util/stream-chunks.js';
 import { badInput } from '../errors.js';
 import { chunkPool } from '../util/buffer-pool.js';
+import type { OpenedSource } from '../sources/source.js';
+import { xzDeclaredSize } from './xz/xz-size.js';
+import { detectFormat } from './magic.js';
 
 const VHD_FOOTER_SIZE = 512;
 const VHD_COOKIE = Buffer.from('conectix', 'latin1');
@@ -24,6 +27,27 @@ function lastBytes(count: number, previous: Buffer | undefined, last: Buffer | u
  */
 export function rawVirtualSize(bytes: number): number {
   return Math.ceil(bytes / 512) * 512;
+}
+
+/**
+ * The uncompressed size a seekable source declares before any of it is decoded: a .xz file's
+ * index (`head`: the source's first bytes). Read before the stream is unwrapped, since nothing
+ * may wait between unwrapping a stream and reading it (its errors need a listener).
+ */
+export async function declaredUncompressedSize(head: Buffer, source: Pick<OpenedSource, 'randomAccess'>): Promise<number | undefined> {
+  if (!source.randomAccess || detectFormat(head) !== 'xz') return undefined;
+  return xzDeclaredSize(source.randomAccess);
+}
+
+/**
+ * The byte length of a raw image inside `chain` before its data is read: the source's size when
+ * nothing was unwrapped, the declared size of a lone xz layer. Undefined otherwise (gzip records
+ * it only modulo 4 GiB; a zstd file's frames would have to be walked).
+ */
+export function knownRawLength(chain: readonly string[], sourceSize: number | undefined, declared: number | undefined): number | undefined {
+  if (chain.length === 1) return sourceSize;
+  if (chain.length === 2 && chain[0] === 'xz') return declared;
+  return undefined;
 }
 
 /**

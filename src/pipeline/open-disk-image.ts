@@ -5,7 +5,7 @@ import type { ImportContext, ImportRequest } from '../request.js';
 import type { OpenedSource, RandomAccessReader } from '../sources/source.js';
 import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
-import { rawImage } from '../formats/raw-image.js';
+import { declaredUncompressedSize, knownRawLength, rawImage } from '../formats/raw-image.js';
 import { SourceTap } from './source-tap.js';
 import { badInput } from '../errors.js';
 
@@ -32,14 +32,16 @@ export async function openDiskImage(
   description: string,
   ctx: ImportContext,
 ): Promise<OpenedDiskImage> {
-  if (opened.randomAccess && !request.checksum) {
+  let declared: number | undefined;
+  if (opened.randomAccess) {
     const head = await opened.randomAccess.read(0, DETECTION_BYTES);
-    if (detectFormat(head) === 'qcow2') {
+    if (detectFormat(head) === 'qcow2' && !request.checksum) {
       opened.stream.destroy();
       const counting = new CountingReader(opened.randomAccess, ctx);
       const image = await openQcow2RandomAccess(counting, request, ctx);
       return { image, chain: ['qcow2'], sourceBytes: () => counting.bytes };
     }
+    declared = await declaredUncompressedSize(head, opened);
   }
 
   const tap = new SourceTap(request.checksum, opened.size, ctx.progress);
@@ -54,8 +56,7 @@ export async function openDiskImage(
     sourceBytes: () => tap.bytes,
   });
   if (format === 'raw' || format === 'iso') {
-    // The uncompressed length is the source size only when nothing was unwrapped.
-    return result(rawImage(stream, format, description, chain.length === 1 ? opened.size : undefined));
+    return result(rawImage(stream, format, description, knownRawLength(chain, opened.size, declared)));
   }
   if (format === 'qcow2') return result(await openQcow2Stream(stream, request, ctx));
   stream.destroy();

@@ -120,16 +120,18 @@ describe('cdi-importer info on qcow2', () => {
 });
 
 describe('cdi-importer info on raw', () => {
-  it('a compressed raw image: size unknown from the headers, measured with --scan (as qemu-img info says of the raw)', async () => {
+  it('a compressed raw image: its size from an .xz index, or measured with --scan for gzip (as qemu-img info says of the raw)', async () => {
     const tmp = makeTempDir('raw-info-');
     try {
       const raw = tmp.join('disk.raw');
-      run('sh', ['-c', `head -c 3000000 /dev/urandom > ${raw}`]);
+      run('sh', ['-c', `head -c 3000000 /dev/urandom > ${raw} && gzip -k ${raw}`]);
       const compressed = xzCompress(raw);
       const qemu = JSON.parse(run('qemu-img', ['info', '--output=json', '-f', 'raw', raw]))['virtual-size'];
-      const quick = JSON.parse((await runCli(['info', compressed, '--json'])).stdout);
-      assert.deepEqual([quick['format-chain'], quick['virtual-size']], [['xz', 'raw'], undefined]);
-      const scanned = await runCli(['info', compressed, '--json', '--scan']);
+      const fromIndex = JSON.parse((await runCli(['info', compressed, '--json'])).stdout);
+      assert.deepEqual([fromIndex['format-chain'], fromIndex['virtual-size']], [['xz', 'raw'], qemu]);
+      const quick = JSON.parse((await runCli(['info', `${raw}.gz`, '--json'])).stdout);
+      assert.deepEqual([quick['format-chain'], quick['virtual-size']], [['gzip', 'raw'], undefined]);
+      const scanned = await runCli(['info', `${raw}.gz`, '--json', '--scan']);
       assert.equal(scanned.code, 0, scanned.stderr);
       assert.equal(JSON.parse(scanned.stdout)['virtual-size'], qemu);
     } finally {

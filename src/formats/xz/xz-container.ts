@@ -7,10 +7,10 @@ import { crc32 } from 'node:zlib';
 
 export const STREAM_HEADER_SIZE = 12;
 export const STREAM_FOOTER_SIZE = 12;
-const HEADER_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
+export const HEADER_MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
 const FOOTER_MAGIC = Buffer.from('YZ');
 /** Check field sizes by check ID (the low four bits of the stream flags). */
-const CHECK_SIZES = [0, 4, 4, 4, 8, 8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64];
+export const CHECK_SIZES = [0, 4, 4, 4, 8, 8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64];
 
 export class XzFormatError extends Error {}
 
@@ -35,7 +35,7 @@ export function parseStreamHeader(bytes: Buffer): StreamHeader {
 }
 
 /** Reads a multibyte integer at `offset`; canonical (minimal) encodings only, as liblzma requires. */
-function readVli(bytes: Buffer, offset: number, end: number): { value: number; next: number } {
+export function readVli(bytes: Buffer, offset: number, end: number): { value: number; next: number } {
   let value = 0;
   for (let i = 0; i < 9 && offset + i < end; i++) {
     const byte = bytes[offset + i]!;
