@@ -3,8 +3,10 @@
  * entry by entry; nothing is staged. Every entry is checked before it touches the disk, and a
  * failure of any kind removes what this extraction created.
  */
-import { constants } from 'node:fs';
-import { chmod, link, lstat, lutimes, mkdir, open, stat, symlink, utimes } from 'node:fs/promises';
+// File system steps are synchronous: entries are extracted one at a time, and for the small files
+// most archives hold, a thread-pool round trip per step cost more than the step (see sparse-file-writer.ts).
+import { closeSync, constants, fchmodSync, futimesSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, symlinkSync } from 'node:fs';
+import { chmod, stat, utimes } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract as tarExtract, type ExtractEvents, type Header as TarStreamHeader } from 'tar-stream';
@@ -152,7 +154,7 @@ class Extraction {
   }
 
   /** Runs a file system step for an entry, turning errno failures into one clear line. */
-  async fsStep<T>(entry: string, what: string, fn: () => Promise<T>): Promise<T> {
+  async fsStep<T>(entry: string, what: string, fn: () => Promise<T> | T): Promise<T> {
     try {
       return await fn();
     } catch (err) {
@@ -233,19 +235,20 @@ class Extraction {
     await this.tree.prepareLeaf(rel, name, false);
     const abs = this.tree.absolute(rel);
 
-    const file = await this.fsStep(name, 'create the file', () => open(abs, CREATE_FILE, 0o600));
+    const fd = await this.fsStep(name, 'create the file', () => openSync(abs, CREATE_FILE, 0o600));
     this.journal.record(abs, 'other');
+    const writer = new SparseFileWriter(fd);
     try {
-      const writer = new SparseFileWriter(file);
       await this.fsStep(name, 'write', () => this.writeData(entry, name, stored, layout, writer));
-      await this.fsStep(name, 'finish', async () => {
-        await writer.finish(layout.realSize);
-        await file.chmod((header.mode ?? 0o644) & PERMISSION_BITS);
+      await this.fsStep(name, 'finish', () => {
+        writer.finish(layout.realSize);
+        fchmodSync(fd, (header.mode ?? 0o644) & PERMISSION_BITS);
         const mtime = mtimeOf(header);
-        await file.utimes(mtime, mtime);
+        futimesSync(fd, mtime, mtime);
       });
     } finally {
-      await file.close();
+      writer.release();
+      closeSync(fd);
     }
     this.result.files++;
     this.result.bytes += layout.realSize;
@@ -267,7 +270,7 @@ class Extraction {
         if (segments?.length === 0) segments = checkSegments(mapReader.segments, layout.realSize, stored - mapReader.consumed, bad);
       }
       if (segments === null) {
-        await writer.writeAt(within, data);
+        writer.writeAt(within, data);
         within += data.length;
         continue;
       }
@@ -275,7 +278,7 @@ class Extraction {
         const current = segments[segment];
         if (!current) throw bad('more data than the map describes');
         const n = Math.min(current.length - within, data.length);
-        if (n > 0) await writer.writeAt(current.offset + within, data.subarray(0, n));
+        if (n > 0) writer.writeAt(current.offset + within, data.subarray(0, n));
         data = data.subarray(n);
         within += n;
         if (within === current.length) {
@@ -294,7 +297,7 @@ class Extraction {
     const rel = parts.join('/');
     const abs = this.tree.absolute(rel);
     if ((await this.tree.prepareLeaf(rel, name, true)) === 'free') {
-      await this.fsStep(name, 'create directory', () => mkdir(abs, 0o700));
+      await this.fsStep(name, 'create directory', () => mkdirSync(abs, 0o700));
       this.journal.record(abs, 'directory');
       this.tree.noteDirectory(rel);
       this.result.directories++;
@@ -345,12 +348,12 @@ class Extraction {
       return;
     }
     const targetAbs = this.tree.absolute(targetRel);
-    const targetStat = await lstat(targetAbs).catch(() => null);
+    const targetStat = lstatSync(targetAbs, { throwIfNoEntry: false }) ?? null;
     if (targetStat === null) throw missing();
     if (!targetStat.isFile()) throw badInput(`archive entry ${quoteEntry(name)}: hard link target ${quoteEntry(linkname)} is not a regular file`);
     await this.tree.prepareLeaf(rel, name, false);
     const abs = this.tree.absolute(rel);
-    await this.fsStep(name, 'create the hard link', () => link(targetAbs, abs));
+    await this.fsStep(name, 'create the hard link', () => linkSync(targetAbs, abs));
     this.journal.record(abs, 'other');
     this.result.links++;
   }
@@ -362,9 +365,9 @@ class Extraction {
     }
     for (const [rel, { entry, target, mtime }] of this.tree.pendingSymlinks) {
       const abs = this.tree.absolute(rel);
-      await this.fsStep(entry, 'create the symlink', () => symlink(target, abs));
+      await this.fsStep(entry, 'create the symlink', () => symlinkSync(target, abs));
       this.journal.record(abs, 'other');
-      await this.fsStep(entry, 'set the symlink time', () => lutimes(abs, mtime, mtime));
+      await this.fsStep(entry, 'set the symlink time', () => lutimesSync(abs, mtime, mtime));
       this.result.links++;
     }
     this.tree.pendingSymlinks.clear();

@@ -7,7 +7,7 @@
  * relative link escapes can depend on links that come later ("t -> s/../x", then "s -> .").
  * Until then they live in `pendingSymlinks`, which path checks consult like the disk.
  */
-import { lstat, mkdir, readlink, unlink } from 'node:fs/promises';
+import { lstatSync, mkdirSync, readlinkSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { badInput } from '../../errors.js';
 import { quoteEntry } from './entry-path.js';
@@ -32,7 +32,7 @@ export class TargetTree {
   constructor(
     readonly root: string,
     private readonly journal: ExtractionJournal,
-    private readonly fsStep: <T>(entry: string, what: string, fn: () => Promise<T>) => Promise<T>,
+    private readonly fsStep: <T>(entry: string, what: string, fn: () => Promise<T> | T) => Promise<T>,
   ) {}
 
   absolute(rel: string): string {
@@ -50,11 +50,11 @@ export class TargetTree {
       if (this.directories.has(rel)) continue;
       if (this.pendingSymlinks.has(rel)) throw throughSymlink(entry, rel);
       const abs = this.absolute(rel);
-      const stat = await this.fsStep(entry, 'inspect', () => lstat(abs).catch(ignoreMissing));
+      const stat = await this.fsStep(entry, 'inspect', () => lstatSync(abs, { throwIfNoEntry: false }) ?? null);
       if (stat === null) {
         if (!create) return false;
         // Implicit parents get tar's default mode (0777 less the umask).
-        await this.fsStep(entry, 'create directory', () => mkdir(abs, 0o777));
+        await this.fsStep(entry, 'create directory', () => mkdirSync(abs, 0o777));
         this.journal.record(abs, 'directory');
         this.implicitDirectories++;
       } else if (stat.isSymbolicLink()) throw throughSymlink(entry, rel);
@@ -75,7 +75,7 @@ export class TargetTree {
   async prepareLeaf(rel: string, entry: string, isDirectory: boolean): Promise<'free' | 'exists'> {
     if (this.pendingSymlinks.delete(rel)) return 'free';
     const abs = this.absolute(rel);
-    const stat = await this.fsStep(entry, 'inspect', () => lstat(abs).catch(ignoreMissing));
+    const stat = await this.fsStep(entry, 'inspect', () => lstatSync(abs, { throwIfNoEntry: false }) ?? null);
     if (stat === null) return 'free';
     if (stat.isDirectory()) {
       this.journal.rememberDirectoryTimes(abs, stat);
@@ -88,7 +88,7 @@ export class TargetTree {
     if (!this.journal.has(abs)) {
       throw badInput(`archive entry ${quoteEntry(entry)}: ${quoteEntry(rel)} already exists in the target directory; refusing to overwrite it`);
     }
-    await this.fsStep(entry, 'replace', () => unlink(abs));
+    await this.fsStep(entry, 'replace', () => unlinkSync(abs));
     return 'free';
   }
 
@@ -102,9 +102,12 @@ export class TargetTree {
     if (pending) return pending.target;
     if (this.directories.has(rel)) return undefined;
     // Missing, or under something that is not a directory: nothing to follow.
-    const stat = await lstat(this.absolute(rel)).catch(() => null);
-    if (!stat?.isSymbolicLink()) return undefined;
-    return readlink(this.absolute(rel));
+    try {
+      if (!lstatSync(this.absolute(rel)).isSymbolicLink()) return undefined;
+      return readlinkSync(this.absolute(rel));
+    } catch {
+      return undefined;
+    }
   }
 
   /**
@@ -139,9 +142,4 @@ export class TargetTree {
 
 function throughSymlink(entry: string, rel: string) {
   return badInput(`archive entry ${quoteEntry(entry)}: would be written through the symlink ${quoteEntry(rel)}; refusing to follow symlinks while extracting`);
-}
-
-function ignoreMissing(err: NodeJS.ErrnoException): null {
-  if (err.code === 'ENOENT') return null;
-  throw err;
 }
