@@ -31,6 +31,10 @@ export async function peekStream(stream: Readable, count: number): Promise<{ hea
     }
   }
   const rest = Readable.from(replay(), { objectMode: false, highWaterMark: 1 << 20 });
+  // Its reader may start later (a target is opened first): an error before then (the import
+  // cancelled, the source failing) must not go unheard and crash the process. Reading a stream that
+  // has failed throws its error, so the reader still learns of it.
+  rest.on('error', () => {});
   // Destroying the replayed stream must release the original (file handles, sockets).
   rest.once('close', () => {
     if (!stream.destroyed && !stream.readableEnded) stream.destroy();

@@ -86,6 +86,12 @@ export class SourceTap extends Transform {
   }
 
   static attach(source: Readable, tap: SourceTap): Readable {
+    // A source that failed (or was cancelled) before it got here would otherwise feed nothing,
+    // end nothing and fail nothing: the import would wait on it until Node exits with 0.
+    if (source.errored || source.destroyed) {
+      tap.destroy(source.errored ?? new Error('the source was closed before it was read'));
+      return tap;
+    }
     source.on('error', (err) => tap.destroy(err));
     tap.once('close', () => {
       if (!source.destroyed) source.destroy();

@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, lstatSync, readdirSync, readlinkSync, symlinkSync, copyFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readlinkSync, rmSync, symlinkSync, copyFileSync, statSync } from 'node:fs';
 import { once } from 'node:events';
 import { cliCommand, repoRoot, runCli } from '../support/cli.js';
 import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../support/tools.js';
@@ -119,5 +119,32 @@ describe('destinations', () => {
     assert.ok(lstatSync(link).isSymbolicLink());
     assert.equal(await sha256File(real), qcow2Sha);
     assert.ok(existsSync(link) && statSync(link).ino === statSync(real).ino);
+  });
+});
+
+describe('cancelled at any moment', () => {
+  test('--timeout from opening to the last write of a raw, gzip or xz import: one line and exit 1 (or a finished import), never a crash, a silent exit 0 or a .partial file', async () => {
+    const disk = dir.join('cancel.raw');
+    makeDiskLikeImage(disk, 96 * MiB);
+    run('sh', ['-c', `gzip -1 -kf ${disk} && xz -T2 -1 -kf ${disk}`]);
+    const expected = await sha256File(disk);
+    for (const source of [disk, `${disk}.gz`, `${disk}.xz`]) {
+      for (const seconds of ['0.001', '0.02', '0.08', '0.2', '0.4']) {
+        const out = dir.join('cancelled.img');
+        const result = await runCli(['import', source, out, '--timeout', seconds, '--json']);
+        const what = `${source} --timeout ${seconds}: rc ${result.code}, ${result.stderr}`;
+        assert.doesNotMatch(result.stderr, /Unhandled|node:internal/, what);
+        if (result.code === 0) {
+          assert.equal(JSON.parse(result.stdout).ok, true, what);
+          assert.equal(await sha256File(out), expected, what);
+        } else {
+          assert.equal(result.code, 1, what);
+          assert.deepEqual(JSON.parse(result.stdout), { ok: false, category: 'cancelled', error: `the import did not finish within ${seconds} s (--timeout)` }, what);
+          assert.equal(existsSync(out), false, what);
+        }
+        assert.deepEqual(leftovers('cancelled.img').filter((name) => name.includes('.partial-')), [], what);
+        rmSync(out, { force: true });
+      }
+    }
   });
 });
