@@ -41,11 +41,13 @@ export async function writeExtents(
   for await (const extent of image.extents()) {
     signal.throwIfAborted();
     const extentEnd = extent.offset + extent.length;
+    // Data past the size the image declared (a corrupt header or xz index) is the image's fault,
+    // whatever the space: checked first, so it is never reported as a volume too small.
+    if (image.virtualSize !== undefined && extentEnd > image.virtualSize) {
+      throw badInput(`the image's data goes on past the virtual size of ${image.virtualSize} bytes it declares (at offset ${extent.offset}): the image is corrupt`);
+    }
     if (extentEnd > plan.capacity) {
       throw image.virtualSize !== undefined ? tooSmall(image.virtualSize, plan.capacity) : tooSmall(plan.capacity, plan.capacity, true);
-    }
-    if (image.virtualSize !== undefined && extentEnd > image.virtualSize) {
-      throw badInput(`image data at offset ${extent.offset} lies beyond its virtual size ${image.virtualSize}`);
     }
     if (extent.data) {
       const written = target.write(extent.offset, extent.data).then(count);

@@ -7,6 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { open, readFile } from 'node:fs/promises';
+import { crc32 } from 'node:zlib';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { xzDeclaredSize } from '../../src/formats/xz/xz-size.js';
 import type { RandomAccessReader } from '../../src/sources/source.js';
@@ -90,6 +91,32 @@ describe('what the declared size is for', () => {
     assert.equal(result.code, 0, result.stderr);
     const size = xzList(dir.join('two.xz'));
     assert.equal((JSON.parse(result.stdout) as { 'virtual-size': number })['virtual-size'], Math.ceil(size / 512) * 512);
+  });
+
+  test('an index that understates the size (CRCs recomputed, as only a crafted file would) is corruption, not a volume too small', async () => {
+    // b.raw.xz is one block of 3 MiB; its index record says so. Rewrite the record to 1 MiB.
+    const bytes = Buffer.from(await readFile(dir.join('b.raw.xz')));
+    const backward = (bytes.readUInt32LE(bytes.length - 8) + 1) * 4;
+    const index = bytes.subarray(bytes.length - 12 - backward, bytes.length - 12);
+    const vli = (n: number) => {
+      const out: number[] = [];
+      for (let rest = n; ; rest = Math.floor(rest / 128)) {
+        if (rest < 128) return [...out, rest];
+        out.push((rest % 128) | 0x80);
+      }
+    };
+    const at = index.indexOf(Buffer.from(vli(3 * MiB)));
+    assert.ok(at > 0, 'the record holds the uncompressed size');
+    Buffer.from(vli(MiB)).copy(index, at); // same length: the index keeps its size
+    index.writeUInt32LE(crc32(index.subarray(0, index.length - 4)), index.length - 4);
+    writeFileSync(dir.join('lying.xz'), bytes);
+    assert.equal(await declared(dir.join('lying.xz')), MiB, 'the crafted index is believed');
+    const result = await runCli(['import', dir.join('lying.xz'), '-o', dir.join('lying.img'), '--size', '1Mi', '--filesystem-overhead', '0']);
+    assert.equal(result.code, 1, result.stderr);
+    // Whichever notices first, the decoder (index against blocks) or the writer (data past the size): corrupt.
+    assert.match(result.stderr, /goes on past the virtual size of 1048576 bytes it declares .*: the image is corrupt|xz data is corrupt/);
+    assert.doesNotMatch(result.stderr, /available storage/);
+    assert.equal(existsSync(dir.join('lying.img')), false);
   });
 
   test('a raw.xz larger than --size fails before writing, with its size, not part way through', async () => {
