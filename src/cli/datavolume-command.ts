@@ -55,6 +55,7 @@ async function datavolumeAction(manifest: string, options: DatavolumeOptions): P
       import('../datavolume/plan-imports.js'),
       import('../datavolume/references.js'),
     ]);
+    if (manifest.trim() === '') throw usageError('the manifest is an empty string: give a YAML file');
     let text: string;
     try {
       text = readFileSync(manifest, 'utf8');

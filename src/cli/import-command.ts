@@ -83,8 +83,7 @@ export async function buildRequest(source: string, dest: string | undefined, opt
   if (contentType !== 'kubevirt' && contentType !== 'archive') {
     throw usageError(`invalid --content-type "${options.contentType}": expected kubevirt or archive`);
   }
-  // An unset shell variable ("$IMAGE") arrives as an empty argument.
-  if (source.trim() === '') throw usageError('the source is an empty string: give a URL, a docker:// reference, a path, or - for stdin');
+  // An unset shell variable ("$DEST") arrives as an empty argument (the source's: parseSourceArgument).
   if ((dest ?? options.dest)?.trim() === '') throw usageError('the destination is an empty string: give a file, a block device or a directory');
   const transport = await buildTransport(options);
   const sourceSpec = parseSourceArgument(source, transport);
@@ -118,6 +117,7 @@ export async function buildRequest(source: string, dest: string | undefined, opt
 
 /** A scratch directory is needed only part way through an import: check it before the import starts. */
 async function checkedScratchDir(dir: string): Promise<string> {
+  if (dir.trim() === '') throw usageError('--scratch is an empty string: give a directory');
   const info = await stat(dir).catch((err: unknown) => {
     throw usageError(`cannot use scratch directory ${dir}: ${fileProblem(err)}`);
   });

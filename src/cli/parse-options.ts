@@ -49,6 +49,8 @@ const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
 /** A source argument: a URL, a docker:// reference, `-` for stdin, or a local path. */
 export function parseSourceArgument(text: string, transport: TransportOptions): SourceSpec {
+  // An unset shell variable ("$IMAGE") arrives as an empty argument.
+  if (text.trim() === '') throw usageError('the source is an empty string: give a URL, a docker:// reference, a path, or - for stdin');
   if (text === '-') return { kind: 'stdin' };
   if (/^https?:\/\//i.test(text)) return { kind: 'http', url: text, transport };
   if (/^docker:\/\//i.test(text)) return { kind: 'registry', url: text, transport };

@@ -65,13 +65,15 @@ export function isUnsupportedDiskFormat(format: DetectedFormat): boolean {
 
 /**
  * Whether `head` starts like a tar archive without the `ustar` magic: a header block whose
- * checksum adds up (v7 tars, GNU volume-label headers) or the two zero blocks of an empty archive.
+ * checksum adds up (v7 tars, GNU volume-label headers) or the zero blocks of an empty archive.
  * Only for the archive content type, where a tar is expected: GNU tar (CDI's extractor) reads
  * these, and a disk image's first sector passing a tar checksum by chance is not a worry there.
  */
 export function looksLikeTar(head: Buffer): boolean {
   if (head.length < 1024) return false;
-  if (head.subarray(0, 1024).every((byte) => byte === 0)) return true;
+  // An empty archive is zeros throughout (GNU tar pads to 10 KiB): a disk whose first sectors
+  // are zero (an ext4 image) has something after them and is no tar.
+  if (head.subarray(0, 1024).every((byte) => byte === 0)) return head.every((byte) => byte === 0);
   const field = head.subarray(148, 156).toString('latin1').replace(/[\0 ]+$/, '').trim();
   if (!/^[0-7]+$/.test(field)) return false;
   let sum = 0;

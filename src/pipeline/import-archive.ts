@@ -41,6 +41,7 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
     ctx.onChecked?.(); // an archive's size shows only entry by entry, as it is extracted
     const archive = await extractArchive(unwrapped.stream, directory, {
       signal: ctx.signal,
+      where: source.description,
       availableBytes,
       // Verified before the extraction is final, so a mismatch removes what was extracted.
       beforeCommit: async () => {

@@ -230,9 +230,17 @@ test('usage errors exit 2 with a hint', async () => {
   const emptyDest = await runCli(['convert', raw, '']);
   assert.equal(emptyDest.code, 2, emptyDest.stderr);
   assert.match(emptyDest.stderr, /the destination is an empty string/);
-  const emptySource = await runCli(['import', '', dir.join('empty-source.img')]);
-  assert.equal(emptySource.code, 2, emptySource.stderr);
-  assert.match(emptySource.stderr, /the source is an empty string/);
+  for (const args of [['import', '', dir.join('empty-source.img')], ['info', '']]) {
+    const emptySource = await runCli(args);
+    assert.equal(emptySource.code, 2, emptySource.stderr);
+    assert.match(emptySource.stderr, /the source is an empty string/);
+  }
+  const emptyScratch = await runCli(['import', raw, dir.join('empty-scratch.img'), '--scratch', '']);
+  assert.equal(emptyScratch.code, 2, emptyScratch.stderr);
+  assert.match(emptyScratch.stderr, /--scratch is an empty string/);
+  const emptyManifest = await runCli(['datavolume', '']);
+  assert.equal(emptyManifest.code, 2, emptyManifest.stderr);
+  assert.match(emptyManifest.stderr, /the manifest is an empty string/);
   const badType = await runCli(['import', raw, '--content-type', 'zip']);
   assert.equal(badType.code, 2);
   assert.match(badType.stderr, /invalid --content-type "zip"/);

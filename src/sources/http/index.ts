@@ -159,7 +159,11 @@ export class HttpSource implements Source {
           const identity = answer?.data && probedIdentity(answer.headers, probe);
           if (identity) return { url: endpoint.url, identity, head: answer.data! };
           directProbe = undefined;
-          attempt--;
+          if (answer && isRetryableStatus(answer.statusCode) && attempt < this.tuning.retry.retries) {
+            // Busy: the general path asks again, after the wait the server asked for.
+            this.tuning.onRetry?.(`status ${answer.statusCode}`, 0);
+            await sleep(retryDelay(attempt, this.tuning.retry, retryAfterMs(answer.headers)), signal);
+          } else attempt--;
           continue;
         }
         response = await getFollowingRedirects(endpoint, probe ? { range: `bytes=0-${probe - 1}` } : {}, signal);
@@ -193,7 +197,9 @@ export class HttpSource implements Source {
         continue;
       }
       if (!isRetryableStatus(response.statusCode) || attempt >= this.tuning.retry.retries) {
-        throw statusError(response.statusCode, response.url, endpoint.auth?.username, endpoint.url);
+        // After a redirect to another host, say that credentials stayed behind only if there were any.
+        const heldBack = endpoint.auth !== undefined || Object.keys(endpoint.headers).length > 0;
+        throw statusError(response.statusCode, response.url, endpoint.auth?.username, heldBack ? endpoint.url : response.url);
       }
       this.tuning.onRetry?.(`status ${response.statusCode}`, 0);
       await sleep(retryDelay(attempt, this.tuning.retry, retryAfterMs(response.headers)), signal);

@@ -29,6 +29,8 @@ export interface ArchiveExtractOptions {
    * that can only be known at the end.
    */
   beforeCommit?: () => void | Promise<void>;
+  /** The archive's name for messages about its format (a path or URL); "archive" by default. */
+  where?: string;
 }
 
 export interface ArchiveResult {
@@ -60,7 +62,7 @@ export async function extractArchive(tarStream: Readable, directory: string, opt
   } catch (err) {
     tarStream.destroy();
     const left = extraction.journal.rollBack();
-    const failure = asImportError(err, directory, options.signal);
+    const failure = asImportError(err, directory, options);
     if (left.length > 0) {
       throw new ImportError(failure.category, `${failure.message} (could not remove ${left.length} created path(s), e.g. ${quoteEntry(left[0]!)})`, { cause: failure });
     }
@@ -70,14 +72,16 @@ export async function extractArchive(tarStream: Readable, directory: string, opt
   }
 }
 
-function asImportError(err: unknown, directory: string, signal?: AbortSignal): ImportError {
+function asImportError(err: unknown, directory: string, { signal, where = 'archive' }: ArchiveExtractOptions): ImportError {
   if (signal?.aborted) return new ImportError('cancelled', 'archive extraction cancelled');
   if (isImportError(err)) return err;
   const errno = err as NodeJS.ErrnoException;
   if (errno?.code === 'ENOSPC' || errno?.code === 'EDQUOT') return targetError(`no space left in ${directory} while extracting the archive`, err);
   if (typeof errno?.code === 'string' && /^E[A-Z0-9]+$/.test(errno.code)) return targetError(`cannot extract into ${directory}: ${errno.message}`, err);
-  // tar-stream's own complaints: "Invalid tar header...", "Unexpected end of data".
-  return badInput(`archive is not a valid tar: ${(err as Error)?.message ?? String(err)}`, err);
+  // tar-stream's own complaints: "Invalid tar header. Maybe the tar is corrupted or it needs to be
+  // gunzipped?" (compression is already removed here, so that advice never applies), "Unexpected end of data".
+  const reason = ((err as Error)?.message ?? String(err)).replace(/^Invalid tar header\. Maybe .*$/, 'a header block is not a valid tar header (its checksum does not add up)');
+  return badInput(`${where} is not a valid tar: ${reason}`, err);
 }
 
 class Extraction {

@@ -119,8 +119,8 @@ describe('HttpSource under faults', () => {
 
   it('waits as long as a busy server\'s Retry-After asks (503, Retry-After: 1), not only the backoff', async () => {
     const started = Date.now();
-    // The direct probe's 503 hands over to undici at once; undici's 503 waits. Backoff alone: 10 ms.
-    const { digest } = await download('/busy?times=2&after=1', {}, quickTuning);
+    // The direct probe's 503 waits too, then the probe goes through undici. Backoff alone: 10 ms.
+    const { digest } = await download('/busy?times=1&after=1', {}, quickTuning);
     assert.equal(digest.sha256, expected);
     assert.ok(Date.now() - started >= 950, `retried after ${Date.now() - started} ms`);
   });
@@ -236,6 +236,11 @@ describe('HttpSource under faults', () => {
       assert.ok(err.message.startsWith(`access denied (401 Unauthorized) to ${target}, where ${server.url}redirect`), err.message);
       assert.match(err.message, /credentials and extra headers are sent only to the host named in the URL/);
       assert.doesNotMatch(err.message, /alice|s3cret/);
+      return true;
+    });
+    // Without credentials nothing stayed behind: the usual advice, naming the URL that refused.
+    await assert.rejects(download(`/redirect?to=${encodeURIComponent(target)}`), (err: ImportError) => {
+      assert.match(err.message, new RegExp(`^access denied \\(401 Unauthorized\\) to ${target.replace(/[.?]/g, '\\$&')} without credentials`));
       return true;
     });
   });

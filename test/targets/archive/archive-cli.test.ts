@@ -130,6 +130,12 @@ describe('archive import through the CLI', () => {
     const refused = await runCli(['import', '--content-type', 'archive', tmp.join('random.img'), '-o', freshTarget()]);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /random\.img is not a tar archive \(found raw\)/);
+    // A file system image starts with zero sectors too, but it is no empty archive.
+    run('truncate', ['-s', '8M', tmp.join('fs.img')]);
+    run('mkfs.ext4', ['-q', '-F', tmp.join('fs.img')]);
+    const fs = await runCli(['import', '--content-type', 'archive', tmp.join('fs.img'), '-o', freshTarget()]);
+    assert.equal(fs.code, 1);
+    assert.match(fs.stderr, /fs\.img is not a tar archive \(found raw\)/);
   });
 
   it('refuses an archive larger than --size before writing it', async () => {
