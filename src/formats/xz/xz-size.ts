@@ -33,14 +33,20 @@ export async function xzDeclaredSize(reader: RandomAccessReader): Promise<number
   }
 }
 
-/** Stream padding is zero bytes in multiples of four between and after streams. */
+/** Stream padding is zero bytes in multiples of four between and after streams; read in windows, from the end. */
 async function skipStreamPadding(reader: RandomAccessReader, end: number): Promise<number> {
+  const WINDOW = 64 << 10;
   let at = end;
   while (at >= 4 && end - at < MAX_PADDING_BYTES) {
-    const word = await reader.read(at - 4, 4);
-    if (word.length !== 4 || word.readUInt32LE(0) !== 0) break;
-    at -= 4;
+    const from = Math.max(0, at - WINDOW);
+    const window = await reader.read(from, at - from);
+    if (window.length !== at - from) return at;
+    let zeros = window.length;
+    while (zeros >= 4 && window.readUInt32LE(zeros - 4) === 0) zeros -= 4;
+    at = from + zeros;
+    if (zeros > 0) break; // something that is not padding: the stream's footer ends here
   }
+  // Padding is whole 4-byte words: a remainder means these zeros belong to something else.
   return at;
 }
 
