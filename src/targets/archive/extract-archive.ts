@@ -236,10 +236,9 @@ class Extraction {
     this.checkSpace(name, stored);
     await this.tree.prepareParents(parts, name);
     const rel = parts.join('/');
-    await this.tree.prepareLeaf(rel, name, false);
     const abs = this.tree.absolute(rel);
 
-    const fd = await this.fsStep(name, 'create the file', () => openSync(abs, CREATE_FILE, 0o600));
+    const fd = await this.fsStep(name, 'create the file', () => this.createFile(rel, name, abs));
     this.journal.record(abs, 'other');
     const writer = new SparseFileWriter(fd);
     try {
@@ -256,6 +255,23 @@ class Extraction {
     }
     this.result.files++;
     this.result.bytes += layout.realSize;
+  }
+
+  /**
+   * Creates an entry's file, never through a symlink (O_NOFOLLOW) and never over something that
+   * was there (O_EXCL). Only when the create finds a name taken (or a symlink entry of that name
+   * is pending) does the tree decide whether it may be replaced: most files cost no lstat.
+   */
+  private async createFile(rel: string, entry: string, abs: string): Promise<number> {
+    if (!this.tree.pendingSymlinks.has(rel)) {
+      try {
+        return openSync(abs, CREATE_FILE, 0o600);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }
+    await this.tree.prepareLeaf(rel, entry, false);
+    return openSync(abs, CREATE_FILE, 0o600);
   }
 
   /** Streams the entry's data into the file, placing each stored byte where the layout says. */

@@ -24,6 +24,8 @@ export class SparseFileWriter {
   private runStart = 0;
   /** Data bytes actually written (zero blocks skipped). */
   bytesWritten = 0;
+  /** Where the furthest write ended: the file's length until finish() sets it. */
+  private end = 0;
 
   constructor(private readonly fd: number) {}
 
@@ -44,7 +46,8 @@ export class SparseFileWriter {
   /** Writes what is gathered, then makes the file exactly `size` bytes (holes past the data). */
   finish(size: number): void {
     this.flush();
-    ftruncateSync(this.fd, size);
+    // The file is fresh: its length is where the last write ended (an empty file's: 0).
+    if (size !== this.end) ftruncateSync(this.fd, size);
     this.release();
   }
 
@@ -77,5 +80,6 @@ export class SparseFileWriter {
     let done = 0;
     while (done < data.length) done += writeSync(this.fd, data, done, data.length - done, position + done);
     this.bytesWritten += data.length;
+    this.end = Math.max(this.end, position + data.length);
   }
 }
