@@ -30,9 +30,10 @@ export async function resolveSource(spec: SourceSpec, log?: Logger): Promise<Sou
 function retryNotices(log: Logger | undefined): { onRetry?: RetryNotice } {
   if (!log) return {};
   return {
-    onRetry: (reason, received) => {
-      const where = received > 0 ? `after ${received} bytes` : 'before any data';
-      log.warn({ reason, received }, `download interrupted ${where} (${reason}); retrying`);
+    onRetry: (reason, received, delayMs) => {
+      const what = received > 0 ? `download interrupted after ${received} bytes` : 'request failed';
+      const wait = delayMs >= 1000 ? ` in ${Math.round(delayMs / 100) / 10} s` : '';
+      log.warn({ reason, received, delayMs }, `${what} (${reason}); retrying${wait}`);
     },
   };
 }

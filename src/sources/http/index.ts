@@ -6,7 +6,7 @@ import type { OpenedSource, Source } from '../source.js';
 import { BlockCacheReader, defaultBlockCacheOptions, type BlockCacheOptions } from './block-cache-reader.js';
 import { DirectRangeClient, UseGeneralPath } from './direct-range-client.js';
 import { proxySettingsFromEnv, SourceDispatchers } from './dispatcher.js';
-import { isRetryableStatus, isRetryableTransportError, statusError, transportError } from './http-errors.js';
+import { isRetryableStatus, isRetryableTransportError, statusError, statusText, transportError } from './http-errors.js';
 import { getFollowingRedirects, headersFor, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
 import { checkedHeaders, httpRangeFetcher } from './range-fetcher.js';
 import { parseHeaderLines, redactedUrl, withoutCredentials } from './request-headers.js';
@@ -161,8 +161,9 @@ export class HttpSource implements Source {
           directProbe = undefined;
           if (answer && isRetryableStatus(answer.statusCode) && attempt < this.tuning.retry.retries) {
             // Busy: the general path asks again, after the wait the server asked for.
-            this.tuning.onRetry?.(`status ${answer.statusCode}`, 0);
-            await sleep(retryDelay(attempt, this.tuning.retry, retryAfterMs(answer.headers)), signal);
+            const delay = retryDelay(attempt, this.tuning.retry, retryAfterMs(answer.headers));
+            this.tuning.onRetry?.(`the server answered ${statusText(answer.statusCode)}`, 0, delay);
+            await sleep(delay, signal);
           } else attempt--;
           continue;
         }
@@ -179,8 +180,9 @@ export class HttpSource implements Source {
         if (!isRetryableTransportError(err) || attempt >= this.tuning.retry.retries) {
           throw transportError(err, endpoint.url, proxy);
         }
-        this.tuning.onRetry?.(err instanceof Error ? err.message : String(err), 0);
-        await sleep(backoffDelay(attempt, this.tuning.retry), signal);
+        const delay = backoffDelay(attempt, this.tuning.retry);
+        this.tuning.onRetry?.(err instanceof Error ? err.message : String(err), 0, delay);
+        await sleep(delay, signal);
         continue;
       }
       if (response.statusCode >= 200 && response.statusCode < 300) {
@@ -201,8 +203,9 @@ export class HttpSource implements Source {
         const heldBack = endpoint.auth !== undefined || Object.keys(endpoint.headers).length > 0;
         throw statusError(response.statusCode, response.url, endpoint.auth?.username, heldBack ? endpoint.url : response.url);
       }
-      this.tuning.onRetry?.(`status ${response.statusCode}`, 0);
-      await sleep(retryDelay(attempt, this.tuning.retry, retryAfterMs(response.headers)), signal);
+      const delay = retryDelay(attempt, this.tuning.retry, retryAfterMs(response.headers));
+      this.tuning.onRetry?.(`the server answered ${statusText(response.statusCode)}`, 0, delay);
+      await sleep(delay, signal);
     }
   }
 }

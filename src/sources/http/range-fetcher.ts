@@ -84,8 +84,9 @@ export function httpRangeFetcher(
         if (!retryable || failures >= options.retry.retries) {
           throw transportError(err, endpoint.url, endpoint.dispatchers.proxyFor(location));
         }
-        options.onRetry?.(err instanceof Error ? err.message : String(err), start + done);
-        await sleep(retryDelay(failures, options.retry, err instanceof RetryableFailure ? err.retryAfterMs : undefined), options.signal);
+        const delay = retryDelay(failures, options.retry, err instanceof RetryableFailure ? err.retryAfterMs : undefined);
+        options.onRetry?.(err instanceof Error ? err.message : String(err), start + done, delay);
+        await sleep(delay, options.signal);
         failures++;
       }
     }

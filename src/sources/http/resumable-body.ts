@@ -118,7 +118,7 @@ export class ResumableBody extends Readable {
         const delay = retryDelay(this.failuresInARow, this.options.retry, err instanceof RetryableFailure ? err.retryAfterMs : undefined);
         this.failuresInARow++;
         this.resumes++;
-        this.options.onRetry?.(err instanceof Error ? err.message : String(err), this.received);
+        this.options.onRetry?.(err instanceof Error ? err.message : String(err), this.received, delay);
         try {
           await sleep(delay, this.abort.signal);
         } catch {

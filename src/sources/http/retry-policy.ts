@@ -9,8 +9,8 @@ export interface RetryPolicy {
   maxDelayMs: number;
 }
 
-/** Told of each retry: why, and how many body bytes had arrived (0 before any). */
-export type RetryNotice = (reason: string, received: number) => void;
+/** Told of each retry: why, how many body bytes had arrived (0 before any), and the wait before it. */
+export type RetryNotice = (reason: string, received: number, delayMs: number) => void;
 
 export const defaultRetryPolicy: RetryPolicy = { retries: 6, maxResumes: 50, baseDelayMs: 500, maxDelayMs: 10_000 };
 

@@ -103,8 +103,9 @@ export class RegistryClient {
         if (signal.aborted) throw signal.reason ?? err;
         // A dropped connection or a timeout may be cured by another try; a refusal is final.
         if (isRetryableTransportError(err) && failures < this.retry.retries) {
-          this.onRetry?.(err instanceof Error ? err.message : String(err), 0);
-          await sleep(backoffDelay(failures++, this.retry), signal);
+          const delay = backoffDelay(failures++, this.retry);
+          this.onRetry?.(err instanceof Error ? err.message : String(err), 0, delay);
+          await sleep(delay, signal);
           continue;
         }
         throw transportError(err, url, this.dispatchers.proxyFor(url));
@@ -113,8 +114,9 @@ export class RegistryClient {
       const body = await readText(response, 64 << 10).catch(() => '');
       if (isRetryableStatus(response.statusCode) && failures < this.retry.retries) {
         // Busy (429, 503) or briefly broken (500, 502, 504): registries say so under load.
-        this.onRetry?.(`status ${response.statusCode}`, 0);
-        await sleep(retryDelay(failures++, this.retry, retryAfterMs(response.headers)), signal);
+        const delay = retryDelay(failures++, this.retry, retryAfterMs(response.headers));
+        this.onRetry?.(`the server answered ${statusText(response.statusCode)}`, 0, delay);
+        await sleep(delay, signal);
         continue;
       }
       if (response.statusCode === 401 && !reauthorized) {

@@ -117,10 +117,12 @@ describe('HttpSource under faults', () => {
     assert.ok(mine.length > 0 && mine.every((r) => r.acceptEncoding === 'identity'), JSON.stringify(mine));
   });
 
-  it('waits as long as a busy server\'s Retry-After asks (503, Retry-After: 1), not only the backoff', async () => {
+  it('waits as long as a busy server\'s Retry-After asks (503, Retry-After: 1), not only the backoff, and says so', async () => {
     const started = Date.now();
+    const notices: string[] = [];
     // The direct probe's 503 waits too, then the probe goes through undici. Backoff alone: 10 ms.
-    const { digest } = await download('/busy?times=1&after=1', {}, quickTuning);
+    const { digest } = await download('/busy?times=1&after=1', {}, { ...quickTuning, onRetry: (reason, _received, delayMs) => notices.push(`${reason} ${delayMs}`) });
+    assert.deepEqual(notices, ['the server answered 503 Service Unavailable 1000']);
     assert.equal(digest.sha256, expected);
     assert.ok(Date.now() - started >= 950, `retried after ${Date.now() - started} ms`);
   });

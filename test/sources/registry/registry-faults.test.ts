@@ -176,7 +176,7 @@ describe('registry source transport faults (in-process registry)', () => {
     const tuning = { ...quickRetry, onRetry: (reason: string) => reasons.push(reason) };
     const bytes = await readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true }, tuning));
     assert.ok(bytes.equals(disk));
-    assert.deepEqual(reasons, ['status 503']);
+    assert.deepEqual(reasons, ['the server answered 503 Service Unavailable']);
     busyManifestAnswers = 2;
     await assert.rejects(readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true }, quickRetry)), (err: Error & { category?: string }) => {
       assert.equal(err.category, 'cannot-connect');
