@@ -5,13 +5,9 @@
 # own speed, the same for both, does not drown the difference). No issue sets a target: context rows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BENCH_DIR=${BENCH_DIR:-$PWD/.bench}
 OUT=${BENCH_OUT_DIR:-/dev/shm}/cdi-bench-archive
-mkdir -p "$BENCH_DIR"
 source bench/lib.sh
-rm -f "$BENCH_DIR"/a-*.times
-
-npm run --silent build
+bench_start a
 MANY="$BENCH_DIR/archive-many.tar"
 BIG="$BENCH_DIR/archive-big.tar.gz"
 if [ ! -f "$MANY" ] || [ ! -f "$BIG" ]; then

@@ -2,6 +2,15 @@
 # Source this file; needs /usr/bin/time (Debian package "time").
 
 BENCH_RUNS=${BENCH_RUNS:-3}
+# Inputs (made once) and run times; the scripts run from the repository root.
+BENCH_DIR=${BENCH_DIR:-$PWD/.bench}
+
+# bench_start PREFIX: the benchmark directory, no times left from an earlier run's PREFIX-* rows, a fresh build.
+bench_start() {
+  mkdir -p "$BENCH_DIR"
+  rm -f "$BENCH_DIR/$1"-*.times
+  npm run --silent build
+}
 
 # Node reads the file NODE_EXTRA_CA_CERTS names at every start, before any of our code runs. This
 # machine sets it to the whole system bundle, which adds ~30 ms to each run; the container image

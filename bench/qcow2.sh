@@ -5,13 +5,9 @@
 # Alternates ours/reference BENCH_RUNS times; prints medians, ratios and our peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BENCH_DIR=${BENCH_DIR:-$PWD/.bench}
 SIZE=${BENCH_QCOW2_SIZE:-2147483648}
-mkdir -p "$BENCH_DIR"
 source bench/lib.sh
-rm -f "$BENCH_DIR"/q-*.times
-
-npm run --silent build
+bench_start q
 RAW="$BENCH_DIR/qcow2-src-$SIZE.raw"
 Q="$BENCH_DIR/qcow2-$SIZE.qcow2"
 QZ="$BENCH_DIR/qcow2-zstd-$SIZE.qcow2"
