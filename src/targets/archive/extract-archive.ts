@@ -31,7 +31,16 @@ export interface ArchiveExtractOptions {
   beforeCommit?: () => void | Promise<void>;
   /** The archive's name for messages about its format (a path or URL); "archive" by default. */
   where?: string;
+  /** Entries this extraction may create (MAX_ARCHIVE_ENTRIES by default). */
+  maxEntries?: number;
 }
+
+/**
+ * What an extraction may create: each created path is remembered for the rollback (about 150
+ * bytes with the rest of the per-entry state), and a few MB of tar.gz can hold millions of empty
+ * entries. Two million keeps a pod's memory near 350 MB; GNU tar, which keeps no rollback, has no limit.
+ */
+export const MAX_ARCHIVE_ENTRIES = 2_000_000;
 
 export interface ArchiveResult {
   files: number;
@@ -175,6 +184,12 @@ class Extraction {
 
   private async entry(entry: Entry, header: Header, facts: EntryFacts | undefined): Promise<void> {
     const name = header.name;
+    const maxEntries = this.options.maxEntries ?? MAX_ARCHIVE_ENTRIES;
+    if (this.journal.size >= maxEntries) {
+      throw badInput(
+        `archive entry ${quoteEntry(name)}: the archive holds more than ${maxEntries} entries, more than cdi-importer extracts (it remembers each one to undo a failed extraction, and memory must stay bounded); split it into several archives`,
+      );
+    }
     switch (header.type) {
       case 'file':
       case 'contiguous-file':

@@ -5,18 +5,27 @@
  */
 import { rmdirSync, unlinkSync, utimesSync } from 'node:fs';
 
-type Created = { path: string; kind: 'directory' | 'other' };
+type Kind = 'directory' | 'other';
 
 export class ExtractionJournal {
-  private readonly created: Created[] = [];
+  // Paths in creation order, and which of them are directories: no object per entry, since a
+  // tar of millions of tiny files means millions of entries (about 90 bytes each here).
+  private readonly created: string[] = [];
+  private readonly createdDirectories = new Set<string>();
   private readonly createdPaths = new Set<string>();
   /** Times of pre-existing directories we add entries to: removing our entries changes them again. */
   private readonly directoryTimes = new Map<string, { atime: Date; mtime: Date }>();
 
-  record(path: string, kind: Created['kind']): void {
+  record(path: string, kind: Kind): void {
     if (this.createdPaths.has(path)) return; // replaced by a later entry of the same name
-    this.created.push({ path, kind });
+    this.created.push(path);
     this.createdPaths.add(path);
+    if (kind === 'directory') this.createdDirectories.add(path);
+  }
+
+  /** How many paths this extraction created. */
+  get size(): number {
+    return this.created.length;
   }
 
   /** Remembers a pre-existing directory's times (the first time only) so a rollback can restore them. */
@@ -35,9 +44,9 @@ export class ExtractionJournal {
    */
   rollBack(): string[] {
     const left: string[] = [];
-    for (const { path, kind } of this.created.reverse()) {
+    for (const path of this.created.reverse()) {
       try {
-        if (kind === 'directory') rmdirSync(path);
+        if (this.createdDirectories.has(path)) rmdirSync(path);
         else unlinkSync(path);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
@@ -56,6 +65,7 @@ export class ExtractionJournal {
     }
     this.created.length = 0;
     this.createdPaths.clear();
+    this.createdDirectories.clear();
     this.directoryTimes.clear();
     return left;
   }

@@ -87,4 +87,24 @@ describe('extractArchive matches tar -x', () => {
     assert.equal(statSync(`${ours}/d`).mtimeMs, statSync(`${src}/d`).mtimeMs);
     assert.equal(statSync(ours).mode & 0o777, 0o750, 'the "./" entry does not change the target itself');
   });
+
+  it('stops at its entry limit before creating the entry past it, one clear line, and undoes what it made (memory stays bounded)', async () => {
+    const src = tmp.join('many-entries');
+    mkdirSync(`${src}/d`, { recursive: true });
+    sh(`cd '${src}/d' && seq 1 40 | xargs touch`);
+    const archive = tmp.join('many-entries.tar');
+    gnuTar(src, archive, 'gnu');
+    const ours = tmp.join('many-entries-out');
+    mkdirSync(ours);
+    await assert.rejects(extractArchive(createReadStream(archive), ours, { maxEntries: 25, where: 'many-entries.tar' }), (err: Error) => {
+      assert.match(err.message, /the archive holds more than 25 entries, more than cdi-importer extracts .*split it into several archives/);
+      return true;
+    });
+    assert.deepEqual(treeListing(ours), []);
+    // Under the limit, the same archive extracts as tar -x does.
+    const fits = tmp.join('many-entries-fits');
+    mkdirSync(fits);
+    await extractArchive(createReadStream(archive), fits, { maxEntries: 100 });
+    assert.equal(treeListing(fits).length, 41);
+  });
 });
