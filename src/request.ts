@@ -71,6 +71,11 @@ export interface ImportRequest {
   preallocation: boolean;
   checksum?: ChecksumSpec;
   scratchDir?: string;
+  /**
+   * The disk format the caller says the image is (convert -f, as with qemu-img): anything else
+   * is refused before writing. Compression layers around it are still unwrapped.
+   */
+  expectedFormat?: 'raw' | 'qcow2';
 }
 
 export interface ImportResult {

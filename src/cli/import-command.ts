@@ -24,6 +24,9 @@ export interface ImportOptions extends TransportFlags {
   fsync?: boolean;
   /** --timeout: seconds the whole import may take. */
   timeout?: string;
+  /** convert -f / -O, as qemu-img convert takes them. */
+  format?: string;
+  outputFormat?: string;
 }
 
 export function registerImportCommand(program: Command): void {
@@ -59,7 +62,10 @@ export function registerImportCommand(program: Command): void {
     .option('--fsync', 'fsync the output before finishing (qemu-img convert does not; import does unless --no-fsync)')
     .option('--json', 'print one JSON result object on stdout')
     .option('-q, --quiet', 'no progress bar and no summary line')
-    .option('--progress', 'show the progress bar even when stderr is not a terminal')
+    .option('-p, --progress', 'show the progress bar even when stderr is not a terminal')
+    // qemu-img convert's own flags, so that a CI step can swap the command and keep them.
+    .option('-f, --format <format>', 'the input image format, raw or qcow2 (detected otherwise; another one is refused before writing)')
+    .option('-O, --output-format <format>', 'the output format: raw, the only one (as qemu-img convert -O raw)')
     .action(async (input: string, out: string, options: ImportOptions) => {
       const fsync = options.fsync === true;
       process.exitCode = await importAction(input, out, { ...options, fsync, contentType: 'kubevirt', filesystemOverhead: '0' }, true);
@@ -94,6 +100,12 @@ export async function buildRequest(source: string, dest: string | undefined, opt
   if (contentType === 'archive' && !destination) throw usageError('give the directory to extract the archive into with --dest DIR');
   const target = await targetFor(destination ?? 'disk.img', contentType, options.fsync ?? true);
   let scratch = options.scratch;
+  if (options.outputFormat !== undefined && options.outputFormat !== 'raw') {
+    throw usageError(`convert writes raw only (-O ${options.outputFormat}); for other output formats use qemu-img convert -O ${options.outputFormat}`);
+  }
+  if (options.format !== undefined && options.format !== 'raw' && options.format !== 'qcow2') {
+    throw usageError(`invalid -f "${options.format}": expected raw or qcow2 (or leave it out: the format is detected)`);
+  }
   if (isConvert && target.kind === 'file') {
     // convert is a local tool like qemu-img: no free-space check, and a qcow2 inside xz that needs
     // scratch just works, next to the output (removed with the import). import keeps CDI's rules.
@@ -112,6 +124,7 @@ export async function buildRequest(source: string, dest: string | undefined, opt
     // convert's default (the output's directory) is not checked here: a problem with it is the
     // destination's, and the destination's check names it so.
     scratchDir: options.scratch !== undefined ? await checkedScratchDir(options.scratch) : scratch,
+    expectedFormat: options.format as ImportRequest['expectedFormat'],
   };
 }
 

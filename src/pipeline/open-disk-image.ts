@@ -36,6 +36,7 @@ export async function openDiskImage(
   if (opened.randomAccess) {
     const head = await opened.randomAccess.read(0, DETECTION_BYTES);
     if (detectFormat(head) === 'qcow2' && !request.checksum) {
+      checkExpectedFormat('qcow2', request, description);
       opened.stream.destroy();
       const counting = new CountingReader(opened.randomAccess, ctx);
       const image = await openQcow2RandomAccess(counting, request, ctx);
@@ -55,6 +56,14 @@ export async function openDiskImage(
     innerStream: stream,
     sourceBytes: () => tap.bytes,
   });
+  if (format === 'raw' || format === 'iso' || format === 'qcow2') {
+    try {
+      checkExpectedFormat(format, request, description);
+    } catch (err) {
+      stream.destroy();
+      throw err;
+    }
+  }
   if (format === 'raw' || format === 'iso') {
     return result(rawImage(stream, format, description, knownRawLength(chain, opened.size, declared)));
   }
@@ -114,4 +123,11 @@ class CountingReader implements RandomAccessReader {
   close(): Promise<void> {
     return this.inner.close();
   }
+}
+
+/** convert -f: the format the caller named, or a refusal before anything is written (an ISO is raw). */
+function checkExpectedFormat(detected: 'raw' | 'iso' | 'qcow2', request: ImportRequest, description: string): void {
+  const expected = request.expectedFormat;
+  if (expected === undefined || expected === (detected === 'iso' ? 'raw' : detected)) return;
+  throw badInput(`${description} is a ${detected} image, not ${expected} (-f ${expected}): check the file, or leave -f out to convert what it is`);
 }

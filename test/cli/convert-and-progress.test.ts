@@ -97,3 +97,28 @@ test('--quiet prints nothing; --json prints one object', async () => {
   assert.equal(result.targetSize, statSync(dir.join('j.img')).size);
   assert.equal(result.scratchBytesUsed, 0);
 });
+
+test('qemu-img convert\'s own flags: -f raw|qcow2 (a different image is refused before writing), -O raw, -p', async () => {
+  const out = dir.join('flags.raw');
+  const ok = await runCli(['convert', '-f', 'qcow2', '-O', 'raw', dir.join('disk.qcow2.xz'), out, '-q']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(await sha256File(out), await qemuRawSha256(dir.join('disk.qcow2'), dir.path));
+  const raw = await runCli(['convert', '-f', 'raw', dir.join('disk.raw.gz'), dir.join('flags2.raw'), '-p']);
+  assert.equal(raw.code, 0, raw.stderr);
+  assert.match(raw.stderr, /100%/, 'progress shown with -p');
+  for (const [args, message] of [
+    [['-f', 'raw', dir.join('disk.qcow2')], /disk\.qcow2 is a qcow2 image, not raw \(-f raw\)/],
+    [['-f', 'qcow2', dir.join('disk.raw.gz')], /disk\.raw\.gz is a raw image, not qcow2 \(-f qcow2\)/],
+  ] as Array<[string[], RegExp]>) {
+    const refused = await runCli(['convert', ...args, dir.join('refused.raw')]);
+    assert.equal(refused.code, 1, refused.stderr);
+    assert.match(refused.stderr, message);
+    assert.deepEqual(readdirSync(dir.path).filter((n) => n.includes('refused.raw')), []);
+  }
+  const vmdk = await runCli(['convert', '-O', 'vmdk', dir.join('disk.qcow2'), dir.join('refused.vmdk')]);
+  assert.equal(vmdk.code, 2);
+  assert.match(vmdk.stderr, /convert writes raw only \(-O vmdk\)/);
+  const badF = await runCli(['convert', '-f', 'vdi', dir.join('disk.qcow2'), dir.join('refused.raw')]);
+  assert.equal(badF.code, 2);
+  assert.match(badF.stderr, /invalid -f "vdi": expected raw or qcow2/);
+});
