@@ -3,7 +3,9 @@ export type CompressionFormat = 'gzip' | 'xz' | 'zstd';
 export type DiskFormat = 'qcow2' | 'tar' | 'vmdk' | 'vdi' | 'vhd' | 'vhdx' | 'iso' | 'raw';
 /** Not an image at all: what a login page, an error page or a wrong link sends with a 200. */
 export type PageFormat = 'html';
-export type DetectedFormat = CompressionFormat | DiskFormat | PageFormat;
+/** Compression we recognise but do not decode: LZMA-alone (.lzma, `xz --format=lzma`). */
+export type UnsupportedCompression = 'lzma';
+export type DetectedFormat = CompressionFormat | DiskFormat | PageFormat | UnsupportedCompression;
 
 /** Bytes needed to see every magic (ISO's CD001 sits at 32769). */
 export const DETECTION_BYTES = 32774;
@@ -33,6 +35,7 @@ export function detectFormat(head: Buffer): DetectedFormat {
     const end = magic.offset + magic.bytes.length;
     if (head.length >= end && head.subarray(magic.offset, end).equals(magic.bytes)) return magic.format;
   }
+  if (looksLikeLzmaAlone(head)) return 'lzma';
   return looksLikeHtml(head) ? 'html' : 'raw';
 }
 
@@ -42,6 +45,22 @@ export function detectFormat(head: Buffer): DetectedFormat {
  */
 function startsWithZstdSkippableFrame(head: Buffer): boolean {
   return head.length >= 4 && (head[0]! & 0xf0) === 0x50 && head[1] === 0x2a && head[2] === 0x4d && head[3] === 0x18;
+}
+
+/**
+ * An LZMA-alone header as xz writes it (`xz --format=lzma`, lzma-utils): the properties byte of
+ * its default lc=3 lp=0 pb=2 (0x5D), a dictionary size that is 2^n or 2^n + 2^(n-1) from 4 KiB
+ * up, and an uncompressed size that is unknown (all ones) or below 256 GiB, as xz's own
+ * detection checks. It has no magic; a disk does not start like this (a boot sector, zeros).
+ */
+function looksLikeLzmaAlone(head: Buffer): boolean {
+  if (head.length < 13 || head[0] !== 0x5d) return false;
+  const dictionary = head.readUInt32LE(1);
+  const powerOfTwo = (n: number) => Number.isInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
+  const usualSize = powerOfTwo(dictionary) || (dictionary % 3 === 0 && powerOfTwo(dictionary / 3)) || dictionary === 0xffffffff;
+  if (dictionary < 4096 || !usualSize) return false;
+  const size = head.readBigUInt64LE(5);
+  return size === 0xffffffffffffffffn || size < 2n ** 38n;
 }
 
 /**

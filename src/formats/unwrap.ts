@@ -1,5 +1,5 @@
 import { PassThrough, type Readable } from 'node:stream';
-import { DETECTION_BYTES, detectFormat, isCompression, type CompressionFormat, type DiskFormat, type PageFormat } from './magic.js';
+import { DETECTION_BYTES, detectFormat, isCompression, type CompressionFormat, type DiskFormat, type PageFormat, type UnsupportedCompression } from './magic.js';
 import { createDecompressor } from './decompress.js';
 import { peekStream } from './peek.js';
 import { badInput, oneLine } from '../errors.js';
@@ -9,7 +9,7 @@ const NAMES: Record<CompressionFormat, string> = { gzip: 'gzip', xz: 'xz', zstd:
 export interface UnwrappedStream {
   /** Detected layers, outermost first, ending with the inner format: ['xz', 'qcow2']. */
   chain: string[];
-  format: DiskFormat | PageFormat;
+  format: DiskFormat | PageFormat | UnsupportedCompression;
   /** The inner stream, positioned at its first byte. */
   stream: Readable;
   /** The first bytes of the inner stream (up to DETECTION_BYTES). */

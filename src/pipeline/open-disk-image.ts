@@ -72,6 +72,9 @@ export async function openDiskImage(
   if (format === 'tar') {
     throw badInput(`${description} is a tar archive: import it with --content-type archive to extract its files`);
   }
+  if (format === 'lzma') {
+    throw badInput(`${description} is LZMA-alone (.lzma) data, which is not supported: recompress it as xz (xz -dc FILE | xz > FILE.xz) or gzip first`);
+  }
   if (format === 'html') {
     throw badInput(`${description} is an HTML page, not a disk image (a login or error page, or the wrong link?): check the URL`);
   }

@@ -106,6 +106,17 @@ describe('bad input', () => {
     await expectFailure(['import', file, '-o', dir.join('o-trunczst.img')], /zstd data is corrupt or truncated/, 'o-trunczst');
   });
 
+  test('LZMA-alone (.lzma, xz --format=lzma) is refused by name, not imported as a raw disk of compressed bytes', async () => {
+    for (const level of ['-1', '-6', '-9']) {
+      const file = dir.join(`disk${level}.lzma`);
+      sh(`xz --format=lzma ${level} -c ${raw} > ${file}`);
+      await expectFailure(['import', file, '-o', dir.join('o-lzma.img')], /is LZMA-alone \(\.lzma\) data, which is not supported: recompress it as xz/, 'o-lzma');
+    }
+    // A raw disk (its boot sector, or zeros) is still raw.
+    const result = await runCli(['info', raw, '--json']);
+    assert.equal(JSON.parse(result.stdout).format, 'raw');
+  });
+
   test('gzip inside gzip is refused', async () => {
     sh(`gzip -c ${dir.join('disk.raw.gz')} > ${dir.join('double.gz')}`);
     await expectFailure(['import', dir.join('double.gz'), '-o', dir.join('o-double.img')], /gzip data inside gzip data is not supported/, 'o-double');
