@@ -72,11 +72,27 @@ export function registerImportCommand(program: Command): void {
     });
 }
 
+/** Flags given that do nothing for this target (SPEC §6, §7): said, so nobody relies on them. */
+function ignoredFlags(request: ImportRequest, options: ImportOptions): string[] {
+  const notes: string[] = [];
+  if (request.target.kind === 'directory') {
+    if (options.preallocation) notes.push('--preallocation does not apply to an archive import (files are extracted as they are)');
+    if (options.filesystemOverhead !== undefined) notes.push('--filesystem-overhead does not apply to an archive import (the space check counts the extracted bytes)');
+  }
+  if (request.target.kind === 'block' && options.filesystemOverhead !== undefined && request.filesystemOverhead !== 0) {
+    notes.push('--filesystem-overhead does not apply to a block device (it has no file system to reserve space on)');
+  }
+  return notes;
+}
+
 /** `isConvert`: the convert command (local sources only; no free-space check, as with qemu-img convert). */
 async function importAction(source: string, dest: string | undefined, options: ImportOptions, isConvert = false): Promise<number> {
   try {
     const request = await buildRequest(source, dest, options, isConvert);
     const timeoutSeconds = options.timeout !== undefined ? parseSeconds(options.timeout, '--timeout') : undefined;
+    for (const flag of ignoredFlags(request, options)) {
+      if (!options.quiet) process.stderr.write(`cdi-importer: note: ${flag}\n`);
+    }
     return await runImport(request, { ...options, timeoutSeconds, command: isConvert ? 'convert' : 'import' });
   } catch (err) {
     return reportFailure(err, options.json === true);

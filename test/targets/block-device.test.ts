@@ -68,10 +68,11 @@ test('the summary names the device size, never "grown" (a device is not resized)
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stderr, /^Imported raw \(10\.0 MiB\) to \/dev\/loop\d+ \(a 16\.0 MiB device\) in /m);
   assert.doesNotMatch(result.stderr, /grown/);
-  // --size does nothing to a device: said rather than ignored quietly.
-  const sized = await runCli(['import', raw, '-o', device, '--size', '1Gi']);
+  // --size and --filesystem-overhead do nothing to a device: said rather than ignored quietly.
+  const sized = await runCli(['import', raw, '-o', device, '--size', '1Gi', '--filesystem-overhead', '0.5']);
   assert.equal(sized.code, 0, sized.stderr);
   assert.match(sized.stderr, /\(a 16\.0 MiB device; --size does not apply: block devices are not resized\)/);
+  assert.match(sized.stderr, /^cdi-importer: note: --filesystem-overhead does not apply to a block device/m);
 });
 
 test('an image larger than the device is refused before writing', async (t) => {
