@@ -55,6 +55,7 @@ export async function inspectSource(sourceText: string, options: InfoOptions): P
   const source = await resolveSource(spec);
   const controller = new AbortController();
   const opened = await source.open(controller.signal);
+  opened.stream.on('error', () => {}); // read later, or never (a seekable qcow2): its reader hears of errors
   const filename = source.description;
   try {
     // A seekable qcow2 is read the way an import reads it: by random access.

@@ -48,13 +48,14 @@ function startsWithZstdSkippableFrame(head: Buffer): boolean {
 }
 
 /**
- * An LZMA-alone header as xz writes it (`xz --format=lzma`, lzma-utils): the properties byte of
- * its default lc=3 lp=0 pb=2 (0x5D), a dictionary size that is 2^n or 2^n + 2^(n-1) from 4 KiB
- * up, and an uncompressed size that is unknown (all ones) or below 256 GiB, as xz's own
- * detection checks. It has no magic; a disk does not start like this (a boot sector, zeros).
+ * An LZMA-alone header (`xz --format=lzma`, lzma-utils), checked as xz's own detection does: a
+ * properties byte for valid lc/lp/pb (below 225; 0x5D is the default), a dictionary size that is
+ * 2^n or 2^n + 2^(n-1) from 4 KiB up, and an uncompressed size that is unknown (all ones) or
+ * below 256 GiB. It has no magic; disks do not start like this (boot code, zeros, a file
+ * system's own magic all fail the dictionary test).
  */
 function looksLikeLzmaAlone(head: Buffer): boolean {
-  if (head.length < 13 || head[0] !== 0x5d) return false;
+  if (head.length < 13 || head[0]! >= 225) return false;
   const dictionary = head.readUInt32LE(1);
   const powerOfTwo = (n: number) => Number.isInteger(n) && n > 0 && 2 ** Math.round(Math.log2(n)) === n;
   const usualSize = powerOfTwo(dictionary) || (dictionary % 3 === 0 && powerOfTwo(dictionary / 3)) || dictionary === 0xffffffff;

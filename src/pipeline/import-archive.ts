@@ -24,7 +24,9 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
   // Loaded only for archives, so disk imports do not pay for tar-stream at start-up.
   const { extractArchive } = await import('../targets/archive/index.js');
   const source = await resolveSource(request.source, ctx.log);
-  const opened = await source.open(ctx.signal);
+  const opened = await source.open(ctx.signal).catch((err: unknown) => {
+    throw abortedError(err, ctx.signal);
+  });
   opened.randomAccess?.close();
   const tap = new SourceTap(request.checksum, opened.size, ctx.progress);
   try {

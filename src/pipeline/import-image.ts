@@ -21,7 +21,13 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
 
   const plan = await planDiskTarget(request);
   const source = await resolveSource(request.source, ctx.log);
-  const opened = await source.open(signal);
+  const opened = await source.open(signal).catch((err: unknown) => {
+    throw abortedError(err, signal); // cancelled while connecting: said as a cancel, not as the transport's abort
+  });
+  // The stream's errors reach its reader (SourceTap.attach passes on one that came first); until
+  // a reader attaches (the head and an .xz index are read by random access first), none may go
+  // unheard and crash the process.
+  opened.stream.on('error', () => {});
   let disk: OpenedDiskImage | undefined;
   let target: DiskTarget | undefined;
   try {

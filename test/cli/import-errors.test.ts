@@ -107,8 +107,8 @@ describe('bad input', () => {
   });
 
   test('LZMA-alone (.lzma, xz --format=lzma) is refused by name, not imported as a raw disk of compressed bytes', async () => {
-    for (const level of ['-1', '-6', '-9']) {
-      const file = dir.join(`disk${level}.lzma`);
+    for (const level of ['-1', '-6', '-9', '--lzma1=preset=1,lc=0,lp=0,pb=0']) {
+      const file = dir.join(`disk${level.replace(/[^a-z0-9-]/gi, '')}.lzma`);
       sh(`xz --format=lzma ${level} -c ${raw} > ${file}`);
       await expectFailure(['import', file, '-o', dir.join('o-lzma.img')], /is LZMA-alone \(\.lzma\) data, which is not supported: recompress it as xz/, 'o-lzma');
     }

@@ -13,6 +13,7 @@
  *   GET /encoded?as=deflate      the body deflated, with Content-Encoding (sent though not asked for)
  *   GET /busy?times=K&after=S    503 with Retry-After: S for the first K requests, then like /ok
  *   GET /ignores-range           200 with the whole file whatever Range asks, though it says Accept-Ranges: bytes
+ *   GET /stall-tail              like /ok, but a Range request within the last 128 KiB gets its headers and then nothing
  *   GET /flaky?times=K           500 for the first K requests, then like /ok
  *   GET /no-head                 like /ok, HEAD answers 405
  *   GET /hop1                    302 → /hop2 → 302 → /ok (same origin)
@@ -175,6 +176,13 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
         return serve({ ranges: true });
       case '/ignores-range':
         return void res.writeHead(200, { 'accept-ranges': 'bytes', 'content-length': original.length, etag: originalEtag }).end(original);
+      case '/stall-tail': {
+        const range = /^bytes=(\d+)-/.exec(header('range') ?? '');
+        if (range && Number(range[1]) >= original.length - 131072 && Number(range[1]) > 0) {
+          return void res.writeHead(206, { 'content-range': `bytes ${range[1]}-${original.length - 1}/${original.length}`, 'content-length': original.length - Number(range[1]) }).flushHeaders();
+        }
+        return serve({ ranges: true });
+      }
       case '/flaky':
         if (seen < num('times', 2)) return void res.writeHead(500).end('try again');
         return serve({ ranges: true });

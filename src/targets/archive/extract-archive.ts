@@ -31,12 +31,13 @@ export interface ArchiveExtractOptions {
   beforeCommit?: () => void | Promise<void>;
   /** The archive's name for messages about its format (a path or URL); "archive" by default. */
   where?: string;
-  /** Entries this extraction may create (MAX_ARCHIVE_ENTRIES by default). */
+  /** Paths this extraction may create, entries and the parent directories they need (MAX_ARCHIVE_ENTRIES by default). */
   maxEntries?: number;
 }
 
 /**
- * What an extraction may create: each created path is remembered for the rollback (about 150
+ * What an extraction may create, counted in paths (entries and the directories made for them):
+ * each created path is remembered for the rollback (about 150
  * bytes with the rest of the per-entry state), and a few MB of tar.gz can hold millions of empty
  * entries. Two million keeps a pod's memory near 350 MB; GNU tar, which keeps no rollback, has no limit.
  */
@@ -187,7 +188,7 @@ class Extraction {
     const maxEntries = this.options.maxEntries ?? MAX_ARCHIVE_ENTRIES;
     if (this.journal.size >= maxEntries) {
       throw badInput(
-        `archive entry ${quoteEntry(name)}: the archive holds more than ${maxEntries} entries, more than cdi-importer extracts (it remembers each one to undo a failed extraction, and memory must stay bounded); split it into several archives`,
+        `archive entry ${quoteEntry(name)}: the archive creates more than ${maxEntries} paths (its entries and the directories they need), more than cdi-importer extracts (it remembers each one to undo a failed extraction, and memory must stay bounded); split it into several archives`,
       );
     }
     switch (header.type) {

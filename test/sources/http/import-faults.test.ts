@@ -13,6 +13,7 @@ import { makeTempDir, qemuRawSha256, run, sha256File, sh, type TempDir } from '.
 let dir: TempDir;
 let qcow2Server: FaultServer;
 let gzServer: FaultServer;
+let xzServer: FaultServer;
 const oracle: Record<string, string> = {};
 
 before(async () => {
@@ -20,15 +21,17 @@ before(async () => {
   sh(`truncate -s 6M ${dir.join('disk.raw')}`);
   sh(`head -c 1500000 /dev/urandom | dd of=${dir.join('disk.raw')} bs=64K seek=20 conv=notrunc status=none`);
   run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', dir.join('disk.raw'), dir.join('disk.qcow2')]);
-  sh(`gzip -k ${dir.join('disk.raw')}`);
+  sh(`gzip -k ${dir.join('disk.raw')} && xz -T1 -k ${dir.join('disk.raw')}`);
   oracle.qcow2 = await qemuRawSha256(dir.join('disk.qcow2'), dir.path);
   oracle.raw = await qemuRawSha256(dir.join('disk.raw'), dir.path);
   qcow2Server = await startFaultServer(readFileSync(dir.join('disk.qcow2')));
   gzServer = await startFaultServer(readFileSync(dir.join('disk.raw.gz')));
+  xzServer = await startFaultServer(readFileSync(dir.join('disk.raw.xz')));
 });
 after(async () => {
   await qcow2Server?.stop();
   await gzServer?.stop();
+  await xzServer?.stop();
   dir?.remove();
 });
 
@@ -64,6 +67,15 @@ describe('imports that survive faults', () => {
     const result = await runCli(['import', `${qcow2Server.url}ignores-range`, '-o', out, '--quiet']);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(await sha256File(out), oracle.qcow2);
+  });
+
+  it('a cancel while the .xz index is read from the end (before the stream has a reader): one line, exit 1, nothing left', async () => {
+    const out = dir.join('xz-tail.img');
+    // The index read (a Range request for the last bytes) stalls: the deadline passes there.
+    const result = await runCli(['import', `${xzServer.url}stall-tail`, '-o', out, '--timeout', '1', '--stall-timeout', '30']);
+    assert.equal(result.code, 1, result.stderr);
+    assert.equal(result.stderr.trim(), 'cdi-importer: error: the import did not finish within 1 s (--timeout)');
+    assert.deepEqual(readdirSync(dir.path).filter((n) => n.startsWith('xz-tail.img') || n.startsWith('.xz-tail.img')), []);
   });
 
   it('raw.gz with --checksum that drops twice: resumed, checksum verified, exact output', async () => {
