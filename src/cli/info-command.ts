@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { declaredUncompressedSize, knownRawLength, rawVirtualSize } from '../formats/raw-image.js';
-import { resolveSource } from '../sources/resolve-source.js';
+import { openSource } from '../sources/resolve-source.js';
 import { inspectQcow2, inspectQcow2Stream, type Qcow2Info } from '../qcow2/index.js';
 import { formatBytes } from '../util/quantity.js';
 import { addTransportOptions, buildTransport, type TransportFlags } from './transport-options.js';
@@ -52,10 +52,8 @@ export function registerInfoCommand(program: Command): void {
 
 export async function inspectSource(sourceText: string, options: InfoOptions): Promise<ImageInfo> {
   const spec = parseSourceArgument(sourceText, await buildTransport(options));
-  const source = await resolveSource(spec);
   const controller = new AbortController();
-  const opened = await source.open(controller.signal);
-  opened.stream.on('error', () => {}); // read later, or never (a seekable qcow2): its reader hears of errors
+  const { source, opened } = await openSource(spec, controller.signal);
   const filename = source.description;
   try {
     // A seekable qcow2 is read the way an import reads it: by random access.

@@ -31,8 +31,7 @@ export function rawVirtualSize(bytes: number): number {
 
 /**
  * The uncompressed size a seekable source declares before any of it is decoded: a .xz file's
- * index (`head`: the source's first bytes). Read before the stream is unwrapped, since nothing
- * may wait between unwrapping a stream and reading it (its errors need a listener).
+ * index, read from its end by random access (`head`: the source's first bytes).
  */
 export async function declaredUncompressedSize(head: Buffer, source: Pick<OpenedSource, 'randomAccess'>): Promise<number | undefined> {
   if (!source.randomAccess || detectFormat(head) !== 'xz') return undefined;

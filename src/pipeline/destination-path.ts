@@ -11,7 +11,9 @@ import type { Stats } from 'node:fs';
 import { targetError } from '../errors.js';
 
 export type Destination =
-  | { kind: 'new' | 'file'; path: string }
+  | { kind: 'new'; path: string }
+  /** An existing regular file, to be replaced; `mode`: its permission bits. */
+  | { kind: 'file'; path: string; mode: number }
   | { kind: 'block' }
   | { kind: 'directory' };
 
@@ -39,7 +41,7 @@ export async function inspectDestination(destination: string, sourceFile?: strin
       throw targetError(`${destination} is the source image itself: write the output to another file`);
     }
   }
-  return { kind: 'file', path: finalPath };
+  return { kind: 'file', path: finalPath, mode: info.mode & 0o777 };
 }
 
 function kindOf(info: Stats): string | undefined {

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import type { ImportContext, ImportRequest, ImportResult } from '../request.js';
-import { resolveSource } from '../sources/resolve-source.js';
+import { openSource } from '../sources/resolve-source.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { looksLikeTar } from '../formats/magic.js';
 import { SourceTap } from './source-tap.js';
@@ -23,10 +23,7 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
   const availableBytes = requested !== undefined ? Math.min(free, requested) : free;
   // Loaded only for archives, so disk imports do not pay for tar-stream at start-up.
   const { extractArchive } = await import('../targets/archive/index.js');
-  const source = await resolveSource(request.source, ctx.log);
-  const opened = await source.open(ctx.signal).catch((err: unknown) => {
-    throw abortedError(err, ctx.signal);
-  });
+  const { source, opened } = await openSource(request.source, ctx.signal, ctx.log);
   opened.randomAccess?.close();
   const tap = new SourceTap(request.checksum, opened.size, ctx.progress);
   try {

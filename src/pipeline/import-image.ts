@@ -1,6 +1,6 @@
 import type { ImportContext, ImportRequest, ImportResult } from '../request.js';
 import type { DiskTarget } from '../targets/disk-target.js';
-import { resolveSource } from '../sources/resolve-source.js';
+import { openSource } from '../sources/resolve-source.js';
 import { openDiskImage, type OpenedDiskImage } from './open-disk-image.js';
 import { planDiskTarget, type TargetPlan } from './plan-target.js';
 import { writeExtents } from './write-extents.js';
@@ -20,14 +20,7 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
   if (request.target.kind === 'directory') throw usageError(`a ${request.contentType} import needs a file or block device target, not the directory ${request.target.path}`);
 
   const plan = await planDiskTarget(request);
-  const source = await resolveSource(request.source, ctx.log);
-  const opened = await source.open(signal).catch((err: unknown) => {
-    throw abortedError(err, signal); // cancelled while connecting: said as a cancel, not as the transport's abort
-  });
-  // The stream's errors reach its reader (SourceTap.attach passes on one that came first); until
-  // a reader attaches (the head and an .xz index are read by random access first), none may go
-  // unheard and crash the process.
-  opened.stream.on('error', () => {});
+  const { source, opened } = await openSource(request.source, signal, ctx.log);
   let disk: OpenedDiskImage | undefined;
   let target: DiskTarget | undefined;
   try {

@@ -52,6 +52,7 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
         capacity,
         atomic: target.atomic,
         localMode: target.localMode ?? false,
+        replacedMode: destination.kind === 'file' ? destination.mode : undefined,
         sync: target.sync ?? true,
         preallocation: request.preallocation,
       }),

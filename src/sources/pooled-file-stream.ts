@@ -15,9 +15,6 @@ export class PooledFileStream extends Readable {
     signal?: AbortSignal,
   ) {
     super({ highWaterMark: chunkPool.size, signal });
-    // Consumers hear of failures through their own listeners. This one keeps a stream nobody reads
-    // (a qcow2 read by random access) from crashing the process when the import is aborted.
-    this.on('error', () => {});
   }
 
   override _construct(callback: (error?: Error | null) => void): void {

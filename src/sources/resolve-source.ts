@@ -1,9 +1,9 @@
 import type { Logger, SourceSpec } from '../request.js';
-import type { Source } from './source.js';
+import type { OpenedSource, Source } from './source.js';
 import type { RetryNotice } from './http/retry-policy.js';
 import { FileSource } from './file-source.js';
 import { StdinSource } from './stdin-source.js';
-import { usageError } from '../errors.js';
+import { abortedError, usageError } from '../errors.js';
 
 /**
  * SourceSpec → the transport that fetches it. Network transports load on first use: local imports
@@ -25,6 +25,22 @@ export async function resolveSource(spec: SourceSpec, log?: Logger): Promise<Sou
     case 'blank':
       throw usageError('a blank disk has no source to open');
   }
+}
+
+/**
+ * Resolves and opens a source, for every pipeline that reads one. A cancel while connecting is
+ * said as a cancel, not as the transport's abort. The stream gets a listener at once: its errors
+ * reach its reader (SourceTap.attach passes on one that came first), but until a reader attaches
+ * (the head and an .xz index are read by random access first; a seekable qcow2 never reads the
+ * stream), none may go unheard and crash the process.
+ */
+export async function openSource(spec: SourceSpec, signal: AbortSignal, log?: Logger): Promise<{ source: Source; opened: OpenedSource }> {
+  const source = await resolveSource(spec, log);
+  const opened = await source.open(signal).catch((err: unknown) => {
+    throw abortedError(err, signal);
+  });
+  opened.stream.on('error', () => {});
+  return { source, opened };
 }
 
 function retryNotices(log: Logger | undefined): { onRetry?: RetryNotice } {

@@ -1,4 +1,4 @@
-import { open, rename, unlink, chmod, stat, type FileHandle } from 'node:fs/promises';
+import { open, rename, unlink, chmod, type FileHandle } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -19,6 +19,8 @@ export interface SparseFileTargetOptions {
   atomic: boolean;
   /** Mode as qemu-img and cp give it (0666 less the umask; a replaced file's own mode) instead of CDI's 0660. */
   localMode: boolean;
+  /** The permission bits of the file this one replaces, if any (kept with localMode). */
+  replacedMode?: number;
   /** fsync the file (and the directory after a rename) before finishing. */
   sync: boolean;
   preallocation: boolean;
@@ -57,10 +59,9 @@ export class SparseFileTarget implements DiskTarget {
       if (!options.localMode) {
         // The umask may have cleared group bits; CDI's disk.img is 0660.
         await chmod(target.writePath, 0o660);
-      } else if (options.atomic) {
+      } else if (options.atomic && options.replacedMode !== undefined) {
         // A file replaced by rename would lose its mode; qemu-img convert truncates it and keeps it.
-        const replaced = await stat(options.path).catch(() => undefined);
-        if (replaced?.isFile()) await chmod(target.writePath, replaced.mode & 0o777);
+        await chmod(target.writePath, options.replacedMode);
       }
       const handle = target.handle;
       if (options.sync) target.earlyFlush = new EarlyFlush(() => handle.datasync());

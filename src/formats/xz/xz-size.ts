@@ -10,10 +10,13 @@
 import { crc32 } from 'node:zlib';
 import type { RandomAccessReader } from '../../sources/source.js';
 import { CHECK_SIZES, HEADER_MAGIC, readVli, STREAM_FOOTER_SIZE, STREAM_HEADER_SIZE } from './xz-container.js';
+
 /** Bounds on what a hostile tail can make us read: index size, streams, padding scanned. */
 const MAX_INDEX_BYTES = 16 << 20;
 const MAX_STREAMS = 1024;
 const MAX_PADDING_BYTES = 1 << 20;
+/** Padding is scanned from the end in windows of this size. */
+const PADDING_WINDOW = 64 << 10;
 
 export async function xzDeclaredSize(reader: RandomAccessReader): Promise<number | undefined> {
   try {
@@ -35,10 +38,9 @@ export async function xzDeclaredSize(reader: RandomAccessReader): Promise<number
 
 /** Stream padding is zero bytes in multiples of four between and after streams; read in windows, from the end. */
 async function skipStreamPadding(reader: RandomAccessReader, end: number): Promise<number> {
-  const WINDOW = 64 << 10;
   let at = end;
   while (at >= 4 && end - at < MAX_PADDING_BYTES) {
-    const from = Math.max(0, at - WINDOW);
+    const from = Math.max(0, at - PADDING_WINDOW);
     const window = await reader.read(from, at - from);
     if (window.length !== at - from) return at;
     let zeros = window.length;

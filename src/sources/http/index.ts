@@ -6,14 +6,14 @@ import type { OpenedSource, Source } from '../source.js';
 import { BlockCacheReader, defaultBlockCacheOptions, type BlockCacheOptions } from './block-cache-reader.js';
 import { DirectRangeClient, UseGeneralPath } from './direct-range-client.js';
 import { proxySettingsFromEnv, SourceDispatchers } from './dispatcher.js';
-import { isRetryableStatus, isRetryableTransportError, statusError, statusText, transportError } from './http-errors.js';
+import { isRetryableStatus, isRetryableTransportError, statusError, transportError } from './http-errors.js';
 import { getFollowingRedirects, headersFor, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
 import { checkedHeaders, httpRangeFetcher } from './range-fetcher.js';
 import { parseHeaderLines, redactedUrl, withoutCredentials } from './request-headers.js';
 import { identityOf, parseContentRange, type ResourceIdentity } from './resource-identity.js';
 import { readBodyFully } from './stall-watch.js';
 import { ResumableBody, type ResumableBodyOptions } from './resumable-body.js';
-import { backoffDelay, defaultRetryPolicy, retryAfterMs, retryDelay, sleep, type RetryNotice, type RetryPolicy } from './retry-policy.js';
+import { backoffDelay, defaultRetryPolicy, sleep, waitForBusyServer, type RetryNotice, type RetryPolicy } from './retry-policy.js';
 
 /** Knobs that tests and benchmarks turn; defaults suit real networks. */
 export interface HttpTuning {
@@ -161,9 +161,7 @@ export class HttpSource implements Source {
           directProbe = undefined;
           if (answer && isRetryableStatus(answer.statusCode) && attempt < this.tuning.retry.retries) {
             // Busy: the general path asks again, after the wait the server asked for.
-            const delay = retryDelay(attempt, this.tuning.retry, retryAfterMs(answer.headers));
-            this.tuning.onRetry?.(`the server answered ${statusText(answer.statusCode)}`, 0, delay);
-            await sleep(delay, signal);
+            await waitForBusyServer(attempt, this.tuning.retry, answer, signal, this.tuning.onRetry);
           } else attempt--;
           continue;
         }
@@ -203,9 +201,7 @@ export class HttpSource implements Source {
         const heldBack = endpoint.auth !== undefined || Object.keys(endpoint.headers).length > 0;
         throw statusError(response.statusCode, response.url, endpoint.auth?.username, heldBack ? endpoint.url : response.url);
       }
-      const delay = retryDelay(attempt, this.tuning.retry, retryAfterMs(response.headers));
-      this.tuning.onRetry?.(`the server answered ${statusText(response.statusCode)}`, 0, delay);
-      await sleep(delay, signal);
+      await waitForBusyServer(attempt, this.tuning.retry, response, signal, this.tuning.onRetry);
     }
   }
 }

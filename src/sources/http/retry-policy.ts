@@ -1,5 +1,6 @@
 /** Bounded exponential backoff shared by the resumable stream and the Range reader. */
 import type { IncomingHttpHeaders } from 'node:http';
+import { statusText } from './http-errors.js';
 export interface RetryPolicy {
   /** Failures in a row (without a byte of progress in between) before giving up. */
   retries: number;
@@ -38,6 +39,22 @@ export function retryAfterMs(headers: IncomingHttpHeaders | undefined, now = Dat
 /** The wait before retry number `attempt`: the backoff, or longer if the server asked for longer. */
 export function retryDelay(attempt: number, policy: RetryPolicy, retryAfter?: number): number {
   return Math.max(backoffDelay(attempt, policy), retryAfter ?? 0);
+}
+
+/**
+ * Before asking a busy server (429, 5xx) again: says so, then waits the backoff or the server's
+ * Retry-After, whichever is longer. `attempt` counts the tries so far (0-based).
+ */
+export async function waitForBusyServer(
+  attempt: number,
+  policy: RetryPolicy,
+  answer: { statusCode: number; headers: IncomingHttpHeaders },
+  signal: AbortSignal,
+  onRetry?: RetryNotice,
+): Promise<void> {
+  const delay = retryDelay(attempt, policy, retryAfterMs(answer.headers));
+  onRetry?.(`the server answered ${statusText(answer.statusCode)}`, 0, delay);
+  await sleep(delay, signal);
 }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -9,7 +9,7 @@ import type { SourceDispatchers } from '../http/dispatcher.js';
 import { isRetryableStatus, isRetryableTransportError, statusError, statusText, transportError } from '../http/http-errors.js';
 import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from '../http/http-request.js';
 import { basicAuthorization, parseHeaderLines } from '../http/request-headers.js';
-import { backoffDelay, defaultRetryPolicy, retryAfterMs, retryDelay, sleep, type RetryNotice, type RetryPolicy } from '../http/retry-policy.js';
+import { backoffDelay, defaultRetryPolicy, sleep, waitForBusyServer, type RetryNotice, type RetryPolicy } from '../http/retry-policy.js';
 import { parseAuthChallenge, type AuthChallenge } from './auth-challenge.js';
 import type { RegistryReference } from './reference.js';
 
@@ -114,9 +114,7 @@ export class RegistryClient {
       const body = await readText(response, 64 << 10).catch(() => '');
       if (isRetryableStatus(response.statusCode) && failures < this.retry.retries) {
         // Busy (429, 503) or briefly broken (500, 502, 504): registries say so under load.
-        const delay = retryDelay(failures++, this.retry, retryAfterMs(response.headers));
-        this.onRetry?.(`the server answered ${statusText(response.statusCode)}`, 0, delay);
-        await sleep(delay, signal);
+        await waitForBusyServer(failures++, this.retry, response, signal, this.onRetry);
         continue;
       }
       if (response.statusCode === 401 && !reauthorized) {

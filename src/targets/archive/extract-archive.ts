@@ -31,17 +31,17 @@ export interface ArchiveExtractOptions {
   beforeCommit?: () => void | Promise<void>;
   /** The archive's name for messages about its format (a path or URL); "archive" by default. */
   where?: string;
-  /** Paths this extraction may create, entries and the parent directories they need (MAX_ARCHIVE_ENTRIES by default). */
-  maxEntries?: number;
+  /** Paths this extraction may create, entries and the parent directories they need (MAX_ARCHIVE_PATHS by default). */
+  maxPaths?: number;
 }
 
 /**
  * What an extraction may create, counted in paths (entries and the directories made for them):
- * each created path is remembered for the rollback (about 150
- * bytes with the rest of the per-entry state), and a few MB of tar.gz can hold millions of empty
- * entries. Two million keeps a pod's memory near 350 MB; GNU tar, which keeps no rollback, has no limit.
+ * each created path is remembered for the rollback (about 150 bytes with the rest of the
+ * per-entry state), and a few MB of tar.gz can hold millions of empty entries. Two million keeps
+ * a pod's memory near 350 MB; GNU tar, which keeps no rollback, has no limit.
  */
-export const MAX_ARCHIVE_ENTRIES = 2_000_000;
+export const MAX_ARCHIVE_PATHS = 2_000_000;
 
 export interface ArchiveResult {
   files: number;
@@ -185,10 +185,10 @@ class Extraction {
 
   private async entry(entry: Entry, header: Header, facts: EntryFacts | undefined): Promise<void> {
     const name = header.name;
-    const maxEntries = this.options.maxEntries ?? MAX_ARCHIVE_ENTRIES;
-    if (this.journal.size >= maxEntries) {
+    const maxPaths = this.options.maxPaths ?? MAX_ARCHIVE_PATHS;
+    if (this.journal.size >= maxPaths) {
       throw badInput(
-        `archive entry ${quoteEntry(name)}: the archive creates more than ${maxEntries} paths (its entries and the directories they need), more than cdi-importer extracts (it remembers each one to undo a failed extraction, and memory must stay bounded); split it into several archives`,
+        `archive entry ${quoteEntry(name)}: the archive creates more than ${maxPaths} paths (its entries and the directories they need), more than cdi-importer extracts (it remembers each one to undo a failed extraction, and memory must stay bounded); split it into several archives`,
       );
     }
     switch (header.type) {

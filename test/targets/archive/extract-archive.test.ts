@@ -96,7 +96,7 @@ describe('extractArchive matches tar -x', () => {
     gnuTar(src, archive, 'gnu');
     const ours = tmp.join('many-entries-out');
     mkdirSync(ours);
-    await assert.rejects(extractArchive(createReadStream(archive), ours, { maxEntries: 25, where: 'many-entries.tar' }), (err: Error) => {
+    await assert.rejects(extractArchive(createReadStream(archive), ours, { maxPaths: 25, where: 'many-entries.tar' }), (err: Error) => {
       assert.match(err.message, /the archive creates more than 25 paths \(its entries and the directories they need\), more than cdi-importer extracts .*split it into several archives/);
       return true;
     });
@@ -104,7 +104,7 @@ describe('extractArchive matches tar -x', () => {
     // Under the limit, the same archive extracts as tar -x does.
     const fits = tmp.join('many-entries-fits');
     mkdirSync(fits);
-    await extractArchive(createReadStream(archive), fits, { maxEntries: 100 });
+    await extractArchive(createReadStream(archive), fits, { maxPaths: 100 });
     assert.equal(treeListing(fits).length, 41);
   });
 });
