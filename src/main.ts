@@ -4,6 +4,7 @@ import { registerDatavolumeCommand } from './cli/datavolume-command.js';
 import { registerInfoCommand } from './cli/info-command.js';
 import { registerUploadServerCommand } from './cli/upload-server-command.js';
 import { EXIT_USAGE } from './cli/report-failure.js';
+import { holdStopSignals } from './util/stop-signals.js';
 
 const SUBCOMMANDS = new Set(['import', 'convert', 'info', 'datavolume', 'upload-server', 'help']);
 
@@ -12,6 +13,8 @@ const SUBCOMMANDS = new Set(['import', 'convert', 'info', 'datavolume', 'upload-
  * pod entrypoint (SPEC §4), which also accepts klog-style flags such as -v=1.
  */
 export async function main(argv: string[]): Promise<number> {
+  // Until the command has its own handler, a stop is remembered rather than fatal (util/stop-signals).
+  holdStopSignals();
   const first = argv[2];
   const wantsHelp = first === '--help' || first === '-h' || first === '--version' || first === '-V';
   if (!wantsHelp && (first === undefined || !SUBCOMMANDS.has(first))) {

@@ -8,6 +8,9 @@ import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat } from '../forma
 import { unwrapCompression } from '../formats/unwrap.js';
 import { declaredUncompressedSize, knownRawLength, rawVirtualSize } from '../formats/raw-image.js';
 import { openSource } from '../sources/resolve-source.js';
+import { onStopSignals } from '../util/stop-signals.js';
+import type { OpenedSource } from '../sources/source.js';
+import { ImportError } from '../errors.js';
 import { inspectQcow2, inspectQcow2Stream, type Qcow2Info } from '../qcow2/index.js';
 import { formatBytes } from '../util/quantity.js';
 import { addTransportOptions, buildTransport, type TransportFlags } from './transport-options.js';
@@ -53,9 +56,13 @@ export function registerInfoCommand(program: Command): void {
 export async function inspectSource(sourceText: string, options: InfoOptions): Promise<ImageInfo> {
   const spec = parseSourceArgument(sourceText, await buildTransport(options));
   const controller = new AbortController();
-  const { source, opened } = await openSource(spec, controller.signal);
-  const filename = source.description;
+  // Ctrl-C while a slow server answers: one line, and the Range reads and sockets closed.
+  const stopHandlingSignals = onStopSignals((signal) => controller.abort(new ImportError('cancelled', `info cancelled: received ${signal}`)));
+  let opened: OpenedSource | undefined;
   try {
+    const started = await openSource(spec, controller.signal);
+    opened = started.opened;
+    const filename = started.source.description;
     // A seekable qcow2 is read the way an import reads it: by random access.
     let declared: number | undefined;
     if (opened.randomAccess) {
@@ -88,9 +95,10 @@ export async function inspectSource(sourceText: string, options: InfoOptions): P
     stream.destroy();
     return info;
   } finally {
+    stopHandlingSignals();
     controller.abort();
-    opened.stream.destroy();
-    await opened.randomAccess?.close().catch(() => {});
+    opened?.stream.destroy();
+    await opened?.randomAccess?.close().catch(() => {});
   }
 }
 

@@ -16,6 +16,7 @@ import { ImportProgressMetric } from './progress-metric.js';
 import { DEFAULT_METRICS_PORT, METRICS_PORT_ENV, startMetricsServer, type MetricsServer } from './metrics-server.js';
 import { formatFailureLine, writeTerminationMessage } from './termination-message.js';
 import { runForcedExitCleanups } from '../util/forced-exit.js';
+import { onStopSignals } from '../util/stop-signals.js';
 
 export type ImportFunction = (request: ImportRequest, ctx: ImportContext) => Promise<ImportResult>;
 
@@ -66,12 +67,11 @@ class PodRun {
   ) {}
 
   async run(): Promise<number> {
+    // SIGTERM is how Kubernetes stops a pod; SIGINT is Ctrl-C for someone running pod mode by hand.
+    // Handled before the metrics port is bound: a stop during start-up still gets its report.
+    const stopHandlingSignals = onStopSignals((signal) => this.onSignal(signal));
     const metric = new ImportProgressMetric(this.env.OWNER_UID ?? '');
     const server = await this.startMetrics(metric);
-    // SIGTERM is how Kubernetes stops a pod; SIGINT is Ctrl-C for someone running pod mode by hand.
-    const onSignal = (signal: NodeJS.Signals) => this.onSignal(signal);
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
     this.log.info({ root: this.paths.root }, 'Starting importer');
     try {
       const outcome = await this.importOutcome(metric);
@@ -80,8 +80,7 @@ class PodRun {
       if (outcome.exitCode === 0) await this.linger(server);
       return outcome.exitCode;
     } finally {
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal);
+      stopHandlingSignals();
       clearTimeout(this.stopDeadline);
       await server?.close();
     }

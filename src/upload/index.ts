@@ -11,6 +11,7 @@ import { ImportProgressMetric } from '../pod/progress-metric.js';
 import { METRICS_PORT_ENV, startMetricsServer, type MetricsServer } from '../pod/metrics-server.js';
 import { parseUploadEnvironment, type UploadConfig } from './upload-environment.js';
 import { UploadServer, type ImportFunction, type UploadOutcome } from './upload-server.js';
+import { onStopSignals } from '../util/stop-signals.js';
 
 export { UploadServer } from './upload-server.js';
 export { parseUploadEnvironment } from './upload-environment.js';
@@ -73,16 +74,19 @@ export async function runUploadServer(options: UploadServerOptions = {}): Promis
       return result;
     };
     server = new UploadServer(config, log, importImage);
-    await server.start();
-    metrics = await startUploadMetrics(env, metric, log);
   } catch (err) {
     return report(1, formatFailureLine(`UploadServer failed: ${oneLine(err)}`));
   }
 
-  const onSignal = (signal: NodeJS.Signals) => server.stop(signal);
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  // Handled before the ports are bound: a stop during start-up still ends with its report.
+  const stopHandlingSignals = onStopSignals((signal) => server.stop(signal));
   try {
+    try {
+      await server.start();
+      metrics = await startUploadMetrics(env, metric, log);
+    } catch (err) {
+      return report(1, formatFailureLine(`UploadServer failed: ${oneLine(err)}`));
+    }
     const outcome = await server.outcome;
     const { exitCode, message } = outcomeReport(outcome);
     report(exitCode, message);
@@ -91,20 +95,17 @@ export async function runUploadServer(options: UploadServerOptions = {}): Promis
       await new Promise<void>((resolve) => {
         const done = () => {
           clearTimeout(timer);
-          process.off('SIGTERM', done);
-          process.off('SIGINT', done);
+          stopWaiting();
           resolve();
         };
         const timer = setTimeout(done, config.lingerSeconds * 1000);
-        process.on('SIGTERM', done);
-        process.on('SIGINT', done);
+        const stopWaiting = onStopSignals(done);
       });
     }
     await Promise.all([server.close(), metrics?.close()]);
     return exitCode;
   } finally {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
+    stopHandlingSignals();
   }
 }
 

@@ -1,0 +1,58 @@
+/**
+ * SIGTERM and SIGINT between the process start and the moment a command has its handler in place.
+ *
+ * Node's default for both is to die on the spot: no termination message in pod mode, no clean-up.
+ * Kubernetes may stop a pod at any time, including the first few hundred milliseconds while the
+ * bundle loads and the servers bind. So main() holds these signals from its first line, and the
+ * command that claims them (onStopSignals) gets a held one replayed at once.
+ */
+
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+
+/**
+ * A held signal nobody claims within this long gets Node's default after all: a command without
+ * its own handling (info, help) must still die on Ctrl-C, a moment later.
+ */
+const UNCLAIMED_MS = 1000;
+
+let held: NodeJS.Signals | undefined;
+let unclaimedTimer: NodeJS.Timeout | undefined;
+let holding = false;
+
+function hold(signal: NodeJS.Signals): void {
+  held ??= signal;
+  unclaimedTimer ??= setTimeout(() => {
+    release();
+    process.kill(process.pid, signal);
+  }, UNCLAIMED_MS).unref();
+}
+
+function release(): void {
+  if (!holding) return;
+  holding = false;
+  clearTimeout(unclaimedTimer);
+  unclaimedTimer = undefined;
+  for (const signal of STOP_SIGNALS) process.off(signal, hold);
+}
+
+/** From now until a command claims them, SIGTERM and SIGINT are remembered instead of fatal. */
+export function holdStopSignals(): void {
+  if (holding) return;
+  holding = true;
+  for (const signal of STOP_SIGNALS) process.on(signal, hold);
+}
+
+/**
+ * Handles SIGTERM and SIGINT from now on, starting with one that arrived while they were held.
+ * Returns the function that removes the handler again.
+ */
+export function onStopSignals(handler: (signal: NodeJS.Signals) => void): () => void {
+  for (const signal of STOP_SIGNALS) process.on(signal, handler);
+  const early = held;
+  held = undefined;
+  release();
+  if (early) setImmediate(() => handler(early));
+  return () => {
+    for (const signal of STOP_SIGNALS) process.off(signal, handler);
+  };
+}
