@@ -6,6 +6,7 @@ import { reportFailure, tooSmallHint, type ImportCommand } from './report-failur
 import { formatBytes } from '../util/quantity.js';
 import { usableSpace } from '../targets/usable-space.js';
 import { runForcedExitCleanups } from '../util/forced-exit.js';
+import { onStopSignals } from '../util/stop-signals.js';
 
 export interface OutputOptions {
   json?: boolean;
@@ -38,8 +39,7 @@ export async function runImport(request: ImportRequest, output: OutputOptions, r
     process.stderr.write('cdi-importer: stopped at once on a second interrupt; its temporary files were removed\n');
     process.exit(1);
   };
-  process.on('SIGINT', cancel);
-  process.on('SIGTERM', cancel);
+  const stopHandlingSignals = onStopSignals(cancel);
   const deadline =
     output.timeoutSeconds !== undefined
       ? setTimeout(() => {
@@ -58,8 +58,7 @@ export async function runImport(request: ImportRequest, output: OutputOptions, r
     return reportFailure(err, output.json === true, tooSmallHint(request, output.command ?? 'import'));
   } finally {
     clearTimeout(deadline);
-    process.off('SIGINT', cancel);
-    process.off('SIGTERM', cancel);
+    stopHandlingSignals();
   }
 }
 
