@@ -1,8 +1,8 @@
 /** Turning an archive member name into path components that cannot leave the target directory. */
 import { badInput } from '../../errors.js';
+import { quoteEntry } from '../../formats/tar/sparse-layout.js';
 
-/** How entries are named in messages: quoted, so odd names stay on one line. */
-export const quoteEntry = (name: string) => JSON.stringify(name);
+export { quoteEntry };
 
 /**
  * The components of an archive path relative to the target: "./a//b/" → ["a", "b"]; the

@@ -13,9 +13,9 @@ import { extract as tarExtract, type ExtractEvents, type Header as TarStreamHead
 import { ImportError, badInput, isImportError, targetError } from '../../errors.js';
 import { archivePathComponents, quoteEntry } from './entry-path.js';
 import { ExtractionJournal } from './extraction-journal.js';
-import { Pax1MapReader, checkSegments, fileLayout, type FileLayout } from './sparse-layout.js';
+import { SparsePlacer, fileLayout, type FileLayout } from '../../formats/tar/sparse-layout.js';
 import { SparseFileWriter } from './sparse-file-writer.js';
-import { TarPrepass, type EntryFacts } from './tar-prepass.js';
+import { TarPrepass, type EntryFacts } from '../../formats/tar/tar-prepass.js';
 import { TargetTree } from './target-tree.js';
 import { cleanUpOnForcedExit } from '../../util/forced-exit.js';
 
@@ -292,38 +292,13 @@ class Extraction {
 
   /** Streams the entry's data into the file, placing each stored byte where the layout says. */
   private async writeData(entry: Entry, name: string, stored: number, layout: FileLayout, writer: SparseFileWriter): Promise<void> {
-    const bad = (why: string) => badInput(`archive entry ${quoteEntry(name)}: invalid GNU sparse file: ${why}`);
-    const mapReader = layout.mapInData ? new Pax1MapReader(bad) : null;
-    let segments = layout.segments;
-    let segment = 0;
-    let within = 0; // bytes of the current segment (or of a plain file) already placed
+    const placer = new SparsePlacer(layout, stored, (why) => badInput(`archive entry ${quoteEntry(name)}: invalid GNU sparse file: ${why}`));
+    const write = (offset: number, data: Buffer) => writer.writeAt(offset, data);
     for await (const chunk of entry as AsyncIterable<Buffer>) {
       this.options.signal?.throwIfAborted();
-      let data = chunk;
-      if (mapReader && !mapReader.done) {
-        data = mapReader.feed(chunk);
-        if (!mapReader.done) continue;
-        if (segments?.length === 0) segments = checkSegments(mapReader.segments, layout.realSize, stored - mapReader.consumed, bad);
-      }
-      if (segments === null) {
-        writer.writeAt(within, data);
-        within += data.length;
-        continue;
-      }
-      while (data.length > 0) {
-        const current = segments[segment];
-        if (!current) throw bad('more data than the map describes');
-        const n = Math.min(current.length - within, data.length);
-        if (n > 0) writer.writeAt(current.offset + within, data.subarray(0, n));
-        data = data.subarray(n);
-        within += n;
-        if (within === current.length) {
-          segment++;
-          within = 0;
-        }
-      }
+      placer.place(chunk, write);
     }
-    if (mapReader && !mapReader.done) throw bad('the entry ends inside its PAX sparse map');
+    placer.finish();
   }
 
   private async directoryEntry(name: string, header: Header): Promise<void> {

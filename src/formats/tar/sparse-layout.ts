@@ -4,8 +4,10 @@
  * data segments, back to back, with a map saying where each belongs and the real size.
  */
 import { badInput } from '../../errors.js';
-import { quoteEntry } from './entry-path.js';
 import type { EntryFacts, SparseSegment } from './tar-prepass.js';
+
+/** How entries are named in messages: quoted, so odd names stay on one line. */
+export const quoteEntry = (name: string) => JSON.stringify(name);
 
 export type { SparseSegment };
 
@@ -132,5 +134,60 @@ export class Pax1MapReader {
       }
     }
     return chunk.subarray(i);
+  }
+}
+
+/**
+ * Places an entry's stored bytes, chunk by chunk, at their offsets in the real file: the whole
+ * data of a plain file from 0, a sparse file's data segment by segment (after the PAX 1.0 map
+ * at the start of its data). Holes are never handed out: the file (or stream) has them already.
+ */
+export class SparsePlacer {
+  private readonly mapReader: Pax1MapReader | null;
+  private segments: SparseSegment[] | null;
+  private segment = 0;
+  /** Bytes of the current segment (or of a plain file) already placed. */
+  private within = 0;
+
+  constructor(
+    private readonly layout: FileLayout,
+    /** The entry's data size as stored in the archive (map included). */
+    private readonly stored: number,
+    private readonly bad: (why: string) => Error,
+  ) {
+    this.mapReader = layout.mapInData ? new Pax1MapReader(bad) : null;
+    this.segments = layout.segments;
+  }
+
+  /** Calls `at` for each piece of `chunk` with its offset in the real file, in increasing order. */
+  place(chunk: Buffer, at: (offset: number, data: Buffer) => void): void {
+    let data = chunk;
+    if (this.mapReader && !this.mapReader.done) {
+      data = this.mapReader.feed(chunk);
+      if (!this.mapReader.done) return;
+      if (this.segments?.length === 0) this.segments = checkSegments(this.mapReader.segments, this.layout.realSize, this.stored - this.mapReader.consumed, this.bad);
+    }
+    if (this.segments === null) {
+      if (data.length > 0) at(this.within, data);
+      this.within += data.length;
+      return;
+    }
+    while (data.length > 0) {
+      const current = this.segments[this.segment];
+      if (!current) throw this.bad('more data than the map describes');
+      const n = Math.min(current.length - this.within, data.length);
+      if (n > 0) at(current.offset + this.within, data.subarray(0, n));
+      data = data.subarray(n);
+      this.within += n;
+      if (this.within === current.length) {
+        this.segment++;
+        this.within = 0;
+      }
+    }
+  }
+
+  /** After the entry's last chunk. */
+  finish(): void {
+    if (this.mapReader && !this.mapReader.done) throw this.bad('the entry ends inside its PAX sparse map');
   }
 }
