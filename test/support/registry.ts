@@ -84,6 +84,8 @@ export interface LayerSpec {
   compression?: LayerCompression;
   /** Entry names as `./disk/x` (tar -C dir .) rather than `disk/x`. */
   dotPrefix?: boolean;
+  /** Pack files' holes as GNU tar's sparse entries: old GNU headers, or a PAX sparse version. */
+  sparse?: 'gnu' | 'pax-0.0' | 'pax-0.1' | 'pax-1.0';
 }
 
 export interface ImageSpec {
@@ -132,7 +134,12 @@ export async function writeOciLayout(layoutDir: string, tag: string, images: Ima
     for (const layer of image.layers) {
       const tar = path.join(work, `layer-${counter++}.tar`);
       const entries = layer.dotPrefix ? ['.'] : run('ls', ['-A', layer.dir]).split('\n').filter(Boolean);
-      run('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '-C', layer.dir, '-cf', tar, ...entries]);
+      const sparse = !layer.sparse
+        ? []
+        : layer.sparse === 'gnu'
+          ? ['--sparse', '--format=gnu']
+          : ['--sparse', '--format=pax', `--sparse-version=${layer.sparse.slice(4)}`];
+      run('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', ...sparse, '-C', layer.dir, '-cf', tar, ...entries]);
       diffIds.push(`sha256:${await sha256File(tar)}`);
       const compression = layer.compression ?? 'none';
       let blob = tar;

@@ -14,7 +14,11 @@
  * small, and the disk layer itself is downloaded once.
  */
 import type { Readable } from 'node:stream';
-import { badInput } from '../../errors.js';
+import { badInput, oneLine } from '../../errors.js';
+import type { Header } from 'tar-stream';
+import { fileLayout, type FileLayout } from '../../formats/tar/sparse-layout.js';
+import { sparseEntryStream } from '../../formats/tar/sparse-entry-stream.js';
+import type { EntryFacts } from '../../formats/tar/tar-prepass.js';
 import type { LayerEntry } from './layer-entries.js';
 
 export interface FoundDisk {
@@ -89,6 +93,19 @@ export class LowerLayerMask {
 const REGULAR = new Set(['file', 'contiguous-file']);
 
 /**
+ * A regular entry's real name and layout: a GNU sparse file's name and size are in its PAX
+ * records, its data is only the parts that are not holes. A broken sparse header is returned
+ * (not thrown): it matters only if the entry turns out to be the disk.
+ */
+function sparseLayout(header: Header, facts: EntryFacts | undefined, where: string): FileLayout | Error | null {
+  try {
+    return fileLayout(header.name, header.size ?? 0, (header.pax as Record<string, string> | undefined) ?? null, facts);
+  } catch (err) {
+    return badInput(`${where}: ${oneLine(err)}`, err);
+  }
+}
+
+/**
  * Yields the disk once (the consumer must read or abandon its body before asking for more),
  * then returns when every layer agrees there is exactly one; throws bad-input otherwise.
  */
@@ -102,8 +119,9 @@ export async function* walkForDisk(
   for (let index = layerCount - 1; index >= 0; index--) {
     const layerMask = new LowerLayerMask();
     const where = `layer ${index + 1} of ${layerCount}`;
-    for await (const { header, body } of openLayer(index)) {
-      const path = normalizeEntryPath(header.name);
+    for await (const { header, body: stored, facts } of openLayer(index)) {
+      const layout = REGULAR.has(header.type ?? '') ? sparseLayout(header, facts, `${display} (${where})`) : null;
+      const path = normalizeEntryPath(layout && !(layout instanceof Error) ? layout.name : header.name);
       const base = baseOf(path);
       if (base === OPAQUE) {
         layerMask.makeOpaque(parentOf(path));
@@ -133,7 +151,13 @@ export async function* walkForDisk(
       }
       const size = header.size ?? 0;
       if (!Number.isSafeInteger(size) || size < 0) throw badInput(`${display}: /${path} has an invalid size ${String(header.size)}`);
-      found = { path, size, body, layer: index };
+      if (layout instanceof Error) throw layout;
+      // A sparse entry (`tar --sparse`) stores only its data; the disk is that data with its holes.
+      const body =
+        layout && (layout.segments !== null || layout.mapInData)
+          ? sparseEntryStream(stored as AsyncIterable<Buffer>, layout, size, (why) => badInput(`${display}: /${path} (${where}) is an invalid GNU sparse file: ${why}`))
+          : stored;
+      found = { path, size: layout?.realSize ?? size, body, layer: index };
       yield found;
     }
     layerMask.mergeInto(mask);

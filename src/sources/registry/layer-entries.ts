@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { extract as tarExtract, type Header } from 'tar-stream';
 import { badInput, ImportError, oneLine } from '../../errors.js';
 import { createDecompressor } from '../../formats/decompress.js';
+import { TarPrepass, type EntryFacts } from '../../formats/tar/tar-prepass.js';
 import { detectFormat, isCompression } from '../../formats/magic.js';
 import { peekStream } from '../../formats/peek.js';
 import { isRetryableTransportError, transportError } from '../http/http-errors.js';
@@ -18,6 +19,8 @@ import type { RegistryClient } from './registry-client.js';
 
 export interface LayerEntry {
   header: Header;
+  /** What tar-stream does not say: the raw typeflag and a GNU sparse map. */
+  facts: EntryFacts | undefined;
   /** The entry's bytes; left unread, they are skipped when the walk moves on. */
   body: Readable;
 }
@@ -62,9 +65,13 @@ export async function* layerEntries(
       tarStream = tarStream.pipe(decompressor);
       stages.push(decompressor);
     }
-    const parsed = pipeline(tarStream, extract).catch(note);
+    // The prepass reads what tar-stream drops: GNU sparse maps (`tar --sparse` packs a disk so).
+    const prepass = new TarPrepass();
+    const parsed = pipeline(tarStream, prepass, extract).catch(note);
     for await (const entry of extract) {
-      yield { header: entry.header, body: entry as unknown as Readable };
+      const facts = prepass.facts.get(entry.offset);
+      prepass.facts.delete(entry.offset);
+      yield { header: entry.header, facts, body: entry as unknown as Readable };
       entry.resume();
     }
     await parsed;

@@ -10,7 +10,7 @@ import { makePodRoot, runPod } from '../../pod/pod-harness.js';
 import { runCli } from '../../support/cli.js';
 import { makeDiskLikeImage } from '../../support/disk-images.js';
 import { pushImage, pushVerbatim, registryManifest, startRegistry, writeOciLayout, type ImageSpec, type PushOptions, type TestRegistry } from '../../support/registry.js';
-import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../../support/tools.js';
+import { allocatedBytes, makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../../support/tools.js';
 
 const MiB = 1 << 20;
 
@@ -31,7 +31,8 @@ describe('registry source (docker-registry + skopeo)', () => {
       const target = path.join(layer, inImage);
       mkdirSync(path.dirname(target), { recursive: true });
       if (local.endsWith('/')) mkdirSync(target, { recursive: true });
-      else if (local) copyFileSync(local, target);
+      // cp keeps holes (copyFileSync does not), so tar --sparse finds them.
+      else if (local) run('cp', ['--sparse=always', local, target]);
       else writeFileSync(target, '');
     }
     mkdirSync(layer, { recursive: true });
@@ -115,6 +116,13 @@ describe('registry source (docker-registry + skopeo)', () => {
         ],
       },
     ]);
+    // `tar --sparse` keeps only the data of a file with holes; the real name may sit in PAX records.
+    const holey = dir.join('holey.img');
+    run('cp', ['--sparse=always', rawA, holey]);
+    assert.ok(allocatedBytes(holey) <= statSync(holey).size - 512 * 1024, 'the copy has holes for tar --sparse to find');
+    for (const sparse of ['gnu', 'pax-0.0', 'pax-0.1', 'pax-1.0'] as const) {
+      await publish(`sparse/${sparse}:latest`, [{ layers: [{ dir: layerDir({ 'disk/disk.img': holey, 'etc/motd': rawB }), sparse }] }]);
+    }
     await publish('bad/nodisk:latest', [{ layers: [{ dir: layerDir({ 'etc/hostname': '', 'data/disk.img': rawB }) }] }]);
     await publish('bad/twodisks:latest', [
       { layers: [{ dir: layerDir({ 'disk/one.img': rawB }) }, { dir: layerDir({ 'disk/two.img': rawA }) }] },
@@ -207,6 +215,13 @@ describe('registry source (docker-registry + skopeo)', () => {
 
   test('an opaque disk/ directory hides the lower layers\' files', async () => {
     await expectImported('layers/opaque:latest', shaA);
+  });
+
+  test('a disk packed by tar --sparse (GNU headers, PAX 0.0, 0.1 and 1.0): its holes restored', async () => {
+    for (const sparse of ['gnu', 'pax-0.0', 'pax-0.1', 'pax-1.0']) {
+      const result = await expectImported(`sparse/${sparse}:latest`, shaA);
+      assert.equal(result.json.virtualSize, 4 * MiB, sparse);
+    }
   });
 
   test('errors: no disk, two disks, a directory, a whited-out disk directory', async () => {
