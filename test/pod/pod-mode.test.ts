@@ -208,6 +208,29 @@ describe('pod mode', () => {
     assert.equal(existsSync(root.diskImage), false);
   });
 
+  test('a restart after a hard kill: what the killed attempt left in /data and /scratch is removed first, as CDI does', async () => {
+    const root = podRoot({ scratch: true });
+    // A SIGKILLed archive attempt: half its entries, plus a spill file in scratch and a stray file.
+    mkdirSync(root.join('data', 'etc'));
+    writeFileSync(root.join('data', 'etc', 'motd'), '');
+    writeFileSync(root.join('data', 'stale.txt'), 'from before');
+    mkdirSync(root.join('data', 'lost+found'));
+    writeFileSync(root.join('scratch', 'spill-1234'), Buffer.alloc(4096, 1));
+    const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}archive.tar`, IMPORTER_CONTENTTYPE: 'archive' }));
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(readFileSync(root.join('data', 'etc', 'motd'), 'utf8'), 'hello from the archive\n');
+    assert.deepEqual(readdirSync(root.dataDir).sort(), ['data.bin', 'etc', 'lost+found'], 'the stray file is gone; lost+found is the filesystem\'s');
+    assert.deepEqual(readdirSync(root.scratchDir), []);
+    // And a kubevirt import: a stale partial disk.img is not what is left in its place.
+    const again = podRoot();
+    writeFileSync(again.diskImage, Buffer.alloc(32 * MiB, 9));
+    writeFileSync(again.join('data', '.disk.img.partial-old'), 'x');
+    const imported = await runPod(again, http({ IMPORTER_ENDPOINT: `${nginx.http}raw.img`, IMPORTER_IMAGE_SIZE: '8Mi', FILESYSTEM_OVERHEAD: '0' }));
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.deepEqual(readdirSync(again.dataDir), ['disk.img']);
+    assert.equal(await sha256File(again.diskImage), await qemuRawSha256(images.join('raw.img'), images.path, 8 * MiB));
+  });
+
   test('blank: a sparse disk.img of the usable size, nothing allocated', async () => {
     const root = podRoot();
     const result = await runPod(root, { IMPORTER_SOURCE: 'none', IMPORTER_IMAGE_SIZE: '64Mi', FILESYSTEM_OVERHEAD: '0.06', PREALLOCATION: 'false' });
