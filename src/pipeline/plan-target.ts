@@ -24,11 +24,11 @@ export interface TargetPlan {
 export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan> {
   const target = request.target;
   if (target.kind === 'directory') throw targetError(`${target.path} is a directory target; disk images need a file or block device`);
-  if (target.kind === 'block') return planBlock(target.path);
+  if (target.kind === 'block') return planBlock(target.path, request.preallocation);
 
   // An existing block device given as a file path is written as a device; a link, to the file it names.
   const destination = await inspectDestination(target.path, request.source.kind === 'file' ? request.source.path : undefined);
-  if (destination.kind === 'block') return planBlock(target.path);
+  if (destination.kind === 'block') return planBlock(target.path, request.preallocation);
   if (destination.kind === 'directory') throw targetError(`${target.path} is a directory: give a file name for the disk image (e.g. ${path.join(target.path, 'disk.img')})`);
   const filePath = destination.path;
 
@@ -59,7 +59,7 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
   };
 }
 
-async function planBlock(devicePath: string): Promise<TargetPlan> {
-  const device = await BlockDeviceTarget.open(devicePath);
+async function planBlock(devicePath: string, preallocation: boolean | undefined): Promise<TargetPlan> {
+  const device = await BlockDeviceTarget.open(devicePath, { preallocation: preallocation === true });
   return { kind: 'block', path: devicePath, capacity: device.capacity, create: async () => device };
 }

@@ -33,6 +33,8 @@ export async function writeExtents(
 ): Promise<{ end: number; bytesWritten: number }> {
   const coverage = target.kind === 'block' ? new Coverage() : undefined;
   const writes = new WriteWindow(WRITES_IN_FLIGHT, WRITE_BYTES_IN_FLIGHT);
+  // Only an image known to fit: a volume too small is refused with nothing touched.
+  if (target.zeroAhead && image.virtualSize !== undefined && image.virtualSize <= plan.capacity) await target.zeroAhead(image.virtualSize);
   let end = 0;
   let bytesWritten = 0;
   const count = (bytes: number) => {

@@ -1,49 +1,93 @@
+import { execFile } from 'node:child_process';
+import { constants } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import type { DiskTarget } from './disk-target.js';
 import { blockDeviceSize } from '../util/block-device-size.js';
+import { targetError } from '../errors.js';
 import { targetFailure } from './target-errors.js';
 import { EarlyFlush } from './early-flush.js';
+import { dataRuns, HOLE_BLOCK } from './zero-runs.js';
 
 const ZEROS = Buffer.alloc(1 << 20);
+const run = promisify(execFile);
 
 /**
- * A block device (a PVC in block mode, a loop device). Its old contents are unknown, so zero
- * runs are written as zeros, never skipped. Block volumes are never resized.
+ * A block device (a PVC in block mode, a loop device). Its old contents are unknown, so what the
+ * image does not fill must be made to read as zeros: cheaply up front when the device can (see
+ * zeroAhead), by writing zeros otherwise. Block volumes are never resized.
  */
 export class BlockDeviceTarget implements DiskTarget {
   readonly kind = 'block' as const;
 
   private readonly earlyFlush: EarlyFlush;
+  /** [0, zeroed) already reads as zeros: zero runs there need no writing. */
+  private zeroed = 0;
 
   private constructor(
     readonly path: string,
     readonly capacity: number,
     private handle: FileHandle | undefined,
+    /** Preallocation asked: every block gets written (allocated), zeros included. */
+    private readonly preallocation: boolean,
   ) {
     this.earlyFlush = new EarlyFlush(() => handle!.datasync());
   }
 
-  static async open(devicePath: string): Promise<BlockDeviceTarget> {
+  static async open(devicePath: string, options: { preallocation?: boolean } = {}): Promise<BlockDeviceTarget> {
     try {
       const info = await stat(devicePath);
       const size = await blockDeviceSize(devicePath, info.rdev);
-      const handle = await open(devicePath, 'r+');
-      return new BlockDeviceTarget(devicePath, size, handle);
+      // O_EXCL on a block device claims it: Linux answers EBUSY while it is mounted or another
+      // program (another import, mkfs) holds it so, instead of letting two writers mix.
+      const handle = await open(devicePath, constants.O_RDWR | constants.O_EXCL);
+      return new BlockDeviceTarget(devicePath, size, handle, options.preallocation ?? false);
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EBUSY') {
+        throw targetError(`${devicePath} is in use (mounted, or opened by another program such as another import): unmount it or wait for the other writer`, err);
+      }
       throw targetFailure(err, devicePath);
     }
   }
 
+  /**
+   * Makes [0, length) read as zeros without writing them, as qemu-img convert (CDI's converter)
+   * does before it copies: a write-zeroes request that may unmap and must not fall back to
+   * writing (fallocate's punch-hole on a block device; Node has no fallocate(2), util-linux's
+   * `fallocate` does it). Thin devices (LVM-thin, Ceph RBD, loop devices on sparse files) then
+   * hold only the image's data instead of every zero. A device that cannot do it cheaply refuses,
+   * and its zeros are written as before.
+   */
+  async zeroAhead(length: number): Promise<void> {
+    const aligned = Math.floor(length / HOLE_BLOCK) * HOLE_BLOCK;
+    if (aligned === 0 || this.preallocation) return;
+    try {
+      await run('fallocate', ['--punch-hole', '--offset', '0', '--length', String(aligned), this.path]);
+      this.zeroed = aligned;
+    } catch {
+      // EOPNOTSUPP (no write-zeroes support), an old kernel, no util-linux: zeros get written.
+    }
+  }
+
   async write(offset: number, data: Buffer): Promise<number> {
-    await this.writeAll(data, offset);
-    return data.length;
+    if (offset + data.length > this.zeroed) {
+      await this.writeAll(data, offset);
+      return data.length;
+    }
+    let total = 0;
+    for (const piece of dataRuns(data, offset)) {
+      await this.writeAll(data.subarray(piece.start, piece.end), offset + piece.start);
+      total += piece.end - piece.start;
+    }
+    return total;
   }
 
   async zero(offset: number, length: number): Promise<number> {
-    for (let done = 0; done < length; done += ZEROS.length) {
-      await this.writeAll(ZEROS.subarray(0, Math.min(ZEROS.length, length - done)), offset + done);
+    const from = Math.max(offset, this.zeroed);
+    for (let at = from; at < offset + length; at += ZEROS.length) {
+      await this.writeAll(ZEROS.subarray(0, Math.min(ZEROS.length, offset + length - at)), at);
     }
-    return length;
+    return Math.max(0, offset + length - from);
   }
 
   private async writeAll(data: Buffer, offset: number): Promise<void> {
@@ -66,7 +110,7 @@ export class BlockDeviceTarget implements DiskTarget {
     } catch (err) {
       throw targetFailure(err, this.path);
     }
-    // Every byte of a block device is allocated: preallocation is inherent, as in CDI.
+    // Block volumes are not resized; CDI reports no preallocation for them either.
     return { preallocationApplied: false, size: this.capacity };
   }
 

@@ -19,6 +19,11 @@ export interface DiskTarget {
   /** Makes [offset, offset+length) read as zeros (a no-op on fresh sparse files); resolves to the bytes written. */
   zero(offset: number, length: number): Promise<number>;
   /**
+   * Before any write, for an image of `length` bytes that fits: lets the target make [0, length)
+   * read as zeros cheaply if it can, so zero runs need no writing (block devices).
+   */
+  zeroAhead?(length: number): Promise<void>;
+  /**
    * Completes the target: size the file to `size` (never below what was written), preallocate
    * if asked, fsync, and move it into place. Returns whether preallocation was applied.
    */

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { openSync, readSync, closeSync, writeFileSync } from 'node:fs';
 import { runCli } from '../support/cli.js';
-import { makeTempDir, run, sh, type TempDir } from '../support/tools.js';
+import { allocatedBytes, makeTempDir, run, sh, type TempDir } from '../support/tools.js';
 import { attachLoop, detachLoop } from '../support/loop-device.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 
@@ -117,3 +117,63 @@ for (const source of ['qcow2 (random access)', 'qcow2.xz (one pass)']) {
     assert.equal(headSha256(device, 12 * MiB), headSha256(oracle, 12 * MiB));
   });
 }
+
+/** A fresh loop device on a backing file full of allocated 0xff bytes; detached by the caller. */
+function thinDevice(name: string, size: number): { backing: string; device: string } | undefined {
+  const backing = dir.join(name);
+  sh(`head -c ${size} /dev/zero | tr '\\0' '\\377' > ${backing}`);
+  const loop = attachLoop(backing);
+  return loop ? { backing, device: loop } : undefined;
+}
+
+test('a thin device (a loop device on a sparse-capable file) ends up holding only the data, as after qemu-img convert', async (t) => {
+  const thin = thinDevice('thin-backing.img', 32 * MiB);
+  if (!thin) return t.skip('losetup is not permitted here');
+  try {
+    const qcow2 = dir.join('mostly-empty.qcow2');
+    run('qemu-img', ['create', '-q', '-f', 'qcow2', qcow2, '24M']);
+    run('qemu-io', ['-c', 'write -P 0x41 1M 64k', '-c', 'write -P 0x42 7M 1M', '-c', 'write -z 9M 1M', qcow2]);
+    const result = await runCli(['import', qcow2, '-o', thin.device, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const oracle = dir.join('mostly-empty.raw');
+    run('qemu-img', ['convert', '-O', 'raw', qcow2, oracle]);
+    assert.equal(headSha256(thin.device, 24 * MiB), headSha256(oracle, 24 * MiB));
+    // The 1.06 MiB of data, plus the 8 MiB past the image that was left as it was.
+    assert.ok(allocatedBytes(thin.backing) <= 10 * MiB, `allocated ${allocatedBytes(thin.backing)} bytes of the 32 MiB device`);
+    assert.equal(sh(`tail -c ${8 * MiB} ${thin.device} | tr -d '\\377' | wc -c`).trim(), '0', 'past the image: untouched');
+    assert.ok(JSON.parse(result.stdout).bytesWritten <= 2 * MiB, 'only the data was written');
+
+    // --preallocation asks for every block: zeros are written and stay allocated.
+    const preallocated = await runCli(['import', qcow2, '-o', thin.device, '--preallocation']);
+    assert.equal(preallocated.code, 0, preallocated.stderr);
+    assert.equal(headSha256(thin.device, 24 * MiB), headSha256(oracle, 24 * MiB));
+    assert.ok(allocatedBytes(thin.backing) >= 32 * MiB, `allocated ${allocatedBytes(thin.backing)} bytes`);
+  } finally {
+    detachLoop(thin.device);
+  }
+});
+
+test('a mounted device is refused with one line and left as it was', async (t) => {
+  const thin = thinDevice('mounted-backing.img', 16 * MiB);
+  if (!thin) return t.skip('losetup is not permitted here');
+  const mountPoint = dir.join('mnt');
+  try {
+    run('mkfs.ext4', ['-q', '-F', thin.device]);
+    sh(`mkdir -p ${mountPoint}`);
+    try {
+      run('mount', [thin.device, mountPoint]);
+    } catch {
+      return t.skip('mount is not permitted here');
+    }
+    try {
+      const result = await runCli(['import', raw, '-o', thin.device]);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /^cdi-importer: error: \/dev\/loop\d+ is in use \(mounted, or opened by another program such as another import\): unmount it or wait for the other writer$/m);
+    } finally {
+      run('umount', [mountPoint]);
+    }
+    run('e2fsck', ['-n', '-f', thin.device]); // throws if the file system was damaged
+  } finally {
+    detachLoop(thin.device);
+  }
+});
