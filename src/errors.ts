@@ -35,7 +35,7 @@ export const LARGER_PVC_REQUIRED = '. A larger PVC is required';
  * `streaming`: the size is not known yet (a compressed raw image), only that it passes `virtualSize`.
  */
 export function tooSmall(virtualSize: number, available: number, streaming = false): ImportError {
-  const size = streaming ? `of more than ${virtualSize} bytes (still arriving)` : `${virtualSize}`;
+  const size = streaming ? `of more than ${virtualSize} bytes (measured as the stream is read)` : `${virtualSize}`;
   return new ImportError('too-small', `virtual image size ${size} is larger than the reported available storage ${available}${LARGER_PVC_REQUIRED}`);
 }
 

@@ -118,8 +118,9 @@ export interface ImportContext {
   progress?: (report: ProgressReport) => void;
   log?: Logger;
   /**
-   * Called once the image has been checked against the target, before anything is written: its
-   * virtual size fits (or, for a stream whose size shows only as it goes, is not known yet).
+   * Called once the image is known to fit the target: before anything is written when its
+   * virtual size is declared, after the last write for a stream whose size shows only as it goes
+   * (gzip or zstd raw), so that nobody is told it fits before the stream has been decoded.
    */
   onChecked?: () => void;
 }

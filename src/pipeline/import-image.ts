@@ -26,11 +26,15 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
   try {
     disk = await openDiskImage(opened, request, source.description, { ...ctx, signal });
     const { image } = disk;
-    if (image.virtualSize !== undefined) checkFits(image.virtualSize, plan);
-    ctx.onChecked?.();
+    if (image.virtualSize !== undefined) {
+      checkFits(image.virtualSize, plan);
+      ctx.onChecked?.();
+    }
     signal.throwIfAborted();
     target = await plan.create();
     const { end, bytesWritten } = await writeExtents(image, target, plan, signal);
+    // A stream that shows its size only as it goes (gzip, zstd) has fitted once it is all written.
+    if (image.virtualSize === undefined) ctx.onChecked?.();
     const virtualSize = image.virtualSize ?? rawVirtualSize(end);
 
     // The checksum covers every source byte, including any the reader did not need.

@@ -110,6 +110,12 @@ describe('upload server', () => {
     const tooLargeAsync = await post(s, '/v1beta1/upload-async', binary(dir.join('big.qcow2')));
     assert.equal(tooLargeAsync.status, 400, tooLargeAsync.body);
     assert.match(tooLargeAsync.body, /is larger than the reported available storage/);
+    // A gzip raw image shows its size only as it is decoded: async waits for that before its answer.
+    const tooLargeGzipAsync = await post(s, '/v1beta1/upload-async', binary(dir.join('disk.raw.gz')));
+    assert.equal(tooLargeGzipAsync.status, 400, tooLargeGzipAsync.body);
+    assert.match(tooLargeGzipAsync.body, /is larger than the reported available storage/);
+    const corruptAsync = await post(s, '/v1beta1/upload-async', binary(dir.join('corrupt.raw.gz')));
+    assert.equal(corruptAsync.status, 500, corruptAsync.body);
 
     const corrupt = await post(s, '/v1beta1/upload', binary(dir.join('corrupt.raw.gz')));
     assert.equal(corrupt.status, 500, corrupt.body);
