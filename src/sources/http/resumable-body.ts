@@ -30,6 +30,12 @@ export interface ResumableBodyOptions {
    * carry the credentials and If-Range.
    */
   direct?: { client: DirectRangeClient; location: URL; headers: Record<string, string> };
+  /**
+   * How a resume's GET is sent (default: to the endpoint, following redirects). The registry
+   * sends it through its client, which fetches a new Bearer token when the one the download
+   * started with has expired by then.
+   */
+  request?: (headers: Record<string, string>, signal: AbortSignal) => Promise<HttpResponse>;
 }
 
 export class ResumableBody extends Readable {
@@ -198,7 +204,7 @@ export class ResumableBody extends Readable {
     const headers: Record<string, string> = resuming
       ? { range: `bytes=${this.received}-`, ...(validator ? { 'if-range': validator } : {}) }
       : {};
-    const response = await getFollowingRedirects(this.endpoint, headers, this.abort.signal);
+    const response = await (this.options.request ?? ((h, signal) => getFollowingRedirects(this.endpoint, h, signal)))(headers, this.abort.signal);
     const { statusCode } = response;
     const where = redactedUrl(this.endpoint.url);
     if (statusCode === 206 && resuming) {

@@ -35,10 +35,17 @@ export async function* layerEntries(
   signal: AbortSignal,
 ): AsyncGenerator<LayerEntry, void, undefined> {
   const url = client.repositoryUrl(`blobs/${layer.digest}`);
-  const response = await client.get(url, undefined, signal, () => badInput(`${what} is missing from the registry (blob unknown)`));
+  const missing = () => badInput(`${what} is missing from the registry (blob unknown)`);
+  const response = await client.get(url, undefined, signal, missing);
   // A dropped or stalled layer download resumes with Range where it stopped (blobs are
   // content-addressed, so the bytes cannot change under us; the digest check covers the rest).
-  const body = new ResumableBody(client.endpointFor(url), response, identityOf(response.headers), { stallMs: client.stallMs, retry: client.retry, onRetry: client.onRetry });
+  const body = new ResumableBody(client.endpointFor(url), response, identityOf(response.headers), {
+    stallMs: client.stallMs,
+    retry: client.retry,
+    onRetry: client.onRetry,
+    // Through the client: a token that expired during a long download is renewed for the resume.
+    request: (headers, resumeSignal) => client.get(url, undefined, resumeSignal, missing, headers),
+  });
   const forwardAbort = () => body.destroy(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
   signal.addEventListener('abort', forwardAbort, { once: true });
   body.once('close', () => signal.removeEventListener('abort', forwardAbort));

@@ -92,13 +92,13 @@ export class RegistryClient {
    * GET with auth. Returns a 2xx answer; other statuses become errors: 401/403 say which user
    * (never the password), 404 is `notFound`'s bad-input message (an unknown tag is the user's input).
    */
-  async get(url: URL, accept: string | undefined, signal: AbortSignal, notFound: () => Error): Promise<HttpResponse> {
+  async get(url: URL, accept: string | undefined, signal: AbortSignal, notFound: () => Error, headers: Record<string, string> = {}): Promise<HttpResponse> {
     let reauthorized = false;
     for (let failures = 0; ; ) {
       if (!this.authorization && this.challenge) this.authorization = await this.authorize(this.challenge, signal);
       let response: HttpResponse;
       try {
-        response = await getFollowingRedirects(this.endpoint(url), accept ? { accept } : {}, signal);
+        response = await getFollowingRedirects(this.endpoint(url), accept ? { accept, ...headers } : headers, signal);
       } catch (err) {
         if (signal.aborted) throw signal.reason ?? err;
         // A dropped connection or a timeout may be cured by another try; a refusal is final.

@@ -33,6 +33,10 @@ describe('registry with Basic auth over TLS, and the Bearer token flow', () => {
   const tokenRequests: { authorization?: string; service: string | null; scope: string | null }[] = [];
   /** Like Docker Hub for public images: a token for anyone who asks without credentials. */
   let anonymousTokens = false;
+  /** Tokens the front accepts; each /token answer adds a fresh one. */
+  const validTokens = new Set<string>();
+  /** The next blob download is cut after 64 KiB and its token expires with it (a long pull). */
+  let cutBlobAndExpireToken = false;
   let counter = 0;
 
   before(async () => {
@@ -66,10 +70,13 @@ describe('registry with Basic auth over TLS, and the Bearer token flow', () => {
           res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"bad credentials"}');
           return;
         }
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token: TOKEN, expires_in: 300 }));
+        const token = `${TOKEN}-${tokenRequests.length}`;
+        validTokens.add(token);
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, expires_in: 300 }));
         return;
       }
-      if (req.headers.authorization !== `Bearer ${TOKEN}`) {
+      const bearer = req.headers.authorization?.replace(/^Bearer /, '') ?? '';
+      if (!validTokens.has(bearer)) {
         const realm = `http://${frontHost}/token`;
         res
           .writeHead(401, {
@@ -90,6 +97,22 @@ describe('registry with Basic auth over TLS, and the Bearer token flow', () => {
         },
         (answer) => {
           res.writeHead(answer.statusCode ?? 502, answer.headers);
+          const large = Number(answer.headers['content-length']) > 256 << 10; // the layer, not the config
+          if (cutBlobAndExpireToken && large && url.pathname.includes('/blobs/') && req.headers.range === undefined && answer.statusCode === 200) {
+            cutBlobAndExpireToken = false;
+            let sent = 0;
+            answer.on('data', (chunk: Buffer) => {
+              if (sent >= 64 << 10) return;
+              sent += chunk.length;
+              res.write(chunk);
+              if (sent >= 64 << 10) {
+                validTokens.delete(bearer);
+                res.destroy();
+                answer.destroy();
+              }
+            });
+            return;
+          }
           answer.pipe(res);
         },
       );
@@ -176,6 +199,16 @@ describe('registry with Basic auth over TLS, and the Bearer token flow', () => {
       service: 'front.test',
       scope: 'repository:vm/fedora:pull',
     });
+  });
+
+  test('a layer download cut after its token expired: the resume gets a new token and the disk is exact', async () => {
+    tokenRequests.length = 0;
+    cutBlobAndExpireToken = true;
+    const result = await cli([`docker://${frontHost}/vm/fedora:41`, '--user', USER, '--password', PASSWORD, '--insecure']);
+    assert.equal(cutBlobAndExpireToken, false, 'the blob download was cut');
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(result.out), sha);
+    assert.ok(tokenRequests.length >= 2, 'a second token was fetched for the resume');
   });
 
   test('Bearer token flow without credentials (public image): an anonymous token', async () => {
