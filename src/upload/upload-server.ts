@@ -3,6 +3,7 @@
  * successful upload, runs it through the same pipeline as every other source, and then reports
  * how it ended. A failed upload leaves the server ready for another try, as in CDI.
  */
+import { X509Certificate } from 'node:crypto';
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
@@ -42,6 +43,24 @@ function readPem(file: string, variable: string): Buffer {
   }
 }
 
+/**
+ * The CA bundle that signs client certificates must hold one: with none, every handshake would
+ * fail while /healthz said OK. CDI's upload server refuses to start then too ("Invalid ca cert file").
+ */
+function readClientCa(file: string): Buffer {
+  const pem = readPem(file, 'CLIENT_CERT_FILE');
+  const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const valid = blocks.filter((block) => {
+    try {
+      return new X509Certificate(block) !== undefined;
+    } catch {
+      return false;
+    }
+  });
+  if (valid.length === 0) throw usageError(`CLIENT_CERT_FILE ${file} holds no PEM certificate: give the CA bundle that signs the upload proxy's client certificate`);
+  return pem;
+}
+
 /** The Common Name(s) of the client's certificate; Node gives an array when there are several. */
 function clientCommonNames(req: IncomingMessage): string[] {
   const socket = req.socket as TLSSocket;
@@ -72,7 +91,7 @@ export class UploadServer {
         {
           cert: readPem(config.tlsCertFile, 'TLS_CERT_FILE'),
           key: readPem(config.tlsKeyFile, 'TLS_KEY_FILE'),
-          ca: readPem(config.clientCaFile, 'CLIENT_CERT_FILE'),
+          ca: readClientCa(config.clientCaFile),
           // CDI: tls.RequireAndVerifyClientCert. A client without a certificate signed by the CA
           // does not get past the handshake.
           requestCert: true,

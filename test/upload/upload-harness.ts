@@ -56,7 +56,13 @@ export async function startUploadServer(certs: UploadCertificates, env: NodeJS.P
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve((exitCode = code))));
   const timer = setTimeout(() => child.kill('SIGKILL'), 90_000);
   void exited.then(() => clearTimeout(timer));
-  await waitForPort(port, 20_000, () => (exitCode !== undefined ? `upload server exited ${exitCode}: ${stderr}` : undefined));
+  try {
+    await waitForPort(port, 20_000, () => (exitCode !== undefined ? `upload server exited ${exitCode}: ${stderr}` : undefined));
+  } catch (err) {
+    child.kill('SIGKILL');
+    root.remove();
+    throw err;
+  }
   return {
     root,
     port,

@@ -3,7 +3,7 @@
  * certificates made by openssl, curl as the client, qemu-img as the oracle for the bytes written.
  */
 import assert from 'node:assert/strict';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 import { buildSampleTree, diffTrees, treeListing } from '../support/tar-fixtures.js';
@@ -248,6 +248,12 @@ describe('upload server', () => {
     } finally {
       run('losetup', ['-d', device]);
     }
+  });
+
+  test('a CLIENT_CERT_FILE without a certificate: the server refuses to start, naming the file', async () => {
+    const notPem = dir.join('not-a-ca.txt');
+    writeFileSync(notPem, 'subjectAltName = DNS:example\n');
+    await assert.rejects(startUploadServer(certs, { CLIENT_CERT_FILE: notPem }), /upload server exited 1: .*CLIENT_CERT_FILE \S*not-a-ca\.txt holds no PEM certificate/);
   });
 
   test('SIGTERM while waiting: exit 1 with one line saying so', async () => {
