@@ -104,7 +104,7 @@ export class SparseFileTarget implements DiskTarget {
     try {
       await this.earlyFlush?.settle();
       await handle.truncate(finalSize);
-      if (this.options.preallocation) await preallocate(this.writePath, finalSize);
+      if (this.options.preallocation) await preallocate(this.writePath, finalSize, this.path);
       if (this.options.sync) await handle.sync();
       await handle.close();
       this.handle = undefined;
