@@ -24,11 +24,7 @@ export async function inspectDestination(destination: string, sourceFile?: strin
   const entry = await lstat(destination).catch(() => undefined);
   if (!entry) return { kind: 'new', path: destination };
   let finalPath = destination;
-  if (entry.isSymbolicLink()) {
-    await refuseDescriptorLinks(destination);
-    // A dangling link: the file it names is created.
-    finalPath = await realpath(destination).catch(() => destination);
-  }
+  if (entry.isSymbolicLink()) finalPath = await followLinks(destination);
   const info = await stat(finalPath).catch(() => undefined);
   if (!info) return { kind: 'new', path: finalPath };
   if (info.isBlockDevice()) return { kind: 'block' };
@@ -53,17 +49,20 @@ function kindOf(info: Stats): string | undefined {
 }
 
 /**
- * `/dev/stdout`, `/dev/fd/N`, `/proc/self/fd/N` name an open file descriptor: even when it is a
- * regular file, renaming a new file over its name leaves the descriptor's reader with nothing.
+ * The path a symbolic link leads to, link by link, as qemu-img's open would: a dangling link
+ * gives the file it names (created there, the link kept), a loop is refused. `/dev/stdout`,
+ * `/dev/fd/N`, `/proc/self/fd/N` name an open file descriptor: even when it is a regular file,
+ * renaming a new file over its name leaves the descriptor's reader with nothing, so they are refused.
  */
-async function refuseDescriptorLinks(destination: string): Promise<void> {
+async function followLinks(destination: string): Promise<string> {
   let current = path.resolve(destination);
   for (let hops = 0; hops < MAX_LINKS; hops++) {
     if (/^\/proc\/[^/]+\/fd\//.test(current) || /^\/dev\/fd\//.test(current)) {
       throw targetError(`${destination} is a link to an open file descriptor (${current}): give a file name as the destination`);
     }
     const target = await readlink(current).catch(() => undefined);
-    if (target === undefined) return;
+    if (target === undefined) return (await realpath(current).catch(() => undefined)) ?? current;
     current = path.resolve(path.dirname(current), target);
   }
+  throw targetError(`${destination}: too many levels of symbolic links (a loop?): give the file itself as the destination`);
 }

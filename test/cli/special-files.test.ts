@@ -120,6 +120,22 @@ describe('destinations', () => {
     assert.equal(await sha256File(real), qcow2Sha);
     assert.ok(existsSync(link) && statSync(link).ino === statSync(real).ino);
   });
+
+  test('a dangling symlink: the file it names is created and the link kept (as qemu-img does); a loop is refused', async () => {
+    const link = dir.join('next-build.img');
+    symlinkSync('builds-42.img', link);
+    const result = await runCli(['convert', qcow2, link]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.ok(lstatSync(link).isSymbolicLink(), 'the link is still a link');
+    assert.equal(await sha256File(dir.join('builds-42.img')), qcow2Sha);
+
+    symlinkSync('loop-b.img', dir.join('loop-a.img'));
+    symlinkSync('loop-a.img', dir.join('loop-b.img'));
+    const loop = await runCli(['convert', qcow2, dir.join('loop-a.img')]);
+    assert.equal(loop.code, 1);
+    assert.match(loop.stderr, /^cdi-importer: error: \S*loop-a\.img: too many levels of symbolic links/m);
+    assert.ok(lstatSync(dir.join('loop-a.img')).isSymbolicLink(), 'the loop is left alone');
+  });
 });
 
 describe('cancelled at any moment', () => {
