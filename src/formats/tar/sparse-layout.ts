@@ -6,8 +6,18 @@
 import { badInput } from '../../errors.js';
 import type { EntryFacts, SparseSegment } from './tar-prepass.js';
 
-/** How entries are named in messages: quoted, so odd names stay on one line. */
-export const quoteEntry = (name: string) => JSON.stringify(name);
+/** Names longer than this are shortened in messages, so the reason after them stays in view. */
+const LONGEST_QUOTED_NAME = 120;
+
+/**
+ * How entries are named in messages: quoted, so odd names stay on one line, and a very long name
+ * shortened to its start and end (a 5000-character name must not fill pod mode's 4096-byte
+ * termination message before the reason).
+ */
+export function quoteEntry(name: string): string {
+  if (name.length <= LONGEST_QUOTED_NAME) return JSON.stringify(name);
+  return `${JSON.stringify(`${name.slice(0, 60)}…${name.slice(-40)}`)} (${name.length} characters)`;
+}
 
 export type { SparseSegment };
 

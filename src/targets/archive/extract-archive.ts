@@ -179,7 +179,7 @@ class Extraction {
       if (code === 'ENOSPC' || code === 'EDQUOT') {
         throw targetError(`no space left in ${this.directory} while extracting archive entry ${quoteEntry(entry)}: the target is full`, err);
       }
-      throw targetError(`cannot ${what} for archive entry ${quoteEntry(entry)} in ${this.directory}: ${(err as Error).message}`, err);
+      throw targetError(`cannot ${what} for archive entry ${quoteEntry(entry)} in ${this.directory}: ${systemProblem(err as NodeJS.ErrnoException)}`, err);
     }
   }
 
@@ -401,4 +401,13 @@ function mtimeOf(header: Header): number {
 
 async function drain(entry: Entry): Promise<void> {
   for await (const _ of entry as AsyncIterable<Buffer>) void _;
+}
+
+/**
+ * A system call's failure without the path Node appends (the entry is named already, and a long
+ * path would push the reason out of pod mode's 4096-byte termination message).
+ */
+function systemProblem(err: NodeJS.ErrnoException): string {
+  if (err.code === 'ENAMETOOLONG') return 'a name longer than the file system allows (255 bytes per path component, 4096 per path)';
+  return (err.message ?? String(err)).replace(/, \w+ '.*$/s, '');
 }

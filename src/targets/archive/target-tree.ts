@@ -50,7 +50,7 @@ export class TargetTree {
       if (this.directories.has(rel)) continue;
       if (this.pendingSymlinks.has(rel)) throw throughSymlink(entry, rel);
       const abs = this.absolute(rel);
-      const stat = await this.fsStep(entry, 'inspect', () => lstatSync(abs, { throwIfNoEntry: false }) ?? null);
+      const stat = await this.fsStep(entry, 'look at the path', () => lstatSync(abs, { throwIfNoEntry: false }) ?? null);
       if (stat === null) {
         if (!create) return false;
         // Implicit parents get tar's default mode (0777 less the umask).
@@ -75,7 +75,7 @@ export class TargetTree {
   async prepareLeaf(rel: string, entry: string, isDirectory: boolean): Promise<'free' | 'exists'> {
     if (this.pendingSymlinks.delete(rel)) return 'free';
     const abs = this.absolute(rel);
-    const stat = await this.fsStep(entry, 'inspect', () => lstatSync(abs, { throwIfNoEntry: false }) ?? null);
+    const stat = await this.fsStep(entry, 'look at the path', () => lstatSync(abs, { throwIfNoEntry: false }) ?? null);
     if (stat === null) return 'free';
     if (stat.isDirectory()) {
       this.journal.rememberDirectoryTimes(abs, stat);

@@ -54,6 +54,13 @@ const cases: Array<{ name: string; members: string; message: RegExp; category?: 
     message: /archive content size 210002 \(through entry "big.bin"\) is larger than the reported available storage 150000/,
   },
   { name: 'overwriting a file that was there before', members: `add('keep.txt', data=b'evil')`, message: /archive entry "keep.txt": "keep.txt" already exists in the target directory; refusing to overwrite it/ },
+  {
+    // The line stays short enough for pod mode's 4096-byte termination message to keep the reason.
+    name: 'a 5000-character name',
+    members: `add('a' * 5000, data=b'x')`,
+    category: 'target',
+    message: /^cannot create the file for archive entry "a{60}…a{40}" \(5000 characters\) in \S+: a name longer than the file system allows \(255 bytes per path component, 4096 per path\)$/,
+  },
   { name: 'truncated archive', members: `add('last.bin', data=b'q' * 5000)\nt.fileobj.truncate(t.offset - 2048); t.closed = True`, message: /archive is not a valid tar: Unexpected end of data/ },
 ];
 
