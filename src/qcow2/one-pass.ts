@@ -38,18 +38,42 @@ interface PendingCluster {
   promise?: Promise<Extent>;
 }
 
+/**
+ * Host bytes some part of the image needs. A large image has one per mapped cluster, all
+ * waiting at once when its L2 tables come before its data, so the common kinds (data and
+ * compressed clusters) are plain records, without a callback or a message string of their own.
+ */
 interface Want {
   start: number;
   end: number;
-  /** What it is, for messages. */
-  what: string;
+  kind: 'data' | 'compressed' | 'metadata';
+  /** Data and compressed clusters: where they go, and how many guest bytes they fill. */
+  guestOffset?: number;
+  length?: number;
+  /** Metadata: what it is, for messages, and what to do with it. */
+  what?: string;
+  done?(data: Buffer): Promise<void> | void;
   /** Compressed clusters may be cut by the end of the file (qemu reads zeros past it). */
   mayBeShort?: boolean;
   /** Known bytes nobody reads (refcount blocks, unread parts of allocated clusters): fine if missing. */
   optional?: boolean;
   buf?: Buffer;
-  done(data: Buffer): Promise<void> | void;
 }
+
+const describeWant = (want: Want): string =>
+  want.kind === 'data'
+    ? `data for guest offset ${want.guestOffset}`
+    : want.kind === 'compressed'
+      ? `compressed cluster for guest offset ${want.guestOffset}`
+      : (want.what ?? 'metadata');
+
+/**
+ * Wants waiting for host bytes still to come, at most: about 150 bytes each, so some 150 MiB.
+ * An image made by qemu-img convert has at most one L2 table's worth ahead of its data (8192 at
+ * 64 KiB clusters); only preallocated images of tens of GiB, or hostile ones (a few KiB of
+ * .xz can map petabytes), map more before their data comes.
+ */
+const MAX_WAITING_WANTS = 1 << 20;
 
 /** Internal: inspect runs the driver without producing data, to measure the scratch a real run needs. */
 export interface MeasureOptions {
@@ -105,8 +129,9 @@ export async function openQcow2Stream(
 class OnePassEngine {
   readonly spill: SpillFile;
   private readonly cs: number;
-  /** Wants not started yet, by the host cluster they start in. */
-  private readonly waiting = new Map<number, Want[]>();
+  /** Wants not started yet, by the host cluster they start in (one, or a list). */
+  private readonly waiting = new Map<number, Want | Want[]>();
+  private waitingCount = 0;
   private active: Want[] = [];
   /** Host bytes before this offset have been handed out. */
   private processedEnd = 0;
@@ -141,18 +166,19 @@ class OnePassEngine {
     this.measuring = options.measureSpillBudget !== undefined;
     this.spill = new SpillFile(options.scratchDir, options.measureSpillBudget);
     this.windowLimit = Math.max(WINDOW_BYTES, 2 * this.cs);
-    this.register({ start: 0, end: this.cs, what: 'header', done: () => {} });
+    this.register({ start: 0, end: this.cs, kind: 'metadata', what: 'header', done: () => {} });
     const l1Entries = l1EntriesUsed(header);
     if (l1Entries === 0) this.l1Parsed = true;
     else {
       const start = header.l1TableOffset;
-      this.register({ start, end: start + l1Entries * 8, what: 'L1 table', done: (l1) => this.onL1(l1) });
+      this.register({ start, end: start + l1Entries * 8, kind: 'metadata', what: 'L1 table', done: (l1) => this.onL1(l1) });
     }
     if (header.refcountTableClusters > 0) {
       const start = header.refcountTableOffset;
       this.register({
         start,
         end: start + header.refcountTableClusters * this.cs,
+        kind: 'metadata',
         what: 'refcount table',
         done: (table) => this.onRefcountTable(table),
       });
@@ -229,9 +255,26 @@ class OnePassEngine {
 
   private register(want: Want): void {
     const index = Math.floor(want.start / this.cs);
-    const list = this.waiting.get(index);
-    if (list) list.push(want);
-    else this.waiting.set(index, [want]);
+    const there = this.waiting.get(index);
+    if (want.kind === 'data' && there) {
+      // Two guest clusters on one host cluster: qemu never writes that in one layer (qemu-img
+      // check calls it a refcount error), and it is how a tiny image maps a huge disk.
+      for (const other of Array.isArray(there) ? there : [there]) {
+        if (other.kind === 'data' && other.start < want.end && want.start < other.end) {
+          throw badInput(
+            `qcow2 host cluster ${hex(index * this.cs)} holds the data of guest offsets ${other.guestOffset} and ${want.guestOffset}: one layer never shares a cluster, so the image is corrupt`,
+          );
+        }
+      }
+    }
+    if (++this.waitingCount > MAX_WAITING_WANTS) {
+      throw badInput(
+        `qcow2 image maps more than ${MAX_WAITING_WANTS} clusters ahead of their data (L2 tables first, as in a preallocated or hostile image): read in one pass that would take too much memory; import it from a seekable source (a local file, or an HTTP server with Range requests)`,
+      );
+    }
+    if (!there) this.waiting.set(index, want);
+    else if (Array.isArray(there)) there.push(want);
+    else this.waiting.set(index, [there, want]);
   }
 
   /** Hands one host cluster (shorter at the end of the file) to the wants covering it. */
@@ -242,7 +285,13 @@ class OnePassEngine {
     const starting = this.waiting.get(index);
     if (starting) {
       this.waiting.delete(index);
-      for (const want of starting) this.active.push(want);
+      if (Array.isArray(starting)) {
+        this.waitingCount -= starting.length;
+        for (const want of starting) this.active.push(want);
+      } else {
+        this.waitingCount--;
+        this.active.push(starting);
+      }
     }
 
     // Which bytes of this cluster some want covers; the rest may still be needed later.
@@ -268,7 +317,7 @@ class OnePassEngine {
     this.window.push({ index, start, buf, gaps: uncovered(covered, buf.length) });
     this.leases.hold(buf);
     this.windowBytes += buf.length;
-    for (const [want, data] of completed) await want.done(data);
+    for (const [want, data] of completed) await this.complete(want, data);
     while (this.windowBytes > this.windowLimit) await this.evict(this.window.shift()!);
   }
 
@@ -327,15 +376,27 @@ class OnePassEngine {
     if (available < passedEnd - want.start) {
       if (!want.mayBeShort || available === 0) {
         throw badInput(
-          `qcow2 ${want.what} at host offset ${hex(want.start)} is mapped only after those bytes were used for something else: the image is corrupt`,
+          `qcow2 ${describeWant(want)} at host offset ${hex(want.start)} is mapped only after those bytes were used for something else: the image is corrupt`,
         );
       }
       // Sector-rounding tail of a compressed cluster that another want consumed: not needed.
-      await want.done(want.buf.subarray(0, available));
+      await this.complete(want, want.buf.subarray(0, available));
       return;
     }
     if (want.end > this.processedEnd) this.active.push(want);
-    else await want.done(want.buf);
+    else await this.complete(want, want.buf);
+  }
+
+  /** A want's bytes are all here: data goes out, compressed clusters queue for decoding, metadata is parsed. */
+  private async complete(want: Want, data: Buffer): Promise<void> {
+    if (want.kind === 'data') {
+      this.leases.hold(data);
+      this.emit({ offset: want.guestOffset!, length: want.length!, data, release: () => this.leases.release(data) });
+    } else if (want.kind === 'compressed') {
+      this.emitCompressed(want, data);
+    } else {
+      await want.done?.(data);
+    }
   }
 
   /** Fills `into` from passed bytes [start, end); returns how many leading bytes were available. */
@@ -380,10 +441,20 @@ class OnePassEngine {
     }
     this.l2Pending = tables.length;
     this.l1Parsed = true;
+    const seen = new Map<number, number>();
+    for (const [index, offset] of tables) {
+      const first = seen.get(offset);
+      if (first !== undefined) {
+        // One L2 table for two guest ranges makes a tiny image stand for a huge disk; qemu never writes it.
+        throw badInput(`qcow2 L1 entries ${first} and ${index} point to the same L2 table at ${hex(offset)}: the image is corrupt`);
+      }
+      seen.set(offset, index);
+    }
     for (const [index, offset] of tables) {
       await this.want({
         start: offset,
         end: offset + this.cs,
+        kind: 'metadata',
         what: `L2 table (L1 entry ${index})`,
         done: (table) => this.onL2(table, index * span, offset),
       });
@@ -396,7 +467,7 @@ class OnePassEngine {
     if (this.mayStillBeMapped()) {
       // Zero-flagged preallocated clusters and unallocated subclusters hold stale bytes nobody reads.
       for (const host of partlyReadHostClusters(table, this.header)) {
-        if (host >= this.processedEnd) this.register({ start: host, end: host + this.cs, what: 'allocated cluster', optional: true, done: () => {} });
+        if (host >= this.processedEnd) this.register({ start: host, end: host + this.cs, kind: 'metadata', what: 'allocated cluster', optional: true });
       }
     }
   }
@@ -405,34 +476,29 @@ class OnePassEngine {
     if (piece.kind === 'zero') {
       this.emit({ offset: piece.guestOffset, length: piece.length });
     } else if (piece.kind === 'data') {
-      await this.want({
-        start: piece.hostOffset,
-        end: piece.hostOffset + piece.length,
-        what: `data for guest offset ${piece.guestOffset}`,
-        done: (data) => {
-          this.leases.hold(data);
-          this.emit({ offset: piece.guestOffset, length: piece.length, data, release: () => this.leases.release(data) });
-        },
-      });
+      await this.want({ start: piece.hostOffset, end: piece.hostOffset + piece.length, kind: 'data', guestOffset: piece.guestOffset, length: piece.length });
     } else {
       await this.want({
         start: piece.hostOffset,
         end: piece.hostOffset + piece.compressedLength,
-        what: `compressed cluster for guest offset ${piece.guestOffset}`,
+        kind: 'compressed',
+        guestOffset: piece.guestOffset,
+        length: piece.length,
         mayBeShort: true,
-        done: (input) => this.emitCompressed(piece, input),
       });
     }
   }
 
-  private emitCompressed(piece: Extract<Piece, { kind: 'compressed' }>, input: Buffer): void {
+  private emitCompressed(want: Want, input: Buffer): void {
     if (this.measuring) return;
     this.leases.hold(input);
+    const guestOffset = want.guestOffset!;
+    const length = want.length!;
     this.out.push({
       decode: async () => {
-        const cluster = await decompressCluster(this.header.compressionType, input, this.cs, piece.hostOffset);
+        const cluster = await decompressCluster(this.header.compressionType, input, this.cs, want.start);
         this.leases.release(input);
-        return { offset: piece.guestOffset, length: piece.length, data: cluster.subarray(0, piece.length) };
+        return { offset: guestOffset, length, data: cluster.subarray(0, length) };
       },
     });
   }
@@ -446,7 +512,7 @@ class OnePassEngine {
       const offset = hi * 2 ** 32 + (lo >>> 0);
       if (offset !== 0 && offset % this.cs === 0 && offset >= this.processedEnd) blocks.push(offset);
     }
-    for (const offset of blocks) this.register({ start: offset, end: offset + this.cs, what: 'refcount block', optional: true, done: () => {} });
+    for (const offset of blocks) this.register({ start: offset, end: offset + this.cs, kind: 'metadata', what: 'refcount block', optional: true });
   }
 
   private emit(extent: Extent): void {
@@ -458,14 +524,15 @@ class OnePassEngine {
     const leftovers = [...this.active, ...[...this.waiting.values()].flat()].sort((a, b) => a.start - b.start);
     this.active = [];
     this.waiting.clear();
+    this.waitingCount = 0;
     for (const want of leftovers) {
       if (want.optional) continue;
       if (want.mayBeShort && want.start < fileSize) {
-        await want.done((want.buf ?? Buffer.alloc(0)).subarray(0, fileSize - want.start));
+        await this.complete(want, (want.buf ?? Buffer.alloc(0)).subarray(0, fileSize - want.start));
         continue;
       }
       throw badInput(
-        `qcow2 ${want.what} at host offset ${hex(want.start)} (+${want.end - want.start} bytes) lies past the end of the ${fileSize}-byte image: the image is truncated or corrupt`,
+        `qcow2 ${describeWant(want)} at host offset ${hex(want.start)} (+${want.end - want.start} bytes) lies past the end of the ${fileSize}-byte image: the image is truncated or corrupt`,
       );
     }
   }
