@@ -71,5 +71,10 @@ function decoderFailure(format: CompressionFormat, reason: string, where: string
   if (format === 'gzip' && reason === 'incorrect header check') {
     return `${where}: bytes that are not gzip follow the gzip data (trailing garbage): the file was damaged or appended to; if the disk inside is whole, gzip -dc (which drops them) and import the result`;
   }
+  // Valid data that asks for more memory than the decoder grants is not corrupt: say what it needs.
+  if (/cdi-importer allows/.test(reason)) return `${where}: the ${NAMES[format]} data ${oneLine(reason)}`;
+  if (/too much memory|memory limit/i.test(reason)) {
+    return `${where}: the ${NAMES[format]} data needs more memory to decode than the decoder allows (${oneLine(reason)}): recompress it with a smaller window (zstd without --long, or xz -9 or a lower preset)`;
+  }
   return `${where}: ${NAMES[format]} data is corrupt or truncated (${oneLine(reason)})`;
 }

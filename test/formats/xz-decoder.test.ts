@@ -7,6 +7,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { crc32 } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { XzDecoder } from '../../src/formats/xz/xz-decoder.js';
 import { ZstdDecoder } from '../../src/formats/zstd-decoder.js';
@@ -138,6 +139,25 @@ describe('xz decoder: damaged files are rejected, never cut short', () => {
     assert.ok(padded.equals(Buffer.concat([original, original])));
     await assert.rejects(decode(Buffer.concat([whole, Buffer.alloc(4), Buffer.from('junk')])), /magic/);
   });
+});
+
+test('a block header that asks for a 512 MiB dictionary: refused before anything is allocated, naming what it needs (CLI)', async () => {
+  for (const options of ['-T1 -3', '-T2 --block-size=200KiB -3']) {
+    const file = xzFile(`dict-${options.length}`, options);
+    const bytes = readFileSync(file);
+    // The first block header follows the 12-byte stream header: size byte, flags, then the LZMA2
+    // filter (id 0x21, one property byte); its CRC32 is the header's last four bytes.
+    const headerSize = (bytes[12]! + 1) * 4;
+    const header = bytes.subarray(12, 12 + headerSize);
+    const props = header.indexOf(Buffer.from([0x21, 0x01])) + 2;
+    assert.ok(props > 2, 'found the LZMA2 filter');
+    header[props] = 34; // (2 | 0) << (17 + 11) = 512 MiB
+    header.writeUInt32LE(crc32(header.subarray(0, headerSize - 4)), headerSize - 4);
+    writeFileSync(file, bytes);
+    const result = await runCli(['import', file, dir.join('dict.img')]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /: the xz data needs a 512 MiB dictionary to decode, more than the 256 MiB cdi-importer allows \(xz -9 uses 64 MiB\): recompress it/);
+  }
 });
 
 describe('bombs: a few hundred KiB that stand for a GiB of zeros', () => {

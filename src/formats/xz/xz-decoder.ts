@@ -37,6 +37,19 @@ const DICTIONARY_BUDGET = 64 << 20;
  */
 const BUFFER_BUDGET = 128 << 20;
 const MiB = 1 << 20;
+/**
+ * The largest LZMA2 dictionary decoded (liblzma allocates it whole). The file declares it, so a
+ * few hundred bytes could otherwise ask for 4 GiB; `xz -9` (and 7-Zip's strongest xz) use 64 MiB.
+ */
+export const MAX_DICTIONARY = 256 * MiB;
+
+function checkDictionary(size: number): void {
+  if (size > MAX_DICTIONARY) {
+    throw new XzFormatError(
+      `needs a ${Math.ceil(size / MiB)} MiB dictionary to decode, more than the ${MAX_DICTIONARY / MiB} MiB cdi-importer allows (xz -9 uses 64 MiB): recompress it with xz -9 or a lower preset`,
+    );
+  }
+}
 
 /** How far one block may run ahead: all of it (at least 4 MiB), up to 24 MiB decoded and 16 MiB compressed. */
 function blockLimits(uncompressed: number, compressed: number): DecodeJobLimits {
@@ -143,6 +156,7 @@ export class XzDecoder extends Duplex {
           if (this.pending.length < size) return;
           const blockHeader = this.pending.take(size);
           const info = parseBlockHeader(blockHeader);
+          checkDictionary(info.dictionarySize);
           if (info.compressedSize === undefined || info.uncompressedSize === undefined) {
             if (state.records.length > 0) {
               throw new XzFormatError('blocks with and without recorded sizes are mixed in one stream; decompress it with `xz -d` before importing');
