@@ -33,6 +33,8 @@ export interface ArchiveExtractOptions {
   where?: string;
   /** Paths this extraction may create, entries and the parent directories they need (MAX_ARCHIVE_PATHS by default). */
   maxPaths?: number;
+  /** ...and the characters of those paths (MAX_ARCHIVE_PATH_CHARS by default). */
+  maxPathChars?: number;
 }
 
 /**
@@ -42,6 +44,11 @@ export interface ArchiveExtractOptions {
  * a pod's memory near 350 MB; GNU tar, which keeps no rollback, has no limit.
  */
 export const MAX_ARCHIVE_PATHS = 2_000_000;
+/**
+ * ...and in the characters of those paths: a path may be 4096 bytes long, so two million of them
+ * could take 8 GB. 128 Mi characters is 2 000 000 paths of 67 characters.
+ */
+export const MAX_ARCHIVE_PATH_CHARS = 128 << 20;
 
 export interface ArchiveResult {
   files: number;
@@ -189,6 +196,13 @@ class Extraction {
     if (this.journal.size >= maxPaths) {
       throw badInput(
         `archive entry ${quoteEntry(name)}: the archive creates more than ${maxPaths} paths (its entries and the directories they need), more than cdi-importer extracts (it remembers each one to undo a failed extraction, and memory must stay bounded); split it into several archives`,
+      );
+    }
+    const maxChars = this.options.maxPathChars ?? MAX_ARCHIVE_PATH_CHARS;
+    if (this.journal.pathChars >= maxChars) {
+      const limit = maxChars % (1 << 20) === 0 ? `${maxChars / (1 << 20)} Mi` : String(maxChars);
+      throw badInput(
+        `archive entry ${quoteEntry(name)}: the paths the archive creates add up to more than ${limit} characters (${this.journal.size} paths so far), more than cdi-importer extracts (it remembers each one to undo a failed extraction, and memory must stay bounded); split it into several archives or shorten its names`,
       );
     }
     switch (header.type) {

@@ -16,8 +16,12 @@ export class ExtractionJournal {
   /** Times of pre-existing directories we add entries to: removing our entries changes them again. */
   private readonly directoryTimes = new Map<string, { atime: Date; mtime: Date }>();
 
+  /** Characters of the paths recorded: long names, not only many, take memory. */
+  pathChars = 0;
+
   record(path: string, kind: Kind): void {
     if (this.createdPaths.has(path)) return; // replaced by a later entry of the same name
+    this.pathChars += path.length;
     this.created.push(path);
     this.createdPaths.add(path);
     if (kind === 'directory') this.createdDirectories.add(path);
@@ -64,6 +68,7 @@ export class ExtractionJournal {
       }
     }
     this.created.length = 0;
+    this.pathChars = 0;
     this.createdPaths.clear();
     this.createdDirectories.clear();
     this.directoryTimes.clear();

@@ -107,4 +107,18 @@ describe('extractArchive matches tar -x', () => {
     await extractArchive(createReadStream(archive), fits, { maxPaths: 100 });
     assert.equal(treeListing(fits).length, 41);
   });
+
+  it('stops when the paths it created add up to its character limit: long names count, not only many', async () => {
+    const src = tmp.join('long-names');
+    const long = 'n'.repeat(200);
+    mkdirSync(`${src}/d`, { recursive: true });
+    sh(`cd '${src}/d' && for i in $(seq 1 20); do touch "${long}-$i"; done`);
+    const archive = tmp.join('long-names.tar');
+    gnuTar(src, archive, 'gnu');
+    const ours = tmp.join('long-names-out');
+    mkdirSync(ours);
+    // 20 paths of over 200 characters each; 10 fit under 2 500.
+    await assert.rejects(extractArchive(createReadStream(archive), ours, { maxPathChars: 2500 }), /the paths the archive creates add up to more than 2500 characters \(1\d paths so far\).*split it into several archives or shorten its names/);
+    assert.deepEqual(treeListing(ours), []);
+  });
 });
