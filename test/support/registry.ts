@@ -25,11 +25,15 @@ export interface TestRegistry {
 export interface RegistryOptions {
   basicAuth?: { user: string; password: string };
   tls?: KeyPair;
+  /** With tls: only clients presenting a certificate signed by this CA get in. */
+  clientCa?: string;
+  /** Reuse this storage directory (an image pushed to an earlier registry stays there). */
+  storageDir?: string;
 }
 
 export async function startRegistry(dir: TempDir, options: RegistryOptions = {}): Promise<TestRegistry> {
   const port = await freePort();
-  const storageDir = dir.join('registry-storage');
+  const storageDir = options.storageDir ?? dir.join('registry-storage');
   mkdirSync(storageDir, { recursive: true });
   const lines = [
     'version: 0.1',
@@ -45,12 +49,13 @@ export async function startRegistry(dir: TempDir, options: RegistryOptions = {})
     '  secret: cdi-importer-test',
   ];
   if (options.tls) lines.push('  tls:', `    certificate: ${options.tls.cert}`, `    key: ${options.tls.key}`);
+  if (options.tls && options.clientCa) lines.push('    clientcas:', `      - ${options.clientCa}`);
   if (options.basicAuth) {
     const htpasswd = dir.join('htpasswd');
     writeFileSync(htpasswd, run('htpasswd', ['-Bbn', options.basicAuth.user, options.basicAuth.password]));
     lines.push('auth:', '  htpasswd:', '    realm: cdi-importer-test', `    path: ${htpasswd}`);
   }
-  const config = dir.join('registry.yml');
+  const config = dir.join(`registry-${port}.yml`);
   writeFileSync(config, lines.join('\n') + '\n');
   const child: ChildProcess = spawn('/usr/bin/docker-registry', ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

@@ -6,6 +6,9 @@ import { fileProblem, usageError } from '../../errors.js';
 
 export interface TlsConnectOptions {
   ca?: string[];
+  /** A client certificate and its key, for servers that ask for one. */
+  cert?: string;
+  key?: string;
   minVersion: 'TLSv1.2';
   rejectUnauthorized: boolean;
 }
@@ -56,9 +59,38 @@ export function loadCaCertificates(caPaths: readonly string[]): string[] {
  */
 export function tlsConnectOptions(extraCaPaths: readonly string[] = [], insecure = false): TlsConnectOptions {
   const extra = loadCaCertificates(extraCaPaths);
+  const client = clientCertificate(extraCaPaths);
   return {
     ...(extra.length > 0 ? { ca: [...rootCertificates, ...extra] } : {}),
+    ...client,
     minVersion: 'TLSv1.2',
     rejectUnauthorized: !insecure,
   };
+}
+
+/**
+ * A client certificate in a CA directory, as containers/image (CDI's registry client) reads a
+ * certs.d directory: `NAME.cert` with its key in `NAME.key`. The first pair by name is used.
+ */
+function clientCertificate(paths: readonly string[]): { cert: string; key: string } | undefined {
+  for (const dir of paths) {
+    let names: string[];
+    try {
+      if (!statSync(dir).isDirectory()) continue;
+      names = readdirSync(dir).sort();
+    } catch {
+      continue;
+    }
+    for (const name of names) {
+      if (!name.endsWith('.cert') || name.startsWith('.')) continue;
+      const keyName = `${name.slice(0, -'.cert'.length)}.key`;
+      if (!names.includes(keyName)) throw usageError(`client certificate ${path.join(dir, name)} has no key: put it in ${path.join(dir, keyName)}`);
+      try {
+        return { cert: readFileSync(path.join(dir, name), 'utf8'), key: readFileSync(path.join(dir, keyName), 'utf8') };
+      } catch (err) {
+        throw usageError(`cannot read the client certificate ${path.join(dir, name)} or its key: ${fileProblem(err)}`);
+      }
+    }
+  }
+  return undefined;
 }

@@ -8,6 +8,7 @@ import { cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } 
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { makePodRoot, runPod } from '../../pod/pod-harness.js';
 import { runCli } from '../../support/cli.js';
@@ -15,6 +16,7 @@ import { makeDiskLikeImage } from '../../support/disk-images.js';
 import { pushImage, startRegistry, writeOciLayout, type TestRegistry } from '../../support/registry.js';
 import { startTinyproxy } from '../../support/tinyproxy.js';
 import { makeTestCertificates, type TestCertificates } from '../../support/tls-ca.js';
+import { makeUploadCertificates } from '../../upload/client-certificates.js';
 import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../../support/tools.js';
 
 const MiB = 1 << 20;
@@ -209,6 +211,33 @@ describe('registry with Basic auth over TLS, and the Bearer token flow', () => {
     assert.equal(result.code, 0, result.stderr);
     assert.equal(await sha256File(result.out), sha);
     assert.ok(tokenRequests.length >= 2, 'a second token was fetched for the resume');
+  });
+
+  test('a registry that asks for a client certificate: NAME.cert and NAME.key in the CA directory, as in a certs.d directory', async () => {
+    const mtlsDir = dir.join('mtls');
+    mkdirSync(mtlsDir);
+    const mtls = makeUploadCertificates(mtlsDir, 'cdi-importer');
+    // The same storage (the image pushed above), served by a registry that wants client certificates.
+    const strict = await startRegistry(dir, { tls: mtls.server, clientCa: mtls.caCert, storageDir: registry.storageDir });
+    try {
+      const withPair = dir.join('mtls-certs');
+      mkdirSync(withPair);
+      cpSync(mtls.caCert, path.join(withPair, 'ca.crt'));
+      cpSync(mtls.client.cert, path.join(withPair, 'client.cert'));
+      cpSync(mtls.client.key, path.join(withPair, 'client.key'));
+      const result = await cli([`docker://${strict.host}/vm/fedora:41`, '--ca-cert', withPair]);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await sha256File(result.out), sha);
+
+      const caOnly = dir.join('mtls-ca-only');
+      mkdirSync(caOnly);
+      cpSync(mtls.caCert, path.join(caOnly, 'ca.crt'));
+      const refused = await cli([`docker://${strict.host}/vm/fedora:41`, '--ca-cert', caOnly]);
+      assert.equal(refused.code, 1, 'no client certificate, no image');
+      assert.equal(existsSync(refused.out), false);
+    } finally {
+      await strict.stop();
+    }
   });
 
   test('Bearer token flow without credentials (public image): an anonymous token', async () => {
