@@ -24,7 +24,7 @@ export function addTransportOptions(command: Command): Command {
     .option('--user <user>', 'HTTP Basic auth / registry user')
     .option('--password <password>', 'HTTP Basic auth / registry password')
     .option('--secret <file>', 'Kubernetes Secret YAML with base64 accessKeyId/secretKey (instead of --user/--password)')
-    .option('--ca-cert <file|dir>', 'extra CA certificate file or directory of PEM files (repeatable)', collect)
+    .option('--ca-cert <file|dir>', 'extra CA certificate file or directory of PEM files (repeatable); a directory may also hold a client certificate as NAME.cert + NAME.key', collect)
     .option('--insecure', 'do not verify TLS certificates')
     .option('--header <header>', 'extra HTTP header "Name: value" (repeatable)', collect)
     .option('--arch <arch>', 'platform architecture to pick from a registry manifest list')
