@@ -24,6 +24,8 @@ export async function main(argv: string[]): Promise<number> {
     if (first === undefined && process.env.IMPORTER_SOURCE === undefined && process.stdin.isTTY) {
       return usage('no command given, and IMPORTER_SOURCE is not set for pod mode');
     }
+    const upload = await import('./upload/index.js');
+    if (upload.isUploadPodEnvironment(process.env)) return upload.runUploadPod(argv.slice(2));
     const { runPodMode } = await import('./pod/index.js');
     return runPodMode(argv.slice(2));
   }

@@ -4,9 +4,6 @@
  */
 import type { Command } from 'commander';
 
-/** After the outcome is reported, anything still holding the process open gets this long. */
-const EXIT_GRACE_MS = 5_000;
-
 export function registerUploadServerCommand(program: Command): void {
   program
     .command('upload-server')
@@ -16,10 +13,7 @@ export function registerUploadServerCommand(program: Command): void {
         'FILESYSTEM_OVERHEAD, PREALLOCATION, DEADLINE, LISTEN_ADDRESS, LISTEN_PORT, HEALTHZ_PORT',
     )
     .action(async () => {
-      const { runUploadServer } = await import('../upload/index.js');
-      const code = await runUploadServer();
-      process.exitCode = code;
-      // A pipeline stopped by the deadline or a signal may still hold a handle; do not hang on it.
-      setTimeout(() => process.exit(code), EXIT_GRACE_MS).unref();
+      const { runUploadServerAndExit } = await import('../upload/index.js');
+      process.exitCode = await runUploadServerAndExit();
     });
 }

@@ -4,7 +4,8 @@
  * (`/dev/termination-log`, under CDI_IMPORTER_ROOT like pod mode).
  */
 import { oneLine } from '../errors.js';
-import { createLogger, type AppLogger } from '../util/logger.js';
+import { createLogger, levelFromVerbosity, type AppLogger } from '../util/logger.js';
+import { KlogFlagError, parseKlogFlags } from '../pod/klog-flags.js';
 import { podPaths } from '../pod/paths.js';
 import { formatFailureLine, formatTerminationJson, writeTerminationMessage } from '../pod/termination-message.js';
 import { ImportProgressMetric } from '../pod/progress-metric.js';
@@ -25,6 +26,41 @@ export interface UploadServerOptions {
   log?: AppLogger;
   /** The pipeline; injectable so the front door can be tested on its own. */
   importImage?: ImportFunction;
+}
+
+/** After the outcome is reported, anything still holding the process open gets this long. */
+const EXIT_GRACE_MS = 5_000;
+
+/**
+ * Runs the upload server and makes sure the process ends: a pipeline stopped by the deadline or
+ * a signal may still hold a handle, and the pod must not hang on it.
+ */
+export async function runUploadServerAndExit(options: UploadServerOptions = {}): Promise<number> {
+  const code = await runUploadServer(options);
+  setTimeout(() => process.exit(code), EXIT_GRACE_MS).unref();
+  return code;
+}
+
+/**
+ * CDI starts its upload pod from the upload server image with klog flags only (`-v=N`) and the
+ * upload variables. Our one image serves as both: pod mode without IMPORTER_SOURCE but with the
+ * upload server's required variables is an upload pod.
+ */
+export function isUploadPodEnvironment(env: NodeJS.ProcessEnv): boolean {
+  return env.IMPORTER_SOURCE === undefined && env.TLS_CERT_FILE !== undefined && env.CLIENT_NAME !== undefined;
+}
+
+/** The upload pod: klog flags on the command line, the rest from the environment. */
+export async function runUploadPod(argv: string[]): Promise<number> {
+  let verbosity: number;
+  try {
+    verbosity = parseKlogFlags(argv).verbosity;
+  } catch (err) {
+    if (!(err instanceof KlogFlagError)) throw err;
+    process.stderr.write(`cdi-importer: ${err.message}\n`);
+    return 2;
+  }
+  return runUploadServerAndExit({ log: createLogger({ level: levelFromVerbosity(verbosity), base: { component: 'uploadserver' } }) });
 }
 
 /** The termination message and exit code for how the server ended. */

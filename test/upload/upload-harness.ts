@@ -26,13 +26,14 @@ export interface RunningUploadServer {
   kill(): void;
 }
 
-export async function startUploadServer(certs: UploadCertificates, env: NodeJS.ProcessEnv = {}): Promise<RunningUploadServer> {
+/** `args`: the command line after the program (CDI's upload pod passes only klog flags, no command). */
+export async function startUploadServer(certs: UploadCertificates, env: NodeJS.ProcessEnv = {}, args = ['upload-server']): Promise<RunningUploadServer> {
   const root = makeTempDir('cdi-upload-');
   mkdirSync(root.join('data'));
   mkdirSync(root.join('dev'));
   const destination = root.join('data', 'disk.img');
   const port = await freePort();
-  const child = spawn(process.execPath, [...cliCommand, 'upload-server'], {
+  const child = spawn(process.execPath, [...cliCommand, ...args], {
     cwd: repoRoot,
     env: {
       ...process.env,

@@ -134,6 +134,14 @@ describe('upload server', () => {
     await assertCompleted(s, dir.join('small.qcow2'), 4 * MiB);
   });
 
+  test('started as CDI starts its upload pod (no command, only -v=1, the upload variables): an upload server', async () => {
+    const started = await startUploadServer(certs, { IMPORTER_SOURCE: undefined }, ['-v=1']);
+    servers.push(started);
+    const res = await post(started, '/v1beta1/upload', binary(dir.join('disk.raw')));
+    assert.equal(res.status, 200, res.body);
+    await assertCompleted(started, dir.join('disk.raw'));
+  });
+
   test('raw, sync endpoint', async () => {
     const s = await server();
     const res = await post(s, '/v1beta1/upload', binary(dir.join('disk.raw')));
