@@ -38,6 +38,13 @@ export function uploadBody(req: IncomingMessage, form: boolean): UploadBody {
     }
     stream = new MultipartFilePart(boundary);
   } else {
+    // `curl -F` where `--data-binary` was meant: the form's envelope would become part of the
+    // disk (CDI writes it so). The form endpoints take the file part out.
+    if (multipartBoundary(req.headers['content-type'])) {
+      throw new BadUploadRequest(
+        `the body is a multipart form (curl -F); this endpoint takes the image itself as the body: send it with curl --data-binary @disk.img, or use the form endpoint ${req.url?.includes('async') ? '/v1beta1/upload-form-async' : '/v1beta1/upload-form'}`,
+      );
+    }
     stream = new PassThrough();
     size = contentLength(req);
   }

@@ -116,6 +116,10 @@ describe('upload server', () => {
     assert.match(tooLargeGzipAsync.body, /is larger than the reported available storage/);
     const corruptAsync = await post(s, '/v1beta1/upload-async', binary(dir.join('corrupt.raw.gz')));
     assert.equal(corruptAsync.status, 500, corruptAsync.body);
+    // curl -F to the raw endpoint: refused with the fix, not imported with the form's envelope.
+    const formToRaw = await post(s, '/v1beta1/upload', formFile(dir.join('small.qcow2')));
+    assert.equal(formToRaw.status, 400, formToRaw.body);
+    assert.match(formToRaw.body, /the body is a multipart form \(curl -F\); .*curl --data-binary @disk\.img, or use the form endpoint \/v1beta1\/upload-form$/m);
 
     const corrupt = await post(s, '/v1beta1/upload', binary(dir.join('corrupt.raw.gz')));
     assert.equal(corrupt.status, 500, corrupt.body);
