@@ -70,7 +70,9 @@ export class RegistryClient {
     const error = transportError(lastError, lastUrl, dispatchers.proxyFor(lastUrl));
     // The usual cause: a registry that serves plain http, which only --insecure allows.
     if (!transport.insecure && error.message.startsWith('TLS handshake')) {
-      throw cannotConnect(`${error.message}; if the registry serves plain http, allow it with --insecure (INSECURE_TLS=true in a pod)`, lastError);
+      // A docker:// reference has no http:// form: the HTTP source's hint does not apply here.
+      const message = error.message.replace('; if it serves plain HTTP, use an http:// URL', '');
+      throw cannotConnect(`${message}; if the registry serves plain http, allow it with --insecure (INSECURE_TLS=true in a pod)`, lastError);
     }
     throw error;
   }

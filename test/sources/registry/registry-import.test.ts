@@ -243,6 +243,7 @@ describe('registry source (docker-registry + skopeo)', () => {
     const json = JSON.parse(result.stdout.trim()) as { category: string; error: string };
     assert.equal(json.category, 'cannot-connect');
     assert.match(json.error, /TLS handshake with 127\.0\.0\.1:\d+ failed.*--insecure/);
+    assert.doesNotMatch(json.error, /http:\/\/ URL/, 'a docker:// reference has no http:// form');
   });
 
   test('a corrupt byte after the disk (another file of its layer): the import fails, the qcow2 written is removed', async () => {
