@@ -1,5 +1,7 @@
 import { isImportError, LARGER_PVC_REQUIRED, oneLine } from '../errors.js';
+import { statSync } from 'node:fs';
 import type { ImportRequest } from '../request.js';
+import { formatBytes } from '../util/quantity.js';
 
 /** Which CLI command ran the import: the flags a too-small hint may name differ. */
 export type ImportCommand = 'import' | 'convert' | 'datavolume';
@@ -12,7 +14,22 @@ export function tooSmallHint(request: ImportRequest, command: ImportCommand): st
   }
   if (command === 'convert') return 'write it where there is more room';
   if (request.target.kind === 'directory') return `extract it where there is more room${request.requestedSize !== undefined ? ', or give a larger --size' : ''}`;
-  return 'write it where there is more room, or give --size / --filesystem-overhead (a file on a file system keeps 6 % of the space free unless told otherwise)';
+  return `write it where there is more room, or give --size / --filesystem-overhead (a file on a file system keeps 6 % of the space free unless told otherwise)${replacedFileNote(request.target.path)}`;
+}
+
+/**
+ * The file an import replaces stays until the new one is complete (written under a temporary name,
+ * then renamed), so the space it holds does not count: worth saying when it is large.
+ */
+function replacedFileNote(destination: string): string {
+  try {
+    const info = statSync(destination);
+    const held = info.blocks * 512;
+    if (!info.isFile() || held < 1 << 20) return '';
+    return `; the existing ${destination} (${formatBytes(held)} on disk) is replaced only once the new image is complete, so both must fit until then: remove it first if it can go`;
+  } catch {
+    return '';
+  }
 }
 
 /** Exit codes of SPEC §8. */

@@ -183,6 +183,19 @@ describe('bad destinations', () => {
     assert.deepEqual(readdirSync(mount), []);
   });
 
+  test('too small because the file it replaces still holds its space: the line says so', async (t) => {
+    const mount = mountTmpfs(t, '16m');
+    if (!mount) return;
+    const image = dir.join('rand6-b.raw');
+    sh(`head -c ${6 * MiB} /dev/urandom > ${image}`);
+    const first = await runCli(['import', image, '-o', `${mount}/disk.img`]);
+    assert.equal(first.code, 0, first.stderr);
+    sh(`head -c ${10 * MiB} /dev/urandom > ${dir.join('rand10.raw')}`);
+    const again = await runCli(['import', dir.join('rand10.raw'), '-o', `${mount}/disk.img`]);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /; the existing \S+\/disk\.img \(6\.0 MiB on disk\) is replaced only once the new image is complete, so both must fit until then: remove it first if it can go$/m);
+  });
+
   test('convert, like qemu-img convert: a sparse image larger than the free space converts; real data that does not fit fails cleanly', async (t) => {
     const mount = mountTmpfs(t, '4m');
     if (!mount) return;
