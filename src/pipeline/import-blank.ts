@@ -1,6 +1,6 @@
 import type { ImportRequest, ImportResult } from '../request.js';
 import { planDiskTarget } from './plan-target.js';
-import { usageError } from '../errors.js';
+import { tooSmall, usageError } from '../errors.js';
 
 /**
  * A blank disk (SPEC §5.4): a sparse file of the usable size, or nothing at all on a block
@@ -16,6 +16,8 @@ export async function importBlank(request: ImportRequest): Promise<ImportResult>
     return blankResult(plan.capacity, request.preallocation);
   }
   if (plan.growTo === undefined) throw usageError('a blank disk needs a size: give the requested volume size (--size or IMPORTER_IMAGE_SIZE)');
+  // A full volume leaves no usable space: a 0-byte disk would be reported as a blank disk made.
+  if (plan.growTo === 0) throw tooSmall(request.requestedSize ?? 0, plan.capacity);
   const target = await plan.create();
   try {
     const finished = await target.finish(plan.growTo);

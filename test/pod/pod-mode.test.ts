@@ -242,6 +242,26 @@ describe('pod mode', () => {
     assert.equal(await sha256File(root.diskImage), sh(`head -c ${usable} /dev/zero | sha256sum`).split(' ')[0]);
   });
 
+  test('blank on a volume with no usable space left: the too-small message, not a 0-byte disk called complete', async (t) => {
+    const root = podRoot();
+    try {
+      run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', root.dataDir]);
+    } catch {
+      return t.skip('cannot mount a tmpfs here');
+    }
+    try {
+      // The file system's own lost+found fills it: emptying /data before the import keeps that.
+      mkdirSync(root.join('data', 'lost+found'));
+      sh(`head -c ${MiB} /dev/zero > ${root.join('data', 'lost+found', 'filler')} || true`);
+      const result = await runPod(root, { IMPORTER_SOURCE: 'none', IMPORTER_IMAGE_SIZE: '64Mi', PREALLOCATION: 'false' });
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.message ?? '', /virtual image size 67108864 is larger than the reported available storage 0\. A larger PVC is required/);
+      assert.equal(existsSync(root.diskImage), false);
+    } finally {
+      run('umount', [root.dataDir]);
+    }
+  });
+
   test('blank with preallocation: allocated and reported', async () => {
     const root = podRoot();
     const result = await runPod(root, { IMPORTER_SOURCE: 'none', IMPORTER_IMAGE_SIZE: '8Mi', FILESYSTEM_OVERHEAD: '0', PREALLOCATION: 'true' });
