@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
-import { ScratchSpaceRequiredError, targetError } from '../errors.js';
+import { fileProblem, ScratchSpaceRequiredError, targetError } from '../errors.js';
 import { cleanUpOnForcedExit } from '../util/forced-exit.js';
 
 /** Thrown by a measuring spill (inspect) when the spill would exceed its memory budget. */
@@ -58,13 +58,20 @@ export class SpillFile {
         const file = this.file;
         this.forgetFile = cleanUpOnForcedExit(() => rmSync(file, { force: true }));
       } catch (err) {
-        throw targetError(`cannot create a scratch file in ${this.scratchDir}: ${(err as Error).message}`, err);
+        throw targetError(`cannot create a scratch file in ${this.scratchDir}: ${fileProblem(err)}`, err);
       }
     }
     try {
       await this.handle.write(data, 0, data.length, this.end);
     } catch (err) {
-      throw targetError(`cannot write to the scratch file ${this.file}: ${(err as Error).message}`, err);
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') {
+        throw targetError(
+          `the scratch space ${this.scratchDir} is full after ${this.end} bytes of clusters set aside (they arrive before the tables that map them; cdi-importer info --scan measures how much an image needs): give a larger scratch directory or volume, or import from a seekable file`,
+          err,
+        );
+      }
+      throw targetError(`cannot write to the scratch space ${this.scratchDir}: ${fileProblem(err)}`, err);
     }
     this.slots.set(cluster, this.end);
     this.end += data.length;

@@ -5,6 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, writeFileSync, readFileSync, statSync, mkdirSync, rmSync } from 'node:fs';
 import { runCli } from '../support/cli.js';
+import { qemuImg, qemuIo, xzCompress } from '../qcow2/images.js';
+import { moveL2TableToEnd } from '../qcow2/patch.js';
 import { makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 
@@ -194,6 +196,21 @@ describe('bad destinations', () => {
     const again = await runCli(['import', dir.join('rand10.raw'), '-o', `${mount}/disk.img`]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /; the existing \S+\/disk\.img \(6\.0 MiB on disk\) is replaced only once the new image is complete, so both must fit until then: remove it first if it can go$/m);
+  });
+
+  test('scratch space too small for the clusters a one-pass qcow2 must set aside: the line names the scratch space and what to do', async (t) => {
+    const mount = mountTmpfs(t, '1m');
+    if (!mount) return;
+    const image = dir.join('moved-l2-big.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', image, '16M');
+    qemuIo(image, 'write -P 0x5a 0 6M');
+    moveL2TableToEnd(image, 0);
+    const out = dir.join('scratch-full.img');
+    const result = await runCli(['import', xzCompress(image), '-o', out, '--scratch', mount]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /^cdi-importer: error: the scratch space \S+ is full after \d+ bytes of clusters set aside .*give a larger scratch directory or volume, or import from a seekable file$/m);
+    assert.deepEqual(readdirSync(mount), [], 'the spill file is gone');
+    assert.equal(existsSync(out), false);
   });
 
   test('convert, like qemu-img convert: a sparse image larger than the free space converts; real data that does not fit fails cleanly', async (t) => {
