@@ -71,6 +71,11 @@ function decoderFailure(format: CompressionFormat, reason: string, where: string
   if (format === 'gzip' && reason === 'incorrect header check') {
     return `${where}: bytes that are not gzip follow the gzip data (trailing garbage): the file was damaged or appended to; if the disk inside is whole, gzip -dc (which drops them) and import the result`;
   }
+  // The native decoder failed to load (a broken install, or no file descriptor left to open it):
+  // nothing is known about the data yet.
+  if (/Cannot find module|EMFILE|ENFILE/.test(reason)) {
+    return `${where}: the ${NAMES[format]} decoder could not be loaded (${oneLine(reason)}): check the installation and the open-files limit (ulimit -n)`;
+  }
   // Valid data that asks for more memory than the decoder grants is not corrupt: say what it needs.
   if (/cdi-importer allows/.test(reason)) return `${where}: the ${NAMES[format]} data ${oneLine(reason)}`;
   if (/too much memory|memory limit/i.test(reason)) {
