@@ -7,8 +7,8 @@ import { closeSync, existsSync, openSync, readFileSync, rmSync, statSync } from 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ImportError, isImportError, oneLine, usageError } from '../errors.js';
 import type { ImportContext, ImportRequest, ImportResult } from '../request.js';
-import { createLogger, levelFromVerbosity, type AppLogger } from '../util/logger.js';
-import { parseKlogFlags, KlogFlagError } from './klog-flags.js';
+import { createLogger, type AppLogger } from '../util/logger.js';
+import { podLogLevel } from './klog-flags.js';
 import { podPaths, type PodPaths } from './paths.js';
 import { parsePodEnvironment, type PodConfig } from './pod-environment.js';
 import { failureOutcome, successOutcome, type PodOutcome } from './pod-outcome.js';
@@ -36,15 +36,9 @@ const cancelledMessage = (signal: NodeJS.Signals) => `import cancelled: received
 
 export async function runPodMode(argv: string[], options: PodModeOptions = {}): Promise<number> {
   const env = options.env ?? process.env;
-  let verbosity: number;
-  try {
-    verbosity = parseKlogFlags(argv).verbosity;
-  } catch (err) {
-    if (!(err instanceof KlogFlagError)) throw err;
-    process.stderr.write(`cdi-importer: ${err.message}\n`);
-    return 2;
-  }
-  const log = createLogger({ level: levelFromVerbosity(verbosity) });
+  const level = podLogLevel(argv);
+  if (level === undefined) return 2;
+  const log = createLogger({ level });
   const paths = podPaths(env);
   const importImage = options.importImage ?? (await import('../pipeline/import-image.js')).importImage;
   const runner = new PodRun(env, paths, log, importImage);

@@ -3,6 +3,7 @@
  * klog flag set, Go style (one or two dashes, `-name=value` or `-name value`), take the verbosity
  * for the log level and ignore the rest.
  */
+import { levelFromVerbosity, type LogLevel } from '../util/logger.js';
 
 /** klog flags that take a value. */
 const VALUE_FLAGS = new Set([
@@ -73,4 +74,18 @@ export function parseKlogFlags(args: string[]): KlogFlags {
     }
   }
   return { verbosity };
+}
+
+/**
+ * The pod's log level from its command line, or undefined after saying on stderr what is wrong
+ * with it (the caller exits 2).
+ */
+export function podLogLevel(argv: string[]): LogLevel | undefined {
+  try {
+    return levelFromVerbosity(parseKlogFlags(argv).verbosity);
+  } catch (err) {
+    if (!(err instanceof KlogFlagError)) throw err;
+    process.stderr.write(`cdi-importer: ${err.message}\n`);
+    return undefined;
+  }
 }

@@ -4,8 +4,8 @@
  * (`/dev/termination-log`, under CDI_IMPORTER_ROOT like pod mode).
  */
 import { oneLine } from '../errors.js';
-import { createLogger, levelFromVerbosity, type AppLogger } from '../util/logger.js';
-import { KlogFlagError, parseKlogFlags } from '../pod/klog-flags.js';
+import { createLogger, type AppLogger } from '../util/logger.js';
+import { podLogLevel } from '../pod/klog-flags.js';
 import { podPaths } from '../pod/paths.js';
 import { formatFailureLine, formatTerminationJson, writeTerminationMessage } from '../pod/termination-message.js';
 import { ImportProgressMetric } from '../pod/progress-metric.js';
@@ -52,15 +52,9 @@ export function isUploadPodEnvironment(env: NodeJS.ProcessEnv): boolean {
 
 /** The upload pod: klog flags on the command line, the rest from the environment. */
 export async function runUploadPod(argv: string[]): Promise<number> {
-  let verbosity: number;
-  try {
-    verbosity = parseKlogFlags(argv).verbosity;
-  } catch (err) {
-    if (!(err instanceof KlogFlagError)) throw err;
-    process.stderr.write(`cdi-importer: ${err.message}\n`);
-    return 2;
-  }
-  return runUploadServerAndExit({ log: createLogger({ level: levelFromVerbosity(verbosity), base: { component: 'uploadserver' } }) });
+  const level = podLogLevel(argv);
+  if (level === undefined) return 2;
+  return runUploadServerAndExit({ log: createLogger({ level, base: { component: 'uploadserver' } }) });
 }
 
 /** The termination message and exit code for how the server ended. */
