@@ -89,7 +89,7 @@ export interface ImportResult {
   /**
    * Bytes written to the target: for a file, the data written (all-zero 4 KiB blocks left as holes
    * do not count), so a disk gives the same figure as raw or qcow2; for a block device, every byte
-   * written, zeros included; for an archive, the content bytes extracted.
+   * written (zeros too, unless the device could zero ahead); for an archive, the content bytes extracted.
    */
   bytesWritten: number;
   scratchBytesUsed: number;

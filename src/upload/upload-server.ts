@@ -255,8 +255,10 @@ export class UploadServer {
     this.log.info('Returning success to caller, continue processing in background');
     const settled = await importing;
     if (settled.ok) {
-      if (!this.ended()) this.complete(settled.result);
-      return;
+      if (!this.ended()) return this.complete(settled.result);
+      // Stopped (a signal, the deadline) as the last bytes went in: the report says it did not
+      // complete, so the disk must not stay looking as if it had.
+      return this.removePartialTarget(request.target);
     }
     this.removePartialTarget(request.target);
     if (this.ended()) return;
