@@ -10,6 +10,16 @@ import { readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileProblem, targetError } from '../errors.js';
 import type { AppLogger } from '../util/logger.js';
+import { ROOT_ENV } from './paths.js';
+
+/**
+ * Only where the volumes are the pod's own: inside Kubernetes (which sets KUBERNETES_SERVICE_HOST
+ * in every container) or under a root given on purpose (CDI_IMPORTER_ROOT). Pod mode started by
+ * hand on a workstation must not wipe a /data that belongs to someone.
+ */
+export function volumesAreThePods(env: NodeJS.ProcessEnv): boolean {
+  return Boolean(env.KUBERNETES_SERVICE_HOST) || Boolean(env[ROOT_ENV]);
+}
 
 export function emptyVolume(dir: string, log: AppLogger): void {
   let names: string[];

@@ -17,7 +17,7 @@ import { DEFAULT_METRICS_PORT, METRICS_PORT_ENV, startMetricsServer, type Metric
 import { formatFailureLine, writeTerminationMessage } from './termination-message.js';
 import { runForcedExitCleanups } from '../util/forced-exit.js';
 import { onStopSignals } from '../util/stop-signals.js';
-import { emptyVolume } from './empty-volume.js';
+import { emptyVolume, volumesAreThePods } from './empty-volume.js';
 
 export type ImportFunction = (request: ImportRequest, ctx: ImportContext) => Promise<ImportResult>;
 
@@ -115,8 +115,10 @@ class PodRun {
       throw usageError('Cannot create empty disk with content type archive');
     }
     // As CDI does before every attempt: what a killed attempt left must not fill or block this one.
-    if (!config.blockMode) emptyVolume(this.paths.dataDir, this.log);
-    if (request.scratchDir) emptyVolume(request.scratchDir, this.log);
+    if (volumesAreThePods(this.env)) {
+      if (!config.blockMode) emptyVolume(this.paths.dataDir, this.log);
+      if (request.scratchDir) emptyVolume(request.scratchDir, this.log);
+    }
     if (config.readyFile) await this.waitForReadyFile(config);
     this.log.debug({ source: describeSource(request), target: request.target, scratch: request.scratchDir }, 'begin import process');
     let lastLogged = -10;

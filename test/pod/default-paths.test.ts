@@ -81,6 +81,8 @@ describe('pod mode at the default paths (/data, /scratch, /dev/termination-log)'
       PREALLOCATION: 'false',
       CDI_IMPORTER_METRICS_PORT: '0',
     };
+    // Outside Kubernetes (no KUBERNETES_SERVICE_HOST) pod mode started by hand does not empty /data first.
+    writeFileSync(work.join('data', 'someone-elses.txt'), 'keep me');
     const result = spawnSync('flock', [path.join(tmpdir(), 'cdi-importer-default-paths.lock'), 'bash', '-c', script], {
       cwd: repoRoot,
       env,
@@ -93,5 +95,6 @@ describe('pod mode at the default paths (/data, /scratch, /dev/termination-log)'
     assert.equal(statSync(disk).size, 8 * MiB);
     assert.equal(await sha256File(disk), await qemuRawSha256(work.join('images', 'raw.img'), work.path, 8 * MiB));
     assert.match(result.stderr, /"root":"\/"/);
+    assert.equal(readFileSync(work.join('data', 'someone-elses.txt'), 'utf8'), 'keep me');
   });
 });
