@@ -62,7 +62,10 @@ async function followLinks(destination: string): Promise<string> {
     }
     const target = await readlink(current).catch(() => undefined);
     if (target === undefined) return (await realpath(current).catch(() => undefined)) ?? current;
-    current = path.resolve(path.dirname(current), target);
+    // A relative target is relative to the directory the link really is in: its path as written
+    // may pass through other links (a/dirlink/l → ../f is real/f, not a/f).
+    const directory = await realpath(path.dirname(current)).catch(() => path.dirname(current));
+    current = path.resolve(directory, target);
   }
   throw targetError(`${destination}: too many levels of symbolic links (a loop?): give the file itself as the destination`);
 }

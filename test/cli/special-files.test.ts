@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, lstatSync, readdirSync, readlinkSync, rmSync, symlinkSync, copyFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, rmSync, symlinkSync, copyFileSync, statSync } from 'node:fs';
 import { once } from 'node:events';
 import { cliCommand, repoRoot, runCli } from '../support/cli.js';
 import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../support/tools.js';
@@ -135,6 +135,16 @@ describe('destinations', () => {
     assert.equal(loop.code, 1);
     assert.match(loop.stderr, /^cdi-importer: error: \S*loop-a\.img: too many levels of symbolic links/m);
     assert.ok(lstatSync(dir.join('loop-a.img')).isSymbolicLink(), 'the loop is left alone');
+
+    // A link reached through a directory link: `../` is taken from where the link really is, as
+    // the kernel (and qemu-img) take it, not from the path as written.
+    mkdirSync(dir.join('real', 'sub'), { recursive: true });
+    symlinkSync(dir.join('real', 'sub'), dir.join('dirlink'));
+    symlinkSync('../through-dirlink.img', dir.join('real', 'sub', 'l.img'));
+    const through = await runCli(['convert', qcow2, dir.join('dirlink', 'l.img')]);
+    assert.equal(through.code, 0, through.stderr);
+    assert.equal(await sha256File(dir.join('real', 'through-dirlink.img')), qcow2Sha);
+    assert.equal(existsSync(dir.join('through-dirlink.img')), false, 'nothing written beside the directory link');
   });
 });
 
