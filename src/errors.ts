@@ -67,6 +67,11 @@ export function fileProblem(err: unknown): string {
   if (code === 'ENOENT') return 'no such file or directory';
   if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
   if (code === 'EISDIR') return 'it is a directory';
+  if (code === 'ENOTDIR') return 'a part of the path is not a directory';
+  if (code === 'EBUSY') return 'it is in use (a mount point?)';
+  if (code === 'EROFS') return 'read-only file system';
+  if (code === 'ENOSPC') return 'no space left on the device';
+  if (code === 'ELOOP') return 'too many levels of symbolic links';
   return code ?? oneLine(err);
 }
 

@@ -10,7 +10,7 @@ import https from 'node:https';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { ImportError, isImportError, oneLine, usageError } from '../errors.js';
+import { fileProblem, ImportError, isImportError, oneLine, usageError } from '../errors.js';
 import type { ImportContext, ImportRequest, ImportResult, TargetSpec } from '../request.js';
 import type { AppLogger } from '../util/logger.js';
 import { HEALTHZ_PATH, uploadRoute, type UploadRoute } from './upload-routes.js';
@@ -39,7 +39,7 @@ function readPem(file: string, variable: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {
-    throw usageError(`cannot read ${variable} ${file}: ${(err as NodeJS.ErrnoException).code ?? oneLine(err)}`);
+    throw usageError(`cannot read ${variable} ${file}: ${fileProblem(err)}`);
   }
 }
 

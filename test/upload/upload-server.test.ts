@@ -266,6 +266,7 @@ describe('upload server', () => {
     const notPem = dir.join('not-a-ca.txt');
     writeFileSync(notPem, 'subjectAltName = DNS:example\n');
     await assert.rejects(startUploadServer(certs, { CLIENT_CERT_FILE: notPem }), /upload server exited 1: .*CLIENT_CERT_FILE \S*not-a-ca\.txt holds no PEM certificate/);
+    await assert.rejects(startUploadServer(certs, { CLIENT_CERT_FILE: dir.join('missing.crt') }), /cannot read CLIENT_CERT_FILE \S*missing\.crt: no such file or directory/);
   });
 
   test('SIGTERM while waiting: exit 1 with one line saying so', async () => {

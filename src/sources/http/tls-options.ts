@@ -70,7 +70,8 @@ export function tlsConnectOptions(extraCaPaths: readonly string[] = [], insecure
 
 /**
  * A client certificate in a CA directory, as containers/image (CDI's registry client) reads a
- * certs.d directory: `NAME.cert` with its key in `NAME.key`. The first pair by name is used.
+ * certs.d directory: `NAME.cert` with its key in `NAME.key`. The first pair by name is used; a
+ * `.cert` without a key is only a CA.
  */
 function clientCertificate(paths: readonly string[]): { cert: string; key: string } | undefined {
   for (const dir of paths) {
@@ -84,7 +85,8 @@ function clientCertificate(paths: readonly string[]): { cert: string; key: strin
     for (const name of names) {
       if (!name.endsWith('.cert') || name.startsWith('.')) continue;
       const keyName = `${name.slice(0, -'.cert'.length)}.key`;
-      if (!names.includes(keyName)) throw usageError(`client certificate ${path.join(dir, name)} has no key: put it in ${path.join(dir, keyName)}`);
+      // Without its key it is a CA that happens to be named .cert (CDI's HTTP source reads it so).
+      if (!names.includes(keyName)) continue;
       try {
         return { cert: readFileSync(path.join(dir, name), 'utf8'), key: readFileSync(path.join(dir, keyName), 'utf8') };
       } catch (err) {

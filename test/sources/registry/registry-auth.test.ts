@@ -231,9 +231,11 @@ describe('registry with Basic auth over TLS, and the Bearer token flow', () => {
 
       const caOnly = dir.join('mtls-ca-only');
       mkdirSync(caOnly);
-      cpSync(mtls.caCert, path.join(caOnly, 'ca.crt'));
+      // A CA named .cert with no .key beside it is a CA, not half a client certificate.
+      cpSync(mtls.caCert, path.join(caOnly, 'ca.cert'));
       const refused = await cli([`docker://${strict.host}/vm/fedora:41`, '--ca-cert', caOnly]);
       assert.equal(refused.code, 1, 'no client certificate, no image');
+      assert.doesNotMatch(String(refused.json.error), /has no key|unable to verify|self-signed|unknown (certificate )?authority/i, `the CA was used as a CA: ${String(refused.json.error)}`);
       assert.equal(existsSync(refused.out), false);
     } finally {
       await strict.stop();
