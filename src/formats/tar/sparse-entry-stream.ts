@@ -14,22 +14,35 @@ export function sparseEntryStream(entry: AsyncIterable<Buffer>, layout: FileLayo
   return Readable.from(expand(entry, layout, stored, bad), { objectMode: false });
 }
 
+/**
+ * Holes are handed out this much at a time, with a turn of the event loop in between: a hole of
+ * many GiB is only zeros to the consumer, which takes them without I/O, so without the turn a
+ * signal or the metrics server would wait until the whole hole had gone by.
+ */
+const HOLE_SLICE = 64 * ZEROS.length;
+
 async function* expand(entry: AsyncIterable<Buffer>, layout: FileLayout, stored: number, bad: (why: string) => Error): AsyncGenerator<Buffer> {
   const placer = new SparsePlacer(layout, stored, bad);
   let position = 0;
-  const pieces: Buffer[] = [];
-  const at = (offset: number, data: Buffer) => {
-    // Segments come in order and do not overlap (checkSegments), so a gap is a hole.
-    for (let hole = offset - position; hole > 0; hole -= ZEROS.length) pieces.push(ZEROS.subarray(0, Math.min(hole, ZEROS.length)));
-    if (data.length > 0) pieces.push(data);
-    position = offset + data.length;
-  };
+  // Segments come in order and do not overlap (checkSegments): what lies between them is a hole.
+  const placed: { offset: number; data: Buffer }[] = [];
+  async function* upTo(offset: number): AsyncGenerator<Buffer> {
+    while (position < offset) {
+      const slice = Math.min(offset - position, HOLE_SLICE);
+      for (let done = 0; done < slice; done += ZEROS.length) yield ZEROS.subarray(0, Math.min(ZEROS.length, slice - done));
+      position += slice;
+      if (position < offset) await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
   for await (const chunk of entry) {
-    placer.place(chunk, at);
-    // Fresh array per chunk: the consumer may still hold the previous one's buffers.
-    yield* pieces.splice(0);
+    placer.place(chunk, (offset, data) => placed.push({ offset, data }));
+    // Fresh list per chunk: the consumer may still hold the previous one's buffers.
+    for (const { offset, data } of placed.splice(0)) {
+      yield* upTo(offset);
+      if (data.length > 0) yield data;
+      position = offset + data.length;
+    }
   }
   placer.finish();
-  at(layout.realSize, Buffer.alloc(0));
-  yield* pieces.splice(0);
+  yield* upTo(layout.realSize);
 }
