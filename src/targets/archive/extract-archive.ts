@@ -199,7 +199,8 @@ class Extraction {
       );
     }
     const maxChars = this.options.maxPathChars ?? MAX_ARCHIVE_PATH_CHARS;
-    if (this.journal.pathChars >= maxChars) {
+    // What the archive names, not the target directory's own path in front of every entry.
+    if (this.journal.pathChars - this.journal.size * (this.directory.length + 1) >= maxChars) {
       const limit = maxChars % (1 << 20) === 0 ? `${maxChars / (1 << 20)} Mi` : String(maxChars);
       throw badInput(
         `archive entry ${quoteEntry(name)}: the paths the archive creates add up to more than ${limit} characters (${this.journal.size} paths so far), more than cdi-importer extracts (it remembers each one to undo a failed extraction, and memory must stay bounded); split it into several archives or shorten its names`,

@@ -120,5 +120,10 @@ describe('extractArchive matches tar -x', () => {
     // 20 paths of over 200 characters each; 10 fit under 2 500.
     await assert.rejects(extractArchive(createReadStream(archive), ours, { maxPathChars: 2500 }), /the paths the archive creates add up to more than 2500 characters \(1\d paths so far\).*split it into several archives or shorten its names/);
     assert.deepEqual(treeListing(ours), []);
+    // The target directory's own path does not count: the same archive fits under a long one.
+    const deep = tmp.join('t'.repeat(200), 'x'.repeat(200));
+    mkdirSync(deep, { recursive: true });
+    await extractArchive(createReadStream(archive), deep, { maxPathChars: 5000 });
+    assert.equal(treeListing(deep).length, 21);
   });
 });
