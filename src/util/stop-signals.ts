@@ -35,11 +35,25 @@ function release(): void {
   for (const signal of STOP_SIGNALS) process.off(signal, hold);
 }
 
+/** What bin/cdi-importer held while the bundle loaded. */
+interface EarlySignals {
+  held: NodeJS.Signals[];
+  release(): void;
+}
+const EARLY_SIGNALS = Symbol.for('cdi-importer.early-signals');
+
 /** From now until a command claims them, SIGTERM and SIGINT are remembered instead of fatal. */
 export function holdStopSignals(): void {
   if (holding) return;
   holding = true;
   for (const signal of STOP_SIGNALS) process.on(signal, hold);
+  // Take over from the launcher's holder (ours is in place first, so nothing falls in between).
+  const early = (globalThis as Record<symbol, EarlySignals | undefined>)[EARLY_SIGNALS];
+  if (early) {
+    early.release();
+    delete (globalThis as Record<symbol, EarlySignals | undefined>)[EARLY_SIGNALS];
+    if (early.held[0]) hold(early.held[0]);
+  }
 }
 
 /**
