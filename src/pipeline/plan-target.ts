@@ -34,7 +34,8 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
 
   const directory = path.dirname(path.resolve(filePath));
   const dirInfo = await stat(directory).catch((err) => {
-    throw targetFailure(err, target.path);
+    // Through a symbolic link, the directory that is missing is the one the link points into.
+    throw targetFailure(err, filePath === target.path ? target.path : `${target.path} (a link to ${filePath})`);
   });
   if (!dirInfo.isDirectory()) throw targetError(`destination directory ${directory} is not a directory`);
   // Unbounded (convert, as qemu-img convert): no free-space check; a disk that fills up fails when it does.

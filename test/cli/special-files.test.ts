@@ -145,6 +145,11 @@ describe('destinations', () => {
     assert.equal(through.code, 0, through.stderr);
     assert.equal(await sha256File(dir.join('real', 'through-dirlink.img')), qcow2Sha);
     assert.equal(existsSync(dir.join('through-dirlink.img')), false, 'nothing written beside the directory link');
+
+    symlinkSync(dir.join('no-such-dir', 'x.img'), dir.join('into-nowhere.img'));
+    const nowhere = await runCli(['convert', qcow2, dir.join('into-nowhere.img')]);
+    assert.equal(nowhere.code, 1);
+    assert.match(nowhere.stderr, /destination directory of \S*into-nowhere\.img \(a link to \S*no-such-dir\/x\.img\) does not exist/);
   });
 });
 
