@@ -9,7 +9,6 @@ import { BadUploadRequest } from './bad-upload-request.js';
 
 /** Part headers larger than this are not a browser or curl form: refuse instead of buffering. */
 const MAX_PART_HEADER_BYTES = 16 * 1024;
-const HEADER_END = Buffer.from('\r\n\r\n');
 
 /** The boundary parameter of a `multipart/form-data` Content-Type, or undefined if there is none. */
 export function multipartBoundary(contentType: string | undefined): string | undefined {
@@ -20,7 +19,7 @@ export function multipartBoundary(contentType: string | undefined): string | und
 
 /** The `name` of a part from its headers (`Content-Disposition: form-data; name="file"; ...`). */
 function partName(headers: string): string | undefined {
-  for (const line of headers.split('\r\n')) {
+  for (const line of headers.split(/\r?\n/)) {
     const colon = line.indexOf(':');
     if (colon < 0 || line.slice(0, colon).trim().toLowerCase() !== 'content-disposition') continue;
     const match = /;\s*name\s*=\s*(?:"([^"]*)"|([^\s;]+))/i.exec(line.slice(colon + 1));
@@ -30,15 +29,22 @@ function partName(headers: string): string | undefined {
 }
 
 /** `done`: the wanted part was read; `closed`: the body's closing delimiter came first. */
-type State = 'preamble' | 'headers' | 'skip-part' | 'file-part' | 'done' | 'closed';
+type State = 'preamble' | 'first-line' | 'headers' | 'skip-part' | 'file-part' | 'done' | 'closed';
 
 /**
  * Transform: multipart body in, the named part's bytes out. Errors (no such part, a body that
  * ends inside the part, oversized headers) are one line naming what is wrong.
  */
 export class MultipartFilePart extends Transform {
-  /** `\r\n--boundary`: ends every part. The first delimiter may come without the leading CRLF. */
-  private readonly delimiter: Buffer;
+  /**
+   * `\r\n--boundary`: ends every part. The first delimiter may come without the leading CRLF.
+   * A form whose first boundary line ends in a bare LF uses LF throughout, as Go's reader
+   * (CDI's) accepts: then `\n--boundary`, and part headers end at an empty LF line.
+   */
+  private delimiter: Buffer;
+  private headerEnd = Buffer.from('\r\n\r\n');
+  /** Found before the line endings are known: a CRLF delimiter ends in it too. */
+  private readonly firstDelimiter: Buffer;
   private buffer: Buffer = Buffer.alloc(0);
   private state: State = 'preamble';
   /** Names of parts skipped, for the log and the error when the wanted one is missing. */
@@ -47,6 +53,7 @@ export class MultipartFilePart extends Transform {
   constructor(boundary: string, private readonly wanted = 'file') {
     super();
     this.delimiter = Buffer.from(`\r\n--${boundary}`);
+    this.firstDelimiter = Buffer.from(`\n--${boundary}`);
     // The body starts with the delimiter minus its CRLF; pretend it was there.
     this.buffer = Buffer.from('\r\n');
   }
@@ -79,12 +86,31 @@ export class MultipartFilePart extends Transform {
       switch (this.state) {
         case 'preamble':
         case 'skip-part': {
-          const at = this.buffer.indexOf(this.delimiter);
+          const delimiter = this.state === 'preamble' ? this.firstDelimiter : this.delimiter;
+          const at = this.buffer.indexOf(delimiter);
           if (at < 0) {
             this.keepTail();
             return;
           }
-          this.buffer = this.buffer.subarray(at + this.delimiter.length);
+          this.buffer = this.buffer.subarray(at + delimiter.length);
+          this.state = this.state === 'preamble' ? 'first-line' : 'headers';
+          break;
+        }
+        case 'first-line': {
+          // The first boundary line's ending says which line endings the whole form uses.
+          if (this.buffer.length >= 2 && this.buffer[0] === 0x2d && this.buffer[1] === 0x2d) {
+            this.state = 'headers'; // the closing delimiter right away: an empty form
+            break;
+          }
+          const newline = this.buffer.indexOf(0x0a);
+          if (newline < 0) {
+            if (this.buffer.length > MAX_PART_HEADER_BYTES) throw new BadUploadRequest('a multipart boundary line does not end: this is not a form as curl -F or a browser sends it');
+            return;
+          }
+          if (newline === 0 || this.buffer[newline - 1] !== 0x0d) {
+            this.delimiter = this.firstDelimiter;
+            this.headerEnd = Buffer.from('\n\n');
+          }
           this.state = 'headers';
           break;
         }
@@ -96,13 +122,13 @@ export class MultipartFilePart extends Transform {
             this.buffer = Buffer.alloc(0);
             return;
           }
-          const end = this.buffer.indexOf(HEADER_END);
+          const end = this.buffer.indexOf(this.headerEnd);
           if (end < 0) {
             if (this.buffer.length > MAX_PART_HEADER_BYTES) throw new BadUploadRequest(`multipart part headers exceed ${MAX_PART_HEADER_BYTES} bytes: this is not a form as curl -F or a browser sends it`);
             return;
           }
-          const headers = this.buffer.subarray(0, end).toString('latin1').replace(/^[ \t]*\r\n/, '');
-          this.buffer = this.buffer.subarray(end + HEADER_END.length);
+          const headers = this.buffer.subarray(0, end).toString('latin1').replace(/^[ \t]*\r?\n/, '');
+          this.buffer = this.buffer.subarray(end + this.headerEnd.length);
           const name = partName(headers) ?? '';
           if (name === this.wanted) {
             this.state = 'file-part';

@@ -34,6 +34,17 @@ async function parse(body: Buffer, chunkSizes: number[]): Promise<Buffer> {
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 describe('multipart file part', () => {
+  test('a form whose lines end in LF only (accepted by Go, CDI\'s reader): the file part comes out exactly', async () => {
+    const data = Buffer.concat([randomBytes(20_000), Buffer.from(`\n--${BOUNDARY.slice(0, -1)}X\r\n`), randomBytes(100)]);
+    const lf = Buffer.concat([
+      Buffer.from(`--${BOUNDARY}\nContent-Disposition: form-data; name="note"\n\nhello\n`),
+      Buffer.from(`--${BOUNDARY}\nContent-Disposition: form-data; name="file"; filename="disk.img"\nContent-Type: application/octet-stream\n\n`),
+      data,
+      Buffer.from(`\n--${BOUNDARY}--\n`),
+    ]);
+    for (const sizes of [[1], [7, 13], [lf.length]]) assert.equal(sha(await parse(lf, sizes)), sha(data), `chunks of ${sizes.join('/')}`);
+  });
+
   // Data that contains most of a delimiter, a CRLF before it, and ends in CRLF: only the full
   // `\r\n--boundary` may end the part.
   const tricky = Buffer.concat([
