@@ -1,4 +1,4 @@
-import { isImportError, LARGER_PVC_REQUIRED, oneLine } from '../errors.js';
+import { isImportError, LARGER_PVC_REQUIRED, MEASURED_WHILE_READ, oneLine } from '../errors.js';
 import { statSync } from 'node:fs';
 import type { ImportRequest } from '../request.js';
 import { formatBytes } from '../util/quantity.js';
@@ -7,8 +7,12 @@ import { formatBytes } from '../util/quantity.js';
 export type ImportCommand = 'import' | 'convert' | 'datavolume';
 
 /** What can be done about a target too small for the image, in the terms of the command and the target. */
-export function tooSmallHint(request: ImportRequest, command: ImportCommand): string {
-  if (request.target.kind === 'block') return 'use a larger device (block devices are not resized)';
+export function tooSmallHint(request: ImportRequest, command: ImportCommand, err?: unknown): string {
+  if (request.target.kind === 'block') {
+    // A stream's size shows only as it is written: by then the device's start holds part of it.
+    const overwritten = err !== undefined && oneLine(err).includes(MEASURED_WHILE_READ) ? '; the start of the device was overwritten before the size was known' : '';
+    return `use a larger device (block devices are not resized)${overwritten}`;
+  }
   if (command === 'datavolume') {
     return "raise the DataVolume's storage request (spec.storage or spec.pvc resources.requests.storage), or use --out on a file system with more room";
   }

@@ -55,7 +55,7 @@ export async function runImport(request: ImportRequest, output: OutputOptions, r
     return 0;
   } catch (err) {
     bar?.done();
-    return reportFailure(err, output.json === true, tooSmallHint(request, output.command ?? 'import'));
+    return reportFailure(err, output.json === true, tooSmallHint(request, output.command ?? 'import', err));
   } finally {
     clearTimeout(deadline);
     stopHandlingSignals();
