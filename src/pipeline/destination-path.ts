@@ -5,7 +5,7 @@
  * So: block devices are written as devices, symbolic links are followed to the file they name,
  * and everything else that is not a regular file is refused, as is the source file itself.
  */
-import { lstat, readlink, realpath, stat } from 'node:fs/promises';
+import { readlink, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Stats } from 'node:fs';
 import { targetError } from '../errors.js';
@@ -21,10 +21,7 @@ export type Destination =
 const MAX_LINKS = 40;
 
 export async function inspectDestination(destination: string, sourceFile?: string): Promise<Destination> {
-  const entry = await lstat(destination).catch(() => undefined);
-  if (!entry) return { kind: 'new', path: destination };
-  let finalPath = destination;
-  if (entry.isSymbolicLink()) finalPath = await followLinks(destination);
+  const finalPath = await resolveDestination(destination);
   const info = await stat(finalPath).catch(() => undefined);
   if (!info) return { kind: 'new', path: finalPath };
   if (info.isBlockDevice()) return { kind: 'block' };
@@ -49,23 +46,35 @@ function kindOf(info: Stats): string | undefined {
 }
 
 /**
- * The path a symbolic link leads to, link by link, as qemu-img's open would: a dangling link
- * gives the file it names (created there, the link kept), a loop is refused. `/dev/stdout`,
- * `/dev/fd/N`, `/proc/self/fd/N` name an open file descriptor: even when it is a regular file,
- * renaming a new file over its name leaves the descriptor's reader with nothing, so they are refused.
+ * The file a destination names, as the kernel resolves it when qemu-img opens it to create it:
+ * the directory part through every link and `..` in the order they come (`dirlink/../f` is the
+ * parent of what dirlink points to, never just `f`), then the last component followed if it is a
+ * link, which may dangle: the file it names is what gets created, the link kept. A loop is
+ * refused, and so is a link to an open file descriptor (`/dev/stdout`, `/proc/self/fd/N`): even
+ * when it is a regular file, renaming a new file over its name leaves the descriptor's reader with
+ * nothing. No step folds `..` as text.
  */
-async function followLinks(destination: string): Promise<string> {
-  let current = path.resolve(destination);
-  for (let hops = 0; hops < MAX_LINKS; hops++) {
-    if (/^\/proc\/[^/]+\/fd\//.test(current) || /^\/dev\/fd\//.test(current)) {
-      throw targetError(`${destination} is a link to an open file descriptor (${current}): give a file name as the destination`);
+async function resolveDestination(destination: string): Promise<string> {
+  let current = destination.startsWith('/') ? destination : `${process.cwd()}/${destination}`;
+  for (let links = 0; ; ) {
+    // The directory part through the kernel's own resolution; missing, it is said later.
+    const directory = await realpath(path.dirname(current)).catch(() => undefined);
+    if (directory === undefined) return path.resolve(current);
+    const base = path.basename(current);
+    const candidate = base === '..' || base === '.' ? path.resolve(directory, base) : path.join(directory, base);
+    if (FD_LINK.test(`${candidate}/`)) {
+      throw targetError(`${destination} is a link to an open file descriptor (${candidate}): give a file name as the destination`);
     }
-    const target = await readlink(current).catch(() => undefined);
-    if (target === undefined) return (await realpath(current).catch(() => undefined)) ?? current;
-    // A relative target is relative to the directory the link really is in: its path as written
-    // may pass through other links (a/dirlink/l → ../f is real/f, not a/f).
-    const directory = await realpath(path.dirname(current)).catch(() => path.dirname(current));
-    current = path.resolve(directory, target);
+    const target = await readlink(candidate).catch(() => undefined);
+    if (target === undefined) return candidate;
+    if (++links > MAX_LINKS) {
+      throw targetError(`${destination}: too many levels of symbolic links (a loop?): give the file itself as the destination`);
+    }
+    if (target.endsWith('/')) throw targetError(`${destination} is a link to ${target}, a directory path: give a file name for the disk image`);
+    // Kept as text, unfolded: the next turn resolves its directory part as the kernel would.
+    current = target.startsWith('/') ? target : `${directory}/${target}`;
   }
-  throw targetError(`${destination}: too many levels of symbolic links (a loop?): give the file itself as the destination`);
 }
+
+/** Paths that name an open file descriptor (…/fd/N of a process or one of its threads). */
+const FD_LINK = /^(\/proc\/[^/]+(\/task\/[^/]+)?\/fd\/|\/dev\/fd\/)/;

@@ -35,7 +35,7 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
   const directory = path.dirname(path.resolve(filePath));
   const dirInfo = await stat(directory).catch((err) => {
     // Through a symbolic link, the directory that is missing is the one the link points into.
-    throw targetFailure(err, filePath === target.path ? target.path : `${target.path} (a link to ${filePath})`);
+    throw targetFailure(err, filePath === path.resolve(target.path) ? target.path : `${target.path} (that is, ${filePath})`);
   });
   if (!dirInfo.isDirectory()) throw targetError(`destination directory ${directory} is not a directory`);
   // Unbounded (convert, as qemu-img convert): no free-space check; a disk that fills up fails when it does.

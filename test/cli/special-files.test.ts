@@ -146,10 +146,22 @@ describe('destinations', () => {
     assert.equal(await sha256File(dir.join('real', 'through-dirlink.img')), qcow2Sha);
     assert.equal(existsSync(dir.join('through-dirlink.img')), false, 'nothing written beside the directory link');
 
+    // `..` right after a directory link inside a link's target, and in -o itself: the kernel's
+    // reading (the parent of what dirlink points to), as qemu-img and `cat` see it.
+    symlinkSync('dirlink/../inner.img', dir.join('inner-link.img'));
+    const inner = await runCli(['convert', qcow2, dir.join('inner-link.img')]);
+    assert.equal(inner.code, 0, inner.stderr);
+    assert.equal(await sha256File(dir.join('real', 'inner.img')), qcow2Sha);
+    assert.equal(existsSync(dir.join('inner.img')), false);
+    const dotted = await runCli(['convert', qcow2, `${dir.join('dirlink')}/../dotted.img`]);
+    assert.equal(dotted.code, 0, dotted.stderr);
+    assert.equal(await sha256File(dir.join('real', 'dotted.img')), qcow2Sha);
+    assert.equal(existsSync(dir.join('dotted.img')), false);
+
     symlinkSync(dir.join('no-such-dir', 'x.img'), dir.join('into-nowhere.img'));
     const nowhere = await runCli(['convert', qcow2, dir.join('into-nowhere.img')]);
     assert.equal(nowhere.code, 1);
-    assert.match(nowhere.stderr, /destination directory of \S*into-nowhere\.img \(a link to \S*no-such-dir\/x\.img\) does not exist/);
+    assert.match(nowhere.stderr, /destination directory of \S*into-nowhere\.img \(that is, \S*no-such-dir\/x\.img\) does not exist/);
   });
 });
 
