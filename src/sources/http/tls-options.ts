@@ -2,7 +2,8 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { rootCertificates } from 'node:tls';
-import { fileProblem, usageError } from '../../errors.js';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { fileProblem, oneLine, usageError } from '../../errors.js';
 
 export interface TlsConnectOptions {
   ca?: string[];
@@ -87,11 +88,23 @@ function clientCertificate(paths: readonly string[]): { cert: string; key: strin
       const keyName = `${name.slice(0, -'.cert'.length)}.key`;
       // Without its key it is a CA that happens to be named .cert (CDI's HTTP source reads it so).
       if (!names.includes(keyName)) continue;
+      const certFile = path.join(dir, name);
+      const keyFile = path.join(dir, keyName);
+      let pair: { cert: string; key: string };
       try {
-        return { cert: readFileSync(path.join(dir, name), 'utf8'), key: readFileSync(path.join(dir, keyName), 'utf8') };
+        pair = { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
       } catch (err) {
-        throw usageError(`cannot read the client certificate ${path.join(dir, name)} or its key: ${fileProblem(err)}`);
+        throw usageError(`cannot read the client certificate ${certFile} or its key: ${fileProblem(err)}`);
       }
+      // Checked here, by name: OpenSSL's own complaint at the first connection names no file.
+      let matches: boolean;
+      try {
+        matches = new X509Certificate(pair.cert).checkPrivateKey(createPrivateKey(pair.key));
+      } catch (err) {
+        throw usageError(`cannot use the client certificate ${certFile} with the key ${keyFile} (PEM, unencrypted): ${oneLine(err)}`);
+      }
+      if (!matches) throw usageError(`the client certificate ${certFile} and the key ${keyFile} do not belong together`);
+      return pair;
     }
   }
   return undefined;

@@ -229,6 +229,16 @@ describe('registry with Basic auth over TLS, and the Bearer token flow', () => {
       assert.equal(result.code, 0, result.stderr);
       assert.equal(await sha256File(result.out), sha);
 
+      // A pair that does not belong together is said, naming the files, before any connection.
+      const mismatched = dir.join('mtls-mismatched');
+      mkdirSync(mismatched);
+      cpSync(mtls.caCert, path.join(mismatched, 'ca.crt'));
+      cpSync(mtls.client.cert, path.join(mismatched, 'client.cert'));
+      cpSync(mtls.wrongName.key, path.join(mismatched, 'client.key'));
+      const wrongKey = await cli([`docker://${strict.host}/vm/fedora:41`, '--ca-cert', mismatched]);
+      assert.equal(wrongKey.code, 2, wrongKey.stderr);
+      assert.match(String(wrongKey.json.error), /the client certificate \S*client\.cert and the key \S*client\.key do not belong together/);
+
       const caOnly = dir.join('mtls-ca-only');
       mkdirSync(caOnly);
       // A CA named .cert with no .key beside it is a CA, not half a client certificate.
