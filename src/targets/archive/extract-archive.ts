@@ -102,7 +102,7 @@ function asImportError(err: unknown, directory: string, { signal, where = 'archi
 }
 
 class Extraction {
-  readonly journal = new ExtractionJournal();
+  readonly journal: ExtractionJournal;
   private readonly tree: TargetTree;
   private readonly result: ArchiveResult = { files: 0, directories: 0, links: 0, bytes: 0, skipped: [] };
   /** Sum of regular-file data sizes declared so far, checked against availableBytes at each header. */
@@ -114,6 +114,7 @@ class Extraction {
     private readonly directory: string,
     private readonly options: ArchiveExtractOptions,
   ) {
+    this.journal = new ExtractionJournal(directory);
     this.tree = new TargetTree(directory, this.journal, (entry, what, fn) => this.fsStep(entry, what, fn));
   }
 
@@ -199,8 +200,7 @@ class Extraction {
       );
     }
     const maxChars = this.options.maxPathChars ?? MAX_ARCHIVE_PATH_CHARS;
-    // What the archive names, not the target directory's own path in front of every entry.
-    if (this.journal.pathChars - this.journal.size * (this.directory.length + 1) >= maxChars) {
+    if (this.journal.pathChars >= maxChars) {
       const limit = maxChars % (1 << 20) === 0 ? `${maxChars / (1 << 20)} Mi` : String(maxChars);
       throw badInput(
         `archive entry ${quoteEntry(name)}: the paths the archive creates add up to more than ${limit} characters (${this.journal.size} paths so far), more than cdi-importer extracts (it remembers each one to undo a failed extraction, and memory must stay bounded); split it into several archives or shorten its names`,

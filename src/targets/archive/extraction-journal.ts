@@ -4,10 +4,27 @@
  * before is never in the journal and so never touched.
  */
 import { rmdirSync, unlinkSync, utimesSync } from 'node:fs';
+import { join } from 'node:path';
 
 type Kind = 'directory' | 'other';
 
 export class ExtractionJournal {
+  /** Kept without the target directory's own path in front: that could be 4 KiB per entry. */
+  private readonly prefix: string;
+
+  /** `root`: the target directory, as the paths to record are joined onto it (path.join). */
+  constructor(root: string) {
+    this.prefix = join(root, 'x').slice(0, -1);
+  }
+
+  private key(path: string): string {
+    return path.startsWith(this.prefix) ? path.slice(this.prefix.length) : path;
+  }
+
+  private full(key: string): string {
+    return key.startsWith('/') ? key : this.prefix + key;
+  }
+
   // Paths in creation order, and which of them are directories: no object per entry, since a
   // tar of millions of tiny files means millions of entries (about 90 bytes each here).
   private readonly created: string[] = [];
@@ -16,15 +33,16 @@ export class ExtractionJournal {
   /** Times of pre-existing directories we add entries to: removing our entries changes them again. */
   private readonly directoryTimes = new Map<string, { atime: Date; mtime: Date }>();
 
-  /** Characters of the paths recorded: long names, not only many, take memory. */
+  /** Characters of the paths recorded (below the target): long names, not only many, take memory. */
   pathChars = 0;
 
   record(path: string, kind: Kind): void {
-    if (this.createdPaths.has(path)) return; // replaced by a later entry of the same name
-    this.pathChars += path.length;
-    this.created.push(path);
-    this.createdPaths.add(path);
-    if (kind === 'directory') this.createdDirectories.add(path);
+    const key = this.key(path);
+    if (this.createdPaths.has(key)) return; // replaced by a later entry of the same name
+    this.pathChars += key.length;
+    this.created.push(key);
+    this.createdPaths.add(key);
+    if (kind === 'directory') this.createdDirectories.add(key);
   }
 
   /** How many paths this extraction created. */
@@ -34,11 +52,11 @@ export class ExtractionJournal {
 
   /** Remembers a pre-existing directory's times (the first time only) so a rollback can restore them. */
   rememberDirectoryTimes(path: string, times: { atime: Date; mtime: Date }): void {
-    if (!this.directoryTimes.has(path) && !this.createdPaths.has(path)) this.directoryTimes.set(path, { atime: times.atime, mtime: times.mtime });
+    if (!this.directoryTimes.has(path) && !this.createdPaths.has(this.key(path))) this.directoryTimes.set(path, { atime: times.atime, mtime: times.mtime });
   }
 
   has(path: string): boolean {
-    return this.createdPaths.has(path);
+    return this.createdPaths.has(this.key(path));
   }
 
   /**
@@ -48,9 +66,10 @@ export class ExtractionJournal {
    */
   rollBack(): string[] {
     const left: string[] = [];
-    for (const path of this.created.reverse()) {
+    for (const key of this.created.reverse()) {
+      const path = this.full(key);
       try {
-        if (this.createdDirectories.has(path)) rmdirSync(path);
+        if (this.createdDirectories.has(key)) rmdirSync(path);
         else unlinkSync(path);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
