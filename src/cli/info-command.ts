@@ -10,7 +10,7 @@ import { declaredUncompressedSize, knownRawLength, rawVirtualSize } from '../for
 import { openSource } from '../sources/resolve-source.js';
 import { onStopSignals } from '../util/stop-signals.js';
 import type { OpenedSource } from '../sources/source.js';
-import { ImportError } from '../errors.js';
+import { abortedError, ImportError } from '../errors.js';
 import { inspectQcow2, inspectQcow2Stream, type Qcow2Info } from '../qcow2/index.js';
 import { formatBytes } from '../util/quantity.js';
 import { addTransportOptions, buildTransport, type TransportFlags } from './transport-options.js';
@@ -94,6 +94,9 @@ export async function inspectSource(sourceText: string, options: InfoOptions): P
     }
     stream.destroy();
     return info;
+  } catch (err) {
+    // A stream stopped by Ctrl-C fails with whatever its reader says; the cancel is the story.
+    throw abortedError(err, controller.signal);
   } finally {
     stopHandlingSignals();
     controller.abort();

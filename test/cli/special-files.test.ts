@@ -191,3 +191,19 @@ describe('cancelled at any moment', () => {
     }
   });
 });
+
+describe('info cancelled', () => {
+  test('Ctrl-C while info waits on stdin: one line saying so, exit 1', async () => {
+    const child = spawn(process.execPath, [...cliCommand, 'info', '-'], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const closed = once(child, 'close') as Promise<[number | null]>;
+    child.stdin.write(Buffer.alloc(100)); // too little to tell the format: info keeps waiting
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    child.kill('SIGINT');
+    const [code] = await closed;
+    child.stdin.destroy();
+    assert.equal(code, 1, stderr);
+    assert.equal(stderr.trim(), 'cdi-importer: error: info cancelled: received SIGINT');
+  });
+});
