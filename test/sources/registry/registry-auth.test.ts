@@ -219,30 +219,27 @@ describe('registry with Basic auth over TLS, and the Bearer token flow', () => {
     const mtls = makeUploadCertificates(mtlsDir, 'cdi-importer');
     // The same storage (the image pushed above), served by a registry that wants client certificates.
     const strict = await startRegistry(dir, { tls: mtls.server, clientCa: mtls.caCert, storageDir: registry.storageDir });
+    /** A CA directory holding `files` (name in it → file to copy). */
+    const certDirOf = (name: string, files: Record<string, string>): string => {
+      const made = dir.join(name);
+      mkdirSync(made);
+      for (const [inDir, from] of Object.entries(files)) cpSync(from, path.join(made, inDir));
+      return made;
+    };
     try {
-      const withPair = dir.join('mtls-certs');
-      mkdirSync(withPair);
-      cpSync(mtls.caCert, path.join(withPair, 'ca.crt'));
-      cpSync(mtls.client.cert, path.join(withPair, 'client.cert'));
-      cpSync(mtls.client.key, path.join(withPair, 'client.key'));
+      const withPair = certDirOf('mtls-certs', { 'ca.crt': mtls.caCert, 'client.cert': mtls.client.cert, 'client.key': mtls.client.key });
       const result = await cli([`docker://${strict.host}/vm/fedora:41`, '--ca-cert', withPair]);
       assert.equal(result.code, 0, result.stderr);
       assert.equal(await sha256File(result.out), sha);
 
       // A pair that does not belong together is said, naming the files, before any connection.
-      const mismatched = dir.join('mtls-mismatched');
-      mkdirSync(mismatched);
-      cpSync(mtls.caCert, path.join(mismatched, 'ca.crt'));
-      cpSync(mtls.client.cert, path.join(mismatched, 'client.cert'));
-      cpSync(mtls.wrongName.key, path.join(mismatched, 'client.key'));
+      const mismatched = certDirOf('mtls-mismatched', { 'ca.crt': mtls.caCert, 'client.cert': mtls.client.cert, 'client.key': mtls.wrongName.key });
       const wrongKey = await cli([`docker://${strict.host}/vm/fedora:41`, '--ca-cert', mismatched]);
       assert.equal(wrongKey.code, 2, wrongKey.stderr);
       assert.match(String(wrongKey.json.error), /the client certificate \S*client\.cert and the key \S*client\.key do not belong together/);
 
-      const caOnly = dir.join('mtls-ca-only');
-      mkdirSync(caOnly);
       // A CA named .cert with no .key beside it is a CA, not half a client certificate.
-      cpSync(mtls.caCert, path.join(caOnly, 'ca.cert'));
+      const caOnly = certDirOf('mtls-ca-only', { 'ca.cert': mtls.caCert });
       const refused = await cli([`docker://${strict.host}/vm/fedora:41`, '--ca-cert', caOnly]);
       assert.equal(refused.code, 1, 'no client certificate, no image');
       assert.doesNotMatch(String(refused.json.error), /has no key|unable to verify|self-signed|unknown (certificate )?authority/i, `the CA was used as a CA: ${String(refused.json.error)}`);
