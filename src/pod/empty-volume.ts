@@ -6,7 +6,7 @@
  * its own half-extracted entries and fails on every restart. `lost+found` stays: it is the
  * filesystem's, not an earlier attempt's.
  */
-import { readdirSync, rmSync } from 'node:fs';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileProblem, targetError } from '../errors.js';
 import type { AppLogger } from '../util/logger.js';
@@ -21,17 +21,18 @@ export function volumesAreThePods(env: NodeJS.ProcessEnv): boolean {
   return Boolean(env.KUBERNETES_SERVICE_HOST) || Boolean(env[ROOT_ENV]);
 }
 
-export function emptyVolume(dir: string, log: AppLogger): void {
+/** Asynchronous: a killed archive import may have left hundreds of thousands of files, and the metric must keep answering. */
+export async function emptyVolume(dir: string, log: AppLogger): Promise<void> {
   let names: string[];
   try {
-    names = readdirSync(dir);
+    names = await readdir(dir);
   } catch {
     return; // not there (block mode has no /data): nothing to empty
   }
   const leftovers = names.filter((name) => name !== 'lost+found');
   for (const name of leftovers) {
     try {
-      rmSync(path.join(dir, name), { recursive: true, force: true });
+      await rm(path.join(dir, name), { recursive: true, force: true });
     } catch (err) {
       throw targetError(`cannot empty ${dir} before the import (${name}): ${fileProblem(err)}`, err);
     }
