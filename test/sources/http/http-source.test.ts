@@ -221,7 +221,9 @@ describe('HttpSource against nginx', () => {
 describe('HttpSource random access over Range', () => {
   it('reads any range, with few requests thanks to the block cache', async () => {
     const source = new HttpSource(`${nginx.http}random-access.img`, {}, quickTuning);
-    const requests = () => nginx.requests().filter((r) => r.uri === '/random-access.img');
+    // The probe (bytes=0-65535) is left out: nginx logs it when its connection closes, which may
+    // come after `before` is taken, and would then count as a read's request.
+    const requests = () => nginx.requests().filter((r) => r.uri === '/random-access.img' && r.range !== 'bytes=0-65535');
     const opened = await source.open(new AbortController().signal);
     opened.stream.destroy();
     const reader = opened.randomAccess!;
