@@ -30,13 +30,13 @@ export const usageError = (message: string) => new ImportError('usage', message)
 /** How CDI's too-small message ends: the pod's words; the CLI says which flags help instead. */
 export const LARGER_PVC_REQUIRED = '. A larger PVC is required';
 
+/** How a too-small line says the size was found while the image was being written. */
+export const MEASURED_WHILE_READ = '(measured as the stream is read)';
+
 /**
  * CDI's controller matches this phrase to report "DataVolume too small to contain image".
  * `streaming`: the size is not known yet (a compressed raw image), only that it passes `virtualSize`.
  */
-/** How a too-small line says the size was found while the image was being written. */
-export const MEASURED_WHILE_READ = '(measured as the stream is read)';
-
 export function tooSmall(virtualSize: number, available: number, streaming = false): ImportError {
   const size = streaming ? `of more than ${virtualSize} bytes ${MEASURED_WHILE_READ}` : `${virtualSize}`;
   return new ImportError('too-small', `virtual image size ${size} is larger than the reported available storage ${available}${LARGER_PVC_REQUIRED}`);

@@ -60,7 +60,7 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
   };
 }
 
-async function planBlock(devicePath: string, preallocation: boolean | undefined): Promise<TargetPlan> {
-  const device = await BlockDeviceTarget.open(devicePath, { preallocation: preallocation === true });
+async function planBlock(devicePath: string, preallocation: boolean): Promise<TargetPlan> {
+  const device = await BlockDeviceTarget.open(devicePath, { preallocation });
   return { kind: 'block', path: devicePath, capacity: device.capacity, create: async () => device };
 }

@@ -1,16 +1,14 @@
-import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import type { DiskTarget } from './disk-target.js';
 import { blockDeviceSize } from '../util/block-device-size.js';
 import { targetError } from '../errors.js';
 import { targetFailure } from './target-errors.js';
 import { EarlyFlush } from './early-flush.js';
 import { dataRuns, HOLE_BLOCK } from './zero-runs.js';
+import { fallocate } from './fallocate.js';
 
 const ZEROS = Buffer.alloc(1 << 20);
-const run = promisify(execFile);
 
 /**
  * A block device (a PVC in block mode, a loop device). Its old contents are unknown, so what the
@@ -62,7 +60,7 @@ export class BlockDeviceTarget implements DiskTarget {
     const aligned = Math.floor(length / HOLE_BLOCK) * HOLE_BLOCK;
     if (aligned === 0 || this.preallocation) return;
     try {
-      await run('fallocate', ['--punch-hole', '--offset', '0', '--length', String(aligned), this.path]);
+      await fallocate(['--punch-hole', '--offset', '0', '--length', String(aligned), this.path]);
       this.zeroed = aligned;
     } catch {
       // EOPNOTSUPP (no write-zeroes support), an old kernel, no util-linux: zeros get written.

@@ -1,8 +1,5 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { targetError } from '../errors.js';
-
-const run = promisify(execFile);
+import { fallocate } from './fallocate.js';
 
 /**
  * Allocates every block of [0, size) without changing its contents. Node has no fallocate(2),
@@ -15,7 +12,7 @@ const run = promisify(execFile);
 export async function preallocate(file: string, size: number, shownAs = file): Promise<void> {
   if (size === 0) return;
   try {
-    await run('fallocate', ['--posix', '--offset', '0', '--length', String(size), file]);
+    await fallocate(['--posix', '--offset', '0', '--length', String(size), file]);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       throw targetError(`cannot preallocate ${shownAs}: the fallocate program (util-linux) is not installed; install it or import without preallocation`, err);

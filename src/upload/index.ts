@@ -90,6 +90,7 @@ export async function runUploadServer(options: UploadServerOptions = {}): Promis
     return exitCode;
   };
 
+  const failedToStart = (err: unknown) => report(1, formatFailureLine(`UploadServer failed: ${oneLine(err)}`));
   let config: UploadConfig;
   let server: UploadServer;
   let metrics: MetricsServer | undefined;
@@ -105,7 +106,7 @@ export async function runUploadServer(options: UploadServerOptions = {}): Promis
     };
     server = new UploadServer(config, log, importImage);
   } catch (err) {
-    return report(1, formatFailureLine(`UploadServer failed: ${oneLine(err)}`));
+    return failedToStart(err);
   }
 
   // Handled before the ports are bound: a stop during start-up still ends with its report.
@@ -115,7 +116,7 @@ export async function runUploadServer(options: UploadServerOptions = {}): Promis
       await server.start();
       metrics = await startUploadMetrics(env, metric, log);
     } catch (err) {
-      return report(1, formatFailureLine(`UploadServer failed: ${oneLine(err)}`));
+      return failedToStart(err);
     }
     const outcome = await server.outcome;
     const { exitCode, message } = outcomeReport(outcome);

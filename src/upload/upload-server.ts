@@ -13,6 +13,7 @@ import type { TLSSocket } from 'node:tls';
 import { fileProblem, ImportError, isImportError, oneLine, usageError } from '../errors.js';
 import type { ImportContext, ImportRequest, ImportResult, TargetSpec } from '../request.js';
 import type { AppLogger } from '../util/logger.js';
+import { certificatesIn } from '../sources/http/tls-options.js';
 import { HEALTHZ_PATH, uploadRoute, type UploadRoute } from './upload-routes.js';
 import { uploadBody } from './upload-body.js';
 import { BadUploadRequest } from './bad-upload-request.js';
@@ -49,8 +50,7 @@ function readPem(file: string, variable: string): Buffer {
  */
 function readClientCa(file: string): Buffer {
   const pem = readPem(file, 'CLIENT_CERT_FILE');
-  const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  const valid = blocks.filter((block) => {
+  const valid = certificatesIn(pem.toString('latin1')).filter((block) => {
     try {
       return new X509Certificate(block) !== undefined;
     } catch {

@@ -16,7 +16,8 @@ export interface TlsConnectOptions {
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
 
-function certificatesIn(text: string): string[] {
+/** The PEM certificate blocks in `text`. */
+export function certificatesIn(text: string): string[] {
   return text.match(PEM_CERTIFICATE) ?? [];
 }
 

@@ -193,18 +193,17 @@ class Extraction {
 
   private async entry(entry: Entry, header: Header, facts: EntryFacts | undefined): Promise<void> {
     const name = header.name;
+    // Each created path is remembered to undo a failed extraction: memory bounds both their number and their length.
+    const refuse = (what: string, fix: string) =>
+      badInput(`archive entry ${quoteEntry(name)}: ${what}, more than cdi-importer extracts (it remembers each one to undo a failed extraction, and memory must stay bounded); ${fix}`);
     const maxPaths = this.options.maxPaths ?? MAX_ARCHIVE_PATHS;
     if (this.journal.size >= maxPaths) {
-      throw badInput(
-        `archive entry ${quoteEntry(name)}: the archive creates more than ${maxPaths} paths (its entries and the directories they need), more than cdi-importer extracts (it remembers each one to undo a failed extraction, and memory must stay bounded); split it into several archives`,
-      );
+      throw refuse(`the archive creates more than ${maxPaths} paths (its entries and the directories they need)`, 'split it into several archives');
     }
     const maxChars = this.options.maxPathChars ?? MAX_ARCHIVE_PATH_CHARS;
     if (this.journal.pathChars >= maxChars) {
       const limit = maxChars % (1 << 20) === 0 ? `${maxChars / (1 << 20)} Mi` : String(maxChars);
-      throw badInput(
-        `archive entry ${quoteEntry(name)}: the paths the archive creates add up to more than ${limit} characters (${this.journal.size} paths so far), more than cdi-importer extracts (it remembers each one to undo a failed extraction, and memory must stay bounded); split it into several archives or shorten its names`,
-      );
+      throw refuse(`the paths the archive creates add up to more than ${limit} characters (${this.journal.size} paths so far)`, 'split it into several archives or shorten its names');
     }
     switch (header.type) {
       case 'file':
