@@ -94,8 +94,11 @@ export class DirectRangeClient {
   private readonly onAbort = new Set<() => void>();
   private watchedSignal?: AbortSignal;
 
-  /** `tlsOptions`: the source's CAs and verification settings, for https URLs. */
-  constructor(private readonly tlsOptions?: TlsConnectOptions) {}
+  /**
+   * `tlsOptions`: the source's CAs and verification settings, for https URLs; asked for at the
+   * first https connection (SourceDispatchers builds its TLS context then).
+   */
+  constructor(private readonly tlsOptions?: TlsConnectOptions | (() => TlsConnectOptions)) {}
 
   /** Whether requests to `url` (with these headers) can go this way. */
   static handles(url: URL, headers: Record<string, string>): boolean {
@@ -153,7 +156,8 @@ export class DirectRangeClient {
   private connect(url: URL): Connection {
     if (this.closed) throw new Error('range client closed');
     const { origin } = url;
-    return new Connection(url, this.tlsOptions, (conn) => {
+    const tlsOptions = url.protocol !== 'https:' ? undefined : typeof this.tlsOptions === 'function' ? this.tlsOptions() : this.tlsOptions;
+    return new Connection(url, tlsOptions, (conn) => {
       const list = this.idle.get(origin) ?? [];
       const at = list.indexOf(conn);
       if (at >= 0) list.splice(at, 1);

@@ -4,7 +4,7 @@ import { undici } from './undici-core.js';
 import type { TransportOptions } from '../../request.js';
 import { bypassesProxy } from './no-proxy.js';
 import { usageError } from '../../errors.js';
-import { tlsConnectOptions, type TlsConnectOptions } from './tls-options.js';
+import { tlsConnectOptions, withSecureContext, type TlsConnectOptions } from './tls-options.js';
 
 export interface ProxySettings {
   httpProxy?: string;
@@ -34,31 +34,47 @@ export function proxySettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Prox
  */
 export class SourceDispatchers {
   // Made on first use: an import read only by direct Range requests (direct-range-client.ts)
-  // never loads undici. Proxy agents are made at once, so a bad proxy URL fails early.
-  private direct?: Agent;
-  private readonly makeDirect: () => Agent;
+  // never loads undici, and a plain-http one never builds a TLS context. Proxy agents are made
+  // at once, so a bad proxy URL fails early.
+  private directHttp?: Agent;
+  private directHttps?: Agent;
+  private readonly makeDirect: (tls?: TlsConnectOptions) => Agent;
   private readonly viaHttpProxy?: ProxyAgent;
   private readonly viaHttpsProxy?: ProxyAgent;
-  /** The TLS settings of direct (not proxied) connections. */
-  readonly tls: TlsConnectOptions;
+  private readonly tlsSettings: TlsConnectOptions;
 
-  constructor(transport: TransportOptions, readonly proxy: ProxySettings = proxySettingsFromEnv()) {
+  /** `env`: where the proxy variables were read, and SSL_CERT_FILE / SSL_CERT_DIR are. */
+  constructor(transport: TransportOptions, env: NodeJS.ProcessEnv = process.env, readonly proxy: ProxySettings = proxySettingsFromEnv(env)) {
     // A TLS-intercepting proxy re-signs the origin's certificate, so its CA is trusted for the origin too.
-    const tls = tlsConnectOptions([...(transport.caPaths ?? []), ...(transport.proxyCaPaths ?? [])], transport.insecure);
-    this.tls = tls;
+    // Read (and checked) now, so a bad CA file fails before anything is fetched.
+    this.tlsSettings = tlsConnectOptions([...(transport.caPaths ?? []), ...(transport.proxyCaPaths ?? [])], transport.insecure, env);
     const common = {
       // Stalls while the body flows are watched by the source, which knows when the consumer
       // (not the network) is the slow side.
       bodyTimeout: 0,
       headersTimeout: (transport.stallTimeoutSeconds ?? 60) * 1000,
     };
-    this.makeDirect = () => new (undici().Agent)({ ...common, connect: tls });
-    const proxyTls = tlsConnectOptions(transport.proxyCaPaths ?? [], transport.insecure);
-    const viaProxy = (uri: string, proxyTunnel: boolean) =>
-      new (undici().ProxyAgent)({ ...common, uri, requestTls: tls, proxyTls, proxyTunnel });
+    this.makeDirect = (tls) => new (undici().Agent)({ ...common, ...(tls ? { connect: tls } : {}) });
+    const proxyTls = (proxyUrl: string) =>
+      proxyUrl.startsWith('https:') ? withSecureContext(tlsConnectOptions(transport.proxyCaPaths ?? [], transport.insecure, env)) : undefined;
     // Plain http goes to the proxy as an absolute-URI request, as curl does; https tunnels with CONNECT.
-    if (proxy.httpProxy) this.viaHttpProxy = viaProxy(proxy.httpProxy, false);
-    if (proxy.httpsProxy) this.viaHttpsProxy = viaProxy(proxy.httpsProxy, true);
+    if (proxy.httpProxy) {
+      this.viaHttpProxy = new (undici().ProxyAgent)({ ...common, uri: proxy.httpProxy, proxyTls: proxyTls(proxy.httpProxy), proxyTunnel: false });
+    }
+    if (proxy.httpsProxy) {
+      this.viaHttpsProxy = new (undici().ProxyAgent)({
+        ...common,
+        uri: proxy.httpsProxy,
+        requestTls: this.tls,
+        proxyTls: proxyTls(proxy.httpsProxy),
+        proxyTunnel: true,
+      });
+    }
+  }
+
+  /** The TLS settings of direct (not proxied) connections, with their context made on first use. */
+  get tls(): TlsConnectOptions {
+    return withSecureContext(this.tlsSettings);
   }
 
   /** The proxy URL a request to `url` goes through, if any. */
@@ -70,7 +86,8 @@ export class SourceDispatchers {
 
   for(url: URL): Dispatcher {
     const proxied = this.proxyFor(url) ? (url.protocol === 'https:' ? this.viaHttpsProxy : this.viaHttpProxy) : undefined;
-    return proxied ?? (this.direct ??= this.makeDirect());
+    if (proxied) return proxied;
+    return url.protocol === 'https:' ? (this.directHttps ??= this.makeDirect(this.tls)) : (this.directHttp ??= this.makeDirect());
   }
 
   /**
@@ -79,6 +96,6 @@ export class SourceDispatchers {
    * process (a CLI run ends ~70 ms later than it needs to).
    */
   async close(): Promise<void> {
-    await Promise.all([this.direct, this.viaHttpProxy, this.viaHttpsProxy].map((d) => d?.destroy()));
+    await Promise.all([this.directHttp, this.directHttps, this.viaHttpProxy, this.viaHttpsProxy].map((d) => d?.destroy()));
   }
 }

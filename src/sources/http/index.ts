@@ -5,7 +5,7 @@ import type { HttpAuth, TransportOptions } from '../../request.js';
 import type { OpenedSource, Source } from '../source.js';
 import { BlockCacheReader, defaultBlockCacheOptions, type BlockCacheOptions } from './block-cache-reader.js';
 import { DirectRangeClient, UseGeneralPath } from './direct-range-client.js';
-import { proxySettingsFromEnv, SourceDispatchers } from './dispatcher.js';
+import { SourceDispatchers } from './dispatcher.js';
 import { isRetryableStatus, isRetryableTransportError, statusError, transportError } from './http-errors.js';
 import { getFollowingRedirects, headersFor, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
 import { checkedHeaders, httpRangeFetcher } from './range-fetcher.js';
@@ -66,11 +66,11 @@ export class HttpSource implements Source {
   }
 
   async open(signal: AbortSignal): Promise<OpenedSource> {
-    const dispatchers = new SourceDispatchers(this.transport, proxySettingsFromEnv(this.tuning.env));
+    const dispatchers = new SourceDispatchers(this.transport, this.tuning.env);
     const endpoint: HttpEndpoint = { url: this.url, auth: this.auth, headers: this.headers, dispatchers };
     const stallMs = (this.transport.stallTimeoutSeconds ?? 60) * 1000;
     // Range reads (the probe included) on sockets that read into their destination; undici for the rest.
-    let direct = this.tuning.randomAccess && this.tuning.directRanges ? new DirectRangeClient(dispatchers.tls) : undefined;
+    let direct = this.tuning.randomAccess && this.tuning.directRanges ? new DirectRangeClient(() => dispatchers.tls) : undefined;
     let first: FirstAnswer;
     try {
       first = await this.firstAnswer(endpoint, signal, stallMs, direct);
@@ -130,7 +130,7 @@ export class HttpSource implements Source {
     if (!this.tuning.directRanges || first.response || !identity.acceptsRanges || !identity.size) return undefined;
     const headers = checkedHeaders(endpoint, url, identity);
     if (!DirectRangeClient.suits(dispatchers, url, headers)) return undefined;
-    return { client: new DirectRangeClient(dispatchers.tls), location: url, headers };
+    return { client: new DirectRangeClient(() => dispatchers.tls), location: url, headers };
   }
 
   /**

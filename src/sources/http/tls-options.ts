@@ -1,7 +1,7 @@
 /** TLS settings for HTTPS sources: system CAs plus the user's CA files or directories, TLS 1.2 at least. */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { fileProblem, oneLine, usageError } from '../../errors.js';
 
@@ -56,18 +56,83 @@ export function loadCaCertificates(caPaths: readonly string[]): string[] {
 }
 
 /**
- * Node replaces its default trust store when `ca` is given, so extra CAs are appended to
- * `tls.rootCertificates` to keep trusting the public ones too.
+ * Trusted: the system's CAs (Node's bundled store on a machine without one) plus the user's.
+ * Node replaces its default store when `ca` is given, so the list always starts with the
+ * public ones.
  */
-export function tlsConnectOptions(extraCaPaths: readonly string[] = [], insecure = false): TlsConnectOptions {
+export function tlsConnectOptions(extraCaPaths: readonly string[] = [], insecure = false, env: NodeJS.ProcessEnv = process.env): TlsConnectOptions {
+  const system = systemCaCertificates(env);
   const extra = loadCaCertificates(extraCaPaths);
   const client = clientCertificate(extraCaPaths);
   return {
-    ...(extra.length > 0 ? { ca: [...rootCertificates, ...extra] } : {}),
+    ...(system || extra.length > 0 ? { ca: [...(system ?? rootCertificates), ...extra] } : {}),
     ...client,
     minVersion: 'TLSv1.2',
     rejectUnauthorized: !insecure,
   };
+}
+
+/**
+ * Where OpenSSL (curl's) and Go's x509.SystemCertPool (CDI's clients) find the system's CA
+ * bundle on Linux: Debian/Ubuntu, Fedora/RHEL, openSUSE, OpenELEC, CentOS/RHEL 7, Alpine.
+ */
+const SYSTEM_CA_FILES = [
+  '/etc/ssl/certs/ca-certificates.crt',
+  '/etc/pki/tls/certs/ca-bundle.crt',
+  '/etc/ssl/ca-bundle.pem',
+  '/etc/pki/tls/cacert.pem',
+  '/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem',
+  '/etc/ssl/cert.pem',
+];
+
+/**
+ * The CAs this machine trusts, read as curl and CDI read them: `SSL_CERT_FILE` and
+ * `SSL_CERT_DIR` (colon-separated) when set, otherwise the distribution's bundle. So a
+ * corporate CA added with update-ca-certificates (or to a derived image) is trusted without
+ * `--ca-cert`, and a CA the administrator removed is not. Undefined when the machine has no
+ * bundle (a distroless image): Node's own copy of the Mozilla store is used then.
+ */
+export function systemCaCertificates(env: NodeJS.ProcessEnv = process.env): string[] | undefined {
+  const certificates: string[] = [];
+  if (env.SSL_CERT_FILE) {
+    try {
+      certificates.push(...certificatesIn(readFileSync(env.SSL_CERT_FILE, 'utf8')));
+    } catch (err) {
+      throw usageError(`cannot read SSL_CERT_FILE ${env.SSL_CERT_FILE}: ${fileProblem(err)}; point it at a PEM bundle or unset it`);
+    }
+  } else {
+    for (const file of SYSTEM_CA_FILES) {
+      try {
+        certificates.push(...certificatesIn(readFileSync(file, 'utf8')));
+        break;
+      } catch {
+        // not this distribution's path
+      }
+    }
+  }
+  for (const dir of (env.SSL_CERT_DIR ?? '').split(':').filter(Boolean)) {
+    try {
+      certificates.push(...loadCaCertificates([dir]));
+    } catch {
+      // a missing directory adds nothing, as for OpenSSL and Go
+    }
+  }
+  return certificates.length > 0 ? certificates : undefined;
+}
+
+const secureContexts = new WeakMap<TlsConnectOptions, SecureContext>();
+
+/**
+ * `options` with their SecureContext made once. Given only `ca`, every TLS connection would
+ * parse the whole CA list again (~150 certificates: 20–40 ms of CPU per connection).
+ */
+export function withSecureContext(options: TlsConnectOptions): TlsConnectOptions & { secureContext: SecureContext } {
+  let secureContext = secureContexts.get(options);
+  if (!secureContext) {
+    secureContext = createSecureContext(options);
+    secureContexts.set(options, secureContext);
+  }
+  return { ...options, secureContext };
 }
 
 /**

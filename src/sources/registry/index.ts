@@ -6,7 +6,7 @@
 import { Readable } from 'node:stream';
 import type { TransportOptions } from '../../request.js';
 import type { OpenedSource, Source } from '../source.js';
-import { proxySettingsFromEnv, SourceDispatchers } from '../http/dispatcher.js';
+import { SourceDispatchers } from '../http/dispatcher.js';
 import type { RetryNotice, RetryPolicy } from '../http/retry-policy.js';
 import { walkForDisk, type FoundDisk } from './disk-walk.js';
 import { labelsFromEnv } from './image-labels.js';
@@ -40,7 +40,7 @@ export class RegistrySource implements Source {
   }
 
   async open(outerSignal: AbortSignal): Promise<OpenedSource> {
-    const dispatchers = new SourceDispatchers(this.transport, proxySettingsFromEnv(this.tuning.env ?? process.env));
+    const dispatchers = new SourceDispatchers(this.transport, this.tuning.env ?? process.env);
     // Destroying the stream early (the pipeline failed or finished) stops the downloads at once,
     // instead of letting the walk finish the layers it was checking.
     const local = new AbortController();

@@ -3,7 +3,7 @@
  * each output hashed against qemu-img's own conversion; and the clear failures.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../../support/cli.js';
 import { startNginx, type NginxServer } from '../../support/nginx.js';
@@ -49,10 +49,10 @@ const endpoints: Endpoint[] = [
   { name: 'HTTPS + Basic auth (--secret)', url: () => `${nginx.https}auth/`, flags: () => ['--ca-cert', certs.caCert, '--secret', dir.join('endpoint-secret.yaml')] },
 ];
 
-async function importTo(url: string, flags: string[], name: string) {
+async function importTo(url: string, flags: string[], name: string, env?: NodeJS.ProcessEnv) {
   const out = dir.join('out', `${name}.img`);
   mkdirSync(dir.join('out'), { recursive: true });
-  const result = await runCli(['import', url, '-o', out, '--quiet', ...flags]);
+  const result = await runCli(['import', url, '-o', out, '--quiet', ...flags], { env });
   return { result, out };
 }
 
@@ -118,5 +118,34 @@ describe('qcow2 over Range reads only what it needs', () => {
     assert.ok(ranged.length > 0, 'random access was used');
     assert.ok(rangedBytes <= fileSize + (1 << 20), `${rangedBytes} bytes fetched for a ${fileSize}-byte file`);
     assert.ok(ranged.length <= 40, `${ranged.length} Range requests`);
+  });
+});
+
+describe("the system's trust store, as curl and CDI read it", () => {
+  it('trusts a CA in SSL_CERT_FILE without --ca-cert', async () => {
+    const { result, out } = await importTo(`${nginx.https}disk.qcow2.xz`, [], 'ssl-cert-file', { SSL_CERT_FILE: certs.caCert });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(out), oracle.qcow2);
+  });
+
+  it('trusts a CA in an SSL_CERT_DIR directory (a missing one in the list is skipped)', async () => {
+    const caDir = dir.join('ssl-cert-dir');
+    mkdirSync(caDir);
+    writeFileSync(`${caDir}/test-ca.pem`, readFileSync(certs.caCert));
+    const { result, out } = await importTo(`${nginx.https}disk.raw.gz`, [], 'ssl-cert-dir', { SSL_CERT_DIR: `/nonexistent:${caDir}` });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(out), oracle.raw);
+  });
+
+  it('an unreadable SSL_CERT_FILE is named in one line, and nothing is written', async () => {
+    const outDir = dir.join('ssl-cert-file-missing');
+    mkdirSync(outDir);
+    const result = await runCli(['import', `${nginx.https}disk.raw`, '-o', `${outDir}/disk.img`, '--quiet'], {
+      env: { SSL_CERT_FILE: dir.join('no-such-bundle.pem') },
+    });
+    assert.equal(result.code, 2, result.stderr); // a usage error, as a missing --ca-cert file is
+    assert.match(result.stderr, /cannot read SSL_CERT_FILE .*no-such-bundle\.pem: no such file or directory; point it at a PEM bundle or unset it/);
+    assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+    assert.deepEqual(readdirSync(outDir), []);
   });
 });
