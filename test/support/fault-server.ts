@@ -15,6 +15,7 @@
  *   GET /ignores-range           200 with the whole file whatever Range asks, though it says Accept-Ranges: bytes
  *   GET /stall-tail              like /ok, but a Range request within the last 128 KiB gets its headers and then nothing
  *   GET /flaky?times=K           500 for the first K requests, then like /ok
+ *   GET /slow-answer?ms=N&times=K  the first K requests (default 1) are answered only after N ms, then like /ok
  *   GET /no-head                 like /ok, HEAD answers 405
  *   GET /hop1                    302 → /hop2 → 302 → /ok (same origin)
  *   GET /cross-origin            302 → the other port's /ok
@@ -183,6 +184,9 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
         }
         return serve({ ranges: true });
       }
+      case '/slow-answer':
+        if (seen < num('times', 1)) return void setTimeout(() => serve({ ranges: true }), num('ms', 1000));
+        return serve({ ranges: true });
       case '/flaky':
         if (seen < num('times', 2)) return void res.writeHead(500).end('try again');
         return serve({ ranges: true });

@@ -28,6 +28,20 @@ export function proxySettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Prox
   return { httpProxy: proxyUrl('http_proxy'), httpsProxy: proxyUrl('https_proxy'), noProxy: pick('no_proxy') };
 }
 
+/** No byte for this long stalls a download (`--stall-timeout`); it is resumed then. */
+export function stallTimeoutMs(transport: TransportOptions): number {
+  return (transport.stallTimeoutSeconds ?? 60) * 1000;
+}
+
+/**
+ * How long a request waits for the server's answer: the stall timeout, but at least 10 minutes.
+ * A server that builds or compresses the file on request answers only once it is ready; CDI
+ * waits for headers without limit and gives up after 10 minutes without progress.
+ */
+export function firstAnswerWaitMs(transport: TransportOptions): number {
+  return Math.max(stallTimeoutMs(transport), 10 * 60_000);
+}
+
 /**
  * Picks the dispatcher per URL rather than using undici's EnvHttpProxyAgent, which sends
  * https through `http_proxy` when `https_proxy` is unset; curl and Go do not.
@@ -43,8 +57,15 @@ export class SourceDispatchers {
   private readonly viaHttpsProxy?: ProxyAgent;
   private readonly tlsSettings: TlsConnectOptions;
 
-  /** `env`: where the proxy variables were read, and SSL_CERT_FILE / SSL_CERT_DIR are. */
-  constructor(transport: TransportOptions, env: NodeJS.ProcessEnv = process.env, readonly proxy: ProxySettings = proxySettingsFromEnv(env)) {
+  readonly proxy: ProxySettings;
+
+  /**
+   * `env`: where the proxy variables and SSL_CERT_FILE / SSL_CERT_DIR are read.
+   * `headersTimeoutMs`: how long a request waits for its answer's headers.
+   */
+  constructor(transport: TransportOptions, env: NodeJS.ProcessEnv = process.env, headersTimeoutMs = firstAnswerWaitMs(transport)) {
+    const proxy = proxySettingsFromEnv(env);
+    this.proxy = proxy;
     // A TLS-intercepting proxy re-signs the origin's certificate, so its CA is trusted for the origin too.
     // Read (and checked) now, so a bad CA file fails before anything is fetched.
     this.tlsSettings = tlsConnectOptions([...(transport.caPaths ?? []), ...(transport.proxyCaPaths ?? [])], transport.insecure, env);
@@ -52,7 +73,7 @@ export class SourceDispatchers {
       // Stalls while the body flows are watched by the source, which knows when the consumer
       // (not the network) is the slow side.
       bodyTimeout: 0,
-      headersTimeout: (transport.stallTimeoutSeconds ?? 60) * 1000,
+      headersTimeout: headersTimeoutMs,
     };
     this.makeDirect = (tls) => new (undici().Agent)({ ...common, ...(tls ? { connect: tls } : {}) });
     const proxyTls = (proxyUrl: string) =>

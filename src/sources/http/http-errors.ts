@@ -57,9 +57,17 @@ function errorCodes(err: unknown): string[] {
 /** The stall watchdog's error: no byte for the configured time. */
 export class StallError extends Error {
   readonly code = 'CDI_STALLED';
-  constructor(seconds: number) {
+  constructor(readonly seconds: number) {
     super(`no data received for ${seconds} s`);
   }
+}
+
+/**
+ * Whether `err` is the server staying silent for the whole of a wait of `waitMs`: undici's
+ * headers timeout, or a StallError that long.
+ */
+export function isSilentFor(err: unknown, waitMs: number): boolean {
+  return errorCodes(err).includes('UND_ERR_HEADERS_TIMEOUT') || (err instanceof StallError && err.seconds * 1000 >= waitMs);
 }
 
 const bodyBytes = new WeakMap<object, number>();

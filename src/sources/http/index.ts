@@ -5,8 +5,8 @@ import type { HttpAuth, TransportOptions } from '../../request.js';
 import type { OpenedSource, Source } from '../source.js';
 import { BlockCacheReader, defaultBlockCacheOptions, type BlockCacheOptions } from './block-cache-reader.js';
 import { DirectRangeClient, UseGeneralPath } from './direct-range-client.js';
-import { SourceDispatchers } from './dispatcher.js';
-import { isRetryableStatus, isRetryableTransportError, statusError, transportError } from './http-errors.js';
+import { firstAnswerWaitMs, SourceDispatchers, stallTimeoutMs } from './dispatcher.js';
+import { isRetryableStatus, isRetryableTransportError, isSilentFor, statusError, transportError } from './http-errors.js';
 import { getFollowingRedirects, headersFor, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
 import { checkedHeaders, httpRangeFetcher } from './range-fetcher.js';
 import { parseHeaderLines, redactedUrl, withoutCredentials } from './request-headers.js';
@@ -25,6 +25,8 @@ export interface HttpTuning {
   randomAccess: boolean;
   /** Range reads without a proxy on keep-alive sockets that read into the destination buffer (default true). */
   directRanges: boolean;
+  /** How long the first request waits for an answer (default: firstAnswerWaitMs). */
+  firstAnswerMs?: number;
   /** Observes every Range request of the random-access reader. */
   onRangeRequest?: (start: number, length: number) => void;
   onRetry?: RetryNotice;
@@ -66,14 +68,15 @@ export class HttpSource implements Source {
   }
 
   async open(signal: AbortSignal): Promise<OpenedSource> {
-    const dispatchers = new SourceDispatchers(this.transport, this.tuning.env);
+    const answerMs = this.tuning.firstAnswerMs ?? firstAnswerWaitMs(this.transport);
+    const dispatchers = new SourceDispatchers(this.transport, this.tuning.env, answerMs);
     const endpoint: HttpEndpoint = { url: this.url, auth: this.auth, headers: this.headers, dispatchers };
-    const stallMs = (this.transport.stallTimeoutSeconds ?? 60) * 1000;
+    const stallMs = stallTimeoutMs(this.transport);
     // Range reads (the probe included) on sockets that read into their destination; undici for the rest.
     let direct = this.tuning.randomAccess && this.tuning.directRanges ? new DirectRangeClient(() => dispatchers.tls) : undefined;
     let first: FirstAnswer;
     try {
-      first = await this.firstAnswer(endpoint, signal, stallMs, direct);
+      first = await this.firstAnswer(endpoint, signal, stallMs, answerMs, direct);
     } catch (err) {
       direct?.close();
       await dispatchers.close().catch(() => {});
@@ -139,7 +142,7 @@ export class HttpSource implements Source {
    * file (200), which becomes the stream. Busy servers (5xx, 429) and dropped connections get
    * a few more tries; refusals do not.
    */
-  private async firstAnswer(endpoint: HttpEndpoint, signal: AbortSignal, stallMs: number, direct?: DirectRangeClient): Promise<FirstAnswer> {
+  private async firstAnswer(endpoint: HttpEndpoint, signal: AbortSignal, stallMs: number, answerMs: number, direct?: DirectRangeClient): Promise<FirstAnswer> {
     const proxy = endpoint.dispatchers.proxyFor(endpoint.url);
     let probe = this.tuning.randomAccess ? this.tuning.cache.blockSize : 0;
     // The probe goes out on a direct socket first: an import read by Range then never loads
@@ -152,7 +155,7 @@ export class HttpSource implements Source {
       let response: HttpResponse;
       try {
         if (directProbe) {
-          const answer = await directProbe.read(endpoint.url, probeHeaders, 0, probe, undefined, stallMs, signal).catch((err: unknown) => {
+          const answer = await directProbe.read(endpoint.url, probeHeaders, 0, probe, undefined, answerMs, signal).catch((err: unknown) => {
             if (err instanceof UseGeneralPath) return undefined;
             throw err;
           });
@@ -175,7 +178,8 @@ export class HttpSource implements Source {
         }
       } catch (err) {
         if (signal.aborted) throw signal.reason ?? err;
-        if (!isRetryableTransportError(err) || attempt >= this.tuning.retry.retries) {
+        // A server silent for the whole wait is not asked again: another try would wait as long.
+        if (!isRetryableTransportError(err) || attempt >= this.tuning.retry.retries || isSilentFor(err, answerMs)) {
           throw transportError(err, endpoint.url, proxy);
         }
         const delay = backoffDelay(attempt, this.tuning.retry);

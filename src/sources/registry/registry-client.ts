@@ -5,7 +5,7 @@
  */
 import { badInput, cannotConnect } from '../../errors.js';
 import type { HttpAuth, TransportOptions } from '../../request.js';
-import type { SourceDispatchers } from '../http/dispatcher.js';
+import { stallTimeoutMs, type SourceDispatchers } from '../http/dispatcher.js';
 import { isRetryableStatus, isRetryableTransportError, statusError, statusText, transportError } from '../http/http-errors.js';
 import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from '../http/http-request.js';
 import { basicAuthorization, parseHeaderLines } from '../http/request-headers.js';
@@ -36,7 +36,7 @@ export class RegistryClient {
     readonly onRetry?: RetryNotice,
   ) {
     this.headers = parseHeaderLines(transport.headers);
-    this.stallMs = (transport.stallTimeoutSeconds ?? 60) * 1000;
+    this.stallMs = stallTimeoutMs(transport);
     this.retry = retry;
   }
 

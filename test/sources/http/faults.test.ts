@@ -64,6 +64,30 @@ describe('HttpSource under faults', () => {
     );
   });
 
+  it('waits for a slow first answer longer than the stall timeout (a server that makes the file on request)', async () => {
+    for (const tuning of [quickTuning, streamOnly]) {
+      const before = requestsTo('/slow-answer').length;
+      const { digest } = await download(`/slow-answer?ms=1200&for=${tuning.randomAccess}`, { stallTimeoutSeconds: 0.3 }, tuning);
+      assert.equal(digest.sha256, expected);
+      // One first request, answered late; not abandoned at the stall timeout and asked again.
+      const firsts = requestsTo('/slow-answer').slice(before).filter((r) => r.range === undefined || r.range === 'bytes=0-65535');
+      assert.equal(firsts.length, 1, `randomAccess ${tuning.randomAccess}`);
+    }
+  });
+
+  it('gives up on a first answer that never comes after one wait, and says so', async () => {
+    for (const tuning of [quickTuning, streamOnly]) {
+      const before = requestsTo('/slow-answer').length;
+      const path = `${server.url}slow-answer?ms=5000&times=100&for=${tuning.randomAccess}`;
+      const source = new HttpSource(path, { stallTimeoutSeconds: 0.2 }, { ...tuning, firstAnswerMs: 600 });
+      await assert.rejects(source.open(new AbortController().signal), (err: ImportError) => {
+        assert.match(err.message, /^127\.0\.0\.1:\d+ did not answer in time/);
+        return true;
+      });
+      assert.equal(requestsTo('/slow-answer').length - before, 1, 'not asked again');
+    }
+  });
+
   it('restarts cleanly when the server cannot resume, dropping the prefix it already delivered', async () => {
     const { digest } = await download('/no-range-drop?after=700000');
     assert.equal(digest.sha256, expected);
