@@ -54,7 +54,7 @@ function decompressed(input: Readable, format: CompressionFormat, where: string)
   input.on('error', (err) => output.destroy(err));
   decoder.on('error', (err) => {
     const reason = err instanceof Error ? err.message : String(err);
-    output.destroy(badInput(decoderFailure(format, reason, where), err));
+    output.destroy(badInput(decoderFailureMessage(format, reason, where), err));
   });
   output.once('close', () => {
     decoder.destroy();
@@ -64,7 +64,8 @@ function decompressed(input: Readable, format: CompressionFormat, where: string)
   return output;
 }
 
-function decoderFailure(format: CompressionFormat, reason: string, where: string): string {
+/** One line for a decoder's failure on the data at `where` (also used for registry layers). */
+export function decoderFailureMessage(format: CompressionFormat, reason: string, where: string): string {
   // zlib checks the magic of every gzip member after the first; ours was checked on detection, so
   // this is what follows the last member (what gzip -dc calls "trailing garbage" and skips with a
   // warning; CDI's Go reader refuses it, and so do we).

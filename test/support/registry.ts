@@ -96,6 +96,8 @@ export interface LayerSpec {
 export interface ImageSpec {
   layers: LayerSpec[];
   architecture?: string;
+  /** false: the index entry names no platform (as script-built OCI layouts write it). */
+  platformInIndex?: boolean;
   env?: string[];
 }
 
@@ -161,7 +163,7 @@ export async function writeOciLayout(layoutDir: string, tag: string, images: Ima
       { schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config, layers: layerDescriptors },
       'application/vnd.oci.image.manifest.v1+json',
     );
-    manifests.push({ ...manifest, platform: { architecture, os: 'linux' } });
+    manifests.push(image.platformInIndex === false ? manifest : { ...manifest, platform: { architecture, os: 'linux' } });
   }
   const top =
     manifests.length === 1

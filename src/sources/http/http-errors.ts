@@ -9,20 +9,26 @@ export function statusText(statusCode: number): string {
 }
 
 /** A non-2xx answer to the first request; `requested` is the URL asked for when redirects led to `url`. */
-export function statusError(statusCode: number, url: URL, username: string | undefined, requested: URL = url): ImportError {
+export function statusError(statusCode: number, url: URL, username: string | undefined, requested: URL = url, serverSays?: string): ImportError {
   const where = redactedUrl(url);
+  const tail = serverSays ? `: ${serverSays}` : '';
   if ((statusCode === 401 || statusCode === 403) && url.origin !== requested.origin) {
     return cannotConnect(
-      `access denied (${statusText(statusCode)}) to ${where}, where ${redactedUrl(requested)} redirected; credentials and extra headers are sent only to the host named in the URL (as curl does): import from ${where} directly`,
+      `access denied (${statusText(statusCode)}) to ${where}, where ${redactedUrl(requested)} redirected; credentials and extra headers are sent only to the host named in the URL (as curl does): import from ${where} directly${tail}`,
     );
   }
   if (statusCode === 401 || statusCode === 403) {
     const who = username
       ? `as user "${username}"; check the user name and password (--user/--password or --secret; the secretRef in a DataVolume)`
       : 'without credentials; pass --user and --password or --secret (a secretRef in a DataVolume) if the server needs them';
-    return cannotConnect(`access denied (${statusText(statusCode)}) to ${where} ${who}`);
+    return cannotConnect(`access denied (${statusText(statusCode)}) to ${where} ${who}${tail}`);
   }
-  return cannotConnect(`expected status code 200, got ${statusCode}. Status: ${statusText(statusCode)} (${where})`);
+  // 429 is said only once the retries (which honour Retry-After) have run out.
+  const advice =
+    statusCode === 429
+      ? `; the server is limiting requests: try again later${username ? '' : ', or with credentials (anonymous pulls from Docker Hub are rate-limited)'}`
+      : '';
+  return cannotConnect(`expected status code 200, got ${statusCode}. Status: ${statusText(statusCode)} (${where})${tail}${advice}`);
 }
 
 /**

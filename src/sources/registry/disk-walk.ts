@@ -92,6 +92,13 @@ export class LowerLayerMask {
 
 const REGULAR = new Set(['file', 'contiguous-file']);
 
+/** What a non-regular entry is, in words: "a hard link to /x", "a symbolic link to y", "a fifo". */
+function entryKind(header: Header): string {
+  if (header.type === 'link') return `a hard link to /${normalizeEntryPath(header.linkname ?? '')}`;
+  if (header.type === 'symlink') return `a symbolic link to ${header.linkname ?? ''}`;
+  return `a ${header.type ?? 'special entry'}`;
+}
+
 /**
  * A regular entry's real name and layout: a GNU sparse file's name and size are in its PAX
  * records, its data is only the parts that are not holes. A broken sparse header is returned
@@ -139,7 +146,12 @@ export async function* walkForDisk(
         throw badInput(`${display} has a directory /${path} (${where}) under /disk: /disk must hold exactly one regular file, the disk image`);
       }
       if (!REGULAR.has(header.type ?? '')) {
-        throw badInput(`${display}: /${path} (${where}) is a ${header.type ?? 'special entry'}, not a regular file: /disk must hold exactly one regular file, the disk image`);
+        throw badInput(`${display}: /${path} (${where}) is ${entryKind(header)}, not a regular file: /disk must hold exactly one regular file, the disk image`);
+      }
+      if (parentOf(path) !== 'disk') {
+        // The directory is there even when the tar has no entry of its own for it.
+        const directory = path.split('/').slice(0, 2).join('/');
+        throw badInput(`${display} has a directory /${directory} (${where}) under /disk: /disk must hold exactly one regular file, the disk image`);
       }
       if (found?.path === path && found.layer === index) {
         // tar lets a later entry replace an earlier one; which one a runtime would keep is not

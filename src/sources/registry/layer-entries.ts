@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { extract as tarExtract, type Header } from 'tar-stream';
 import { badInput, ImportError, oneLine } from '../../errors.js';
 import { createDecompressor } from '../../formats/decompress.js';
+import { decoderFailureMessage } from '../../formats/unwrap.js';
 import { TarPrepass, type EntryFacts } from '../../formats/tar/tar-prepass.js';
 import { detectFormat, isCompression } from '../../formats/magic.js';
 import { peekStream } from '../../formats/peek.js';
@@ -60,14 +61,17 @@ export async function* layerEntries(
   const fetched = pipeline(body, verifier).catch(note);
   const extract = tarExtract();
   const stages: Readable[] = [body, verifier];
+  let entries = 0;
+  let outer: string | undefined;
   try {
     const peeked = await peekStream(verifier, PEEK_BYTES);
     let tarStream = peeked.stream;
     stages.push(tarStream);
     const format = detectFormat(peeked.head);
+    outer = format;
     if (isCompression(format)) {
       const decompressor = createDecompressor(format);
-      decompressor.on('error', note);
+      decompressor.on('error', (err) => note(badInput(decoderFailureMessage(format, oneLine(err), what), err)));
       tarStream.on('error', (err) => decompressor.destroy(err));
       tarStream = tarStream.pipe(decompressor);
       stages.push(decompressor);
@@ -76,6 +80,7 @@ export async function* layerEntries(
     const prepass = new TarPrepass();
     const parsed = pipeline(tarStream, prepass, extract).catch(note);
     for await (const entry of extract) {
+      entries++;
       const facts = prepass.facts.get(entry.offset);
       prepass.facts.delete(entry.offset);
       yield { header: entry.header, facts, body: entry as unknown as Readable };
@@ -85,16 +90,25 @@ export async function* layerEntries(
     await fetched;
     if (failure) throw failure;
   } catch (err) {
-    throw explain(failure ?? err, what, url, signal);
+    throw explain(failure ?? err, what, url, signal, entries === 0 ? outer : undefined);
   } finally {
     extract.destroy();
     for (const stage of stages) stage.destroy();
   }
 }
 
-function explain(err: unknown, what: string, url: URL, signal: AbortSignal): unknown {
+/** `firstFormat`: the blob's detected format, when the failure came before the first tar entry. */
+function explain(err: unknown, what: string, url: URL, signal: AbortSignal, firstFormat?: string): unknown {
   if (err instanceof ImportError) return err;
   if (signal.aborted) return signal.reason ?? err;
   if (isRetryableTransportError(err)) return transportError(err, url);
+  if (firstFormat !== undefined && /Invalid tar header/.test(oneLine(err))) {
+    // tar-stream's own hint ("needs to be gunzipped?") is wrong here: compression was peeled by magic.
+    const bare = firstFormat === 'qcow2' ? ' (it is a bare qcow2 image)' : '';
+    return badInput(
+      `${what} is not a tar layer${bare}: a container disk holds its image as a file under /disk/ in a tar layer; a layer that is the disk image itself (an OCI artifact) is not supported`,
+      err,
+    );
+  }
   return badInput(`${what} is not a readable tar layer (plain, gzip or zstd): ${oneLine(err)}`, err);
 }

@@ -117,13 +117,16 @@ function pickPlatform(index: Record<string, unknown>, architecture: string, disp
   if (!Array.isArray(index.manifests)) throw badInput(`${display}: the manifest list has no manifests`);
   const entries = index.manifests as PlatformEntry[];
   const forArch = entries.filter((e) => e?.platform?.architecture === architecture && (e.platform.os ?? 'linux') === 'linux');
-  // An index of one manifest that names no platform (tools writing OCI layouts do this) has
-  // nothing to choose between: that one is the image.
-  const chosen = forArch[0] ?? (entries.length === 1 && !entries[0]?.platform?.architecture ? entries[0] : undefined);
+  // Entries that name no platform (tools writing OCI layouts, `crane index append`) fit any:
+  // the first of them is taken when none names this architecture, as containers/image (CDI's
+  // and skopeo's) chooses.
+  const chosen = forArch[0] ?? entries.find((e) => !e?.platform?.architecture);
   if (!chosen) {
     const available = [...new Set(entries.map((e) => e?.platform?.architecture).filter((a): a is string => !!a && a !== 'unknown'))];
     throw badInput(
-      `${display} has no image for architecture ${architecture} (available: ${available.join(', ') || 'none'}); pick one with --arch (IMPORTER_REGISTRY_IMAGE_ARCHITECTURE in a pod)`,
+      available.length > 0
+        ? `${display} has no image for architecture ${architecture} (available: ${available.join(', ')}); pick one with --arch (IMPORTER_REGISTRY_IMAGE_ARCHITECTURE in a pod)`
+        : `${display} has no image for architecture ${architecture}: its manifest list names no architecture that an image can run on`,
     );
   }
   return descriptors([chosen], `${display} manifest list entry for ${architecture}`)[0]!;

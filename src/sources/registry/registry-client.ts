@@ -131,8 +131,7 @@ export class RegistryClient {
       }
       if (response.statusCode === 404) throw notFound();
       const code = registryErrorCode(body);
-      const error = statusError(response.statusCode, url, this.auth?.username);
-      throw code ? cannotConnect(`${error.message}: registry says ${code}`) : error;
+      throw statusError(response.statusCode, url, this.auth?.username, url, code && `registry says ${code}`);
     }
   }
 

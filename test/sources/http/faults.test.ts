@@ -290,6 +290,18 @@ describe('HttpSource under faults', () => {
     });
   });
 
+  it('says what to do when the retries end on 429 Too Many Requests', async () => {
+    for (const auth of [undefined, { username: 'bob', password: 'hunter2' }]) {
+      const source = new HttpSource(`${server.url}status/429`, { auth }, quickTuning);
+      await assert.rejects(source.open(new AbortController().signal), (err: ImportError) => {
+        assert.match(err.message, /^expected status code 200, got 429\. Status: 429 Too Many Requests \(.*\); the server is limiting requests: try again later/);
+        // Credentials are suggested only to whom has none.
+        assert.equal(/or with credentials/.test(err.message), auth === undefined, err.message);
+        return true;
+      });
+    }
+  });
+
   it('names the user on 401 and 403, not the password', async () => {
     for (const status of [401, 403]) {
       const source = new HttpSource(`${server.url}status/${status}`, { auth: { username: 'bob', password: 'hunter2' } }, quickTuning);

@@ -4,7 +4,11 @@
  * happening), and the stream being dropped by its consumer.
  */
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -39,19 +43,30 @@ describe('registry source transport faults (in-process registry)', () => {
   for (let i = 0; i < disk.length; i += 4096) disk.writeUInt32LE(i, i);
   let layer: Buffer;
   let manifestDigest: string;
+  /** Other one-layer images, served as fault/disk:layer-NAME. */
+  const oddLayers: Record<string, Buffer> = {};
   const sockets = new Set<import('node:net').Socket>();
 
   before(async () => {
     layer = await tarOf({ 'disk/disk.img': disk });
     const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Env: [] } }));
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
-        layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(layer), size: layer.length }],
-      }),
-    );
+    const manifestOf = (blob: Buffer) =>
+      Buffer.from(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.manifest.v1+json',
+          config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+          layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: sha256(blob), size: blob.length }],
+        }),
+      );
+    const manifest = manifestOf(layer);
+    // A layer that is the disk itself (an OCI artifact), and a tar compressed by `zstd --long=30`
+    // from a pipe (so its frame asks for a 1 GiB window).
+    const tmp = mkdtempSync(path.join(os.tmpdir(), 'cdi-layer-'));
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', `${tmp}/bare.qcow2`, '16M']);
+    oddLayers.bare = readFileSync(`${tmp}/bare.qcow2`);
+    rmSync(tmp, { recursive: true });
+    oddLayers['zstd-long'] = execFileSync('zstd', ['-q', '--long=30', '-c'], { input: layer });
     manifestDigest = sha256(manifest);
     storage = http.createServer((req, res) => {
       storageAuthorizations.push(req.headers.authorization);
@@ -92,6 +107,12 @@ describe('registry source transport faults (in-process registry)', () => {
         return void res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(manifest);
       }
       if (path === `/v2/fault/disk/blobs/${sha256(config)}`) return void res.writeHead(200).end(config);
+      const odd = /^\/v2\/fault\/disk\/manifests\/layer-(.+)$/.exec(path)?.[1];
+      if (odd && oddLayers[odd]) {
+        return void res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(manifestOf(oddLayers[odd]!));
+      }
+      const oddBlob = Object.values(oddLayers).find((blob) => path === `/v2/fault/disk/blobs/${sha256(blob)}`);
+      if (oddBlob) return void res.writeHead(200, { 'content-length': String(oddBlob.length) }).end(oddBlob);
       if (path === `/v2/fault/disk/blobs/${sha256(layer)}`) {
         blobRequests.push(req.headers.range ?? 'full');
         const start = Number(/^bytes=(\d+)-$/.exec(req.headers.range ?? '')?.[1] ?? 0);
@@ -200,6 +221,19 @@ describe('registry source transport faults (in-process registry)', () => {
     assert.ok((await readAll(source(':index-of-one'))).equals(disk), 'an index of one manifest without platform');
     await assert.rejects(readAll(source(':schema1')), refusal(/is a Docker schema 1 image, which is not supported/));
     await assert.rejects(readAll(source(':badsize')), refusal(/manifest layers\[0\] has an invalid size -1/));
+  });
+
+  test('a layer that is a bare disk, and a layer zstd cannot decode within its memory limit, are said as such', async () => {
+    mode = 'ok';
+    const source = (ref: string) => new RegistrySource(`docker://${host}/fault/disk${ref}`, { insecure: true }, quickRetry);
+    const refusal = (pattern: RegExp) => (err: Error & { category?: string }) => {
+      assert.equal(err.category, 'bad-input');
+      assert.match(err.message, pattern);
+      assert.doesNotMatch(err.message, /gunzipped/);
+      return true;
+    };
+    await assert.rejects(readAll(source(':layer-bare')), refusal(/^layer 1 of 1 \(sha256:[0-9a-f]+\) of .* is not a tar layer \(it is a bare qcow2 image\): a container disk holds its image as a file under \/disk\/ in a tar layer; .*OCI artifact.* not supported$/));
+    await assert.rejects(readAll(source(':layer-zstd-long')), refusal(/^layer 1 of 1 \(sha256:[0-9a-f]+\) of .*: the zstd data needs more memory to decode than the decoder allows .*recompress it with a smaller window/));
   });
 
   test('Basic credentials go to the registry only, never along a blob redirect to another origin', async () => {

@@ -98,6 +98,14 @@ describe('registry source (docker-registry + skopeo)', () => {
       { architecture: 'arm64', layers: [{ dir: layerDir({ 'disk/disk.img': rawB }) }] },
     ];
     await publish('multi:latest', twoArchitectures);
+    await publish('multi:unnamed', [
+      { layers: [{ dir: layerDir({ 'disk/disk.img': rawA }) }], platformInIndex: false },
+      { layers: [{ dir: layerDir({ 'disk/disk.img': rawB }) }], platformInIndex: false },
+    ]);
+    await publish('multi:mixed', [
+      { architecture: 'arm64', layers: [{ dir: layerDir({ 'disk/disk.img': rawB }) }] },
+      { layers: [{ dir: layerDir({ 'disk/disk.img': rawA }) }], platformInIndex: false },
+    ]);
     await publish('multi:list', twoArchitectures, { format: 'v2s2' });
     await publish('layers/whiteout:latest', [
       {
@@ -181,6 +189,11 @@ describe('registry source (docker-registry + skopeo)', () => {
       await expectImported('multi:latest', process.arch === 'x64' ? shaA : shaB);
     }
     await expectFailure('multi:latest', 'bad-input', /no image for architecture s390x \(available: amd64, arm64\)/, ['--arch', 's390x']);
+    // Entries without a platform fit any: the first of them when none names the architecture, as
+    // containers/image (skopeo, CDI) chooses.
+    await expectImported('multi:unnamed', shaA, ['--arch', 'amd64']);
+    await expectImported('multi:mixed', shaA, ['--arch', 'amd64']);
+    await expectImported('multi:mixed', shaB, ['--arch', 'arm64']);
     // A single-platform image is checked against an architecture that was asked for.
     await expectImported('disks/raw:oci', shaA, ['--arch', 'amd64']);
     await expectFailure('disks/raw:oci', 'bad-input', /manifest image architecture "amd64" doesn't match the requested architecture "arm64"/, ['--arch', 'arm64']);

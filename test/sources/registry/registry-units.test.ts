@@ -73,10 +73,10 @@ test('architecture: Go names for the node', () => {
 });
 
 describe('disk walk over layers (whiteouts, one disk)', () => {
-  type Fake = [name: string, type?: Header['type'], content?: string];
+  type Fake = [name: string, type?: Header['type'], content?: string, linkname?: string];
   const layer = (entries: Fake[]): LayerEntry[] =>
-    entries.map(([name, type = 'file', content = '']) => ({
-      header: { name, type, size: content.length } as Header,
+    entries.map(([name, type = 'file', content = '', linkname]) => ({
+      header: { name, type, size: content.length, linkname } as Header,
       body: Readable.from([Buffer.from(content)]),
     }));
 
@@ -127,7 +127,11 @@ describe('disk walk over layers (whiteouts, one disk)', () => {
     assert.match(await walkError([[['disk/a.img', 'file', 'a']], [['disk/b.img', 'file', 'b']]]), /more than one file under \/disk \(\/disk\/b\.img and \/disk\/a\.img\)/);
     assert.match(await walkError([[['disk/a.img', 'file', 'a'], ['disk/d/', 'directory']]]), /has a directory \/disk\/d/);
     assert.match(await walkError([[['disk/a.img', 'file', 'a'], ['disk/a.img', 'file', 'b']]]), /has \/disk\/a\.img twice in layer 1 of 1: rebuild the image/);
-    assert.match(await walkError([[['disk/a.img', 'symlink']]]), /\/disk\/a\.img \(layer 1 of 1\) is a symlink, not a regular file/);
+    assert.match(await walkError([[['disk/a.img', 'symlink', '', '../data/a.img']]]), /\/disk\/a\.img \(layer 1 of 1\) is a symbolic link to \.\.\/data\/a\.img, not a regular file/);
+    assert.match(await walkError([[['data/x.qcow2', 'file', 'x'], ['disk/x.qcow2', 'link', '', './data/x.qcow2']]]), /\/disk\/x\.qcow2 \(layer 1 of 1\) is a hard link to \/data\/x\.qcow2, not a regular file/);
+    // A file below a subdirectory of /disk, with or without an entry for the directory itself.
+    assert.match(await walkError([[['disk/sub/x.qcow2', 'file', 'x']]]), /has a directory \/disk\/sub \(layer 1 of 1\) under \/disk/);
+    assert.match(await walkError([[['./disk/sub/deeper/x', 'file', 'x']], [['etc/y', 'file', 'y']]]), /has a directory \/disk\/sub \(layer 1 of 2\) under \/disk/);
     assert.match(await walkError([[['disk/a.img', 'file', 'a']], [['.wh.disk']]]), /has no disk image/);
   });
 });
