@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, rmSync, symlinkSync, copyFileSync, statSync } from 'node:fs';
 import { once } from 'node:events';
+import { open } from 'node:fs/promises';
 import { cliCommand, repoRoot, runCli } from '../support/cli.js';
 import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
@@ -193,16 +194,23 @@ describe('cancelled at any moment', () => {
 });
 
 describe('info cancelled', () => {
-  test('Ctrl-C while info waits on stdin: one line saying so, exit 1', async () => {
-    const child = spawn(process.execPath, [...cliCommand, 'info', '-'], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+  test('Ctrl-C while info waits on a pipe: one line saying so, exit 1', async () => {
+    const fifo = dir.join('info-input.fifo');
+    run('mkfifo', [fifo]);
+    const child = spawn(process.execPath, [...cliCommand, 'info', fifo], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
     const closed = once(child, 'close') as Promise<[number | null]>;
-    child.stdin.write(Buffer.alloc(100)); // too little to tell the format: info keeps waiting
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // Opening the write end returns once info has opened the read end: it is running by then,
+    // however long the start took (a signal during Node's own start is Node's to handle).
+    const writer = await open(fifo, 'w');
+    await writer.write(Buffer.alloc(100)); // too little to tell the format: info keeps waiting
+    await new Promise((resolve) => setTimeout(resolve, 300));
     child.kill('SIGINT');
+    // Then the writer goes, as a terminal's Ctrl-C also ends the command writing into the pipe.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await writer.close();
     const [code] = await closed;
-    child.stdin.destroy();
     assert.equal(code, 1, stderr);
     assert.equal(stderr.trim(), 'cdi-importer: error: info cancelled: received SIGINT');
   });

@@ -118,12 +118,13 @@ describe('HttpSource under faults', () => {
 
   it('a slow but steady download is not a stall: the stall timeout counts time without a byte', async () => {
     const before = requestsTo('/trickle').length;
-    // 64 KiB every 50 ms: a 1 MiB batch takes 0.8 s, more than the 0.3 s stall timeout; a byte never takes that long.
-    const { digest } = await download('/trickle?bytes=65536&every=50', { stallTimeoutSeconds: 0.3 });
+    // 64 KiB every 100 ms: a 1 MiB batch takes 1.6 s, more than the 1.2 s stall timeout; a byte
+    // never takes that long (12 times the gap, for a busy machine).
+    const { digest } = await download('/trickle?bytes=65536&every=100', { stallTimeoutSeconds: 1.2 });
     assert.equal(digest.sha256, expected);
     assert.equal(requestsTo('/trickle').length - before, 1, 'one request, never resumed');
-    // The same through 1 MiB Range requests on the direct client: each part takes 0.8 s too.
-    const ranged = await download('/trickle?bytes=65536&every=50', { stallTimeoutSeconds: 0.3 }, quickTuning);
+    // The same through 1 MiB Range requests on the direct client: each part takes 1.6 s too.
+    const ranged = await download('/trickle?bytes=65536&every=100', { stallTimeoutSeconds: 1.2 }, quickTuning);
     assert.equal(ranged.digest.sha256, expected);
     const parts = requestsTo('/trickle').slice(before + 1);
     assert.deepEqual(parts.map((r) => r.range), ['bytes=0-65535', ...mibRanges(0, content.length)], 'the probe and each part once');
