@@ -81,11 +81,22 @@ function editDistance(a: string, b: string): number {
   return previous[b.length]!;
 }
 
+let settled = false;
+// A command stalled on a promise that no event can settle would let Node end with exit 0 and no
+// word (no result, no termination message): fail instead.
+process.once('beforeExit', () => {
+  if (settled) return;
+  process.stderr.write('cdi-importer: internal error: the command stopped before it finished (it waits for nothing that can still happen); nothing was completed\n');
+  process.exitCode = 1;
+});
+
 main(process.argv).then(
   (code) => {
+    settled = true;
     process.exitCode = code;
   },
   (err) => {
+    settled = true;
     process.stderr.write(`cdi-importer: internal error: ${err instanceof Error ? err.message : String(err)}\n`);
     if (process.env.CDI_IMPORTER_DEBUG === '1') process.stderr.write(`${(err as Error).stack}\n`);
     process.exitCode = 1;

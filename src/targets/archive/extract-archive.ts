@@ -210,7 +210,8 @@ class Extraction {
       case 'contiguous-file':
         return this.regularFile(entry, header, facts);
       case 'directory':
-        await drain(entry);
+        // No data: a directory's size field is ignored, as GNU tar and Go's archive/tar ignore it
+        // (tar-stream reads the next header right after; its entry stream would never end).
         return this.directoryEntry(name, header);
       case 'symlink':
         await drain(entry);
