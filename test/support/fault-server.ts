@@ -16,6 +16,8 @@
  *   GET /stall-tail              like /ok, but a Range request within the last 128 KiB gets its headers and then nothing
  *   GET /flaky?times=K           500 for the first K requests, then like /ok
  *   GET /slow-answer?ms=N&times=K  the first K requests (default 1) are answered only after N ms, then like /ok
+ *   GET /unknown-total?bytes=N   the first N bytes as the file; Range answered 206 with `Content-Range: bytes S-E/*`
+ *                                (allowed: the total is unknown); no Range: 200
  *   GET /no-head                 like /ok, HEAD answers 405
  *   GET /hop1                    302 → /hop2 → 302 → /ok (same origin)
  *   GET /cross-origin            302 → the other port's /ok
@@ -187,6 +189,14 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
       case '/slow-answer':
         if (seen < num('times', 1)) return void setTimeout(() => serve({ ranges: true }), num('ms', 1000));
         return serve({ ranges: true });
+      case '/unknown-total': {
+        const file = original.subarray(0, num('bytes', original.length));
+        const range = /^bytes=(\d+)-(\d+)$/.exec(header('range') ?? '');
+        if (!range) return void res.writeHead(200, { 'content-length': file.length }).end(file);
+        const end = Math.min(Number(range[2]), file.length - 1);
+        const part = file.subarray(Number(range[1]), end + 1);
+        return void res.writeHead(206, { 'content-range': `bytes ${range[1]}-${end}/*`, 'content-length': part.length }).end(part);
+      }
       case '/flaky':
         if (seen < num('times', 2)) return void res.writeHead(500).end('try again');
         return serve({ ranges: true });

@@ -30,6 +30,15 @@ export interface HttpResponse {
   body: NodeJS.ReadableStream & { dump(opts?: { limit: number }): Promise<void>; destroy(err?: Error): unknown };
 }
 
+/**
+ * Drops the body of an answer that will not be read. undici reports the destruction as an
+ * 'error' event ("Request aborted"), which with nobody listening would crash the process.
+ */
+export function discardBody(response: HttpResponse): void {
+  response.body.on('error', () => {});
+  response.body.destroy();
+}
+
 /** A transport failure at a redirect's target; `cause` is the original error. */
 export class RedirectTargetError extends Error {
   constructor(

@@ -7,7 +7,7 @@ import { BlockCacheReader, defaultBlockCacheOptions, type BlockCacheOptions } fr
 import { DirectRangeClient, UseGeneralPath } from './direct-range-client.js';
 import { firstAnswerWaitMs, SourceDispatchers, stallTimeoutMs } from './dispatcher.js';
 import { isRetryableStatus, isRetryableTransportError, isSilentFor, statusError, transportError } from './http-errors.js';
-import { getFollowingRedirects, headersFor, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
+import { discardBody, getFollowingRedirects, headersFor, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
 import { checkedHeaders, httpRangeFetcher } from './range-fetcher.js';
 import { parseHeaderLines, redactedUrl, withoutCredentials } from './request-headers.js';
 import { identityOf, parseContentRange, type ResourceIdentity } from './resource-identity.js';
@@ -172,7 +172,7 @@ export class HttpSource implements Source {
         if (response.statusCode === 206 && probe) {
           const identity = probedIdentity(response.headers, probe);
           if (identity) return { url: response.url, identity, head: await readBodyFully(response.body as never, stallMs, probe) };
-          response.body.destroy();
+          discardBody(response);
           probe = 0; // a 206 we cannot trust: fall back to a plain GET
           continue;
         }
@@ -218,7 +218,7 @@ export class HttpSource implements Source {
 function refuseOpaqueEncoding(response: HttpResponse, url: URL): void {
   const encoding = headerValue(response.headers, 'content-encoding')?.trim().toLowerCase();
   if (!encoding || !/\b(deflate|br|compress|x-compress)\b/.test(encoding)) return;
-  response.body.destroy();
+  discardBody(response);
   throw cannotConnect(
     `${redactedUrl(url)} sent the image with Content-Encoding: ${encoding}, which would be imported as encoded bytes; have the server send the file as stored`,
   );

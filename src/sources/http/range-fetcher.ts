@@ -3,7 +3,7 @@
  * a body cut off part way is resumed from the first missing byte.
  */
 import { cannotConnect } from '../../errors.js';
-import { getFollowingRedirects, headersFor, headerValue, type HttpEndpoint } from './http-request.js';
+import { discardBody, getFollowingRedirects, headersFor, headerValue, type HttpEndpoint } from './http-request.js';
 import { DirectRangeClient, UseGeneralPath, type DirectRangeAnswer } from './direct-range-client.js';
 import { bodyBytesBefore, isRetryableStatus, isRetryableTransportError, RetryableFailure, statusText, transportError } from './http-errors.js';
 import { ifRangeValue, parseContentRange, resourceChanged, samePartialResource, type ResourceIdentity } from './resource-identity.js';
@@ -65,13 +65,13 @@ export function httpRangeFetcher(
         const range = parseContentRange(contentRange);
         if (response.statusCode === 206 && range?.start === from && range.end === end) {
           if (!samePartialResource(identity, response.headers)) {
-            response.body.destroy();
+            discardBody(response);
             throw resourceChanged(where);
           }
           const body = await readBodyFully(response.body as never, options.stallMs, length - done, rest);
           return target.subarray(0, done + body.length);
         }
-        response.body.destroy();
+        discardBody(response);
         throw notTheRange(where, from, end, { statusCode: response.statusCode, contentRange, headers: response.headers });
       } catch (err) {
         if (options.signal.aborted) throw options.signal.reason ?? err;

@@ -6,7 +6,7 @@
  */
 import { Readable } from 'node:stream';
 import { cannotConnect, ImportError } from '../../errors.js';
-import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
+import { discardBody, getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
 import { isRetryableStatus, isRetryableTransportError, RetryableFailure, statusError, statusText, transportError } from './http-errors.js';
 import { identityOf, ifRangeValue, parseContentRange, resourceChanged, samePartialResource, sameResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
@@ -211,16 +211,16 @@ export class ResumableBody extends Readable {
       const range = parseContentRange(headerValue(response.headers, 'content-range'));
       if (range?.start === this.received && (this.identity.size === undefined || range.total === this.identity.size)) {
         if (samePartialResource(this.identity, response.headers)) return { body: response.body, skip: 0 };
-        response.body.destroy();
+        discardBody(response);
         throw resourceChanged(where);
       }
-      response.body.destroy();
+      discardBody(response);
       throw cannotConnect(`${where} answered a resume at byte ${this.received} with the wrong range (${headerValue(response.headers, 'content-range') ?? 'no Content-Range'})`);
     }
     if (statusCode === 200) {
       // The server ignored Range, or If-Range found the file changed: re-read from the start.
       if (!sameResource(this.identity, identityOf(response.headers))) {
-        response.body.destroy();
+        discardBody(response);
         throw resourceChanged(where);
       }
       return { body: response.body, skip: this.received };

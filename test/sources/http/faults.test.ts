@@ -75,6 +75,16 @@ describe('HttpSource under faults', () => {
     }
   });
 
+  it('a Range probe answered in a way it cannot trust (a total of *) is asked again as a plain GET, no crash', async () => {
+    for (const bytes of [20_000, content.length]) {
+      const before = requestsTo('/unknown-total').length;
+      const { digest } = await download(`/unknown-total?bytes=${bytes}`, {}, quickTuning);
+      assert.equal(digest.sha256, sha256(content.subarray(0, bytes)));
+      const mine = requestsTo('/unknown-total').slice(before).map((r) => r.range);
+      assert.equal(mine.at(-1), undefined, JSON.stringify(mine));
+    }
+  });
+
   it('gives up on a first answer that never comes after one wait, and says so', async () => {
     for (const tuning of [quickTuning, streamOnly]) {
       const before = requestsTo('/slow-answer').length;
