@@ -10,9 +10,14 @@ export async function importBlank(request: ImportRequest): Promise<ImportResult>
   const plan = await planDiskTarget(request);
   if (plan.kind === 'block') {
     const device = await plan.create();
-    // As CDI does (PreallocateBlankBlock): zeros make thin storage allocate and erase old data.
-    if (request.preallocation) await device.zero(0, plan.capacity).catch(async (err) => { await device.abort(); throw err; });
-    await device.finish(plan.capacity);
+    try {
+      // As CDI does (PreallocateBlankBlock): zeros make thin storage allocate and erase old data.
+      if (request.preallocation) await device.zero(0, plan.capacity);
+      await device.finish(plan.capacity);
+    } catch (err) {
+      await device.abort();
+      throw err;
+    }
     return blankResult(plan.capacity, request.preallocation);
   }
   if (plan.growTo === undefined) throw usageError('a blank disk needs a size: give the requested volume size (--size or IMPORTER_IMAGE_SIZE)');

@@ -20,7 +20,10 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
   if (request.target.kind === 'directory') throw usageError(`a ${request.contentType} import needs a file or block device target, not the directory ${request.target.path}`);
 
   const plan = await planDiskTarget(request);
-  const { source, opened } = await openSource(request.source, signal, ctx.log);
+  const { source, opened } = await openSource(request.source, signal, ctx.log).catch(async (err: unknown) => {
+    await plan.abandon?.();
+    throw err;
+  });
   let disk: OpenedDiskImage | undefined;
   let target: DiskTarget | undefined;
   try {
@@ -56,7 +59,7 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
       checksum,
     };
   } catch (err) {
-    await target?.abort();
+    await (target ? target.abort() : plan.abandon?.());
     throw abortedError(err, signal);
   } finally {
     opened.stream.destroy();

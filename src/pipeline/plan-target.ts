@@ -18,6 +18,8 @@ export interface TargetPlan {
   /** Size to grow the image to (SPEC §7); undefined = no resize. */
   growTo?: number;
   create(): Promise<DiskTarget>;
+  /** Lets go of what planning holds (an opened device) when the import stops before create(). */
+  abandon?(): Promise<void>;
 }
 
 /** Sizes the target of a disk import without touching it (SPEC §7). */
@@ -62,5 +64,7 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
 
 async function planBlock(devicePath: string, preallocation: boolean): Promise<TargetPlan> {
   const device = await BlockDeviceTarget.open(devicePath, { preallocation });
-  return { kind: 'block', path: devicePath, capacity: device.capacity, create: async () => device };
+  // The device is opened (O_EXCL) now, to know its size: an import refused before create() must
+  // close it, or the next import of the same device (an upload retried) finds it "in use".
+  return { kind: 'block', path: devicePath, capacity: device.capacity, create: async () => device, abandon: () => device.abort() };
 }

@@ -239,7 +239,7 @@ describe('upload server', () => {
     assert.equal(existsSync(s.destination), false, 'a failed import must not leave a disk');
   });
 
-  test('block device destination: the image bytes on the device', { skip: process.getuid?.() !== 0 ? 'needs root for losetup' : false }, async () => {
+  test('block device destination: the image bytes on the device, also right after a refused upload', { skip: process.getuid?.() !== 0 ? 'needs root for losetup' : false }, async () => {
     const backing = dir.join('block-backing.img');
     sh(`head -c ${16 * MiB} /dev/zero | tr '\\0' '\\253' > ${backing}`);
     const device = run('losetup', ['-f', '--show', backing]).trim();
@@ -249,6 +249,12 @@ describe('upload server', () => {
       run('qemu-img', ['create', '-f', 'qcow2', image, '12M']);
       run('qemu-io', ['-c', 'write -P 0x11 0 64k', '-c', 'write -P 0x22 11M 512k', image]);
       const s = await server({ DESTINATION: device, FILESYSTEM_OVERHEAD: '0.5' });
+      // Too large for the device: refused before writing, and the device is let go at once, so
+      // the retry is not told that the device is in use.
+      const tooLarge = dir.join('too-large.qcow2');
+      run('qemu-img', ['create', '-f', 'qcow2', tooLarge, '32M']);
+      const refused = await post(s, '/v1beta1/upload', binary(tooLarge));
+      assert.equal(refused.status, 400, refused.body);
       const res = await post(s, '/v1beta1/upload', binary(image));
       assert.equal(res.status, 200, res.body);
       assert.equal(await s.exited, 0, s.stderr());
