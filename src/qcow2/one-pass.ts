@@ -433,12 +433,25 @@ class OnePassEngine {
     const span = bytesPerL2(this.header);
     const entries = l1EntriesUsed(this.header);
     const tables: [number, number][] = [];
+    // A run of empty L1 entries is one zero extent: memory must not follow the virtual size (a
+    // 5 KB .xz of a 2 PiB image has 4 Mi empty entries).
+    let emptyFrom = -1;
+    const emitEmpty = (until: number) => {
+      if (emptyFrom < 0) return;
+      const start = emptyFrom * span;
+      this.emit({ offset: start, length: Math.min(until * span, this.header.virtualSize) - start });
+      emptyFrom = -1;
+    };
     for (let index = 0; index < entries; index++) {
       const offset = l2TableOffset(l1, index, this.header);
-      const guestStart = index * span;
-      if (offset === 0) this.emit({ offset: guestStart, length: Math.min(span, this.header.virtualSize - guestStart) });
-      else tables.push([index, offset]);
+      if (offset === 0) {
+        if (emptyFrom < 0) emptyFrom = index;
+        continue;
+      }
+      emitEmpty(index);
+      tables.push([index, offset]);
     }
+    emitEmpty(entries);
     this.l2Pending = tables.length;
     this.l1Parsed = true;
     const seen = new Map<number, number>();

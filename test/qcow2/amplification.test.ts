@@ -7,7 +7,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { runCli } from '../support/cli.js';
 import { makeTempDir, type TempDir } from '../support/tools.js';
 import { qemuImg, qemuIo, xzCompress } from './images.js';
@@ -52,6 +52,24 @@ describe('one-pass qcow2: mappings without data behind them', () => {
     for (let at = 0; at < clusterSize; at += 8) entry.copy(entries, at);
     writeAt(file, table, entries);
     assert.match(await importInOnePass(file), /qcow2 host cluster 0x[0-9a-f]+ holds the data of guest offsets 0 and 65536: .* the image is corrupt/);
+  });
+
+  it('a valid image with four million empty L1 entries converts in one pass within a 64 MiB heap', async () => {
+    // 512-byte clusters: a 127 GiB image has an L1 table of ~4 Mi entries, all empty but one.
+    const file = tmp.join('big-l1.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', file, '127G');
+    qemuIo(file, 'write -P 0x5a 100G 512');
+    assert.ok(layout(file).l1Size > 4_000_000);
+    const out = tmp.join('big-l1.raw');
+    const result = await runCli(['convert', xzCompress(file), out, '-q'], { env: { NODE_OPTIONS: '--max-old-space-size=64' } });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(statSync(out).size, 127 * 2 ** 30);
+    assert.ok(statSync(out).blocks * 512 <= 64 * 1024, 'sparse');
+    const handle = openSync(out, 'r');
+    const data = Buffer.alloc(1024);
+    readSync(handle, data, 0, 1024, 100 * 2 ** 30 - 256);
+    closeSync(handle);
+    assert.ok(data.subarray(0, 256).every((b) => b === 0) && data.subarray(256, 768).every((b) => b === 0x5a) && data.subarray(768).every((b) => b === 0));
   });
 
   it('two million distinct clusters mapped ahead of their data: stops at the cap with one line', async () => {
