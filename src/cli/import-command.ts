@@ -27,6 +27,8 @@ export interface ImportOptions extends TransportFlags {
   /** convert -f / -O, as qemu-img convert takes them. */
   format?: string;
   outputFormat?: string;
+  /** qemu-img convert's -S: only its default, 4k, is what we do. */
+  sparseSize?: string;
 }
 
 export function registerImportCommand(program: Command): void {
@@ -66,6 +68,11 @@ export function registerImportCommand(program: Command): void {
     // qemu-img convert's own flags, so that a CI step can swap the command and keep them.
     .option('-f, --format <format>', 'the input image format, raw or qcow2 (detected otherwise; another one is refused before writing)')
     .option('-O, --output-format <format>', 'the output format: raw, the only one (as qemu-img convert -O raw)')
+    .option('-S, --sparse-size <size>', "qemu-img's sparse detection size: 4k, its default and what convert does (other sizes are refused)")
+    .option('-W', 'accepted for qemu-img convert compatibility: writes are already out of order')
+    .option('-m <coroutines>', 'accepted for qemu-img convert compatibility: parallel reads are sized by convert itself')
+    .option('-t <cache>', 'accepted for qemu-img convert compatibility: the output cache mode (the page cache, flushed by --fsync)')
+    .option('-T <cache>', 'accepted for qemu-img convert compatibility: the input cache mode')
     .action(async (input: string, out: string, options: ImportOptions) => {
       const fsync = options.fsync === true;
       process.exitCode = await importAction(input, out, { ...options, fsync, contentType: 'kubevirt', filesystemOverhead: '0' }, true);
@@ -107,6 +114,13 @@ export async function buildRequest(source: string, dest: string | undefined, opt
   }
   // An unset shell variable ("$DEST") arrives as an empty argument (the source's: parseSourceArgument).
   if ((dest ?? options.dest)?.trim() === '') throw usageError('the destination is an empty string: give a file, a block device or a directory');
+  // "-" is stdin as a source; as an output it would be a file named "-", and a pipe reading it would get nothing.
+  if ((dest ?? options.dest) === '-') {
+    throw usageError('writing the image to standard output is not supported: give an output file or block device (the raw output is written sparse, out of order)');
+  }
+  if (options.sparseSize !== undefined && !/^(4k|4K|4096)$/.test(options.sparseSize)) {
+    throw usageError(`-S ${options.sparseSize} is not supported: convert always writes zero runs of 4 KiB or more as holes (qemu-img's default, -S 4k)`);
+  }
   const transport = await buildTransport(options);
   const sourceSpec = parseSourceArgument(source, transport);
   if (isConvert && sourceSpec.kind !== 'file' && sourceSpec.kind !== 'stdin') {

@@ -4,7 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createReadStream, readdirSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
 import { runCli } from '../support/cli.js';
 import { makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
@@ -121,4 +121,23 @@ test('qemu-img convert\'s own flags: -f raw|qcow2 (a different image is refused 
   const badF = await runCli(['convert', '-f', 'vdi', dir.join('disk.qcow2'), dir.join('refused.raw')]);
   assert.equal(badF.code, 2);
   assert.match(badF.stderr, /invalid -f "vdi": expected raw or qcow2/);
+});
+
+test("qemu-img convert's tuning flags are accepted (-W, -m, -t, -T, -S 4k); -S of another size is refused", async () => {
+  const out = dir.join('tuned.raw');
+  const ok = await runCli(['convert', '-W', '-m', '8', '-t', 'none', '-T', 'none', '-S', '4k', dir.join('disk.qcow2'), out, '-q']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(await sha256File(out), await qemuRawSha256(dir.join('disk.qcow2'), dir.path));
+  const dense = await runCli(['convert', '-S', '0', dir.join('disk.qcow2'), dir.join('dense.raw')]);
+  assert.equal(dense.code, 2);
+  assert.match(dense.stderr, /-S 0 is not supported: convert always writes zero runs of 4 KiB or more as holes/);
+});
+
+test('"-" as the output is refused: a pipe reading it would get nothing, and a file named "-" would appear', async () => {
+  for (const args of [['convert', dir.join('disk.qcow2'), '-'], ['import', dir.join('disk.qcow2'), '-o', '-']]) {
+    const result = await runCli(args, { cwd: dir.path });
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /writing the image to standard output is not supported: give an output file or block device/);
+    assert.equal(existsSync(dir.join('-')), false);
+  }
 });
