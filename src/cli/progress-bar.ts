@@ -9,6 +9,7 @@ export class ProgressBar {
   private readonly started = Date.now();
   private drawn = false;
   private lastBytes = -1;
+  private lastLength = 0;
 
   constructor(private readonly out: NodeJS.WriteStream = process.stderr) {}
 
@@ -22,15 +23,20 @@ export class ProgressBar {
       const fraction = Math.min(1, report.bytes / report.total);
       const width = 24;
       const filled = Math.round(fraction * width);
-      const eta = rate > 0 ? (report.total - report.bytes) / rate : Infinity;
+      // The rate of the first moments (a header read, a slow start) says nothing of the rest.
+      const eta = rate > 0 && seconds >= 1 ? (report.total - report.bytes) / rate : Infinity;
       line =
         `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ` +
         `${formatBytes(report.bytes)} / ${formatBytes(report.total)}  ${formatBytes(rate)}/s  ETA ${formatDuration(eta)}`;
     } else {
       line = `${formatBytes(report.bytes)}  ${formatBytes(rate)}/s`;
     }
-    const columns = this.out.columns ?? 100;
-    this.out.write(`\r${line.slice(0, columns - 1).padEnd(Math.min(columns - 1, 80))}`);
+    // A pseudo-terminal that was never sized (script, docker run -t) says 0 columns.
+    const columns = this.out.columns || 100;
+    const text = line.slice(0, columns - 1);
+    // Padded over what the last frame drew, so a shorter line leaves nothing of it behind.
+    this.out.write(`\r${text.padEnd(Math.min(columns - 1, Math.max(80, this.lastLength)))}`);
+    this.lastLength = text.length;
     this.drawn = true;
   };
 

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { DiskImage } from '../extents.js';
+import type { DiskImage, ExtentStream } from '../extents.js';
 import { coalesceExtents } from './coalesce-extents.js';
 import type { ImportContext, ImportRequest } from '../request.js';
 import type { OpenedSource, RandomAccessReader } from '../sources/source.js';
@@ -40,7 +40,7 @@ export async function openDiskImage(
       opened.stream.destroy();
       const counting = new CountingReader(opened.randomAccess, ctx);
       const image = await openQcow2RandomAccess(counting, request, ctx);
-      return { image, chain: ['qcow2'], sourceBytes: () => counting.bytes };
+      return { image: { ...image, extents: () => counting.endOf(image.extents()) }, chain: ['qcow2'], sourceBytes: () => counting.bytes };
     }
     declared = await declaredUncompressedSize(head, opened);
   }
@@ -101,7 +101,9 @@ async function openQcow2Stream(stream: Readable, request: ImportRequest, ctx: Im
 /** Counts the bytes a random-access reader fetched, for progress. */
 class CountingReader implements RandomAccessReader {
   bytes = 0;
-  private lastReport = 0;
+  // The first report waits as the others do: the header's 112 bytes in a few ms make a rate
+  // that puts the ETA at hours.
+  private lastReport = Date.now();
   private furthest = 0;
   constructor(
     private readonly inner: RandomAccessReader,
@@ -125,6 +127,15 @@ class CountingReader implements RandomAccessReader {
   }
   close(): Promise<void> {
     return this.inner.close();
+  }
+
+  /**
+   * `extents`, then a last report at the end of the source once all are out: the reads stop
+   * short of it (an unallocated tail, metadata read early) and the last report may be 200 ms old.
+   */
+  async *endOf(extents: ExtentStream): ExtentStream {
+    yield* extents;
+    this.ctx.progress?.({ bytes: this.inner.size, total: this.inner.size });
   }
 }
 

@@ -75,6 +75,15 @@ test('--progress shows percentage, bytes, rate and ETA when the size is known', 
   assert.match(result.stderr, /Imported gzip → raw \(20\.0 MiB\)/);
 });
 
+test('--progress of a qcow2 read by random access ends at 100 %, and never starts with an ETA of hours', async () => {
+  const result = await runCli(['import', dir.join('disk.qcow2'), '-o', dir.join('progress-ra.img'), '--progress']);
+  assert.equal(result.code, 0, result.stderr);
+  const frames = result.stderr.split('\r').filter((f) => f.includes('%'));
+  assert.match(frames.at(-1)!, /\[#+\] 100% /, result.stderr);
+  assert.ok(frames.every((f) => !/ETA \d+:\d\d:\d\d/.test(f)), result.stderr);
+  assert.match(result.stderr, /Imported qcow2 \(20\.0 MiB\)/);
+});
+
 test('without a known size, progress shows bytes and rate', async () => {
   const result = await runCli(['import', '-', '-o', dir.join('progress2.img'), '--progress'], {
     input: createReadStream(dir.join('disk.raw.gz')),
