@@ -2,6 +2,9 @@ import { isImportError, LARGER_PVC_REQUIRED, MEASURED_WHILE_READ, oneLine } from
 import { statSync } from 'node:fs';
 import type { ImportRequest } from '../request.js';
 import { formatBytes } from '../util/quantity.js';
+import { usableSpace } from '../targets/usable-space.js';
+
+const MiB = 1 << 20;
 
 /** Which CLI command ran the import: the flags a too-small hint may name differ. */
 export type ImportCommand = 'import' | 'convert' | 'datavolume';
@@ -18,7 +21,25 @@ export function tooSmallHint(request: ImportRequest, command: ImportCommand, err
   }
   if (command === 'convert') return 'write it where there is more room';
   if (request.target.kind === 'directory') return `extract it where there is more room${request.requestedSize !== undefined ? ', or give a larger --size' : ''}`;
+  const sizeHint = requestedSizeHint(request, err);
+  if (sizeHint) return sizeHint;
   return `write it where there is more room, or give --size / --filesystem-overhead (a file on a file system keeps 6 % of the space free unless told otherwise)${replacedFileNote(request.target.path)}`;
+}
+
+/**
+ * When --size itself leaves too little room (its overhead share included), more free space
+ * would not help: the size that fits is worth saying.
+ */
+function requestedSizeHint(request: ImportRequest, err: unknown): string | undefined {
+  const requested = request.requestedSize;
+  const virtualSize = Number(/virtual image size (\d+) is larger/.exec(err === undefined ? '' : oneLine(err))?.[1] ?? NaN);
+  if (requested === undefined || !Number.isFinite(virtualSize)) return undefined;
+  const overhead = request.filesystemOverhead;
+  if (usableSpace(requested, overhead) >= virtualSize) return undefined; // free space was the limit
+  let needed = Math.ceil((Math.ceil(virtualSize / MiB) * MiB * (1 + overhead)) / MiB) * MiB;
+  while (usableSpace(needed, overhead) < virtualSize) needed += MiB;
+  const kept = overhead > 0 ? ` (--filesystem-overhead keeps ${+(overhead * 100).toFixed(2)} % of it free), or --filesystem-overhead 0` : '';
+  return `give a --size of at least ${needed / MiB}Mi for this ${formatBytes(virtualSize)} image${kept}`;
 }
 
 /**

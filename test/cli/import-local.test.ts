@@ -4,7 +4,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createReadStream, existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { runCli } from '../support/cli.js';
 import { allocatedBytes, dataBytes, makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
@@ -109,10 +109,17 @@ describe('resize (SPEC §7)', () => {
     const out = dir.join('toosmall.img');
     const result = await runCli(['import', raw, '-o', out, '--size', '4Mi']);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /virtual image size \d+ is larger than the reported available storage \d+: write it where there is more room/);
+    // --size is the limit, not free space: the size that fits is said, and it does fit.
+    const hint = /virtual image size \d+ is larger than the reported available storage \d+: give a --size of at least (\d+Mi) for this 9\.0 MiB image \(--filesystem-overhead keeps 6 % of it free\), or --filesystem-overhead 0$/.exec(result.stderr.trim());
+    assert.ok(hint, result.stderr);
     assert.equal(result.stderr.trim().split('\n').length, 1);
     assert.equal(existsSync(out), false);
     assert.deepEqual(leftovers(), []);
+    const fits = await runCli(['import', raw, '-o', out, '--size', hint[1]!, '-q']);
+    assert.equal(fits.code, 0, fits.stderr);
+    const smaller = await runCli(['import', raw, '-o', dir.join('toosmall2.img'), '--size', `${parseInt(hint[1]!, 10) - 1}Mi`, '-q']);
+    assert.equal(smaller.code, 1, 'the size said is the smallest that fits');
+    rmSync(out);
   });
 
   test('a compressed image whose size shows only while streaming fails as it crosses the limit', async () => {
