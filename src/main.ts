@@ -15,6 +15,10 @@ const SUBCOMMANDS = new Set(['import', 'convert', 'info', 'datavolume', 'upload-
 export async function main(argv: string[]): Promise<number> {
   // Until the command has its own handler, a stop is remembered rather than fatal (util/stop-signals).
   holdStopSignals();
+  // A reader that went away (`… --json | true`) is not the import's failure: what it did stands.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
   const first = argv[2];
   const wantsHelp = first === '--help' || first === '-h' || first === '--version' || first === '-V';
   if (!wantsHelp && (first === undefined || !SUBCOMMANDS.has(first))) {

@@ -24,7 +24,7 @@ export class ProgressBar {
       const width = 24;
       const filled = Math.round(fraction * width);
       // The rate of the first moments (a header read, a slow start) says nothing of the rest.
-      const eta = rate > 0 && seconds >= 1 ? (report.total - report.bytes) / rate : Infinity;
+      const eta = report.bytes >= report.total ? 0 : rate > 0 && seconds >= 1 ? (report.total - report.bytes) / rate : Infinity;
       line =
         `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(0).padStart(3)}% ` +
         `${formatBytes(report.bytes)} / ${formatBytes(report.total)}  ${formatBytes(rate)}/s  ETA ${formatDuration(eta)}`;

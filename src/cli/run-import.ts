@@ -1,6 +1,6 @@
 import type { ImportRequest, ImportResult, Logger } from '../request.js';
 import { importImage } from '../pipeline/import-image.js';
-import { ImportError } from '../errors.js';
+import { ImportError, isImportError } from '../errors.js';
 import { ProgressBar } from './progress-bar.js';
 import { reportFailure, tooSmallHint, type ImportCommand } from './report-failure.js';
 import { formatBytes } from '../util/quantity.js';
@@ -55,7 +55,15 @@ export async function runImport(request: ImportRequest, output: OutputOptions, r
     return 0;
   } catch (err) {
     bar?.done();
-    return reportFailure(err, output.json === true, tooSmallHint(request, output.command ?? 'import', err));
+    // Ctrl-C at a terminal signals the whole pipeline (curl … | cdi-importer import -): the command
+    // feeding us may die first, and its end reach us as truncated data before our own SIGINT. A
+    // moment's wait lets that signal say what happened.
+    if (!controller.signal.aborted && (request.source.kind === 'stdin' || (isImportError(err) && err.category === 'bad-input'))) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const cancelled = controller.signal.aborted && !(controller.signal.reason instanceof ImportError);
+    const failure = cancelled && !(isImportError(err) && err.category === 'cancelled') ? new ImportError('cancelled', 'import cancelled', { cause: err }) : err;
+    return reportFailure(failure, output.json === true, tooSmallHint(request, output.command ?? 'import', failure));
   } finally {
     clearTimeout(deadline);
     stopHandlingSignals();

@@ -5,7 +5,9 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
-import { runCli } from '../support/cli.js';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { cliCommand, repoRoot, runCli } from '../support/cli.js';
 import { makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 import { moveL2TableToEnd } from '../qcow2/patch.js';
@@ -149,4 +151,16 @@ test('"-" as the output is refused: a pipe reading it would get nothing, and a f
     assert.match(result.stderr, /writing the image to standard output is not supported: give an output file or block device/);
     assert.equal(existsSync(dir.join('-')), false);
   }
+});
+
+test('a reader of stdout that went away (--json | true) changes nothing: exit 0, no stack trace, the output complete', async () => {
+  const out = dir.join('epipe.raw');
+  const child = spawn(process.execPath, [...cliCommand, 'convert', dir.join('disk.qcow2'), out, '--json'], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const [code] = (await once(child, 'close')) as [number | null];
+  assert.equal(code, 0, stderr);
+  assert.equal(stderr, '');
+  assert.equal(await sha256File(out), await qemuRawSha256(dir.join('disk.qcow2'), dir.path));
 });

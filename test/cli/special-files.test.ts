@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, rmSync, symlinkSync, copyFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, copyFileSync, statSync } from 'node:fs';
 import { once } from 'node:events';
 import { open } from 'node:fs/promises';
 import { cliCommand, repoRoot, runCli } from '../support/cli.js';
@@ -52,6 +52,28 @@ describe('sources', () => {
     assert.match(stderr.trim(), /cancel/i);
     assert.equal(stderr.trim().split('\n').length, 1, stderr);
     assert.deepEqual(leftovers('stalled.img'), [], 'no output, no temporary file');
+  });
+
+  test("Ctrl-C on a pipeline whose feeder ends first: said as cancelled, not as truncated data", async () => {
+    // At a terminal, SIGINT reaches every command of `curl … | cdi-importer convert -`; the feeder's
+    // end may be read before our own signal arrives.
+    const xz = dir.join('disk.raw.xz');
+    run('xz', ['-k', '-T1', '-0', raw]);
+    const half = readFileSync(xz).subarray(0, statSync(xz).size >> 1);
+    const child = spawn(process.execPath, [...cliCommand, 'convert', '-', dir.join('pipeline.img'), '--quiet'], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    child.stdin.on('error', () => {});
+    child.stdin.write(half);
+    for (let i = 0; i < 200 && leftovers('pipeline.img').length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.notDeepEqual(leftovers('pipeline.img'), [], `the import never started: ${stderr}`);
+    child.stdin.end();
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    child.kill('SIGINT');
+    const [code] = (await once(child, 'close')) as [number | null];
+    assert.equal(code, 1, stderr);
+    assert.equal(stderr.trim(), 'cdi-importer: error: import cancelled');
+    assert.deepEqual(leftovers('pipeline.img'), []);
   });
 
   test('a named pipe given as a path: read once, converted as qemu-img does', async () => {
