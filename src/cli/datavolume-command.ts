@@ -87,7 +87,7 @@ async function importAll(plans: PlannedImport[], options: DatavolumeOptions): Pr
     const directory = plan.request.target.kind === 'directory' ? plan.request.target.path : undefined;
     // The first directory mkdir made, if any: a failed import removes it again (when still empty).
     const made = directory !== undefined ? mkdirSync(directory, { recursive: true }) : undefined;
-    const code = await runImport(plan.request, { ...options, command: 'datavolume' });
+    const code = await runImport(plan.request, { ...options, command: 'datavolume', jsonFields: { name: plan.name } });
     if (code !== 0 && made !== undefined) rmEmptyDirectories(made, directory!);
     if (code !== 0) {
       process.stderr.write(`cdi-importer: ${plan.origin} failed; ${plans.length > 1 ? 'the remaining volumes were not imported' : 'nothing imported'}\n`);

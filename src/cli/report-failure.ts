@@ -66,13 +66,13 @@ export const EXIT_USAGE = 2;
  * Prints one clear line for a failure (a stack trace only with CDI_IMPORTER_DEBUG=1) and returns the
  * exit code: 2 for usage errors, 1 for everything else. `hint` ends a too-small failure (tooSmallHint).
  */
-export function reportFailure(err: unknown, json: boolean, hint = 'write it where there is more room'): number {
+export function reportFailure(err: unknown, json: boolean, hint = 'write it where there is more room', jsonFields?: Record<string, unknown>): number {
   const category = isImportError(err) ? err.category : 'internal';
   // The pod's words end by asking for a larger PVC (CDI's controller reads them); at a terminal,
   // say what can be done about it instead.
   const text = oneLine(err);
   const message = category === 'too-small' && text.endsWith(LARGER_PVC_REQUIRED) ? `${text.slice(0, -LARGER_PVC_REQUIRED.length)}: ${hint}` : text;
-  if (json) process.stdout.write(`${JSON.stringify({ ok: false, category, error: message })}\n`);
+  if (json) process.stdout.write(`${JSON.stringify({ ...jsonFields, ok: false, category, error: message })}\n`);
   process.stderr.write(`cdi-importer: error: ${message}\n`);
   if (process.env.CDI_IMPORTER_DEBUG === '1' && err instanceof Error) process.stderr.write(`${err.stack}\n`);
   return category === 'usage' ? EXIT_USAGE : EXIT_FAILED;

@@ -16,6 +16,8 @@ export interface OutputOptions {
   timeoutSeconds?: number;
   /** The command running the import (default import), for what a failure suggests. */
   command?: ImportCommand;
+  /** Put first in the --json object, success or failure (datavolume: the volume's name). */
+  jsonFields?: Record<string, unknown>;
 }
 
 /**
@@ -50,7 +52,7 @@ export async function runImport(request: ImportRequest, output: OutputOptions, r
   try {
     const result = await run(request, { signal: controller.signal, progress: bar?.update, log: noticeLogger(bar) });
     bar?.done();
-    if (output.json) process.stdout.write(`${JSON.stringify(jsonResult(result, request, Date.now() - started))}\n`);
+    if (output.json) process.stdout.write(`${JSON.stringify({ ...output.jsonFields, ...jsonResult(result, request, Date.now() - started) })}\n`);
     else if (!output.quiet) process.stderr.write(`${summary(result, request, Date.now() - started, output.command ?? 'import')}\n`);
     return 0;
   } catch (err) {
@@ -63,7 +65,7 @@ export async function runImport(request: ImportRequest, output: OutputOptions, r
     }
     const cancelled = controller.signal.aborted && !(controller.signal.reason instanceof ImportError);
     const failure = cancelled && !(isImportError(err) && err.category === 'cancelled') ? new ImportError('cancelled', 'import cancelled', { cause: err }) : err;
-    return reportFailure(failure, output.json === true, tooSmallHint(request, output.command ?? 'import', failure));
+    return reportFailure(failure, output.json === true, tooSmallHint(request, output.command ?? 'import', failure), output.jsonFields);
   } finally {
     clearTimeout(deadline);
     stopHandlingSignals();

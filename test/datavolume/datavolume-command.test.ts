@@ -133,8 +133,9 @@ describe('cdi-importer datavolume', () => {
     const file = manifest('example-dv-vm.yaml', { 'example-dv': `${nginx.http}disk.raw.gz` });
     const result = await runCli(['datavolume', file, '--out', out, '--json']);
     assert.equal(result.code, 0, result.stderr);
-    const lines = result.stdout.trim().split('\n').map((l) => JSON.parse(l) as { ok: boolean; destination: string; formats: string[] });
+    const lines = result.stdout.trim().split('\n').map((l) => JSON.parse(l) as { name: string; ok: boolean; destination: string; formats: string[] });
     assert.equal(lines.length, 1);
+    assert.equal(lines[0]!.name, 'example-dv');
     assert.equal(lines[0]!.ok, true);
     assert.deepEqual(lines[0]!.formats, ['gzip', 'raw']);
     assertImage(path.join(out, 'example-dv.img'), 1e9);
