@@ -51,7 +51,7 @@ function startsWithZstdSkippableFrame(head: Buffer): boolean {
  * An LZMA-alone header (`xz --format=lzma`, lzma-utils), checked as xz's own detection does: a
  * properties byte for valid lc/lp/pb (below 225; 0x5D is the default), a dictionary size that is
  * 2^n or 2^n + 2^(n-1) from 4 KiB up, and an uncompressed size that is unknown (all ones) or
- * below 256 GiB. It has no magic; disks do not start like this (boot code, zeros, a file
+ * below 256 GiB (and not 0), then the LZMA data's first byte, 0. It has no magic; disks do not start like this (boot code, zeros, a file
  * system's own magic all fail the dictionary test).
  */
 function looksLikeLzmaAlone(head: Buffer): boolean {
@@ -61,6 +61,9 @@ function looksLikeLzmaAlone(head: Buffer): boolean {
   const usualSize = powerOfTwo(dictionary) || (dictionary % 3 === 0 && powerOfTwo(dictionary / 3)) || dictionary === 0xffffffff;
   if (dictionary < 4096 || !usualSize) return false;
   const size = head.readBigUInt64LE(5);
+  // The range coder's first byte is always 0, and a known size of 0 is no image: a raw disk that
+  // starts 00 00 10 00 00 and then zeros passes the tests above, but not these.
+  if (size === 0n || (head.length > 13 && head[13] !== 0)) return false;
   return size === 0xffffffffffffffffn || size < 2n ** 38n;
 }
 

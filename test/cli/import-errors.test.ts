@@ -114,9 +114,13 @@ describe('bad input', () => {
       sh(`xz --format=lzma ${level} -c ${raw} > ${file}`);
       await expectFailure(['import', file, '-o', dir.join('o-lzma.img')], /is LZMA-alone \(\.lzma\) data, which is not supported: recompress it as xz/, 'o-lzma');
     }
-    // A raw disk (its boot sector, or zeros) is still raw.
+    // A raw disk (its boot sector, or zeros) is still raw, also one whose first bytes happen to
+    // read as lc/lp/pb 0 and a 4 KiB dictionary.
     const result = await runCli(['info', raw, '--json']);
     assert.equal(JSON.parse(result.stdout).format, 'raw');
+    const lookalike = dir.join('lzma-lookalike.raw');
+    writeFileSync(lookalike, Buffer.concat([Buffer.from([0, 0, 0x10, 0, 0]), Buffer.alloc(1 << 20)]));
+    assert.equal(JSON.parse((await runCli(['info', lookalike, '--json'])).stdout).format, 'raw');
   });
 
   test('gzip inside gzip is refused', async () => {

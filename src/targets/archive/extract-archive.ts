@@ -208,6 +208,12 @@ class Extraction {
     switch (header.type) {
       case 'file':
       case 'contiguous-file':
+        // A name ending in "/" is the old (V7) way of writing a directory; GNU tar, Python and
+        // Go (CDI) read it so. No file can have that name anyway.
+        if (/\/$/.test(header.name)) {
+          await drain(entry);
+          return this.directoryEntry(name, header);
+        }
         return this.regularFile(entry, header, facts);
       case 'directory':
         // No data: a directory's size field is ignored, as GNU tar and Go's archive/tar ignore it

@@ -52,6 +52,18 @@ describe('archive edge cases', () => {
     assert.equal(diffTrees(ours, reference), '');
   });
 
+  it('a regular-file entry whose name ends in "/" is a directory (the V7 way), as tar -x reads it', async () => {
+    for (const type of ['REGTYPE', 'AREGTYPE']) {
+      const archive = tmp.join(`slash-${type}.tar`);
+      pythonTar(archive, `add('x/', '${type}', mode=0o755)\nadd('x/f', data=b'abc')`);
+      const [ours, reference] = [fresh('slash-ours'), fresh('slash-ref')];
+      run('tar', ['-xf', archive, '-C', reference]);
+      await extractArchive(createReadStream(archive), ours);
+      assert.equal(readFileSync(`${ours}/x/f`, 'utf8'), 'abc', type);
+      assert.equal(diffTrees(ours, reference), '', type);
+    }
+  });
+
   it('symlink loops stay inside and are extracted like tar -x does', async () => {
     const archive = tmp.join('loop.tar');
     pythonTar(archive, `add('a', 'SYMTYPE', linkname='b')\nadd('b', 'SYMTYPE', linkname='a')\nadd('self', 'SYMTYPE', linkname='self/x')`);
