@@ -117,6 +117,12 @@ export class TarPrepass extends Transform {
   private sparse: { header: Buffer; map: SparseSegment[] } | null = null;
   /** After something we do not understand, stay out of the way and let tar-stream report it. */
   private passthrough = false;
+  /**
+   * Past the end-of-archive marker (a zero block where a header would be): what follows is not
+   * passed on. GNU tar and Go's archive/tar (CDI's) stop there too; tar-stream would read on, so
+   * `cat a.tar b.tar` would extract entries that `tar -tf` does not list.
+   */
+  private ended = false;
   private globalPax: Array<[string, string]> = [];
   private localPax: Array<[string, string]> | null = null;
 
@@ -130,6 +136,7 @@ export class TarPrepass extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
+    if (this.ended) return callback();
     // A truncated archive: hand on what we hold so tar-stream reports the unexpected end.
     if (this.sparse) this.emit_(this.sparse.header);
     if (this.blockLen) this.emit_(Buffer.from(this.block.subarray(0, this.blockLen)));
@@ -144,6 +151,7 @@ export class TarPrepass extends Transform {
   private consume(chunk: Buffer): void {
     let i = 0;
     while (i < chunk.length) {
+      if (this.ended) return;
       if (this.passthrough) {
         this.emit_(chunk.subarray(i));
         return;
@@ -190,7 +198,8 @@ export class TarPrepass extends Transform {
   private header(block: Buffer): void {
     const checksum = headerChecksum(block);
     if (checksum === 8 * 0x20) {
-      this.emit_(block); // an empty block (end-of-archive marker): tar-stream skips it the same way
+      this.emit_(block); // an empty block: the end-of-archive marker
+      this.ended = true;
       return;
     }
     const size = decodeTarNumber(block, 124, 12);

@@ -64,6 +64,19 @@ describe('archive edge cases', () => {
     }
   });
 
+  it('entries after the end-of-archive marker (cat a.tar b.tar) are not extracted, as tar -x leaves them', async () => {
+    const [a, b, joined] = [tmp.join('a.tar'), tmp.join('b.tar'), tmp.join('joined.tar')];
+    pythonTar(a, `add('first.txt', data=b'1')`);
+    pythonTar(b, `add('hidden.txt', data=b'2')`);
+    sh(`cat '${a}' '${b}' > '${joined}'`);
+    const [ours, reference] = [fresh('joined-ours'), fresh('joined-ref')];
+    run('tar', ['-xf', joined, '-C', reference]);
+    const result = await extractArchive(createReadStream(joined), ours);
+    assert.equal(result.files, 1);
+    assert.equal(existsSync(`${ours}/hidden.txt`), false);
+    assert.equal(diffTrees(ours, reference), '');
+  });
+
   it('symlink loops stay inside and are extracted like tar -x does', async () => {
     const archive = tmp.join('loop.tar');
     pythonTar(archive, `add('a', 'SYMTYPE', linkname='b')\nadd('b', 'SYMTYPE', linkname='a')\nadd('self', 'SYMTYPE', linkname='self/x')`);
