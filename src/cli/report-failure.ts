@@ -71,7 +71,9 @@ export function reportFailure(err: unknown, json: boolean, hint = 'write it wher
   // The pod's words end by asking for a larger PVC (CDI's controller reads them); at a terminal,
   // say what can be done about it instead.
   const text = oneLine(err);
-  const message = category === 'too-small' && text.endsWith(LARGER_PVC_REQUIRED) ? `${text.slice(0, -LARGER_PVC_REQUIRED.length)}: ${hint}` : text;
+  let message = category === 'too-small' && text.endsWith(LARGER_PVC_REQUIRED) ? `${text.slice(0, -LARGER_PVC_REQUIRED.length)}: ${hint}` : text;
+  // Most mismatches are a digest of the decompressed image given for the compressed file.
+  if (category === 'checksum') message += '; the checksum covers the source as fetched (before any decompression): check that it was made for this file';
   if (json) process.stdout.write(`${JSON.stringify({ ...jsonFields, ok: false, category, error: message })}\n`);
   process.stderr.write(`cdi-importer: error: ${message}\n`);
   if (process.env.CDI_IMPORTER_DEBUG === '1' && err instanceof Error) process.stderr.write(`${err.stack}\n`);

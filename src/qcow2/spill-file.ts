@@ -49,7 +49,7 @@ export class SpillFile {
     if (!this.handle) {
       if (this.scratchDir === undefined) {
         throw new ScratchSpaceRequiredError(
-          'the qcow2 image stores clusters before the tables that map them (out-of-order clusters or internal snapshots), so a one-pass import must set them aside; give a scratch directory (--scratch DIR; a scratch volume in a pod) or import from a seekable file',
+          'the qcow2 image stores clusters before the tables that map them (out-of-order clusters or internal snapshots), so a one-pass import must set them aside; give a scratch directory (--scratch DIR; a scratch volume in a pod), or import it from a seekable source (the .qcow2 decompressed first, or HTTP with Range)',
         );
       }
       this.file = path.join(this.scratchDir, `qcow2-spill-${process.pid}-${randomBytes(6).toString('hex')}`);
@@ -67,7 +67,7 @@ export class SpillFile {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOSPC' || code === 'EDQUOT') {
         throw targetError(
-          `the scratch space ${this.scratchDir} is full after ${this.end} bytes of clusters set aside (they arrive before the tables that map them; cdi-importer info --scan measures how much an image needs): give a larger scratch directory or volume, or import from a seekable file`,
+          `the scratch space ${this.scratchDir} is full after ${this.end} bytes of clusters set aside (they arrive before the tables that map them; cdi-importer info --scan measures how much an image needs): give a larger scratch directory or volume, or import it from a seekable source (the .qcow2 decompressed first, or HTTP with Range)`,
           err,
         );
       }

@@ -212,7 +212,7 @@ describe('bad destinations', () => {
     const out = dir.join('scratch-full.img');
     const result = await runCli(['import', xzCompress(image), '-o', out, '--scratch', mount]);
     assert.equal(result.code, 1, result.stderr);
-    assert.match(result.stderr, /^cdi-importer: error: the scratch space \S+ is full after \d+ bytes of clusters set aside .*give a larger scratch directory or volume, or import from a seekable file$/m);
+    assert.match(result.stderr, /^cdi-importer: error: the scratch space \S+ is full after \d+ bytes of clusters set aside .*give a larger scratch directory or volume, or import it from a seekable source \(the \.qcow2 decompressed first, or HTTP with Range\)$/m);
     assert.deepEqual(readdirSync(mount), [], 'the spill file is gone');
     assert.equal(existsSync(out), false);
   });
@@ -313,3 +313,18 @@ function mountTmpfs(t: { skip(msg: string): void; after(fn: () => void): void },
   assert.ok(statSync(mount).isDirectory());
   return mount;
 }
+
+describe('mistyped URLs', () => {
+  test('a URL with no host, and one slash short of a URL: usage errors that say so', async () => {
+    for (const [source, message] of [
+      ['http:///disk.qcow2', /the URL "http:\/\/\/disk\.qcow2" has no host name: write it as http\(s\):\/\/HOST\/PATH/],
+      ['http:/127.0.0.1:8080/disk.qcow2', /"http:\/127\.0\.0\.1:8080\/disk\.qcow2" is not a URL \(one slash after the scheme\): did you mean http:\/\/127\.0\.0\.1:8080\/disk\.qcow2\?/],
+      ['docker:/quay.io/containerdisks/fedora', /did you mean docker:\/\/quay\.io\/containerdisks\/fedora\?/],
+    ] as const) {
+      const result = await runCli(['import', source, '-o', dir.join('typo.img')]);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr, message);
+      assert.equal(result.stderr.trim().split('\n').length, 1);
+    }
+  });
+});

@@ -86,7 +86,7 @@ export class TargetTree {
       throw badInput(`archive entry ${quoteEntry(entry)}: a directory of that name already exists; refusing to replace it`);
     }
     if (!this.journal.has(abs)) {
-      throw badInput(`archive entry ${quoteEntry(entry)}: ${quoteEntry(rel)} already exists in the target directory; refusing to overwrite it`);
+      throw badInput(`archive entry ${quoteEntry(entry)}: ${quoteEntry(rel)} already exists in the target directory; refusing to overwrite it: extract into an empty directory (remove an earlier extraction first)`);
     }
     await this.fsStep(entry, 'replace', () => unlinkSync(abs));
     return 'free';
