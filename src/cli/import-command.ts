@@ -89,6 +89,18 @@ function ignoredFlags(request: ImportRequest, options: ImportOptions): string[] 
   if (request.target.kind === 'block' && options.filesystemOverhead !== undefined && request.filesystemOverhead !== 0) {
     notes.push('--filesystem-overhead does not apply to a block device (it has no file system to reserve space on)');
   }
+  if (request.source.kind === 'file' || request.source.kind === 'stdin') {
+    const network = [
+      ['--user', options.user],
+      ['--secret', options.secret],
+      ['--ca-cert', options.caCert],
+      ['--insecure', options.insecure],
+      ['--header', options.header],
+      ['--arch', options.arch],
+      ['--stall-timeout', options.stallTimeout],
+    ].filter(([, value]) => value !== undefined && value !== false);
+    if (network.length > 0) notes.push(`${network.map(([flag]) => flag).join(', ')} ${network.length === 1 ? 'does' : 'do'} not apply to a local source`);
+  }
   return notes;
 }
 

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { parseHeaderLines } from '../sources/http/request-headers.js';
 import type { TransportOptions } from '../request.js';
 import { usageError } from '../errors.js';
 import { parseSeconds } from './parse-options.js';
@@ -37,6 +38,7 @@ export async function buildTransport(options: TransportFlags): Promise<Transport
     throw usageError('--user and --password go together: give both or neither');
   }
   if (options.secret !== undefined && options.user !== undefined) throw usageError('give either --secret or --user/--password, not both');
+  parseHeaderLines(options.header); // checked whatever the source, as the other flags are
   return {
     auth:
       options.secret !== undefined

@@ -268,3 +268,13 @@ test('bytesWritten is what reached the file, the same for one disk as raw, raw.g
   }
   assert.equal(new Set(figures).size, 1, `one figure for one disk: ${figures.join(', ')}`);
 });
+
+test('network flags given with a local source are said not to apply (they are still checked)', async () => {
+  const out = dir.join('noted.img');
+  const result = await runCli(['import', raw, '-o', out, '--header', 'X-Token: 1', '--insecure', '--stall-timeout', '5']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stderr, /^cdi-importer: note: --insecure, --header, --stall-timeout do not apply to a local source$/m);
+  const bad = await runCli(['import', raw, '-o', dir.join('noted2.img'), '--header', 'NoColon']);
+  assert.equal(bad.code, 2, bad.stderr);
+  rmSync(out);
+});
