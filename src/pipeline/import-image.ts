@@ -35,6 +35,8 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
     }
     signal.throwIfAborted();
     target = await plan.create();
+    const expectedSize = image.virtualSize !== undefined ? Math.max(image.virtualSize, plan.growTo ?? 0) : plan.growTo;
+    if (expectedSize !== undefined) await target.checkSize?.(expectedSize);
     const { end, bytesWritten } = await writeExtents(image, target, plan, signal);
     // A stream that shows its size only as it goes (gzip, zstd) has fitted once it is all written.
     if (image.virtualSize === undefined) ctx.onChecked?.();

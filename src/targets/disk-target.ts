@@ -24,6 +24,11 @@ export interface DiskTarget {
    */
   zeroAhead?(length: number): Promise<void>;
   /**
+   * Before any write: fails now, in words, if the destination cannot grow to `size` bytes (a
+   * file system's largest file, 16 TiB on ext4), rather than after the whole image is written.
+   */
+  checkSize?(size: number): Promise<void>;
+  /**
    * Completes the target: size the file to `size` (never below what was written), preallocate
    * if asked, fsync, and move it into place. Returns whether preallocation was applied.
    */

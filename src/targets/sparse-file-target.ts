@@ -6,6 +6,8 @@ import type { DiskTarget } from './disk-target.js';
 import { dataRuns } from './zero-runs.js';
 import { preallocate } from './preallocate.js';
 import { targetFailure } from './target-errors.js';
+import { targetError } from '../errors.js';
+import { formatBytes } from '../util/quantity.js';
 import { fsyncDirectory } from './fsync-directory.js';
 import { EarlyFlush } from './early-flush.js';
 import { cleanUpOnForcedExit } from '../util/forced-exit.js';
@@ -122,6 +124,21 @@ export class SparseFileTarget implements DiskTarget {
     }
     this.finished = true;
     return { preallocationApplied: this.options.preallocation, size: finalSize };
+  }
+
+  async checkSize(size: number): Promise<void> {
+    try {
+      await this.handle!.truncate(size);
+      await this.handle!.truncate(0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EFBIG') {
+        throw targetError(
+          `${this.path} cannot be ${formatBytes(size)}: that is larger than the largest file its file system allows (EFBIG); write it to a block device or to a file system that allows larger files (XFS)`,
+          err,
+        );
+      }
+      throw targetFailure(err, this.path);
+    }
   }
 
   async abort(): Promise<void> {
