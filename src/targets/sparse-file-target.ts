@@ -128,8 +128,11 @@ export class SparseFileTarget implements DiskTarget {
 
   async checkSize(size: number): Promise<void> {
     try {
+      // Left at that size (a hole; finish() sets the final one, never smaller): truncating back
+      // to 0 would make ext4 (auto_da_alloc, "replace via truncate") write the whole file out
+      // at close, as an fsync would: 0.38 -> 1.07 s for the 2 GiB qcow2 benchmark.
       await this.handle!.truncate(size);
-      await this.handle!.truncate(0);
+      this.highWater = Math.max(this.highWater, size);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EFBIG') {
         throw targetError(
