@@ -29,6 +29,10 @@ export interface ImportOptions extends TransportFlags {
   outputFormat?: string;
   /** qemu-img convert's -S: only its default, 4k, is what we do. */
   sparseSize?: string;
+  /** qemu-img convert's -m, -t and -T: checked as qemu-img checks them, then ignored. */
+  m?: string;
+  t?: string;
+  T?: string;
 }
 
 export function registerImportCommand(program: Command): void {
@@ -129,6 +133,14 @@ export async function buildRequest(source: string, dest: string | undefined, opt
   // "-" is stdin as a source; as an output it would be a file named "-", and a pipe reading it would get nothing.
   if ((dest ?? options.dest) === '-') {
     throw usageError('writing the image to standard output is not supported: give an output file or block device (the raw output is written sparse, out of order)');
+  }
+  if (options.m !== undefined && !/^([1-9]|1[0-6])$/.test(options.m)) {
+    throw usageError(`invalid -m ${options.m}: the number of coroutines is between 1 and 16 (as for qemu-img convert)`);
+  }
+  for (const [flag, mode] of [['-t', options.t], ['-T', options.T]] as const) {
+    if (mode !== undefined && !['none', 'writeback', 'unsafe', 'directsync', 'writethrough'].includes(mode)) {
+      throw usageError(`invalid cache option ${flag} ${mode}: expected none, writeback, unsafe, directsync or writethrough (as for qemu-img convert)`);
+    }
   }
   if (options.sparseSize !== undefined && !/^(4k|4K|4096)$/.test(options.sparseSize)) {
     throw usageError(`-S ${options.sparseSize} is not supported: convert always writes zero runs of 4 KiB or more as holes (qemu-img's default, -S 4k)`);

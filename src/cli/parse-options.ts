@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { ChecksumSpec, SourceSpec, TransportOptions } from '../request.js';
 import { parseQuantity } from '../util/quantity.js';
 import { usageError } from '../errors.js';
@@ -55,7 +56,7 @@ export function parseSourceArgument(text: string, transport: TransportOptions): 
   if (/^https?:\/\/\//i.test(text)) throw usageError(`the URL "${text}" has no host name: write it as http(s)://HOST/PATH`);
   if (/^https?:\/\//i.test(text)) return { kind: 'http', url: text, transport };
   // One slash short of a URL is a typo, not a file in a directory named "http:".
-  if (/^(https?|docker):\/[^/]/i.test(text)) throw usageError(`"${text}" is not a URL (one slash after the scheme): did you mean ${text.replace(':/', '://')}?`);
+  if (/^(https?|docker):\/[^/]/i.test(text) && !existsSync(text)) throw usageError(`"${text}" is not a URL (one slash after the scheme): did you mean ${text.replace(':/', '://')}?`);
   if (/^docker:\/\//i.test(text)) return { kind: 'registry', url: text, transport };
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
     throw usageError(`unsupported source "${text}": use http://, https://, docker://, a local path or - for stdin`);

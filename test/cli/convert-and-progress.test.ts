@@ -142,6 +142,17 @@ test("qemu-img convert's tuning flags are accepted (-W, -m, -t, -T, -S 4k); -S o
   const dense = await runCli(['convert', '-S', '0', dir.join('disk.qcow2'), dir.join('dense.raw')]);
   assert.equal(dense.code, 2);
   assert.match(dense.stderr, /-S 0 is not supported: convert always writes zero runs of 4 KiB or more as holes/);
+  // Checked as qemu-img checks them, so a typo it would catch is caught here too.
+  for (const [args, message] of [
+    [['-m', '17'], /invalid -m 17: the number of coroutines is between 1 and 16/],
+    [['-m', '0'], /invalid -m 0/],
+    [['-t', 'bogus'], /invalid cache option -t bogus: expected none, writeback, unsafe, directsync or writethrough/],
+    [['-T', 'bogus'], /invalid cache option -T bogus/],
+  ] as Array<[string[], RegExp]>) {
+    const refused = await runCli(['convert', ...args, dir.join('disk.qcow2'), dir.join('typo.raw')]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, message);
+  }
 });
 
 test('"-" as the output is refused: a pipe reading it would get nothing, and a file named "-" would appear', async () => {

@@ -326,5 +326,10 @@ describe('mistyped URLs', () => {
       assert.match(result.stderr, message);
       assert.equal(result.stderr.trim().split('\n').length, 1);
     }
+    // A file that really is at such a path is imported: it is no typo.
+    mkdirSync(dir.join('cwd', 'http:'), { recursive: true });
+    writeFileSync(dir.join('cwd', 'http:', 'disk.raw'), Buffer.alloc(1 << 20, 1));
+    const real = await runCli(['import', 'http:/disk.raw', '-o', dir.join('real-path.img'), '-q'], { cwd: dir.join('cwd') });
+    assert.equal(real.code, 0, real.stderr);
   });
 });

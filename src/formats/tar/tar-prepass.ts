@@ -298,13 +298,19 @@ export class TarPrepass extends Transform {
       if (pax00.length || !'0125'.includes(typeflag)) this.facts.set(this.outPos, facts);
     }
 
-    // tar-stream gives a directory no data, whatever its size field says
+    // A directory has no data, whatever its size field says (GNU tar, Go). tar-stream skips none
+    // for a type-5 entry, but reads data for a regular-file entry named "x/" (the V7 way of
+    // writing a directory): that entry's size is set to 0 here, so both parsers agree.
     const name = block.subarray(0, 100);
     const nameEnd = name.indexOf(0);
     const lastNameByte = name[(nameEnd < 0 ? 100 : nameEnd) - 1];
     const flag = block[156];
-    const isDirectory = flag === 0x35 || ((flag === 0 || flag === 0x30) && lastNameByte === 0x2f);
+    const v7Directory = (flag === 0 || flag === 0x30) && lastNameByte === 0x2f;
+    if (v7Directory && size > 0) {
+      block.write('00000000000\0', 124, 'latin1');
+      writeHeaderChecksum(block);
+    }
     this.emit_(block);
-    if (!isDirectory) this.skip = size + padding(size);
+    if (flag !== 0x35 && !v7Directory) this.skip = size + padding(size);
   }
 }

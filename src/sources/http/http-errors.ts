@@ -1,4 +1,5 @@
 /** Turns HTTP statuses and undici / TLS / socket failures into one-line ImportErrors. */
+import { sslCertFileProblem } from './tls-options.js';
 import { STATUS_CODES } from 'node:http';
 import { cannotConnect, ImportError } from '../../errors.js';
 import { RedirectTargetError } from './http-request.js';
@@ -135,7 +136,8 @@ export function transportError(err: unknown, url: URL, proxy?: string): ImportEr
   }
   let message: string;
   if (codes.some((c) => UNKNOWN_CA.has(c))) {
-    message = `cannot verify the TLS certificate of ${host}: it is signed by an unknown certificate authority; trust its CA with --ca-cert FILE|DIR (a certConfigMap in a DataVolume), or --insecure`;
+    const bundle = sslCertFileProblem();
+    message = `cannot verify the TLS certificate of ${host}: it is signed by an unknown certificate authority; trust its CA with --ca-cert FILE|DIR (a certConfigMap in a DataVolume), or --insecure${bundle ? ` (and ${bundle}: the system's CAs are read from it)` : ''}`;
   } else if (has('ERR_TLS_CERT_ALTNAME_INVALID')) {
     message = `the TLS certificate of ${host} does not match the host name ${url.hostname}; use the name the certificate was issued for`;
   } else if (has('CERT_HAS_EXPIRED')) {

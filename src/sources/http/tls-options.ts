@@ -65,7 +65,7 @@ export function tlsConnectOptions(extraCaPaths: readonly string[] = [], insecure
   const extra = loadCaCertificates(extraCaPaths);
   const client = clientCertificate(extraCaPaths);
   return {
-    ...(system || extra.length > 0 ? { ca: [...(system ?? rootCertificates), ...extra] } : {}),
+    ...(system || extra.length > 0 ? { ca: [...(system ?? rootCertificates), ...nodeExtraCaCertificates(env), ...extra] } : {}),
     ...client,
     minVersion: 'TLSv1.2',
     rejectUnauthorized: !insecure,
@@ -86,19 +86,21 @@ const SYSTEM_CA_FILES = [
 ];
 
 /**
- * The CAs this machine trusts, read as curl and CDI read them: `SSL_CERT_FILE` and
- * `SSL_CERT_DIR` (colon-separated) when set, otherwise the distribution's bundle. So a
+ * The CAs this machine trusts, read as curl and CDI (Go) read them: `SSL_CERT_FILE` when set,
+ * otherwise the distribution's bundle; plus the files of `SSL_CERT_DIR` (colon-separated). So a
  * corporate CA added with update-ca-certificates (or to a derived image) is trusted without
- * `--ca-cert`, and a CA the administrator removed is not. Undefined when the machine has no
- * bundle (a distroless image): Node's own copy of the Mozilla store is used then.
+ * `--ca-cert`, and a CA the administrator removed is not. An `SSL_CERT_FILE` that cannot be read
+ * or holds none trusts nothing from it, as for Go and curl (sslCertFileProblem says why when a
+ * certificate then cannot be verified). Undefined when the machine has no bundle (a distroless
+ * image): Node's own copy of the Mozilla store is used then.
  */
 export function systemCaCertificates(env: NodeJS.ProcessEnv = process.env): string[] | undefined {
   const certificates: string[] = [];
   if (env.SSL_CERT_FILE) {
     try {
       certificates.push(...certificatesIn(readFileSync(env.SSL_CERT_FILE, 'utf8')));
-    } catch (err) {
-      throw usageError(`cannot read SSL_CERT_FILE ${env.SSL_CERT_FILE}: ${fileProblem(err)}; point it at a PEM bundle or unset it`);
+    } catch {
+      // trusts nothing from it
     }
   } else {
     for (const file of SYSTEM_CA_FILES) {
@@ -117,7 +119,28 @@ export function systemCaCertificates(env: NodeJS.ProcessEnv = process.env): stri
       // a missing directory adds nothing, as for OpenSSL and Go
     }
   }
-  return certificates.length > 0 ? certificates : undefined;
+  return certificates.length > 0 || env.SSL_CERT_FILE ? certificates : undefined;
+}
+
+/** What is wrong with `SSL_CERT_FILE`, if set and not a bundle of certificates: said with a certificate error. */
+export function sslCertFileProblem(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const file = env.SSL_CERT_FILE;
+  if (!file) return undefined;
+  try {
+    return certificatesIn(readFileSync(file, 'utf8')).length > 0 ? undefined : `SSL_CERT_FILE ${file} holds no PEM certificate`;
+  } catch (err) {
+    return `SSL_CERT_FILE ${file} cannot be read (${fileProblem(err)})`;
+  }
+}
+
+/** The CAs Node adds from `NODE_EXTRA_CA_CERTS` to its default store, which an explicit `ca` list replaces. */
+function nodeExtraCaCertificates(env: NodeJS.ProcessEnv): string[] {
+  if (!env.NODE_EXTRA_CA_CERTS) return [];
+  try {
+    return certificatesIn(readFileSync(env.NODE_EXTRA_CA_CERTS, 'utf8'));
+  } catch {
+    return []; // Node itself warned at start
+  }
 }
 
 const secureContexts = new WeakMap<TlsConnectOptions, SecureContext>();

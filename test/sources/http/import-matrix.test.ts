@@ -137,15 +137,26 @@ describe("the system's trust store, as curl and CDI read it", () => {
     assert.equal(await sha256File(out), oracle.raw);
   });
 
-  it('an unreadable SSL_CERT_FILE is named in one line, and nothing is written', async () => {
+  it('an unreadable SSL_CERT_FILE trusts nothing from it, as for curl and Go: https fails saying so, http is not concerned', async () => {
+    const env = { SSL_CERT_FILE: dir.join('no-such-bundle.pem') };
     const outDir = dir.join('ssl-cert-file-missing');
     mkdirSync(outDir);
-    const result = await runCli(['import', `${nginx.https}disk.raw`, '-o', `${outDir}/disk.img`, '--quiet'], {
-      env: { SSL_CERT_FILE: dir.join('no-such-bundle.pem') },
-    });
-    assert.equal(result.code, 2, result.stderr); // a usage error, as a missing --ca-cert file is
-    assert.match(result.stderr, /cannot read SSL_CERT_FILE .*no-such-bundle\.pem: no such file or directory; point it at a PEM bundle or unset it/);
-    assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+    const https = await runCli(['import', `${nginx.https}disk.raw`, '-o', `${outDir}/disk.img`, '--quiet'], { env });
+    assert.equal(https.code, 1, https.stderr);
+    assert.match(https.stderr, /unknown certificate authority; trust its CA with --ca-cert .* \(and SSL_CERT_FILE \S*no-such-bundle\.pem cannot be read \(no such file or directory\): the system's CAs are read from it\)/);
+    assert.equal(https.stderr.trim().split('\n').length, 1, https.stderr);
     assert.deepEqual(readdirSync(outDir), []);
+    // --ca-cert still works, and a plain-http import never reads a trust store.
+    const withCa = await importTo(`${nginx.https}disk.raw.gz`, ['--ca-cert', certs.caCert], 'ssl-cert-file-missing-ca', env);
+    assert.equal(withCa.result.code, 0, withCa.result.stderr);
+    const http = await importTo(`${nginx.http}disk.raw.gz`, [], 'ssl-cert-file-missing-http', env);
+    assert.equal(http.result.code, 0, http.result.stderr);
+    assert.equal(await sha256File(http.out), oracle.raw);
+  });
+
+  it("NODE_EXTRA_CA_CERTS (Node's own way to add a CA) is still trusted beside the system's CAs", async () => {
+    const { result, out } = await importTo(`${nginx.https}disk.raw.gz`, [], 'node-extra-ca', { NODE_EXTRA_CA_CERTS: certs.caCert });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(out), oracle.raw);
   });
 });

@@ -64,6 +64,27 @@ describe('archive edge cases', () => {
     }
   });
 
+  it('a regular-file entry named "d/" with a size field: no data is read for it, so the entries after it are extracted', async () => {
+    const archive = tmp.join('slash-size.tar');
+    // tarfile would write the size's data; the header is written alone, as such archives come.
+    run('python3', [
+      '-c',
+      `import tarfile
+def header(name, size):
+    info = tarfile.TarInfo(name); info.size = size; info.mode = 0o755
+    return info.tobuf(tarfile.USTAR_FORMAT)
+data = b'hello world\\n'
+with open(${JSON.stringify(archive)}, 'wb') as f:
+    f.write(header('d/', 1024)); f.write(header('d/f.txt', len(data))); f.write(data.ljust(512, b'\\0')); f.write(bytes(1024))`,
+    ]);
+    const [ours, reference] = [fresh('slash-size-ours'), fresh('slash-size-ref')];
+    run('tar', ['-xf', archive, '-C', reference]);
+    const result = await extractArchive(createReadStream(archive), ours);
+    assert.equal(result.files, 1);
+    assert.equal(readFileSync(`${ours}/d/f.txt`, 'utf8'), 'hello world\n');
+    assert.equal(diffTrees(ours, reference), '');
+  });
+
   it('entries after the end-of-archive marker (cat a.tar b.tar) are not extracted, as tar -x leaves them', async () => {
     const [a, b, joined] = [tmp.join('a.tar'), tmp.join('b.tar'), tmp.join('joined.tar')];
     pythonTar(a, `add('first.txt', data=b'1')`);
