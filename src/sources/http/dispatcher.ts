@@ -59,11 +59,8 @@ export class SourceDispatchers {
 
   readonly proxy: ProxySettings;
 
-  /**
-   * `env`: where the proxy variables and SSL_CERT_FILE / SSL_CERT_DIR are read.
-   * `headersTimeoutMs`: how long a request waits for its answer's headers.
-   */
-  constructor(transport: TransportOptions, env: NodeJS.ProcessEnv = process.env, headersTimeoutMs = firstAnswerWaitMs(transport)) {
+  /** `env`: where the proxy variables and SSL_CERT_FILE / SSL_CERT_DIR are read. */
+  constructor(transport: TransportOptions, env: NodeJS.ProcessEnv = process.env) {
     const proxy = proxySettingsFromEnv(env);
     this.proxy = proxy;
     // A TLS-intercepting proxy re-signs the origin's certificate, so its CA is trusted for the origin too.
@@ -73,7 +70,8 @@ export class SourceDispatchers {
       // Stalls while the body flows are watched by the source, which knows when the consumer
       // (not the network) is the slow side.
       bodyTimeout: 0,
-      headersTimeout: headersTimeoutMs,
+      // A silent answer mid-download is a stall (the first one may wait longer: firstAnswerWaitMs).
+      headersTimeout: stallTimeoutMs(transport),
     };
     this.makeDirect = (tls) => new (undici().Agent)({ ...common, ...(tls ? { connect: tls } : {}) });
     const proxyTls = (proxyUrl: string) =>

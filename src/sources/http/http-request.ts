@@ -73,6 +73,8 @@ export async function getFollowingRedirects(
   extra: Record<string, string>,
   signal: AbortSignal,
   start: URL = endpoint.url,
+  /** How long to wait for each answer's headers (default: the dispatcher's, the stall timeout). */
+  headersTimeoutMs?: number,
 ): Promise<HttpResponse> {
   let url = start;
   for (let hop = 0; ; hop++) {
@@ -83,6 +85,7 @@ export async function getFollowingRedirects(
         headers: headersFor(endpoint, url, extra),
         dispatcher: endpoint.dispatchers.for(url),
         signal,
+        ...(headersTimeoutMs !== undefined ? { headersTimeout: headersTimeoutMs } : {}),
       });
     } catch (err) {
       // After a redirect the failing host is not the one the user named: say which it was.

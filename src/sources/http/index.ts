@@ -69,7 +69,7 @@ export class HttpSource implements Source {
 
   async open(signal: AbortSignal): Promise<OpenedSource> {
     const answerMs = this.tuning.firstAnswerMs ?? firstAnswerWaitMs(this.transport);
-    const dispatchers = new SourceDispatchers(this.transport, this.tuning.env, answerMs);
+    const dispatchers = new SourceDispatchers(this.transport, this.tuning.env);
     const endpoint: HttpEndpoint = { url: this.url, auth: this.auth, headers: this.headers, dispatchers };
     const stallMs = stallTimeoutMs(this.transport);
     // Range reads (the probe included) on sockets that read into their destination; undici for the rest.
@@ -168,7 +168,7 @@ export class HttpSource implements Source {
           } else attempt--;
           continue;
         }
-        response = await getFollowingRedirects(endpoint, probe ? { range: `bytes=0-${probe - 1}` } : {}, signal);
+        response = await getFollowingRedirects(endpoint, probe ? { range: `bytes=0-${probe - 1}` } : {}, signal, endpoint.url, answerMs);
         if (response.statusCode === 206 && probe) {
           const identity = probedIdentity(response.headers, probe);
           if (identity) return { url: response.url, identity, head: await readBodyFully(response.body as never, stallMs, probe) };
