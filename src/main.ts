@@ -17,7 +17,11 @@ export async function main(argv: string[]): Promise<number> {
   holdStopSignals();
   // A reader that went away (`… --json | true`) is not the import's failure: what it did stands.
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EPIPE') throw err;
+    if (err.code === 'EPIPE') return;
+    // The report could not be delivered (stdout on a full disk): say so, once, where it can be read.
+    process.stderr.write(`cdi-importer: error: cannot write to standard output: ${err.code ?? err.message}\n`);
+    stdoutFailed = true;
+    process.exitCode = 1;
   });
   const first = argv[2];
   const wantsHelp = first === '--help' || first === '-h' || first === '--version' || first === '-V';
@@ -86,6 +90,7 @@ function editDistance(a: string, b: string): number {
 }
 
 let settled = false;
+let stdoutFailed = false;
 // A command stalled on a promise that no event can settle would let Node end with exit 0 and no
 // word (no result, no termination message): fail instead.
 process.once('beforeExit', () => {
@@ -97,7 +102,7 @@ process.once('beforeExit', () => {
 main(process.argv).then(
   (code) => {
     settled = true;
-    process.exitCode = code;
+    process.exitCode = stdoutFailed ? 1 : code;
   },
   (err) => {
     settled = true;

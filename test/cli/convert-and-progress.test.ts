@@ -4,7 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createReadStream, existsSync, readdirSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, openSync, readdirSync, statSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { cliCommand, repoRoot, runCli } from '../support/cli.js';
@@ -174,4 +174,15 @@ test('a reader of stdout that went away (--json | true) changes nothing: exit 0,
   assert.equal(code, 0, stderr);
   assert.equal(stderr, '');
   assert.equal(await sha256File(out), await qemuRawSha256(dir.join('disk.qcow2'), dir.path));
+});
+
+test('a report that cannot be written (stdout on a full disk) is one line on stderr and exit 1, not a stack trace', async () => {
+  const full = openSync('/dev/full', 'w');
+  const child = spawn(process.execPath, [...cliCommand, 'convert', dir.join('disk.qcow2'), dir.join('full.raw'), '--json'], { cwd: repoRoot, stdio: ['ignore', full, 'pipe'] });
+  closeSync(full);
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const [code] = (await once(child, 'close')) as [number | null];
+  assert.equal(code, 1, stderr);
+  assert.equal(stderr.trim(), 'cdi-importer: error: cannot write to standard output: ENOSPC');
 });
