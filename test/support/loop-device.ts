@@ -1,4 +1,6 @@
 /** Loop devices (losetup) stand in for block volumes; root only. */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
 import { run } from './tools.js';
 
 /** Attaches `backingFile` to a free loop device and returns its path, or undefined when not permitted. */
@@ -12,4 +14,22 @@ export function attachLoop(backingFile: string): string | undefined {
 
 export function detachLoop(device: string): void {
   run('losetup', ['-d', device]);
+}
+
+/**
+ * Makes an ext2 file system image of `size` in `dir` (extra mkfs.ext2 flags in `mkfsArgs`) and
+ * mounts it on `dir/mnt`; returns the mount point, or undefined where mounting is not permitted.
+ */
+export function mountExt2(dir: string, size: string, mkfsArgs: string[] = []): string | undefined {
+  const image = path.join(dir, 'ext2.img');
+  const mountPoint = path.join(dir, 'mnt');
+  run('truncate', ['-s', size, image]);
+  run('mkfs.ext2', ['-q', '-F', ...mkfsArgs, image]);
+  mkdirSync(mountPoint);
+  try {
+    run('mount', ['-o', 'loop', image, mountPoint]);
+    return mountPoint;
+  } catch {
+    return undefined;
+  }
 }

@@ -4,8 +4,9 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { runCli } from '../support/cli.js';
+import { mountExt2 } from '../support/loop-device.js';
 import { makeTempDir, run, type TempDir } from '../support/tools.js';
 
 let dir: TempDir;
@@ -13,16 +14,7 @@ let mountPoint: string | undefined;
 
 before(() => {
   dir = makeTempDir();
-  const fsImage = dir.join('ext2-1k.img');
-  run('truncate', ['-s', '32M', fsImage]);
-  run('mkfs.ext2', ['-q', '-F', '-b', '1024', fsImage]);
-  mkdirSync(dir.join('mnt'));
-  try {
-    run('mount', ['-o', 'loop', fsImage, dir.join('mnt')]);
-    mountPoint = dir.join('mnt');
-  } catch {
-    mountPoint = undefined;
-  }
+  mountPoint = mountExt2(dir.path, '32M', ['-b', '1024']);
 });
 
 after(() => {

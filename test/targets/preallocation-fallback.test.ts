@@ -5,8 +5,9 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { runCli } from '../support/cli.js';
+import { mountExt2 } from '../support/loop-device.js';
 import { allocatedBytes, makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 
@@ -16,16 +17,7 @@ let mountPoint: string | undefined;
 
 before(() => {
   dir = makeTempDir();
-  const fsImage = dir.join('ext2.img');
-  run('truncate', ['-s', '48M', fsImage]);
-  run('mkfs.ext2', ['-q', '-F', fsImage]);
-  mkdirSync(dir.join('mnt'));
-  try {
-    run('mount', ['-o', 'loop', fsImage, dir.join('mnt')]);
-    mountPoint = dir.join('mnt');
-  } catch {
-    mountPoint = undefined;
-  }
+  mountPoint = mountExt2(dir.path, '48M');
 });
 
 after(() => {
