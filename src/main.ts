@@ -45,7 +45,8 @@ export async function main(argv: string[]): Promise<number> {
     )
     .version('0.1.0')
     .exitOverride()
-    .showHelpAfterError('(add --help for usage)');
+    // One line, as every other failure: commander's own words, prefixed, with where help is.
+    .configureOutput({ outputError: (text, write) => write(`cdi-importer: ${text.trim()} (see cdi-importer --help)\n`) });
   registerImportCommand(program);
   registerDatavolumeCommand(program);
   registerInfoCommand(program);

@@ -171,7 +171,7 @@ export async function buildRequest(source: string, dest: string | undefined, opt
     source: sourceSpec,
     contentType,
     target,
-    requestedSize: options.size !== undefined ? parseSize(options.size) : undefined,
+    requestedSize: options.size !== undefined ? parseRequestedSize(options.size) : undefined,
     filesystemOverhead: options.filesystemOverhead !== undefined ? parseOverhead(options.filesystemOverhead) : isBlock ? 0 : 0.06,
     preallocation: options.preallocation === true,
     checksum: options.checksum !== undefined ? parseChecksum(options.checksum) : undefined,
@@ -202,3 +202,9 @@ async function targetFor(destination: string, contentType: ContentType, sync: bo
   return { kind: 'file', path: destination, atomic: true, localMode: true, sync };
 }
 
+/** --size: a volume of 0 bytes holds no image; it is a mistake, not a request. */
+function parseRequestedSize(text: string): number {
+  const size = parseSize(text);
+  if (size === 0) throw usageError(`--size ${text} is no volume: give the requested size (e.g. 10Gi), or leave --size out to keep the image's own size`);
+  return size;
+}

@@ -52,7 +52,11 @@ const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 export function parseSourceArgument(text: string, transport: TransportOptions): SourceSpec {
   // An unset shell variable ("$IMAGE") arrives as an empty argument.
   if (text.trim() === '') throw usageError('the source is an empty string: give a URL, a docker:// reference, a path, or - for stdin');
-  if (text === '-') return { kind: 'stdin' };
+  if (text === '-') {
+    // Nothing would ever come: the user meant to pipe an image in.
+    if (process.stdin.isTTY) throw usageError('standard input is a terminal: pipe the image in (e.g. curl -s URL | cdi-importer import - disk.img) or give its path');
+    return { kind: 'stdin' };
+  }
   if (/^https?:\/\/\//i.test(text)) throw usageError(`the URL "${text}" has no host name: write it as http(s)://HOST/PATH`);
   if (/^https?:\/\//i.test(text)) return { kind: 'http', url: text, transport };
   // One slash short of a URL is a typo, not a file in a directory named "http:".

@@ -4,7 +4,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, writeFileSync, readFileSync, statSync, mkdirSync, rmSync } from 'node:fs';
-import { runCli } from '../support/cli.js';
+import { spawnSync } from 'node:child_process';
+import { cliCommand, repoRoot, runCli } from '../support/cli.js';
 import { qemuImg, qemuIo, xzCompress } from '../qcow2/images.js';
 import { moveL2TableToEnd } from '../qcow2/patch.js';
 import { makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
@@ -267,7 +268,8 @@ test('usage errors exit 2 with a hint', async () => {
   assert.deepEqual(JSON.parse(bogus.stdout), { ok: false, category: 'usage', error: "unknown option '--bogus'" });
   const unknown = await runCli(['import']);
   assert.equal(unknown.code, 2);
-  assert.match(unknown.stderr, /missing required argument 'source'/);
+  // commander's findings are one line too, as every other failure.
+  assert.equal(unknown.stderr, "cdi-importer: error: missing required argument 'source' (see cdi-importer --help)\n");
   const badSize = await runCli(['import', raw, '-o', dir.join('x.img'), '--size', '12 parsecs']);
   assert.equal(badSize.code, 2);
   assert.match(badSize.stderr, /invalid quantity "12 parsecs"/);
@@ -331,5 +333,21 @@ describe('mistyped URLs', () => {
     writeFileSync(dir.join('cwd', 'http:', 'disk.raw'), Buffer.alloc(1 << 20, 1));
     const real = await runCli(['import', 'http:/disk.raw', '-o', dir.join('real-path.img'), '-q'], { cwd: dir.join('cwd') });
     assert.equal(real.code, 0, real.stderr);
+  });
+});
+
+describe('mistakes a terminal user makes', () => {
+  test('- with standard input at a terminal: refused at once (nothing would come), not a silent wait', () => {
+    const command = [process.execPath, ...cliCommand, 'import', '-', dir.join('tty.img')].map((a) => `'${a}'`).join(' ');
+    const result = spawnSync('script', ['-qec', command, '/dev/null'], { encoding: 'utf8', timeout: 60_000, cwd: repoRoot });
+    assert.equal(result.status, 2, result.stdout);
+    assert.match(result.stdout, /standard input is a terminal: pipe the image in/);
+    assert.deepEqual(outputsNamed('tty.img'), []);
+  });
+
+  test('--size 0 is a usage error, not a volume too small', async () => {
+    const result = await runCli(['import', raw, '-o', dir.join('size0.img'), '--size', '0']);
+    assert.equal(result.code, 2, result.stderr);
+    assert.match(result.stderr, /--size 0 is no volume: give the requested size/);
   });
 });
