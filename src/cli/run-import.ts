@@ -95,7 +95,8 @@ function summary(result: ImportResult, request: ImportRequest, elapsedMs: number
         ? `, grown to ${formatBytes(result.targetSize)}${capped(result, request, sizeLabel)}`
         : '';
   const scratch = result.scratchBytesUsed ? `, ${formatBytes(result.scratchBytesUsed)} scratch` : '';
-  return `Imported ${result.formats.join(' → ')} (${formatBytes(result.virtualSize)}) to ${request.target.path}${grown}${scratch} in ${seconds}s`;
+  const verb = command === 'convert' ? 'Converted' : 'Imported';
+  return `${verb} ${result.formats.join(' → ')} (${formatBytes(result.virtualSize)}) to ${request.target.path}${grown}${scratch} in ${seconds}s`;
 }
 
 /** Warnings (a download retried) as lines on stderr, above the progress bar; nothing else. */

@@ -61,6 +61,7 @@ test('convert from stdin', async () => {
   const result = await runCli(['convert', '-', out], { input: createReadStream(dir.join('disk.qcow2.xz')) });
   assert.equal(result.code, 0, result.stderr);
   assert.equal(await sha256File(out), await qemuRawSha256(dir.join('disk.qcow2'), dir.path));
+  assert.match(result.stderr, /^Converted xz → qcow2 \(20\.0 MiB\) to \S+stdin\.out in /m, 'convert says what it did');
 });
 
 test('convert refuses remote sources with a pointer to import', async () => {
