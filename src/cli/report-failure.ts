@@ -23,7 +23,10 @@ export function tooSmallHint(request: ImportRequest, command: ImportCommand, err
   if (request.target.kind === 'directory') return `extract it where there is more room${request.requestedSize !== undefined ? ', or give a larger --size' : ''}`;
   const sizeHint = requestedSizeHint(request, err);
   if (sizeHint) return sizeHint;
-  return `write it where there is more room, or give --size / --filesystem-overhead (a file on a file system keeps 6 % of the space free unless told otherwise)${replacedFileNote(request.target.path)}`;
+  // Free space is the limit here: --size could only lower it; the overhead kept free is what can give room.
+  const overhead = request.filesystemOverhead;
+  const lower = overhead > 0 ? `, or lower --filesystem-overhead (${+(overhead * 100).toFixed(2)} % of the space is kept free; 0 keeps none)` : '';
+  return `write it where there is more room${lower}${replacedFileNote(request.target.path)}`;
 }
 
 /**

@@ -185,7 +185,8 @@ describe('bad destinations', () => {
     if (!mount) return;
     const result = await runCli(['import', raw, '-o', `${mount}/disk.img`]);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /virtual image size \d+ is larger than the reported available storage \d+: write it where there is more room, or give --size \/ --filesystem-overhead/);
+    assert.match(result.stderr, /virtual image size \d+ is larger than the reported available storage \d+: write it where there is more room, or lower --filesystem-overhead \(6 % of the space is kept free; 0 keeps none\)$/m);
+    assert.doesNotMatch(result.stderr, /--size/, 'a --size could only lower the limit');
     assert.doesNotMatch(result.stderr, /PVC/, 'the pod\'s words are for the pod');
     assert.deepEqual(readdirSync(mount), []);
   });
