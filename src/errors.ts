@@ -37,9 +37,20 @@ export const MEASURED_WHILE_READ = '(measured as the stream is read)';
  * CDI's controller matches this phrase to report "DataVolume too small to contain image".
  * `streaming`: the size is not known yet (a compressed raw image), only that it passes `virtualSize`.
  */
-export function tooSmall(virtualSize: number, available: number, streaming = false): ImportError {
-  const size = streaming ? `of more than ${virtualSize} bytes ${MEASURED_WHILE_READ}` : `${virtualSize}`;
-  return new ImportError('too-small', `virtual image size ${size} is larger than the reported available storage ${available}${LARGER_PVC_REQUIRED}`);
+export function tooSmall(virtualSize: number, available: number, streaming = false): TooSmallError {
+  return new TooSmallError(virtualSize, available, streaming);
+}
+
+/** The sizes travel with the error, so the CLI's hint can reason about them (report-failure.ts). */
+export class TooSmallError extends ImportError {
+  constructor(
+    readonly virtualSize: number,
+    readonly available: number,
+    readonly streaming: boolean,
+  ) {
+    const size = streaming ? `of more than ${virtualSize} bytes ${MEASURED_WHILE_READ}` : `${virtualSize}`;
+    super('too-small', `virtual image size ${size} is larger than the reported available storage ${available}${LARGER_PVC_REQUIRED}`);
+  }
 }
 
 export class ChecksumMismatchError extends ImportError {

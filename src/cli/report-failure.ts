@@ -1,4 +1,4 @@
-import { isImportError, LARGER_PVC_REQUIRED, MEASURED_WHILE_READ, oneLine } from '../errors.js';
+import { isImportError, LARGER_PVC_REQUIRED, oneLine, TooSmallError } from '../errors.js';
 import { statSync } from 'node:fs';
 import type { ImportRequest } from '../request.js';
 import { formatBytes } from '../util/quantity.js';
@@ -13,7 +13,7 @@ export type ImportCommand = 'import' | 'convert' | 'datavolume';
 export function tooSmallHint(request: ImportRequest, command: ImportCommand, err?: unknown): string {
   if (request.target.kind === 'block') {
     // A stream's size shows only as it is written: by then the device's start holds part of it.
-    const overwritten = err !== undefined && oneLine(err).includes(MEASURED_WHILE_READ) ? '; the start of the device was overwritten before the size was known' : '';
+    const overwritten = err instanceof TooSmallError && err.streaming ? '; the start of the device was overwritten before the size was known' : '';
     return `use a larger device (block devices are not resized)${overwritten}`;
   }
   if (command === 'datavolume') {
@@ -35,8 +35,8 @@ export function tooSmallHint(request: ImportRequest, command: ImportCommand, err
  */
 function requestedSizeHint(request: ImportRequest, err: unknown): string | undefined {
   const requested = request.requestedSize;
-  const virtualSize = Number(/virtual image size (\d+) is larger/.exec(err === undefined ? '' : oneLine(err))?.[1] ?? NaN);
-  if (requested === undefined || !Number.isFinite(virtualSize)) return undefined;
+  if (requested === undefined || !(err instanceof TooSmallError) || err.streaming) return undefined;
+  const { virtualSize } = err;
   const overhead = request.filesystemOverhead;
   if (usableSpace(requested, overhead) >= virtualSize) return undefined; // free space was the limit
   let needed = Math.ceil((Math.ceil(virtualSize / MiB) * MiB * (1 + overhead)) / MiB) * MiB;

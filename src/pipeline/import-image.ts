@@ -35,7 +35,7 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
     }
     signal.throwIfAborted();
     target = await plan.create();
-    const expectedSize = image.virtualSize !== undefined ? Math.max(image.virtualSize, plan.growTo ?? 0) : plan.growTo;
+    const expectedSize = finalSize(image.virtualSize, plan);
     if (expectedSize !== undefined) await target.checkSize?.(expectedSize);
     const { end, bytesWritten } = await writeExtents(image, target, plan, signal);
     // A stream that shows its size only as it goes (gzip, zstd) has fitted once it is all written.
@@ -47,8 +47,7 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
       for await (const _ of disk.innerStream) void _;
     }
     const checksum = disk.tap?.verify();
-    const finalSize = plan.growTo !== undefined ? Math.max(virtualSize, plan.growTo) : virtualSize;
-    const finished = await target.finish(finalSize);
+    const finished = await target.finish(finalSize(virtualSize, plan)!);
     return {
       formats: disk.chain,
       virtualSize,
@@ -68,6 +67,12 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
     disk?.innerStream?.destroy();
     await opened.randomAccess?.close();
   }
+}
+
+/** The disk's size at the end: its virtual size grown to the plan's (SPEC §7); undefined while neither is known. */
+function finalSize(virtualSize: number | undefined, plan: TargetPlan): number | undefined {
+  if (virtualSize === undefined) return plan.growTo;
+  return plan.growTo !== undefined ? Math.max(virtualSize, plan.growTo) : virtualSize;
 }
 
 /** SPEC §7: fail before writing when the image cannot fit. */

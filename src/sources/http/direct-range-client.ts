@@ -98,7 +98,7 @@ export class DirectRangeClient {
    * `tlsOptions`: the source's CAs and verification settings, for https URLs; asked for at the
    * first https connection (SourceDispatchers builds its TLS context then).
    */
-  constructor(private readonly tlsOptions?: TlsConnectOptions | (() => TlsConnectOptions)) {}
+  constructor(private readonly tlsOptions?: () => TlsConnectOptions) {}
 
   /** Whether requests to `url` (with these headers) can go this way. */
   static handles(url: URL, headers: Record<string, string>): boolean {
@@ -156,7 +156,7 @@ export class DirectRangeClient {
   private connect(url: URL): Connection {
     if (this.closed) throw new Error('range client closed');
     const { origin } = url;
-    const tlsOptions = url.protocol !== 'https:' ? undefined : typeof this.tlsOptions === 'function' ? this.tlsOptions() : this.tlsOptions;
+    const tlsOptions = url.protocol === 'https:' ? this.tlsOptions?.() : undefined;
     return new Connection(url, tlsOptions, (conn) => {
       const list = this.idle.get(origin) ?? [];
       const at = list.indexOf(conn);

@@ -97,19 +97,13 @@ const SYSTEM_CA_FILES = [
 export function systemCaCertificates(env: NodeJS.ProcessEnv = process.env): string[] | undefined {
   const certificates: string[] = [];
   if (env.SSL_CERT_FILE) {
-    try {
-      certificates.push(...certificatesIn(readFileSync(env.SSL_CERT_FILE, 'utf8')));
-    } catch {
-      // trusts nothing from it
-    }
+    certificates.push(...(certificatesOf(env.SSL_CERT_FILE) ?? [])); // unreadable: trusts nothing from it
   } else {
     for (const file of SYSTEM_CA_FILES) {
-      try {
-        certificates.push(...certificatesIn(readFileSync(file, 'utf8')));
-        break;
-      } catch {
-        // not this distribution's path
-      }
+      const bundle = certificatesOf(file); // undefined: not this distribution's path
+      if (!bundle) continue;
+      certificates.push(...bundle);
+      break;
     }
   }
   for (const dir of (env.SSL_CERT_DIR ?? '').split(':').filter(Boolean)) {
@@ -135,11 +129,16 @@ export function sslCertFileProblem(env: NodeJS.ProcessEnv = process.env): string
 
 /** The CAs Node adds from `NODE_EXTRA_CA_CERTS` to its default store, which an explicit `ca` list replaces. */
 function nodeExtraCaCertificates(env: NodeJS.ProcessEnv): string[] {
-  if (!env.NODE_EXTRA_CA_CERTS) return [];
+  // Unreadable: Node itself warned at start.
+  return (env.NODE_EXTRA_CA_CERTS && certificatesOf(env.NODE_EXTRA_CA_CERTS)) || [];
+}
+
+/** The PEM certificates in `file`; undefined when it cannot be read. */
+function certificatesOf(file: string): string[] | undefined {
   try {
-    return certificatesIn(readFileSync(env.NODE_EXTRA_CA_CERTS, 'utf8'));
+    return certificatesIn(readFileSync(file, 'utf8'));
   } catch {
-    return []; // Node itself warned at start
+    return undefined;
   }
 }
 

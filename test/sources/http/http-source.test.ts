@@ -256,7 +256,7 @@ describe('HttpSource random access over Range', () => {
   it('reads ranges over HTTPS on its own sockets, verifying certificates as the first request did', async () => {
     const signal = new AbortController().signal;
     const read = async (base: string | undefined, tlsOptions: ReturnType<typeof tlsConnectOptions>) => {
-      const client = new DirectRangeClient(tlsOptions);
+      const client = new DirectRangeClient(() => tlsOptions);
       const url = new URL(`${base}disk.img`);
       try {
         const answer = await client.read(url, { range: 'bytes=1000-1999999' }, 1000, 1_999_000, undefined, 5000, signal);
