@@ -7,11 +7,18 @@ import type { OpenedSource } from '../sources/source.js';
 import { xzDeclaredSize } from './xz/xz-size.js';
 import { detectFormat } from './magic.js';
 
-const VHD_FOOTER_SIZE = 512;
+export const VHD_FOOTER_SIZE = 512;
 const VHD_COOKIE = Buffer.from('conectix', 'latin1');
 
-function isFixedVhd(tail: Buffer): boolean {
+/** Whether a raw image's last 512 bytes are a fixed-size VHD's footer. */
+export function isFixedVhd(tail: Buffer): boolean {
   return tail.length === VHD_FOOTER_SIZE && tail.subarray(0, VHD_COOKIE.length).equals(VHD_COOKIE);
+}
+
+export function fixedVhdRefusal(where: string): Error {
+  return badInput(
+    `${where} is a fixed-size VHD image (its footer is at the end), which is not supported: convert it to raw or qcow2 first (qemu-img convert -f vpc -O qcow2)`,
+  );
 }
 
 /** The last `count` bytes of the stream, from its last two chunks. */
@@ -69,11 +76,7 @@ export function rawImage(stream: Readable, format: 'raw' | 'iso', where: string,
         previous = last;
         last = data;
       }
-      if (isFixedVhd(lastBytes(VHD_FOOTER_SIZE, previous, last))) {
-        throw badInput(
-          `${where} is a fixed-size VHD image (its footer is at the end), which is not supported: convert it to raw or qcow2 first (qemu-img convert -f vpc -O qcow2)`,
-        );
-      }
+      if (isFixedVhd(lastBytes(VHD_FOOTER_SIZE, previous, last))) throw fixedVhdRefusal(where);
     },
   };
 }

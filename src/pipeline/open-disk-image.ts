@@ -6,6 +6,7 @@ import type { OpenedSource, RandomAccessReader } from '../sources/source.js';
 import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { declaredUncompressedSize, knownRawLength, rawImage } from '../formats/raw-image.js';
+import { hasHoles, sparseRawImage } from '../formats/sparse-raw-image.js';
 import { SourceTap } from './source-tap.js';
 import { badInput } from '../errors.js';
 
@@ -35,12 +36,22 @@ export async function openDiskImage(
   let declared: number | undefined;
   if (opened.randomAccess) {
     const head = await opened.randomAccess.read(0, DETECTION_BYTES);
-    if (detectFormat(head) === 'qcow2' && !request.checksum) {
-      checkExpectedFormat('qcow2', request, description);
+    const detected = detectFormat(head);
+    const byRandomAccess = async (open: (reader: RandomAccessReader) => Promise<DiskImage>, format: string): Promise<OpenedDiskImage> => {
       opened.stream.destroy();
-      const counting = new CountingReader(opened.randomAccess, ctx);
-      const image = await openQcow2RandomAccess(counting, request, ctx);
-      return { image: { ...image, extents: () => counting.endOf(image.extents()) }, chain: ['qcow2'], sourceBytes: () => counting.bytes };
+      const counting = new CountingReader(opened.randomAccess!, ctx);
+      const image = await open(counting);
+      return { image: { ...image, extents: () => counting.endOf(image.extents()) }, chain: [format], sourceBytes: () => counting.bytes };
+    };
+    if (detected === 'qcow2' && !request.checksum) {
+      checkExpectedFormat('qcow2', request, description);
+      return byRandomAccess((reader) => openQcow2RandomAccess(reader, request, ctx), 'qcow2');
+    }
+    // A sparse raw file is read by its data map, holes skipped (a checksum needs every byte in order).
+    const { dataMap } = opened.randomAccess;
+    if ((detected === 'raw' || detected === 'iso') && !request.checksum && dataMap && (await hasHoles(dataMap, opened.randomAccess.size))) {
+      checkExpectedFormat(detected, request, description);
+      return byRandomAccess((reader) => sparseRawImage(reader, dataMap, detected, description), detected);
     }
     declared = await declaredUncompressedSize(head, opened);
   }
@@ -111,6 +122,9 @@ class CountingReader implements RandomAccessReader {
   ) {}
   get size(): number {
     return this.inner.size;
+  }
+  get dataMap(): RandomAccessReader['dataMap'] {
+    return this.inner.dataMap;
   }
   async read(offset: number, length: number): Promise<Buffer> {
     const data = await this.inner.read(offset, length);

@@ -186,11 +186,7 @@ function extend(run: Run, piece: Piece, size: number, header: Qcow2Header): bool
 
 async function resolveRun(reader: RandomAccessReader, header: Qcow2Header, run: Run): Promise<Extent> {
   if (run.kind === 'zero') return { offset: run.guestOffset, length: run.length };
-  if (run.kind === 'data') {
-    const data = await readExact(reader, run.hostOffset, run.length, `data for guest offset ${run.guestOffset}`);
-    // The read buffer is this extent's alone: once written it can serve another read.
-    return { offset: run.guestOffset, length: run.length, data, release: () => readPool.give(data) };
-  }
+  if (run.kind === 'data') return readDataRun(reader, run);
   const span = await readExact(reader, run.hostStart, run.hostEnd - run.hostStart, 'compressed clusters');
   // Clusters are decoded side by side into one buffer (pooled when it fits), the extent's data.
   const { clusterSize } = header;
@@ -207,4 +203,33 @@ async function resolveRun(reader: RandomAccessReader, header: Qcow2Header, run: 
   // Every piece but the last is a whole cluster, so the run's bytes are the buffer's first run.length.
   const data = output.subarray(0, run.length);
   return { offset: run.guestOffset, length: run.length, data, release: () => readPool.give(output) };
+}
+
+/**
+ * A run of data clusters. Clusters that lie in holes of the image file (preallocation=metadata or
+ * falloc: mapped, never written) read as zeros: with a map of the file's holes they are not read,
+ * as qemu-img skips them.
+ */
+async function readDataRun(reader: RandomAccessReader, run: Extract<Run, { kind: 'data' }>): Promise<Extent> {
+  const { guestOffset, length, hostOffset } = run;
+  const what = `data for guest offset ${guestOffset}`;
+  const ranges = reader.dataMap ? await reader.dataMap.dataIn(hostOffset, hostOffset + length) : [{ start: hostOffset, end: hostOffset + length }];
+  if (ranges.length === 0) return { offset: guestOffset, length };
+  const whole = ranges.length === 1 && ranges[0]!.start === hostOffset && ranges[0]!.end === hostOffset + length;
+  if (whole) {
+    const data = await readExact(reader, hostOffset, length, what);
+    // The read buffer is this extent's alone: once written it can serve another read.
+    return { offset: guestOffset, length, data, release: () => readPool.give(data) };
+  }
+  const data = length <= readPool.size ? readPool.take().subarray(0, length) : Buffer.allocUnsafe(length);
+  let filled = 0;
+  for (const range of ranges) {
+    data.fill(0, filled, range.start - hostOffset);
+    const part = await readExact(reader, range.start, range.end - range.start, what);
+    part.copy(data, range.start - hostOffset);
+    readPool.give(part);
+    filled = range.end - hostOffset;
+  }
+  data.fill(0, filled);
+  return { offset: guestOffset, length, data, release: () => readPool.give(data) };
 }

@@ -1,5 +1,6 @@
 import { open, stat } from 'node:fs/promises';
-import type { OpenedSource, RandomAccessReader, Source } from './source.js';
+import type { DataMap, OpenedSource, RandomAccessReader, Source } from './source.js';
+import { FileDataMap } from './file-data-map.js';
 import { badInput } from '../errors.js';
 import { blockDeviceSize } from '../util/block-device-size.js';
 import { readPool } from '../util/buffer-pool.js';
@@ -32,7 +33,9 @@ export class FileSource implements Source {
     // Opened here, not only by the stream: a file that can be listed but not read fails now, in words.
     const handle = await open(this.path, 'r').catch(unreadable);
     const stream = new PooledFileStream(this.path, signal);
-    return { stream, size, randomAccess: new FileRandomAccessReader(handle, size) };
+    // Block devices have no holes to ask about (lseek refuses SEEK_DATA on them).
+    const dataMap = info.isFile() ? FileDataMap.of(handle.fd, size) : undefined;
+    return { stream, size, randomAccess: new FileRandomAccessReader(handle, size, dataMap) };
   }
 }
 
@@ -40,6 +43,7 @@ class FileRandomAccessReader implements RandomAccessReader {
   constructor(
     private readonly handle: import('node:fs/promises').FileHandle,
     readonly size: number,
+    readonly dataMap: DataMap | undefined,
   ) {}
 
   async read(offset: number, length: number): Promise<Buffer> {

@@ -1,5 +1,19 @@
 import type { Readable } from 'node:stream';
 
+/** A range of bytes, [start, end). */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+/** Where a source holds data; the rest (holes) reads as zeros and need not be read. */
+export interface DataMap {
+  /** The data range that starts at or after `offset`, or undefined if only zeros follow. */
+  nextData(offset: number): Promise<ByteRange | undefined>;
+  /** The data ranges within [start, end), in order. */
+  dataIn(start: number, end: number): Promise<ByteRange[]>;
+}
+
 /**
  * Random access to the source's bytes (a local file, HTTP with Range). Reads past the end
  * return a shorter buffer; a reader never reads beyond `size`.
@@ -8,6 +22,8 @@ export interface RandomAccessReader {
   readonly size: number;
   read(offset: number, length: number): Promise<Buffer>;
   close(): Promise<void>;
+  /** Present when the source knows its holes (a sparse local file). */
+  readonly dataMap?: DataMap;
 }
 
 /** What a source hands to the pipeline once opened. */

@@ -1,0 +1,94 @@
+import { createRequire } from 'node:module';
+import type { ByteRange, DataMap } from './source.js';
+
+const require = createRequire(import.meta.url);
+
+// lseek(2) whence values (Linux): Node's fs has no lseek, so no SEEK_DATA.
+const SEEK_DATA = 3;
+const SEEK_HOLE = 4;
+
+type Seek = (fd: number, offset: number, whence: number, callback: (err: NodeJS.ErrnoException | null, position: number) => void) => void;
+
+let seekFunction: Seek | null | undefined;
+
+/**
+ * fs-ext's lseek (an optional dependency: a native module). Without it, sparse files are read in
+ * full, as before, and come out the same; only slower.
+ */
+function loadSeek(): Seek | undefined {
+  if (seekFunction === undefined) {
+    try {
+      seekFunction = (require('fs-ext') as { seek: Seek }).seek;
+    } catch {
+      seekFunction = null;
+    }
+  }
+  return seekFunction ?? undefined;
+}
+
+/**
+ * Where a local file holds data and where it has holes (SEEK_DATA / SEEK_HOLE, as qemu and
+ * `cp --sparse` ask). A hole reads as zeros, so a reader can skip it. File systems without
+ * hole tracking report the whole file as data.
+ */
+export class FileDataMap implements DataMap {
+  /**
+   * The last answer: a hole [from, start), then data [start, end) (start = end = size: no more
+   * data). Runs of clusters ask about neighbouring offsets: most questions need no system call.
+   */
+  private known = { from: 0, start: 0, end: 0 };
+
+  private constructor(
+    private readonly fd: number,
+    private readonly size: number,
+    private readonly seek: Seek,
+  ) {}
+
+  /** A map of the open regular file `fd`, or undefined when lseek's SEEK_DATA is not available. */
+  static of(fd: number, size: number): FileDataMap | undefined {
+    const seek = loadSeek();
+    return seek ? new FileDataMap(fd, size, seek) : undefined;
+  }
+
+  async nextData(offset: number): Promise<ByteRange | undefined> {
+    if (offset >= this.size) return undefined;
+    if (!(offset >= this.known.from && offset < this.known.end)) this.known = await this.find(offset);
+    const { start, end } = this.known;
+    return start === end ? undefined : { start: Math.max(start, offset), end };
+  }
+
+  private async find(offset: number): Promise<{ from: number; start: number; end: number }> {
+    try {
+      const start = Math.min((await this.lseek(offset, SEEK_DATA)) ?? this.size, this.size);
+      if (start === this.size) return { from: offset, start, end: start };
+      // Every file has a hole at its end (SEEK_HOLE's "virtual hole"): this always answers.
+      const end = Math.min((await this.lseek(start, SEEK_HOLE)) ?? this.size, this.size);
+      return { from: offset, start, end };
+    } catch {
+      // An lseek that fails otherwise (a file system that refuses the question): all data, read it.
+      return { from: offset, start: offset, end: this.size };
+    }
+  }
+
+  async dataIn(start: number, end: number): Promise<ByteRange[]> {
+    const ranges: ByteRange[] = [];
+    for (let at = start; at < end; ) {
+      const data = await this.nextData(at);
+      if (!data || data.start >= end) break;
+      ranges.push({ start: data.start, end: Math.min(data.end, end) });
+      at = data.end;
+    }
+    return ranges;
+  }
+
+  private lseek(offset: number, whence: number): Promise<number | undefined> {
+    return new Promise((resolve, reject) => {
+      this.seek(this.fd, offset, whence, (err, position) => {
+        // ENXIO: no data at or after offset (SEEK_DATA) or offset past the end.
+        if (err?.code === 'ENXIO') resolve(undefined);
+        else if (err) reject(err);
+        else resolve(position);
+      });
+    });
+  }
+}
