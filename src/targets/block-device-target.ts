@@ -9,6 +9,8 @@ import { dataRuns, HOLE_BLOCK } from './zero-runs.js';
 import { fallocate } from './fallocate.js';
 
 const ZEROS = Buffer.alloc(1 << 20);
+/** The first window zeroed ahead of an image of unknown size (see zeroThrough). */
+const ZERO_WINDOW = 64 << 20;
 
 /**
  * A block device (a PVC in block mode, a loop device). Its old contents are unknown, so what the
@@ -21,6 +23,15 @@ export class BlockDeviceTarget implements DiskTarget {
   private readonly earlyFlush: EarlyFlush;
   /** [0, zeroed) already reads as zeros: zero runs there need no writing. */
   private zeroed = 0;
+  /**
+   * An image of unknown size (a raw stream from gzip, zstd, stdin) is zeroed ahead as it is
+   * written instead: windows that double, each made to read as zeros before the first write into
+   * it. Off once zeroAhead() had the whole size, or a device refused, or preallocation is asked.
+   */
+  private zeroAsWritten: boolean;
+  /** The end of the last window asked for; the windows are made in order, one after another. */
+  private windowEnd = 0;
+  private windows: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly path: string,
@@ -30,6 +41,7 @@ export class BlockDeviceTarget implements DiskTarget {
     private readonly preallocation: boolean,
   ) {
     this.earlyFlush = new EarlyFlush(() => handle!.datasync());
+    this.zeroAsWritten = !preallocation;
   }
 
   static async open(devicePath: string, options: { preallocation?: boolean } = {}): Promise<BlockDeviceTarget> {
@@ -57,17 +69,46 @@ export class BlockDeviceTarget implements DiskTarget {
    * and its zeros are written as before.
    */
   async zeroAhead(length: number): Promise<void> {
+    this.zeroAsWritten = false;
     const aligned = Math.floor(length / HOLE_BLOCK) * HOLE_BLOCK;
     if (aligned === 0 || this.preallocation) return;
+    if (await this.punch(0, aligned)) this.zeroed = aligned;
+  }
+
+  /** Makes [from, to) read as zeros without writing them; false if the device cannot. */
+  private async punch(from: number, to: number): Promise<boolean> {
     try {
-      await fallocate(['--punch-hole', '--offset', '0', '--length', String(aligned), this.path]);
-      this.zeroed = aligned;
+      await fallocate(['--punch-hole', '--offset', String(from), '--length', String(to - from), this.path]);
+      return true;
     } catch {
       // EOPNOTSUPP (no write-zeroes support), an old kernel, no util-linux: zeros get written.
+      return false;
     }
   }
 
+  /**
+   * Before a write that ends at `end` (images of unknown size): the window it falls in reads as
+   * zeros first. Windows start at 64 MiB and double (a few `fallocate` runs for any size); the
+   * last may run past the image's end, up to the device's.
+   */
+  private async zeroThrough(end: number): Promise<void> {
+    const limit = Math.floor(this.capacity / HOLE_BLOCK) * HOLE_BLOCK;
+    if (!this.zeroAsWritten || end <= this.zeroed) return;
+    while (this.zeroAsWritten && end > this.windowEnd && this.windowEnd < limit) {
+      const from = this.windowEnd;
+      const window = Math.min(limit, from + Math.max(ZERO_WINDOW, from));
+      this.windowEnd = window;
+      this.windows = this.windows.then(async () => {
+        if (!this.zeroAsWritten) return;
+        if (await this.punch(from, window)) this.zeroed = window;
+        else this.zeroAsWritten = false;
+      });
+    }
+    await this.windows;
+  }
+
   async write(offset: number, data: Buffer): Promise<number> {
+    await this.zeroThrough(offset + data.length);
     if (offset + data.length > this.zeroed) {
       await this.writeAll(data, offset);
       return data.length;
@@ -81,6 +122,7 @@ export class BlockDeviceTarget implements DiskTarget {
   }
 
   async zero(offset: number, length: number): Promise<number> {
+    await this.zeroThrough(offset + length);
     const from = Math.max(offset, this.zeroed);
     for (let at = from; at < offset + length; at += ZEROS.length) {
       await this.writeAll(ZEROS.subarray(0, Math.min(ZEROS.length, offset + length - at)), at);

@@ -157,6 +157,31 @@ test('a thin device (a loop device on a sparse-capable file) ends up holding onl
   }
 });
 
+test('a thin device stays thin for a raw image of unknown size (gzip): its zeros are not written', async (t) => {
+  const probe = dir.join('punch-probe');
+  const canPunch = sh(`head -c 65536 /dev/zero > ${probe} && (fallocate -p -o 0 -l 65536 ${probe} && echo yes || echo no); rm -f ${probe}`).trim().endsWith('yes');
+  if (!canPunch) return t.skip('the test directory\'s file system cannot punch holes');
+  const thin = thinDevice('thin-stream-backing.img', 128 * MiB);
+  if (!thin) return t.skip('losetup is not permitted here');
+  try {
+    // 100 MiB with 2.06 MiB of data spread over it: past the first 64 MiB window (the second one
+    // runs to the device's end, zeroed too).
+    const raw = dir.join('mostly-empty-stream.raw');
+    sh(`truncate -s ${100 * MiB} ${raw}`);
+    for (const [at, count] of [[1, 64 * 1024], [70 * MiB, MiB], [99 * MiB, MiB]]) {
+      sh(`head -c ${count} /dev/urandom | dd of=${raw} bs=64K seek=${at} oflag=seek_bytes conv=notrunc status=none`);
+    }
+    sh(`gzip -kf ${raw}`);
+    const result = await runCli(['import', `${raw}.gz`, '-o', thin.device, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(headSha256(thin.device, 100 * MiB), headSha256(raw, 100 * MiB));
+    assert.ok(JSON.parse(result.stdout).bytesWritten <= 3 * MiB, `wrote ${JSON.parse(result.stdout).bytesWritten} bytes`);
+    assert.ok(allocatedBytes(thin.backing) <= 4 * MiB, `allocated ${allocatedBytes(thin.backing)} bytes of the 128 MiB device`);
+  } finally {
+    detachLoop(thin.device);
+  }
+});
+
 test('a mounted device is refused with one line and left as it was', async (t) => {
   const thin = thinDevice('mounted-backing.img', 16 * MiB);
   if (!thin) return t.skip('losetup is not permitted here');
