@@ -2,7 +2,7 @@
  * A loop device as the block target: the image lands byte-exact at the start of the device, zero
  * runs overwrite old data, and an image larger than the device is refused before writing.
  */
-import { after, before, test } from 'node:test';
+import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { openSync, readSync, closeSync, writeFileSync } from 'node:fs';
@@ -118,6 +118,23 @@ for (const source of ['qcow2 (random access)', 'qcow2.xz (one pass)']) {
   });
 }
 
+/**
+ * Runs `body` with a thin device of `size` bytes (skipped where the test directory's file system
+ * cannot punch holes: a loop device passes punch-hole on to its backing file only where it can).
+ */
+async function withThinDevice(t: TestContext, name: string, size: number, body: (thin: { backing: string; device: string }) => Promise<void>): Promise<void> {
+  const probe = dir.join('punch-probe');
+  const canPunch = sh(`head -c 65536 /dev/zero > ${probe} && (fallocate -p -o 0 -l 65536 ${probe} && echo yes || echo no); rm -f ${probe}`).trim().endsWith('yes');
+  if (!canPunch) return t.skip('the test directory\'s file system cannot punch holes');
+  const thin = thinDevice(name, size);
+  if (!thin) return t.skip('losetup is not permitted here');
+  try {
+    await body(thin);
+  } finally {
+    detachLoop(thin.device);
+  }
+}
+
 /** A fresh loop device on a backing file full of allocated 0xff bytes; detached by the caller. */
 function thinDevice(name: string, size: number): { backing: string; device: string } | undefined {
   const backing = dir.join(name);
@@ -126,14 +143,8 @@ function thinDevice(name: string, size: number): { backing: string; device: stri
   return loop ? { backing, device: loop } : undefined;
 }
 
-test('a thin device (a loop device on a sparse-capable file) ends up holding only the data, as after qemu-img convert', async (t) => {
-  // The loop device passes punch-hole on to its backing file only where that file system has it.
-  const probe = dir.join('punch-probe');
-  const canPunch = sh(`head -c 65536 /dev/zero > ${probe} && (fallocate -p -o 0 -l 65536 ${probe} && echo yes || echo no); rm -f ${probe}`).trim().endsWith('yes');
-  if (!canPunch) return t.skip('the test directory\'s file system cannot punch holes');
-  const thin = thinDevice('thin-backing.img', 32 * MiB);
-  if (!thin) return t.skip('losetup is not permitted here');
-  try {
+test('a thin device (a loop device on a sparse-capable file) ends up holding only the data, as after qemu-img convert', (t) =>
+  withThinDevice(t, 'thin-backing.img', 32 * MiB, async (thin) => {
     const qcow2 = dir.join('mostly-empty.qcow2');
     run('qemu-img', ['create', '-q', '-f', 'qcow2', qcow2, '24M']);
     run('qemu-io', ['-c', 'write -P 0x41 1M 64k', '-c', 'write -P 0x42 7M 1M', '-c', 'write -z 9M 1M', qcow2]);
@@ -152,18 +163,11 @@ test('a thin device (a loop device on a sparse-capable file) ends up holding onl
     assert.equal(preallocated.code, 0, preallocated.stderr);
     assert.equal(headSha256(thin.device, 24 * MiB), headSha256(oracle, 24 * MiB));
     assert.ok(allocatedBytes(thin.backing) >= 32 * MiB, `allocated ${allocatedBytes(thin.backing)} bytes`);
-  } finally {
-    detachLoop(thin.device);
-  }
-});
+  }),
+);
 
-test('a thin device stays thin for a raw image of unknown size (gzip): its zeros are not written', async (t) => {
-  const probe = dir.join('punch-probe');
-  const canPunch = sh(`head -c 65536 /dev/zero > ${probe} && (fallocate -p -o 0 -l 65536 ${probe} && echo yes || echo no); rm -f ${probe}`).trim().endsWith('yes');
-  if (!canPunch) return t.skip('the test directory\'s file system cannot punch holes');
-  const thin = thinDevice('thin-stream-backing.img', 128 * MiB);
-  if (!thin) return t.skip('losetup is not permitted here');
-  try {
+test('a thin device stays thin for a raw image of unknown size (gzip): its zeros are not written', (t) =>
+  withThinDevice(t, 'thin-stream-backing.img', 128 * MiB, async (thin) => {
     // 100 MiB with 2.06 MiB of data spread over it: past the first 64 MiB window (the second one
     // runs to the device's end, zeroed too).
     const raw = dir.join('mostly-empty-stream.raw');
@@ -177,10 +181,8 @@ test('a thin device stays thin for a raw image of unknown size (gzip): its zeros
     assert.equal(headSha256(thin.device, 100 * MiB), headSha256(raw, 100 * MiB));
     assert.ok(JSON.parse(result.stdout).bytesWritten <= 3 * MiB, `wrote ${JSON.parse(result.stdout).bytesWritten} bytes`);
     assert.ok(allocatedBytes(thin.backing) <= 4 * MiB, `allocated ${allocatedBytes(thin.backing)} bytes of the 128 MiB device`);
-  } finally {
-    detachLoop(thin.device);
-  }
-});
+  }),
+);
 
 test('a mounted device is refused with one line and left as it was', async (t) => {
   const thin = thinDevice('mounted-backing.img', 16 * MiB);
