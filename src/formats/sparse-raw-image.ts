@@ -12,6 +12,7 @@ const READ_BYTES = readPool.size;
  * read as a stream (sequential reads with read-ahead are the fastest way through it).
  */
 export async function hasHoles(dataMap: DataMap, size: number): Promise<boolean> {
+  if (size === 0) return false; // an empty file: the stream path says so
   const first = await dataMap.nextData(0);
   return !first || first.start > 0 || first.end < size;
 }
