@@ -4,10 +4,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
-import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileProblem, ScratchSpaceRequiredError, targetError } from '../errors.js';
-import { cleanUpOnForcedExit } from '../util/forced-exit.js';
 
 /** Thrown by a measuring spill (inspect) when the spill would exceed its memory budget. */
 export class SpillBudgetExceeded extends Error {}
@@ -15,7 +13,6 @@ export class SpillBudgetExceeded extends Error {}
 export class SpillFile {
   private handle?: FileHandle;
   private file?: string;
-  private forgetFile = () => {};
   private readonly slots = new Map<number, number>();
   /** Measuring mode (inspect): spilled clusters are held in memory, up to a budget, never written. */
   private readonly memory?: Map<number, Buffer>;
@@ -55,8 +52,9 @@ export class SpillFile {
       this.file = path.join(this.scratchDir, `qcow2-spill-${process.pid}-${randomBytes(6).toString('hex')}`);
       try {
         this.handle = await open(this.file, 'wx+', 0o600);
-        const file = this.file;
-        this.forgetFile = cleanUpOnForcedExit(() => rmSync(file, { force: true }));
+        // Unlinked at once, used through the open handle only: the kernel frees it however the
+        // process ends (kill -9, OOM), so no dead attempt's spill fills the scratch of the next.
+        await rm(this.file, { force: true });
       } catch (err) {
         throw targetError(`cannot create a scratch file in ${this.scratchDir}: ${fileProblem(err)}`, err);
       }
@@ -91,12 +89,10 @@ export class SpillFile {
   }
 
   async dispose(): Promise<void> {
-    const { handle, file } = this;
+    const { handle } = this;
     this.handle = undefined;
     this.slots.clear();
     this.memory?.clear();
     if (handle) await handle.close().catch(() => {});
-    if (file) await rm(file, { force: true }).catch(() => {});
-    this.forgetFile();
   }
 }

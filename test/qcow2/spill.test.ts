@@ -5,7 +5,9 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createReadStream, mkdirSync, readdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createReadStream, mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { cliCommand } from '../support/cli.js';
 import { makeTempDir, qemuRawSha256, sha256File, type TempDir } from '../support/tools.js';
 import { ImportError, ScratchSpaceRequiredError } from '../../src/errors.js';
 import { openQcow2RandomAccess, openQcow2Stream } from '../../src/qcow2/index.js';
@@ -63,4 +65,51 @@ describe('qcow2 one pass over out-of-order images', () => {
       await reader.close();
     }
   });
+
+  it('a killed import leaves no spill file in the scratch directory (it is unlinked while in use)', async () => {
+    const scratch = tmp.join('scratch-killed');
+    mkdirSync(scratch);
+    const child = spawn(process.execPath, [...cliCommand, 'import', '-', '-o', tmp.join('killed.raw'), '--scratch', scratch, '-q'], {
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    const exited = new Promise((resolve) => child.on('close', resolve));
+    try {
+      // Everything but the moved L2 table at the end: the clusters it maps are set aside, and the
+      // import waits for the rest with its spill file open.
+      const bytes = readFileSync(image);
+      child.stdin.write(bytes.subarray(0, bytes.length - 8192));
+      const spill = await waitFor(() => openFileUnder(child.pid!, scratch), 60_000);
+      assert.match(spill, /qcow2-spill-.* \(deleted\)$/, 'the spill file is open but has no name');
+      assert.deepEqual(readdirSync(scratch), [], 'nothing in the scratch directory while the import runs');
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    assert.deepEqual(readdirSync(scratch), []);
+  });
 });
+
+/** The target of an open file descriptor of process `pid` under `dir` (from /proc), if any. */
+function openFileUnder(pid: number, dir: string): string | undefined {
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    const target = (() => {
+      try {
+        return readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        return undefined; // closed meanwhile
+      }
+    })();
+    if (target?.startsWith(`${dir}/`)) return target;
+  }
+  return undefined;
+}
+
+async function waitFor<T>(probe: () => T | undefined, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
