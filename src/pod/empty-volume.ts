@@ -6,7 +6,7 @@
  * its own half-extracted entries and fails on every restart. `lost+found` stays: it is the
  * filesystem's, not an earlier attempt's.
  */
-import { readdir, rm } from 'node:fs/promises';
+import { opendir, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { fileProblem, targetError } from '../errors.js';
 import type { AppLogger } from '../util/logger.js';
@@ -21,21 +21,70 @@ export function volumesAreThePods(env: NodeJS.ProcessEnv): boolean {
   return Boolean(env.KUBERNETES_SERVICE_HOST) || Boolean(env[ROOT_ENV]);
 }
 
-/** Asynchronous: a killed archive import may have left hundreds of thousands of files, and the metric must keep answering. */
-export async function emptyVolume(dir: string, log: AppLogger): Promise<void> {
-  let names: string[];
+/** Removals in flight at once: enough to keep the thread pool busy, few enough for signals and the metric to get through. */
+const REMOVALS_IN_FLIGHT = 64;
+
+/**
+ * Empties `dir` (keeping lost+found). A killed archive import may have left a million files: they
+ * are removed a batch at a time, so the event loop stays free (the metric answers, a SIGTERM is
+ * acted on at once), and `signal` stops it between batches; the next attempt removes the rest.
+ */
+export async function emptyVolume(dir: string, log: AppLogger, signal?: AbortSignal): Promise<void> {
+  let removed = 0;
+  const leftovers: string[] = [];
   try {
-    names = await readdir(dir);
-  } catch {
-    return; // not there (block mode has no /data): nothing to empty
+    await removeEntries(dir, signal, (name, depth) => {
+      // Said at once: a million entries take a while, and the log should say why.
+      if (removed === 0) log.info({ dir }, 'removing what an earlier attempt left on the volume');
+      if (depth === 0 && leftovers.length < 3) leftovers.push(name);
+      removed++;
+    });
+  } catch (err) {
+    if (signal?.aborted) throw signal.reason;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && removed === 0) return; // not there (block mode has no /data)
+    throw targetError(`cannot empty ${dir} before the import: ${fileProblem(err)}`, err);
   }
-  const leftovers = names.filter((name) => name !== 'lost+found');
-  for (const name of leftovers) {
-    try {
-      await rm(path.join(dir, name), { recursive: true, force: true });
-    } catch (err) {
-      throw targetError(`cannot empty ${dir} before the import (${name}): ${fileProblem(err)}`, err);
+  if (removed > 0) log.info({ dir, entries: removed, first: leftovers }, 'removed what an earlier attempt left on the volume');
+}
+
+/**
+ * Removes what `dir` holds, depth first, REMOVALS_IN_FLIGHT at a time (lost+found at the top
+ * stays). Passes repeat until one finds nothing: removing names while reading the directory may
+ * let a file system skip some.
+ */
+async function removeEntries(dir: string, signal: AbortSignal | undefined, removedOne: (name: string, depth: number) => void, depth = 0): Promise<void> {
+  for (let found = true; found; ) {
+    found = false;
+    const batch: Promise<void>[] = [];
+    const flush = async () => {
+      await Promise.all(batch.splice(0));
+      signal?.throwIfAborted();
+    };
+    // Read as a stream: a directory of a million names is never held in memory at once.
+    for await (const entry of await opendir(dir, { bufferSize: REMOVALS_IN_FLIGHT })) {
+      if (depth === 0 && entry.name === 'lost+found') continue;
+      found = true;
+      const child = path.join(dir, entry.name);
+      if (entry.isDirectory()) {
+        await flush();
+        await removeDirectory(child, signal, removedOne, depth);
+        removedOne(entry.name, depth);
+        continue;
+      }
+      const removal = unlink(child).catch(async (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return;
+        // A directory the file system did not say was one (no d_type).
+        if (err.code !== 'EISDIR' && err.code !== 'EPERM') throw err;
+        await removeDirectory(child, signal, removedOne, depth);
+      });
+      batch.push(removal.then(() => removedOne(entry.name, depth)));
+      if (batch.length >= REMOVALS_IN_FLIGHT) await flush();
     }
+    await flush();
   }
-  if (leftovers.length > 0) log.info({ dir, entries: leftovers.length, first: leftovers.slice(0, 3) }, 'removed what an earlier attempt left on the volume');
+}
+
+async function removeDirectory(dir: string, signal: AbortSignal | undefined, removedOne: (name: string, depth: number) => void, depth: number): Promise<void> {
+  await removeEntries(dir, signal, removedOne, depth + 1);
+  await rmdir(dir);
 }

@@ -116,8 +116,8 @@ class PodRun {
     }
     // As CDI does before every attempt: what a killed attempt left must not fill or block this one.
     if (volumesAreThePods(this.env)) {
-      if (!config.blockMode) await emptyVolume(this.paths.dataDir, this.log);
-      if (request.scratchDir) await emptyVolume(request.scratchDir, this.log);
+      if (!config.blockMode) await emptyVolume(this.paths.dataDir, this.log, this.controller.signal);
+      if (request.scratchDir) await emptyVolume(request.scratchDir, this.log, this.controller.signal);
     }
     if (config.readyFile) await this.waitForReadyFile(config);
     this.log.debug({ source: describeSource(request), target: request.target, scratch: request.scratchDir }, 'begin import process');

@@ -10,6 +10,7 @@ import { parseChecksum } from '../cli/parse-options.js';
 import { parseFilesystemOverheadEnv, parsePreallocationEnv } from '../util/cdi-environment.js';
 import { pathKind } from '../util/path-kind.js';
 import type { PodPaths } from '../pod/paths.js';
+import { volumesAreThePods } from '../pod/empty-volume.js';
 
 export const DEFAULT_LISTEN_ADDRESS = '0.0.0.0';
 export const DEFAULT_LISTEN_PORT = 8443;
@@ -40,6 +41,12 @@ export interface UploadConfig {
   terminationLog: string;
   /** Seconds to keep answering (409 to uploads) after completion before exiting; 0 by default. */
   lingerSeconds: number;
+  /**
+   * Directories to empty before each upload, as pod mode does before an import: what a killed
+   * earlier attempt left (a partial disk, half an archive, a spill file). Only the pod's own
+   * volumes (see volumesAreThePods), never a DESTINATION of someone's choosing.
+   */
+  volumesToEmpty: string[];
 }
 
 export const UPLOAD_LINGER_ENV = 'CDI_IMPORTER_UPLOAD_LINGER_SECONDS';
@@ -93,6 +100,7 @@ export function parseUploadEnvironment(env: NodeJS.ProcessEnv, paths: PodPaths):
     preallocation,
     terminationLog: paths.terminationLog,
     lingerSeconds: Math.min(Math.max(Number(env[UPLOAD_LINGER_ENV] ?? 0) || 0, 0), 600),
+    volumesToEmpty: [],
   };
   if (healthz !== 'none') config.healthzPort = parsePort('HEALTHZ_PORT', healthz, DEFAULT_HEALTHZ_PORT);
   const size = env.UPLOAD_IMAGE_SIZE;
@@ -113,5 +121,9 @@ export function parseUploadEnvironment(env: NodeJS.ProcessEnv, paths: PodPaths):
     }
   }
   if (pathKind(paths.scratchDir) === 'directory') config.scratchDir = paths.scratchDir;
+  if (volumesAreThePods(env)) {
+    if (destination === paths.diskImage) config.volumesToEmpty.push(paths.dataDir);
+    if (config.scratchDir) config.volumesToEmpty.push(config.scratchDir);
+  }
   return config;
 }

@@ -17,6 +17,7 @@ import { certificatesIn } from '../sources/http/tls-options.js';
 import { HEALTHZ_PATH, uploadRoute, type UploadRoute } from './upload-routes.js';
 import { uploadBody } from './upload-body.js';
 import { BadUploadRequest } from './bad-upload-request.js';
+import { emptyVolume } from '../pod/empty-volume.js';
 import type { UploadConfig } from './upload-environment.js';
 
 export type ImportFunction = (request: ImportRequest, ctx: ImportContext) => Promise<ImportResult>;
@@ -75,6 +76,8 @@ export class UploadServer {
   private readonly server: https.Server;
   private healthz?: http.Server;
   private current?: AbortController;
+  /** How the server ended (the first outcome). */
+  private endedAs?: UploadOutcome['kind'];
   private settle!: (outcome: UploadOutcome) => void;
   /** Resolves once, with the first way the server ends. */
   readonly outcome: Promise<UploadOutcome>;
@@ -158,6 +161,7 @@ export class UploadServer {
   /** The first call decides the outcome (settling a promise twice keeps the first value). */
   private end(outcome: UploadOutcome): void {
     this.state = 'done';
+    this.endedAs ??= outcome.kind;
     clearTimeout(this.deadlineTimer);
     this.settle(outcome);
   }
@@ -195,6 +199,8 @@ export class UploadServer {
       return this.reply(req, res, 503);
     }
     if (this.state === 'done') {
+      // 409 says "this volume has its upload": only true after one completed.
+      if (this.endedAs !== 'complete') return this.reply(req, res, 503, 'the upload server is shutting down');
       this.log.warn('Got upload request after already done');
       return this.reply(req, res, 409);
     }
@@ -223,7 +229,9 @@ export class UploadServer {
     this.log.info({ contentType: request.contentType, async: route.async, form: route.form, target: request.target }, 'Upload started');
     let checked!: () => void;
     const sizeChecked = new Promise<void>((resolve) => (checked = resolve));
-    const importing = this.importImage(request, { signal: controller.signal, log: this.log, onChecked: () => checked() }).then(
+    const importing = this.emptyVolumes(controller.signal)
+      .then(() => this.importImage(request, { signal: controller.signal, log: this.log, onChecked: () => checked() }))
+      .then(
       (result) => ({ ok: true as const, result }),
       (error: unknown) => ({ ok: false as const, error }),
     );
@@ -264,6 +272,11 @@ export class UploadServer {
     if (this.ended()) return;
     this.log.error({ error: oneLine(settled.error) }, 'Error during resumed processing');
     this.end({ kind: 'failed', error: settled.error });
+  }
+
+  /** What a killed earlier attempt left on the pod's volumes must not fill or block this upload. */
+  private async emptyVolumes(signal: AbortSignal): Promise<void> {
+    for (const dir of this.config.volumesToEmpty) await emptyVolume(dir, this.log, signal);
   }
 
   private complete(result: ImportResult): void {

@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 import { startNginx, type NginxServer } from '../support/nginx.js';
 import { allocatedBytes, makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
-import { makePodRoot, runPod, type PodRoot } from './pod-harness.js';
+import { makePodRoot, runPod, startPod, type PodRoot } from './pod-harness.js';
 import { qemuImg, qemuIo, xzCompress } from '../qcow2/images.js';
 import { moveL2TableToEnd } from '../qcow2/patch.js';
 
@@ -229,6 +229,26 @@ describe('pod mode', () => {
     assert.equal(imported.code, 0, imported.stderr);
     assert.deepEqual(readdirSync(again.dataDir), ['disk.img']);
     assert.equal(await sha256File(again.diskImage), await qemuRawSha256(images.join('raw.img'), images.path, 8 * MiB));
+  });
+
+  test('a stop while a huge leftover is being removed is acted on at once; the restart removes the rest', async () => {
+    const root = podRoot();
+    const files = 50_000;
+    sh(`cd ${root.dataDir} && seq -f leftover-%g 1 ${files} | xargs touch`);
+    const env = http({ IMPORTER_ENDPOINT: `${nginx.http}raw.img`, IMPORTER_IMAGE_SIZE: '8Mi', FILESYSTEM_OVERHEAD: '0' });
+    const pod = startPod(root, env);
+    for (let i = 0; i < 600 && !pod.stderr().includes('removing what an earlier attempt left'); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    pod.child.kill('SIGTERM');
+    const { code } = await pod.exited;
+    assert.equal(code, 1, pod.stderr());
+    assert.equal(root.terminationMessage(), 'Unable to process data: import cancelled: received SIGTERM');
+    // Stopped between batches, not after the last file.
+    const left = readdirSync(root.dataDir).length;
+    assert.ok(left > files / 2, `${left} of ${files} leftovers remain: the removal went on after the stop`);
+
+    const restarted = await runPod(root, env);
+    assert.equal(restarted.code, 0, restarted.stderr);
+    assert.deepEqual(readdirSync(root.dataDir), ['disk.img']);
   });
 
   test('blank: a sparse disk.img of the usable size, nothing allocated', async () => {

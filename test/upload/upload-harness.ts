@@ -26,11 +26,17 @@ export interface RunningUploadServer {
   kill(): void;
 }
 
-/** `args`: the command line after the program (CDI's upload pod passes only klog flags, no command). */
-export async function startUploadServer(certs: UploadCertificates, env: NodeJS.ProcessEnv = {}, args = ['upload-server']): Promise<RunningUploadServer> {
+/** `args`: the command line after the program (CDI's upload pod passes only klog flags, no command); `scratch`: a scratch volume. */
+export async function startUploadServer(
+  certs: UploadCertificates,
+  env: NodeJS.ProcessEnv = {},
+  args = ['upload-server'],
+  options: { scratch?: boolean } = {},
+): Promise<RunningUploadServer> {
   const root = makeTempDir('cdi-upload-');
   mkdirSync(root.join('data'));
   mkdirSync(root.join('dev'));
+  if (options.scratch) mkdirSync(root.join('scratch'));
   const destination = root.join('data', 'disk.img');
   const port = await freePort();
   const child = spawn(process.execPath, [...cliCommand, ...args], {

@@ -3,7 +3,7 @@
  * certificates made by openssl, curl as the client, qemu-img as the oracle for the bytes written.
  */
 import assert from 'node:assert/strict';
-import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 import { buildSampleTree, diffTrees, treeListing } from '../support/tar-fixtures.js';
@@ -204,6 +204,22 @@ describe('upload server', () => {
     sh(`mkdir -p ${expected} && tar -C ${expected} -xzf ${dir.join('tree.tar.gz')}`);
     assert.equal(diffTrees(expected, s.root.join('data')), '');
     assert.deepEqual(treeListing(s.root.join('data')), treeListing(expected));
+  });
+
+  test('after a hard kill: what the killed attempt left in the data and scratch volumes is removed before the next upload', async () => {
+    const s = await startUploadServer(certs, {}, ['upload-server'], { scratch: true });
+    servers.push(s);
+    // Half an archive (an entry the tar also has), a stray file, and a dead attempt's spill file.
+    sh(`tar -C ${s.root.join('data')} -xzf ${dir.join('tree.tar.gz')}`);
+    writeFileSync(s.root.join('data', 'stray.txt'), 'from the killed attempt');
+    writeFileSync(s.root.join('scratch', 'qcow2-spill-1234-abcdef'), Buffer.alloc(MiB, 1));
+    const res = await post(s, '/v1beta1/upload-archive', binary(dir.join('tree.tar.gz')));
+    assert.equal(res.status, 200, res.body);
+    assert.equal(await s.exited, 0, s.stderr());
+    const expected = dir.join('expected-tree-again');
+    sh(`mkdir -p ${expected} && tar -C ${expected} -xzf ${dir.join('tree.tar.gz')}`);
+    assert.deepEqual(treeListing(s.root.join('data')), treeListing(expected), 'the stray file is gone, the tree is whole');
+    assert.deepEqual(readdirSync(s.root.join('scratch')), []);
   });
 
   test('a second upload while one runs gets 503; the first completes', async () => {

@@ -24,8 +24,9 @@ before(() => {
 });
 after(() => dir.remove());
 
-test('a stop after the async 200, as the pipeline finishes: reported stopped, and the disk is removed', async () => {
-  const root = dir.join('root');
+/** The upload server's configuration for a pod root `name` under the test directory. */
+function uploadConfig(name: string): ReturnType<typeof parseUploadEnvironment> {
+  const root = dir.join(name);
   mkdirSync(`${root}/data`, { recursive: true });
   const env = {
     CDI_IMPORTER_ROOT: root,
@@ -37,7 +38,11 @@ test('a stop after the async 200, as the pipeline finishes: reported stopped, an
     LISTEN_PORT: '0',
     HEALTHZ_PORT: 'none',
   };
-  const config = parseUploadEnvironment(env, podPaths(env));
+  return parseUploadEnvironment(env, podPaths(env));
+}
+
+test('a stop after the async 200, as the pipeline finishes: reported stopped, and the disk is removed', async () => {
+  const config = uploadConfig('root');
   const finishOnStop: ImportFunction = async (request, ctx) => {
     const opened = await (request.source as { kind: 'custom'; source: { open(): Promise<{ stream: AsyncIterable<Buffer> }> } }).source.open();
     for await (const chunk of opened.stream) void chunk;
@@ -56,6 +61,21 @@ test('a stop after the async 200, as the pipeline finishes: reported stopped, an
     assert.deepEqual(await server.outcome, { kind: 'stopped', signal: 'SIGTERM' });
     for (let i = 0; i < 100 && existsSync(config.destination); i++) await sleep(20);
     assert.equal(existsSync(config.destination), false, 'no disk left looking complete');
+  } finally {
+    await server.close();
+  }
+});
+
+test('an upload that arrives after a stop gets 503 (shutting down), not 409 (already uploaded)', async () => {
+  const neverCalled: ImportFunction = () => Promise.reject(new Error('no upload should start'));
+  const server = new UploadServer(uploadConfig('root-late'), createLogger({ level: 'silent' }), neverCalled);
+  const port = await server.start();
+  try {
+    server.stop('SIGTERM');
+    writeFileSync(dir.join('late-body'), 'disk');
+    const res = await curl(['--data-binary', `@${dir.join('late-body')}`, `https://127.0.0.1:${port}/v1beta1/upload`], certs.client, certs.caCert);
+    assert.equal(res.status, 503, res.body);
+    assert.match(res.body, /shutting down/);
   } finally {
     await server.close();
   }
