@@ -37,16 +37,21 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
     target = await plan.create();
     const expectedSize = finalSize(image.virtualSize, plan);
     if (expectedSize !== undefined) await target.checkSize?.(expectedSize);
-    const { end, bytesWritten } = await writeExtents(image, target, plan, signal);
+    let checksum: ImportResult['checksum'];
+    const reading = disk;
+    const { end, bytesWritten } = await writeExtents(image, target, plan, signal, {
+      // Before the disk's first MiB is written: a checksum mismatch leaves no whole-looking disk.
+      beforeHead: async () => {
+        // The checksum covers every source byte, including any the reader did not need.
+        if (reading.innerStream && !reading.innerStream.readableEnded) {
+          for await (const _ of reading.innerStream) void _;
+        }
+        checksum = reading.tap?.verify();
+      },
+    });
     // A stream that shows its size only as it goes (gzip, zstd) has fitted once it is all written.
     if (image.virtualSize === undefined) ctx.onChecked?.();
     const virtualSize = image.virtualSize ?? rawVirtualSize(end);
-
-    // The checksum covers every source byte, including any the reader did not need.
-    if (disk.innerStream && !disk.innerStream.readableEnded) {
-      for await (const _ of disk.innerStream) void _;
-    }
-    const checksum = disk.tap?.verify();
     const finished = await target.finish(finalSize(virtualSize, plan)!);
     return {
       formats: disk.chain,

@@ -4,6 +4,7 @@ import type { TargetPlan } from './plan-target.js';
 import { Coverage } from './coverage.js';
 import { badInput, tooSmall } from '../errors.js';
 import { rawVirtualSize } from '../formats/raw-image.js';
+import { HEAD_BYTES, HeldHead } from './held-head.js';
 
 /**
  * Positional writes in flight at once: decoding the next extent and reading the source overlap
@@ -23,13 +24,15 @@ const WRITE_BYTES_IN_FLIGHT = 4 << 20;
 /**
  * Drains the image's extents into the target. Extents past the capacity stop the import (raw
  * streams reveal their size only as they go); on block devices, whatever no extent covered is
- * zeroed so old data cannot show through.
+ * zeroed so old data cannot show through. The first MiB goes last (HeldHead), after
+ * `beforeHead` (the checksum's verdict): an import that stops earlier leaves no bootable-looking disk.
  */
 export async function writeExtents(
   image: DiskImage,
   target: DiskTarget,
   plan: TargetPlan,
   signal: AbortSignal,
+  options: { beforeHead?: () => Promise<void> } = {},
 ): Promise<{ end: number; bytesWritten: number }> {
   const coverage = target.kind === 'block' ? new Coverage() : undefined;
   const writes = new WriteWindow(WRITES_IN_FLIGHT, WRITE_BYTES_IN_FLIGHT);
@@ -40,6 +43,10 @@ export async function writeExtents(
   const count = (bytes: number) => {
     bytesWritten += bytes;
   };
+  const head = new HeldHead();
+  // A device's old start (its partition table) must not survive an interrupted import either;
+  // a fresh file already reads as zeros.
+  if (target.kind === 'block') count(await target.zero(0, Math.min(HEAD_BYTES, plan.capacity)));
   for await (const extent of image.extents()) {
     signal.throwIfAborted();
     const extentEnd = extent.offset + extent.length;
@@ -52,8 +59,11 @@ export async function writeExtents(
       throw image.virtualSize !== undefined ? tooSmall(image.virtualSize, plan.capacity) : tooSmall(plan.capacity, plan.capacity, true);
     }
     if (extent.data) {
-      const written = target.write(extent.offset, extent.data).then(count);
-      await writes.add(extent.release ? written.then(extent.release) : written, extent.length);
+      const now = head.take(extent);
+      if (now) {
+        const written = target.write(now.offset, now.data!).then(count);
+        await writes.add(now.release ? written.then(now.release) : written, now.length);
+      }
     } else {
       await writes.add(target.zero(extent.offset, extent.length).then(count), 0);
     }
@@ -71,6 +81,9 @@ export async function writeExtents(
       bytesWritten += await target.zero(gap.offset, gap.length);
     }
   }
+  await options.beforeHead?.();
+  signal.throwIfAborted();
+  bytesWritten += await head.writeTo(target);
   return { end, bytesWritten };
 }
 

@@ -38,12 +38,13 @@ function slowTarget() {
   return { target, seen };
 }
 
-function image(extentSize: number, count: number): DiskImage {
+/** `count` extents of `extentSize` bytes from offset `first`. */
+function image(extentSize: number, count: number, first = 0): DiskImage {
   return {
     format: 'raw',
-    virtualSize: extentSize * count,
+    virtualSize: first + extentSize * count,
     async *extents(): AsyncGenerator<Extent> {
-      for (let i = 0; i < count; i++) yield { offset: i * extentSize, length: extentSize, data: Buffer.alloc(extentSize, 1) };
+      for (let i = 0; i < count; i++) yield { offset: first + i * extentSize, length: extentSize, data: Buffer.alloc(extentSize, 1) };
     },
   };
 }
@@ -60,7 +61,8 @@ test('1 MiB writes: four in flight, every extent written', async () => {
 
 test('4 MiB writes: one at a time (waiting writers spin on the file lock), every extent written', async () => {
   const { target, seen } = slowTarget();
-  const result = await writeExtents(image(4 * MiB, 6), target, plan, new AbortController().signal);
+  // From 1 MiB on: the first MiB is held back (its own test below), which would cut the first extent.
+  const result = await writeExtents(image(4 * MiB, 6, MiB), target, plan, new AbortController().signal);
   assert.equal(result.bytesWritten, 24 * MiB);
   assert.equal(seen.maxRunning, 1);
   assert.equal(seen.maxBytes, 4 * MiB);
@@ -69,5 +71,31 @@ test('4 MiB writes: one at a time (waiting writers spin on the file lock), every
 test('a write larger than the budget still goes through alone', async () => {
   const { target, seen } = slowTarget();
   await writeExtents(image(16 * MiB, 2), target, plan, new AbortController().signal);
-  assert.deepEqual([seen.maxRunning, seen.written.length], [1, 2]);
+  // The first MiB is held back and written on its own at the end.
+  assert.deepEqual([seen.maxRunning, seen.written.length], [1, 3]);
+});
+
+test('the first MiB is written last, after beforeHead, and each extent\'s buffer is released once written', async () => {
+  const { target, seen } = slowTarget();
+  const released: number[] = [];
+  const extents: DiskImage = {
+    format: 'raw',
+    virtualSize: 3 * MiB,
+    async *extents(): AsyncGenerator<Extent> {
+      // Half a MiB, then an extent across the 1 MiB mark, then one past it.
+      yield { offset: 0, length: MiB / 2, data: Buffer.alloc(MiB / 2, 1), release: () => released.push(0) };
+      yield { offset: MiB / 2, length: MiB, data: Buffer.alloc(MiB, 2), release: () => released.push(MiB / 2) };
+      yield { offset: 1.5 * MiB, length: 1.5 * MiB, data: Buffer.alloc(1.5 * MiB, 3), release: () => released.push(1.5 * MiB) };
+    },
+  };
+  let writtenBeforeHead: number[] = [];
+  const result = await writeExtents(extents, target, plan, new AbortController().signal, {
+    beforeHead: async () => {
+      writtenBeforeHead = [...seen.written];
+    },
+  });
+  assert.equal(result.bytesWritten, 3 * MiB);
+  assert.deepEqual(writtenBeforeHead.sort((a, b) => a - b), [MiB, 1.5 * MiB], 'only what lies past the first MiB before beforeHead');
+  assert.deepEqual(seen.written.slice(-2), [0, MiB / 2], 'the head parts last, in order');
+  assert.deepEqual(released.sort((a, b) => a - b), [0, MiB / 2, 1.5 * MiB]);
 });

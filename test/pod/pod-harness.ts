@@ -4,8 +4,7 @@
  * `scratch/`. The child is spawned so tests can also signal it and scrape it while it runs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import https from 'node:https';
 import { mainScript, repoRoot } from '../support/cli.js';
 import { makeTempDir, type TempDir } from '../support/tools.js';
@@ -105,20 +104,4 @@ export function scrape(port: number): Promise<string> {
   });
 }
 
-/** sha256 of `length` bytes at `offset` of a file or device. */
-export function sha256OfRange(file: string, offset: number, length: number): string {
-  const hash = createHash('sha256');
-  const fd = openSync(file, 'r');
-  try {
-    const buffer = Buffer.alloc(1 << 20);
-    for (let done = 0; done < length; ) {
-      const n = readSync(fd, buffer, 0, Math.min(buffer.length, length - done), offset + done);
-      if (n === 0) throw new Error(`${file} ends at ${offset + done}`);
-      hash.update(buffer.subarray(0, n));
-      done += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
-}
+export { sha256OfRange } from '../support/tools.js';

@@ -1,8 +1,7 @@
 /** Running the real tools (qemu-img, xz, gzip, zstd...) that make test images and serve as oracles. */
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { closeSync, createReadStream, mkdtempSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -72,4 +71,22 @@ export function makeTempDir(prefix = 'cdi-test-'): TempDir {
     join: (...parts) => path.join(dir, ...parts),
     remove: () => rmSync(dir, { recursive: true, force: true }),
   };
+}
+
+/** sha256 of `length` bytes at `offset` of a file or device. */
+export function sha256OfRange(file: string, offset: number, length: number): string {
+  const hash = createHash('sha256');
+  const fd = openSync(file, 'r');
+  try {
+    const buffer = Buffer.alloc(1 << 20);
+    for (let done = 0; done < length; ) {
+      const n = readSync(fd, buffer, 0, Math.min(buffer.length, length - done), offset + done);
+      if (n === 0) throw new Error(`${file} ends at ${offset + done}`);
+      hash.update(buffer.subarray(0, n));
+      done += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
 }

@@ -5,9 +5,10 @@
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { openSync, readSync, closeSync, writeFileSync } from 'node:fs';
-import { runCli } from '../support/cli.js';
-import { allocatedBytes, makeTempDir, run, sh, type TempDir } from '../support/tools.js';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cliCommand, runCli } from '../support/cli.js';
+import { allocatedBytes, makeTempDir, run, sh, sha256OfRange, type TempDir } from '../support/tools.js';
 import { attachLoop, detachLoop } from '../support/loop-device.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 
@@ -33,20 +34,7 @@ after(() => {
 
 /** sha256 of the first `length` bytes of a file or device. */
 function headSha256(file: string, length: number): string {
-  const fd = openSync(file, 'r');
-  const hash = createHash('sha256');
-  const buffer = Buffer.alloc(MiB);
-  try {
-    for (let done = 0; done < length; ) {
-      const n = readSync(fd, buffer, 0, Math.min(buffer.length, length - done), done);
-      if (n === 0) break;
-      hash.update(buffer.subarray(0, n));
-      done += n;
-    }
-  } finally {
-    closeSync(fd);
-  }
-  return hash.digest('hex');
+  return sha256OfRange(file, 0, length);
 }
 
 for (const name of ['disk.raw', 'disk.raw.xz', 'disk.raw.zst']) {
@@ -183,6 +171,41 @@ test('a thin device stays thin for a raw image of unknown size (gzip): its zeros
     assert.ok(allocatedBytes(thin.backing) <= 4 * MiB, `allocated ${allocatedBytes(thin.backing)} bytes of the 128 MiB device`);
   }),
 );
+
+/** Whether the first `length` bytes of a file or device are all zeros. */
+function startsWithZeros(file: string, length: number): boolean {
+  return headSha256(file, length) === createHash('sha256').update(Buffer.alloc(length)).digest('hex');
+}
+
+test('a checksum mismatch leaves the device without the image\'s first MiB (no partition table, nothing that mounts)', async (t) => {
+  if (!device) return t.skip('losetup is not permitted here');
+  sh(`head -c ${16 * MiB} /dev/zero | tr '\\0' '\\377' | dd of=${device} bs=1M status=none`);
+  const wrong = 'sha256:' + '0'.repeat(64);
+  const result = await runCli(['import', raw, '-o', device, '--checksum', wrong]);
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(result.stderr, /checksum mismatch/);
+  assert.ok(startsWithZeros(device, MiB), 'the first MiB reads as zeros, not the image\'s nor the old device\'s');
+});
+
+test('an import stopped midway leaves the device\'s first MiB zeroed, old or new', async (t) => {
+  if (!device) return t.skip('losetup is not permitted here');
+  sh(`head -c ${16 * MiB} /dev/zero | tr '\\0' '\\377' | dd of=${device} bs=1M status=none`);
+  // stdin: a raw image of unknown length, of which 6 MiB arrive and then nothing.
+  const child = spawn(process.execPath, [...cliCommand, 'import', '-', '-o', device, '-q'], { stdio: ['pipe', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  child.stdin.write(readFileSync(raw).subarray(0, 6 * MiB));
+  // Written past the first MiB: what arrived is on the device.
+  const image = readFileSync(raw);
+  const arrived = (): boolean => sha256OfRange(device!, 2 * MiB, 3 * MiB) === createHash('sha256').update(image.subarray(2 * MiB, 5 * MiB)).digest('hex');
+  for (let i = 0; i < 600 && !arrived(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.ok(arrived(), 'the data after the first MiB was written');
+  child.kill('SIGTERM');
+  assert.equal(await exited, 1, stderr);
+  assert.match(stderr, /import cancelled/);
+  assert.ok(startsWithZeros(device, MiB), 'the first MiB reads as zeros');
+});
 
 test('a mounted device is refused with one line and left as it was', async (t) => {
   const thin = thinDevice('mounted-backing.img', 16 * MiB);
