@@ -4,7 +4,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createReadStream, existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { runCli } from '../support/cli.js';
 import { allocatedBytes, dataBytes, makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
@@ -193,14 +193,22 @@ test('an existing destination is replaced only when the import succeeds', async 
   assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
 });
 
-test('convert replaces an existing larger output (no fsync, so the old file is dropped before the rename)', async () => {
+test('convert replaces an existing larger output by one rename: the path never goes missing (no unlink first)', async () => {
   const out = dir.join('replaced.img');
   run('qemu-img', ['create', '-q', '-f', 'raw', out, '64M']);
   writeFileSync(out, Buffer.alloc(4 * MiB, 0xaa), { flag: 'r+' });
-  const result = await runCli(['convert', dir.join('disk.raw'), out]);
+  // The system calls that remove or replace names: a kill between an unlink of the old file and
+  // the rename would leave neither disk at the path.
+  const trace = dir.join('replace.strace');
+  const result = await runCli(['convert', dir.join('disk.raw'), out], {
+    wrap: ['strace', '-f', '-qq', '-o', trace, '-e', 'trace=unlink,unlinkat,rename,renameat,renameat2'],
+  });
   assert.equal(result.code, 0, result.stderr);
   assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
   assert.deepEqual(leftovers(), []);
+  const calls = readFileSync(trace, 'utf8');
+  assert.match(calls, /rename\w*\(.*"[^"]*\.replaced\.img\.partial-[0-9a-f]+".*"[^"]*replaced\.img"/, calls);
+  assert.doesNotMatch(calls, /unlink\w*\(.*"[^"]*\/replaced\.img"/, calls);
 });
 
 test('import --no-fsync writes the same disk and replaces an existing one', async () => {

@@ -22,11 +22,14 @@ export interface CliOptions {
   input?: Buffer | string | NodeJS.ReadableStream;
   cwd?: string;
   timeoutMs?: number;
+  /** A command that runs the CLI, e.g. ['strace', '-f', '-o', FILE]. */
+  wrap?: string[];
 }
 
 export function runCli(args: string[], options: CliOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...cliCommand, ...args], {
+    const command = [...(options.wrap ?? []), process.execPath, ...cliCommand, ...args];
+    const child = spawn(command[0]!, command.slice(1), {
       cwd: options.cwd ?? repoRoot,
       env: { ...process.env, ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
