@@ -5,7 +5,7 @@
  * cluster is an error, not silently cut.
  */
 import { createRequire } from 'node:module';
-import { constants as zlibConstants, inflateRaw } from 'node:zlib';
+import { constants as zlibConstants, inflateRaw, type ZlibOptions } from 'node:zlib';
 import { badInput } from '../errors.js';
 import type { CompressionType } from './header.js';
 
@@ -15,6 +15,12 @@ let zstdBinding: ZstdBinding | undefined;
 let zstdContext: InstanceType<ZstdBinding['DCtx']> | undefined;
 
 const hex = (n: number) => `0x${n.toString(16)}`;
+
+/** A decoded cluster, and how many input bytes its compressed data took (the rest of its last sector is not its own). */
+export interface DecodedCluster {
+  data: Buffer;
+  consumed: number;
+}
 
 /**
  * Decodes one compressed cluster. With `into` (clusterSize bytes), the cluster lands there: zstd
@@ -26,22 +32,22 @@ export async function decompressCluster(
   clusterSize: number,
   hostOffset: number,
   into?: Buffer,
-): Promise<Buffer> {
+): Promise<DecodedCluster> {
   if (type === 'zstd') return zstdClusterInline(input, clusterSize, hostOffset, into);
   const cluster = await inflateCluster(input, clusterSize, hostOffset);
-  if (!into) return cluster;
-  cluster.copy(into);
-  return into;
+  if (into) cluster.data.copy(into);
+  return into ? { data: into, consumed: cluster.consumed } : cluster;
 }
 
-function inflateCluster(input: Buffer, clusterSize: number, hostOffset: number): Promise<Buffer> {
+function inflateCluster(input: Buffer, clusterSize: number, hostOffset: number): Promise<DecodedCluster> {
   return new Promise((resolve, reject) => {
     // windowBits 12 and raw deflate: qemu's -12. Z_SYNC_FLUSH at the end accepts a stream cut
     // after the last byte of the cluster, as qemu's Z_BUF_ERROR-with-full-output does.
+    // info: the engine tells how much input the deflate stream took (bytesWritten).
     inflateRaw(
       input,
-      { windowBits: 12, maxOutputLength: clusterSize, finishFlush: zlibConstants.Z_SYNC_FLUSH },
-      (err, output) => {
+      { windowBits: 12, maxOutputLength: clusterSize, finishFlush: zlibConstants.Z_SYNC_FLUSH, info: true } as ZlibOptions,
+      (err, result) => {
         if (err) {
           const past = (err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
           reject(
@@ -51,10 +57,13 @@ function inflateCluster(input: Buffer, clusterSize: number, hostOffset: number):
                 : `qcow2 compressed cluster at host offset ${hex(hostOffset)} is not valid deflate data (${err.message}): the image is corrupt`,
             ),
           );
-        } else if (output.length !== clusterSize) {
+          return;
+        }
+        const { buffer: output, engine } = result as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+        if (output.length !== clusterSize) {
           reject(shortCluster(hostOffset, output.length, clusterSize));
         } else {
-          resolve(output);
+          resolve({ data: output, consumed: engine.bytesWritten });
         }
       },
     );
@@ -80,7 +89,7 @@ function checkZstd(output: Buffer, produced: number, remaining: number, clusterS
  * Synchronous, on this thread: zstd decodes a cluster in well under a millisecond, and worker
  * threads (tried) cost more memory than they saved time on two cores.
  */
-function zstdClusterInline(input: Buffer, clusterSize: number, hostOffset: number, into?: Buffer): Buffer {
+function zstdClusterInline(input: Buffer, clusterSize: number, hostOffset: number, into?: Buffer): DecodedCluster {
   zstdBinding ??= require('zstd-napi/binding.js') as ZstdBinding;
   if (!zstdContext) {
     zstdContext = new zstdBinding.DCtx();
@@ -104,7 +113,7 @@ function zstdClusterInline(input: Buffer, clusterSize: number, hostOffset: numbe
   } catch (err) {
     throw notZstd(hostOffset, (err as Error).message);
   }
-  return checkZstd(output, outPos, remaining, clusterSize, hostOffset);
+  return { data: checkZstd(output, outPos, remaining, clusterSize, hostOffset), consumed: inPos };
 }
 
 function shortCluster(hostOffset: number, got: number, clusterSize: number) {

@@ -24,13 +24,22 @@ const MAX_DECOMPRESS_IN_FLIGHT = 8;
  */
 const WINDOW_BYTES = 4 << 20;
 const hex = (n: number) => `0x${n.toString(16)}`;
+/** qcow2 gives a compressed cluster's length in 512-byte sectors. */
+const SECTOR = 512;
 
 interface WindowSlot {
   index: number;
   start: number;
   buf: Buffer;
-  /** Uncovered [from, to) ranges, relative to the cluster start. */
-  gaps: [number, number][];
+  /** [from, to) ranges some want took, relative to the cluster start. */
+  covered: [number, number][];
+  /**
+   * The last 512-byte sector of a compressed cluster: its length is only known to the sector, and
+   * qemu packs the next compressed cluster right after the last byte, so the rest of the sector
+   * may hold another cluster, mapped by an L2 table still to come. What the cluster did not take
+   * (known once it is decoded) is not covered.
+   */
+  provisional: { from: number; to: number; want: Want }[];
 }
 
 interface PendingCluster {
@@ -55,6 +64,8 @@ interface Want {
   done?(data: Buffer): Promise<void> | void;
   /** Compressed clusters may be cut by the end of the file (qemu reads zeros past it). */
   mayBeShort?: boolean;
+  /** Compressed clusters, once decoded: the end of the bytes their data took. */
+  consumedEnd?: number;
   /** Known bytes nobody reads (refcount blocks, unread parts of allocated clusters): fine if missing. */
   optional?: boolean;
   buf?: Buffer;
@@ -295,13 +306,13 @@ class OnePassEngine {
     }
 
     // Which bytes of this cluster some want covers; the rest may still be needed later.
-    const covered: [number, number][] = [];
+    const slot: WindowSlot = { index, start, buf, covered: [], provisional: [] };
     const completed: [Want, Buffer][] = [];
     const stillActive: Want[] = [];
     for (const want of this.active) {
       const from = Math.max(want.start, start);
       const to = Math.min(want.end, end);
-      if (to > from) covered.push([from - start, to - start]);
+      cover(slot, from, to, want);
       if (want.end <= end && want.start >= start && !want.buf) {
         completed.push([want, buf.subarray(want.start - start, want.end - start)]); // zero-copy
         continue;
@@ -314,7 +325,7 @@ class OnePassEngine {
     this.active = stillActive;
 
     this.processedEnd = end;
-    this.window.push({ index, start, buf, gaps: uncovered(covered, buf.length) });
+    this.window.push(slot);
     this.leases.hold(buf);
     this.windowBytes += buf.length;
     for (const [want, data] of completed) await this.complete(want, data);
@@ -331,7 +342,7 @@ class OnePassEngine {
     this.windowBytes -= slot.buf.length;
     if (this.mayStillBeMapped()) {
       let spill = false;
-      for (const [from, to] of slot.gaps) {
+      for (const [from, to] of gapsOf(slot)) {
         if (isZero(slot.buf, from, to)) this.addZeroRange(slot.start + from, slot.start + to);
         else spill = true;
       }
@@ -349,16 +360,17 @@ class OnePassEngine {
     }
   }
 
-  private isZeroRange(start: number, end: number): boolean {
+  /** The end of the passed all-zero range that holds `at`, or `at` when none does. */
+  private zeroRangeEnd(at: number): number {
     let lo = 0;
     let hi = this.zeroStarts.length - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      if (this.zeroStarts[mid]! > start) hi = mid - 1;
-      else if (this.zeroEnds[mid]! <= start) lo = mid + 1;
-      else return end <= this.zeroEnds[mid]!;
+      if (this.zeroStarts[mid]! > at) hi = mid - 1;
+      else if (this.zeroEnds[mid]! <= at) lo = mid + 1;
+      else return this.zeroEnds[mid]!;
     }
-    return false;
+    return at;
   }
 
   /**
@@ -372,7 +384,7 @@ class OnePassEngine {
     }
     const passedEnd = Math.min(want.end, this.processedEnd);
     want.buf = Buffer.alloc(want.end - want.start);
-    const available = await this.readPassed(want.start, passedEnd, want.buf);
+    const available = await this.readPassed(want, passedEnd);
     if (available < passedEnd - want.start) {
       if (!want.mayBeShort || available === 0) {
         throw badInput(
@@ -399,20 +411,24 @@ class OnePassEngine {
     }
   }
 
-  /** Fills `into` from passed bytes [start, end); returns how many leading bytes were available. */
-  private async readPassed(start: number, end: number, into: Buffer): Promise<number> {
+  /** Fills `want.buf` from passed bytes [want.start, end); returns how many leading bytes were available. */
+  private async readPassed(want: Want, end: number): Promise<number> {
+    const { start } = want;
+    const into = want.buf!;
     let at = start;
     while (at < end) {
       const index = Math.floor(at / this.cs);
       const clusterStart = index * this.cs;
-      const to = Math.min(end, clusterStart + this.cs);
+      let to = Math.min(end, clusterStart + this.cs);
       const slot = this.windowSlot(index);
       if (slot && to - clusterStart <= slot.buf.length) {
         slot.buf.copy(into, at - start, at - clusterStart, to - clusterStart);
-        slot.gaps = subtract(slot.gaps, at - clusterStart, to - clusterStart);
+        cover(slot, at, to, want);
       } else if (this.spill.has(index)) {
         await this.spill.read(index, at - clusterStart, to - at, into, at - start);
-      } else if (this.isZeroRange(at, to)) {
+      } else if (this.zeroRangeEnd(at) > at) {
+        // Zeros up to the range's end; what follows in this cluster may have been kept otherwise.
+        to = Math.min(to, this.zeroRangeEnd(at));
         into.fill(0, at - start, to - start);
       } else {
         return at - start;
@@ -511,7 +527,8 @@ class OnePassEngine {
       decode: async () => {
         const cluster = await decompressCluster(this.header.compressionType, input, this.cs, want.start);
         this.leases.release(input);
-        return { offset: guestOffset, length, data: cluster.subarray(0, length) };
+        want.consumedEnd = want.start + cluster.consumed;
+        return { offset: guestOffset, length, data: cluster.data.subarray(0, length) };
       },
     });
   }
@@ -551,6 +568,30 @@ class OnePassEngine {
   }
 }
 
+/**
+ * Marks [from, to) (absolute host offsets within the slot) as taken by `want`. The last sector of
+ * a compressed cluster is taken only provisionally (see WindowSlot.provisional).
+ */
+function cover(slot: WindowSlot, from: number, to: number, want: Want): void {
+  if (to <= from) return;
+  const firmEnd = want.kind === 'compressed' ? Math.max(want.start, want.end - SECTOR) : want.end;
+  if (Math.min(to, firmEnd) > from) slot.covered.push([from - slot.start, Math.min(to, firmEnd) - slot.start]);
+  if (to > Math.max(from, firmEnd)) slot.provisional.push({ from: Math.max(from, firmEnd) - slot.start, to: to - slot.start, want });
+}
+
+/**
+ * What no want took in a slot leaving the window: its covered ranges, and of each provisional
+ * sector the part its compressed cluster used (all of it while the cluster is not decoded yet).
+ */
+function gapsOf(slot: WindowSlot): [number, number][] {
+  const covered = [...slot.covered];
+  for (const { from, to, want } of slot.provisional) {
+    const used = want.consumedEnd === undefined ? to : Math.min(to, want.consumedEnd - slot.start);
+    if (used > from) covered.push([from, used]);
+  }
+  return uncovered(covered, slot.buf.length);
+}
+
 /** The parts of [0, length) that no [from, to) range covers. */
 function uncovered(covered: [number, number][], length: number): [number, number][] {
   covered.sort((a, b) => a[0] - b[0]);
@@ -562,18 +603,6 @@ function uncovered(covered: [number, number][], length: number): [number, number
   }
   if (at < length) gaps.push([at, length]);
   return gaps;
-}
-
-function subtract(gaps: [number, number][], from: number, to: number): [number, number][] {
-  const result: [number, number][] = [];
-  for (const [a, b] of gaps) {
-    if (b <= from || a >= to) result.push([a, b]);
-    else {
-      if (a < from) result.push([a, from]);
-      if (b > to) result.push([to, b]);
-    }
-  }
-  return result;
 }
 
 const ZERO_BLOCK = Buffer.alloc(64 * 1024);
