@@ -6,6 +6,7 @@
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { BadUploadRequest } from './bad-upload-request.js';
+import { chunkPool } from '../util/buffer-pool.js';
 
 /** Part headers larger than this are not a browser or curl form: refuse instead of buffering. */
 const MAX_PART_HEADER_BYTES = 16 * 1024;
@@ -47,6 +48,9 @@ export class MultipartFilePart extends Transform {
   private readonly firstDelimiter: Buffer;
   private buffer: Buffer = Buffer.alloc(0);
   private state: State = 'preamble';
+  /** The chunk of the part's bytes being filled (see gather). */
+  private out: Buffer | undefined;
+  private outUsed = 0;
   /** Names of parts skipped, for the log and the error when the wanted one is missing. */
   readonly skippedParts: string[] = [];
 
@@ -60,6 +64,10 @@ export class MultipartFilePart extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     if (this.state === 'done' || this.state === 'closed') return callback(); // the epilogue and any later parts are not needed
+    if (this.state === 'file-part' && chunk.length >= this.delimiter.length) {
+      this.fileData(chunk);
+      return callback();
+    }
     this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
     try {
       this.consume();
@@ -144,14 +152,13 @@ export class MultipartFilePart extends Transform {
             // Everything but a possible partial delimiter at the end is the part's data.
             const safe = this.buffer.length - (this.delimiter.length - 1);
             if (safe > 0) {
-              this.push(this.buffer.subarray(0, safe));
+              this.gather(this.buffer.subarray(0, safe));
               this.buffer = this.buffer.subarray(safe);
             }
             return;
           }
-          if (at > 0) this.push(this.buffer.subarray(0, at));
-          this.state = 'done';
-          this.buffer = Buffer.alloc(0);
+          this.gather(this.buffer.subarray(0, at));
+          this.endPart();
           return;
         }
         case 'done':
@@ -159,6 +166,57 @@ export class MultipartFilePart extends Transform {
           return;
       }
     }
+  }
+
+  /**
+   * A chunk inside the wanted part (at least a delimiter long), without copying it onto what was
+   * held: only the held tail (shorter than a delimiter) and the chunk's first bytes are joined to
+   * look for a delimiter across the seam.
+   */
+  private fileData(chunk: Buffer): void {
+    const tail = this.buffer;
+    const keep = this.delimiter.length - 1;
+    const atSeam = tail.length === 0 ? -1 : Buffer.concat([tail, chunk.subarray(0, keep)]).indexOf(this.delimiter);
+    if (atSeam >= 0 && atSeam < tail.length) {
+      this.gather(tail.subarray(0, atSeam));
+      return this.endPart();
+    }
+    this.gather(tail);
+    const at = chunk.indexOf(this.delimiter);
+    if (at >= 0) {
+      this.gather(chunk.subarray(0, at));
+      return this.endPart();
+    }
+    this.gather(chunk.subarray(0, chunk.length - keep));
+    this.buffer = Buffer.from(chunk.subarray(chunk.length - keep));
+  }
+
+  /**
+   * The part's bytes go out in whole pooled 1 MiB chunks counted from the part's start, as a file
+   * is read: a qcow2's clusters then never straddle two chunks (which the one-pass reader would
+   * have to copy together), and a form costs one copy of the data.
+   */
+  private gather(data: Buffer): void {
+    for (let at = 0; at < data.length; ) {
+      this.out ??= chunkPool.take();
+      const copied = data.copy(this.out, this.outUsed, at);
+      this.outUsed += copied;
+      at += copied;
+      if (this.outUsed === this.out.length) {
+        this.push(this.out);
+        this.out = undefined;
+        this.outUsed = 0;
+      }
+    }
+  }
+
+  /** The closing delimiter of the wanted part: what is gathered goes out, the rest is not needed. */
+  private endPart(): void {
+    if (this.out && this.outUsed > 0) this.push(this.out.subarray(0, this.outUsed));
+    this.out = undefined;
+    this.outUsed = 0;
+    this.state = 'done';
+    this.buffer = Buffer.alloc(0);
   }
 
   /** While searching for a delimiter, only its length minus one byte can still be part of it. */

@@ -63,6 +63,28 @@ describe('multipart file part', () => {
     });
   }
 
+  test('the delimiter that ends the part, split at every byte across two chunks of any size', async () => {
+    const data = randomBytes(3000);
+    const form = Buffer.concat([part('file', data, 'disk.img'), closing]);
+    const delimiterStart = form.indexOf(`\r\n--${BOUNDARY}`, 100);
+    for (let split = delimiterStart - 2; split <= delimiterStart + BOUNDARY.length + 6; split++) {
+      for (const rest of [form.length - split, 50, 44, 43]) {
+        assert.equal(sha(await parse(form, [split, rest])), sha(data), `split at ${split}, then chunks of ${rest}`);
+      }
+    }
+  });
+
+  test('the part comes out in whole 1 MiB chunks counted from its start, however the body arrives', async () => {
+    const data = randomBytes(3 * 1024 * 1024 + 12345);
+    const form = Buffer.concat([part('note', Buffer.from('hello')), part('file', data, 'disk.img'), closing]);
+    const sizes: number[] = [];
+    const parser = Readable.from([form.subarray(0, 1000), form.subarray(1000, 70_000), form.subarray(70_000)]).pipe(new MultipartFilePart(BOUNDARY));
+    // 'data' events: one per chunk pushed (an async iterator's read() would join them).
+    parser.on('data', (chunk: Buffer) => sizes.push(chunk.length));
+    await new Promise((resolve, reject) => parser.on('end', resolve).on('error', reject));
+    assert.deepEqual(sizes, [1 << 20, 1 << 20, 1 << 20, 12345]);
+  });
+
   test('an empty file part is an empty stream', async () => {
     const empty = Buffer.concat([part('file', Buffer.alloc(0), 'empty.img'), closing]);
     assert.equal((await parse(empty, [3])).length, 0);
