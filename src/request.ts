@@ -51,7 +51,12 @@ export type TargetSpec =
        */
       unbounded?: boolean;
     }
-  | { kind: 'block'; path: string }
+  | {
+      kind: 'block';
+      path: string;
+      /** fsync as it goes and before completing (default true); `convert` and `--no-fsync` leave it to the page cache */
+      sync?: boolean;
+    }
   | { kind: 'directory'; path: string };
 
 export interface ChecksumSpec {

@@ -48,7 +48,7 @@ export function registerImportCommand(program: Command): void {
     .option('--preallocation', 'allocate the whole target instead of writing it sparse')
     .option('--checksum <algo:hex>', 'verify the source bytes: md5, sha1, sha256 or sha512')
     .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping')
-    .option('--no-fsync', 'file targets: skip the final fsync, as qemu-img convert does (faster; the data reaches the disk later)')
+    .option('--no-fsync', 'skip the fsyncs (file or device), as qemu-img convert does (faster; the data reaches the disk later)')
     .option('--timeout <seconds>', 'give up if the import has not finished by then, removing the file it was writing (a block device keeps what was written) (default: no limit)');
   addTransportOptions(importCommand)
     .option('--json', 'print one JSON result object on stdout')
@@ -197,7 +197,7 @@ async function checkedScratchDir(dir: string): Promise<string> {
 
 async function targetFor(destination: string, contentType: ContentType, sync: boolean): Promise<TargetSpec> {
   const info = await stat(destination).catch(() => undefined);
-  if (info?.isBlockDevice()) return { kind: 'block', path: destination };
+  if (info?.isBlockDevice()) return { kind: 'block', path: destination, sync };
   if (contentType === 'archive') return { kind: 'directory', path: destination };
   return { kind: 'file', path: destination, atomic: true, localMode: true, sync };
 }

@@ -26,11 +26,11 @@ export interface TargetPlan {
 export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan> {
   const target = request.target;
   if (target.kind === 'directory') throw targetError(`${target.path} is a directory target; disk images need a file or block device`);
-  if (target.kind === 'block') return planBlock(target.path, request.preallocation);
+  if (target.kind === 'block') return planBlock(target.path, request.preallocation, target.sync ?? true);
 
   // An existing block device given as a file path is written as a device; a link, to the file it names.
   const destination = await inspectDestination(target.path, request.source.kind === 'file' ? request.source.path : undefined);
-  if (destination.kind === 'block') return planBlock(target.path, request.preallocation);
+  if (destination.kind === 'block') return planBlock(target.path, request.preallocation, target.sync ?? true);
   if (destination.kind === 'directory') throw targetError(`${target.path} is a directory: give a file name for the disk image (e.g. ${path.join(target.path, 'disk.img')})`);
   const filePath = destination.path;
 
@@ -62,8 +62,8 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
   };
 }
 
-async function planBlock(devicePath: string, preallocation: boolean): Promise<TargetPlan> {
-  const device = await BlockDeviceTarget.open(devicePath, { preallocation });
+async function planBlock(devicePath: string, preallocation: boolean, sync: boolean): Promise<TargetPlan> {
+  const device = await BlockDeviceTarget.open(devicePath, { preallocation, sync });
   // The device is opened (O_EXCL) now, to know its size: an import refused before create() must
   // close it, or the next import of the same device (an upload retried) finds it "in use".
   return { kind: 'block', path: devicePath, capacity: device.capacity, create: async () => device, abandon: () => device.abort() };

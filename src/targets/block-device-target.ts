@@ -20,7 +20,8 @@ const ZERO_WINDOW = 64 << 20;
 export class BlockDeviceTarget implements DiskTarget {
   readonly kind = 'block' as const;
 
-  private readonly earlyFlush: EarlyFlush;
+  /** Absent without sync: the page cache writes the device out when it will, as after qemu-img convert. */
+  private readonly earlyFlush: EarlyFlush | undefined;
   /** [0, zeroed) already reads as zeros: zero runs there need no writing. */
   private zeroed = 0;
   /**
@@ -39,19 +40,20 @@ export class BlockDeviceTarget implements DiskTarget {
     private handle: FileHandle | undefined,
     /** Preallocation asked: every block gets written (allocated), zeros included. */
     private readonly preallocation: boolean,
+    private readonly sync: boolean,
   ) {
-    this.earlyFlush = new EarlyFlush(() => handle!.datasync());
+    this.earlyFlush = sync ? new EarlyFlush(() => handle!.datasync()) : undefined;
     this.zeroAsWritten = !preallocation;
   }
 
-  static async open(devicePath: string, options: { preallocation?: boolean } = {}): Promise<BlockDeviceTarget> {
+  static async open(devicePath: string, options: { preallocation?: boolean; sync?: boolean } = {}): Promise<BlockDeviceTarget> {
     try {
       const info = await stat(devicePath);
       const size = await blockDeviceSize(devicePath, info.rdev);
       // O_EXCL on a block device claims it: Linux answers EBUSY while it is mounted or another
       // program (another import, mkfs) holds it so, instead of letting two writers mix.
       const handle = await open(devicePath, constants.O_RDWR | constants.O_EXCL);
-      return new BlockDeviceTarget(devicePath, size, handle, options.preallocation ?? false);
+      return new BlockDeviceTarget(devicePath, size, handle, options.preallocation ?? false, options.sync ?? true);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EBUSY') {
         throw targetError(`${devicePath} is in use (mounted, or opened by another program such as another import): unmount it or wait for the other writer`, err);
@@ -138,13 +140,13 @@ export class BlockDeviceTarget implements DiskTarget {
       });
       written += result.bytesWritten;
     }
-    this.earlyFlush.wrote(data.length);
+    this.earlyFlush?.wrote(data.length);
   }
 
   async finish(): Promise<{ preallocationApplied: boolean; size: number }> {
     try {
-      await this.earlyFlush.settle();
-      await this.handle!.sync();
+      await this.earlyFlush?.settle();
+      if (this.sync) await this.handle!.sync();
       await this.handle!.close();
       this.handle = undefined;
     } catch (err) {

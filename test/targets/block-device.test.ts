@@ -207,6 +207,23 @@ test('an import stopped midway leaves the device\'s first MiB zeroed, old or new
   assert.ok(startsWithZeros(device, MiB), 'the first MiB reads as zeros');
 });
 
+test('convert and --no-fsync leave a device to the page cache (no fsync), as qemu-img convert does; import syncs it', async (t) => {
+  if (!device) return t.skip('losetup is not permitted here');
+  const syncs = async (args: string[]): Promise<number> => {
+    const trace = dir.join('sync.strace');
+    const result = await runCli(args, { wrap: ['strace', '-f', '-qq', '-o', trace, '-e', 'trace=fsync,fdatasync,execve'] });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(headSha256(device!, 10 * MiB), headSha256(raw, 10 * MiB));
+    // Ours only: util-linux's fallocate (the zeroing ahead) syncs in its own process.
+    const lines = readFileSync(trace, 'utf8').split('\n');
+    const others = new Set(lines.filter((line) => /execve\("[^"]*fallocate"/.test(line)).map((line) => line.split(' ')[0]));
+    return lines.filter((line) => /f(data)?sync\(/.test(line) && !others.has(line.split(' ')[0])).length;
+  };
+  assert.equal(await syncs(['convert', raw, device, '-q']), 0, 'convert');
+  assert.equal(await syncs(['import', raw, '-o', device, '-q', '--no-fsync']), 0, 'import --no-fsync');
+  assert.ok((await syncs(['import', raw, '-o', device, '-q'])) > 0, 'import');
+});
+
 test('a mounted device is refused with one line and left as it was', async (t) => {
   const thin = thinDevice('mounted-backing.img', 16 * MiB);
   if (!thin) return t.skip('losetup is not permitted here');
