@@ -8,7 +8,7 @@ import { unwrapCompression } from '../formats/unwrap.js';
 import { declaredUncompressedSize, knownRawLength, rawImage } from '../formats/raw-image.js';
 import { hasHoles, sparseRawImage } from '../formats/sparse-raw-image.js';
 import { SourceTap } from './source-tap.js';
-import { badInput } from '../errors.js';
+import { badInput, ScratchSpaceRequiredError } from '../errors.js';
 
 export interface OpenedDiskImage {
   image: DiskImage;
@@ -78,7 +78,13 @@ export async function openDiskImage(
   if (format === 'raw' || format === 'iso') {
     return result(rawImage(stream, format, description, knownRawLength(chain, opened.size, declared)));
   }
-  if (format === 'qcow2') return result(await openQcow2Stream(stream, request, ctx));
+  if (format === 'qcow2') {
+    const image = await openQcow2Stream(stream, request, ctx);
+    // A seekable qcow2 read in one pass only because a checksum needs its bytes in order: the
+    // usual advice (a seekable source) is what was given, so say what does help.
+    if (chain.length !== 1 || !opened.randomAccess || !request.checksum) return result(image);
+    return result({ ...image, extents: () => explainedScratchNeed(image.extents()) });
+  }
   stream.destroy();
   if (format === 'tar') {
     throw badInput(`${description} is a tar archive: import it with --content-type archive to extract its files`);
@@ -158,4 +164,15 @@ function checkExpectedFormat(detected: 'raw' | 'iso' | 'qcow2', request: ImportR
   const expected = request.expectedFormat;
   if (expected === undefined || expected === (detected === 'iso' ? 'raw' : detected)) return;
   throw badInput(`${description} is a ${detected} image, not ${expected} (-f ${expected}): check the file, or leave -f out to convert what it is`);
+}
+
+async function* explainedScratchNeed(extents: ExtentStream): ExtentStream {
+  try {
+    yield* extents;
+  } catch (err) {
+    if (!(err instanceof ScratchSpaceRequiredError)) throw err;
+    throw new ScratchSpaceRequiredError(
+      'the checksum makes this seekable qcow2 be read in one pass, in order, and it stores clusters before the tables that map them (internal snapshots, or clusters written out of order): give a scratch directory (--scratch DIR; a scratch volume in a pod), or import it without the checksum to read it by random access',
+    );
+  }
 }

@@ -7,7 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createReadStream, mkdirSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { cliCommand } from '../support/cli.js';
+import { cliCommand, runCli } from '../support/cli.js';
+import { createHash } from 'node:crypto';
 import { makeTempDir, qemuRawSha256, sha256File, type TempDir } from '../support/tools.js';
 import { ImportError, ScratchSpaceRequiredError } from '../../src/errors.js';
 import { openQcow2RandomAccess, openQcow2Stream } from '../../src/qcow2/index.js';
@@ -64,6 +65,17 @@ describe('qcow2 one pass over out-of-order images', () => {
     } finally {
       await reader.close();
     }
+  });
+
+  it('a checksum on a local (seekable) image that needs scratch: the line says the checksum is why, and what helps', async () => {
+    const sha = createHash('sha256').update(readFileSync(image)).digest('hex');
+    const result = await runCli(['import', image, '-o', tmp.join('checked.raw'), '--checksum', `sha256:${sha}`]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /scratch space required: the checksum makes this seekable qcow2 be read in one pass.*--scratch DIR.*without the checksum/);
+    assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+    const withScratch = await runCli(['import', image, '-o', tmp.join('checked.raw'), '--checksum', `sha256:${sha}`, '--scratch', tmp.path, '-q']);
+    assert.equal(withScratch.code, 0, withScratch.stderr);
+    assert.equal(await sha256File(tmp.join('checked.raw')), expected);
   });
 
   it('a killed import leaves no spill file in the scratch directory (it is unlinked while in use)', async () => {
