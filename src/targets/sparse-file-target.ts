@@ -111,11 +111,8 @@ export class SparseFileTarget implements DiskTarget {
       await handle.close();
       this.handle = undefined;
       if (this.writePath !== this.path) {
-        // One rename over the old file: the path holds the old disk or the new one at every
-        // moment, however the process ends. Renaming over an existing file makes ext4 write the
-        // new one's data out first (auto_da_alloc; 0.4 s for 800 MB without sync), as qemu-img
-        // pays when it truncates the file it overwrites; a new path costs nothing.
-        await rename(this.writePath, this.path);
+        if (this.options.sync) await rename(this.writePath, this.path);
+        else await this.replaceUnsynced();
         this.forgetTemporary();
       }
       if (this.options.sync) await fsyncDirectory(path.dirname(this.path));
@@ -124,6 +121,26 @@ export class SparseFileTarget implements DiskTarget {
     }
     this.finished = true;
     return { preallocationApplied: this.options.preallocation, size: finalSize };
+  }
+
+  /**
+   * Without sync, renaming over an existing file would make ext4 write the new one out first
+   * (auto_da_alloc), as costly as the fsync nobody asked for (2 GiB qcow2 over an earlier output:
+   * 1.6 s against 0.6 s). So the old file is renamed aside, the new one takes its name, and the
+   * old one goes last: at no moment is a partial disk at the path, and if the process dies
+   * between the two renames (microseconds), the old disk is still there under `.NAME.old-…`.
+   */
+  private async replaceUnsynced(): Promise<void> {
+    const aside = path.join(path.dirname(this.path), `.${path.basename(this.path)}.old-${randomBytes(4).toString('hex')}`);
+    const hadOld = await rename(this.path, aside).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return false;
+        throw err;
+      },
+    );
+    await rename(this.writePath, this.path);
+    if (hadOld) await unlink(aside).catch(() => {});
   }
 
   async checkSize(size: number): Promise<void> {
