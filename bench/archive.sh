@@ -25,10 +25,10 @@ fi
 fresh() { echo "rm -rf $OUT && mkdir -p $OUT"; }
 for run in $(seq "$BENCH_RUNS"); do
   echo "run $run/$BENCH_RUNS" >&2
-  measure a-many-ours "$(fresh) && node bin/cdi-importer import $MANY $OUT --content-type archive -q"
-  measure a-many-ref "$(fresh) && tar -xf $MANY -C $OUT"
-  measure a-big-ours "$(fresh) && node bin/cdi-importer import $BIG $OUT --content-type archive -q"
-  measure a-big-ref "$(fresh) && tar -xzf $BIG -C $OUT"
+  measure_pair "$run" a-many-ours "$(fresh) && node bin/cdi-importer import $MANY $OUT --content-type archive -q" \
+    a-many-ref "$(fresh) && tar -xf $MANY -C $OUT"
+  measure_pair "$run" a-big-ours "$(fresh) && node bin/cdi-importer import $BIG $OUT --content-type archive -q" \
+    a-big-ref "$(fresh) && tar -xzf $BIG -C $OUT"
 done
 rm -rf "$OUT"
 

@@ -30,17 +30,17 @@ ours() { echo "node bin/cdi-importer convert $1 $OUT -q; rm -f $OUT"; }
 
 for run in $(seq "$BENCH_RUNS"); do
   echo "run $run/$BENCH_RUNS" >&2
-  measure gz-ours "$(ours "$IMG.gz")"
-  measure gz-ref "gzip -dc $IMG.gz > $OUT; rm -f $OUT"
-  measure xz-ours "$(ours "$IMG.xz")"
-  measure xz-ref "xz -dc $IMG.xz > $OUT; rm -f $OUT"
-  measure xzmt-ours "$(ours "$IMG.mt.xz")"
-  measure xzmt-ref "xz -dc $IMG.mt.xz > $OUT; rm -f $OUT"
+  measure_pair "$run" gz-ours "$(ours "$IMG.gz")" \
+    gz-ref "gzip -dc $IMG.gz > $OUT; rm -f $OUT"
+  measure_pair "$run" xz-ours "$(ours "$IMG.xz")" \
+    xz-ref "xz -dc $IMG.xz > $OUT; rm -f $OUT"
+  measure_pair "$run" xzmt-ours "$(ours "$IMG.mt.xz")" \
+    xzmt-ref "xz -dc $IMG.mt.xz > $OUT; rm -f $OUT"
   measure xzmt-ref-t0 "xz -T0 -dc $IMG.mt.xz > $OUT; rm -f $OUT"
-  measure zst-ours "$(ours "$IMG.zst")"
-  measure zst-ref "zstd -dc $IMG.zst > $OUT; rm -f $OUT"
-  measure zst-import-ours "node bin/cdi-importer import $IMG.zst -o $OUT -q; rm -f $OUT"
-  measure zst-ref-sync "zstd -dc $IMG.zst > $OUT; sync $OUT; rm -f $OUT"
+  measure_pair "$run" zst-ours "$(ours "$IMG.zst")" \
+    zst-ref "zstd -dc $IMG.zst > $OUT; rm -f $OUT"
+  measure_pair "$run" zst-import-ours "node bin/cdi-importer import $IMG.zst -o $OUT -q; rm -f $OUT" \
+    zst-ref-sync "zstd -dc $IMG.zst > $OUT; sync $OUT; rm -f $OUT"
 done
 
 echo "median of $BENCH_RUNS runs, $(numfmt --to=iec "$SIZE") disk-like image:"

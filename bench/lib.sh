@@ -37,6 +37,13 @@ measure() {
   cat "$BENCH_DIR/.last" >> "$BENCH_DIR/$name.times"
 }
 
+# measure_pair RUN OURS_NAME OURS_CMD REF_NAME REF_CMD : both, ours first on odd runs, the reference
+# first on even ones. On a busy machine the first command after another workload is often the slow
+# one; a fixed order would put that on one side every time.
+measure_pair() {
+  if (( $1 % 2 )); then measure "$2" "$3"; measure "$4" "$5"; else measure "$4" "$5"; measure "$2" "$3"; fi
+}
+
 # median FILE COLUMN
 median() {
   sort -n -k"$2","$2" "$1" | awk -v c="$2" '{ v[NR] = $c } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'

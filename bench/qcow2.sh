@@ -37,18 +37,18 @@ rm -f "$OUT" "$OUT.ref"
 # `sync FILE` (one fsync of the output).
 for run in $(seq "$BENCH_RUNS"); do
   echo "run $run/$BENCH_RUNS" >&2
-  measure q-plain-ours "$(ours "$Q")"
-  measure q-plain-ref "qemu-img convert -O raw $Q $OUT; rm -f $OUT"
-  measure q-plain-ours-sync "$(ours "$Q" --fsync)"
-  measure q-plain-ref-sync "qemu-img convert -O raw $Q $OUT; sync $OUT; rm -f $OUT"
-  measure q-zstd-ours "$(ours "$QZ")"
-  measure q-zstd-ref "qemu-img convert -O raw $QZ $OUT; rm -f $OUT"
-  measure q-zstd-ours-sync "$(ours "$QZ" --fsync)"
-  measure q-zstd-ref-sync "qemu-img convert -O raw $QZ $OUT; sync $OUT; rm -f $OUT"
-  measure q-xz-ours "$(ours "$Q.xz")"
-  measure q-xz-ref "xz -dc $Q.xz > $SCRATCH; qemu-img convert -O raw $SCRATCH $OUT; rm -f $OUT $SCRATCH"
-  measure q-xz-ours-sync "$(ours "$Q.xz" --fsync)"
-  measure q-xz-ref-sync "xz -dc $Q.xz > $SCRATCH; qemu-img convert -O raw $SCRATCH $OUT; sync $OUT; rm -f $OUT $SCRATCH"
+  measure_pair "$run" q-plain-ours "$(ours "$Q")" \
+    q-plain-ref "qemu-img convert -O raw $Q $OUT; rm -f $OUT"
+  measure_pair "$run" q-plain-ours-sync "$(ours "$Q" --fsync)" \
+    q-plain-ref-sync "qemu-img convert -O raw $Q $OUT; sync $OUT; rm -f $OUT"
+  measure_pair "$run" q-zstd-ours "$(ours "$QZ")" \
+    q-zstd-ref "qemu-img convert -O raw $QZ $OUT; rm -f $OUT"
+  measure_pair "$run" q-zstd-ours-sync "$(ours "$QZ" --fsync)" \
+    q-zstd-ref-sync "qemu-img convert -O raw $QZ $OUT; sync $OUT; rm -f $OUT"
+  measure_pair "$run" q-xz-ours "$(ours "$Q.xz")" \
+    q-xz-ref "xz -dc $Q.xz > $SCRATCH; qemu-img convert -O raw $SCRATCH $OUT; rm -f $OUT $SCRATCH"
+  measure_pair "$run" q-xz-ours-sync "$(ours "$Q.xz" --fsync)" \
+    q-xz-ref-sync "xz -dc $Q.xz > $SCRATCH; qemu-img convert -O raw $SCRATCH $OUT; sync $OUT; rm -f $OUT $SCRATCH"
 done
 
 echo "median of $BENCH_RUNS runs, $(numfmt --to=iec "$SIZE") virtual qcow2, ~40 % data:"
