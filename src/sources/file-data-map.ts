@@ -1,30 +1,11 @@
-import { createRequire } from 'node:module';
 import type { ByteRange, DataMap } from './source.js';
-
-const require = createRequire(import.meta.url);
+import { fsExt } from '../util/fs-ext.js';
 
 // lseek(2) whence values (Linux): Node's fs has no lseek, so no SEEK_DATA.
 const SEEK_DATA = 3;
 const SEEK_HOLE = 4;
 
-type Seek = (fd: number, offset: number, whence: number, callback: (err: NodeJS.ErrnoException | null, position: number) => void) => void;
-
-let seekFunction: Seek | null | undefined;
-
-/**
- * fs-ext's lseek (an optional dependency: a native module). Without it, sparse files are read in
- * full, as before, and come out the same; only slower.
- */
-function loadSeek(): Seek | undefined {
-  if (seekFunction === undefined) {
-    try {
-      seekFunction = (require('fs-ext') as { seek: Seek }).seek;
-    } catch {
-      seekFunction = null;
-    }
-  }
-  return seekFunction ?? undefined;
-}
+type Seek = NonNullable<ReturnType<typeof fsExt>>['seek'];
 
 /**
  * Where a local file holds data and where it has holes (SEEK_DATA / SEEK_HOLE, as qemu and
@@ -44,10 +25,13 @@ export class FileDataMap implements DataMap {
     private readonly seek: Seek,
   ) {}
 
-  /** A map of the open regular file `fd`, or undefined when lseek's SEEK_DATA is not available. */
+  /**
+   * A map of the open regular file `fd`, or undefined when lseek's SEEK_DATA is not available
+   * (fs-ext did not build): sparse files are then read in full, with the same output.
+   */
   static of(fd: number, size: number): FileDataMap | undefined {
-    const seek = loadSeek();
-    return seek ? new FileDataMap(fd, size, seek) : undefined;
+    const ext = fsExt();
+    return ext ? new FileDataMap(fd, size, ext.seek.bind(ext)) : undefined;
   }
 
   async nextData(offset: number): Promise<ByteRange | undefined> {

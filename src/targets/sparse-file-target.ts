@@ -1,7 +1,6 @@
 import { open, rename, unlink, chmod, type FileHandle } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import type { DiskTarget } from './disk-target.js';
 import { dataRuns } from './zero-runs.js';
 import { preallocate } from './preallocate.js';
@@ -11,6 +10,8 @@ import { formatBytes } from '../util/quantity.js';
 import { fsyncDirectory } from './fsync-directory.js';
 import { EarlyFlush } from './early-flush.js';
 import { cleanUpOnForcedExit } from '../util/forced-exit.js';
+import { tryLock } from '../util/fs-ext.js';
+import { removeStaleTemporaries, temporaryName } from './temporary-names.js';
 
 export interface SparseFileTargetOptions {
   /** Final path of the image. */
@@ -48,16 +49,18 @@ export class SparseFileTarget implements DiskTarget {
   private constructor(private readonly options: SparseFileTargetOptions) {
     this.path = options.path;
     this.capacity = options.capacity;
-    this.writePath = options.atomic
-      ? path.join(path.dirname(options.path), `.${path.basename(options.path)}.partial-${randomBytes(4).toString('hex')}`)
-      : options.path;
+    this.writePath = options.atomic ? temporaryName(options.path, 'partial') : options.path;
   }
 
   static async create(options: SparseFileTargetOptions): Promise<SparseFileTarget> {
     const target = new SparseFileTarget(options);
     try {
       target.handle = await open(target.writePath, 'w', options.localMode ? 0o666 : 0o660);
-      if (options.atomic) target.forgetTemporary = cleanUpOnForcedExit(() => unlinkSync(target.writePath));
+      if (options.atomic) {
+        target.forgetTemporary = cleanUpOnForcedExit(() => unlinkSync(target.writePath));
+        // Held until the process ends: a later import sees this partial file is not a dead one's.
+        await tryLock(target.handle.fd);
+      }
       if (!options.localMode) {
         // The umask may have cleared group bits; CDI's disk.img is 0660.
         await chmod(target.writePath, 0o660);
@@ -114,6 +117,7 @@ export class SparseFileTarget implements DiskTarget {
         if (this.options.sync) await rename(this.writePath, this.path);
         else await this.replaceUnsynced();
         this.forgetTemporary();
+        await removeStaleTemporaries(this.path, this.writePath);
       }
       if (this.options.sync) await fsyncDirectory(path.dirname(this.path));
     } catch (err) {
@@ -131,7 +135,7 @@ export class SparseFileTarget implements DiskTarget {
    * between the two renames (microseconds), the old disk is still there under `.NAME.old-…`.
    */
   private async replaceUnsynced(): Promise<void> {
-    const aside = path.join(path.dirname(this.path), `.${path.basename(this.path)}.old-${randomBytes(4).toString('hex')}`);
+    const aside = temporaryName(this.path, 'old');
     const hadOld = await rename(this.path, aside).then(
       () => true,
       (err: NodeJS.ErrnoException) => {

@@ -4,7 +4,9 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createReadStream, existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { runCli } from '../support/cli.js';
 import { allocatedBytes, dataBytes, makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
@@ -218,6 +220,27 @@ test('import --no-fsync writes the same disk and replaces an existing one', asyn
   assert.equal(result.code, 0, result.stderr);
   assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
   assert.deepEqual(leftovers(), []);
+});
+
+test('temporary files of killed imports to the same destination are removed by the next successful one; a running import\'s stays', async () => {
+  const tidy = dir.join('tidy');
+  mkdirSync(tidy);
+  const out = path.join(tidy, 'disk.img');
+  const stalePartial = path.join(tidy, '.disk.img.partial-deadbeef');
+  const staleOld = path.join(tidy, '.disk.img.old-cafebabe');
+  const running = path.join(tidy, '.disk.img.partial-0badf00d');
+  const unrelated = path.join(tidy, '.other.img.partial-12345678');
+  for (const file of [stalePartial, staleOld, running, unrelated]) writeFileSync(file, 'left over');
+  // Another import, still running, holds its partial file locked (flock, as ours do).
+  const holder = spawn('flock', ['-x', running, 'sleep', '60'], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 100 && spawnSync('flock', ['-n', '-x', running, 'true']).status === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50));
+    const result = await runCli(['convert', raw, out, '-q']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.deepEqual(readdirSync(tidy).sort(), ['.disk.img.partial-0badf00d', '.other.img.partial-12345678', 'disk.img']);
+  } finally {
+    holder.kill();
+  }
 });
 
 function readFileText(file: string): string {
