@@ -159,10 +159,19 @@ try {
       theirs.push(timed(c.theirs).seconds);
       if (c.verify !== false) check();
     };
+    const runBaseline = () => {
+      if (!baseline || !c.ours.includes(main)) return;
+      rmSync(out, { force: true });
+      before.push(timed(c.ours.split(main).join(baseline)).seconds);
+      if (c.verify !== false) check();
+    };
     for (let i = 0; i < RUNS; i++) {
       // Who goes first alternates: on a busy machine the first command after another workload is
       // often the slow one, and a fixed order would put that on one side every time.
-      if (i % 2 === 1) runTheirs();
+      if (i % 2 === 1) {
+        runTheirs();
+        runBaseline();
+      }
       rmSync(out, { force: true });
       try {
         ours.push(timed(c.ours).seconds);
@@ -172,12 +181,10 @@ try {
         rows.push(`${c.name}: cdi-importer failed: ${String((err as Error).message).split('\n')[0]}`);
         break;
       }
-      if (baseline && c.ours.includes(main)) {
-        rmSync(out, { force: true });
-        before.push(timed(c.ours.split(main).join(baseline)).seconds);
-        if (c.verify !== false) check();
+      if (i % 2 === 0) {
+        runBaseline();
+        runTheirs();
       }
-      if (i % 2 === 0) runTheirs();
     }
     if (!oursOk) {
       failed = true;

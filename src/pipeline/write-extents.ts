@@ -44,9 +44,9 @@ export async function writeExtents(
     bytesWritten += bytes;
   };
   const head = new HeldHead();
-  // A device's old start (its partition table) must not survive an interrupted import either;
-  // a fresh file already reads as zeros.
-  if (target.kind === 'block') count(await target.zero(0, Math.min(HEAD_BYTES, plan.capacity)));
+  // A device's old start (its partition table) must not survive an interrupted import either
+  // (never past the image's end when that is known); a fresh file already reads as zeros.
+  if (target.kind === 'block') count(await target.zero(0, Math.min(HEAD_BYTES, plan.capacity, image.virtualSize ?? HEAD_BYTES)));
   for await (const extent of image.extents()) {
     signal.throwIfAborted();
     const extentEnd = extent.offset + extent.length;
