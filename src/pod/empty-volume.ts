@@ -6,7 +6,7 @@
  * its own half-extracted entries and fails on every restart. `lost+found` stays: it is the
  * filesystem's, not an earlier attempt's.
  */
-import { opendir, rmdir, unlink } from 'node:fs/promises';
+import { lstat, opendir, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { fileProblem, targetError } from '../errors.js';
 import type { AppLogger } from '../util/logger.js';
@@ -42,7 +42,8 @@ export async function emptyVolume(dir: string, log: AppLogger, signal?: AbortSig
   } catch (err) {
     if (signal?.aborted) throw signal.reason;
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' && removed === 0) return; // not there (block mode has no /data)
-    throw targetError(`cannot empty ${dir} before the import: ${fileProblem(err)}`, err);
+    const where = (err as NodeJS.ErrnoException).path;
+    throw targetError(`cannot empty ${dir} before the import${where ? ` (${where})` : ''}: ${fileProblem(err)}`, err);
   }
   if (removed > 0) log.info({ dir, entries: removed, first: leftovers }, 'removed what an earlier attempt left on the volume');
 }
@@ -73,11 +74,14 @@ async function removeEntries(dir: string, signal: AbortSignal | undefined, remov
       }
       const removal = unlink(child).catch(async (err: NodeJS.ErrnoException) => {
         if (err.code === 'ENOENT') return;
-        // A directory the file system did not say was one (no d_type).
-        if (err.code !== 'EISDIR' && err.code !== 'EPERM') throw err;
+        // A directory the file system did not say was one (no d_type); anything else that cannot
+        // be removed (immutable, read-only) fails with its own error.
+        if ((err.code !== 'EISDIR' && err.code !== 'EPERM') || !(await lstat(child).catch(() => undefined))?.isDirectory()) throw err;
         await removeDirectory(child, signal, removedOne, depth);
       });
-      batch.push(removal.then(() => removedOne(entry.name, depth)));
+      const counted = removal.then(() => removedOne(entry.name, depth));
+      counted.catch(() => {}); // thrown by the flush that awaits it; until then it must not count as unhandled
+      batch.push(counted);
       if (batch.length >= REMOVALS_IN_FLIGHT) await flush();
     }
     await flush();

@@ -5,7 +5,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { runCli } from '../support/cli.js';
@@ -230,14 +230,32 @@ test('temporary files of killed imports to the same destination are removed by t
   const staleOld = path.join(tidy, '.disk.img.old-cafebabe');
   const running = path.join(tidy, '.disk.img.partial-0badf00d');
   const unrelated = path.join(tidy, '.other.img.partial-12345678');
-  for (const file of [stalePartial, staleOld, running, unrelated]) writeFileSync(file, 'left over');
+  // Named like ours but not ours: a user's backup, a link, a named pipe (an open would wait on it).
+  const lookalikes = ['.disk.img.old-backup', '.disk.img.partial-notes.txt'];
+  for (const file of [stalePartial, staleOld, running, unrelated, ...lookalikes.map((name) => path.join(tidy, name))]) writeFileSync(file, 'left over');
+  symlinkSync(stalePartial, path.join(tidy, '.disk.img.old-0000000a'));
+  spawnSync('mkfifo', [path.join(tidy, '.disk.img.partial-0000000b')]);
+  // Not written to for over a minute, as a dead import's files are (a younger one may be an import starting).
+  const minutesAgo = new Date(Date.now() - 120_000);
+  for (const name of readdirSync(tidy)) if (statSync(path.join(tidy, name)).isFile()) utimesSync(path.join(tidy, name), minutesAgo, minutesAgo);
+  const starting = path.join(tidy, '.disk.img.partial-0000000c');
+  writeFileSync(starting, 'just opened, not locked yet');
   // Another import, still running, holds its partial file locked (flock, as ours do).
   const holder = spawn('flock', ['-x', running, 'sleep', '60'], { stdio: 'ignore' });
   try {
     for (let i = 0; i < 100 && spawnSync('flock', ['-n', '-x', running, 'true']).status === 0; i++) await new Promise((resolve) => setTimeout(resolve, 50));
     const result = await runCli(['convert', raw, out, '-q']);
     assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual(readdirSync(tidy).sort(), ['.disk.img.partial-0badf00d', '.other.img.partial-12345678', 'disk.img']);
+    assert.deepEqual(readdirSync(tidy).sort(), [
+      '.disk.img.old-0000000a',
+      '.disk.img.old-backup',
+      '.disk.img.partial-0000000b',
+      '.disk.img.partial-0000000c',
+      '.disk.img.partial-0badf00d',
+      '.disk.img.partial-notes.txt',
+      '.other.img.partial-12345678',
+      'disk.img',
+    ]);
   } finally {
     holder.kill();
   }

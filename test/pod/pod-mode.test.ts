@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
+import { spawnSync } from 'node:child_process';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 import { startNginx, type NginxServer } from '../support/nginx.js';
 import { allocatedBytes, makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
@@ -249,6 +250,21 @@ describe('pod mode', () => {
     const restarted = await runPod(root, env);
     assert.equal(restarted.code, 0, restarted.stderr);
     assert.deepEqual(readdirSync(root.dataDir), ['disk.img']);
+  });
+
+  test('a leftover that cannot be removed (immutable): one line naming it, exit 1, no crash', async (t) => {
+    const root = podRoot();
+    const stuck = root.join('data', 'stuck.img');
+    writeFileSync(stuck, 'x');
+    for (let i = 0; i < 200; i++) writeFileSync(root.join('data', `other-${i}`), '');
+    if (spawnSync('chattr', ['+i', stuck]).status !== 0) return t.skip('chattr +i is not available on this file system');
+    try {
+      const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}raw.img` }));
+      assert.equal(result.code, 1, result.stderr);
+      assert.equal(result.message, `Unable to process data: cannot empty ${root.dataDir} before the import (${stuck}): permission denied`);
+    } finally {
+      spawnSync('chattr', ['-i', stuck]);
+    }
   });
 
   test('blank: a sparse disk.img of the usable size, nothing allocated', async () => {
