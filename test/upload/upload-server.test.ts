@@ -99,8 +99,12 @@ describe('upload server', () => {
     }
 
     // The client goes away mid-body: the upload fails, the server takes the next one.
+    const failuresBefore = s.stderr().split('Saving stream failed').length;
     const cut = await post(s, '/v1beta1/upload', ['--limit-rate', '100K', '--max-time', '1', ...binary(dir.join('small.qcow2'))]);
     assert.equal(cut.exitCode, 28, `curl should time out mid-upload: ${cut.stderr}`);
+    // Until the server has seen the client go (a busy machine may take a moment), a new upload gets
+    // 503 (one is running): wait for its log line, as a proxy would retry.
+    for (let i = 0; i < 200 && s.stderr().split('Saving stream failed').length === failuresBefore; i++) await new Promise((resolve) => setTimeout(resolve, 50));
 
     const tooLarge = await post(s, '/v1beta1/upload', binary(dir.join('big.qcow2')));
     assert.equal(tooLarge.status, 400, tooLarge.body);
