@@ -90,7 +90,11 @@ describe('qcow2 one pass over out-of-order images', () => {
       // import waits for the rest with its spill file open.
       const bytes = readFileSync(image);
       child.stdin.write(bytes.subarray(0, bytes.length - 8192));
-      const spill = await waitFor(() => openFileUnder(child.pid!, scratch), 60_000);
+      // Open, and (a moment after its creation) without a name: the code before never unlinked it.
+      const spill = await waitFor(() => {
+        const target = openFileUnder(child.pid!, scratch);
+        return target?.endsWith(' (deleted)') ? target : undefined;
+      }, 60_000);
       assert.match(spill, /qcow2-spill-.* \(deleted\)$/, 'the spill file is open but has no name');
       assert.deepEqual(readdirSync(scratch), [], 'nothing in the scratch directory while the import runs');
     } finally {
