@@ -9,8 +9,10 @@ import { tryLock } from '../util/fs-ext.js';
  * written, `.NAME.old-XXXXXXXX` for the disk it replaces, set aside for a moment.
  */
 export function temporaryName(destination: string, kind: 'partial' | 'old'): string {
-  return path.join(path.dirname(destination), `.${path.basename(destination)}.${kind}-${randomBytes(4).toString('hex')}`);
+  return path.join(path.dirname(destination), `${prefix(destination, kind)}${randomBytes(4).toString('hex')}`);
 }
+
+const prefix = (destination: string, kind: 'partial' | 'old') => `.${path.basename(destination)}.${kind}-`;
 
 /** Written to this recently, a partial file may belong to an import that has opened it and not yet locked it. */
 const SETTLE_MS = 60_000;
@@ -25,12 +27,12 @@ const SETTLE_MS = 60_000;
  */
 export async function removeStaleTemporaries(destination: string, own: string): Promise<void> {
   const dir = path.dirname(destination);
-  const base = path.basename(destination).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  const ours = new RegExp(`^\\.${base}\\.(partial|old)-[0-9a-f]{8}$`);
+  const prefixes = [prefix(destination, 'partial'), prefix(destination, 'old')];
+  const ours = (name: string) => prefixes.some((prefix) => name.startsWith(prefix) && /^[0-9a-f]{8}$/.test(name.slice(prefix.length)));
   const names = await readdir(dir).catch(() => [] as string[]);
   for (const name of names) {
     const file = path.join(dir, name);
-    if (file === own || !ours.test(name)) continue;
+    if (file === own || !ours(name)) continue;
     const info = await lstat(file).catch(() => undefined);
     if (!info?.isFile() || Date.now() - info.mtimeMs < SETTLE_MS) continue;
     // O_NONBLOCK and O_NOFOLLOW: whatever took the name meanwhile, the open neither waits nor follows.
