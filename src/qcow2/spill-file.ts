@@ -2,10 +2,10 @@
  * Scratch storage for the one-pass driver: host clusters that went by before anything mapped
  * them, kept until their L2 entry shows up. Only these bytes touch the scratch directory.
  */
-import { randomBytes } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { fileProblem, ScratchSpaceRequiredError, targetError } from '../errors.js';
+import { randomHex } from '../util/random-hex.js';
 
 /** Thrown by a measuring spill (inspect) when the spill would exceed its memory budget. */
 export class SpillBudgetExceeded extends Error {}
@@ -49,7 +49,7 @@ export class SpillFile {
           'the qcow2 image stores clusters before the tables that map them (out-of-order clusters or internal snapshots), so a one-pass import must set them aside; give a scratch directory (--scratch DIR; a scratch volume in a pod), or import it from a seekable source (the .qcow2 decompressed first, or HTTP with Range)',
         );
       }
-      this.file = path.join(this.scratchDir, `qcow2-spill-${process.pid}-${randomBytes(6).toString('hex')}`);
+      this.file = path.join(this.scratchDir, `qcow2-spill-${process.pid}-${randomHex(12)}`);
       try {
         this.handle = await open(this.file, 'wx+', 0o600);
         // Unlinked at once, used through the open handle only: the kernel frees it however the

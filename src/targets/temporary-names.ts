@@ -1,15 +1,15 @@
 import { constants } from 'node:fs';
 import { lstat, open, readdir, unlink } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { tryLock } from '../util/fs-ext.js';
+import { randomHex } from '../util/random-hex.js';
 
 /**
  * The names a file target uses next to its destination: `.NAME.partial-XXXXXXXX` while the disk is
  * written, `.NAME.old-XXXXXXXX` for the disk it replaces, set aside for a moment.
  */
 export function temporaryName(destination: string, kind: 'partial' | 'old'): string {
-  return path.join(path.dirname(destination), `${prefix(destination, kind)}${randomBytes(4).toString('hex')}`);
+  return path.join(path.dirname(destination), `${prefix(destination, kind)}${randomHex(8)}`);
 }
 
 const prefix = (destination: string, kind: 'partial' | 'old') => `.${path.basename(destination)}.${kind}-`;
