@@ -8,6 +8,7 @@
 import { build } from 'esbuild';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 // commander is bundled (its five files load with ours); every other package stays in node_modules.
@@ -40,6 +41,8 @@ await build({
   platform: 'node',
   target: 'node20',
   external,
+  // commander from this checkout's packages, wherever DIST_DIR is (the container-install test bundles outside it).
+  nodePaths: [fileURLToPath(new URL('../node_modules', import.meta.url))],
   plugins: [lazyChildProcessForCommander],
   sourcemap: true,
   logLevel: 'warning',
