@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { DiskImage, ExtentStream } from '../extents.js';
 import { coalesceExtents } from './coalesce-extents.js';
-import type { ChecksumSpec, ImportContext, ImportRequest } from '../request.js';
+import type { ImportContext, ImportRequest } from '../request.js';
 import type { OpenedSource, RandomAccessReader } from '../sources/source.js';
 import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
@@ -9,13 +9,12 @@ import { declaredUncompressedSize, knownRawLength, rawImage } from '../formats/r
 import { hasHoles, sparseRawImage } from '../formats/sparse-raw-image.js';
 import { SourceTap } from './source-tap.js';
 import { badInput, ScratchSpaceRequiredError } from '../errors.js';
-import { chunkPool } from '../util/buffer-pool.js';
 
 export interface OpenedDiskImage {
   image: DiskImage;
   /** Format chain, outermost first: ['xz', 'qcow2']. */
   chain: string[];
-  /** Counts and hashes the source bytes; undefined when the image is read by random access without a checksum. */
+  /** Counts and hashes the source bytes; undefined when the image is read by random access. */
   tap?: SourceTap;
   /** The stream the reader consumes, drained after the image so the checksum covers every byte. */
   innerStream?: Readable;
@@ -25,8 +24,8 @@ export interface OpenedDiskImage {
 
 /**
  * The one place that decides how an image is read (DESIGN.md: the planner): random access for a
- * qcow2 the transport can seek in (over HTTP, unless a checksum needs every byte in order), one
- * sequential pass otherwise.
+ * qcow2 the transport can seek in (unless a checksum needs every byte in order), one sequential
+ * pass otherwise.
  */
 export async function openDiskImage(
   opened: OpenedSource,
@@ -38,30 +37,15 @@ export async function openDiskImage(
   if (opened.randomAccess) {
     const head = await opened.randomAccess.read(0, DETECTION_BYTES);
     const detected = detectFormat(head);
-    const byRandomAccess = async (
-      open: (reader: RandomAccessReader) => Promise<DiskImage>,
-      format: string,
-      hashing?: { tap: SourceTap; stream: Readable },
-    ): Promise<OpenedDiskImage> => {
-      if (!hashing) opened.stream.destroy();
+    const byRandomAccess = async (open: (reader: RandomAccessReader) => Promise<DiskImage>, format: string): Promise<OpenedDiskImage> => {
+      opened.stream.destroy();
       const counting = new CountingReader(opened.randomAccess!, ctx);
       const image = await open(counting);
-      return {
-        image: { ...image, extents: () => counting.endOf(image.extents()) },
-        chain: [format],
-        tap: hashing?.tap,
-        innerStream: hashing?.stream,
-        sourceBytes: () => counting.bytes,
-      };
+      return { image: { ...image, extents: () => counting.endOf(image.extents()) }, chain: [format], sourceBytes: () => counting.bytes };
     };
-    // A checksum needs every byte in order. A local file is then also read from the start
-    // alongside the random access (the page cache serves both) and hashed as it goes: no scratch
-    // however the clusters lie, and the copy is not held to one pass. Over HTTP that would download
-    // the image twice, so a checksum there means one pass.
-    if (detected === 'qcow2' && (!request.checksum || request.source.kind === 'file')) {
+    if (detected === 'qcow2' && !request.checksum) {
       checkExpectedFormat('qcow2', request, description);
-      const hashing = request.checksum ? hashAlongside(opened.stream, request.checksum) : undefined;
-      return byRandomAccess((reader) => openQcow2RandomAccess(reader, request, ctx), 'qcow2', hashing);
+      return byRandomAccess((reader) => openQcow2RandomAccess(reader, request, ctx), 'qcow2');
     }
     // A sparse raw file is read by its data map, holes skipped (a checksum needs every byte in order).
     const { dataMap } = opened.randomAccess;
@@ -117,21 +101,6 @@ export async function openDiskImage(
     );
   }
   throw badInput(`${description}: unexpected format ${format}`);
-}
-
-/**
- * The source read from the start and hashed, nothing else done with its bytes; the import checks
- * the checksum before the disk's first MiB (innerStream: whatever is left is read then). Progress
- * comes from the random-access reads.
- */
-function hashAlongside(stream: Readable, checksum: ChecksumSpec): { tap: SourceTap; stream: Readable } {
-  const tap = new SourceTap(checksum, undefined);
-  const hashed = SourceTap.attach(stream, tap);
-  // As fast as the file gives it, each 1 MiB chunk back to the pool once hashed.
-  hashed.on('data', (chunk: Buffer) => chunkPool.give(chunk));
-  // A failed read is thrown when the rest is read (import-image's beforeHead), not as an uncaught error now.
-  hashed.on('error', () => {});
-  return { tap, stream: hashed };
 }
 
 async function openQcow2RandomAccess(reader: RandomAccessReader, request: ImportRequest, ctx: ImportContext): Promise<DiskImage> {
