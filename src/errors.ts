@@ -86,6 +86,7 @@ export function fileProblem(err: unknown): string {
   if (code === 'EROFS') return 'read-only file system';
   if (code === 'ENOSPC') return 'no space left on the device';
   if (code === 'ELOOP') return 'too many levels of symbolic links';
+  if (code === 'EIO') return 'input/output error (EIO)';
   return code ?? oneLine(err);
 }
 

@@ -1,7 +1,7 @@
 import { open, stat } from 'node:fs/promises';
 import type { DataMap, OpenedSource, RandomAccessReader, Source } from './source.js';
 import { FileDataMap } from './file-data-map.js';
-import { badInput } from '../errors.js';
+import { badInput, fileProblem, type ImportError } from '../errors.js';
 import { blockDeviceSize } from '../util/block-device-size.js';
 import { readPool } from '../util/buffer-pool.js';
 import { PooledFileStream } from './pooled-file-stream.js';
@@ -20,27 +20,38 @@ export class FileSource implements Source {
     const unreadable = (err: NodeJS.ErrnoException): never => {
       if (err.code === 'ENOENT') throw badInput(`source file ${this.path} does not exist`);
       if (err.code === 'EACCES') throw badInput(`source file ${this.path} is not readable (permission denied)`);
-      throw badInput(`cannot read source file ${this.path}: ${err.message}`, err);
+      throw sourceReadFailure(this.path, err);
     };
     const info = await stat(this.path).catch(unreadable);
     if (info.isDirectory()) throw badInput(`source ${this.path} is a directory, not a disk image`);
     if (info.isFIFO() || info.isCharacterDevice() || info.isSocket()) {
       // A named pipe or a device streams: one sequential open (a second open of a FIFO would wait
       // for another writer), no size, no random access; read like stdin.
-      return { stream: new PooledFileStream(this.path, signal) };
+      return { stream: new PooledFileStream(this.path, signal, (err) => sourceReadFailure(this.path, err)) };
     }
     const size = info.isBlockDevice() ? await blockDeviceSize(this.path, info.rdev) : info.size;
     // Opened here, not only by the stream: a file that can be listed but not read fails now, in words.
     const handle = await open(this.path, 'r').catch(unreadable);
-    const stream = new PooledFileStream(this.path, signal);
+    const stream = new PooledFileStream(this.path, signal, (err) => sourceReadFailure(this.path, err));
     // Block devices have no holes to ask about (lseek refuses SEEK_DATA on them).
     const dataMap = info.isFile() ? FileDataMap.of(handle.fd, size) : undefined;
-    return { stream, size, randomAccess: new FileRandomAccessReader(handle, size, dataMap) };
+    return { stream, size, randomAccess: new FileRandomAccessReader(this.path, handle, size, dataMap) };
   }
+}
+
+/**
+ * A source file that could not be opened or read once it was there: one line naming it (an EIO
+ * mid-import was a bare "EIO: i/o error, read", reported as an internal failure).
+ */
+function sourceReadFailure(path: string, err: unknown): ImportError {
+  const code = (err as NodeJS.ErrnoException).code;
+  const hint = code === 'EIO' ? ': the disk or network file system holding it may be failing' : '';
+  return badInput(`cannot read source file ${path}: ${fileProblem(err)}${hint}`, err);
 }
 
 class FileRandomAccessReader implements RandomAccessReader {
   constructor(
+    private readonly path: string,
     private readonly handle: import('node:fs/promises').FileHandle,
     readonly size: number,
     readonly dataMap: DataMap | undefined,
@@ -52,7 +63,9 @@ class FileRandomAccessReader implements RandomAccessReader {
     const buffer = wanted >= POOLED_READ_MIN && wanted <= readPool.size ? readPool.take().subarray(0, wanted) : Buffer.allocUnsafe(wanted);
     let filled = 0;
     while (filled < wanted) {
-      const { bytesRead } = await this.handle.read(buffer, filled, wanted - filled, offset + filled);
+      const { bytesRead } = await this.handle.read(buffer, filled, wanted - filled, offset + filled).catch((err: unknown) => {
+        throw sourceReadFailure(this.path, err);
+      });
       if (bytesRead === 0) break; // the file shrank under us: return what exists
       filled += bytesRead;
     }

@@ -13,6 +13,8 @@ export class PooledFileStream extends Readable {
   constructor(
     private readonly path: string,
     signal?: AbortSignal,
+    /** What an open or read failure becomes (the caller's words for it, with the path). */
+    private readonly failure: (err: unknown) => Error = (err) => err as Error,
   ) {
     super({ highWaterMark: chunkPool.size, signal });
   }
@@ -21,7 +23,7 @@ export class PooledFileStream extends Readable {
     open(this.path, 'r').then((handle) => {
       this.handle = handle;
       callback();
-    }, callback);
+    }, (err: unknown) => callback(this.failure(err)));
   }
 
   override _read(): void {
@@ -36,7 +38,7 @@ export class PooledFileStream extends Readable {
         }
         this.push(buffer.subarray(0, bytesRead));
       },
-      (err: Error) => this.destroy(err),
+      (err: unknown) => this.destroy(this.failure(err)),
     );
   }
 
