@@ -4,7 +4,7 @@
  */
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { generate } from 'selfsigned';
+import { selfSignedCertificate } from './self-signed-certificate.js';
 import type { Logger } from '../request.js';
 import type { ImportProgressMetric } from './progress-metric.js';
 
@@ -16,25 +16,13 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-async function selfSignedCertificate(): Promise<{ key: string; cert: string }> {
-  const now = new Date();
-  const pems = await generate([{ name: 'commonName', value: 'cdi-importer' }], {
-    keyType: 'ec',
-    curve: 'P-256',
-    algorithm: 'sha256',
-    notBeforeDate: new Date(now.getTime() - 60_000),
-    notAfterDate: new Date(now.getTime() + 365 * 24 * 3600_000),
-  });
-  return { key: pems.private, cert: pems.cert };
-}
-
 export async function startMetricsServer(
   metric: ImportProgressMetric,
   port: number,
   log: Logger,
   host?: string,
 ): Promise<MetricsServer> {
-  const { key, cert } = await selfSignedCertificate();
+  const { key, cert } = selfSignedCertificate('cdi-importer');
   const server = https.createServer({ key, cert, minVersion: 'TLSv1.2' }, (_req, res) => {
     metric
       .metrics()
