@@ -24,15 +24,8 @@ export async function startMetricsServer(
 ): Promise<MetricsServer> {
   const { key, cert } = selfSignedCertificate('cdi-importer');
   const server = https.createServer({ key, cert, minVersion: 'TLSv1.2' }, (_req, res) => {
-    metric
-      .metrics()
-      .then((text) => {
-        res.writeHead(200, { 'content-type': metric.registry.contentType });
-        res.end(text);
-      })
-      .catch((err: unknown) => {
-        res.writeHead(500).end(String(err));
-      });
+    res.writeHead(200, { 'content-type': metric.contentType });
+    res.end(metric.metrics());
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

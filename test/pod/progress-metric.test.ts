@@ -27,3 +27,24 @@ test('the percentage starts at 0, only rises, stays in plain digits, and reaches
   assert.equal(await value(metric), 100);
   assert.match(await metric.metrics(), /# TYPE kubevirt_cdi_import_progress_total counter/);
 });
+
+test('the exposition: HELP and TYPE for each metric, the size only once known, label values escaped as the format says', async () => {
+  const metric = new ImportProgressMetric('a"b\\c\nd');
+  const text = await metric.metrics();
+  for (const [name, type] of [
+    ['kubevirt_cdi_import_progress_total', 'counter'],
+    ['kubevirt_cdi_import_progress_bytes', 'gauge'],
+    ['kubevirt_cdi_import_source_size_bytes', 'gauge'],
+  ]) {
+    assert.match(text, new RegExp(`^# HELP ${name} \\S.*\\n# TYPE ${name} ${type}\\n`, 'm'));
+  }
+  // Backslash, double quote and line feed in a label value are written \\, \" and \n.
+  assert.match(text, /^kubevirt_cdi_import_progress_total\{ownerUID="a\\"b\\\\c\\nd"\} 0$/m);
+  assert.doesNotMatch(text, /^kubevirt_cdi_import_source_size_bytes\{/m, 'no size sample before the size is known');
+  metric.update({ bytes: 2 ** 40, total: 2 ** 41 });
+  assert.match(await metric.metrics(), /^kubevirt_cdi_import_source_size_bytes\{ownerUID="a\\"b\\\\c\\nd"\} 2199023255552$/m);
+  // Every line is a comment, a sample, or the blank line between metrics.
+  for (const line of (await metric.metrics()).split('\n')) {
+    assert.match(line, /^(|# (HELP|TYPE) \S+ .+|[a-z_]+\{ownerUID="(?:[^"\\\n]|\\["\\n])*"\} \d+(\.\d+)?)$/, line);
+  }
+});
