@@ -4,12 +4,14 @@
  * `qemu-img info --output=json`), and whether a one-pass import would need scratch space.
  */
 import type { Command } from 'commander';
+import { stat } from 'node:fs/promises';
 import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { declaredUncompressedSize, knownRawLength, rawVirtualSize } from '../formats/raw-image.js';
 import { openSource } from '../sources/resolve-source.js';
 import { onStopSignals } from '../util/stop-signals.js';
 import type { OpenedSource } from '../sources/source.js';
+import type { SourceSpec } from '../request.js';
 import { abortedError, ImportError } from '../errors.js';
 import { inspectQcow2, inspectQcow2Stream, type Qcow2Info } from '../qcow2/index.js';
 import { formatBytes } from '../util/quantity.js';
@@ -29,6 +31,11 @@ export interface ImageInfo {
   'format-chain': string[];
   /** Unknown for raw data inside a compressed stream (its length shows only at the end). */
   'virtual-size'?: number;
+  /** qemu-img's keys, at the top as it puts them: bytes the local file occupies, and a qcow2's header facts. */
+  'actual-size'?: number;
+  'cluster-size'?: number;
+  'dirty-flag'?: boolean;
+  'format-specific'?: Qcow2Info['format-specific'];
   /** For qcow2: how an import reads it (random access never needs scratch space). */
   'import-reads'?: 'random-access' | 'one-pass';
   qcow2?: Qcow2Info;
@@ -40,7 +47,7 @@ export function registerInfoCommand(program: Command): void {
     .description('show the format chain, virtual size and qcow2 details of an image (like qemu-img info), without writing')
     .argument('<source>', 'http(s):// URL, docker:// reference, local path, or - for stdin')
     .option('--json', 'print one JSON object on stdout')
-    .option('--scan', 'read every byte: the scratch space a one-pass qcow2 import needs (default where an import reads in one pass: compressed images, stdin, HTTP without Range), the size of a gzip or zstd raw image (a seekable .xz says its size in its index)')
+    .option('--scan', 'read every byte: the scratch space a one-pass qcow2 import needs (default for a qcow2 an import reads in one pass: inside gz/xz/zst, on stdin, over HTTP without Range), the size of a gzip or zstd raw image (a seekable .xz says its size in its index)')
     .option('--no-scan', 'read only the headers');
   addTransportOptions(infoCommand).action(async (source: string, options: InfoOptions) => {
       try {
@@ -74,15 +81,17 @@ export async function inspectSource(sourceText: string, options: InfoOptions): P
         // one-pass import would need reads every byte (seconds for a large local file, a whole
         // download over HTTP), so info stays as quick as qemu-img info unless --scan asks.
         const qcow2 = await inspectQcow2(opened.randomAccess, { scan: options.scan ?? false, signal: controller.signal });
-        return { 'virtual-size': qcow2['virtual-size'], filename, format: 'qcow2', 'format-chain': ['qcow2'], 'import-reads': 'random-access', qcow2 };
+        return { ...qemuImgKeys(qcow2, filename, await actualSize(spec)), 'format-chain': ['qcow2'], 'import-reads': 'random-access', qcow2 };
       }
     }
     const { chain, format, stream } = await unwrapCompression(opened.stream, filename);
     if (format === 'qcow2') {
       const qcow2 = await inspectQcow2Stream(stream, { scan: options.scan, signal: controller.signal });
-      return { 'virtual-size': qcow2['virtual-size'], filename, format, 'format-chain': chain, 'import-reads': 'one-pass', qcow2 };
+      return { ...qemuImgKeys(qcow2, filename, undefined), 'format-chain': chain, 'import-reads': 'one-pass', qcow2 };
     }
     const info: ImageInfo = { filename, format, 'format-chain': chain };
+    // qemu-img reports what the file occupies for the file it reads; for a compressed one that is not the image.
+    if (chain.length === 1) info['actual-size'] = await actualSize(spec);
     const known = format === 'raw' || format === 'iso' ? knownRawLength(chain, opened.size, declared) : undefined;
     if (known !== undefined) {
       info['virtual-size'] = rawVirtualSize(known);
@@ -103,6 +112,29 @@ export async function inspectSource(sourceText: string, options: InfoOptions): P
     opened?.stream.destroy();
     await opened?.randomAccess?.close().catch(() => {});
   }
+}
+
+/**
+ * A qcow2's facts under the keys and in the order `qemu-img info --output=json` uses, so a script
+ * written for it reads them here too (`qcow2` below repeats them with our additions).
+ */
+function qemuImgKeys(qcow2: Qcow2Info, filename: string, actual: number | undefined): Omit<ImageInfo, 'format-chain'> {
+  return {
+    'virtual-size': qcow2['virtual-size'],
+    filename,
+    'cluster-size': qcow2['cluster-size'],
+    format: 'qcow2',
+    ...(actual === undefined ? {} : { 'actual-size': actual }),
+    'format-specific': qcow2['format-specific'],
+    'dirty-flag': qcow2['dirty-flag'],
+  };
+}
+
+/** Bytes a local regular file occupies (qemu-img's actual-size); undefined for other sources. */
+async function actualSize(spec: SourceSpec): Promise<number | undefined> {
+  if (spec.kind !== 'file') return undefined;
+  const info = await stat(spec.path).catch(() => undefined);
+  return info?.isFile() ? info.blocks * 512 : undefined;
 }
 
 export function formatInfo(info: ImageInfo): string {

@@ -35,6 +35,14 @@ describe('cdi-importer info on qcow2', () => {
     for (const key of ['compat', 'compression-type', 'lazy-refcounts', 'refcount-bits', 'corrupt', 'extended-l2']) {
       assert.deepEqual(ours.qcow2['format-specific'].data[key], qemu['format-specific'].data[key], key);
     }
+    // The same facts where qemu-img puts them, for a script written against its JSON.
+    for (const key of ['virtual-size', 'filename', 'format', 'cluster-size', 'actual-size', 'dirty-flag']) {
+      assert.deepEqual(ours[key], qemu[key], key);
+    }
+    assert.equal(ours['format-specific'].type, qemu['format-specific'].type);
+    for (const key of Object.keys(ours['format-specific'].data)) {
+      assert.deepEqual(ours['format-specific'].data[key], qemu['format-specific'].data[key], key);
+    }
     // A seekable qcow2 is imported by random access: no scratch, and no need to read every byte to say so.
     assert.equal(ours['import-reads'], 'random-access');
     assert.equal(ours.qcow2['one-pass-scratch-bytes'], undefined);
