@@ -82,5 +82,7 @@ export function decoderFailureMessage(format: CompressionFormat, reason: string,
   if (/too much memory|memory limit/i.test(reason)) {
     return `${where}: the ${NAMES[format]} data needs more memory to decode than the decoder allows (${oneLine(reason)}): recompress it with a smaller window (zstd without --long, or xz -9 or a lower preset)`;
   }
+  // Valid xz (xz -t accepts it) in a layout no xz tool writes: not corrupt, only not decoded here.
+  if (/mixes blocks with and without recorded sizes/.test(reason)) return `${where}: ${oneLine(reason)}`;
   return `${where}: ${NAMES[format]} data is corrupt or truncated (${oneLine(reason)})`;
 }

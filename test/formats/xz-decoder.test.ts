@@ -160,6 +160,36 @@ test('a block header that asks for a 512 MiB dictionary: refused before anything
   }
 });
 
+test('one stream mixing blocks with and without recorded sizes (valid: xz -t accepts it): one line saying so, not "corrupt" (CLI)', async () => {
+  const file = xzFile('mixed', '-T2 --block-size=200KiB -3');
+  // The second block's offset in the file, from xz's own listing.
+  const second = sh(`xz --robot --list -vv ${file}`)
+    .split('\n')
+    .filter((line) => line.startsWith('block\t'))
+    .map((line) => Number(line.split('\t')[4]))[1]!;
+  const bytes = readFileSync(file);
+  const headerSize = (bytes[second]! + 1) * 4;
+  const header = bytes.subarray(second, second + headerSize);
+  // Flags 0x40 and 0x80: a compressed and an uncompressed size follow as varints. Drop them, move
+  // the filter flags up, pad with zeros to the same header size, and sign it again.
+  let at = 2;
+  for (const flag of [0x40, 0x80]) {
+    if (header[1]! & flag) while (header[at++]! & 0x80);
+  }
+  assert.ok(at > 2, 'the block recorded its sizes');
+  const filters = Buffer.from(header.subarray(at, headerSize - 4));
+  header[1] = header[1]! & ~0xc0;
+  header.fill(0, 2, headerSize - 4);
+  filters.copy(header, 2);
+  header.writeUInt32LE(crc32(header.subarray(0, headerSize - 4)), headerSize - 4);
+  writeFileSync(file, bytes);
+  sh(`xz -t ${file}`); // still valid xz
+  const result = await runCli(['import', file, dir.join('mixed.img')]);
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(result.stderr, /: this xz stream mixes blocks with and without recorded sizes, which no xz tool writes and cdi-importer does not decode; decompress it with `xz -d` before importing/);
+  assert.doesNotMatch(result.stderr, /corrupt/);
+});
+
 describe('bombs: a few hundred KiB that stand for a GiB of zeros', () => {
   for (const kind of ['xz', 'zstd'] as const) {
     test(`${kind}: the decoder stops when nobody reads, then delivers every byte`, async () => {

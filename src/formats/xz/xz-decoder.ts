@@ -159,7 +159,7 @@ export class XzDecoder extends Duplex {
           checkDictionary(info.dictionarySize);
           if (info.compressedSize === undefined || info.uncompressedSize === undefined) {
             if (state.records.length > 0) {
-              throw new XzFormatError('blocks with and without recorded sizes are mixed in one stream; decompress it with `xz -d` before importing');
+              throw new XzFormatError('this xz stream mixes blocks with and without recorded sizes, which no xz tool writes and cdi-importer does not decode; decompress it with `xz -d` before importing');
             }
             // Single-threaded xz: block ends are known only by decoding, so one decoder takes the rest.
             const job = await this.startJob(() => new DecodeJob(SERIAL_LIMITS, this.release), info.dictionarySize, 0);
