@@ -37,8 +37,8 @@ export const MEASURED_WHILE_READ = '(measured as the stream is read)';
  * CDI's controller matches this phrase to report "DataVolume too small to contain image".
  * `streaming`: the size is not known yet (a compressed raw image), only that it passes `virtualSize`.
  */
-export function tooSmall(virtualSize: number, available: number, streaming = false): TooSmallError {
-  return new TooSmallError(virtualSize, available, streaming);
+export function tooSmall(virtualSize: number, available: number, streaming = false, spaceBeforeOverhead?: number): TooSmallError {
+  return new TooSmallError(virtualSize, available, streaming, spaceBeforeOverhead);
 }
 
 /** The sizes travel with the error, so the CLI's hint can reason about them (report-failure.ts). */
@@ -47,6 +47,8 @@ export class TooSmallError extends ImportError {
     readonly virtualSize: number,
     readonly available: number,
     readonly streaming: boolean,
+    /** A file system's free space (or --size) before the overhead kept free, when that was the limit. */
+    readonly spaceBeforeOverhead?: number,
   ) {
     const size = streaming ? `of more than ${virtualSize} bytes ${MEASURED_WHILE_READ}` : `${virtualSize}`;
     super('too-small', `virtual image size ${size} is larger than the reported available storage ${available}${LARGER_PVC_REQUIRED}`);

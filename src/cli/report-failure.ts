@@ -25,8 +25,9 @@ export function tooSmallHint(request: ImportRequest, command: ImportCommand, err
   if (sizeHint) return sizeHint;
   // Free space is the limit here: --size could only lower it; the overhead kept free is what can give room.
   const overhead = request.filesystemOverhead;
-  // Only when keeping nothing free could make room for it (a size known only as it streams: maybe).
-  const couldFit = !(err instanceof TooSmallError) || err.streaming || err.available * (1 + overhead) + MiB > err.virtualSize;
+  // Only when keeping nothing free makes room for it (a size known only as it streams: maybe).
+  const couldFit =
+    !(err instanceof TooSmallError) || err.streaming || err.spaceBeforeOverhead === undefined || usableSpace(err.spaceBeforeOverhead, 0) >= err.virtualSize;
   const lower = overhead > 0 && couldFit ? `, or lower --filesystem-overhead (${+(overhead * 100).toFixed(2)} % of the space is kept free; 0 keeps none)` : '';
   return `write it where there is more room${lower}${replacedFileNote(request.target.path)}`;
 }

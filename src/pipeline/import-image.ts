@@ -82,5 +82,5 @@ function finalSize(virtualSize: number | undefined, plan: TargetPlan): number | 
 
 /** SPEC §7: fail before writing when the image cannot fit. */
 function checkFits(virtualSize: number, plan: TargetPlan): void {
-  if (virtualSize > plan.capacity) throw tooSmall(virtualSize, plan.capacity);
+  if (virtualSize > plan.capacity) throw tooSmall(virtualSize, plan.capacity, false, plan.spaceBeforeOverhead);
 }

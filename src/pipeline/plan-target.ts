@@ -17,6 +17,8 @@ export interface TargetPlan {
   capacity: number;
   /** Size to grow the image to (SPEC §7); undefined = no resize. */
   growTo?: number;
+  /** For a file on a bounded volume: the space `capacity` was figured from, before the overhead kept free. */
+  spaceBeforeOverhead?: number;
   create(): Promise<DiskTarget>;
   /** Lets go of what planning holds (an opened device) when the import stops before create(). */
   abandon?(): Promise<void>;
@@ -49,6 +51,7 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
     path: target.path,
     capacity,
     growTo: request.requestedSize !== undefined ? capacity : undefined,
+    spaceBeforeOverhead: target.unbounded ? undefined : available,
     create: () =>
       SparseFileTarget.create({
         path: filePath,

@@ -56,7 +56,9 @@ export async function writeExtents(
       throw badInput(`the image's data goes on past the virtual size of ${image.virtualSize} bytes it declares (at offset ${extent.offset}): the image is corrupt`);
     }
     if (extentEnd > plan.capacity) {
-      throw image.virtualSize !== undefined ? tooSmall(image.virtualSize, plan.capacity) : tooSmall(plan.capacity, plan.capacity, true);
+      throw image.virtualSize !== undefined
+        ? tooSmall(image.virtualSize, plan.capacity, false, plan.spaceBeforeOverhead)
+        : tooSmall(plan.capacity, plan.capacity, true, plan.spaceBeforeOverhead);
     }
     if (extent.data) {
       const now = head.take(extent);

@@ -193,14 +193,29 @@ describe('bad destinations', () => {
   });
 
   test('too small only because of the space kept free: the line offers --filesystem-overhead, and it works', async (t) => {
-    const mount = mountTmpfs(t, '6400k');
+    // 18 MiB on 18 MiB: 6 % kept free leaves 16 MiB (whole MiB), none kept free all 18.
+    const mount = mountTmpfs(t, '18m');
     if (!mount) return;
-    const result = await runCli(['import', raw, '-o', `${mount}/disk.img`]);
+    const image = dir.join('disk-18m.raw');
+    makeDiskLikeImage(image, 18 * MiB);
+    const result = await runCli(['import', image, '-o', `${mount}/disk.img`]);
     assert.equal(result.code, 1);
     assert.match(result.stderr, /: write it where there is more room, or lower --filesystem-overhead \(6 % of the space is kept free; 0 keeps none\)$/m);
     assert.deepEqual(readdirSync(mount), []);
-    const taken = await runCli(['import', raw, '-o', `${mount}/disk.img`, '--filesystem-overhead', '0', '-q']);
+    const taken = await runCli(['import', image, '-o', `${mount}/disk.img`, '--filesystem-overhead', '0', '-q']);
     assert.equal(taken.code, 0, taken.stderr);
+  });
+
+  test('too small even with no space kept free (17.5 MiB on 17 MiB): --filesystem-overhead is not offered', async (t) => {
+    const mount = mountTmpfs(t, '17m');
+    if (!mount) return;
+    const image = dir.join('disk-17.5m.raw');
+    makeDiskLikeImage(image, 17.5 * MiB);
+    const result = await runCli(['import', image, '-o', `${mount}/disk.img`]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /: write it where there is more room$/m);
+    const zero = await runCli(['import', image, '-o', `${mount}/disk.img`, '--filesystem-overhead', '0']);
+    assert.equal(zero.code, 1, 'it would not have helped');
   });
 
   test('too small because the file it replaces still holds its space: the line says so', async (t) => {
