@@ -89,6 +89,9 @@ export function fileProblem(err: unknown): string {
   if (code === 'ENOSPC') return 'no space left on the device';
   if (code === 'ELOOP') return 'too many levels of symbolic links';
   if (code === 'EIO') return 'input/output error (EIO)';
+  // Limits of this process or host, not of the file: say which knob.
+  if (code === 'EMFILE') return 'too many open files in this process (EMFILE): raise the open-files limit (ulimit -n)';
+  if (code === 'ENFILE') return 'too many open files on this host (ENFILE)';
   return code ?? oneLine(err);
 }
 

@@ -91,7 +91,10 @@ export async function inspectSource(sourceText: string, options: InfoOptions): P
     }
     const info: ImageInfo = { filename, format, 'format-chain': chain };
     // qemu-img reports what the file occupies for the file it reads; for a compressed one that is not the image.
-    if (chain.length === 1) info['actual-size'] = await actualSize(spec);
+    if (chain.length === 1) {
+      info['actual-size'] = await actualSize(spec);
+      if (format === 'raw' || format === 'iso') info['dirty-flag'] = false; // as qemu-img says of a raw file
+    }
     const known = format === 'raw' || format === 'iso' ? knownRawLength(chain, opened.size, declared) : undefined;
     if (known !== undefined) {
       info['virtual-size'] = rawVirtualSize(known);

@@ -26,10 +26,11 @@ export interface Qcow2Info {
     data: {
       compat: '0.10' | '1.1';
       'compression-type': 'zlib' | 'zstd';
-      'lazy-refcounts': boolean;
+      /** Version 3 only, as qemu-img shows them (version 2 has no such header fields). */
+      'lazy-refcounts'?: boolean;
       'refcount-bits': number;
-      corrupt: boolean;
-      'extended-l2': boolean;
+      corrupt?: boolean;
+      'extended-l2'?: boolean;
     };
   };
   /** Present when the bytes were scanned: scratch a one-pass import needs (0 = none). */
@@ -47,14 +48,17 @@ export function describeHeader(header: Qcow2Header): Qcow2Info {
     'snapshot-count': header.snapshotCount,
     'format-specific': {
       type: 'qcow2',
-      data: {
-        compat: header.version === 2 ? '0.10' : '1.1',
-        'compression-type': header.compressionType,
-        'lazy-refcounts': header.lazyRefcounts,
-        'refcount-bits': 2 ** header.refcountOrder,
-        corrupt: false, // a corrupt image is rejected while parsing
-        'extended-l2': header.extendedL2,
-      },
+      data:
+        header.version === 2
+          ? { compat: '0.10', 'compression-type': header.compressionType, 'refcount-bits': 2 ** header.refcountOrder }
+          : {
+              compat: '1.1',
+              'compression-type': header.compressionType,
+              'lazy-refcounts': header.lazyRefcounts,
+              'refcount-bits': 2 ** header.refcountOrder,
+              corrupt: false, // a corrupt image is rejected while parsing
+              'extended-l2': header.extendedL2,
+            },
     },
   };
 }

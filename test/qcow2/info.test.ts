@@ -50,6 +50,22 @@ describe('cdi-importer info on qcow2', () => {
     assert.equal(scanned.qcow2['one-pass-scratch-bytes'], 0);
   });
 
+  it('a compat 0.10 qcow2 and a raw file: the keys qemu-img prints, with its values, nothing it leaves out', async () => {
+    const v2 = tmp.join('v2.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', 'compat=0.10', v2, '3M');
+    const raw = tmp.join('plain.raw');
+    qemuImg('create', '-q', '-f', 'raw', raw, '3M');
+    run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x17 1M 64k', raw]);
+    for (const file of [v2, raw]) {
+      const result = await runCli(['info', file, '--json']);
+      assert.equal(result.code, 0, result.stderr);
+      const ours = JSON.parse(result.stdout);
+      const qemu = JSON.parse(run('qemu-img', ['info', '--output=json', file]));
+      // qemu-img's keys, each with qemu-img's value (format-specific whole: no extra fields for version 2).
+      for (const key of Object.keys(qemu)) assert.deepEqual(ours[key], qemu[key], `${file}: ${key}`);
+    }
+  });
+
   it('shows the format chain of a compressed image and its scratch needs in text', async () => {
     const result = await runCli(['info', xzCompress(image)]);
     assert.equal(result.code, 0, result.stderr);
