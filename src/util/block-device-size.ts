@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { runProgram } from './run-program.js';
 
 /**
  * Size of a block device in bytes. fs.stat reports 0 for devices; sysfs has the size in
@@ -13,9 +14,6 @@ export async function blockDeviceSize(path: string, rdev: number): Promise<numbe
     return Number(sectors.trim()) * 512;
   } catch {
     // No sysfs (some containers): ask the device itself.
-    const { execFile } = await import('node:child_process');
-    const { promisify } = await import('node:util');
-    const { stdout } = await promisify(execFile)('blockdev', ['--getsize64', path]);
-    return Number(stdout.trim());
+    return Number((await runProgram('blockdev', ['--getsize64', path])).trim());
   }
 }
