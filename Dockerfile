@@ -41,7 +41,8 @@ WORKDIR /app
 COPY package.json ./
 COPY bin ./bin
 COPY --from=production-deps /src/node_modules ./node_modules
-COPY --from=build /src/dist ./dist
+# The bundle is the whole program (bin/ loads only it); tsc's per-module output stays behind.
+COPY --from=build /src/dist/cdi-importer.cjs /src/dist/cdi-importer.cjs.map ./dist/
 ENV NODE_ENV=production
 # CDI runs its importer pods as uid 107 (non-root); the progress metric is served on 8443.
 USER 107:107

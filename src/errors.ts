@@ -92,7 +92,18 @@ export function fileProblem(err: unknown): string {
   // Limits of this process or host, not of the file: say which knob.
   if (code === 'EMFILE') return 'too many open files in this process (EMFILE): raise the open-files limit (ulimit -n)';
   if (code === 'ENFILE') return 'too many open files on this host (ENFILE)';
-  return code ?? oneLine(err);
+  if (code === 'EDQUOT') return 'disk quota exceeded';
+  if (code === 'EFBIG') return 'larger than the file system or the file-size limit (ulimit -f) allows (EFBIG)';
+  if (code === 'ENAMETOOLONG') return 'a name longer than the file system allows (255 bytes per path component, 4096 per path)';
+  // Node's own words without the path it appends ("EXDEV: cross-device link not permitted, rename
+  // 'a' -> 'b'"): the caller names the file, and a long path would crowd out the reason.
+  return oneLine(err).replace(/, \w+ '.*$/s, '');
+}
+
+/** A write failed because the file system (or the user's quota) is full. */
+export function isOutOfSpace(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 /**

@@ -1,12 +1,12 @@
 /**
  * The container image's install, without a Docker engine: the Dockerfile's steps in a clean
- * directory (compiled and bundled dist, `npm ci --omit=dev` from the lockfile, package.json and bin), then the
+ * directory (the bundle alone in dist, `npm ci --omit=dev` from the lockfile, package.json and bin), then the
  * binary run from there as uid 107, CDI's importer user: --help, imports through both native
  * decompressors, imports over HTTP, and pod mode.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { repoRoot } from './support/cli.js';
@@ -60,6 +60,10 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
     assert.ok(existsSync(path.join(app, 'dist', 'main.js')), 'tsc emitted no dist/main.js');
     const bundle = spawnSync(process.execPath, [path.join(repoRoot, 'scripts', 'bundle.mjs'), path.join(app, 'dist')], { cwd: repoRoot, encoding: 'utf8' });
     assert.equal(bundle.status, 0, bundle.stderr);
+    // The runtime stage copies the bundle only: every test below then proves it is the whole program.
+    for (const entry of readdirSync(path.join(app, 'dist'))) {
+      if (entry !== 'cdi-importer.cjs' && entry !== 'cdi-importer.cjs.map') rmSync(path.join(app, 'dist', entry), { recursive: true });
+    }
 
     // The production-deps stage: the lockfile, production dependencies only, native modules built.
     let install = spawnSync('npm', ['ci', '--omit=dev', '--offline', '--no-audit', '--no-fund'], { cwd: app, encoding: 'utf8' });
@@ -79,7 +83,8 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
     assert.match(dockerfile, /ARG NODE_IMAGE=node:20-bookworm-slim/);
     assert.match(dockerfile, /RUN npm ci --omit=dev/);
     assert.match(dockerfile, /RUN npm run build/);
-    assert.match(JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).scripts.build, /^tsc -p tsconfig\.json && node scripts\/bundle\.mjs$/);
+    assert.match(JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).scripts.build, /^rm -rf dist && tsc -p tsconfig\.json && node scripts\/bundle\.mjs$/);
+    assert.match(dockerfile, /^COPY --from=build \/src\/dist\/cdi-importer\.cjs \/src\/dist\/cdi-importer\.cjs\.map \.\/dist\/$/m);
     assert.match(dockerfile, /liblzma-dev/);
     assert.match(dockerfile, /liblzma5 util-linux/);
     assert.match(dockerfile, /^USER 107:107$/m);

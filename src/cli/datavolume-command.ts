@@ -82,7 +82,7 @@ async function datavolumeAction(manifest: string, options: DatavolumeOptions): P
 
 /** One after the other (they share the disk and the network); the first failure stops the run. */
 async function importAll(plans: PlannedImport[], options: DatavolumeOptions): Promise<number> {
-  for (const plan of plans) {
+  for (const [index, plan] of plans.entries()) {
     if (!options.quiet && !options.json) process.stderr.write(`${plan.origin}: importing\n`);
     const directory = plan.request.target.kind === 'directory' ? plan.request.target.path : undefined;
     // The first directory mkdir made, if any: a failed import removes it again (when still empty).
@@ -90,7 +90,7 @@ async function importAll(plans: PlannedImport[], options: DatavolumeOptions): Pr
     const code = await runImport(plan.request, { ...options, command: 'datavolume', jsonFields: { name: plan.name } });
     if (code !== 0 && made !== undefined) rmEmptyDirectories(made, directory!);
     if (code !== 0) {
-      process.stderr.write(`cdi-importer: ${plan.origin} failed; ${plans.length > 1 ? 'the remaining volumes were not imported' : 'nothing imported'}\n`);
+      process.stderr.write(`cdi-importer: ${plan.origin} failed; ${afterFailure(index, plans.length)}\n`);
       return code;
     }
   }
@@ -107,4 +107,12 @@ function rmEmptyDirectories(outermost: string, innermost: string): void {
     }
     if (dir === path.resolve(outermost)) return;
   }
+}
+
+/** What a failure of volume `index` (of `count`, imported in order) leaves done and not done. */
+function afterFailure(index: number, count: number): string {
+  const later = count - 1 - index;
+  if (later === 1) return 'the volume after it was not imported';
+  if (later > 1) return `the ${later} volumes after it were not imported`;
+  return count > 1 ? 'the volumes before it were imported' : 'nothing imported';
 }

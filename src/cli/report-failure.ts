@@ -1,7 +1,7 @@
 import { isImportError, LARGER_PVC_REQUIRED, oneLine, TooSmallError } from '../errors.js';
 import { statSync } from 'node:fs';
 import type { ImportRequest } from '../request.js';
-import { formatBytes } from '../util/quantity.js';
+import { formatBytes, formatPercent } from '../util/quantity.js';
 import { usableSpace } from '../targets/usable-space.js';
 
 const MiB = 1 << 20;
@@ -28,7 +28,7 @@ export function tooSmallHint(request: ImportRequest, command: ImportCommand, err
   // Only when keeping nothing free makes room for it (a size known only as it streams: maybe).
   const couldFit =
     !(err instanceof TooSmallError) || err.streaming || err.spaceBeforeOverhead === undefined || usableSpace(err.spaceBeforeOverhead, 0) >= err.virtualSize;
-  const lower = overhead > 0 && couldFit ? `, or lower --filesystem-overhead (${+(overhead * 100).toFixed(2)} % of the space is kept free; 0 keeps none)` : '';
+  const lower = overhead > 0 && couldFit ? `, or lower --filesystem-overhead (${formatPercent(overhead)} of the space is kept free; 0 keeps none)` : '';
   return `write it where there is more room${lower}${replacedFileNote(request.target.path)}`;
 }
 
@@ -44,7 +44,7 @@ function requestedSizeHint(request: ImportRequest, err: unknown): string | undef
   if (usableSpace(requested, overhead) >= virtualSize) return undefined; // free space was the limit
   let needed = Math.ceil((Math.ceil(virtualSize / MiB) * MiB * (1 + overhead)) / MiB) * MiB;
   while (usableSpace(needed, overhead) < virtualSize) needed += MiB;
-  const kept = overhead > 0 ? ` (--filesystem-overhead keeps ${+(overhead * 100).toFixed(2)} % of it free), or --filesystem-overhead 0` : '';
+  const kept = overhead > 0 ? ` (--filesystem-overhead keeps ${formatPercent(overhead)} of it free), or --filesystem-overhead 0` : '';
   return `give a --size of at least ${needed / MiB}Mi for this ${formatBytes(virtualSize)} image${kept}`;
 }
 

@@ -3,7 +3,7 @@ import { importImage } from '../pipeline/import-image.js';
 import { ImportError, isImportError } from '../errors.js';
 import { ProgressBar } from './progress-bar.js';
 import { reportFailure, tooSmallHint, type ImportCommand } from './report-failure.js';
-import { formatBytes } from '../util/quantity.js';
+import { formatBytes, formatPercent } from '../util/quantity.js';
 import { usableSpace } from '../targets/usable-space.js';
 import { runForcedExitCleanups } from '../util/forced-exit.js';
 import { onStopSignals } from '../util/stop-signals.js';
@@ -121,7 +121,7 @@ function capped(result: ImportResult, request: ImportRequest, sizeLabel: string)
   const askedText = asked % (1 << 20) === 0 ? formatBytes(asked) : `${asked} bytes`;
   if (result.targetSize === usableSpace(asked, request.filesystemOverhead)) {
     return request.filesystemOverhead > 0
-      ? ` (${sizeLabel} ${askedText} less the ${+(request.filesystemOverhead * 100).toFixed(2)} % --filesystem-overhead)`
+      ? ` (${sizeLabel} ${askedText} less the ${formatPercent(request.filesystemOverhead)} --filesystem-overhead)`
       : ` (${sizeLabel} ${askedText} rounded down to whole MiB)`;
   }
   return ` (${sizeLabel} asked for ${askedText}; the free space allows no more)`;

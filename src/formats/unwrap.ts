@@ -53,8 +53,7 @@ function decompressed(input: Readable, format: CompressionFormat, where: string)
   const output = new PassThrough({ highWaterMark: 1 << 20 });
   input.on('error', (err) => output.destroy(err));
   decoder.on('error', (err) => {
-    const reason = err instanceof Error ? err.message : String(err);
-    output.destroy(badInput(decoderFailureMessage(format, reason, where), err));
+    output.destroy(badInput(decoderFailureMessage(format, oneLine(err), where), err));
   });
   output.once('close', () => {
     decoder.destroy();

@@ -93,7 +93,12 @@ export async function openDiskImage(
     throw badInput(`${description} is LZMA-alone (.lzma) data, which is not supported: recompress it as xz (xz -dc FILE | xz > FILE.xz) or gzip first`);
   }
   if (format === 'html') {
-    throw badInput(`${description} is an HTML page, not a disk image (a login or error page, or the wrong link?): check the URL`);
+    const fromTheWeb = /^https?:\/\//.test(description);
+    throw badInput(
+      fromTheWeb
+        ? `${description} is an HTML page, not a disk image (a login or error page, or the wrong link?): check the URL`
+        : `${description} is an HTML page, not a disk image (a saved web page instead of the download?)`,
+    );
   }
   if (isUnsupportedDiskFormat(format)) {
     throw badInput(

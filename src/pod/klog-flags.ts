@@ -4,6 +4,7 @@
  * for the log level and ignore the rest.
  */
 import { levelFromVerbosity, type LogLevel } from '../util/logger.js';
+import { parseGoBool } from '../util/cdi-environment.js';
 
 /** klog flags that take a value. */
 const VALUE_FLAGS = new Set([
@@ -39,16 +40,6 @@ function splitFlag(arg: string): { name: string; value?: string } | undefined {
   return { name: match[1]!, value: match[2] };
 }
 
-/** True when `args` holds only klog flags (pod mode's command line). */
-export function isKlogCommandLine(args: string[]): boolean {
-  try {
-    parseKlogFlags(args);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Parses klog flags; throws KlogFlagError for anything else, naming the argument. */
 export function parseKlogFlags(args: string[]): KlogFlags {
   let verbosity = 0;
@@ -57,7 +48,7 @@ export function parseKlogFlags(args: string[]): KlogFlags {
     const flag = splitFlag(arg);
     if (!flag) throw new KlogFlagError(`unexpected argument "${arg}": pod mode takes only klog flags such as -v=1`);
     if (BOOLEAN_FLAGS.has(flag.name)) {
-      if (flag.value !== undefined && !/^(1|t|T|true|TRUE|True|0|f|F|false|FALSE|False)$/.test(flag.value)) {
+      if (flag.value !== undefined && parseGoBool(flag.value) === undefined) {
         throw new KlogFlagError(`invalid value "${flag.value}" for flag -${flag.name}: expected true or false`);
       }
       continue;

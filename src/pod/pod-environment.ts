@@ -4,11 +4,9 @@
  */
 import { existsSync } from 'node:fs';
 import { ImportError, usageError } from '../errors.js';
-import type { ChecksumSpec, ContentType, ImportRequest, SourceSpec, TargetSpec, TransportOptions } from '../request.js';
-import { parseQuantity } from '../util/quantity.js';
-import { parseFilesystemOverheadEnv, parseGoBool, parsePreallocationEnv } from '../util/cdi-environment.js';
+import type { ContentType, ImportRequest, SourceSpec, TargetSpec, TransportOptions } from '../request.js';
+import { parseChecksumEnv, parseFilesystemOverheadEnv, parseGoBool, parsePreallocationEnv, parseQuantityEnv } from '../util/cdi-environment.js';
 import { pathKind } from '../util/path-kind.js';
-import { parseChecksum } from '../cli/parse-options.js';
 import { extraHeadersFromDirectory, extraHeadersFromEnv, filesIn } from './extra-headers.js';
 import type { PodPaths } from './paths.js';
 
@@ -26,14 +24,6 @@ export interface PodConfig {
   doneFile?: string;
 }
 
-function parseChecksumEnv(text: string): ChecksumSpec {
-  try {
-    return parseChecksum(text);
-  } catch (err) {
-    throw usageError(`IMPORTER_CHECKSUM: ${(err as Error).message}`);
-  }
-}
-
 function parseSource(env: NodeJS.ProcessEnv): PodSourceKind {
   const source = env.IMPORTER_SOURCE ?? '';
   if (source === 'http' || source === 'registry' || source === 'none') return source;
@@ -45,16 +35,6 @@ function parseContentType(env: NodeJS.ProcessEnv): ContentType {
   const value = env.IMPORTER_CONTENTTYPE || 'kubevirt';
   if (value === 'kubevirt' || value === 'archive') return value;
   throw usageError(`Unsupported content type ${value}: IMPORTER_CONTENTTYPE must be kubevirt or archive`);
-}
-
-function parseImageSize(env: NodeJS.ProcessEnv): number | undefined {
-  const value = env.IMPORTER_IMAGE_SIZE;
-  if (value === undefined || value.trim() === '') return undefined;
-  try {
-    return parseQuantity(value);
-  } catch (err) {
-    throw usageError(`invalid IMPORTER_IMAGE_SIZE: ${(err as Error).message}`);
-  }
 }
 
 function transportOptions(env: NodeJS.ProcessEnv, paths: PodPaths): TransportOptions {
@@ -101,7 +81,7 @@ export function parsePodEnvironment(env: NodeJS.ProcessEnv, paths: PodPaths): Po
     filesystemOverhead: parseFilesystemOverheadEnv(env.FILESYSTEM_OVERHEAD, blockMode),
     preallocation,
   };
-  const requestedSize = parseImageSize(env);
+  const requestedSize = parseQuantityEnv('IMPORTER_IMAGE_SIZE', env.IMPORTER_IMAGE_SIZE);
   if (requestedSize !== undefined) request.requestedSize = requestedSize;
   if (env.IMPORTER_CHECKSUM) request.checksum = parseChecksumEnv(env.IMPORTER_CHECKSUM);
   if (pathKind(paths.scratchDir) === 'directory') request.scratchDir = paths.scratchDir;

@@ -3,7 +3,7 @@
  * block/qcow2-cluster.c for the exact rules). Pure functions shared by both drivers.
  */
 import { badInput } from '../errors.js';
-import type { Qcow2Header } from './header.js';
+import { hex, type Qcow2Header } from './header.js';
 
 /** A run of the guest disk and where its bytes come from. */
 export type Piece =
@@ -20,7 +20,6 @@ export type Piece =
     };
 
 const TWO32 = 2 ** 32;
-const hex = (n: number) => `0x${n.toString(16)}`;
 
 /** Bits 9..55 of a big-endian u64 at `at`, as a safe number. */
 function offsetBits(buf: Buffer, at: number): number {

@@ -7,14 +7,13 @@
 import { createRequire } from 'node:module';
 import { constants as zlibConstants, inflateRaw, type ZlibOptions } from 'node:zlib';
 import { badInput } from '../errors.js';
-import type { CompressionType } from './header.js';
+import { hex, type CompressionType } from './header.js';
 
 type ZstdBinding = typeof import('zstd-napi/binding.js');
 const require = createRequire(import.meta.url);
 let zstdBinding: ZstdBinding | undefined;
 let zstdContext: InstanceType<ZstdBinding['DCtx']> | undefined;
 
-const hex = (n: number) => `0x${n.toString(16)}`;
 
 /** A decoded cluster, and how many input bytes its compressed data took (the rest of its last sector is not its own). */
 export interface DecodedCluster {

@@ -84,7 +84,8 @@ function u64(buf: Buffer, at: number, field: string): number {
   return Number(value);
 }
 
-const hex = (n: number | bigint) => `0x${n.toString(16)}`;
+/** Offsets and fields in messages, as qemu prints them. */
+export const hex = (n: number | bigint) => `0x${n.toString(16)}`;
 
 /**
  * Checks the magic, version and cluster size from the first bytes, and returns how many bytes

@@ -8,4 +8,4 @@ export type { Qcow2OpenOptions } from './options.js';
 export type { Qcow2Header, CompressionType } from './header.js';
 export { openQcow2RandomAccess } from './random-access.js';
 export { openQcow2Stream } from './one-pass.js';
-export { inspectQcow2, inspectQcow2Stream, describeHeader, type Qcow2Info, type InspectOptions } from './inspect.js';
+export { inspectQcow2, inspectQcow2Stream, type Qcow2Info, type InspectOptions } from './inspect.js';

@@ -9,7 +9,7 @@
 import type { Readable } from 'node:stream';
 import type { DiskImage, Extent } from '../extents.js';
 import { badInput } from '../errors.js';
-import { HEADER_PROBE_BYTES, headerClusterSize, parseQcow2Header, type Qcow2Header } from './header.js';
+import { HEADER_PROBE_BYTES, headerClusterSize, hex, parseQcow2Header, type Qcow2Header } from './header.js';
 import { bytesPerL2, decodeL2Table, partlyReadHostClusters, l1EntriesUsed, l2TableOffset, type Piece } from './cluster-map.js';
 import { decompressCluster } from './decompress-cluster.js';
 import { SpillFile } from './spill-file.js';
@@ -23,7 +23,6 @@ const MAX_DECOMPRESS_IN_FLIGHT = 8;
  * cluster, just before that L2 table, and preallocated images put L2 tables before the L1.
  */
 const WINDOW_BYTES = 4 << 20;
-const hex = (n: number) => `0x${n.toString(16)}`;
 /** qcow2 gives a compressed cluster's length in 512-byte sectors. */
 const SECTOR = 512;
 

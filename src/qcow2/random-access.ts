@@ -6,7 +6,7 @@
 import type { DiskImage, Extent } from '../extents.js';
 import type { RandomAccessReader } from '../sources/source.js';
 import { badInput } from '../errors.js';
-import { HEADER_PROBE_BYTES, headerClusterSize, parseQcow2Header, type Qcow2Header } from './header.js';
+import { HEADER_PROBE_BYTES, headerClusterSize, hex, parseQcow2Header, type Qcow2Header } from './header.js';
 import { bytesPerL2, decodeL2Table, l1EntriesUsed, l2TableOffset, type Piece } from './cluster-map.js';
 import { decompressCluster } from './decompress-cluster.js';
 import type { Qcow2OpenOptions } from './options.js';
@@ -19,7 +19,6 @@ const MAX_READ_BYTES = 4 << 20;
 /** Decompressed bytes per batch of compressed clusters. */
 const MAX_BATCH_OUTPUT = 4 << 20;
 
-const hex = (n: number) => `0x${n.toString(16)}`;
 
 /** Reads exactly `length` bytes or fails with a truncation error naming `what`. */
 export async function readExact(reader: RandomAccessReader, offset: number, length: number, what: string): Promise<Buffer> {

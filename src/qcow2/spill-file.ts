@@ -4,7 +4,7 @@
  */
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { fileProblem, ScratchSpaceRequiredError, targetError } from '../errors.js';
+import { fileProblem, isOutOfSpace, ScratchSpaceRequiredError, targetError } from '../errors.js';
 import { randomHex } from '../util/random-hex.js';
 
 /** Thrown by a measuring spill (inspect) when the spill would exceed its memory budget. */
@@ -62,8 +62,7 @@ export class SpillFile {
     try {
       await this.handle.write(data, 0, data.length, this.end);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOSPC' || code === 'EDQUOT') {
+      if (isOutOfSpace(err)) {
         throw targetError(
           `the scratch space ${this.scratchDir} is full after ${this.end} bytes of clusters set aside (they arrive before the tables that map them; cdi-importer info --scan measures how much an image needs): give a larger scratch directory or volume, or import it from a seekable source (the .qcow2 decompressed first, or HTTP with Range)`,
           err,

@@ -1,4 +1,4 @@
-import { ImportError, targetError } from '../errors.js';
+import { fileProblem, ImportError, targetError } from '../errors.js';
 
 /** Turns a file-system error while writing `where` into one line that says what to do. */
 export function targetFailure(err: unknown, where: string): ImportError {
@@ -19,6 +19,6 @@ export function targetFailure(err: unknown, where: string): ImportError {
     case 'EISDIR':
       return targetError(`${where} is a directory: give a file name for the disk image`, err);
     default:
-      return targetError(`cannot write ${where}: ${(err as Error).message ?? String(err)}`, err);
+      return targetError(`cannot write ${where}: ${fileProblem(err)}`, err);
   }
 }

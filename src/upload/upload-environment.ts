@@ -5,9 +5,7 @@
 import path from 'node:path';
 import { usageError } from '../errors.js';
 import type { ChecksumSpec } from '../request.js';
-import { parseQuantity } from '../util/quantity.js';
-import { parseChecksum } from '../cli/parse-options.js';
-import { parseFilesystemOverheadEnv, parsePreallocationEnv } from '../util/cdi-environment.js';
+import { parseChecksumEnv, parseFilesystemOverheadEnv, parsePreallocationEnv, parseQuantityEnv } from '../util/cdi-environment.js';
 import { pathKind } from '../util/path-kind.js';
 import type { PodPaths } from '../pod/paths.js';
 import { volumesAreThePods } from '../pod/empty-volume.js';
@@ -103,23 +101,11 @@ export function parseUploadEnvironment(env: NodeJS.ProcessEnv, paths: PodPaths):
     volumesToEmpty: [],
   };
   if (healthz !== 'none') config.healthzPort = parsePort('HEALTHZ_PORT', healthz, DEFAULT_HEALTHZ_PORT);
-  const size = env.UPLOAD_IMAGE_SIZE;
-  if (size !== undefined && size.trim() !== '') {
-    try {
-      config.imageSize = parseQuantity(size);
-    } catch (err) {
-      throw usageError(`invalid UPLOAD_IMAGE_SIZE: ${(err as Error).message}`);
-    }
-  }
+  const imageSize = parseQuantityEnv('UPLOAD_IMAGE_SIZE', env.UPLOAD_IMAGE_SIZE);
+  if (imageSize !== undefined) config.imageSize = imageSize;
   const deadline = parseDeadline(env.DEADLINE);
   if (deadline) config.deadline = deadline;
-  if (env.IMPORTER_CHECKSUM) {
-    try {
-      config.checksum = parseChecksum(env.IMPORTER_CHECKSUM);
-    } catch (err) {
-      throw usageError(`IMPORTER_CHECKSUM: ${(err as Error).message}`);
-    }
-  }
+  if (env.IMPORTER_CHECKSUM) config.checksum = parseChecksumEnv(env.IMPORTER_CHECKSUM);
   if (pathKind(paths.scratchDir) === 'directory') config.scratchDir = paths.scratchDir;
   if (volumesAreThePods(env)) {
     if (destination === paths.diskImage) config.volumesToEmpty.push(paths.dataDir);

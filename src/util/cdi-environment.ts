@@ -3,6 +3,9 @@
  * code reads them.
  */
 import { usageError } from '../errors.js';
+import type { ChecksumSpec } from '../request.js';
+import { parseChecksum } from './checksum-spec.js';
+import { parseQuantity } from './quantity.js';
 
 /** CDI's default filesystem overhead when the controller does not pass one. */
 export const DEFAULT_FILESYSTEM_OVERHEAD = 0.06;
@@ -33,4 +36,23 @@ export function parseFilesystemOverheadEnv(value: string | undefined, blockMode:
     throw usageError(`invalid FILESYSTEM_OVERHEAD "${value}": expected a fraction from 0 to below 1, such as 0.06`);
   }
   return overhead;
+}
+
+/** IMPORTER_CHECKSUM: `algorithm:hex`; a wrong one names the variable. */
+export function parseChecksumEnv(value: string): ChecksumSpec {
+  try {
+    return parseChecksum(value);
+  } catch (err) {
+    throw usageError(`IMPORTER_CHECKSUM: ${(err as Error).message}`);
+  }
+}
+
+/** IMPORTER_IMAGE_SIZE / UPLOAD_IMAGE_SIZE: a Kubernetes quantity; unset or blank means none. */
+export function parseQuantityEnv(name: string, value: string | undefined): number | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  try {
+    return parseQuantity(value);
+  } catch (err) {
+    throw usageError(`invalid ${name}: ${(err as Error).message}`);
+  }
 }

@@ -32,3 +32,8 @@ export function formatBytes(bytes: number): string {
   }
   return unit === 0 ? `${value} B` : `${value.toFixed(value >= 100 ? 0 : 1)} ${UNITS[unit]}`;
 }
+
+/** 0.055 → "5.5 %": a fraction (the filesystem overhead) for messages, without float noise. */
+export function formatPercent(fraction: number): string {
+  return `${+(fraction * 100).toFixed(2)} %`;
+}

@@ -46,7 +46,7 @@ describe('bad input', () => {
 
   test('an HTML page (a login page saved, or served with a 200) is not a disk, compressed or not', async () => {
     writeFileSync(dir.join('login.html'), '\n  <!DOCTYPE html>\n<html><body><form>Sign in</form></body></html>\n');
-    await expectFailure(['import', dir.join('login.html'), '-o', dir.join('o-html.img')], /login\.html is an HTML page, not a disk image .*: check the URL/, 'o-html');
+    await expectFailure(['import', dir.join('login.html'), '-o', dir.join('o-html.img')], /login\.html is an HTML page, not a disk image \(a saved web page instead of the download\?\)$/, 'o-html');
     sh(`gzip -kf ${dir.join('login.html')}`);
     await expectFailure(['import', dir.join('login.html.gz'), '-o', dir.join('o-htmlgz.img')], /is an HTML page, not a disk image/, 'o-htmlgz');
   });

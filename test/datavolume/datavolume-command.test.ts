@@ -253,6 +253,32 @@ spec:
     assert.deepEqual(readdirSync(out), []);
   });
 
+  test('volumes are imported in order and a failure stops the rest: the line says which were and were not imported', async () => {
+    const volume = (name: string, source: string) =>
+      `  - metadata:\n      name: ${name}\n    spec:\n      storage:\n        resources:\n          requests:\n            storage: 32Mi\n      source:\n${source}\n`;
+    const vm = (...volumes: string[]) =>
+      `apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata:\n  name: vm\nspec:\n  dataVolumeTemplates:\n${volumes.join('')}  running: false\n`;
+    const blank = '        blank: {}';
+    const missing = `        http:\n          url: ${nginx.http}no-such-disk.img`;
+
+    const middle = work.join('fails-in-the-middle.yaml');
+    writeFileSync(middle, vm(volume('first', blank), volume('second', missing), volume('third', blank), volume('fourth', blank)));
+    const outMiddle = work.join('out-fails-in-the-middle');
+    const m = await runCli(['datavolume', middle, '--out', outMiddle]);
+    assert.equal(m.code, 1, m.stderr);
+    assert.match(m.stderr, /404/);
+    assert.match(m.stderr, /failed; the 2 volumes after it were not imported\n$/);
+    assert.deepEqual(readdirSync(outMiddle), ['first.img']);
+
+    const last = work.join('fails-last.yaml');
+    writeFileSync(last, vm(volume('first', blank), volume('second', missing)));
+    const outLast = work.join('out-fails-last');
+    const l = await runCli(['datavolume', last, '--out', outLast]);
+    assert.equal(l.code, 1, l.stderr);
+    assert.match(l.stderr, /failed; the volumes before it were imported\n$/);
+    assert.deepEqual(readdirSync(outLast), ['first.img']);
+  });
+
   test('a DataVolume name that is not a Kubernetes name cannot write outside --out', async () => {
     const file = work.join('escape.yaml');
     writeFileSync(

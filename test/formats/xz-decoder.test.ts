@@ -103,6 +103,11 @@ describe('xz decoder: valid files', () => {
   });
 });
 
+/** A damaged file's error says what is wrong; a decoder bug (a TypeError, a RangeError) does not pass. */
+function damagedFileError(err: unknown): boolean {
+  return err instanceof Error && !(err instanceof TypeError || err instanceof RangeError) && /corrupt|ends in the middle|does not match/.test(err.message);
+}
+
 describe('xz decoder: damaged files are rejected, never cut short', () => {
   const cases: [string, string][] = [
     ['multi-block', '-T2 --block-size=200KiB -3'],
@@ -114,7 +119,7 @@ describe('xz decoder: damaged files are rejected, never cut short', () => {
       const points = [1, 6, 11, 12, 13, 20, whole.length - 1, whole.length - 4, whole.length - 12, whole.length - 13, whole.length - 30];
       for (let i = 1; i <= 14; i++) points.push(Math.floor((whole.length * i) / 15));
       for (const at of points) {
-        await assert.rejects(decode(whole.subarray(0, at)), Error, `truncated at ${at} of ${whole.length}`);
+        await assert.rejects(decode(whole.subarray(0, at)), damagedFileError, `truncated at ${at} of ${whole.length}`);
       }
     });
 
@@ -126,7 +131,7 @@ describe('xz decoder: damaged files are rejected, never cut short', () => {
         damaged[at]! ^= 0x10;
         writeFileSync(`${file}.bad`, damaged);
         if (xzCli(`${file}.bad`) !== null) continue; // a flip xz itself cannot notice is not a test
-        await assert.rejects(decode(damaged), Error, `flip at ${at} of ${whole.length}`);
+        await assert.rejects(decode(damaged), damagedFileError, `flip at ${at} of ${whole.length}`);
       }
     });
   }

@@ -8,7 +8,7 @@ import { createReadStream, mkdirSync, readdirSync } from 'node:fs';
 import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../support/tools.js';
 import { openQcow2RandomAccess, openQcow2Stream } from '../../src/qcow2/index.js';
 import { fileReader, writeExtents } from './helpers.js';
-import { IMAGE_CASES, fileSize, xzCompress, xzDecompressStream } from './images.js';
+import { IMAGE_CASES, xzCompress, xzDecompressStream } from './images.js';
 
 /**
  * Guest bytes qemu-img map reports as allocated ("data": true): all we may emit with data.
@@ -67,6 +67,5 @@ describe('qcow2 conversion matches qemu-img convert -O raw', () => {
     const out = `${dir}/one-pass.raw`;
     await writeExtents(disk, out);
     assert.equal(await sha256File(out), await qemuRawSha256(image, dir));
-    assert.ok(fileSize(image) > 0);
   });
 });

@@ -44,7 +44,8 @@ function uploadConfig(name: string): ReturnType<typeof parseUploadEnvironment> {
 test('a stop after the async 200, as the pipeline finishes: reported stopped, and the disk is removed', async () => {
   const config = uploadConfig('root');
   const finishOnStop: ImportFunction = async (request, ctx) => {
-    const opened = await (request.source as { kind: 'custom'; source: { open(): Promise<{ stream: AsyncIterable<Buffer> }> } }).source.open();
+    assert.equal(request.source.kind, 'custom');
+    const opened = await request.source.source.open(ctx.signal ?? new AbortController().signal);
     for await (const chunk of opened.stream) void chunk;
     ctx.onChecked?.();
     writeFileSync(config.destination, 'a whole disk');

@@ -1,7 +1,7 @@
 /** Turns HTTP statuses and undici / TLS / socket failures into one-line ImportErrors. */
 import { sslCertFileProblem } from './tls-options.js';
 import { STATUS_CODES } from 'node:http';
-import { cannotConnect, ImportError } from '../../errors.js';
+import { cannotConnect, ImportError, oneLine } from '../../errors.js';
 import { RedirectTargetError } from './http-request.js';
 import { redactedUrl } from './request-headers.js';
 
@@ -127,7 +127,7 @@ export function transportError(err: unknown, url: URL, proxy?: string): ImportEr
   const host = url.host;
   const codes = errorCodes(err);
   const has = (...wanted: string[]) => codes.some((c) => wanted.includes(c));
-  const detail = err instanceof Error ? err.message : String(err);
+  const detail = oneLine(err);
   let proxyHost: string | undefined;
   try {
     proxyHost = proxy ? new URL(proxy).host : undefined;

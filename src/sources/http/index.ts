@@ -13,7 +13,7 @@ import { parseHeaderLines, redactedUrl, withoutCredentials } from './request-hea
 import { identityOf, parseContentRange, type ResourceIdentity } from './resource-identity.js';
 import { readBodyFully } from './stall-watch.js';
 import { ResumableBody, type ResumableBodyOptions } from './resumable-body.js';
-import { backoffDelay, defaultRetryPolicy, sleep, waitForBusyServer, type RetryNotice, type RetryPolicy } from './retry-policy.js';
+import { defaultRetryPolicy, waitAfterFailure, waitForBusyServer, type RetryNotice, type RetryPolicy } from './retry-policy.js';
 
 /** Knobs that tests and benchmarks turn; defaults suit real networks. */
 export interface HttpTuning {
@@ -23,12 +23,8 @@ export interface HttpTuning {
   env: NodeJS.ProcessEnv;
   /** Offer random access when the server supports Range (default true). */
   randomAccess: boolean;
-  /** Range reads without a proxy on keep-alive sockets that read into the destination buffer (default true). */
-  directRanges: boolean;
   /** How long the first request waits for an answer (default: firstAnswerWaitMs). */
   firstAnswerMs?: number;
-  /** Observes every Range request of the random-access reader. */
-  onRangeRequest?: (start: number, length: number) => void;
   onRetry?: RetryNotice;
 }
 
@@ -62,7 +58,6 @@ export class HttpSource implements Source {
       cache: defaultBlockCacheOptions,
       env: process.env,
       randomAccess: true,
-      directRanges: true,
       ...tuning,
     };
   }
@@ -73,7 +68,7 @@ export class HttpSource implements Source {
     const endpoint: HttpEndpoint = { url: this.url, auth: this.auth, headers: this.headers, dispatchers };
     const stallMs = stallTimeoutMs(this.transport);
     // Range reads (the probe included) on sockets that read into their destination; undici for the rest.
-    let direct = this.tuning.randomAccess && this.tuning.directRanges ? new DirectRangeClient(() => dispatchers.tls) : undefined;
+    let direct = this.tuning.randomAccess ? new DirectRangeClient(() => dispatchers.tls) : undefined;
     let first: FirstAnswer;
     try {
       first = await this.firstAnswer(endpoint, signal, stallMs, answerMs, direct);
@@ -108,7 +103,6 @@ export class HttpSource implements Source {
         stallMs,
         retry: this.tuning.retry,
         signal,
-        onRequest: this.tuning.onRangeRequest,
         onRetry: this.tuning.onRetry,
         direct,
       });
@@ -130,7 +124,7 @@ export class HttpSource implements Source {
    */
   private directStreamFor(endpoint: HttpEndpoint, first: FirstAnswer, dispatchers: SourceDispatchers): ResumableBodyOptions['direct'] {
     const { identity, url } = first;
-    if (!this.tuning.directRanges || first.response || !identity.acceptsRanges || !identity.size) return undefined;
+    if (first.response || !identity.acceptsRanges || !identity.size) return undefined;
     const headers = checkedHeaders(endpoint, url, identity);
     if (!DirectRangeClient.suits(dispatchers, url, headers)) return undefined;
     return { client: new DirectRangeClient(() => dispatchers.tls), location: url, headers };
@@ -182,9 +176,7 @@ export class HttpSource implements Source {
         if (!isRetryableTransportError(err) || attempt >= this.tuning.retry.retries || isSilentFor(err, answerMs)) {
           throw transportError(err, endpoint.url, proxy);
         }
-        const delay = backoffDelay(attempt, this.tuning.retry);
-        this.tuning.onRetry?.(err instanceof Error ? err.message : String(err), 0, delay);
-        await sleep(delay, signal);
+        await waitAfterFailure(attempt, this.tuning.retry, err, 0, signal, this.tuning.onRetry);
         continue;
       }
       if (response.statusCode >= 200 && response.statusCode < 300) {

@@ -8,7 +8,7 @@ import { DirectRangeClient, UseGeneralPath, type DirectRangeAnswer } from './dir
 import { bodyBytesBefore, isRetryableStatus, isRetryableTransportError, RetryableFailure, statusText, transportError } from './http-errors.js';
 import { ifRangeValue, parseContentRange, resourceChanged, samePartialResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
-import { retryAfterMs, retryDelay, sleep, type RetryNotice, type RetryPolicy } from './retry-policy.js';
+import { retryAfterMs, waitAfterFailure, type RetryNotice, type RetryPolicy } from './retry-policy.js';
 import { readBodyFully } from './stall-watch.js';
 import type { RangeFetcher } from './block-cache-reader.js';
 
@@ -22,7 +22,6 @@ export function httpRangeFetcher(
     stallMs: number;
     retry: RetryPolicy;
     signal: AbortSignal;
-    onRequest?: (start: number, length: number) => void;
     /** Told of each retry, with the file offset the read resumes at. */
     onRetry?: RetryNotice;
     /** Range reads without a proxy go through this client (see direct-range-client.ts). */
@@ -45,7 +44,6 @@ export function httpRangeFetcher(
       const rest = target.subarray(done, length);
       const headers = { range: `bytes=${from}-${end}`, ...(validator ? { 'if-range': validator } : {}) };
       try {
-        options.onRequest?.(from, length - done);
         let answer: DirectRangeAnswer | undefined;
         if (direct) {
           try {
@@ -84,10 +82,7 @@ export function httpRangeFetcher(
         if (!retryable || failures >= options.retry.retries) {
           throw transportError(err, endpoint.url, endpoint.dispatchers.proxyFor(location));
         }
-        const delay = retryDelay(failures, options.retry, err instanceof RetryableFailure ? err.retryAfterMs : undefined);
-        options.onRetry?.(err instanceof Error ? err.message : String(err), start + done, delay);
-        await sleep(delay, options.signal);
-        failures++;
+        await waitAfterFailure(failures++, options.retry, err, start + done, options.signal, options.onRetry);
       }
     }
   };

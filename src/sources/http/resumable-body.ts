@@ -5,12 +5,12 @@
  * consumer exactly once, in order, so a checksum over the stream is a checksum of the file.
  */
 import { Readable } from 'node:stream';
-import { cannotConnect, ImportError } from '../../errors.js';
+import { cannotConnect, ImportError, oneLine } from '../../errors.js';
 import { discardBody, getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
 import { isRetryableStatus, isRetryableTransportError, RetryableFailure, statusError, statusText, transportError } from './http-errors.js';
 import { identityOf, ifRangeValue, parseContentRange, resourceChanged, samePartialResource, sameResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
-import { retryAfterMs, retryDelay, sleep, type RetryNotice, type RetryPolicy } from './retry-policy.js';
+import { retryAfterMs, waitAfterFailure, type RetryNotice, type RetryPolicy } from './retry-policy.js';
 import { StallWatchdog } from './stall-watch.js';
 import { UseGeneralPath, type DirectRangeClient } from './direct-range-client.js';
 import { DirectRangeBody } from './direct-range-body.js';
@@ -113,7 +113,7 @@ export class ResumableBody extends Readable {
         const retryable = err instanceof RetryableFailure || isRetryableTransportError(err);
         if (!retryable) return void this.destroy(this.explain(err));
         if (this.failuresInARow >= this.options.retry.retries || this.resumes >= this.options.retry.maxResumes) {
-          const reason = err instanceof Error ? err.message : String(err);
+          const reason = oneLine(err);
           return void this.destroy(
             cannotConnect(
               `download of ${redactedUrl(this.endpoint.url)} failed after ${this.received}${this.identity.size !== undefined ? ` of ${this.identity.size}` : ''} bytes and ${this.resumes} retries: ${reason}`,
@@ -121,12 +121,10 @@ export class ResumableBody extends Readable {
             ),
           );
         }
-        const delay = retryDelay(this.failuresInARow, this.options.retry, err instanceof RetryableFailure ? err.retryAfterMs : undefined);
-        this.failuresInARow++;
+        const attempt = this.failuresInARow++;
         this.resumes++;
-        this.options.onRetry?.(err instanceof Error ? err.message : String(err), this.received, delay);
         try {
-          await sleep(delay, this.abort.signal);
+          await waitAfterFailure(attempt, this.options.retry, err, this.received, this.abort.signal, this.options.onRetry);
         } catch {
           return;
         }

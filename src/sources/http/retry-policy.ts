@@ -1,6 +1,7 @@
 /** Bounded exponential backoff shared by the resumable stream and the Range reader. */
 import type { IncomingHttpHeaders } from 'node:http';
-import { statusText } from './http-errors.js';
+import { oneLine } from '../../errors.js';
+import { RetryableFailure, statusText } from './http-errors.js';
 export interface RetryPolicy {
   /** Failures in a row (without a byte of progress in between) before giving up. */
   retries: number;
@@ -54,6 +55,23 @@ export async function waitForBusyServer(
 ): Promise<void> {
   const delay = retryDelay(attempt, policy, retryAfterMs(answer.headers));
   onRetry?.(`the server answered ${statusText(answer.statusCode)}`, 0, delay);
+  await sleep(delay, signal);
+}
+
+/**
+ * Before trying again after a dropped connection or another retryable failure: says why (and how
+ * many body bytes had arrived), then waits the backoff, or the server's Retry-After when longer.
+ */
+export async function waitAfterFailure(
+  attempt: number,
+  policy: RetryPolicy,
+  err: unknown,
+  received: number,
+  signal: AbortSignal,
+  onRetry?: RetryNotice,
+): Promise<void> {
+  const delay = retryDelay(attempt, policy, err instanceof RetryableFailure ? err.retryAfterMs : undefined);
+  onRetry?.(oneLine(err), received, delay);
   await sleep(delay, signal);
 }
 

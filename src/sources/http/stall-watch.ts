@@ -11,7 +11,7 @@ export class StallWatchdog {
   private readonly timer: NodeJS.Timeout;
 
   constructor(
-    private readonly stallMs: number,
+    stallMs: number,
     onStall: (err: StallError) => void,
   ) {
     this.timer = setInterval(

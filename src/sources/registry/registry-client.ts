@@ -9,7 +9,7 @@ import { stallTimeoutMs, type SourceDispatchers } from '../http/dispatcher.js';
 import { isRetryableStatus, isRetryableTransportError, statusError, statusText, transportError } from '../http/http-errors.js';
 import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from '../http/http-request.js';
 import { basicAuthorization, parseHeaderLines } from '../http/request-headers.js';
-import { backoffDelay, defaultRetryPolicy, sleep, waitForBusyServer, type RetryNotice, type RetryPolicy } from '../http/retry-policy.js';
+import { defaultRetryPolicy, waitAfterFailure, waitForBusyServer, type RetryNotice, type RetryPolicy } from '../http/retry-policy.js';
 import { parseAuthChallenge, type AuthChallenge } from './auth-challenge.js';
 import type { RegistryReference } from './reference.js';
 
@@ -105,9 +105,7 @@ export class RegistryClient {
         if (signal.aborted) throw signal.reason ?? err;
         // A dropped connection or a timeout may be cured by another try; a refusal is final.
         if (isRetryableTransportError(err) && failures < this.retry.retries) {
-          const delay = backoffDelay(failures++, this.retry);
-          this.onRetry?.(err instanceof Error ? err.message : String(err), 0, delay);
-          await sleep(delay, signal);
+          await waitAfterFailure(failures++, this.retry, err, 0, signal, this.onRetry);
           continue;
         }
         throw transportError(err, url, this.dispatchers.proxyFor(url));

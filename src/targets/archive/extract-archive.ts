@@ -10,7 +10,7 @@ import { chmod, stat, utimes } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { extract as tarExtract, type ExtractEvents, type Header as TarStreamHeader } from 'tar-stream';
-import { ImportError, badInput, isImportError, targetError } from '../../errors.js';
+import { ImportError, badInput, fileProblem, isImportError, isOutOfSpace, targetError } from '../../errors.js';
 import { archivePathComponents, quoteEntry } from './entry-path.js';
 import { ExtractionJournal } from './extraction-journal.js';
 import { SparsePlacer, fileLayout, type FileLayout } from '../../formats/tar/sparse-layout.js';
@@ -93,8 +93,8 @@ function asImportError(err: unknown, directory: string, { signal, where = 'archi
   if (signal?.aborted) return new ImportError('cancelled', 'archive extraction cancelled');
   if (isImportError(err)) return err;
   const errno = err as NodeJS.ErrnoException;
-  if (errno?.code === 'ENOSPC' || errno?.code === 'EDQUOT') return targetError(`no space left in ${directory} while extracting the archive`, err);
-  if (typeof errno?.code === 'string' && /^E[A-Z0-9]+$/.test(errno.code)) return targetError(`cannot extract into ${directory}: ${errno.message}`, err);
+  if (isOutOfSpace(err)) return targetError(`no space left in ${directory} while extracting the archive`, err);
+  if (typeof errno?.code === 'string' && /^E[A-Z0-9]+$/.test(errno.code)) return targetError(`cannot extract into ${directory}: ${fileProblem(err)}`, err);
   // tar-stream's own complaints: "Invalid tar header. Maybe the tar is corrupted or it needs to be
   // gunzipped?" (compression is already removed here, so that advice never applies), "Unexpected end of data".
   const reason = ((err as Error)?.message ?? String(err)).replace(/^Invalid tar header\. Maybe .*$/, 'a header block is not a valid tar header (its checksum does not add up)');
@@ -184,10 +184,10 @@ class Extraction {
       // Only file system failures are ours to explain; a failing entry stream (truncated
       // archive, source error) is explained by the feed.
       if (isImportError(err) || typeof code !== 'string' || !/^E[A-Z0-9]+$/.test(code)) throw err; // errno codes, not ERR_* stream codes
-      if (code === 'ENOSPC' || code === 'EDQUOT') {
+      if (isOutOfSpace(err)) {
         throw targetError(`no space left in ${this.directory} while extracting archive entry ${quoteEntry(entry)}: the target is full`, err);
       }
-      throw targetError(`cannot ${what} for archive entry ${quoteEntry(entry)} in ${this.directory}: ${systemProblem(err as NodeJS.ErrnoException)}`, err);
+      throw targetError(`cannot ${what} for archive entry ${quoteEntry(entry)} in ${this.directory}: ${fileProblem(err)}`, err);
     }
   }
 
@@ -424,11 +424,3 @@ async function drain(entry: Entry): Promise<void> {
   for await (const _ of entry as AsyncIterable<Buffer>) void _;
 }
 
-/**
- * A system call's failure without the path Node appends (the entry is named already, and a long
- * path would push the reason out of pod mode's 4096-byte termination message).
- */
-function systemProblem(err: NodeJS.ErrnoException): string {
-  if (err.code === 'ENAMETOOLONG') return 'a name longer than the file system allows (255 bytes per path component, 4096 per path)';
-  return (err.message ?? String(err)).replace(/, \w+ '.*$/s, '');
-}

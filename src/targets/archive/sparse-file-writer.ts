@@ -12,9 +12,8 @@
  */
 import { ftruncateSync, writeSync } from 'node:fs';
 import { chunkPool } from '../../util/buffer-pool.js';
+import { dataRuns } from '../zero-runs.js';
 
-const ZERO_BLOCK_SIZE = 4096;
-const ZERO_BLOCK = Buffer.alloc(ZERO_BLOCK_SIZE);
 
 export class SparseFileWriter {
   /** The run being gathered, taken from the pool at the first byte: most files in a tar are small or empty. */
@@ -63,17 +62,7 @@ export class SparseFileWriter {
     const start = this.runStart;
     this.runStart += this.runLength;
     this.runLength = 0;
-    let dataFrom = -1; // start of the pending non-zero stretch in `run`
-    for (let at = 0; at < run.length; at += ZERO_BLOCK_SIZE) {
-      const block = run.subarray(at, at + ZERO_BLOCK_SIZE);
-      const zero = block.length === ZERO_BLOCK_SIZE && block.equals(ZERO_BLOCK);
-      if (!zero && dataFrom < 0) dataFrom = at;
-      if (zero && dataFrom >= 0) {
-        this.writeFully(run.subarray(dataFrom, at), start + dataFrom);
-        dataFrom = -1;
-      }
-    }
-    if (dataFrom >= 0) this.writeFully(run.subarray(dataFrom), start + dataFrom);
+    for (const { start: from, end: to } of dataRuns(run, start)) this.writeFully(run.subarray(from, to), start + from);
   }
 
   private writeFully(data: Buffer, position: number): void {

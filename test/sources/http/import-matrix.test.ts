@@ -24,6 +24,7 @@ before(async () => {
   sh(`truncate -s 8M ${www}/disk.raw`);
   for (const mib of [0, 3, 6]) sh(`head -c 700000 /dev/urandom | dd of=${www}/disk.raw bs=64K seek=${mib * 16} conv=notrunc status=none`);
   run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', `${www}/disk.raw`, `${www}/disk.qcow2`]);
+  writeFileSync(`${www}/login.html`, '<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body><form></form></body></html>\n');
   for (const base of ['disk.raw', 'disk.qcow2']) {
     sh(`gzip -k ${www}/${base} && xz -k -T1 ${www}/${base} && zstd -q -k ${www}/${base}`);
   }
@@ -83,6 +84,7 @@ describe('clear failures through the CLI', () => {
     { name: 'expired certificate', url: () => `${nginx.expiredHttps}disk.raw`, flags: () => ['--ca-cert', certs.caCert], message: /has expired/ },
     { name: 'wrong host name', url: () => `${nginx.wrongHostHttps}disk.raw`, flags: () => ['--ca-cert', certs.caCert], message: /does not match the host name/ },
     { name: 'not found', url: () => `${nginx.http}nope.img`, flags: () => [], message: /expected status code 200, got 404\. Status: 404 Not Found/ },
+    { name: 'an HTML page served with a 200', url: () => `${nginx.http}login.html`, flags: () => [], message: /login\.html is an HTML page, not a disk image \(a login or error page, or the wrong link\?\): check the URL$/m },
   ];
   for (const c of cases) {
     it(`${c.name}: one line, exit 1, no output file`, async () => {

@@ -3,7 +3,7 @@
  * import through the CLI, every result checked against qemu-img's conversion of the original disk.
  */
 import assert from 'node:assert/strict';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { makePodRoot, runPod } from '../../pod/pod-harness.js';

@@ -77,6 +77,7 @@ describe('disk walk over layers (whiteouts, one disk)', () => {
   const layer = (entries: Fake[]): LayerEntry[] =>
     entries.map(([name, type = 'file', content = '', linkname]) => ({
       header: { name, type, size: content.length, linkname } as Header,
+      facts: undefined,
       body: Readable.from([Buffer.from(content)]),
     }));
 
