@@ -31,7 +31,7 @@ export const usageError = (message: string) => new ImportError('usage', message)
 export const LARGER_PVC_REQUIRED = '. A larger PVC is required';
 
 /** How a too-small line says the size was found while the image was being written. */
-export const MEASURED_WHILE_READ = '(measured as the stream is read)';
+const MEASURED_WHILE_READ = '(measured as the stream is read)';
 
 /**
  * CDI's controller matches this phrase to report "DataVolume too small to contain image".

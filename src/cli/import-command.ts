@@ -10,7 +10,7 @@ import { runImport } from './run-import.js';
 import { fileProblem, usageError } from '../errors.js';
 import { reportFailure } from './report-failure.js';
 
-export interface ImportOptions extends TransportFlags {
+interface ImportOptions extends TransportFlags {
   dest?: string;
   contentType: string;
   size?: string;
@@ -123,7 +123,7 @@ async function importAction(source: string, dest: string | undefined, options: I
   }
 }
 
-export async function buildRequest(source: string, dest: string | undefined, options: ImportOptions, isConvert = false): Promise<ImportRequest> {
+async function buildRequest(source: string, dest: string | undefined, options: ImportOptions, isConvert = false): Promise<ImportRequest> {
   if (dest && options.dest && dest !== options.dest) throw usageError(`two destinations given: ${dest} and ${options.dest}`);
   const contentType = options.contentType as ContentType;
   if (contentType !== 'kubevirt' && contentType !== 'archive') {

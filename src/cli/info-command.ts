@@ -25,7 +25,7 @@ interface InfoOptions extends TransportFlags {
   scan?: boolean;
 }
 
-export interface ImageInfo {
+interface ImageInfo {
   filename: string;
   format: string;
   'format-chain': string[];
@@ -60,7 +60,7 @@ export function registerInfoCommand(program: Command): void {
     });
 }
 
-export async function inspectSource(sourceText: string, options: InfoOptions): Promise<ImageInfo> {
+async function inspectSource(sourceText: string, options: InfoOptions): Promise<ImageInfo> {
   const spec = parseSourceArgument(sourceText, await buildTransport(options));
   const controller = new AbortController();
   // Ctrl-C while a slow server answers: one line, and the Range reads and sockets closed.
@@ -140,7 +140,7 @@ async function actualSize(spec: SourceSpec): Promise<number | undefined> {
   return info?.isFile() ? info.blocks * 512 : undefined;
 }
 
-export function formatInfo(info: ImageInfo): string {
+function formatInfo(info: ImageInfo): string {
   const rows: [string, string][] = [
     ['source', info.filename],
     ['format chain', info['format-chain'].join(' → ')],

@@ -65,7 +65,7 @@ function replacedFileNote(destination: string): string {
 
 /** Exit codes of SPEC §8. */
 export const EXIT_OK = 0;
-export const EXIT_FAILED = 1;
+const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;
 
 /**

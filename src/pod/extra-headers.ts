@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { pathKind } from '../util/path-kind.js';
 import path from 'node:path';
 
-export const EXTRA_HEADER_ENV_PREFIX = 'IMPORTER_EXTRA_HEADER_';
+const EXTRA_HEADER_ENV_PREFIX = 'IMPORTER_EXTRA_HEADER_';
 
 export function extraHeadersFromEnv(env: NodeJS.ProcessEnv): string[] {
   return Object.keys(env)

@@ -19,7 +19,7 @@ import { runForcedExitCleanups } from '../util/forced-exit.js';
 import { onStopSignals } from '../util/stop-signals.js';
 import { emptyVolume, volumesAreThePods } from './empty-volume.js';
 
-export type ImportFunction = (request: ImportRequest, ctx: ImportContext) => Promise<ImportResult>;
+type ImportFunction = (request: ImportRequest, ctx: ImportContext) => Promise<ImportResult>;
 
 export interface PodModeOptions {
   env?: NodeJS.ProcessEnv;
@@ -28,7 +28,7 @@ export interface PodModeOptions {
 }
 
 /** Seconds to keep serving the metric after the import ends, so a scraper sees the final 100. */
-export const METRICS_LINGER_ENV = 'CDI_IMPORTER_METRICS_LINGER_SECONDS';
+const METRICS_LINGER_ENV = 'CDI_IMPORTER_METRICS_LINGER_SECONDS';
 /** After SIGTERM, how long the pipeline gets to stop cleanly before we exit anyway. */
 const STOP_GRACE_MS = 5_000;
 const READY_FILE_TIMEOUT_SECONDS = 60;

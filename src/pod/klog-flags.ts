@@ -32,7 +32,7 @@ export interface KlogFlags {
   verbosity: number;
 }
 
-export class KlogFlagError extends Error {}
+class KlogFlagError extends Error {}
 
 function splitFlag(arg: string): { name: string; value?: string } | undefined {
   const match = /^--?([A-Za-z_][A-Za-z0-9_]*)(?:=(.*))?$/s.exec(arg);

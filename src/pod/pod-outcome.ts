@@ -12,7 +12,7 @@ export interface PodOutcome {
   terminationMessage: string;
 }
 
-export const IMPORT_COMPLETE = 'Import Complete';
+const IMPORT_COMPLETE = 'Import Complete';
 
 export function successOutcome(result: Pick<ImportResult, 'preallocationApplied' | 'labels'>): PodOutcome {
   return {

@@ -7,12 +7,12 @@
  */
 import type { ProgressReport } from '../request.js';
 
-export const PROGRESS_METRIC = 'kubevirt_cdi_import_progress_total';
-export const PROGRESS_BYTES_METRIC = 'kubevirt_cdi_import_progress_bytes';
-export const SOURCE_SIZE_METRIC = 'kubevirt_cdi_import_source_size_bytes';
+const PROGRESS_METRIC = 'kubevirt_cdi_import_progress_total';
+const PROGRESS_BYTES_METRIC = 'kubevirt_cdi_import_progress_bytes';
+const SOURCE_SIZE_METRIC = 'kubevirt_cdi_import_source_size_bytes';
 
 /** Prometheus text format 0.0.4, as Go's client and prom-client serve it. */
-export const EXPOSITION_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
+const EXPOSITION_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
 export class ImportProgressMetric {
   readonly contentType = EXPOSITION_CONTENT_TYPE;

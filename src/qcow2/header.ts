@@ -5,7 +5,7 @@
  */
 import { badInput } from '../errors.js';
 
-export const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
+const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 /** Enough bytes for every fixed field of a version 3 header (compression_type at 104). */
 export const HEADER_PROBE_BYTES = 112;
 
@@ -14,7 +14,7 @@ const V3_MIN_HEADER_LENGTH = 104;
 const MIN_CLUSTER_BITS = 9;
 const MAX_CLUSTER_BITS = 21;
 /** qemu's QCOW_MAX_L1_SIZE: an active L1 table above this is refused. */
-export const MAX_L1_BYTES = 32 << 20;
+const MAX_L1_BYTES = 32 << 20;
 /** qemu's QCOW_MAX_REFTABLE_SIZE. */
 const MAX_REFCOUNT_TABLE_BYTES = 8 << 20;
 const MAX_SNAPSHOTS = 65536;
@@ -28,16 +28,16 @@ const INCOMPAT_EXTENDED_L2 = 1n << 4n;
 const KNOWN_INCOMPAT = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTENDED_L2;
 const COMPAT_LAZY_REFCOUNTS = 1n << 0n;
 
-export const EXT_END = 0x00000000;
-export const EXT_BACKING_FORMAT = 0xe2792aca;
-export const EXT_FEATURE_NAMES = 0x6803f857;
-export const EXT_BITMAPS = 0x23852875;
-export const EXT_FULL_DISK_ENCRYPTION = 0x0537be77;
-export const EXT_DATA_FILE = 0x44415441;
+// Header extensions that matter here. Others (backing format 0xe2792aca, bitmaps 0x23852875, …)
+// are skipped, as qemu-img convert skips them: they do not change the active layer's bytes.
+const EXT_END = 0x00000000;
+const EXT_FEATURE_NAMES = 0x6803f857;
+const EXT_FULL_DISK_ENCRYPTION = 0x0537be77;
+const EXT_DATA_FILE = 0x44415441;
 
 export type CompressionType = 'zlib' | 'zstd';
 
-export interface HeaderExtension {
+interface HeaderExtension {
   type: number;
   offset: number;
   length: number;

@@ -21,7 +21,7 @@ const MAX_BATCH_OUTPUT = 4 << 20;
 
 
 /** Reads exactly `length` bytes or fails with a truncation error naming `what`. */
-export async function readExact(reader: RandomAccessReader, offset: number, length: number, what: string): Promise<Buffer> {
+async function readExact(reader: RandomAccessReader, offset: number, length: number, what: string): Promise<Buffer> {
   if (offset + length > reader.size) {
     throw badInput(
       `qcow2 ${what} at offset ${hex(offset)} (+${length} bytes) lies past the end of the ${reader.size}-byte file: the image is truncated or corrupt`,
@@ -42,7 +42,7 @@ export async function readQcow2Header(reader: RandomAccessReader): Promise<Qcow2
 }
 
 /** The used part of the active L1 table; every entry is validated now, before any data. */
-export async function readL1(reader: RandomAccessReader, header: Qcow2Header): Promise<Buffer> {
+async function readL1(reader: RandomAccessReader, header: Qcow2Header): Promise<Buffer> {
   const used = l1EntriesUsed(header);
   const l1 = used === 0 ? Buffer.alloc(0) : await readExact(reader, header.l1TableOffset, used * 8, 'L1 table');
   for (let i = 0; i < used; i++) l2TableOffset(l1, i, header, reader.size);

@@ -10,7 +10,7 @@ import { abortedError, usageError } from '../errors.js';
  * start faster. `log` hears of retries (a dropped or stalled download), which are otherwise silent
  * until the retry budget runs out.
  */
-export async function resolveSource(spec: SourceSpec, log?: Logger): Promise<Source> {
+async function resolveSource(spec: SourceSpec, log?: Logger): Promise<Source> {
   switch (spec.kind) {
     case 'file':
       return new FileSource(spec.path);

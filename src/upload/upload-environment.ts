@@ -10,10 +10,10 @@ import { pathKind } from '../util/path-kind.js';
 import type { PodPaths } from '../pod/paths.js';
 import { volumesAreThePods } from '../pod/empty-volume.js';
 
-export const DEFAULT_LISTEN_ADDRESS = '0.0.0.0';
-export const DEFAULT_LISTEN_PORT = 8443;
+const DEFAULT_LISTEN_ADDRESS = '0.0.0.0';
+const DEFAULT_LISTEN_PORT = 8443;
 /** CDI serves /healthz on a plain-HTTP port of its own, which the pod's readiness probe uses. */
-export const DEFAULT_HEALTHZ_PORT = 8080;
+const DEFAULT_HEALTHZ_PORT = 8080;
 
 export interface UploadConfig {
   listenAddress: string;
@@ -47,7 +47,7 @@ export interface UploadConfig {
   volumesToEmpty: string[];
 }
 
-export const UPLOAD_LINGER_ENV = 'CDI_IMPORTER_UPLOAD_LINGER_SECONDS';
+const UPLOAD_LINGER_ENV = 'CDI_IMPORTER_UPLOAD_LINGER_SECONDS';
 
 function required(env: NodeJS.ProcessEnv, name: string, what: string): string {
   const value = env[name]?.trim();

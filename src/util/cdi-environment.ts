@@ -8,7 +8,7 @@ import { parseChecksum } from './checksum-spec.js';
 import { parseQuantity } from './quantity.js';
 
 /** CDI's default filesystem overhead when the controller does not pass one. */
-export const DEFAULT_FILESYSTEM_OVERHEAD = 0.06;
+const DEFAULT_FILESYSTEM_OVERHEAD = 0.06;
 
 /** Go's strconv.ParseBool, which is what CDI uses for its boolean variables. */
 export function parseGoBool(text: string): boolean | undefined {

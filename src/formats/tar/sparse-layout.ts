@@ -33,7 +33,7 @@ export interface FileLayout {
 }
 
 /** Bound on map entries held in memory (a GNU map entry costs ~24 bytes of archive each). */
-export const MAX_SEGMENTS = 1 << 20;
+const MAX_SEGMENTS = 1 << 20;
 
 export function fileLayout(name: string, size: number, pax: Record<string, string> | null, facts: EntryFacts | undefined): FileLayout {
   const bad = (why: string) => badInput(`archive entry ${quoteEntry(name)}: invalid GNU sparse file: ${why}`);
@@ -77,7 +77,7 @@ function parseCount(text: string, bad: (why: string) => Error): number {
 }
 
 /** Segments must be in order, not overlap, stay within the real size and add up to the stored data. */
-export function checkSegments(segments: SparseSegment[], realSize: number, storedSize: number, bad: (why: string) => Error): SparseSegment[] {
+function checkSegments(segments: SparseSegment[], realSize: number, storedSize: number, bad: (why: string) => Error): SparseSegment[] {
   let end = 0;
   let total = 0;
   for (const { offset, length } of segments) {

@@ -39,7 +39,7 @@ const MAX_SPARSE_SEGMENTS = 1 << 20;
 const padding = (size: number) => (BLOCK - (size % BLOCK)) % BLOCK;
 
 /** tar's numeric field: octal text, or base-256 when the high bit of the first byte is set (as tar-stream reads it). */
-export function decodeTarNumber(block: Buffer, offset: number, length: number): number | null {
+function decodeTarNumber(block: Buffer, offset: number, length: number): number | null {
   const field = block.subarray(offset, offset + length);
   if (field[0]! & 0x80) {
     if (field[0] !== 0x80) return null; // negative numbers are never valid sizes or offsets

@@ -41,7 +41,7 @@ const MiB = 1 << 20;
  * The largest LZMA2 dictionary decoded (liblzma allocates it whole). The file declares it, so a
  * few hundred bytes could otherwise ask for 4 GiB; `xz -9` (and 7-Zip's strongest xz) use 64 MiB.
  */
-export const MAX_DICTIONARY = 256 * MiB;
+const MAX_DICTIONARY = 256 * MiB;
 
 function checkDictionary(size: number): void {
   if (size > MAX_DICTIONARY) {

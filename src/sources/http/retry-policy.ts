@@ -17,7 +17,7 @@ export type RetryNotice = (reason: string, received: number, delayMs: number) =>
 export const defaultRetryPolicy: RetryPolicy = { retries: 6, maxResumes: 50, baseDelayMs: 500, maxDelayMs: 10_000 };
 
 /** Delay before retry number `attempt` (0-based): base, 2×base, 4×base… capped. */
-export function backoffDelay(attempt: number, policy: RetryPolicy): number {
+function backoffDelay(attempt: number, policy: RetryPolicy): number {
   return Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.min(attempt, 30));
 }
 
@@ -75,7 +75,7 @@ export async function waitAfterFailure(
   await sleep(delay, signal);
 }
 
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = () => {

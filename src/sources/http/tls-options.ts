@@ -26,7 +26,7 @@ export function certificatesIn(text: string): string[] {
  * PEM certificates are skipped (a Kubernetes ConfigMap mount holds `..data` links and
  * sometimes other keys); a file named explicitly must hold at least one certificate.
  */
-export function loadCaCertificates(caPaths: readonly string[]): string[] {
+function loadCaCertificates(caPaths: readonly string[]): string[] {
   const certificates: string[] = [];
   for (const caPath of caPaths) {
     let isDirectory: boolean;
@@ -94,7 +94,7 @@ const SYSTEM_CA_FILES = [
  * certificate then cannot be verified). Undefined when the machine has no bundle (a distroless
  * image): Node's own copy of the Mozilla store is used then.
  */
-export function systemCaCertificates(env: NodeJS.ProcessEnv = process.env): string[] | undefined {
+function systemCaCertificates(env: NodeJS.ProcessEnv = process.env): string[] | undefined {
   const certificates: string[] = [];
   if (env.SSL_CERT_FILE) {
     certificates.push(...(certificatesOf(env.SSL_CERT_FILE) ?? [])); // unreadable: trusts nothing from it

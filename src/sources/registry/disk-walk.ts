@@ -59,7 +59,7 @@ function concernsDisk(path: string): boolean {
 }
 
 /** What the layers above hide from the layers below. */
-export class LowerLayerMask {
+class LowerLayerMask {
   /** Whiteout targets and non-directory entries: they hide that path and everything under it. */
   private readonly removed = new Set<string>();
   /** Opaque directories: everything under them in lower layers is hidden. */

@@ -217,7 +217,7 @@ async function discard(response: HttpResponse): Promise<void> {
   await response.body.dump({ limit: 64 << 10 }).catch(() => {});
 }
 
-export async function readBody(response: HttpResponse, limit: number): Promise<Buffer> {
+async function readBody(response: HttpResponse, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const chunk of response.body as AsyncIterable<Buffer>) {

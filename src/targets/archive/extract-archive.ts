@@ -43,12 +43,12 @@ export interface ArchiveExtractOptions {
  * per-entry state), and a few MB of tar.gz can hold millions of empty entries. Two million keeps
  * a pod's memory near 350 MB; GNU tar, which keeps no rollback, has no limit.
  */
-export const MAX_ARCHIVE_PATHS = 2_000_000;
+const MAX_ARCHIVE_PATHS = 2_000_000;
 /**
  * ...and in the characters of those paths: a path may be 4096 bytes long, so two million of them
  * could take 8 GB. 128 Mi characters is 2 000 000 paths of 67 characters.
  */
-export const MAX_ARCHIVE_PATH_CHARS = 128 << 20;
+const MAX_ARCHIVE_PATH_CHARS = 128 << 20;
 
 export interface ArchiveResult {
   files: number;
