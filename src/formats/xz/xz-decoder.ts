@@ -136,6 +136,9 @@ export class XzDecoder extends Duplex {
   /** Moves pending bytes to where they belong, as far as they go. */
   private async route(): Promise<void> {
     for (;;) {
+      // Destroyed (the reader stopped early: info has its header, an import was refused): the
+      // rest of what is pending must not start decoders, which would run outside every budget.
+      if (this.destroyed) return;
       const state = this.state;
       switch (state.kind) {
         case 'stream-header': {
@@ -251,6 +254,7 @@ export class XzDecoder extends Duplex {
     ) {
       await this.changes.wait();
     }
+    if (this.destroyed) throw new Error('the xz decoder was stopped');
     const job = create();
     this.jobs.push({ job, dictionarySize, buffers });
     this.changes.notify();
