@@ -47,6 +47,19 @@ interface PendingCluster {
 }
 
 /**
+ * Work on host bytes that already went by (kept in scratch or as zero ranges), done while
+ * draining, one step at a time, each step's extents going out before the next step runs: a late
+ * L1 table (an image grown by `qemu-img resize` gets a new one at its end) maps every spilled
+ * cluster at once, and reading them all back before writing any held the whole spill in memory.
+ */
+interface PassedWork {
+  /** Does the next step; false once there is none. */
+  step(): Promise<boolean>;
+}
+
+type Queued = Extent | PendingCluster | PassedWork;
+
+/**
  * Host bytes some part of the image needs. A large image has one per mapped cluster, all
  * waiting at once when its L2 tables come before its data, so the common kinds (data and
  * compressed clusters) are plain records, without a callback or a message string of their own.
@@ -159,7 +172,7 @@ class OnePassEngine {
    * a few at a time while draining: one host cluster may hold thousands of compressed clusters,
    * and decoding them all at once would hold thousands of decoded clusters in memory.
    */
-  private readonly out: (Extent | PendingCluster)[] = [];
+  private out: Queued[] = [];
 
   private readonly measuring: boolean;
   /**
@@ -222,13 +235,17 @@ class OnePassEngine {
             }
           }
           yield* this.drain();
+          await this.trimWindow();
         }
         this.leases.release(chunk);
         if (!rest) break;
         const next = await rest.next();
         chunk = next.done ? undefined : Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as Uint8Array);
       }
-      if (fill > 0) await this.onCluster(cur!.subarray(0, fill));
+      if (fill > 0) {
+        await this.onCluster(cur!.subarray(0, fill));
+        yield* this.drain(); // before onEnd, which judges what is still missing
+      }
       await this.onEnd();
       yield* this.drain();
     } finally {
@@ -239,8 +256,7 @@ class OnePassEngine {
   }
 
   /** Yields everything queued, in order, with up to MAX_DECOMPRESS_IN_FLIGHT decodes running ahead. */
-  private async *drain(): AsyncGenerator<Extent> {
-    const out = this.out;
+  private async *drain(out = this.out): AsyncGenerator<Extent> {
     // A read index instead of shift(): one L2 table can queue hundreds of thousands of zero extents.
     let head = 0;
     try {
@@ -248,18 +264,37 @@ class OnePassEngine {
         let started = 0;
         for (let i = head; i < out.length && i < head + 4 * MAX_DECOMPRESS_IN_FLIGHT && started < MAX_DECOMPRESS_IN_FLIGHT; i++) {
           const item = out[i]!;
-          if ('offset' in item) continue;
+          if (!('decode' in item)) continue;
           if (!item.promise) {
             item.promise = item.decode();
             item.promise.catch(() => {}); // awaited in order below; this only silences an early failure
           }
           started++;
         }
-        const item = out[head++]!;
-        yield 'offset' in item ? item : await item.promise!;
+        const item = out[head]!;
+        // Let go of it now, not when the queue is done: one L2 table's queue holds thousands of
+        // clusters, and each would keep its bytes until then.
+        (out as (Queued | undefined)[])[head++] = undefined;
+        if ('step' in item) yield* this.runPassedWork(item);
+        else yield 'offset' in item ? item : await item.promise!;
       }
     } finally {
       out.splice(0, head);
+    }
+  }
+
+  /** Runs `work` step by step; what a step queues goes out before the next step. */
+  private async *runPassedWork(work: PassedWork): AsyncGenerator<Extent> {
+    for (let more = true; more; ) {
+      const outer = this.out;
+      const queued: Queued[] = [];
+      this.out = queued;
+      try {
+        more = await work.step();
+      } finally {
+        this.out = outer;
+      }
+      yield* this.drain(queued);
     }
   }
 
@@ -328,6 +363,14 @@ class OnePassEngine {
     this.leases.hold(buf);
     this.windowBytes += buf.length;
     for (const [want, data] of completed) await this.complete(want, data);
+  }
+
+  /**
+   * Evicts the oldest clusters beyond the window's size. Called after a cluster's work is drained,
+   * not from onCluster: the L2 tables a new L1 maps are read while draining (PassedWork), and a
+   * table still in the window must be taken from there, not spilled first.
+   */
+  private async trimWindow(): Promise<void> {
     while (this.windowBytes > this.windowLimit) await this.evict(this.window.shift()!);
   }
 
@@ -381,6 +424,22 @@ class OnePassEngine {
       this.register(want);
       return;
     }
+    if (want.kind !== 'metadata' && this.beforeWindow(want.end)) {
+      // Kept in scratch or as zeros, which stay until the end: read when its turn comes to go out.
+      this.out.push({ step: () => this.takePassed(want).then(() => false) });
+      return;
+    }
+    await this.takePassed(want);
+  }
+
+  /** True when host bytes before `end` have all left the window (what a later cluster evicts stays readable). */
+  private beforeWindow(end: number): boolean {
+    const first = this.window[0];
+    return first === undefined ? end <= this.processedEnd : end <= first.start;
+  }
+
+  /** Serves a want from the bytes that went by, and takes the rest as they come. */
+  private async takePassed(want: Want): Promise<void> {
     const passedEnd = Math.min(want.end, this.processedEnd);
     want.buf = Buffer.alloc(want.end - want.start);
     const available = await this.readPassed(want, passedEnd);
@@ -469,6 +528,7 @@ class OnePassEngine {
     emitEmpty(entries);
     this.l2Pending = tables.length;
     this.l1Parsed = true;
+    if (tables.length === 0) return;
     const seen = new Map<number, number>();
     for (const [index, offset] of tables) {
       const first = seen.get(offset);
@@ -478,15 +538,21 @@ class OnePassEngine {
       }
       seen.set(offset, index);
     }
-    for (const [index, offset] of tables) {
-      await this.want({
-        start: offset,
-        end: offset + this.cs,
-        kind: 'metadata',
-        what: `L2 table (L1 entry ${index})`,
-        done: (table) => this.onL2(table, index * span, offset),
-      });
-    }
+    // One table at a time, each one's clusters out before the next table is read (PassedWork).
+    let next = 0;
+    this.out.push({
+      step: async () => {
+        const [index, offset] = tables[next++]!;
+        await this.want({
+          start: offset,
+          end: offset + this.cs,
+          kind: 'metadata',
+          what: `L2 table (L1 entry ${index})`,
+          done: (table) => this.onL2(table, index * span, offset),
+        });
+        return next < tables.length;
+      },
+    });
   }
 
   private async onL2(table: Buffer, guestStart: number, offset: number): Promise<void> {

@@ -105,6 +105,50 @@ describe('qcow2 one pass over out-of-order images', () => {
   });
 });
 
+describe('qcow2 one pass: spilled clusters are written as their tables come, not gathered in memory', () => {
+  let tmp: TempDir;
+  after(() => tmp?.remove());
+
+  for (const [layout, build] of [
+    // qemu-img resize writes a larger L1 table at the end of the file: every cluster comes before its mapping.
+    ['grown by qemu-img resize', (image: string) => qemuImg('resize', '-q', image, '+2G')],
+    // After a snapshot, writes copy the L2 tables to the end (copy on write).
+    ['written after an internal snapshot', (image: string) => {
+      qemuImg('snapshot', '-c', 'before', image);
+      qemuIo(image, 'write -P 0x71 0 64k', 'write -P 0x72 200M 64k');
+    }],
+  ] as const) {
+    it(`a qcow2 ${layout}: byte-exact, and the memory held stays far below the 256 MiB set aside`, async () => {
+      tmp ??= makeTempDir('qcow2-spill-memory-');
+      const name = layout.replace(/\W+/g, '-');
+      const image = tmp.join(`${name}.qcow2`);
+      qemuImg('create', '-q', '-f', 'qcow2', image, '256M');
+      qemuIo(image, ...Array.from({ length: 16 }, (_, i) => `write -P ${i + 1} ${i * 16}M 16M`));
+      build(image);
+      const expected = await qemuRawSha256(image, tmp.path);
+      const scratch = tmp.join(`scratch-${name}`);
+      mkdirSync(scratch);
+
+      const before = process.memoryUsage().arrayBuffers;
+      let peak = before;
+      const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().arrayBuffers)), 10);
+      const disk = await openQcow2Stream(createReadStream(image), { scratchDir: scratch });
+      const out = tmp.join(`${name}.raw`);
+      try {
+        await writeExtents(disk, out);
+      } finally {
+        clearInterval(sampler);
+      }
+      assert.equal(await sha256File(out), expected);
+      assert.ok(disk.scratchBytesUsed!() >= 128 * MiB, `spilled only ${disk.scratchBytesUsed!()} bytes: the layout did not make it spill`);
+      const held = peak - before;
+      assert.ok(held < 96 * MiB, `${Math.round(held / MiB)} MiB of buffers held at once`);
+    });
+  }
+});
+
+const MiB = 1 << 20;
+
 /** The target of an open file descriptor of process `pid` under `dir` (from /proc), if any. */
 function openFileUnder(pid: number, dir: string): string | undefined {
   for (const fd of readdirSync(`/proc/${pid}/fd`)) {
