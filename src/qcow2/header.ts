@@ -149,6 +149,10 @@ export function parseQcow2Header(head: Buffer, sourceSize?: number): Qcow2Header
     compatibleFeatures = head.readBigUInt64BE(80);
     autoclearFeatures = head.readBigUInt64BE(88);
     refcountOrder = head.readUInt32BE(96);
+    // qemu refuses wider entries ("Reference count entry width too large"); 2^6 = 64 bits is the most.
+    if (refcountOrder > 6) {
+      throw badInput(`qcow2 image has refcount_order ${refcountOrder}: refcounts wider than 64 bits do not exist, so the image is corrupt`);
+    }
     headerLength = head.readUInt32BE(100);
     if (headerLength < V3_MIN_HEADER_LENGTH) {
       throw badInput(`qcow2 image has header_length ${headerLength}, below the 104 bytes of a version 3 header: the image is corrupt`);

@@ -584,7 +584,8 @@ class OnePassEngine {
   }
 
   private emitCompressed(want: Want, input: Buffer): void {
-    if (this.measuring) return;
+    // Decoded when measuring too: only decoding tells where the cluster ends in its last sector,
+    // and qemu may pack the next compressed cluster, mapped by a table still to come, into the rest.
     this.leases.hold(input);
     const guestOffset = want.guestOffset!;
     const length = want.length!;

@@ -46,7 +46,7 @@ export class SpillFile {
     if (!this.handle) {
       if (this.scratchDir === undefined) {
         throw new ScratchSpaceRequiredError(
-          'the qcow2 image stores clusters before the tables that map them (out-of-order clusters or internal snapshots), so a one-pass import must set them aside; give a scratch directory (--scratch DIR; a scratch volume in a pod), or import it from a seekable source (the .qcow2 decompressed first, or HTTP with Range)',
+          'the qcow2 image stores clusters before the tables that map them (written after an internal snapshot, grown by qemu-img resize, or otherwise out of order), so a one-pass import must set them aside; give a scratch directory (--scratch DIR; a scratch volume in a pod), or import it from a seekable source (the .qcow2 decompressed first, or HTTP with Range)',
         );
       }
       this.file = path.join(this.scratchDir, `qcow2-spill-${process.pid}-${randomHex(12)}`);

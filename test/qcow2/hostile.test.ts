@@ -240,6 +240,15 @@ describe('qcow2 hostile images are rejected', () => {
     await expectRejected(file, /header_length 65544, larger than its 65536-byte cluster/, 'open', tmp);
   });
 
+  it('refcount_order above 6 (qemu: "Reference count entry width too large")', async () => {
+    for (const order of [7, 64]) {
+      const file = copy(base);
+      writeAt(file, 96, u32(order));
+      assert.throws(() => run('qemu-img', ['info', file]), /Reference count entry width too large/);
+      await expectRejected(file, new RegExp(`refcount_order ${order}: refcounts wider than 64 bits do not exist`), 'open', tmp);
+    }
+  });
+
   it('through the CLI: exit 1, one line, nothing left behind (header and read-time rejections)', async () => {
     const backing = tmp.join('cli-backing.qcow2');
     qemuImg('create', '-q', '-f', 'qcow2', '-b', '/etc/passwd', '-F', 'raw', backing, '1M');

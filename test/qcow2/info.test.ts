@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, statSync } from 'node:fs';
 import { startNginx } from '../support/nginx.js';
-import { makeTempDir, run, type TempDir } from '../support/tools.js';
+import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../support/tools.js';
 import { runCli } from '../support/cli.js';
 import { openQcow2Stream } from '../../src/qcow2/index.js';
 import { writeExtents } from './helpers.js';
@@ -89,6 +89,24 @@ describe('cdi-importer info on qcow2', () => {
     mkdirSync(scratch);
     const disk = await openQcow2Stream(xzDecompressStream(`${moved}.xz`), { scratchDir: scratch });
     await writeExtents(disk, tmp.join('moved.raw'));
+    assert.ok(measured > 0);
+    assert.equal(measured, disk.scratchBytesUsed!());
+  });
+
+  it('compressed clusters written over time, one sharing a sector with the next whose table comes 8 MiB later: measured, not called corrupt', async () => {
+    const late = tmp.join('late-compressed.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', late, '4G');
+    // qemu packs the second compressed cluster into the last sector of the first; its new L2
+    // table is written after 8 MiB of data, far past what the one-pass driver keeps in memory.
+    qemuIo(late, 'write -c -P 1 0 64k', 'write -P 8 8M 8M', 'write -c -P 2 1G 64k');
+    const result = await runCli(['info', xzCompress(late), '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const measured = JSON.parse(result.stdout).qcow2['one-pass-scratch-bytes'];
+    const scratch = tmp.join('scratch-late');
+    mkdirSync(scratch);
+    const disk = await openQcow2Stream(xzDecompressStream(`${late}.xz`), { scratchDir: scratch });
+    await writeExtents(disk, tmp.join('late.raw'));
+    assert.equal(await sha256File(tmp.join('late.raw')), await qemuRawSha256(late, tmp.path));
     assert.ok(measured > 0);
     assert.equal(measured, disk.scratchBytesUsed!());
   });
