@@ -18,6 +18,13 @@ const MAX_IN_FLIGHT = 6;
 const MAX_READ_BYTES = 4 << 20;
 /** Decompressed bytes per batch of compressed clusters. */
 const MAX_BATCH_OUTPUT = 4 << 20;
+/**
+ * Bytes a batch's one read may take that none of its compressed clusters use. qemu-img convert -c
+ * stores incompressible clusters uncompressed and its parallel writers interleave them with
+ * compressed ones: a batch spanning them read them once in its span and once more in their own
+ * runs (1.6x the file over HTTP Range). A little slack still joins clusters a few bytes apart.
+ */
+const MAX_BATCH_GAP_BYTES = 8 << 10;
 
 
 /** Reads exactly `length` bytes or fails with a truncation error naming `what`. */
@@ -97,7 +104,16 @@ async function* walkPieces(reader: RandomAccessReader, header: Qcow2Header, l1: 
 type Run =
   | { kind: 'zero'; guestOffset: number; length: number }
   | { kind: 'data'; guestOffset: number; length: number; hostOffset: number }
-  | { kind: 'compressed'; guestOffset: number; length: number; pieces: Extract<Piece, { kind: 'compressed' }>[]; hostStart: number; hostEnd: number };
+  | {
+      kind: 'compressed';
+      guestOffset: number;
+      length: number;
+      pieces: Extract<Piece, { kind: 'compressed' }>[];
+      hostStart: number;
+      hostEnd: number;
+      /** Host bytes the pieces take (their sector-rounded lengths may overlap by less than a sector). */
+      compressedBytes: number;
+    };
 
 async function* randomAccessExtents(
   reader: RandomAccessReader,
@@ -146,7 +162,16 @@ function clippedEnd(piece: Extract<Piece, { kind: 'compressed' }>, size: number)
 
 function newRun(piece: Piece, size: number): Run {
   if (piece.kind === 'compressed') {
-    return { kind: 'compressed', guestOffset: piece.guestOffset, length: piece.length, pieces: [piece], hostStart: piece.hostOffset, hostEnd: clippedEnd(piece, size) };
+    const hostEnd = clippedEnd(piece, size);
+    return {
+      kind: 'compressed',
+      guestOffset: piece.guestOffset,
+      length: piece.length,
+      pieces: [piece],
+      hostStart: piece.hostOffset,
+      hostEnd,
+      compressedBytes: hostEnd - piece.hostOffset,
+    };
   }
   if (piece.kind === 'data' && piece.hostOffset + piece.length > size) {
     throw badInput(
@@ -173,10 +198,13 @@ function extend(run: Run, piece: Piece, size: number, header: Qcow2Header): bool
     const end = clippedEnd(piece, size);
     const hostStart = Math.min(run.hostStart, piece.hostOffset);
     const hostEnd = Math.max(run.hostEnd, end);
+    const compressedBytes = run.compressedBytes + (end - piece.hostOffset);
     if (hostEnd - hostStart > MAX_READ_BYTES || (run.pieces.length + 1) * header.clusterSize > MAX_BATCH_OUTPUT) return false;
+    if (hostEnd - hostStart > compressedBytes + MAX_BATCH_GAP_BYTES) return false;
     run.pieces.push(piece);
     run.hostStart = hostStart;
     run.hostEnd = hostEnd;
+    run.compressedBytes = compressedBytes;
     run.length += piece.length;
     return true;
   }
