@@ -56,16 +56,28 @@ export class RegistryClient {
     const schemes = transport.insecure ? ['https:', 'http:'] : ['https:'];
     let lastError: unknown;
     let lastUrl = new URL(`https://${ref.host}/v2/`);
-    for (const scheme of schemes) {
-      lastUrl = new URL(`${scheme}//${ref.host}/v2/`);
-      const client = new RegistryClient(lastUrl, ref, transport.auth, dispatchers, transport, retry, onRetry);
-      try {
-        await client.ping(signal);
-        return client;
-      } catch (err) {
-        if (signal.aborted) throw signal.reason ?? err;
-        lastError = err;
+    // A dropped, reset or silent connection may be cured by another try, as for every other
+    // request: the schemes are tried again after the backoff, within the retry budget.
+    for (let attempt = 0; ; attempt++) {
+      let transient: { err: unknown; url: URL } | undefined;
+      for (const scheme of schemes) {
+        lastUrl = new URL(`${scheme}//${ref.host}/v2/`);
+        const client = new RegistryClient(lastUrl, ref, transport.auth, dispatchers, transport, retry, onRetry);
+        try {
+          await client.ping(signal);
+          return client;
+        } catch (err) {
+          if (signal.aborted) throw signal.reason ?? err;
+          lastError = err;
+          if (!transient && isRetryableTransportError(err)) transient = { err, url: lastUrl };
+        }
       }
+      if (!transient) break;
+      // The transient failure is the story (a plain-http try of a TLS port only says "400").
+      lastError = transient.err;
+      lastUrl = transient.url;
+      if (attempt >= retry.retries) break;
+      await waitAfterFailure(attempt, retry, transient.err, 0, signal, onRetry);
     }
     const error = transportError(lastError, lastUrl, dispatchers.proxyFor(lastUrl));
     // The usual cause: a registry that serves plain http, which only --insecure allows.
@@ -80,6 +92,11 @@ export class RegistryClient {
   private async ping(signal: AbortSignal): Promise<void> {
     const response = await getFollowingRedirects(this.endpoint(this.base), {}, signal);
     await discard(response);
+    if (response.statusCode === 400 && this.base.protocol === 'http:') {
+      // What a TLS port answers plain http with ("Client sent an HTTP request to an HTTPS server"):
+      // this is not the registry's scheme, and taking it would fail every later request.
+      throw cannotConnect(`${this.base.host} answered plain http with 400 Bad Request: it serves https`);
+    }
     // Only the challenge matters here. Other statuses (404 from proxies without a /v2/ route,
     // a busy 503) are left to the real requests, which retry and explain.
     if (response.statusCode === 401) this.challenge = parseAuthChallenge(headerValue(response.headers, 'www-authenticate'));

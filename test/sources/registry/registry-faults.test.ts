@@ -38,6 +38,7 @@ describe('registry source transport faults (in-process registry)', () => {
   let mode: Mode = 'ok';
   const blobRequests: string[] = [];
   let busyManifestAnswers = 0;
+  let droppedPings = 0;
   const quickRetry = { retry: { retries: 1, maxResumes: 2, baseDelayMs: 10, maxDelayMs: 10 } };
   const disk = Buffer.alloc(3 << 20);
   for (let i = 0; i < disk.length; i += 4096) disk.writeUInt32LE(i, i);
@@ -82,6 +83,10 @@ describe('registry source transport faults (in-process registry)', () => {
       if (mode === 'redirect' && path === `/v2/fault/disk/blobs/${sha256(layer)}`) {
         // Object storage behind a registry: another origin, which must not see the credentials.
         return void res.writeHead(307, { location: `http://127.0.0.1:${storagePort}/blob?sig=abc` }).end();
+      }
+      if (path === '/v2/' && droppedPings > 0) {
+        droppedPings--;
+        return void req.socket.destroy();
       }
       if (path === '/v2/') return void res.writeHead(200).end('{}');
       if (path === '/v2/fault/disk/manifests/v1' && busyManifestAnswers > 0) {
@@ -205,6 +210,26 @@ describe('registry source transport faults (in-process registry)', () => {
       return true;
     });
     busyManifestAnswers = 0;
+  });
+
+  test('a dropped connection on the first request (the /v2/ ping) is tried again, then named when it keeps happening', async () => {
+    mode = 'ok';
+    droppedPings = 1;
+    const reasons: string[] = [];
+    const tuning = { ...quickRetry, onRetry: (reason: string) => reasons.push(reason) };
+    const bytes = await readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true }, tuning));
+    assert.ok(bytes.equals(disk));
+    assert.equal(reasons.length, 1, reasons.join('\n'));
+    assert.match(reasons[0]!, /other side closed|socket hang up|ECONNRESET/);
+    droppedPings = 10;
+    await assert.rejects(readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true }, quickRetry)), (err: Error & { category?: string }) => {
+      assert.equal(err.category, 'cannot-connect');
+      // The plain-http ping's failure, not the https try's TLS error against a plain-http registry.
+      assert.match(err.message, new RegExp(`http://${host}/v2/`));
+      assert.doesNotMatch(err.message, /TLS/);
+      return true;
+    });
+    droppedPings = 0;
   });
 
   test('manifests: by digest (checked), an index of one without platform, schema 1 refused, invalid sizes refused', async () => {
