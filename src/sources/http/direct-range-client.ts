@@ -115,7 +115,8 @@ export class DirectRangeClient {
    * GETs bytes `start`..`start + length - 1` of `url` into `into` (or a new buffer). Socket
    * failures reject with the socket's error (ECONNRESET, EPIPE…) or a `StallError` after
    * `stallMs` without a byte, noting the body bytes already received (`bodyBytesBefore`); a
-   * keep-alive socket that the server had closed is retried once on a new one.
+   * keep-alive socket that the server had closed is retried once on a new one. The answer's head
+   * may take `headMs` instead (a first request: the server may make the file on request).
    */
   async read(
     url: URL,
@@ -125,6 +126,7 @@ export class DirectRangeClient {
     into: Buffer | undefined,
     stallMs: number,
     signal: AbortSignal,
+    headMs = stallMs,
   ): Promise<DirectRangeAnswer> {
     // A Host header among the user's extra headers replaces the URL's, as with undici.
     const head = [`GET ${url.pathname}${url.search} HTTP/1.1`];
@@ -137,7 +139,7 @@ export class DirectRangeClient {
       reused?.socket.ref();
       const conn = reused ?? this.connect(url);
       try {
-        return await this.exchange(url.origin, conn, request, start, length, body, stallMs, signal);
+        return await this.exchange(url.origin, conn, request, start, length, body, { headMs, stallMs }, signal);
       } catch (err) {
         // A reused socket the server closed while it was idle: the request never reached it.
         if (reused && err instanceof StaleConnection && !signal.aborted && !this.closed) continue;
@@ -196,10 +198,11 @@ export class DirectRangeClient {
     start: number,
     length: number,
     body: Buffer,
-    stallMs: number,
+    timeouts: { headMs: number; stallMs: number },
     signal: AbortSignal,
   ): Promise<DirectRangeAnswer> {
     const { socket } = conn;
+    let silenceMs = timeouts.headMs;
     return new Promise<DirectRangeAnswer>((resolve, reject) => {
       let headBytes = 0;
       let extraHead: Buffer[] | undefined;
@@ -241,7 +244,7 @@ export class DirectRangeClient {
         const err = Object.assign(new Error(`the server closed the connection after ${Math.max(received, 0)} of ${length} bytes`), { code: 'ECONNRESET' });
         failure(err);
       };
-      const onTimeout = () => finish(new StallError(stallMs / 1000));
+      const onTimeout = () => finish(new StallError(silenceMs / 1000));
       const onAbort = () => finish(signal.reason ?? new Error('aborted'));
 
       const startBody = (headEnd: number, headText: string, spill: Buffer) => {
@@ -293,6 +296,8 @@ export class DirectRangeClient {
         bodyAt = early;
         received = early;
         if (received === length) return finish(undefined, true);
+        // The answer is here: from now on a silence is a stall, however long the head could take.
+        if (silenceMs !== timeouts.stallMs) socket.setTimeout((silenceMs = timeouts.stallMs));
         conn.target = body.subarray(received, length);
       };
 
@@ -335,7 +340,7 @@ export class DirectRangeClient {
       socket.on('end', onEnd);
       socket.on('close', onEnd);
       socket.on('timeout', onTimeout);
-      socket.setTimeout(stallMs);
+      socket.setTimeout(silenceMs);
       if (socket.destroyed || conn.broken) return failure(Object.assign(new Error('socket closed'), { code: 'ECONNRESET' }));
       socket.write(request, 'latin1');
     });

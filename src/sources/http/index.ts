@@ -149,7 +149,7 @@ export class HttpSource implements Source {
       let response: HttpResponse;
       try {
         if (directProbe) {
-          const answer = await directProbe.read(endpoint.url, probeHeaders, 0, probe, undefined, answerMs, signal).catch((err: unknown) => {
+          const answer = await directProbe.read(endpoint.url, probeHeaders, 0, probe, undefined, stallMs, signal, answerMs).catch((err: unknown) => {
             if (err instanceof UseGeneralPath) return undefined;
             throw err;
           });

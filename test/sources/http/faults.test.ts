@@ -64,6 +64,17 @@ describe('HttpSource under faults', () => {
     );
   });
 
+  it('a first answer whose body stalls is a stall (the stall timeout), not a slow answer: asked again at once', async () => {
+    // The Range probe's headers and 300 bytes arrive, then nothing: only the head may take the
+    // first answer's long wait (20 s here, 10 minutes by default).
+    const before = requestsTo('/stall').length;
+    const started = Date.now();
+    const { digest } = await download('/stall?after=300&times=1&in=probe', { stallTimeoutSeconds: 0.3 }, { ...quickTuning, firstAnswerMs: 20_000 });
+    assert.equal(digest.sha256, expected);
+    assert.ok(Date.now() - started < 10_000, `${Date.now() - started} ms`);
+    assert.deepEqual(requestsTo('/stall').slice(before, before + 2).map((r) => r.range), ['bytes=0-65535', 'bytes=0-65535']);
+  });
+
   it('waits for a slow first answer longer than the stall timeout (a server that makes the file on request)', async () => {
     for (const tuning of [quickTuning, streamOnly]) {
       const before = requestsTo('/slow-answer').length;
