@@ -38,10 +38,16 @@ export interface ResumableBodyOptions {
   request?: (headers: Record<string, string>, signal: AbortSignal) => Promise<HttpResponse>;
 }
 
+/** Bytes received since the previous resume that make a resume not count against the budget. */
+const PRODUCTIVE_RESUME_BYTES = 256 << 10;
+
 export class ResumableBody extends Readable {
   private received = 0;
   private failuresInARow = 0;
+  /** Retries so far, and those of them that used the resume budget (see PRODUCTIVE_RESUME_BYTES). */
   private resumes = 0;
+  private unproductiveResumes = 0;
+  private receivedAtLastResume = 0;
   private running = false;
   private current: Body | undefined;
   private wakeReader: (() => void) | undefined;
@@ -112,7 +118,10 @@ export class ResumableBody extends Readable {
         }
         const retryable = err instanceof RetryableFailure || isRetryableTransportError(err);
         if (!retryable) return void this.destroy(this.explain(err));
-        if (this.failuresInARow >= this.options.retry.retries || this.resumes >= this.options.retry.maxResumes) {
+        // A resume after a good stretch of bytes is what resuming is for: only resumes after little
+        // progress use the budget, so a large image over a link that drops every so often finishes.
+        const productive = this.received - this.receivedAtLastResume >= PRODUCTIVE_RESUME_BYTES;
+        if (this.failuresInARow >= this.options.retry.retries || (!productive && this.unproductiveResumes >= this.options.retry.maxResumes)) {
           const reason = oneLine(err);
           return void this.destroy(
             cannotConnect(
@@ -123,6 +132,8 @@ export class ResumableBody extends Readable {
         }
         const attempt = this.failuresInARow++;
         this.resumes++;
+        if (!productive) this.unproductiveResumes++;
+        this.receivedAtLastResume = this.received;
         try {
           await waitAfterFailure(attempt, this.options.retry, err, this.received, this.abort.signal, this.options.onRetry);
         } catch {

@@ -5,7 +5,10 @@ import { RetryableFailure, statusText } from './http-errors.js';
 export interface RetryPolicy {
   /** Failures in a row (without a byte of progress in between) before giving up. */
   retries: number;
-  /** Resumes allowed over the whole download, progress or not: a budget against flapping servers. */
+  /**
+   * Resumes allowed over a whole download after little progress (under 256 KiB since the one
+   * before; a Range read's resumes all count): a budget against servers that flap.
+   */
   maxResumes: number;
   baseDelayMs: number;
   maxDelayMs: number;

@@ -188,6 +188,14 @@ describe('HttpSource under faults', () => {
     });
   });
 
+  it('a link that drops after every few hundred KiB finishes: resumes that bring real progress do not use the budget', async () => {
+    const tuning = { randomAccess: false, retry: { retries: 2, maxResumes: 3, baseDelayMs: 5, maxDelayMs: 10 } };
+    const before = requestsTo('/drop').length;
+    const { digest } = await download('/drop?after=300000&times=100', {}, tuning);
+    assert.equal(digest.sha256, expected);
+    assert.ok(requestsTo('/drop').length - before > 10, 'more resumes than the budget of 3');
+  });
+
   it('refuses to splice a file that changed between the drop and the resume', async () => {
     await assert.rejects(download('/changes?after=500000'), (err: ImportError) => {
       assert.equal(err.category, 'cannot-connect');
