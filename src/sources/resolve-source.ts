@@ -46,10 +46,15 @@ export async function openSource(spec: SourceSpec, signal: AbortSignal, log?: Lo
 function retryNotices(log: Logger | undefined): { onRetry?: RetryNotice } {
   if (!log) return {};
   return {
-    onRetry: (reason, received, delayMs) => {
-      const what = received > 0 ? `download interrupted after ${received} bytes` : 'request failed';
+    onRetry: (reason, received, delayMs, rangeStart) => {
+      const what =
+        rangeStart !== undefined
+          ? `read of the bytes from ${rangeStart} ${received > 0 ? `interrupted after ${received} bytes` : 'failed'}`
+          : received > 0
+            ? `download interrupted after ${received} bytes`
+            : 'request failed';
       const wait = delayMs >= 1000 ? ` in ${Math.round(delayMs / 100) / 10} s` : '';
-      log.warn({ reason, received, delayMs }, `${what} (${reason}); retrying${wait}`);
+      log.warn({ reason, received, delayMs, rangeStart }, `${what} (${reason}); retrying${wait}`);
     },
   };
 }

@@ -82,7 +82,7 @@ export function httpRangeFetcher(
         if (!retryable || failures >= options.retry.retries) {
           throw transportError(err, endpoint.url, endpoint.dispatchers.proxyFor(location));
         }
-        await waitAfterFailure(failures++, options.retry, err, start + done, options.signal, options.onRetry);
+        await waitAfterFailure(failures++, options.retry, err, done, options.signal, options.onRetry, start);
       }
     }
   };

@@ -14,8 +14,11 @@ export interface RetryPolicy {
   maxDelayMs: number;
 }
 
-/** Told of each retry: why, how many body bytes had arrived (0 before any), and the wait before it. */
-export type RetryNotice = (reason: string, received: number, delayMs: number) => void;
+/**
+ * Told of each retry: why, how many body bytes had arrived (0 before any), the wait before it, and
+ * for a Range read (random access) the file offset it started at.
+ */
+export type RetryNotice = (reason: string, received: number, delayMs: number, rangeStart?: number) => void;
 
 export const defaultRetryPolicy: RetryPolicy = { retries: 6, maxResumes: 50, baseDelayMs: 500, maxDelayMs: 10_000 };
 
@@ -72,9 +75,10 @@ export async function waitAfterFailure(
   received: number,
   signal: AbortSignal,
   onRetry?: RetryNotice,
+  rangeStart?: number,
 ): Promise<void> {
   const delay = retryDelay(attempt, policy, err instanceof RetryableFailure ? err.retryAfterMs : undefined);
-  onRetry?.(oneLine(err), received, delay);
+  onRetry?.(oneLine(err), received, delay, rangeStart);
   await sleep(delay, signal);
 }
 
