@@ -38,7 +38,10 @@ export async function runImport(request: ImportRequest, output: OutputOptions, r
     // import created (the hidden .partial file, a scratch spill, extracted entries), then leave.
     bar?.done();
     runForcedExitCleanups();
-    process.stderr.write('cdi-importer: stopped at once on a second interrupt; its temporary files were removed\n');
+    const message = 'stopped at once on a second interrupt; its temporary files were removed';
+    // Writes to a pipe or file are synchronous here: the object is out before the exit.
+    if (output.json) process.stdout.write(`${JSON.stringify({ ...output.jsonFields, ok: false, category: 'cancelled', error: message })}\n`);
+    process.stderr.write(`cdi-importer: ${message}\n`);
     process.exit(1);
   };
   const stopHandlingSignals = onStopSignals(cancel);

@@ -17,18 +17,18 @@ let dir: TempDir;
 before(() => (dir = makeTempDir()));
 after(() => dir.remove());
 
-async function startStuckImport(args: string[]): Promise<{ child: ChildProcessWithoutNullStreams; stderr: () => string }> {
-  const child = spawn(process.execPath, ['--import', tsxLoader, fixture, ...args], { cwd: repoRoot });
+async function startStuckImport(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ child: ChildProcessWithoutNullStreams; stderr: () => string; stdout: () => string }> {
+  const child = spawn(process.execPath, ['--import', tsxLoader, fixture, ...args], { cwd: repoRoot, env: { ...process.env, ...env } });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
   let stdout = '';
-  child.stdout.setEncoding('utf8');
-  for await (const chunk of child.stdout) {
-    stdout += chunk;
-    if (stdout.includes('stuck')) break;
-  }
+  child.stdout.setEncoding('utf8').on('data', (d) => (stdout += d));
+  while (!stdout.includes('stuck\n') && child.exitCode === null) await new Promise((resolve) => setTimeout(resolve, 20));
   assert.match(stdout, /stuck/, stderr);
-  return { child, stderr: () => stderr };
+  return { child, stderr: () => stderr, stdout: () => stdout.replace('stuck\n', '') };
 }
 
 /** First signal: the child keeps going (its pipeline is stuck). Second: it leaves within seconds. */
@@ -56,6 +56,17 @@ describe('a second interrupt', () => {
     assert.equal(await interruptTwice(child, 'SIGINT'), 1, stderr());
     assert.match(stderr(), /stopped at once on a second interrupt/);
     assert.deepEqual(leftovers(), []);
+  });
+
+  test('--json: the one object on stdout still comes, saying it was cancelled', async () => {
+    const dest = dir.join('json.img');
+    const { child, stderr, stdout } = await startStuckImport(['file', dest], { STUCK_IMPORT_JSON: '1' });
+    assert.equal(await interruptTwice(child, 'SIGTERM'), 1, stderr());
+    assert.deepEqual(JSON.parse(stdout()), {
+      ok: false,
+      category: 'cancelled',
+      error: 'stopped at once on a second interrupt; its temporary files were removed',
+    });
   });
 
   test('archive import: exits 1 at once and removes the entries extracted so far', async () => {
