@@ -152,11 +152,19 @@ export class RegistryClient {
 
   /** GET of a small JSON document (manifest, config): the body as bytes, bounded. */
   async getBytes(url: URL, accept: string | undefined, signal: AbortSignal, notFound: () => Error): Promise<{ bytes: Buffer; contentType?: string }> {
-    const response = await this.get(url, accept, signal, notFound);
-    const bytes = await readBody(response, JSON_LIMIT).catch((err: unknown) => {
-      throw err instanceof Error && err.message.startsWith('larger than') ? badInput(`${url.href} is ${err.message}: not a manifest or image config`) : transportError(err, url);
-    });
-    return { bytes, contentType: headerValue(response.headers, 'content-type')?.split(';')[0]?.trim() };
+    for (let failures = 0; ; failures++) {
+      const response = await this.get(url, accept, signal, notFound);
+      try {
+        const bytes = await readBody(response, JSON_LIMIT);
+        return { bytes, contentType: headerValue(response.headers, 'content-type')?.split(';')[0]?.trim() };
+      } catch (err) {
+        if (signal.aborted) throw signal.reason ?? err;
+        if (err instanceof Error && err.message.startsWith('larger than')) throw badInput(`${url.href} is ${err.message}: not a manifest or image config`);
+        // A manifest or config cut off on its way (a dropped or stalled connection): ask again.
+        if (!isRetryableTransportError(err) || failures >= this.retry.retries) throw transportError(err, url);
+        await waitAfterFailure(failures, this.retry, err, 0, signal, this.onRetry);
+      }
+    }
   }
 
   /** The request settings for `url` on this registry, with the current credentials. */

@@ -39,6 +39,7 @@ describe('registry source transport faults (in-process registry)', () => {
   const blobRequests: string[] = [];
   let busyManifestAnswers = 0;
   let droppedPings = 0;
+  let cutManifests = 0;
   const quickRetry = { retry: { retries: 1, maxResumes: 2, baseDelayMs: 10, maxDelayMs: 10 } };
   const disk = Buffer.alloc(3 << 20);
   for (let i = 0; i < disk.length; i += 4096) disk.writeUInt32LE(i, i);
@@ -108,6 +109,11 @@ describe('registry source transport faults (in-process registry)', () => {
         return void res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(JSON.stringify(broken));
       }
       // Any digest gets the v1 manifest: right for its own digest, a mismatch for any other.
+      if (path === '/v2/fault/disk/manifests/v1' && cutManifests > 0) {
+        cutManifests--;
+        res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': String(manifest.length) });
+        return void res.write(manifest.subarray(0, 40), () => req.socket.destroy());
+      }
       if (path === '/v2/fault/disk/manifests/v1' || path.startsWith('/v2/fault/disk/manifests/sha256:')) {
         return void res.writeHead(200, { 'content-type': 'application/vnd.oci.image.manifest.v1+json' }).end(manifest);
       }
@@ -232,6 +238,23 @@ describe('registry source transport faults (in-process registry)', () => {
       return true;
     });
     droppedPings = 0;
+  });
+
+  test('a manifest cut off mid-body is asked again, then named when it keeps happening', async () => {
+    mode = 'ok';
+    cutManifests = 1;
+    const reasons: string[] = [];
+    const tuning = { ...quickRetry, onRetry: (reason: string) => reasons.push(reason) };
+    const bytes = await readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true }, tuning));
+    assert.ok(bytes.equals(disk));
+    assert.equal(reasons.length, 1, reasons.join('\n'));
+    cutManifests = 10;
+    await assert.rejects(readAll(new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true }, quickRetry)), (err: Error & { category?: string }) => {
+      assert.equal(err.category, 'cannot-connect');
+      assert.match(err.message, /manifests\/v1/);
+      return true;
+    });
+    cutManifests = 0;
   });
 
   test('manifests: by digest (checked), an index of one without platform, schema 1 refused, invalid sizes refused', async () => {
