@@ -78,6 +78,8 @@ interface Want {
   mayBeShort?: boolean;
   /** Compressed clusters, once decoded: the end of the bytes their data took. */
   consumedEnd?: number;
+  /** Measuring: a compressed cluster's bytes, decoded only if its end must be known (measureEnds). */
+  input?: Buffer;
   /** Known bytes nobody reads (refcount blocks, unread parts of allocated clusters): fine if missing. */
   optional?: boolean;
   buf?: Buffer;
@@ -383,6 +385,7 @@ class OnePassEngine {
   private async evict(slot: WindowSlot): Promise<void> {
     this.windowBytes -= slot.buf.length;
     if (this.mayStillBeMapped()) {
+      if (this.measuring) await this.measureEnds(slot);
       let spill = false;
       for (const [from, to] of gapsOf(slot)) {
         if (isZero(slot.buf, from, to)) this.addZeroRange(slot.start + from, slot.start + to);
@@ -391,6 +394,27 @@ class OnePassEngine {
       if (spill) await this.spill.put(slot.index, slot.buf);
     }
     this.leases.release(slot.buf);
+  }
+
+  /**
+   * Measuring decodes nothing to write, but a real run knows, by the time a cluster is evicted,
+   * where each compressed cluster in it ends within its last sector (gapsOf): the rest of that
+   * sector may hold the next compressed cluster, mapped by a table still to come, and must be
+   * kept. Where another cluster starts inside the sector, this one ends there (qemu packs them
+   * back to back); otherwise it is decoded to find out, which few need.
+   */
+  private async measureEnds(slot: WindowSlot): Promise<void> {
+    const starts = [...slot.covered.map(([from]) => from), ...slot.provisional.map(({ from }) => from)];
+    for (const { from, to, want } of slot.provisional) {
+      if (want.consumedEnd !== undefined) continue;
+      const next = Math.min(...starts.filter((start) => start > from && start < to));
+      if (Number.isFinite(next)) want.consumedEnd = slot.start + next;
+      else if (want.input) {
+        const cluster = await decompressCluster(this.header.compressionType, want.input, this.cs, want.start);
+        want.consumedEnd = want.start + cluster.consumed;
+      }
+      want.input = undefined;
+    }
   }
 
   private addZeroRange(start: number, end: number): void {
@@ -584,8 +608,11 @@ class OnePassEngine {
   }
 
   private emitCompressed(want: Want, input: Buffer): void {
-    // Decoded when measuring too: only decoding tells where the cluster ends in its last sector,
-    // and qemu may pack the next compressed cluster, mapped by a table still to come, into the rest.
+    if (this.measuring) {
+      // Nothing is written, so nothing is decoded, unless where it ends must be known (measureEnds).
+      want.input = Buffer.from(input);
+      return;
+    }
     this.leases.hold(input);
     const guestOffset = want.guestOffset!;
     const length = want.length!;
