@@ -177,7 +177,7 @@ async function* explainedScratchNeed(extents: ExtentStream): ExtentStream {
   } catch (err) {
     if (!(err instanceof ScratchSpaceRequiredError)) throw err;
     throw new ScratchSpaceRequiredError(
-      'the checksum makes this seekable qcow2 be read in one pass, in order, and it stores clusters before the tables that map them (internal snapshots, or clusters written out of order): give a scratch directory (--scratch DIR; a scratch volume in a pod), or import it without the checksum to read it by random access',
+      'the checksum makes this seekable qcow2 be read in one pass, in order, and it stores clusters before the tables that map them (written after an internal snapshot, grown by qemu-img resize, or otherwise out of order): give a scratch directory (--scratch DIR; a scratch volume in a pod), or import it without the checksum to read it by random access',
     );
   }
 }

@@ -51,7 +51,7 @@ export function isRetryableStatus(statusCode: number): boolean {
 }
 
 /** Codes along an error's cause chain (undici wraps socket and TLS errors). */
-function errorCodes(err: unknown): string[] {
+export function errorCodes(err: unknown): string[] {
   const codes: string[] = [];
   for (let e: unknown = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as { code?: unknown }).code;

@@ -6,7 +6,7 @@
 import { badInput, cannotConnect } from '../../errors.js';
 import type { HttpAuth, TransportOptions } from '../../request.js';
 import { stallTimeoutMs, type SourceDispatchers } from '../http/dispatcher.js';
-import { isRetryableStatus, isRetryableTransportError, statusError, statusText, transportError } from '../http/http-errors.js';
+import { errorCodes, isRetryableStatus, isRetryableTransportError, statusError, statusText, transportError } from '../http/http-errors.js';
 import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from '../http/http-request.js';
 import { basicAuthorization, parseHeaderLines } from '../http/request-headers.js';
 import { defaultRetryPolicy, waitAfterFailure, waitForBusyServer, type RetryNotice, type RetryPolicy } from '../http/retry-policy.js';
@@ -69,7 +69,9 @@ export class RegistryClient {
         } catch (err) {
           if (signal.aborted) throw signal.reason ?? err;
           lastError = err;
-          if (!transient && isRetryableTransportError(err)) transient = { err, url: lastUrl };
+          // A host that never completes the connection (10 s each) is not asked again: six more
+          // tries would take minutes to say the same.
+          if (!transient && isRetryableTransportError(err) && !errorCodes(err).includes('UND_ERR_CONNECT_TIMEOUT')) transient = { err, url: lastUrl };
         }
       }
       if (!transient) break;
