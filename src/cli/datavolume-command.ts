@@ -90,7 +90,7 @@ async function importAll(plans: PlannedImport[], options: DatavolumeOptions): Pr
     const code = await runImport(plan.request, { ...options, command: 'datavolume', jsonFields: { name: plan.name } });
     if (code !== 0 && made !== undefined) rmEmptyDirectories(made, directory!);
     if (code !== 0) {
-      process.stderr.write(`cdi-importer: ${plan.origin} failed; ${afterFailure(index, plans.length)}\n`);
+      process.stderr.write(`cdi-importer: ${plan.origin} failed; ${afterFailure(index, plans.map((p) => p.name))}\n`);
       return code;
     }
   }
@@ -109,10 +109,12 @@ function rmEmptyDirectories(outermost: string, innermost: string): void {
   }
 }
 
-/** What a failure of volume `index` (of `count`, imported in order) leaves done and not done. */
-function afterFailure(index: number, count: number): string {
-  const later = count - 1 - index;
-  if (later === 1) return 'the volume after it was not imported';
-  if (later > 1) return `the ${later} volumes after it were not imported`;
-  return count > 1 ? 'the volumes before it were imported' : 'nothing imported';
+/** What a failure of the volume at `index` (imported in order) leaves done and not done, by name. */
+function afterFailure(index: number, names: string[]): string {
+  if (names.length === 1) return 'nothing imported';
+  const done = names.slice(0, index);
+  const skipped = names.slice(index + 1);
+  return [done.length > 0 ? `imported before it: ${done.join(', ')}` : '', skipped.length > 0 ? `not imported: ${skipped.join(', ')}` : '']
+    .filter(Boolean)
+    .join('; ');
 }

@@ -5,17 +5,21 @@ import { unwrapCompression } from '../formats/unwrap.js';
 import { looksLikeTar } from '../formats/magic.js';
 import { SourceTap } from './source-tap.js';
 import { freeSpace } from '../targets/usable-space.js';
-import { abortedError, badInput, targetError, usageError } from '../errors.js';
+import { abortedError, badInput, fileProblem, targetError, usageError } from '../errors.js';
 
 /** The archive content type (SPEC §6): a tar, possibly compressed, extracted into a directory. */
 export async function importArchive(request: ImportRequest, ctx: ImportContext & { signal: AbortSignal }): Promise<ImportResult> {
   if (request.source.kind === 'blank') throw usageError('Cannot create empty disk with content type archive');
   const directory = request.target.path;
-  const existing = await stat(directory).catch(() => undefined);
+  let statError: unknown;
+  const existing = await stat(directory).catch((err: unknown) => void (statError = err));
   if (request.target.kind === 'block' || existing?.isBlockDevice()) {
     throw usageError('ContentType Archive cannot have block volumeMode');
   }
-  if (!existing) throw targetError(`destination directory ${directory} does not exist: create it first`);
+  if (!existing) {
+    if ((statError as NodeJS.ErrnoException).code === 'ENOENT') throw targetError(`destination directory ${directory} does not exist: create it first`);
+    throw targetError(`cannot use ${directory} as the destination directory: ${fileProblem(statError)}`, statError);
+  }
   if (!existing.isDirectory()) throw targetError(`${directory} is not a directory: archives are extracted into a directory`);
 
   const requested = request.requestedSize;

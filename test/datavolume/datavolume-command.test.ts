@@ -267,7 +267,7 @@ spec:
     const m = await runCli(['datavolume', middle, '--out', outMiddle]);
     assert.equal(m.code, 1, m.stderr);
     assert.match(m.stderr, /404/);
-    assert.match(m.stderr, /failed; the 2 volumes after it were not imported\n$/);
+    assert.match(m.stderr, /failed; imported before it: first; not imported: third, fourth\n$/);
     assert.deepEqual(readdirSync(outMiddle), ['first.img']);
 
     const last = work.join('fails-last.yaml');
@@ -275,7 +275,7 @@ spec:
     const outLast = work.join('out-fails-last');
     const l = await runCli(['datavolume', last, '--out', outLast]);
     assert.equal(l.code, 1, l.stderr);
-    assert.match(l.stderr, /failed; the volumes before it were imported\n$/);
+    assert.match(l.stderr, /failed; imported before it: first\n$/);
     assert.deepEqual(readdirSync(outLast), ['first.img']);
   });
 

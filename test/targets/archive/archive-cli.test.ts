@@ -214,6 +214,15 @@ describe('archive import through the CLI', () => {
     assert.deepEqual(treeListing(out), []);
   });
 
+  it('a destination that is missing, or whose name the file system cannot hold, is said as such', async () => {
+    const missing = await runCli(['import', '--content-type', 'archive', archive, '-o', tmp.join('no-such-dir')]);
+    assert.equal(missing.code, 1, missing.stderr);
+    assert.match(missing.stderr.trim(), /^cdi-importer: error: destination directory \S*no-such-dir does not exist: create it first$/);
+    const tooLong = await runCli(['import', '--content-type', 'archive', archive, '-o', tmp.join('a'.repeat(300))]);
+    assert.equal(tooLong.code, 1, tooLong.stderr);
+    assert.match(tooLong.stderr.trim(), /^cdi-importer: error: cannot use \S*a{300} as the destination directory: a name longer than the file system allows/);
+  });
+
   it('refuses a block device target', async () => {
     const backing = tmp.join('block.img');
     run('truncate', ['-s', '4M', backing]);
