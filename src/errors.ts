@@ -77,24 +77,30 @@ export function oneLine(err: unknown): string {
   return text.replace(/\s*\n\s*/g, ' ').trim();
 }
 
-/** Why a file given on the command line cannot be read, in words rather than an errno code. */
-export function fileProblem(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return 'no such file or directory';
-  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
-  if (code === 'EISDIR') return 'it is a directory';
-  if (code === 'ENOTDIR') return 'a part of the path is not a directory';
-  if (code === 'EBUSY') return 'it is in use (a mount point?)';
-  if (code === 'EROFS') return 'read-only file system';
-  if (code === 'ENOSPC') return 'no space left on the device';
-  if (code === 'ELOOP') return 'too many levels of symbolic links';
-  if (code === 'EIO') return 'input/output error (EIO)';
+/** File-system errors in words rather than errno codes. */
+const FILE_PROBLEMS: Record<string, string> = {
+  ENOENT: 'no such file or directory',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EISDIR: 'it is a directory',
+  ENOTDIR: 'a part of the path is not a directory',
+  EBUSY: 'it is in use (a mount point?)',
+  EROFS: 'read-only file system',
+  ENOSPC: 'no space left on the device',
+  ELOOP: 'too many levels of symbolic links',
+  EIO: 'input/output error (EIO)',
   // Limits of this process or host, not of the file: say which knob.
-  if (code === 'EMFILE') return 'too many open files in this process (EMFILE): raise the open-files limit (ulimit -n)';
-  if (code === 'ENFILE') return 'too many open files on this host (ENFILE)';
-  if (code === 'EDQUOT') return 'disk quota exceeded';
-  if (code === 'EFBIG') return 'larger than the file system or the file-size limit (ulimit -f) allows (EFBIG)';
-  if (code === 'ENAMETOOLONG') return 'a name longer than the file system allows (255 bytes per path component, 4096 per path)';
+  EMFILE: 'too many open files in this process (EMFILE): raise the open-files limit (ulimit -n)',
+  ENFILE: 'too many open files on this host (ENFILE)',
+  EDQUOT: 'disk quota exceeded',
+  EFBIG: 'larger than the file system or the file-size limit (ulimit -f) allows (EFBIG)',
+  ENAMETOOLONG: 'a name longer than the file system allows (255 bytes per path component, 4096 per path)',
+};
+
+/** Why a file cannot be read or written, in words rather than an errno code. */
+export function fileProblem(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code !== undefined && Object.hasOwn(FILE_PROBLEMS, code)) return FILE_PROBLEMS[code]!;
   // Node's own words without the path it appends ("EXDEV: cross-device link not permitted, rename
   // 'a' -> 'b'"): the caller names the file, and a long path would crowd out the reason.
   return oneLine(err).replace(/, \w+ '.*$/s, '');
