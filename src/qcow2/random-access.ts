@@ -13,9 +13,16 @@ import type { Qcow2OpenOptions } from './options.js';
 import { readPool } from '../util/buffer-pool.js';
 
 /** Reads in flight: enough to hide latency (HTTP Range, thread-pool inflate), little memory. */
-const MAX_IN_FLIGHT = 6;
-/** Contiguous clusters are read together up to this size. */
-const MAX_READ_BYTES = 4 << 20;
+const MAX_IN_FLIGHT = 8;
+/**
+ * Contiguous clusters are read together up to this size. 1 MiB, not more: extents this size reach
+ * the writer early and in steps (the writes overlap the reads), and four 1 MiB writes in flight is
+ * what the target writes best (write-extents.ts). A 512 MiB qcow2 with 256 MiB of contiguous data,
+ * medians of 11 in one loop: over HTTP Range 0.25-0.57 s with 4 MiB reads (one run in three took
+ * 0.5-1.0 s) against 0.21-0.23 s; from a local file 0.144 against 0.127 s. Eight in flight keep
+ * 8 MiB of a Range read on its way, for links with more latency than this machine's loopback.
+ */
+const MAX_READ_BYTES = 1 << 20;
 /** Decompressed bytes per batch of compressed clusters. */
 const MAX_BATCH_OUTPUT = 4 << 20;
 /**
