@@ -7,7 +7,7 @@
 import { Readable } from 'node:stream';
 import { cannotConnect, ImportError, oneLine } from '../../errors.js';
 import { discardBody, getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
-import { isRetryableStatus, isRetryableTransportError, RetryableFailure, statusError, statusText, transportError } from './http-errors.js';
+import { isRetryableStatus, isRetryableTransportError, RetryableFailure, StallError, statusError, statusText, transportError } from './http-errors.js';
 import { identityOf, ifRangeValue, parseContentRange, resourceChanged, samePartialResource, sameResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
 import { retryAfterMs, waitAfterFailure, type RetryNotice, type RetryPolicy } from './retry-policy.js';
@@ -120,7 +120,9 @@ export class ResumableBody extends Readable {
         if (!retryable) return void this.destroy(this.explain(err));
         // A resume after a good stretch of bytes is what resuming is for: only resumes after little
         // progress use the budget, so a large image over a link that drops every so often finishes.
-        const productive = this.received - this.receivedAtLastResume >= PRODUCTIVE_RESUME_BYTES;
+        // A stall always does: a server that sends a little on each connection and then goes silent
+        // would otherwise be waited for (a stall timeout each time) without end.
+        const productive = !(err instanceof StallError) && this.received - this.receivedAtLastResume >= PRODUCTIVE_RESUME_BYTES;
         if (this.failuresInARow >= this.options.retry.retries || (!productive && this.unproductiveResumes >= this.options.retry.maxResumes)) {
           const reason = oneLine(err);
           return void this.destroy(

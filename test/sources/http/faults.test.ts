@@ -196,6 +196,23 @@ describe('HttpSource under faults', () => {
     assert.ok(requestsTo('/drop').length - before > 10, 'more resumes than the budget of 3');
   });
 
+  it('a server that sends a few hundred KiB on each connection and then goes silent is given up on: stalls use the budget', { timeout: 30_000 }, async () => {
+    const retry = { retries: 2, maxResumes: 3, baseDelayMs: 5, maxDelayMs: 10 };
+    // Both ways a whole-file download goes: one undici GET, and 1 MiB Range reads on the direct client.
+    for (const tuning of [{ randomAccess: false, retry }, { ...quickTuning, retry }]) {
+      const before = requestsTo('/stall').length;
+      await assert.rejects(download('/stall?after=300000&times=1000', { stallTimeoutSeconds: 0.2 }, tuning), (err: ImportError) => {
+        assert.equal(err.category, 'cannot-connect');
+        assert.match(err.message, /failed after \d+ of \d+ bytes and \d+ retries: no data received for 0\.2 s/);
+        return true;
+      });
+      // The probe (Range only), then the first try and its resumes (the budget of 3, then 2 in a row
+      // at most), each one GET or three 1 MiB Range reads in flight.
+      const asked = requestsTo('/stall').length - before;
+      assert.ok(asked >= 4 && asked <= 1 + 3 * (1 + retry.maxResumes + retry.retries), `${tuning.randomAccess}: ${asked} requests`);
+    }
+  });
+
   it('refuses to splice a file that changed between the drop and the resume', async () => {
     await assert.rejects(download('/changes?after=500000'), (err: ImportError) => {
       assert.equal(err.category, 'cannot-connect');
