@@ -137,6 +137,9 @@ class CountingReader implements RandomAccessReader {
   get dataMap(): RandomAccessReader['dataMap'] {
     return this.inner.dataMap;
   }
+  get preferredReadBytes(): number | undefined {
+    return this.inner.preferredReadBytes;
+  }
   async read(offset: number, length: number): Promise<Buffer> {
     const data = await this.inner.read(offset, length);
     this.bytes += data.length;

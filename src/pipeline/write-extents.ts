@@ -1,4 +1,4 @@
-import type { DiskImage } from '../extents.js';
+import type { DiskImage, Extent } from '../extents.js';
 import type { DiskTarget } from '../targets/disk-target.js';
 import type { TargetPlan } from './plan-target.js';
 import { Coverage } from './coverage.js';
@@ -20,6 +20,12 @@ const WRITES_IN_FLIGHT = 4;
  * flight, which measured best.
  */
 const WRITE_BYTES_IN_FLIGHT = 4 << 20;
+/**
+ * Larger extents (4 MiB Range reads, batches of decoded clusters) go out as writes of this size: a
+ * single 4 MiB write had bad spells too (a 512 MiB qcow2 over HTTP Range, medians of 5: 0.62 s,
+ * runs between 0.26 and 0.92 s; in 1 MiB writes 0.27 s, runs 0.25-0.28 s).
+ */
+const MAX_WRITE_BYTES = 1 << 20;
 
 /**
  * Drains the image's extents into the target. Extents past the capacity stop the import (raw
@@ -62,10 +68,7 @@ export async function writeExtents(
     }
     if (extent.data) {
       const now = head.take(extent);
-      if (now) {
-        const written = target.write(now.offset, now.data!).then(count);
-        await writes.add(now.release ? written.then(now.release) : written, now.length);
-      }
+      if (now) await writeInPieces(now, target, writes, count);
     } else {
       await writes.add(target.zero(extent.offset, extent.length).then(count), 0);
     }
@@ -87,6 +90,22 @@ export async function writeExtents(
   signal.throwIfAborted();
   bytesWritten += await head.writeTo(target);
   return { end, bytesWritten };
+}
+
+/** Writes a data extent as writes of at most MAX_WRITE_BYTES; its buffer is released once all are done. */
+async function writeInPieces(extent: Extent, target: DiskTarget, writes: WriteWindow, count: (bytes: number) => void): Promise<void> {
+  const data = extent.data!;
+  if (extent.length === 0) return void extent.release?.();
+  const pieces: Promise<void>[] = [];
+  for (let at = 0; at < extent.length; at += MAX_WRITE_BYTES) {
+    const length = Math.min(MAX_WRITE_BYTES, extent.length - at);
+    const written = target.write(extent.offset + at, data.subarray(at, at + length)).then(count);
+    pieces.push(written);
+    const last = at + length === extent.length;
+    // The last piece's entry in the window stands for the release, after every piece is written.
+    const settled = last && extent.release ? Promise.all(pieces).then(extent.release) : written;
+    await writes.add(settled, length);
+  }
 }
 
 /**

@@ -24,6 +24,11 @@ export interface RandomAccessReader {
   close(): Promise<void>;
   /** Present when the source knows its holes (a sparse local file). */
   readonly dataMap?: DataMap;
+  /**
+   * How many contiguous bytes are worth asking for in one read (default 1 MiB, right for a local
+   * file). A network source asks for more at once: each request waits a round trip.
+   */
+  readonly preferredReadBytes?: number;
 }
 
 /** What a source hands to the pipeline once opened. */

@@ -59,20 +59,29 @@ test('1 MiB writes: four in flight, every extent written', async () => {
   assert.deepEqual([...seen.written].sort((a, b) => a - b), Array.from({ length: 12 }, (_, i) => i * MiB));
 });
 
-test('4 MiB writes: one at a time (waiting writers spin on the file lock), every extent written', async () => {
+test('4 MiB extents: written as 1 MiB writes, four in flight (a single 4 MiB write has bad spells), every byte written', async () => {
   const { target, seen } = slowTarget();
   // From 1 MiB on: the first MiB is held back (its own test below), which would cut the first extent.
   const result = await writeExtents(image(4 * MiB, 6, MiB), target, plan, new AbortController().signal);
   assert.equal(result.bytesWritten, 24 * MiB);
-  assert.equal(seen.maxRunning, 1);
+  assert.equal(seen.maxRunning, 4);
   assert.equal(seen.maxBytes, 4 * MiB);
+  assert.deepEqual([...seen.written].sort((a, b) => a - b), Array.from({ length: 24 }, (_, i) => (i + 1) * MiB));
 });
 
-test('a write larger than the budget still goes through alone', async () => {
+test("a large extent's buffer is released once, after the last of its writes", async () => {
   const { target, seen } = slowTarget();
-  await writeExtents(image(16 * MiB, 2), target, plan, new AbortController().signal);
-  // The first MiB is held back and written on its own at the end.
-  assert.deepEqual([seen.maxRunning, seen.written.length], [1, 3]);
+  const events: string[] = [];
+  const big: DiskImage = {
+    format: 'raw',
+    virtualSize: 17 * MiB,
+    async *extents(): AsyncGenerator<Extent> {
+      yield { offset: MiB, length: 16 * MiB, data: Buffer.alloc(16 * MiB, 1), release: () => events.push(`released after ${seen.written.length} writes`) };
+    },
+  };
+  await writeExtents(big, target, plan, new AbortController().signal);
+  assert.deepEqual(events, ['released after 16 writes']);
+  assert.ok(seen.maxBytes <= 4 * MiB, `${seen.maxBytes} bytes in flight`);
 });
 
 test('the first MiB is written last, after beforeHead, and each extent\'s buffer is released once written', async () => {
@@ -95,7 +104,7 @@ test('the first MiB is written last, after beforeHead, and each extent\'s buffer
     },
   });
   assert.equal(result.bytesWritten, 3 * MiB);
-  assert.deepEqual(writtenBeforeHead.sort((a, b) => a - b), [MiB, 1.5 * MiB], 'only what lies past the first MiB before beforeHead');
+  assert.deepEqual(writtenBeforeHead.sort((a, b) => a - b), [MiB, 1.5 * MiB, 2.5 * MiB], 'only what lies past the first MiB before beforeHead');
   assert.deepEqual(seen.written.slice(-2), [0, MiB / 2], 'the head parts last, in order');
   assert.deepEqual(released.sort((a, b) => a - b), [0, MiB / 2, 1.5 * MiB]);
 });

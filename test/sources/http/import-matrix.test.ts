@@ -121,6 +121,19 @@ describe('qcow2 over Range reads only what it needs', () => {
     assert.ok(rangedBytes <= fileSize + (1 << 20), `${rangedBytes} bytes fetched for a ${fileSize}-byte file`);
     assert.ok(ranged.length <= 40, `${ranged.length} Range requests`);
   });
+
+  it('asks for contiguous data 4 MiB at a time: each request waits a round trip on a real network', async () => {
+    const www = dir.join('www');
+    run('qemu-img', ['create', '-f', 'qcow2', `${www}/contiguous.qcow2`, '32M'], { stdio: 'pipe' });
+    run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x6b 0 16M', `${www}/contiguous.qcow2`], { stdio: 'pipe' });
+    const expected = await qemuRawSha256(`${www}/contiguous.qcow2`, dir.path);
+    const before = nginx.requests().length;
+    const { result, out } = await importTo(`${nginx.http}contiguous.qcow2`, [], 'contiguous');
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(out), expected);
+    const data = nginx.requests().slice(before).filter((r) => r.uri === '/contiguous.qcow2' && r.status === 206 && r.bytes >= 1 << 20);
+    assert.deepEqual(data.map((r) => r.bytes), [4 << 20, 4 << 20, 4 << 20, 4 << 20], 'the 16 MiB of data in four requests');
+  });
 });
 
 describe("the system's trust store, as curl and CDI read it", () => {
