@@ -133,6 +133,7 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
         res.write(body.subarray(0, stallAfter)); // and nothing more: the client must give up
       } else if (opts.trickle) {
         const { bytes, everyMs } = opts.trickle;
+        res.flushHeaders(); // the head now, as servers send it, not with the first slow piece
         let sent = 0;
         const timer = setInterval(() => {
           if (res.destroyed) return clearInterval(timer);

@@ -27,6 +27,8 @@ export interface DirectRangeAnswer {
   headers: IncomingHttpHeaders;
   /** The body, for a 206 with exactly the asked range; otherwise undefined (and nothing was read). */
   data?: Buffer;
+  /** Milliseconds from the request leaving on a connected socket to the answer's head: about one round trip. */
+  headWaitMs: number;
 }
 
 /** Head lines larger than this are not a Range answer we want to parse by hand. */
@@ -49,6 +51,8 @@ class Connection {
   broken = false;
   /** Requests answered on this socket so far. */
   uses = 0;
+  /** When the connection (and its TLS handshake) was up; undefined while connecting. */
+  connectedAt: number | undefined;
 
   constructor(url: URL, tlsOptions: TlsConnectOptions | undefined, onIdleFailure: (conn: Connection) => void) {
     this.target = this.headBuffer;
@@ -75,6 +79,7 @@ class Connection {
           tls.connect({ ...common, ...tlsOptions, port: Number(url.port || 443), servername: net.isIP(host) ? undefined : host })
         : net.connect({ ...common, port: Number(url.port || 80) });
     this.socket.setNoDelay(true);
+    this.socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => (this.connectedAt = performance.now()));
     const idleFailure = () => {
       this.broken = true;
       if (!this.onRead) onIdleFailure(this);
@@ -211,6 +216,7 @@ export class DirectRangeClient {
       let keepAlive = true;
       let answer: DirectRangeAnswer | undefined;
       let done = false;
+      let sentAt = 0;
 
       const finish = (error: unknown, reuse = false) => {
         if (done) return;
@@ -248,6 +254,7 @@ export class DirectRangeClient {
       const onAbort = () => finish(signal.reason ?? new Error('aborted'));
 
       const startBody = (headEnd: number, headText: string, spill: Buffer) => {
+        const headWaitMs = performance.now() - Math.max(sentAt, conn.connectedAt ?? sentAt);
         const lines = headText.split('\r\n');
         const status = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0] ?? '');
         if (!status) return finish(new UseGeneralPath('not an HTTP/1.x answer'));
@@ -271,12 +278,12 @@ export class DirectRangeClient {
         // Informational answers (103 Early Hints) come before the real one; redirects are followed.
         if (statusCode < 200 || (statusCode >= 300 && statusCode < 400)) return finish(new UseGeneralPath(`status ${statusCode}`));
         if (statusCode !== 206) {
-          answer = { statusCode, contentRange, headers };
+          answer = { statusCode, contentRange, headers, headWaitMs };
           return finish(undefined); // the body is not read: the socket is not reused
         }
         const range = /^\s*bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i.exec(contentRange ?? '');
         if (!range || Number(range[1]) !== start || Number(range[2]) !== start + length - 1) {
-          answer = { statusCode, contentRange, headers };
+          answer = { statusCode, contentRange, headers, headWaitMs };
           return finish(undefined);
         }
         const lengths = fields.get('content-length') ?? [];
@@ -289,7 +296,7 @@ export class DirectRangeClient {
         ) {
           return finish(new UseGeneralPath('unexpected body framing'));
         }
-        answer = { statusCode, contentRange, headers, data: body };
+        answer = { statusCode, contentRange, headers, data: body, headWaitMs };
         const early = spill.length - headEnd;
         if (early > length) return finish(new Error(`the server sent more than the ${length} bytes asked for`));
         spill.copy(body, 0, headEnd);
@@ -342,6 +349,7 @@ export class DirectRangeClient {
       socket.on('timeout', onTimeout);
       socket.setTimeout(silenceMs);
       if (socket.destroyed || conn.broken) return failure(Object.assign(new Error('socket closed'), { code: 'ECONNRESET' }));
+      sentAt = performance.now();
       socket.write(request, 'latin1');
     });
   }
