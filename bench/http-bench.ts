@@ -13,10 +13,12 @@
  *   BENCH_OUT_DIR=/dev/shm        where outputs (and the CDI path's scratch) go: tmpfs takes this disk's write stalls out;
  *   BENCH_CASES=qcow2,xz          only the cases whose name contains one of these words.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../test/support/cli.js';
+import { freePort } from '../test/support/free-port.js';
 import { startNginx } from '../test/support/nginx.js';
 import { makeTempDir, run, sh } from '../test/support/tools.js';
 
@@ -60,6 +62,15 @@ if (!existsSync(path.join(www, 'disk.qcow2.xz'))) {
 const expected = sh(`sha256sum < ${www}/disk.raw`).split(' ')[0];
 
 const nginx = await startNginx({ root: www });
+// The same nginx 20 ms of round trip away (bench/delay-proxy.ts), for the rows that show what a
+// real network's latency does to each way of downloading.
+const RTT_MS = 20;
+const farPort = await freePort();
+const delayProxy = spawn(process.execPath, ['--import', 'tsx', path.join(repoRoot, 'bench', 'delay-proxy.ts'), String(farPort), new URL(nginx.http).port, String(RTT_MS / 2)], {
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
+await once(delayProxy.stdout!, 'data');
+const far = `http://127.0.0.1:${farPort}/`;
 const outDir = process.env.BENCH_OUT_DIR ? mkdtempSync(path.join(process.env.BENCH_OUT_DIR, 'cdi-bench-http-')) : dir.path;
 const out = path.join(outDir, 'out.img');
 const scratch = path.join(outDir, 'scratch.qcow2');
@@ -132,6 +143,14 @@ const cases: Case[] = [
   { name: 'floor: curl download only vs qemu-img', ours: `curl -s -o /dev/null ${nginx.http}disk.qcow2`, theirs: `qemu-img convert -f qcow2 -O raw ${www}/disk.qcow2 ${out}`, verify: false },
   // The same with three connections at once, each fetching a third (what parallel Range reads can do).
   { name: 'floor: 3 parallel curl ranges vs qemu-img', ours: parallelCurl(`${nginx.http}disk.qcow2`, statSync(`${www}/disk.qcow2`).size, 3), theirs: `qemu-img convert -f qcow2 -O raw ${www}/disk.qcow2 ${out}`, verify: false },
+  // Context: a server 20 ms away. CDI's path for raw.gz is one streaming GET into the decompressor
+  // (curl | gzip), for qcow2 a download to scratch and then qemu-img convert.
+  { name: `raw.gz ${RTT_MS} ms away vs curl | gzip`, ours: `node ${main} import ${far}disk.raw.gz -o ${out} --no-fsync --quiet`, theirs: `curl -s ${far}disk.raw.gz | gzip -dc > ${out}` },
+  {
+    name: `qcow2 ${RTT_MS} ms away vs curl+qemu-img`,
+    ours: `node ${main} import ${far}disk.qcow2 -o ${out} --no-fsync --quiet`,
+    theirs: `curl -s -o ${scratch} ${far}disk.qcow2 && qemu-img convert -f qcow2 -O raw ${scratch} ${out} && rm -f ${scratch}`,
+  },
   { name: 'node start (--help)', ours: `node ${main} --help > /dev/null`, theirs: 'true', verify: false },
 ];
 if (machineExtraCaCerts) {
@@ -211,6 +230,7 @@ try {
     }
   }
 } finally {
+  delayProxy.kill();
   await nginx.stop();
   dir.remove();
   if (outDir !== dir.path) rmSync(outDir, { recursive: true, force: true });
