@@ -15,6 +15,9 @@ import { decompressCluster } from './decompress-cluster.js';
 import { SpillFile } from './spill-file.js';
 import type { Qcow2OpenOptions } from './options.js';
 import { PoolLeases, chunkPool } from '../util/buffer-pool.js';
+import { PassedZeroRanges } from './passed-zero-ranges.js';
+import { describeWant, type Want } from './want.js';
+import { cover, gapsOf, isZero, type WindowSlot } from './window-slot.js';
 
 const MAX_DECOMPRESS_IN_FLIGHT = 8;
 /**
@@ -23,23 +26,6 @@ const MAX_DECOMPRESS_IN_FLIGHT = 8;
  * cluster, just before that L2 table, and preallocated images put L2 tables before the L1.
  */
 const WINDOW_BYTES = 4 << 20;
-/** qcow2 gives a compressed cluster's length in 512-byte sectors. */
-const SECTOR = 512;
-
-interface WindowSlot {
-  index: number;
-  start: number;
-  buf: Buffer;
-  /** [from, to) ranges some want took, relative to the cluster start. */
-  covered: [number, number][];
-  /**
-   * The last 512-byte sector of a compressed cluster: its length is only known to the sector, and
-   * qemu packs the next compressed cluster right after the last byte, so the rest of the sector
-   * may hold another cluster, mapped by an L2 table still to come. What the cluster did not take
-   * (known once it is decoded) is not covered.
-   */
-  provisional: { from: number; to: number; want: Want }[];
-}
 
 interface PendingCluster {
   decode(): Promise<Extent>;
@@ -58,39 +44,6 @@ interface PassedWork {
 }
 
 type Queued = Extent | PendingCluster | PassedWork;
-
-/**
- * Host bytes some part of the image needs. A large image has one per mapped cluster, all
- * waiting at once when its L2 tables come before its data, so the common kinds (data and
- * compressed clusters) are plain records, without a callback or a message string of their own.
- */
-interface Want {
-  start: number;
-  end: number;
-  kind: 'data' | 'compressed' | 'metadata';
-  /** Data and compressed clusters: where they go, and how many guest bytes they fill. */
-  guestOffset?: number;
-  length?: number;
-  /** Metadata: what it is, for messages, and what to do with it. */
-  what?: string;
-  done?(data: Buffer): Promise<void> | void;
-  /** Compressed clusters may be cut by the end of the file (qemu reads zeros past it). */
-  mayBeShort?: boolean;
-  /** Compressed clusters, once decoded: the end of the bytes their data took. */
-  consumedEnd?: number;
-  /** Measuring: a compressed cluster's bytes, decoded only if its end must be known (measureEnds). */
-  input?: Buffer;
-  /** Known bytes nobody reads (refcount blocks, unread parts of allocated clusters): fine if missing. */
-  optional?: boolean;
-  buf?: Buffer;
-}
-
-const describeWant = (want: Want): string =>
-  want.kind === 'data'
-    ? `data for guest offset ${want.guestOffset}`
-    : want.kind === 'compressed'
-      ? `compressed cluster for guest offset ${want.guestOffset}`
-      : (want.what ?? 'metadata');
 
 /**
  * Wants waiting for host bytes still to come, at most: about 150 bytes each, so some 150 MiB.
@@ -165,8 +118,7 @@ class OnePassEngine {
   private windowBytes = 0;
   private readonly windowLimit: number;
   /** Passed host ranges no want covered and that were all zeros: [start, end) pairs, ascending. */
-  private readonly zeroStarts: number[] = [];
-  private readonly zeroEnds: number[] = [];
+  private readonly passedZeros = new PassedZeroRanges();
   private l1Parsed = false;
   private l2Pending = 0;
   /**
@@ -388,7 +340,7 @@ class OnePassEngine {
       if (this.measuring) await this.measureEnds(slot);
       let spill = false;
       for (const [from, to] of gapsOf(slot)) {
-        if (isZero(slot.buf, from, to)) this.addZeroRange(slot.start + from, slot.start + to);
+        if (isZero(slot.buf, from, to)) this.passedZeros.add(slot.start + from, slot.start + to);
         else spill = true;
       }
       if (spill) await this.spill.put(slot.index, slot.buf);
@@ -415,28 +367,6 @@ class OnePassEngine {
       }
       want.input = undefined;
     }
-  }
-
-  private addZeroRange(start: number, end: number): void {
-    const last = this.zeroEnds.length - 1;
-    if (last >= 0 && this.zeroEnds[last] === start) this.zeroEnds[last] = end;
-    else {
-      this.zeroStarts.push(start);
-      this.zeroEnds.push(end);
-    }
-  }
-
-  /** The end of the passed all-zero range that holds `at`, or `at` when none does. */
-  private zeroRangeEnd(at: number): number {
-    let lo = 0;
-    let hi = this.zeroStarts.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      if (this.zeroStarts[mid]! > at) hi = mid - 1;
-      else if (this.zeroEnds[mid]! <= at) lo = mid + 1;
-      else return this.zeroEnds[mid]!;
-    }
-    return at;
   }
 
   /**
@@ -508,9 +438,9 @@ class OnePassEngine {
         cover(slot, at, to, want);
       } else if (this.spill.has(index)) {
         await this.spill.read(index, at - clusterStart, to - at, into, at - start);
-      } else if (this.zeroRangeEnd(at) > at) {
+      } else if (this.passedZeros.endAt(at) > at) {
         // Zeros up to the range's end; what follows in this cluster may have been kept otherwise.
-        to = Math.min(to, this.zeroRangeEnd(at));
+        to = Math.min(to, this.passedZeros.endAt(at));
         into.fill(0, at - start, to - start);
       } else {
         return at - start;
@@ -659,50 +589,4 @@ class OnePassEngine {
       );
     }
   }
-}
-
-/**
- * Marks [from, to) (absolute host offsets within the slot) as taken by `want`. The last sector of
- * a compressed cluster is taken only provisionally (see WindowSlot.provisional).
- */
-function cover(slot: WindowSlot, from: number, to: number, want: Want): void {
-  if (to <= from) return;
-  const firmEnd = want.kind === 'compressed' ? Math.max(want.start, want.end - SECTOR) : want.end;
-  if (Math.min(to, firmEnd) > from) slot.covered.push([from - slot.start, Math.min(to, firmEnd) - slot.start]);
-  if (to > Math.max(from, firmEnd)) slot.provisional.push({ from: Math.max(from, firmEnd) - slot.start, to: to - slot.start, want });
-}
-
-/**
- * What no want took in a slot leaving the window: its covered ranges, and of each provisional
- * sector the part its compressed cluster used (all of it while the cluster is not decoded yet).
- */
-function gapsOf(slot: WindowSlot): [number, number][] {
-  const covered = [...slot.covered];
-  for (const { from, to, want } of slot.provisional) {
-    const used = want.consumedEnd === undefined ? to : Math.min(to, want.consumedEnd - slot.start);
-    if (used > from) covered.push([from, used]);
-  }
-  return uncovered(covered, slot.buf.length);
-}
-
-/** The parts of [0, length) that no [from, to) range covers. */
-function uncovered(covered: [number, number][], length: number): [number, number][] {
-  covered.sort((a, b) => a[0] - b[0]);
-  const gaps: [number, number][] = [];
-  let at = 0;
-  for (const [from, to] of covered) {
-    if (from > at) gaps.push([at, from]);
-    at = Math.max(at, to);
-  }
-  if (at < length) gaps.push([at, length]);
-  return gaps;
-}
-
-const ZERO_BLOCK = Buffer.alloc(64 * 1024);
-function isZero(buf: Buffer, from: number, to: number): boolean {
-  for (let at = from; at < to; at += ZERO_BLOCK.length) {
-    const end = Math.min(to, at + ZERO_BLOCK.length);
-    if (ZERO_BLOCK.compare(buf, at, end, 0, end - at) !== 0) return false;
-  }
-  return true;
 }
