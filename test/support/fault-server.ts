@@ -51,6 +51,8 @@ export interface FaultServer {
   /** Base URL of the second origin. */
   otherUrl: string;
   requests: FaultRequest[];
+  /** The most requests that were being answered at once, so far. */
+  maxConcurrent(): number;
   etag: string;
   stop(): Promise<void>;
 }
@@ -66,8 +68,12 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
   const changedContent = Buffer.from(original).reverse();
   const changedEtag = `"${original.length.toString(16)}-changed"`;
   let otherPort = 0;
+  let concurrent = 0;
+  let maxConcurrent = 0;
 
   const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
+    maxConcurrent = Math.max(maxConcurrent, ++concurrent);
+    res.once('close', () => concurrent--);
     const url = new URL(req.url ?? '/', 'http://x');
     const port = (req.socket.localPort ?? 0) as number;
     const header = (name: string) => req.headers[name] as string | undefined;
@@ -230,6 +236,7 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
     url: `http://127.0.0.1:${portOf(first)}/`,
     otherUrl: `http://127.0.0.1:${otherPort}/`,
     requests,
+    maxConcurrent: () => maxConcurrent,
     etag: originalEtag,
     stop: async () => {
       for (const server of [first, second]) {
