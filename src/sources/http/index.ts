@@ -25,6 +25,8 @@ export interface HttpTuning {
   randomAccess: boolean;
   /** How long the first request waits for an answer (default: firstAnswerWaitMs). */
   firstAnswerMs?: number;
+  /** A probe answered within this is from a server close by (default DIRECT_STREAM_MAX_ROUND_TRIP_MS). */
+  nearServerMs?: number;
   onRetry?: RetryNotice;
 }
 
@@ -135,7 +137,7 @@ export class HttpSource implements Source {
   private directStreamFor(endpoint: HttpEndpoint, first: FirstAnswer, dispatchers: SourceDispatchers): ResumableBodyOptions['direct'] {
     const { identity, url } = first;
     if (first.response || !identity.acceptsRanges || !identity.size) return undefined;
-    if (first.probeWaitMs === undefined || first.probeWaitMs > DIRECT_STREAM_MAX_ROUND_TRIP_MS) return undefined;
+    if (first.probeWaitMs === undefined || first.probeWaitMs > (this.tuning.nearServerMs ?? DIRECT_STREAM_MAX_ROUND_TRIP_MS)) return undefined;
     const headers = checkedHeaders(endpoint, url, identity);
     if (!DirectRangeClient.suits(dispatchers, url, headers)) return undefined;
     return { client: new DirectRangeClient(() => dispatchers.tls), location: url, headers };

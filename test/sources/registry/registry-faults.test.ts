@@ -166,18 +166,19 @@ describe('registry source transport faults (in-process registry)', () => {
   });
 
   test('a layer body that keeps stalling fails after the stall timeout and the resume budget', async () => {
-    // Each answer brings half of what is asked, then stalls: the resumes after 1.5 MiB, 768 and
-    // 384 KiB of progress are free; those after less (192, 96, 48 KiB) spend the budget of 2.
+    // Each answer brings half of what is asked, then stalls. A resume after a stall always spends
+    // the budget of 2, however much came before it (1.5 MiB, then 768 KiB): a server that sends a
+    // little on each connection and then goes silent is not waited for without end.
     mode = 'stall';
     blobRequests.length = 0;
     const started = Date.now();
     const source = new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true, stallTimeoutSeconds: 1 }, quickRetry);
     await assert.rejects(readAll(source), (err: Error & { category?: string }) => {
       assert.equal(err.category, 'cannot-connect');
-      assert.match(err.message, /^download of http:\/\/127\.0\.0\.1:\d+\/v2\/fault\/disk\/blobs\/sha256:\w+ failed after \d+ of \d+ bytes and 5 retries: no data received for 1 s/);
+      assert.match(err.message, /^download of http:\/\/127\.0\.0\.1:\d+\/v2\/fault\/disk\/blobs\/sha256:\w+ failed after \d+ of \d+ bytes and 2 retries: no data received for 1 s/);
       return true;
     });
-    assert.equal(blobRequests.length, 6);
+    assert.equal(blobRequests.length, 3);
     assert.ok(blobRequests.slice(1).every((range) => /^bytes=\d+-$/.test(range)), blobRequests.join(' '));
     assert.ok(Date.now() - started < 15_000);
   });
