@@ -5,10 +5,10 @@
 import { cannotConnect } from '../../errors.js';
 import { discardBody, getFollowingRedirects, headersFor, headerValue, type HttpEndpoint } from './http-request.js';
 import { DirectRangeClient, UseGeneralPath, type DirectRangeAnswer } from './direct-range-client.js';
-import { bodyBytesBefore, isRetryableStatus, isRetryableTransportError, RetryableFailure, statusText, transportError } from './http-errors.js';
+import { bodyBytesBefore, isRetryableStatus, isRetryableTransportError, RetryableFailure, StallError, statusText, transportError } from './http-errors.js';
 import { ifRangeValue, parseContentRange, resourceChanged, samePartialResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
-import { retryAfterMs, waitAfterFailure, type RetryNotice, type RetryPolicy } from './retry-policy.js';
+import { retryAfterMs, StallBudget, waitAfterFailure, type RetryNotice, type RetryPolicy } from './retry-policy.js';
 import { readBodyFully } from './stall-watch.js';
 import type { RangeFetcher } from './block-cache-reader.js';
 
@@ -33,6 +33,9 @@ export function httpRangeFetcher(
   const directHeaders = checkedHeaders(endpoint, location, identity);
   // A server that needs the general path once (chunked bodies, redirects…) gets it from then on.
   let direct = options.direct && DirectRangeClient.suits(endpoint.dispatchers, location, directHeaders) ? options.direct : undefined;
+  // Over every read: each one's stalls are few, but a server that stalls after a little on every
+  // request would make each read of a large image wait a few stall timeouts.
+  const stalls = new StallBudget(options.retry.maxResumes);
   return async (start, length, into) => {
     const end = start + length - 1;
     const target = into ?? Buffer.allocUnsafe(length);
@@ -55,7 +58,10 @@ export function httpRangeFetcher(
         }
         if (answer) {
           if (answer.data && !samePartialResource(identity, answer.headers)) throw resourceChanged(where);
-          if (answer.data) return target;
+          if (answer.data) {
+            stalls.progressed(length - done);
+            return target;
+          }
           throw notTheRange(where, from, end, answer);
         }
         const response = await getFollowingRedirects(endpoint, headers, options.signal, location);
@@ -67,6 +73,7 @@ export function httpRangeFetcher(
             throw resourceChanged(where);
           }
           const body = await readBodyFully(response.body as never, options.stallMs, length - done, rest);
+          stalls.progressed(body.length);
           return target.subarray(0, done + body.length);
         }
         discardBody(response);
@@ -78,8 +85,9 @@ export function httpRangeFetcher(
         // same) and, within the resume budget, count it as progress rather than a failure.
         const progress = retryable ? bodyBytesBefore(err) : 0;
         done += progress;
+        stalls.progressed(progress);
         if (progress > 0 && resumes++ < options.retry.maxResumes) failures = 0;
-        if (!retryable || failures >= options.retry.retries) {
+        if (!retryable || failures >= options.retry.retries || (err instanceof StallError && !stalls.stalled())) {
           throw transportError(err, endpoint.url, endpoint.dispatchers.proxyFor(location));
         }
         await waitAfterFailure(failures++, options.retry, err, done, options.signal, options.onRetry, start);

@@ -10,7 +10,7 @@ import { discardBody, getFollowingRedirects, headerValue, type HttpEndpoint, typ
 import { isRetryableStatus, isRetryableTransportError, RetryableFailure, StallError, statusError, statusText, transportError } from './http-errors.js';
 import { identityOf, ifRangeValue, parseContentRange, resourceChanged, samePartialResource, sameResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
-import { retryAfterMs, waitAfterFailure, type RetryNotice, type RetryPolicy } from './retry-policy.js';
+import { retryAfterMs, StallBudget, waitAfterFailure, type RetryNotice, type RetryPolicy } from './retry-policy.js';
 import { StallWatchdog } from './stall-watch.js';
 import { UseGeneralPath, type DirectRangeClient } from './direct-range-client.js';
 import { DirectRangeBody } from './direct-range-body.js';
@@ -48,6 +48,7 @@ export class ResumableBody extends Readable {
   private resumes = 0;
   private unproductiveResumes = 0;
   private receivedAtLastResume = 0;
+  private readonly stalls: StallBudget;
   private running = false;
   private current: Body | undefined;
   private wakeReader: (() => void) | undefined;
@@ -64,6 +65,7 @@ export class ResumableBody extends Readable {
     super({ highWaterMark: 1 << 20 });
     this.current = first?.body;
     this.direct = options.direct;
+    this.stalls = new StallBudget(options.retry.maxResumes);
   }
 
   /** Bytes delivered so far. */
@@ -120,10 +122,12 @@ export class ResumableBody extends Readable {
         if (!retryable) return void this.destroy(this.explain(err));
         // A resume after a good stretch of bytes is what resuming is for: only resumes after little
         // progress use the budget, so a large image over a link that drops every so often finishes.
-        // A stall always does: a server that sends a little on each connection and then goes silent
-        // would otherwise be waited for (a stall timeout each time) without end.
-        const productive = !(err instanceof StallError) && this.received - this.receivedAtLastResume >= PRODUCTIVE_RESUME_BYTES;
-        if (this.failuresInARow >= this.options.retry.retries || (!productive && this.unproductiveResumes >= this.options.retry.maxResumes)) {
+        // Stalls have a budget of their own (StallBudget), which only a long stretch forgives.
+        const stall = err instanceof StallError;
+        this.stalls.progressed(this.received - this.receivedAtLastResume);
+        const productive = !stall && this.received - this.receivedAtLastResume >= PRODUCTIVE_RESUME_BYTES;
+        const stallsLeft = !stall || this.stalls.stalled();
+        if (this.failuresInARow >= this.options.retry.retries || !stallsLeft || (!stall && !productive && this.unproductiveResumes >= this.options.retry.maxResumes)) {
           const reason = oneLine(err);
           return void this.destroy(
             cannotConnect(
@@ -134,7 +138,7 @@ export class ResumableBody extends Readable {
         }
         const attempt = this.failuresInARow++;
         this.resumes++;
-        if (!productive) this.unproductiveResumes++;
+        if (!productive && !stall) this.unproductiveResumes++;
         this.receivedAtLastResume = this.received;
         try {
           await waitAfterFailure(attempt, this.options.retry, err, this.received, this.abort.signal, this.options.onRetry);

@@ -7,7 +7,8 @@ export interface RetryPolicy {
   retries: number;
   /**
    * Resumes allowed over a whole download after little progress (under 256 KiB since the one
-   * before; a Range read's resumes all count): a budget against servers that flap.
+   * before; a Range read's resumes all count): a budget against servers that flap. Stalls have a
+   * budget of this size of their own (StallBudget).
    */
   maxResumes: number;
   baseDelayMs: number;
@@ -21,6 +22,32 @@ export interface RetryPolicy {
 export type RetryNotice = (reason: string, received: number, delayMs: number, rangeStart?: number) => void;
 
 export const defaultRetryPolicy: RetryPolicy = { retries: 6, maxResumes: 50, baseDelayMs: 500, maxDelayMs: 10_000 };
+
+/**
+ * Stalls over a whole download (the stream, or every Range read of a reader): each costs a stall
+ * timeout, so one that comes after little progress uses the resume budget, and a server that sends
+ * a little on each connection and then goes silent fails after `maxResumes` of them instead of being
+ * waited for without end. After this many bytes since the previous stall one is free: a large image
+ * over a link that pauses now and then still finishes.
+ */
+export class StallBudget {
+  static readonly FREE_AFTER_BYTES = 16 << 20;
+  private bytesSinceStall = 0;
+  private costly = 0;
+
+  constructor(private readonly maxResumes: number) {}
+
+  progressed(bytes: number): void {
+    this.bytesSinceStall += bytes;
+  }
+
+  /** Counts a stall; false when it is one too many. */
+  stalled(): boolean {
+    const free = this.bytesSinceStall >= StallBudget.FREE_AFTER_BYTES;
+    this.bytesSinceStall = 0;
+    return free || ++this.costly <= this.maxResumes;
+  }
+}
 
 /** Delay before retry number `attempt` (0-based): base, 2×base, 4×base… capped. */
 function backoffDelay(attempt: number, policy: RetryPolicy): number {

@@ -222,6 +222,38 @@ describe('HttpSource under faults', () => {
     }
   });
 
+  it('a stall after a long stretch of bytes is free: a large image over a link that pauses now and then finishes', async () => {
+    // 40 MiB from a server that goes silent after 17 MiB on each of its first two answers; a budget
+    // of no resume at all, so any stall that counted would fail the download.
+    const big = randomContent(40 << 20);
+    const bigServer = await startFaultServer(big);
+    try {
+      const retry = { retries: 2, maxResumes: 0, baseDelayMs: 5, maxDelayMs: 10 };
+      for (const tuning of [{ randomAccess: false, retry }, { ...quickTuning, retry }]) {
+        const source = new HttpSource(`${bigServer.url}stall?after=${17 << 20}&times=2&for=${tuning.randomAccess}`, { stallTimeoutSeconds: 0.3 }, tuning);
+        const opened = await source.open(new AbortController().signal);
+        await opened.randomAccess?.close();
+        assert.equal((await digestStream(opened.stream)).sha256, sha256(big), `randomAccess ${tuning.randomAccess}`);
+      }
+      // Range reads of a reader share one budget: many short reads that each stall once fail, in a
+      // bounded number of requests, instead of each read paying a stall timeout.
+      const source = new HttpSource(`${bigServer.url}stall?after=100000&times=100000&for=ranges`, { stallTimeoutSeconds: 0.2 }, { ...quickTuning, retry: { ...retry, maxResumes: 3 } });
+      const opened = await source.open(new AbortController().signal);
+      opened.stream.destroy();
+      const before = bigServer.requests.length;
+      await assert.rejects(
+        (async () => {
+          for (let i = 0; i < 40; i++) await opened.randomAccess!.read(i << 20, 200_000);
+        })(),
+        /\(no data received for 0\.2 s\)/,
+      );
+      await opened.randomAccess!.close();
+      assert.ok(bigServer.requests.length - before <= 12, `${bigServer.requests.length - before} requests`);
+    } finally {
+      await bigServer.stop();
+    }
+  });
+
   it('refuses to splice a file that changed between the drop and the resume', async () => {
     await assert.rejects(download('/changes?after=500000'), (err: ImportError) => {
       assert.equal(err.category, 'cannot-connect');
