@@ -111,14 +111,18 @@ export class HttpSource implements Source {
     let randomAccess: BlockCacheReader | undefined;
     if (this.tuning.randomAccess && identity.acceptsRanges && identity.size !== undefined && identity.size > 0) {
       users++;
+      // Reads still in flight when the reader is closed (the import failed or ended) stop there,
+      // without a retry or a "retrying" notice after the import's last word.
+      const closed = new AbortController();
       const fetcher = httpRangeFetcher(endpoint, first.url, identity, {
         stallMs,
         retry: this.tuning.retry,
-        signal,
+        signal: AbortSignal.any([signal, closed.signal]),
         onRetry: this.tuning.onRetry,
         direct,
       });
       randomAccess = new BlockCacheReader(identity.size, fetcher, this.tuning.cache, async () => {
+        closed.abort(new Error('the source was closed'));
         direct?.close();
         await release();
       });

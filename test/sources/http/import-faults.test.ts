@@ -35,6 +35,29 @@ after(async () => {
   dir?.remove();
 });
 
+describe('an import that fails while Range reads are in flight', () => {
+  it('says so in one line: the reads cut short by the failure are not retried or reported', async () => {
+    // 24 MiB of contiguous data, served slowly (64 KiB every 5 ms), so that several 4 MiB reads
+    // are on their way when the first write fails (strace makes it fail with ENOSPC).
+    const raw = dir.join('busy.raw');
+    sh(`head -c ${24 << 20} /dev/urandom > ${raw}`);
+    run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, dir.join('busy.qcow2')]);
+    const server = await startFaultServer(readFileSync(dir.join('busy.qcow2')));
+    try {
+      const out = dir.join('busy.img');
+      const result = await runCli(['import', `${server.url}trickle?bytes=65536&every=5`, '-o', out, '--no-fsync', '--quiet'], {
+        wrap: ['strace', '-f', '-qq', '-o', '/dev/null', '-e', 'trace=pwrite64', '-e', 'inject=pwrite64:error=ENOSPC:when=1'],
+      });
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, /^cdi-importer: error: no space left on the device while writing /);
+      assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+      assert.deepEqual(readdirSync(dir.path).filter((name) => name.includes('busy.img')), [], 'nothing left');
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('imports that survive faults', () => {
   it('qcow2 from a server without Range that drops once: one pass, clean restart, exact output', async () => {
     const out = dir.join('no-range.img');
