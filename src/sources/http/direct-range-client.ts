@@ -95,9 +95,8 @@ export class DirectRangeClient {
   private readonly idle = new Map<string, Connection[]>();
   private readonly active = new Set<Connection>();
   private closed = false;
-  /** One abort listener for all requests (a listener per request trips Node's leak warning). */
-  private readonly onAbort = new Set<() => void>();
-  private watchedSignal?: AbortSignal;
+  /** One abort listener per signal for all requests (a listener per request trips Node's leak warning). */
+  private readonly watchers = new Map<AbortSignal, Set<() => void>>();
 
   /**
    * `tlsOptions`: the source's CAs and verification settings, for https URLs; asked for at the
@@ -184,16 +183,15 @@ export class DirectRangeClient {
 
   /** Calls `handler` on abort; returns the function that stops watching. */
   private watch(signal: AbortSignal, handler: () => void): () => void {
-    if (!this.watchedSignal) {
-      this.watchedSignal = signal;
-      signal.addEventListener('abort', () => [...this.onAbort].forEach((h) => h()), { once: true });
+    let handlers = this.watchers.get(signal);
+    if (!handlers) {
+      const all = new Set<() => void>();
+      handlers = all;
+      this.watchers.set(signal, all);
+      signal.addEventListener('abort', () => [...all].forEach((h) => h()), { once: true });
     }
-    if (signal !== this.watchedSignal) {
-      signal.addEventListener('abort', handler, { once: true });
-      return () => signal.removeEventListener('abort', handler);
-    }
-    this.onAbort.add(handler);
-    return () => this.onAbort.delete(handler);
+    handlers.add(handler);
+    return () => handlers.delete(handler);
   }
 
   private exchange(

@@ -1,4 +1,5 @@
 /** HTTP / HTTPS / Basic-auth source (SPEC §5.1): a resumable byte stream, and Range random access when the server allows it. */
+import { setMaxListeners } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import { cannotConnect, usageError } from '../../errors.js';
 import type { HttpAuth, TransportOptions } from '../../request.js';
@@ -39,6 +40,9 @@ export interface HttpTuning {
  * loopback 0.65 s against 0.77 s.
  */
 const DIRECT_STREAM_MAX_ROUND_TRIP_MS = 5;
+
+/** Listeners on a random-access reader's signal: its reads in flight (qcow2: 8, L2 tables ahead: 16, cache reads). */
+const MAX_READ_LISTENERS = 100;
 
 export class HttpSource implements Source {
   readonly description: string;
@@ -114,10 +118,14 @@ export class HttpSource implements Source {
       // Reads still in flight when the reader is closed (the import failed or ended) stop there,
       // without a retry or a "retrying" notice after the import's last word.
       const closed = new AbortController();
+      const readSignal = AbortSignal.any([signal, closed.signal]);
+      // Every read in flight may wait on it (a retry's backoff, an undici request): more than
+      // Node's default of 10 listeners is expected, not a leak.
+      setMaxListeners(MAX_READ_LISTENERS, readSignal);
       const fetcher = httpRangeFetcher(endpoint, first.url, identity, {
         stallMs,
         retry: this.tuning.retry,
-        signal: AbortSignal.any([signal, closed.signal]),
+        signal: readSignal,
         onRetry: this.tuning.onRetry,
         direct,
       });

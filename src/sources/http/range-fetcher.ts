@@ -35,7 +35,7 @@ export function httpRangeFetcher(
   let direct = options.direct && DirectRangeClient.suits(endpoint.dispatchers, location, directHeaders) ? options.direct : undefined;
   // Over every read: each one's stalls are few, but a server that stalls after a little on every
   // request would make each read of a large image wait a few stall timeouts.
-  const stalls = new StallBudget(options.retry.maxResumes);
+  const stalls = new StallBudget(options.retry.maxResumes, options.stallMs);
   return async (start, length, into) => {
     const end = start + length - 1;
     const target = into ?? Buffer.allocUnsafe(length);
@@ -87,7 +87,13 @@ export function httpRangeFetcher(
         done += progress;
         stalls.progressed(progress);
         if (progress > 0 && resumes++ < options.retry.maxResumes) failures = 0;
-        if (!retryable || failures >= options.retry.retries || (err instanceof StallError && !stalls.stalled())) {
+        if (err instanceof StallError && !stalls.stalled()) {
+          throw cannotConnect(
+            `reading ${where} by Range failed: it went silent ${stalls.counted} times with little data in between (no data received for ${err.seconds} s, bytes ${start}-${end}); check the network or the server`,
+            err,
+          );
+        }
+        if (!retryable || failures >= options.retry.retries) {
           throw transportError(err, endpoint.url, endpoint.dispatchers.proxyFor(location));
         }
         await waitAfterFailure(failures++, options.retry, err, done, options.signal, options.onRetry, start);

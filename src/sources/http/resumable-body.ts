@@ -65,7 +65,7 @@ export class ResumableBody extends Readable {
     super({ highWaterMark: 1 << 20 });
     this.current = first?.body;
     this.direct = options.direct;
-    this.stalls = new StallBudget(options.retry.maxResumes);
+    this.stalls = new StallBudget(options.retry.maxResumes, options.stallMs);
   }
 
   /** Bytes delivered so far. */

@@ -28,14 +28,25 @@ export const defaultRetryPolicy: RetryPolicy = { retries: 6, maxResumes: 50, bas
  * timeout, so one that comes after little progress uses the resume budget, and a server that sends
  * a little on each connection and then goes silent fails after `maxResumes` of them instead of being
  * waited for without end. After this many bytes since the previous stall one is free: a large image
- * over a link that pauses now and then still finishes.
+ * over a link that pauses now and then still finishes. Reads in flight together stall together when
+ * the link goes quiet: stalls within a stall timeout of the first are that one pause, counted once.
  */
 export class StallBudget {
   static readonly FREE_AFTER_BYTES = 16 << 20;
   private bytesSinceStall = 0;
   private costly = 0;
+  private pauseStartedAt = -Infinity;
+  private pauseVerdict = true;
 
-  constructor(private readonly maxResumes: number) {}
+  constructor(
+    private readonly maxResumes: number,
+    private readonly stallMs: number,
+  ) {}
+
+  /** Stalls that used the budget so far. */
+  get counted(): number {
+    return this.costly;
+  }
 
   progressed(bytes: number): void {
     this.bytesSinceStall += bytes;
@@ -43,9 +54,13 @@ export class StallBudget {
 
   /** Counts a stall; false when it is one too many. */
   stalled(): boolean {
+    const now = performance.now();
+    if (now - this.pauseStartedAt < this.stallMs) return this.pauseVerdict;
     const free = this.bytesSinceStall >= StallBudget.FREE_AFTER_BYTES;
     this.bytesSinceStall = 0;
-    return free || ++this.costly <= this.maxResumes;
+    this.pauseStartedAt = now;
+    this.pauseVerdict = free || ++this.costly <= this.maxResumes;
+    return this.pauseVerdict;
   }
 }
 
