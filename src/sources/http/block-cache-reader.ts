@@ -31,8 +31,8 @@ export const defaultBlockCacheOptions: BlockCacheOptions = {
 const DIRECT_READ_BYTES = 1 << 20;
 
 export class BlockCacheReader implements RandomAccessReader {
-  /** Each read waits a round trip: runs of data are asked for 4 MiB at a time (see qcow2/random-access.ts). */
-  readonly preferredReadBytes = 4 << 20;
+  /** Each read waits a round trip: runs of data are asked for 4 MiB (a read-pool buffer) at a time (see qcow2/random-access.ts). */
+  readonly preferredReadBytes = readPool.size;
   /** Insertion order is recency order: a hit moves a block to the end. */
   private readonly blocks = new Map<number, Promise<Buffer>>();
   private lastReadEnd = -1;

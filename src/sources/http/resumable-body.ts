@@ -123,11 +123,12 @@ export class ResumableBody extends Readable {
         // A resume after a good stretch of bytes is what resuming is for: only resumes after little
         // progress use the budget, so a large image over a link that drops every so often finishes.
         // Stalls have a budget of their own (StallBudget), which only a long stretch forgives.
+        const progress = this.received - this.receivedAtLastResume;
+        this.stalls.progressed(progress);
         const stall = err instanceof StallError;
-        this.stalls.progressed(this.received - this.receivedAtLastResume);
-        const productive = !stall && this.received - this.receivedAtLastResume >= PRODUCTIVE_RESUME_BYTES;
-        const stallsLeft = !stall || this.stalls.stalled();
-        if (this.failuresInARow >= this.options.retry.retries || !stallsLeft || (!stall && !productive && this.unproductiveResumes >= this.options.retry.maxResumes)) {
+        const unproductiveDrop = !stall && progress < PRODUCTIVE_RESUME_BYTES;
+        const budgetLeft = stall ? this.stalls.stalled() : !unproductiveDrop || this.unproductiveResumes < this.options.retry.maxResumes;
+        if (this.failuresInARow >= this.options.retry.retries || !budgetLeft) {
           const reason = oneLine(err);
           return void this.destroy(
             cannotConnect(
@@ -138,7 +139,7 @@ export class ResumableBody extends Readable {
         }
         const attempt = this.failuresInARow++;
         this.resumes++;
-        if (!productive && !stall) this.unproductiveResumes++;
+        if (unproductiveDrop) this.unproductiveResumes++;
         this.receivedAtLastResume = this.received;
         try {
           await waitAfterFailure(attempt, this.options.retry, err, this.received, this.abort.signal, this.options.onRetry);
