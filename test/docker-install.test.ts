@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { repoRoot } from './support/cli.js';
@@ -62,7 +62,7 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
     assert.equal(bundle.status, 0, bundle.stderr);
     // The runtime stage copies the bundle only: every test below then proves it is the whole program.
     for (const entry of readdirSync(path.join(app, 'dist'))) {
-      if (entry !== 'cdi-importer.cjs' && entry !== 'cdi-importer.cjs.map') rmSync(path.join(app, 'dist', entry), { recursive: true });
+      if (!['cdi-importer.cjs', 'cdi-importer.cjs.map', 'cdi-importer.code-cache'].includes(entry)) rmSync(path.join(app, 'dist', entry), { recursive: true });
     }
 
     // The production-deps stage: the lockfile, production dependencies only, native modules built.
@@ -84,7 +84,8 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
     assert.match(dockerfile, /RUN npm ci --omit=dev/);
     assert.match(dockerfile, /RUN npm run build/);
     assert.match(JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).scripts.build, /^rm -rf dist && tsc -p tsconfig\.json && node scripts\/bundle\.mjs$/);
-    assert.match(dockerfile, /^COPY --from=build \/src\/dist\/cdi-importer\.cjs \/src\/dist\/cdi-importer\.cjs\.map \.\/dist\/$/m);
+    assert.match(dockerfile, /^COPY --from=build \/src\/dist\/cdi-importer\.cjs \/src\/dist\/cdi-importer\.cjs\.map \/src\/dist\/cdi-importer\.code-cache \.\/dist\/$/m);
+    assert.match(dockerfile, /^COPY bin \.\/bin\nCOPY fixtures \.\/fixtures\nRUN npm run build$/m, 'the build stage has what the code cache run needs');
     assert.match(dockerfile, /liblzma-dev/);
     assert.match(dockerfile, /liblzma5 util-linux/);
     assert.match(dockerfile, /^USER 107:107$/m);
@@ -101,9 +102,10 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
     }
   });
 
-  test('--help lists the commands', () => {
-    const result = binary(['--help']);
+  test('--help lists the commands, and the bundle starts from its V8 code cache', () => {
+    const result = binary(['--help'], { NODE_DEBUG: 'cdi-importer' });
     assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stderr, /code cache used/);
     for (const command of ['import', 'convert', 'datavolume']) assert.match(result.stdout, new RegExp(`\\b${command}\\b`));
   });
 
@@ -138,6 +140,50 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
     const extracted = binary(['import', path.join(images, 'tree.tar'), '--content-type', 'archive', '-o', out, '--quiet']);
     assert.equal(extracted.status, 0, extracted.stderr);
     assert.equal(readFileSync(path.join(out, 'sub', 'file.txt'), 'utf8'), 'hello\n');
+  });
+
+  test('a damaged code cache, or one from another build, is not used: the import runs as without one', async () => {
+    // A copy of the install (the other tests use the original): bin, the bundle and its cache, the packages.
+    const copy = work.join('app-copy');
+    mkdirSync(copy);
+    cpSync(path.join(app, 'bin'), path.join(copy, 'bin'), { recursive: true });
+    cpSync(path.join(app, 'dist'), path.join(copy, 'dist'), { recursive: true });
+    symlinkSync(path.join(app, 'node_modules'), path.join(copy, 'node_modules'));
+    const cacheFile = path.join(copy, 'dist', 'cdi-importer.code-cache');
+    const bundleFile = path.join(copy, 'dist', 'cdi-importer.cjs');
+    const raw = work.join('cache-disk.raw');
+    makeDiskLikeImage(raw, 3 * MiB);
+    sh(`qemu-img convert -q -f raw -O qcow2 ${raw} ${raw}.qcow2`);
+    const expected = await qemuRawSha256(raw, work.path);
+    const convert = (name: string) => {
+      const out = work.join(name);
+      const result = spawnSync(process.execPath, [path.join(copy, 'bin', 'cdi-importer'), 'convert', `${raw}.qcow2`, out, '--quiet'], {
+        env: { PATH: process.env.PATH, NODE_DEBUG: 'cdi-importer' },
+        encoding: 'utf8',
+      });
+      assert.equal(result.status, 0, result.stderr);
+      return { stderr: result.stderr, out };
+    };
+    const intact = convert('cache-intact.img');
+    assert.match(intact.stderr, /code cache used/);
+    assert.equal(await sha256File(intact.out), expected);
+
+    // One flipped bit in V8's data: given to V8, it would crash the process (V8 does not check).
+    const cache = readFileSync(cacheFile);
+    cache[cache.length >> 1] ^= 1;
+    writeFileSync(cacheFile, cache);
+    const damaged = convert('cache-damaged.img');
+    assert.match(damaged.stderr, /code cache absent, damaged or of another build/);
+    assert.equal(await sha256File(damaged.out), expected);
+
+    // An intact cache beside a rebuilt bundle of the same length (the only thing V8 itself compares).
+    cache[cache.length >> 1] ^= 1;
+    writeFileSync(cacheFile, cache);
+    const bundle = readFileSync(bundleFile, 'utf8');
+    writeFileSync(bundleFile, bundle.replace(/^\/\/ build ([0-9a-f]{4})/, (_, id: string) => `// build ${id === 'ffff' ? '0000' : 'ffff'}`));
+    const rebuilt = convert('cache-other-build.img');
+    assert.match(rebuilt.stderr, /code cache absent, damaged or of another build/);
+    assert.equal(await sha256File(rebuilt.out), expected);
   });
 
   test('imports over HTTP from nginx: qcow2 by Range requests and raw.gz as one stream', async () => {
