@@ -2,6 +2,7 @@
  * L1 and L2 entries turned into pieces of the guest disk (qemu docs/interop/qcow2.rst,
  * block/qcow2-cluster.c for the exact rules). Pure functions shared by both drivers.
  */
+import os from 'node:os';
 import { badInput } from '../errors.js';
 import { hex, type Qcow2Header } from './header.js';
 
@@ -59,56 +60,65 @@ export function l2TableOffset(l1: Buffer, index: number, header: Qcow2Header, so
  * Adjacent zero pieces are merged; data pieces are per cluster or subcluster run.
  */
 export function decodeL2Table(table: Buffer, firstGuestOffset: number, header: Qcow2Header, l2Offset: number): Piece[] {
-  const { clusterSize, virtualSize, l2EntryBytes } = header;
+  const { clusterSize, virtualSize, extendedL2, version } = header;
+  const entries = Math.min(header.l2Entries, Math.ceil((virtualSize - firstGuestOffset) / clusterSize));
+  const wordsPerEntry = header.l2EntryBytes / 4;
+  // The table as host-order 32-bit words: without TurboFan (bin/cdi-importer), a readUInt32BE call per
+  // word made this loop 60 ms of main-thread time for a 2 GiB image's 32 768 entries; indexing a
+  // swapped copy takes a fraction of that.
+  const words = hostOrderWords(table, entries * wordsPerEntry);
   const pieces: Piece[] = [];
-  const pushZero = (guestOffset: number, length: number) => {
-    const last = pieces[pieces.length - 1];
-    if (last && last.kind === 'zero' && last.guestOffset + last.length === guestOffset) last.length += length;
-    else pieces.push({ kind: 'zero', guestOffset, length });
+  let zeroStart = -1; // guest offset where the current run of zero clusters began
+  const flushZero = (end: number) => {
+    if (zeroStart >= 0) pieces.push({ kind: 'zero', guestOffset: zeroStart, length: end - zeroStart });
+    zeroStart = -1;
   };
-  for (let index = 0; index < header.l2Entries; index++) {
+  for (let index = 0; index < entries; index++) {
     const guestOffset = firstGuestOffset + index * clusterSize;
-    if (guestOffset >= virtualSize) break;
+    const w = index * wordsPerEntry;
+    const hiWord = words[w]!;
+    const loWord = words[w + 1]!;
+    // Unallocated (the common case in sparse images): everything else below handles it too, slower.
+    if (hiWord === 0 && loWord === 0 && (!extendedL2 || words[w + 3] === 0)) {
+      if (zeroStart < 0) zeroStart = guestOffset;
+      continue;
+    }
     const length = Math.min(clusterSize, virtualSize - guestOffset);
-    const at = index * l2EntryBytes;
-    const hiWord = table.readUInt32BE(at);
-    const where = () => `(L2 table at ${hex(l2Offset)}, entry ${index})`;
-
     if (hiWord & 0x40000000) {
-      const { hostOffset, compressedLength } = compressedDescriptor(table, at, header);
-      if (hostOffset === 0) throw badInput(`qcow2 compressed cluster at host offset 0 ${where()}: the image is corrupt`);
+      flushZero(guestOffset);
+      const { hostOffset, compressedLength } = compressedDescriptor(table, index * header.l2EntryBytes, header);
+      if (hostOffset === 0) throw badInput(`qcow2 compressed cluster at host offset 0 ${entryAt(l2Offset, index)}: the image is corrupt`);
       pieces.push({ kind: 'compressed', guestOffset, length, hostOffset, compressedLength });
       continue;
     }
 
-    const hostOffset = offsetBits(table, at);
+    const hostOffset = (hiWord & 0x00ffffff) * TWO32 + ((loWord & 0xfffffe00) >>> 0);
     if (hostOffset !== 0 && hostOffset % clusterSize !== 0) {
-      throw badInput(`qcow2 cluster offset ${hex(hostOffset)} is not aligned to the ${clusterSize}-byte clusters ${where()}: the image is corrupt`);
+      throw badInput(`qcow2 cluster offset ${hex(hostOffset)} is not aligned to the ${clusterSize}-byte clusters ${entryAt(l2Offset, index)}: the image is corrupt`);
     }
 
-    if (!header.extendedL2) {
-      const zeroFlag = (table.readUInt32BE(at + 4) & 1) !== 0;
-      if (zeroFlag) {
-        if (header.version < 3) throw badInput(`qcow2 version 2 image has a zero-cluster entry ${where()}: the image is corrupt`);
-        pushZero(guestOffset, length);
-      } else if (hostOffset === 0) {
-        pushZero(guestOffset, length);
+    if (!extendedL2) {
+      const zeroFlag = (loWord & 1) !== 0;
+      if (zeroFlag && version < 3) throw badInput(`qcow2 version 2 image has a zero-cluster entry ${entryAt(l2Offset, index)}: the image is corrupt`);
+      if (zeroFlag || hostOffset === 0) {
+        if (zeroStart < 0) zeroStart = guestOffset;
       } else {
+        flushZero(guestOffset);
         pieces.push({ kind: 'data', guestOffset, length, hostOffset });
       }
       continue;
     }
 
     // Extended L2: bit x of the low word = subcluster x allocated, of the high word = reads as zeros.
-    const zeroBits = table.readUInt32BE(at + 8);
-    const allocBits = table.readUInt32BE(at + 12);
+    const zeroBits = words[w + 2]!;
+    const allocBits = words[w + 3]!;
     if (hostOffset === 0) {
-      if (allocBits !== 0) throw badInput(`qcow2 unallocated cluster has allocated subclusters ${where()}: the image is corrupt`);
-      pushZero(guestOffset, length);
+      if (allocBits !== 0) throw badInput(`qcow2 unallocated cluster has allocated subclusters ${entryAt(l2Offset, index)}: the image is corrupt`);
+      if (zeroStart < 0) zeroStart = guestOffset;
       continue;
     }
     if ((zeroBits & allocBits) !== 0) {
-      throw badInput(`qcow2 subclusters are marked both allocated and zero ${where()}: the image is corrupt`);
+      throw badInput(`qcow2 subclusters are marked both allocated and zero ${entryAt(l2Offset, index)}: the image is corrupt`);
     }
     const sub = header.subclusterSize;
     let sc = 0;
@@ -119,12 +129,28 @@ export function decodeL2Table(table: Buffer, firstGuestOffset: number, header: Q
       let end = sc + 1;
       while (end < 32 && (((allocBits >>> end) & 1) === 1 && ((zeroBits >>> end) & 1) === 0) === isData) end++;
       const runLength = Math.min((end - sc) * sub, virtualSize - start);
-      if (isData) pieces.push({ kind: 'data', guestOffset: start, length: runLength, hostOffset: hostOffset + sc * sub });
-      else pushZero(start, runLength);
+      if (isData) {
+        flushZero(start);
+        pieces.push({ kind: 'data', guestOffset: start, length: runLength, hostOffset: hostOffset + sc * sub });
+      } else if (zeroStart < 0) {
+        zeroStart = start;
+      }
       sc = end;
     }
   }
+  flushZero(Math.min(firstGuestOffset + entries * clusterSize, virtualSize));
   return pieces;
+}
+
+const entryAt = (l2Offset: number, index: number) => `(L2 table at ${hex(l2Offset)}, entry ${index})`;
+
+/** The first `count` big-endian 32-bit words of `bytes`, in host order (a copy; `bytes` is left as is). */
+function hostOrderWords(bytes: Buffer, count: number): Uint32Array {
+  const words = new Uint32Array(count);
+  const view = Buffer.from(words.buffer, 0, count * 4);
+  bytes.copy(view, 0, 0, count * 4);
+  if (os.endianness() === 'LE') view.swap32();
+  return words;
 }
 
 /** qcow2_parse_compressed_l2_entry: offset in the low bits, extra 512-byte sectors above. */
