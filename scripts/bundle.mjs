@@ -8,7 +8,6 @@
 import { build } from 'esbuild';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,8 +51,7 @@ await build({
   // createRequire(import.meta.url) resolves packages from the module's location; in CommonJS the
   // bundle's own file URL serves the same purpose.
   define: { 'import.meta.url': '__bundleFileUrl' },
-  // The first line names this build, which its code cache must match (bin/cdi-importer).
-  banner: { js: `// build ${randomBytes(8).toString('hex')}\nconst __bundleFileUrl = require('node:url').pathToFileURL(__filename).href;` },
+  banner: { js: "const __bundleFileUrl = require('node:url').pathToFileURL(__filename).href;" },
 });
 
 // The V8 code cache beside the bundle (bin/cdi-importer): written by a run of the bundle through the

@@ -173,16 +173,25 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
     cache[cache.length >> 1] ^= 1;
     writeFileSync(cacheFile, cache);
     const damaged = convert('cache-damaged.img');
-    assert.match(damaged.stderr, /code cache absent, damaged or of another build/);
+    assert.match(damaged.stderr, /code cache absent, damaged or made for another build/);
     assert.equal(await sha256File(damaged.out), expected);
 
-    // An intact cache beside a rebuilt bundle of the same length (the only thing V8 itself compares).
+    // An intact cache beside a bundle edited in place to the same length (the only thing V8 itself
+    // compares): the edited code runs, not the cached one.
     cache[cache.length >> 1] ^= 1;
     writeFileSync(cacheFile, cache);
     const bundle = readFileSync(bundleFile, 'utf8');
-    writeFileSync(bundleFile, bundle.replace(/^\/\/ build ([0-9a-f]{4})/, (_, id: string) => `// build ${id === 'ffff' ? '0000' : 'ffff'}`));
+    const version = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')).version as string;
+    const edited = version.replace(/\d$/, (digit) => String((Number(digit) + 1) % 10));
+    assert.ok(bundle.includes(`"${version}"`), 'the bundle holds the version string');
+    writeFileSync(bundleFile, bundle.replaceAll(`"${version}"`, `"${edited}"`));
+    const printed = spawnSync(process.execPath, [path.join(copy, 'bin', 'cdi-importer'), '--version'], {
+      env: { PATH: process.env.PATH, NODE_DEBUG: 'cdi-importer' },
+      encoding: 'utf8',
+    });
+    assert.equal(printed.stdout.trim(), edited, printed.stderr);
+    assert.match(printed.stderr, /code cache absent, damaged or made for another build/);
     const rebuilt = convert('cache-other-build.img');
-    assert.match(rebuilt.stderr, /code cache absent, damaged or of another build/);
     assert.equal(await sha256File(rebuilt.out), expected);
   });
 
