@@ -22,7 +22,8 @@ export interface OutputOptions {
 
 /**
  * Runs one import for a CLI command and speaks the CLI's dialect: a progress bar on a terminal,
- * a summary line or one JSON object, exit code 0/1/2. Ctrl-C and SIGTERM cancel cleanly; a second
+ * a summary line or one JSON object, exit code 0/1/2. Ctrl-C, SIGTERM and SIGHUP (the terminal closed)
+ * cancel cleanly; a second
  * one exits at once. `run` is the pipeline (tests give one that ignores its abort signal).
  */
 export async function runImport(request: ImportRequest, output: OutputOptions, run: typeof importImage = importImage): Promise<number> {

@@ -12,8 +12,8 @@ import { targetError } from '../errors.js';
 
 export type Destination =
   | { kind: 'new'; path: string }
-  /** An existing regular file, to be replaced; `mode`: its permission bits. */
-  | { kind: 'file'; path: string; mode: number }
+  /** An existing regular file, to be replaced; `mode`: its permission bits; `uid`/`gid`: its owner. */
+  | { kind: 'file'; path: string; mode: number; uid: number; gid: number }
   | { kind: 'block' }
   | { kind: 'directory' };
 
@@ -34,7 +34,7 @@ export async function inspectDestination(destination: string, sourceFile?: strin
       throw targetError(`${destination} is the source image itself: write the output to another file`);
     }
   }
-  return { kind: 'file', path: finalPath, mode: info.mode & 0o777 };
+  return { kind: 'file', path: finalPath, mode: info.mode & 0o777, uid: info.uid, gid: info.gid };
 }
 
 function kindOf(info: Stats): string | undefined {

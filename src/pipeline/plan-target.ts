@@ -58,7 +58,7 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
         capacity,
         atomic: target.atomic,
         localMode: target.localMode ?? false,
-        replacedMode: destination.kind === 'file' ? destination.mode : undefined,
+        replaced: destination.kind === 'file' ? destination : undefined,
         sync: target.sync ?? true,
         preallocation: request.preallocation,
       }),

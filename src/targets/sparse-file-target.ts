@@ -22,8 +22,8 @@ export interface SparseFileTargetOptions {
   atomic: boolean;
   /** Mode as qemu-img and cp give it (0666 less the umask; a replaced file's own mode) instead of CDI's 0660. */
   localMode: boolean;
-  /** The permission bits of the file this one replaces, if any (kept with localMode). */
-  replacedMode?: number;
+  /** The file this one replaces, if any: its permission bits and owner are kept with localMode. */
+  replaced?: { mode: number; uid: number; gid: number };
   /** fsync the file (and the directory after a rename) before finishing. */
   sync: boolean;
   preallocation: boolean;
@@ -55,7 +55,17 @@ export class SparseFileTarget implements DiskTarget {
   static async create(options: SparseFileTargetOptions): Promise<SparseFileTarget> {
     const target = new SparseFileTarget(options);
     try {
-      target.handle = await open(target.writePath, 'w', options.localMode ? 0o666 : 0o660);
+      target.handle = await open(target.writePath, 'w', options.localMode ? 0o666 : 0o660).catch((err: NodeJS.ErrnoException) => {
+        // The file itself may be writable (qemu-img would write it in place); the directory is not.
+        if (options.atomic && (err.code === 'EACCES' || err.code === 'EPERM')) {
+          const directory = path.dirname(options.path);
+          throw targetError(
+            `permission denied creating a file in ${directory}: the disk is written beside ${path.basename(options.path)} under a temporary name and renamed into place, so the directory must be writable too`,
+            err,
+          );
+        }
+        throw err;
+      });
       if (options.atomic) {
         target.forgetTemporary = cleanUpOnForcedExit(() => unlinkSync(target.writePath));
         // Held until the process ends: a later import sees this partial file is not a dead one's.
@@ -64,9 +74,11 @@ export class SparseFileTarget implements DiskTarget {
       if (!options.localMode) {
         // The umask may have cleared group bits; CDI's disk.img is 0660.
         await chmod(target.writePath, 0o660);
-      } else if (options.atomic && options.replacedMode !== undefined) {
-        // A file replaced by rename would lose its mode; qemu-img convert truncates it and keeps it.
-        await chmod(target.writePath, options.replacedMode);
+      } else if (options.atomic && options.replaced) {
+        // A file replaced by rename would lose its mode and owner; qemu-img convert truncates it and
+        // keeps both (`sudo cdi-importer convert … vm.img` must not leave the owner unable to read it).
+        await chmod(target.writePath, options.replaced.mode);
+        await keepOwner(target.handle, options.replaced);
       }
       const handle = target.handle;
       if (options.sync) target.earlyFlush = new EarlyFlush(() => handle.datasync());
@@ -172,4 +184,13 @@ export class SparseFileTarget implements DiskTarget {
     await unlink(this.writePath).catch(() => {});
     this.forgetTemporary();
   }
+}
+
+/**
+ * Gives the new file the replaced one's owner, as far as we may: root can; anyone can keep a group
+ * they belong to; otherwise the file is ours, as a copy made by the user would be.
+ */
+async function keepOwner(handle: FileHandle, owner: { uid: number; gid: number }): Promise<void> {
+  if (owner.uid === process.getuid?.() && owner.gid === process.getgid?.()) return;
+  await handle.chown(owner.uid, owner.gid).catch(() => handle.chown(-1, owner.gid).catch(() => {}));
 }

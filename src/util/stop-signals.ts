@@ -1,5 +1,5 @@
 /**
- * SIGTERM and SIGINT between the process start and the moment a command has its handler in place.
+ * SIGTERM, SIGINT and SIGHUP between the process start and the moment a command has its handler in place.
  *
  * Node's default for both is to die on the spot: no termination message in pod mode, no clean-up.
  * Kubernetes may stop a pod at any time, including the first few hundred milliseconds while the
@@ -7,7 +7,8 @@
  * command that claims them (onStopSignals) gets a held one replayed at once.
  */
 
-const STOP_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+/** SIGHUP: the terminal closed (an SSH session dropped); cleaned up after like Ctrl-C. */
+const STOP_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP'] as const;
 
 /**
  * A held signal nobody claims within this long gets Node's default after all: a command without
@@ -42,7 +43,7 @@ interface EarlySignals {
 }
 const EARLY_SIGNALS = Symbol.for('cdi-importer.early-signals');
 
-/** From now until a command claims them, SIGTERM and SIGINT are remembered instead of fatal. */
+/** From now until a command claims them, the stop signals are remembered instead of fatal. */
 export function holdStopSignals(): void {
   if (holding) return;
   holding = true;
@@ -57,7 +58,7 @@ export function holdStopSignals(): void {
 }
 
 /**
- * Handles SIGTERM and SIGINT from now on, starting with one that arrived while they were held.
+ * Handles the stop signals from now on, starting with one that arrived while they were held.
  * Returns the function that removes the handler again.
  */
 export function onStopSignals(handler: (signal: NodeJS.Signals) => void): () => void {

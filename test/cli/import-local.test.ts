@@ -297,6 +297,38 @@ test('a replaced output keeps its mode, as with qemu-img convert', async () => {
   assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
 });
 
+test('a replaced output keeps its owner when root replaces another user\'s file (sudo), as with qemu-img convert', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('needs root');
+  const out = dir.join('keeps-owner.img');
+  writeFileSync(out, 'old');
+  sh(`chown 65534:65534 ${out} && chmod 660 ${out}`);
+  const result = await runCli(['convert', raw, out]);
+  assert.equal(result.code, 0, result.stderr);
+  const info = statSync(out);
+  assert.deepEqual([info.uid, info.gid, info.mode & 0o777], [65534, 65534, 0o660], 'the owner can still read and write it');
+  assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
+});
+
+test('a writable file in a directory that cannot take new files: the line says the directory is the problem', async (t) => {
+  // An immutable directory refuses new entries even to root; the file in it stays writable.
+  const locked = dir.join('locked-dir');
+  mkdirSync(locked);
+  const out = path.join(locked, 'disk.img');
+  writeFileSync(out, 'old');
+  if (spawnSync('chattr', ['+i', locked]).status !== 0) return t.skip('chattr +i is not permitted here');
+  try {
+    const result = await runCli(['convert', raw, out]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.equal(
+      result.stderr.trim(),
+      `cdi-importer: error: permission denied creating a file in ${locked}: the disk is written beside disk.img under a temporary name and renamed into place, so the directory must be writable too`,
+    );
+    assert.equal(readFileSync(out, 'utf8'), 'old', 'the file is untouched');
+  } finally {
+    spawnSync('chattr', ['-i', locked]);
+  }
+});
+
 test('bytesWritten is what reached the file, the same for one disk as raw, raw.gz and qcow2 (holes not counted)', async () => {
   // Whole sectors: a qcow2 made from a raw of odd length holds the padded last sector.
   const disk = dir.join('written.raw');

@@ -32,7 +32,8 @@ after(() => dir.remove());
 const leftovers = (prefix: string) => readdirSync(dir.path).filter((n) => n.startsWith(prefix) || n.startsWith(`.${prefix}`));
 
 describe('sources', () => {
-  test('SIGTERM while stdin is a stalled pipe: cancelled at once, nothing left behind', async () => {
+  // SIGHUP: the terminal closed, or the SSH session running the import dropped.
+  for (const stopSignal of ['SIGTERM', 'SIGHUP'] as const) test(`${stopSignal} while stdin is a stalled pipe: cancelled at once, nothing left behind`, async () => {
     const child = spawn(process.execPath, [...cliCommand, 'import', '-', dir.join('stalled.img'), '--quiet'], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
@@ -42,7 +43,7 @@ describe('sources', () => {
     for (let i = 0; i < 200 && leftovers('stalled.img').length === 0; i++) await new Promise((r) => setTimeout(r, 50));
     assert.notDeepEqual(leftovers('stalled.img'), [], `the import never started: ${stderr}`);
     const started = Date.now();
-    child.kill('SIGTERM');
+    child.kill(stopSignal);
     const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
     const [code] = (await once(child, 'close')) as [number | null];
     clearTimeout(timer);
