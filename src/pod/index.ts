@@ -89,6 +89,9 @@ class PodRun {
       return failureOutcome(err, { scratchMounted: false });
     }
     this.config = config;
+    for (const origin of config.ignoredHeaders) {
+      this.log.warn({ origin }, 'ignoring an extra header that is not "Name: value" (its value is not shown: it may be a secret)');
+    }
     const context = { sourceKind: config.sourceKind, scratchMounted: config.request.scratchDir !== undefined };
     try {
       const result = await this.runImport(config, metric);

@@ -7,7 +7,7 @@ import { ImportError, usageError } from '../errors.js';
 import type { ContentType, ImportRequest, SourceSpec, TargetSpec, TransportOptions } from '../request.js';
 import { parseChecksumEnv, parseFilesystemOverheadEnv, parseGoBool, parsePreallocationEnv, parseQuantityEnv } from '../util/cdi-environment.js';
 import { pathKind } from '../util/path-kind.js';
-import { extraHeadersFromDirectory, extraHeadersFromEnv, filesIn } from './extra-headers.js';
+import { filesIn, podExtraHeaders } from './extra-headers.js';
 import type { PodPaths } from './paths.js';
 
 /** Sources CDI knows but we do not implement: they fail the CDI way, "Unknown data source". */
@@ -22,6 +22,8 @@ export interface PodConfig {
   readyFile?: string;
   /** Node pull: create this file once the import succeeded. */
   doneFile?: string;
+  /** Extra-header variables and secret files left out for not being `Name: value` (named, never shown). */
+  ignoredHeaders: string[];
 }
 
 function parseSource(env: NodeJS.ProcessEnv): PodSourceKind {
@@ -37,7 +39,7 @@ function parseContentType(env: NodeJS.ProcessEnv): ContentType {
   throw usageError(`Unsupported content type ${value}: IMPORTER_CONTENTTYPE must be kubevirt or archive`);
 }
 
-function transportOptions(env: NodeJS.ProcessEnv, paths: PodPaths): TransportOptions {
+function transportOptions(env: NodeJS.ProcessEnv, paths: PodPaths, headers: string[]): TransportOptions {
   const transport: TransportOptions = {};
   const user = env.IMPORTER_ACCESS_KEY_ID ?? '';
   const password = env.IMPORTER_SECRET_KEY ?? '';
@@ -45,17 +47,16 @@ function transportOptions(env: NodeJS.ProcessEnv, paths: PodPaths): TransportOpt
   if (env.IMPORTER_CERT_DIR) transport.caPaths = [env.IMPORTER_CERT_DIR];
   if (filesIn(paths.proxyCertsDir).length > 0) transport.proxyCaPaths = [paths.proxyCertsDir];
   if (parseGoBool(env.INSECURE_TLS ?? '') === true) transport.insecure = true;
-  const headers = [...extraHeadersFromEnv(env), ...extraHeadersFromDirectory(paths.extraHeadersDir)];
   if (headers.length > 0) transport.headers = headers;
   if (env.IMPORTER_REGISTRY_IMAGE_ARCHITECTURE) transport.architecture = env.IMPORTER_REGISTRY_IMAGE_ARCHITECTURE;
   return transport;
 }
 
-function sourceSpec(kind: PodSourceKind, env: NodeJS.ProcessEnv, paths: PodPaths): SourceSpec {
+function sourceSpec(kind: PodSourceKind, env: NodeJS.ProcessEnv, paths: PodPaths, headers: string[]): SourceSpec {
   if (kind === 'none') return { kind: 'blank' };
   const url = (env.IMPORTER_ENDPOINT ?? '').trim();
   if (!url) throw usageError(`IMPORTER_ENDPOINT is empty: the ${kind} source needs a URL`);
-  return { kind, url, transport: transportOptions(env, paths) };
+  return { kind, url, transport: transportOptions(env, paths, headers) };
 }
 
 function targetSpec(contentType: ContentType, blockMode: boolean, paths: PodPaths): TargetSpec {
@@ -74,8 +75,9 @@ export function parsePodEnvironment(env: NodeJS.ProcessEnv, paths: PodPaths): Po
     throw usageError(`Unsupported content type ${contentType} when importing from registry`);
   }
   const blockMode = existsSync(paths.blockDevice);
+  const extraHeaders = sourceKind === 'none' ? { headers: [], ignored: [] } : podExtraHeaders(env, paths.extraHeadersDir);
   const request: ImportRequest = {
-    source: sourceSpec(sourceKind, env, paths),
+    source: sourceSpec(sourceKind, env, paths, extraHeaders.headers),
     contentType,
     target: targetSpec(contentType, blockMode, paths),
     filesystemOverhead: parseFilesystemOverheadEnv(env.FILESYSTEM_OVERHEAD, blockMode),
@@ -85,7 +87,7 @@ export function parsePodEnvironment(env: NodeJS.ProcessEnv, paths: PodPaths): Po
   if (requestedSize !== undefined) request.requestedSize = requestedSize;
   if (env.IMPORTER_CHECKSUM) request.checksum = parseChecksumEnv(env.IMPORTER_CHECKSUM);
   if (pathKind(paths.scratchDir) === 'directory') request.scratchDir = paths.scratchDir;
-  const config: PodConfig = { sourceKind, request, blockMode, ownerUid: env.OWNER_UID ?? '' };
+  const config: PodConfig = { sourceKind, request, blockMode, ownerUid: env.OWNER_UID ?? '', ignoredHeaders: extraHeaders.ignored };
   if (env.IMPORTER_READY_FILE) config.readyFile = env.IMPORTER_READY_FILE;
   if (env.IMPORTER_DONE_FILE) config.doneFile = env.IMPORTER_DONE_FILE;
   return config;

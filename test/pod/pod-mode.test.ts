@@ -336,4 +336,27 @@ describe('pod mode', () => {
       await server.stop();
     }
   });
+
+  test('an extra header that is not "Name: value" is left out, as CDI leaves it, and its value (maybe a secret) shown nowhere', async () => {
+    const { startFaultServer } = await import('../support/fault-server.js');
+    const server = await startFaultServer(readFileSync(images.join('raw.img')));
+    try {
+      const root = podRoot();
+      mkdirSync(root.join('extraheaders', 'token-secret'), { recursive: true });
+      writeFileSync(root.join('extraheaders', 'token-secret', 'token'), 'sometoken123');
+      writeFileSync(root.join('extraheaders', 'token-secret', 'good'), 'X-Test: from-secret');
+      const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${server.url}ok`, IMPORTER_EXTRA_HEADER_0: 'tok=secretC' }));
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(result.json?.message, 'Import Complete');
+      assert.ok(server.requests.some((r) => r.xTest === 'from-secret'), 'the well-formed header still goes');
+      for (const secret of ['sometoken123', 'secretC']) {
+        assert.ok(!result.stderr.includes(secret), `${secret} in the logs: ${result.stderr}`);
+        assert.ok(!readFileSync(root.terminationLog, 'utf8').includes(secret));
+      }
+      assert.match(result.stderr, /"origin":"IMPORTER_EXTRA_HEADER_0","msg":"ignoring an extra header that is not/);
+      assert.match(result.stderr, /"origin":"[^"]*extraheaders\/token-secret\/token","msg":"ignoring an extra header that is not/);
+    } finally {
+      await server.stop();
+    }
+  });
 });

@@ -2,13 +2,20 @@
 import type { HttpAuth } from '../../request.js';
 import { usageError } from '../../errors.js';
 
+/** The header name of a `Name: value` line, or undefined when the line is not one. */
+export function headerLineName(line: string): string | undefined {
+  const colon = line.indexOf(':');
+  const name = colon > 0 ? line.slice(0, colon).trim() : '';
+  return /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) ? name : undefined;
+}
+
 /** Parses `Name: value` lines (CDI's IMPORTER_EXTRA_HEADER_n / --header). */
 export function parseHeaderLines(lines: readonly string[] = []): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const line of lines) {
+    const name = headerLineName(line);
     const colon = line.indexOf(':');
-    const name = colon > 0 ? line.slice(0, colon).trim() : '';
-    if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name)) {
+    if (name === undefined) {
       throw usageError(`invalid header ${JSON.stringify(line)}: expected "Name: value"`);
     }
     headers[name.toLowerCase()] = line.slice(colon + 1).trim();
