@@ -337,6 +337,26 @@ describe('pod mode', () => {
     }
   });
 
+  test('extra headers as CDI sends them: the user\'s User-Agent wins, a name given twice sends both values', async () => {
+    const { startFaultServer } = await import('../support/fault-server.js');
+    const server = await startFaultServer(readFileSync(images.join('raw.img')));
+    try {
+      const root = podRoot();
+      const result = await runPod(
+        root,
+        http({ IMPORTER_ENDPOINT: `${server.url}ok`, IMPORTER_EXTRA_HEADER_0: 'User-Agent: custom-agent/1.0', IMPORTER_EXTRA_HEADER_1: 'X-Test: one', IMPORTER_EXTRA_HEADER_2: 'X-Test: two' }),
+      );
+      assert.equal(result.code, 0, result.stderr);
+      assert.ok(server.requests.length > 0);
+      for (const request of server.requests) {
+        assert.equal(request.userAgent, 'custom-agent/1.0');
+        assert.equal(request.xTest, 'one, two');
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
   test('an extra header that is not "Name: value" is left out, as CDI leaves it, and its value (maybe a secret) shown nowhere', async () => {
     const { startFaultServer } = await import('../support/fault-server.js');
     const server = await startFaultServer(readFileSync(images.join('raw.img')));

@@ -43,6 +43,7 @@ export interface FaultRequest {
   /** The `x-test` header, the tests' extra header. */
   xTest?: string;
   acceptEncoding?: string;
+  userAgent?: string;
 }
 
 export interface FaultServer {
@@ -86,6 +87,7 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
       authorization: header('authorization'),
       xTest: header('x-test'),
       acceptEncoding: header('accept-encoding'),
+      userAgent: header('user-agent'),
     });
     const key = `${port}${url.pathname}${url.search}`; // each query string counts its own "first K requests"
     const seen = counts.get(key) ?? 0;

@@ -56,11 +56,12 @@ export function headerValue(headers: IncomingHttpHeaders, name: string): string 
 
 /** The headers sent to `url`: credentials and extra headers only to the origin the user named. */
 export function headersFor(endpoint: HttpEndpoint, url: URL, extra: Record<string, string>): Record<string, string> {
-  // identity: the bytes as stored, which the checksum is of (a server that gzips on the fly would change them).
-  const headers: Record<string, string> = { 'user-agent': 'cdi-importer', 'accept-encoding': 'identity', ...extra };
-  if (url.origin !== endpoint.url.origin) return headers;
+  // The user's own User-Agent wins over ours (CDI sends it). identity: the bytes as stored, which the
+  // checksum is of (a server that gzips on the fly would change them). `extra` (Range) wins over all.
+  const ours = { 'accept-encoding': 'identity', ...extra };
+  if (url.origin !== endpoint.url.origin) return { 'user-agent': 'cdi-importer', ...ours };
   const authorization = basicAuthorization(endpoint.auth);
-  return { ...endpoint.headers, ...(authorization ? { authorization } : {}), ...headers };
+  return { 'user-agent': 'cdi-importer', ...endpoint.headers, ...(authorization ? { authorization } : {}), ...ours };
 }
 
 /**

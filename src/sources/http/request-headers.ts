@@ -9,7 +9,7 @@ export function headerLineName(line: string): string | undefined {
   return /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(name) ? name : undefined;
 }
 
-/** Parses `Name: value` lines (CDI's IMPORTER_EXTRA_HEADER_n / --header). */
+/** Parses `Name: value` lines (CDI's IMPORTER_EXTRA_HEADER_n / --header) into lower-case names. */
 export function parseHeaderLines(lines: readonly string[] = []): Record<string, string> {
   const headers: Record<string, string> = {};
   for (const line of lines) {
@@ -18,7 +18,11 @@ export function parseHeaderLines(lines: readonly string[] = []): Record<string, 
     if (name === undefined) {
       throw usageError(`invalid header ${JSON.stringify(line)}: expected "Name: value"`);
     }
-    headers[name.toLowerCase()] = line.slice(colon + 1).trim();
+    // The same name twice: both values go, as one comma-joined field (what two lines mean in HTTP;
+    // CDI adds both).
+    const key = name.toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    headers[key] = key in headers ? `${headers[key]}, ${value}` : value;
   }
   return headers;
 }
