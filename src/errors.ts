@@ -22,6 +22,18 @@ export class ImportError extends Error {
   }
 }
 
+/**
+ * A source's answers that do not make one file: the file behind the URL was replaced during the
+ * import, replicas behind a load balancer disagree on ETag or Last-Modified, or the server stopped
+ * honouring Range. Its parts would not make one image; importImage starts again once, reading the
+ * whole file in one download (what CDI always does, and what this message asks of the user).
+ */
+export class SourceChangedError extends ImportError {
+  constructor(message: string) {
+    super('cannot-connect', message);
+  }
+}
+
 export const badInput = (message: string, cause?: unknown) => new ImportError('bad-input', message, { cause });
 export const cannotConnect = (message: string, cause?: unknown) => new ImportError('cannot-connect', message, { cause });
 export const targetError = (message: string, cause?: unknown) => new ImportError('target', message, { cause });

@@ -27,7 +27,8 @@ export interface TransportOptions {
 export type SourceSpec =
   | { kind: 'file'; path: string }
   | { kind: 'stdin' }
-  | { kind: 'http'; url: string; transport: TransportOptions }
+  /** `wholeFile`: one download of the whole file, no Range reads (importImage's second try after a SourceChangedError). */
+  | { kind: 'http'; url: string; transport: TransportOptions; wholeFile?: boolean }
   | { kind: 'registry'; url: string; transport: TransportOptions }
   | { kind: 'blank' }
   | { kind: 'custom'; source: Source };

@@ -4,7 +4,7 @@ import { openSource } from '../sources/resolve-source.js';
 import { openDiskImage, type OpenedDiskImage } from './open-disk-image.js';
 import { planDiskTarget, type TargetPlan } from './plan-target.js';
 import { writeExtents } from './write-extents.js';
-import { abortedError, tooSmall, usageError } from '../errors.js';
+import { abortedError, SourceChangedError, tooSmall, usageError } from '../errors.js';
 import { importArchive } from './import-archive.js';
 import { importBlank } from './import-blank.js';
 import { rawVirtualSize } from '../formats/raw-image.js';
@@ -14,6 +14,30 @@ import { rawVirtualSize } from '../formats/raw-image.js';
  * verify, resize. Throws ImportError; on failure nothing that looks like a finished disk is left.
  */
 export async function importImage(request: ImportRequest, ctx: ImportContext = {}): Promise<ImportResult> {
+  try {
+    return await importOnce(request, ctx);
+  } catch (err) {
+    const { source } = request;
+    if (source.kind !== 'http' || source.wholeFile || !causedBySourceChange(err) || ctx.signal?.aborted) throw err;
+    // Range reads and resumes need every answer to be the same file; a server whose replicas
+    // disagree on ETag or Last-Modified (or a file replaced mid-import) gets what CDI always does,
+    // and what the error would ask the user to do: one download of the whole file, from the start.
+    ctx.log?.warn({ reason: (err as Error).message }, 'the server\'s answers do not make one file; starting again with one download of the whole file');
+    return importOnce({ ...request, source: { ...source, wholeFile: true } }, ctx);
+  }
+}
+
+/** Whether `err`, or an error it wraps (a qcow2 read that failed, say), is a SourceChangedError. */
+function causedBySourceChange(err: unknown): boolean {
+  let at: unknown = err;
+  for (let depth = 0; at instanceof Error && depth < 10; depth++) {
+    if (at instanceof SourceChangedError) return true;
+    at = at.cause;
+  }
+  return false;
+}
+
+async function importOnce(request: ImportRequest, ctx: ImportContext): Promise<ImportResult> {
   const signal = ctx.signal ?? new AbortController().signal;
   if (request.contentType === 'archive') return importArchive(request, { ...ctx, signal });
   if (request.source.kind === 'blank') return importBlank(request);

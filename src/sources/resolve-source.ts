@@ -19,7 +19,10 @@ async function resolveSource(spec: SourceSpec, log?: Logger): Promise<Source> {
     case 'custom':
       return spec.source;
     case 'http':
-      return new (await import('./http/index.js')).HttpSource(spec.url, spec.transport, retryNotices(log));
+      return new (await import('./http/index.js')).HttpSource(spec.url, spec.transport, {
+        ...retryNotices(log),
+        ...(spec.wholeFile ? { randomAccess: false } : {}),
+      });
     case 'registry':
       return new (await import('./registry/index.js')).RegistrySource(spec.url, spec.transport, retryNotices(log));
     case 'blank':

@@ -68,6 +68,7 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
   const originalEtag = `"${original.length.toString(16)}-test"`;
   const changedContent = Buffer.from(original).reverse();
   const changedEtag = `"${original.length.toString(16)}-changed"`;
+  const replicaEtag = `"${original.length.toString(16)}-replica-b"`;
   let otherPort = 0;
   let concurrent = 0;
   let maxConcurrent = 0;
@@ -103,10 +104,20 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
     const num = (name: string, fallback: number) => Number(url.searchParams.get(name) ?? fallback);
 
     type Fault = (body: Buffer) => number | undefined;
-    const serve = (opts: { ranges: boolean; cut?: Fault; stall?: Fault; extraLength?: number; changed?: boolean; ignoreIfRange?: boolean; trickle?: { bytes: number; everyMs: number } }) => {
+    const serve = (opts: {
+      ranges: boolean;
+      cut?: Fault;
+      stall?: Fault;
+      extraLength?: number;
+      changed?: boolean;
+      /** The same file, with the validators of another replica behind a load balancer. */
+      otherReplica?: boolean;
+      ignoreIfRange?: boolean;
+      trickle?: { bytes: number; everyMs: number };
+    }) => {
       const content = opts.changed ? changedContent : original;
-      const etag = opts.changed ? changedEtag : originalEtag;
-      const lastModified = opts.changed ? CHANGED_LAST_MODIFIED : LAST_MODIFIED;
+      const etag = opts.changed ? changedEtag : opts.otherReplica ? replicaEtag : originalEtag;
+      const lastModified = opts.changed || opts.otherReplica ? CHANGED_LAST_MODIFIED : LAST_MODIFIED;
       if (req.method === 'HEAD' && url.pathname === '/no-head') return void res.writeHead(405).end();
       let start = 0;
       let end = content.length - 1;
@@ -175,6 +186,8 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
         return serve({ ranges: true, cut: fault(num('after', 1000), 1), changed: faulted >= 1 });
       case '/replaced':
         return serve({ ranges: true, cut: fault(num('after', 1000), 1), changed: faulted >= 1, ignoreIfRange: true });
+      case '/replicas': // two replicas that take turns answering, each with its own ETag and Last-Modified
+        return serve({ ranges: true, otherReplica: seen % 2 === 1 });
       case '/replaced-from':
         return serve({ ranges: true, changed: seen + 1 >= num('request', 2), ignoreIfRange: true });
       case '/trickle':

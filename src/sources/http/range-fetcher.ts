@@ -2,7 +2,7 @@
  * One byte range over HTTP: `Range` + `If-Range`, retried with backoff, checked to be the same file;
  * a body cut off part way is resumed from the first missing byte.
  */
-import { cannotConnect } from '../../errors.js';
+import { cannotConnect, SourceChangedError } from '../../errors.js';
 import { discardBody, getFollowingRedirects, headersFor, headerValue, type HttpEndpoint } from './http-request.js';
 import { DirectRangeClient, UseGeneralPath, type DirectRangeAnswer } from './direct-range-client.js';
 import { bodyBytesBefore, isRetryableStatus, isRetryableTransportError, RetryableFailure, StallError, statusText, transportError } from './http-errors.js';
@@ -107,7 +107,7 @@ function notTheRange(where: string, from: number, end: number, answer: Pick<Dire
   const { statusCode, contentRange } = answer;
   if (statusCode === 206) return cannotConnect(`${where} answered bytes ${from}-${end} with ${contentRange ?? 'no Content-Range'}`);
   if (statusCode === 200) {
-    return cannotConnect(`${where} changed while it was being read, or stopped honouring Range requests; start the import again`);
+    return new SourceChangedError(`${where} changed while it was being read, or stopped honouring Range requests; start the import again`);
   }
   if (isRetryableStatus(statusCode)) return new RetryableFailure(statusText(statusCode), retryAfterMs(answer.headers));
   return cannotConnect(`reading bytes ${from}-${end} of ${where}: expected status code 206, got ${statusCode}. Status: ${statusText(statusCode)}`);

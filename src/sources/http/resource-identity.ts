@@ -1,7 +1,7 @@
 /** What identifies the bytes being downloaded, so a resumed or ranged answer is known to be the same file. */
 import type { IncomingHttpHeaders } from 'node:http';
 import { headerValue } from './http-request.js';
-import { cannotConnect, type ImportError } from '../../errors.js';
+import { SourceChangedError, type ImportError } from '../../errors.js';
 
 export interface ResourceIdentity {
   /** Content-Length of the full resource, when sent (and the body is not content-encoded). */
@@ -49,9 +49,9 @@ export function samePartialResource(first: ResourceIdentity, headers: IncomingHt
   return sameResource(first, { ...identityOf(headers), size: range?.total });
 }
 
-/** The file behind the URL was replaced during the import: its parts would not make one image. */
+/** The file behind the URL was replaced during the import (or its replicas disagree): see SourceChangedError. */
 export function resourceChanged(where: string): ImportError {
-  return cannotConnect(`${where} changed while it was being downloaded (ETag, Last-Modified or size differ); start the import again`);
+  return new SourceChangedError(`${where} changed while it was being downloaded (ETag, Last-Modified or size differ); start the import again`);
 }
 
 export interface ContentRange {

@@ -86,6 +86,19 @@ describe('imports that survive faults', () => {
     assert.match(result.stderr, /^cdi-importer: read of the bytes from \d+ interrupted after 70000 bytes \(.+\); retrying$/m);
   });
 
+  it('replicas behind a load balancer that disagree on ETag and Last-Modified: one whole-file download, as CDI does, exact output', async () => {
+    for (const [server, image] of [[qcow2Server, 'qcow2'], [gzServer, 'raw']] as const) {
+      const out = dir.join(`replicas-${image}.img`);
+      const before = server.requests.length;
+      const result = await runCli(['import', `${server.url}replicas`, '-o', out, '--quiet']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await sha256File(out), oracle[image]);
+      assert.match(result.stderr, /^cdi-importer: the server's answers do not make one file; starting again with one download of the whole file$/m);
+      const last = server.requests.slice(before).at(-1)!;
+      assert.equal(last.range, undefined, 'the second try is one plain GET');
+    }
+  });
+
   it('qcow2 from a server that claims Accept-Ranges but ignores Range: one pass, exact output', async () => {
     const out = dir.join('ignores-range.img');
     const result = await runCli(['import', `${qcow2Server.url}ignores-range`, '-o', out, '--quiet']);
