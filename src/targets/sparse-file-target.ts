@@ -169,7 +169,7 @@ export class SparseFileTarget implements DiskTarget {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EFBIG') {
         throw targetError(
-          `${this.path} cannot be ${formatBytes(size)}: that is larger than the largest file its file system allows (EFBIG); write it to a block device or to a file system that allows larger files (XFS)`,
+          `${this.path} cannot be ${formatBytes(size)}: that is larger than the largest file its file system allows (EFBIG); write it to a block device or to a file system that allows larger files (XFS), or raise the shell's file-size limit if one is set (ulimit -f)`,
           err,
         );
       }
