@@ -12,10 +12,14 @@
  * (with the source's TLS settings) without a proxy; requests through proxies stay with undici.
  */
 import type { IncomingHttpHeaders } from 'node:http';
+import { createRequire } from 'node:module';
 import net from 'node:net';
-import tls from 'node:tls';
+import { monotonicMs } from '../../util/monotonic-clock.js';
 import { noteBodyBytes, StallError } from './http-errors.js';
 import type { TlsConnectOptions } from './tls-options.js';
+
+/** node:tls, loaded for https only (with node:crypto, ~15 ms of a plain-http import's start). */
+const tls = () => createRequire(import.meta.url)('node:tls') as typeof import('node:tls');
 
 /** The request is not one this client answers; send it through the general (undici) path. */
 export class UseGeneralPath extends Error {}
@@ -76,10 +80,10 @@ class Connection {
     this.socket =
       url.protocol === 'https:'
         ? // SNI only for names, as undici does; the certificate is checked against the host either way.
-          tls.connect({ ...common, ...tlsOptions, port: Number(url.port || 443), servername: net.isIP(host) ? undefined : host })
+          tls().connect({ ...common, ...tlsOptions, port: Number(url.port || 443), servername: net.isIP(host) ? undefined : host })
         : net.connect({ ...common, port: Number(url.port || 80) });
     this.socket.setNoDelay(true);
-    this.socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => (this.connectedAt = performance.now()));
+    this.socket.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => (this.connectedAt = monotonicMs()));
     const idleFailure = () => {
       this.broken = true;
       if (!this.onRead) onIdleFailure(this);
@@ -252,7 +256,7 @@ export class DirectRangeClient {
       const onAbort = () => finish(signal.reason ?? new Error('aborted'));
 
       const startBody = (headEnd: number, headText: string, spill: Buffer) => {
-        const headWaitMs = performance.now() - Math.max(sentAt, conn.connectedAt ?? sentAt);
+        const headWaitMs = monotonicMs() - Math.max(sentAt, conn.connectedAt ?? sentAt);
         const lines = headText.split('\r\n');
         const status = /^HTTP\/1\.([01]) (\d{3})(?: |$)/.exec(lines[0] ?? '');
         if (!status) return finish(new UseGeneralPath('not an HTTP/1.x answer'));
@@ -347,7 +351,7 @@ export class DirectRangeClient {
       socket.on('timeout', onTimeout);
       socket.setTimeout(silenceMs);
       if (socket.destroyed || conn.broken) return failure(Object.assign(new Error('socket closed'), { code: 'ECONNRESET' }));
-      sentAt = performance.now();
+      sentAt = monotonicMs();
       socket.write(request, 'latin1');
     });
   }

@@ -55,7 +55,8 @@ export class SourceDispatchers {
   private readonly makeDirect: (tls?: TlsConnectOptions) => Agent;
   private readonly viaHttpProxy?: ProxyAgent;
   private readonly viaHttpsProxy?: ProxyAgent;
-  private readonly tlsSettings: TlsConnectOptions;
+  private tlsSettings?: TlsConnectOptions;
+  private readonly readTlsSettings: () => TlsConnectOptions;
 
   readonly proxy: ProxySettings;
 
@@ -64,8 +65,11 @@ export class SourceDispatchers {
     const proxy = proxySettingsFromEnv(env);
     this.proxy = proxy;
     // A TLS-intercepting proxy re-signs the origin's certificate, so its CA is trusted for the origin too.
-    // Read (and checked) now, so a bad CA file fails before anything is fetched.
-    this.tlsSettings = tlsConnectOptions([...(transport.caPaths ?? []), ...(transport.proxyCaPaths ?? [])], transport.insecure, env);
+    const caPaths = [...(transport.caPaths ?? []), ...(transport.proxyCaPaths ?? [])];
+    this.readTlsSettings = () => (this.tlsSettings ??= tlsConnectOptions(caPaths, transport.insecure, env));
+    // The user's CA files are read (and checked) now, so a bad one fails before anything is fetched;
+    // the system's CAs only once TLS is used (a plain-http import reads no certificate bundle).
+    if (caPaths.length > 0) this.readTlsSettings();
     const common = {
       // Stalls while the body flows are watched by the source, which knows when the consumer
       // (not the network) is the slow side.
@@ -93,7 +97,7 @@ export class SourceDispatchers {
 
   /** The TLS settings of direct (not proxied) connections, with their context made on first use. */
   get tls(): TlsConnectOptions {
-    return withSecureContext(this.tlsSettings);
+    return withSecureContext(this.readTlsSettings());
   }
 
   /** The proxy URL a request to `url` goes through, if any. */

@@ -1,11 +1,13 @@
 /** Turns HTTP statuses and undici / TLS / socket failures into one-line ImportErrors. */
 import { sslCertFileProblem } from './tls-options.js';
-import { STATUS_CODES } from 'node:http';
+import { createRequire } from 'node:module';
 import { cannotConnect, ImportError, oneLine } from '../../errors.js';
 import { RedirectTargetError } from './http-request.js';
 import { redactedUrl } from './request-headers.js';
 
 export function statusText(statusCode: number): string {
+  // node:http loaded only here, for its table: an import by Range never needs the rest of it.
+  const { STATUS_CODES } = createRequire(import.meta.url)('node:http') as typeof import('node:http');
   return `${statusCode} ${STATUS_CODES[statusCode] ?? 'Unknown'}`;
 }
 

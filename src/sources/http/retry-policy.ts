@@ -1,6 +1,7 @@
 /** Bounded exponential backoff shared by the resumable stream and the Range reader. */
 import type { IncomingHttpHeaders } from 'node:http';
 import { oneLine } from '../../errors.js';
+import { monotonicMs } from '../../util/monotonic-clock.js';
 import { RetryableFailure, statusText } from './http-errors.js';
 export interface RetryPolicy {
   /** Failures in a row (without a byte of progress in between) before giving up. */
@@ -54,7 +55,7 @@ export class StallBudget {
 
   /** Counts a stall; false when it is one too many. */
   stalled(): boolean {
-    const now = performance.now();
+    const now = monotonicMs();
     if (now - this.pauseStartedAt < this.stallMs) return this.pauseVerdict;
     const free = this.bytesSinceStall >= StallBudget.FREE_AFTER_BYTES;
     this.bytesSinceStall = 0;

@@ -1,9 +1,14 @@
 /** TLS settings for HTTPS sources: system CAs plus the user's CA files or directories, TLS 1.2 at least. */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createRequire } from 'node:module';
+import type { SecureContext } from 'node:tls';
 import { fileProblem, oneLine, usageError } from '../../errors.js';
+
+// node:tls and node:crypto load when TLS is used (17 ms of a plain-http import's start otherwise).
+const require = createRequire(import.meta.url);
+const tls = () => require('node:tls') as typeof import('node:tls');
+const crypto = () => require('node:crypto') as typeof import('node:crypto');
 
 export interface TlsConnectOptions {
   ca?: string[];
@@ -65,7 +70,7 @@ export function tlsConnectOptions(extraCaPaths: readonly string[] = [], insecure
   const extra = loadCaCertificates(extraCaPaths);
   const client = clientCertificate(extraCaPaths);
   return {
-    ...(system || extra.length > 0 ? { ca: [...(system ?? rootCertificates), ...nodeExtraCaCertificates(env), ...extra] } : {}),
+    ...(system || extra.length > 0 ? { ca: [...(system ?? tls().rootCertificates), ...nodeExtraCaCertificates(env), ...extra] } : {}),
     ...client,
     minVersion: 'TLSv1.2',
     rejectUnauthorized: !insecure,
@@ -151,7 +156,7 @@ const secureContexts = new WeakMap<TlsConnectOptions, SecureContext>();
 export function withSecureContext(options: TlsConnectOptions): TlsConnectOptions & { secureContext: SecureContext } {
   let secureContext = secureContexts.get(options);
   if (!secureContext) {
-    secureContext = createSecureContext(options);
+    secureContext = tls().createSecureContext(options);
     secureContexts.set(options, secureContext);
   }
   return { ...options, secureContext };
@@ -187,7 +192,7 @@ function clientCertificate(paths: readonly string[]): { cert: string; key: strin
       // Checked here, by name: OpenSSL's own complaint at the first connection names no file.
       let matches: boolean;
       try {
-        matches = new X509Certificate(pair.cert).checkPrivateKey(createPrivateKey(pair.key));
+        matches = new (crypto().X509Certificate)(pair.cert).checkPrivateKey(crypto().createPrivateKey(pair.key));
       } catch (err) {
         throw usageError(`cannot use the client certificate ${certFile} with the key ${keyFile} (PEM, unencrypted): ${oneLine(err)}`);
       }
