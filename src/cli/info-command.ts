@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { stat } from 'node:fs/promises';
 import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
-import { declaredUncompressedSize, knownRawLength, rawVirtualSize } from '../formats/raw-image.js';
+import { declaredUncompressedSize, fixedVhdRefusal, isFixedVhd, knownRawLength, rawVirtualSize, VHD_FOOTER_SIZE } from '../formats/raw-image.js';
 import { openSource } from '../sources/resolve-source.js';
 import { onStopSignals } from '../util/stop-signals.js';
 import type { OpenedSource } from '../sources/source.js';
@@ -88,6 +88,11 @@ async function inspectSource(sourceText: string, options: InfoOptions): Promise<
     if (format === 'qcow2') {
       const qcow2 = await inspectQcow2Stream(stream, { scan: options.scan, signal: controller.signal });
       return { ...qemuImgKeys(qcow2, filename, undefined), 'format-chain': chain, 'import-reads': 'one-pass', qcow2 };
+    }
+    // A fixed-size VHD looks raw from its start; import refuses it by its footer, and so does info.
+    const size = opened.randomAccess?.size;
+    if (format === 'raw' && chain.length === 1 && size !== undefined && size >= VHD_FOOTER_SIZE) {
+      if (isFixedVhd(await opened.randomAccess!.read(size - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE))) throw fixedVhdRefusal(filename);
     }
     const info: ImageInfo = { filename, format, 'format-chain': chain };
     // qemu-img reports what the file occupies for the file it reads; for a compressed one that is not the image.

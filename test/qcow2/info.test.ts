@@ -1,7 +1,7 @@
 /** `cdi-importer info` on qcow2 images, compared with `qemu-img info --output=json` and the one-pass driver. */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { startNginx } from '../support/nginx.js';
 import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../support/tools.js';
 import { runCli } from '../support/cli.js';
@@ -176,6 +176,25 @@ describe('cdi-importer info on raw', () => {
       const scanned = await runCli(['info', `${raw}.gz`, '--json', '--scan']);
       assert.equal(scanned.code, 0, scanned.stderr);
       assert.equal(JSON.parse(scanned.stdout)['virtual-size'], qemu);
+    } finally {
+      tmp.remove();
+    }
+  });
+
+  it('a fixed-size VHD (raw from its start, a footer at its end) is refused by info as by import, in the same words', async () => {
+    const tmp = makeTempDir('vhd-info-');
+    try {
+      const raw = tmp.join('disk.raw');
+      const vhd = tmp.join('fixed.vhd');
+      run('sh', ['-c', `head -c 2097152 /dev/urandom > ${raw}`]);
+      run('qemu-img', ['convert', '-f', 'raw', '-O', 'vpc', '-o', 'subformat=fixed', raw, vhd]);
+      const info = await runCli(['info', vhd]);
+      const imported = await runCli(['import', vhd, '-o', tmp.join('out.img')]);
+      assert.equal(info.code, 1, info.stderr);
+      assert.equal(imported.code, 1, imported.stderr);
+      assert.match(info.stderr, /^cdi-importer: error: \S*fixed\.vhd is a fixed-size VHD image \(its footer is at the end\), which is not supported/);
+      assert.equal(info.stderr, imported.stderr);
+      assert.ok(!existsSync(tmp.join('out.img')));
     } finally {
       tmp.remove();
     }
