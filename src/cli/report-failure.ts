@@ -38,7 +38,12 @@ export function tooSmallHint(request: ImportRequest, command: ImportCommand, err
  */
 function requestedSizeHint(request: ImportRequest, err: unknown): string | undefined {
   const requested = request.requestedSize;
-  if (requested === undefined || !(err instanceof TooSmallError) || err.streaming) return undefined;
+  if (requested === undefined || !(err instanceof TooSmallError)) return undefined;
+  if (err.streaming) {
+    // The image's size shows only as it is decoded: how much larger is not known yet, only that --size was the limit.
+    if (err.spaceBeforeOverhead !== requested) return undefined;
+    return `give a larger --size: the image needs more than the ${formatBytes(err.virtualSize)} this one leaves it (its size shows only as it is decoded; \`cdi-importer info --scan\` measures it)`;
+  }
   const { virtualSize } = err;
   const overhead = request.filesystemOverhead;
   if (usableSpace(requested, overhead) >= virtualSize) return undefined; // free space was the limit
