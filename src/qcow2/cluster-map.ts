@@ -24,9 +24,12 @@ const TWO32 = 2 ** 32;
 
 /** Bits 9..55 of a big-endian u64 at `at`, as a safe number. */
 function offsetBits(buf: Buffer, at: number): number {
-  const hi = buf.readUInt32BE(at) & 0x00ffffff;
-  const lo = buf.readUInt32BE(at + 4) & 0xfffffe00;
-  return hi * TWO32 + (lo >>> 0);
+  return offsetOfWords(buf.readUInt32BE(at), buf.readUInt32BE(at + 4));
+}
+
+/** Bits 9..55 of the u64 whose high and low 32-bit halves are given. */
+function offsetOfWords(hiWord: number, loWord: number): number {
+  return (hiWord & 0x00ffffff) * TWO32 + ((loWord & 0xfffffe00) >>> 0);
 }
 
 /** Guest bytes one L2 table maps. */
@@ -92,7 +95,7 @@ export function decodeL2Table(table: Buffer, firstGuestOffset: number, header: Q
       continue;
     }
 
-    const hostOffset = (hiWord & 0x00ffffff) * TWO32 + ((loWord & 0xfffffe00) >>> 0);
+    const hostOffset = offsetOfWords(hiWord, loWord);
     if (hostOffset !== 0 && hostOffset % clusterSize !== 0) {
       throw badInput(`qcow2 cluster offset ${hex(hostOffset)} is not aligned to the ${clusterSize}-byte clusters ${entryAt(l2Offset, index)}: the image is corrupt`);
     }

@@ -14,14 +14,13 @@ export function parseHeaderLines(lines: readonly string[] = []): Record<string, 
   const headers: Record<string, string> = {};
   for (const line of lines) {
     const name = headerLineName(line);
-    const colon = line.indexOf(':');
     if (name === undefined) {
       throw usageError(`invalid header ${JSON.stringify(line)}: expected "Name: value"`);
     }
     // The same name twice: both values go, as one comma-joined field (what two lines mean in HTTP;
     // CDI adds both).
     const key = name.toLowerCase();
-    const value = line.slice(colon + 1).trim();
+    const value = line.slice(line.indexOf(':') + 1).trim();
     headers[key] = key in headers ? `${headers[key]}, ${value}` : value;
   }
   return headers;
