@@ -109,6 +109,24 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
     for (const command of ['import', 'convert', 'datavolume']) assert.match(result.stdout, new RegExp(`\\b${command}\\b`));
   });
 
+  test("run through a symlink, as npm's global bin links it, also with node --preserve-symlinks-main", () => {
+    const bin = work.join('global-bin');
+    mkdirSync(bin, { recursive: true });
+    const link = path.join(bin, 'cdi-importer');
+    rmSync(link, { force: true });
+    symlinkSync(path.join(app, 'bin', 'cdi-importer'), link);
+    for (const nodeFlags of [[], ['--preserve-symlinks-main']]) {
+      const result = spawnSync(process.execPath, [...nodeFlags, link, '--version'], {
+        cwd: work.path,
+        env: { PATH: process.env.PATH, HOME: work.path, NODE_DEBUG: 'cdi-importer' },
+        encoding: 'utf8',
+      });
+      assert.equal(result.status, 0, `${nodeFlags.join(' ')}: ${result.stderr}`);
+      assert.equal(result.stdout.trim(), JSON.parse(readFileSync(path.join(app, 'package.json'), 'utf8')).version);
+      assert.match(result.stderr, /code cache used/, nodeFlags.join(' '));
+    }
+  });
+
   test('imports raw.xz and raw.zst (both native decompressors) byte-identical to qemu-img', async () => {
     const images = work.join('images');
     mkdirSync(images);

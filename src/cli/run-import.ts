@@ -30,8 +30,10 @@ export async function runImport(request: ImportRequest, output: OutputOptions, r
   const showProgress = !output.quiet && (output.progress ?? process.stderr.isTTY === true);
   const bar = showProgress ? new ProgressBar() : undefined;
   const controller = new AbortController();
-  const cancel = () => {
+  let stoppedBy: NodeJS.Signals | undefined;
+  const cancel = (signal: NodeJS.Signals) => {
     if (!controller.signal.aborted) {
+      stoppedBy = signal;
       controller.abort();
       return;
     }
@@ -67,8 +69,11 @@ export async function runImport(request: ImportRequest, output: OutputOptions, r
     if (!controller.signal.aborted && (request.source.kind === 'stdin' || (isImportError(err) && err.category === 'bad-input'))) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
+    // A signal is the story, whatever the pipeline failed with as it unwound; said as the command
+    // the user ran (convert is a conversion) and naming the signal, as pod mode's message does.
     const cancelled = controller.signal.aborted && !(controller.signal.reason instanceof ImportError);
-    const failure = cancelled && !(isImportError(err) && err.category === 'cancelled') ? new ImportError('cancelled', 'import cancelled', { cause: err }) : err;
+    const what = output.command === 'convert' ? 'conversion' : 'import';
+    const failure = cancelled ? new ImportError('cancelled', `${what} cancelled${stoppedBy ? `: received ${stoppedBy}` : ''}`, { cause: err }) : err;
     return reportFailure(failure, output.json === true, tooSmallHint(request, output.command ?? 'import', failure), output.jsonFields);
   } finally {
     clearTimeout(deadline);

@@ -73,7 +73,7 @@ describe('sources', () => {
     child.kill('SIGINT');
     const [code] = (await once(child, 'close')) as [number | null];
     assert.equal(code, 1, stderr);
-    assert.equal(stderr.trim(), 'cdi-importer: error: import cancelled');
+    assert.equal(stderr.trim(), 'cdi-importer: error: conversion cancelled: received SIGINT');
     assert.deepEqual(leftovers('pipeline.img'), []);
   });
 
