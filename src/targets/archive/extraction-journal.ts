@@ -38,7 +38,13 @@ export class ExtractionJournal {
 
   record(path: string, kind: Kind): void {
     const key = this.key(path);
-    if (this.createdPaths.has(key)) return; // replaced by a later entry of the same name
+    if (this.createdPaths.has(key)) {
+      // Replaced by a later entry of the same name: it keeps its place (anything inside it comes
+      // later), but the rollback must remove what is there now (a file that became a directory).
+      if (kind === 'directory') this.createdDirectories.add(key);
+      else this.createdDirectories.delete(key);
+      return;
+    }
     this.pathChars += key.length;
     this.created.push(key);
     this.createdPaths.add(key);

@@ -61,6 +61,12 @@ const cases: Array<{ name: string; members: string; message: RegExp; category?: 
     category: 'target',
     message: /^cannot create the file for archive entry "a{60}…a{40}" \(5000 characters\) in \S+: a name longer than the file system allows \(255 bytes per path component, 4096 per path\)$/,
   },
+  {
+    // Found by the tar fuzz: the rollback took the directory for the file it replaced and left it.
+    name: 'a file replaced by a directory of the same name, then a bad entry',
+    members: `add('twice', data=b'file first')\nadd('twice', 'DIRTYPE')\nadd('twice/inner.txt', data=b'x')\nadd('/abs-evil.txt', data=b'evil')`,
+    message: /archive entry "\/abs-evil.txt": path "\/abs-evil.txt" is absolute/,
+  },
   { name: 'truncated archive', members: `add('last.bin', data=b'q' * 5000)\nt.fileobj.truncate(t.offset - 2048); t.closed = True`, message: /archive is not a valid tar: Unexpected end of data/ },
 ];
 
