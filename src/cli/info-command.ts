@@ -14,6 +14,7 @@ import type { OpenedSource } from '../sources/source.js';
 import type { SourceSpec } from '../request.js';
 import { abortedError, ImportError } from '../errors.js';
 import { inspectQcow2, inspectQcow2Stream, type Qcow2Info } from '../qcow2/index.js';
+import { escapeC1, quoteText } from '../qcow2/header.js';
 import { formatBytes } from '../util/quantity.js';
 import { addTransportOptions, buildTransport, type TransportFlags } from './transport-options.js';
 import { parseSourceArgument } from './parse-options.js';
@@ -26,6 +27,7 @@ interface InfoOptions extends TransportFlags {
 }
 
 interface ImageInfo {
+  'backing-filename-format'?: string;
   filename: string;
   format: string;
   'format-chain': string[];
@@ -36,6 +38,12 @@ interface ImageInfo {
   'cluster-size'?: number;
   'dirty-flag'?: boolean;
   'format-specific'?: Qcow2Info['format-specific'];
+  /** The backing file as qemu-img would look for it: next to a local image (never opened here). */
+  'full-backing-filename'?: string;
+  'backing-filename'?: string;
+  encrypted?: true;
+  /** Why an import refuses this image, in the words it fails with; absent when it imports. */
+  'import-refused'?: string;
   /** For qcow2: how an import reads it (random access never needs scratch space). */
   'import-reads'?: 'random-access' | 'one-pass';
   qcow2?: Qcow2Info;
@@ -52,7 +60,8 @@ export function registerInfoCommand(program: Command): void {
   addTransportOptions(infoCommand).action(async (source: string, options: InfoOptions) => {
       try {
         const info = await inspectSource(source, options);
-        process.stdout.write(options.json ? `${JSON.stringify(info)}\n` : formatInfo(info));
+        // Names from the image are its author's text: JSON escapes the C0 controls, escapeC1 the rest.
+        process.stdout.write(options.json ? `${escapeC1(JSON.stringify(info))}\n` : formatInfo(info));
         process.exitCode = EXIT_OK;
       } catch (err) {
         process.exitCode = reportFailure(err, options.json === true);
@@ -81,13 +90,14 @@ async function inspectSource(sourceText: string, options: InfoOptions): Promise<
         // one-pass import would need reads every byte (seconds for a large local file, a whole
         // download over HTTP), so info stays as quick as qemu-img info unless --scan asks.
         const qcow2 = await inspectQcow2(opened.randomAccess, { scan: options.scan ?? false, signal: controller.signal });
-        return { ...qemuImgKeys(qcow2, filename, await actualSize(spec)), 'format-chain': ['qcow2'], 'import-reads': 'random-access', qcow2 };
+        const local = spec.kind === 'file' ? spec.path : undefined;
+        return { ...qemuImgKeys(qcow2, filename, await actualSize(spec), local), 'format-chain': ['qcow2'], 'import-reads': 'random-access', qcow2 };
       }
     }
     const { chain, format, stream } = await unwrapCompression(opened.stream, filename);
     if (format === 'qcow2') {
       const qcow2 = await inspectQcow2Stream(stream, { scan: options.scan, signal: controller.signal });
-      return { ...qemuImgKeys(qcow2, filename, undefined), 'format-chain': chain, 'import-reads': 'one-pass', qcow2 };
+      return { ...qemuImgKeys(qcow2, filename, undefined, undefined), 'format-chain': chain, 'import-reads': 'one-pass', qcow2 };
     }
     // A fixed-size VHD looks raw from its start; import refuses it by its footer, and so does info.
     const size = opened.randomAccess?.size;
@@ -126,16 +136,29 @@ async function inspectSource(sourceText: string, options: InfoOptions): Promise<
  * A qcow2's facts under the keys and in the order `qemu-img info --output=json` uses, so a script
  * written for it reads them here too (`qcow2` below repeats them with our additions).
  */
-function qemuImgKeys(qcow2: Qcow2Info, filename: string, actual: number | undefined): Omit<ImageInfo, 'format-chain'> {
+function qemuImgKeys(qcow2: Qcow2Info, filename: string, actual: number | undefined, localPath: string | undefined): Omit<ImageInfo, 'format-chain'> {
+  const backing = qcow2['backing-filename'];
   return {
+    'backing-filename-format': qcow2['backing-filename-format'],
     'virtual-size': qcow2['virtual-size'],
     filename,
     'cluster-size': qcow2['cluster-size'],
     format: 'qcow2',
     ...(actual === undefined ? {} : { 'actual-size': actual }),
     'format-specific': qcow2['format-specific'],
+    'full-backing-filename': backing !== undefined && localPath !== undefined ? besideImage(localPath, backing) : undefined,
+    'backing-filename': backing,
+    encrypted: qcow2.encrypted,
     'dirty-flag': qcow2['dirty-flag'],
+    'import-refused': qcow2['import-refused'],
   };
+}
+
+/** qemu's path_combine: a relative backing name is taken from the image's directory, as the path was given. */
+function besideImage(imagePath: string, name: string): string {
+  const colon = name.indexOf(':');
+  if (name.charAt(colon + 1) === '/') return name; // qemu's path_is_absolute (after a "protocol:" prefix)
+  return imagePath.slice(0, imagePath.lastIndexOf('/') + 1) + name;
 }
 
 /** Bytes a local regular file occupies (qemu-img's actual-size); undefined for other sources. */
@@ -168,8 +191,17 @@ function formatInfo(info: ImageInfo): string {
       ['snapshots', `${q['snapshot-count']}${q['snapshot-count'] > 0 ? ' (only the active layer is imported)' : ''}`],
       ['dirty', q['dirty-flag'] ? 'yes (refcounts stale; data is read normally)' : 'no'],
     );
+    // What an import refuses, as qemu-img info shows it; names quoted (the image's author wrote them).
+    if (q['backing-filename'] !== undefined) rows.push(['backing file', quoteText(q['backing-filename'])]);
+    if (q['backing-filename-format'] !== undefined) rows.push(['backing file format', quoteText(q['backing-filename-format'])]);
+    if (q.encrypted) rows.push(['encrypted', `yes${data.encrypt ? ` (${data.encrypt.format})` : ''}`]);
+    if (data['data-file'] !== undefined) rows.push(['data file', quoteText(data['data-file'])]);
+    if (data['data-file-raw'] !== undefined) rows.push(['data file raw', data['data-file-raw'] ? 'yes' : 'no']);
+    if (data.corrupt) rows.push(['corrupt', 'yes']);
+    if (q['import-refused'] !== undefined) rows.push(['import', `refused: ${q['import-refused']}`]);
+    // A refused image stops at its header: no scratch to speak of.
     const scratch = q['one-pass-scratch-bytes'];
-    if (scratch === undefined && info['import-reads'] === 'random-access') {
+    if (q['import-refused'] === undefined && scratch === undefined && info['import-reads'] === 'random-access') {
       rows.push(['one-pass scratch', 'not measured; an import reads this image at random offsets and needs none (--scan measures a one-pass read)']);
     } else if (scratch !== undefined) {
       const atLeast = q['one-pass-scratch-bytes-at-least'] ? 'at least ' : '';

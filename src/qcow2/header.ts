@@ -2,8 +2,13 @@
  * The QCOW2 header and its extensions (qemu docs/interop/qcow2.rst), parsed and validated
  * before a single data byte is read. Every rejection of SPEC §3.1 that the header alone can
  * decide lives here, so a hostile image fails before the pipeline writes anything.
+ *
+ * Two kinds of rejection: structural ones (the header cannot be trusted: qemu-img info fails on
+ * them too) always throw; policy ones (a backing file, encryption, an external data file, the
+ * corrupt bit: a well-formed image this importer will not read) throw too, unless the caller asks
+ * to describe such an image (`cdi-importer info`), when the same error is kept as `refusal`.
  */
-import { badInput } from '../errors.js';
+import { badInput, type ImportError } from '../errors.js';
 
 const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 /** Enough bytes for every fixed field of a version 3 header (compression_type at 104). */
@@ -27,10 +32,13 @@ const INCOMPAT_COMPRESSION = 1n << 3n;
 const INCOMPAT_EXTENDED_L2 = 1n << 4n;
 const KNOWN_INCOMPAT = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTENDED_L2;
 const COMPAT_LAZY_REFCOUNTS = 1n << 0n;
+const AUTOCLEAR_DATA_FILE_RAW = 1n << 1n;
 
-// Header extensions that matter here. Others (backing format 0xe2792aca, bitmaps 0x23852875, …)
-// are skipped, as qemu-img convert skips them: they do not change the active layer's bytes.
+// Header extensions that matter here. Others (bitmaps 0x23852875, …) are skipped, as qemu-img
+// convert skips them: they do not change the active layer's bytes. The backing format only names
+// the backing file's format, for info.
 const EXT_END = 0x00000000;
+const EXT_BACKING_FORMAT = 0xe2792aca;
 const EXT_FEATURE_NAMES = 0x6803f857;
 const EXT_FULL_DISK_ENCRYPTION = 0x0537be77;
 const EXT_DATA_FILE = 0x44415441;
@@ -73,6 +81,28 @@ export interface Qcow2Header {
   subclustersPerCluster: number;
   subclusterSize: number;
   extensions: HeaderExtension[];
+  /** The corrupt bit (incompatible bit 1). */
+  corrupt: boolean;
+  /** The backing file's name, cut short (attacker-controlled: quote it to show it); absent when unreadable. */
+  backingFile?: string;
+  /** Its format, from the backing format extension, cut short likewise. */
+  backingFormat?: string;
+  /** How the image is encrypted (qemu-img's `encrypt.format`); `'other'` for an unknown crypt_method. */
+  encryption?: 'aes' | 'luks' | 'other';
+  /** The external data file's name from its extension, cut short likewise. */
+  dataFile?: string;
+  /** With an external data file: whether it holds the guest disk as raw (autoclear bit 1). */
+  dataFileRaw?: boolean;
+  /**
+   * Why an import refuses this well-formed image: set only when parsed with `describeRefused`
+   * (otherwise this very error is thrown, where it always was).
+   */
+  refusal?: ImportError;
+}
+
+export interface ParseOptions {
+  /** Keep a policy refusal as `refusal` instead of throwing it; structural problems still throw. */
+  describeRefused?: boolean;
 }
 
 /** Offsets of 64-bit fields are checked: qcow2 allows 2^56, we index with safe numbers. */
@@ -113,7 +143,13 @@ export function headerClusterSize(probe: Buffer): number {
  * Parses and validates the header. `head` holds the start of the file, at least one cluster
  * when the file is that long. `sourceSize`, when known, bounds every metadata offset.
  */
-export function parseQcow2Header(head: Buffer, sourceSize?: number): Qcow2Header {
+export function parseQcow2Header(head: Buffer, sourceSize?: number, options: ParseOptions = {}): Qcow2Header {
+  let refusal: ImportError | undefined;
+  // The first refusal found is the one an import throws, at the same point as ever.
+  const refuse = (err: ImportError) => {
+    if (!options.describeRefused) throw err;
+    refusal ??= err;
+  };
   const clusterSize = headerClusterSize(head);
   const clusterBits = Math.log2(clusterSize);
   const version = head.readUInt32BE(4) as 2 | 3;
@@ -123,10 +159,10 @@ export function parseQcow2Header(head: Buffer, sourceSize?: number): Qcow2Header
 
   const backingFileOffset = u64(head, 8, 'backing file offset');
   const backingFileSize = head.readUInt32BE(16);
+  const backingFile = backingFileOffset === 0 ? undefined : backingName(head, backingFileOffset, backingFileSize);
   if (backingFileOffset !== 0) {
-    throw badInput(
-      `qcow2 image has a backing file${backingName(head, backingFileOffset, backingFileSize)}; backing files are not supported: flatten it with qemu-img convert first`,
-    );
+    const shown = backingFile === undefined ? '' : ` (${quoteText(backingFile)})`;
+    refuse(badInput(`qcow2 image has a backing file${shown}; backing files are not supported: flatten it with qemu-img convert first`));
   }
 
   const virtualSize = u64(head, 24, 'virtual size');
@@ -172,21 +208,22 @@ export function parseQcow2Header(head: Buffer, sourceSize?: number): Qcow2Header
   const extensions = readExtensions(head, headerLength, clusterSize);
   const featureNames = readFeatureNames(head, extensions);
 
+  let encryption: Qcow2Header['encryption'];
   if (cryptMethod !== 0 || extensions.some((e) => e.type === EXT_FULL_DISK_ENCRYPTION)) {
-    const kind = cryptMethod === 1 ? 'AES' : cryptMethod === 2 || cryptMethod === 0 ? 'LUKS' : `method ${cryptMethod}`;
-    throw badInput(
-      `qcow2 image is encrypted (${kind}); encrypted images are not supported: decrypt it with qemu-img convert first`,
-    );
+    encryption = cryptMethod === 1 ? 'aes' : cryptMethod === 2 || cryptMethod === 0 ? 'luks' : 'other';
+    const kind = encryption === 'other' ? `method ${cryptMethod}` : encryption.toUpperCase();
+    refuse(badInput(`qcow2 image is encrypted (${kind}); encrypted images are not supported: decrypt it with qemu-img convert first`));
   }
   const dataFileExt = extensions.find((e) => e.type === EXT_DATA_FILE);
-  if ((incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n || dataFileExt) {
-    const name = dataFileExt ? ` (${quoteName(head.subarray(dataFileExt.offset, dataFileExt.offset + dataFileExt.length))})` : '';
-    throw badInput(
-      `qcow2 image keeps its data in an external data file${name}; external data files are not supported: convert it with qemu-img convert first`,
-    );
+  const dataFile = dataFileExt && extensionText(head, dataFileExt);
+  const hasDataFile = (incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n || dataFileExt !== undefined;
+  if (hasDataFile) {
+    const name = dataFile === undefined ? '' : ` (${quoteText(dataFile)})`;
+    refuse(badInput(`qcow2 image keeps its data in an external data file${name}; external data files are not supported: convert it with qemu-img convert first`));
   }
-  if ((incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n) {
-    throw badInput('qcow2 image is marked corrupt (incompatible feature bit 1); repair it with qemu-img check -r all first');
+  const corrupt = (incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n;
+  if (corrupt) {
+    refuse(badInput('qcow2 image is marked corrupt (incompatible feature bit 1); repair it with qemu-img check -r all first'));
   }
   const unknown = incompatibleFeatures & ~KNOWN_INCOMPAT;
   if (unknown !== 0n) {
@@ -270,6 +307,13 @@ export function parseQcow2Header(head: Buffer, sourceSize?: number): Qcow2Header
     subclustersPerCluster,
     subclusterSize,
     extensions,
+    corrupt,
+    backingFile,
+    backingFormat: backingFile === undefined ? undefined : extensionText(head, extensions.find((e) => e.type === EXT_BACKING_FORMAT)),
+    encryption,
+    dataFile,
+    dataFileRaw: hasDataFile ? (autoclearFeatures & AUTOCLEAR_DATA_FILE_RAW) !== 0n : undefined,
+    refusal,
   };
 }
 
@@ -321,14 +365,30 @@ function cString(bytes: Buffer): string {
   return bytes.subarray(0, nul < 0 ? bytes.length : nul).toString('latin1');
 }
 
-function backingName(head: Buffer, offset: number, size: number): string {
-  if (size === 0 || offset + Math.min(size, 1023) > head.length) return '';
-  return ` (${quoteName(head.subarray(offset, offset + Math.min(size, 1023)))})`;
+function backingName(head: Buffer, offset: number, size: number): string | undefined {
+  if (size === 0 || offset + Math.min(size, 1023) > head.length) return undefined;
+  return shortText(head.subarray(offset, offset + Math.min(size, 1023)));
 }
 
-/** A file name from the image, quoted and cut short: it is attacker-controlled text. */
-function quoteName(bytes: Buffer): string {
+function extensionText(head: Buffer, extension: HeaderExtension | undefined): string | undefined {
+  return extension && shortText(head.subarray(extension.offset, extension.offset + extension.length));
+}
+
+/** A name from the image, cut short: it is attacker-controlled text. */
+function shortText(bytes: Buffer): string {
   const text = bytes.toString('utf8');
-  const shown = text.length > MAX_BACKING_NAME_SHOWN ? `${text.slice(0, MAX_BACKING_NAME_SHOWN)}…` : text;
-  return JSON.stringify(shown);
+  return text.length > MAX_BACKING_NAME_SHOWN ? `${text.slice(0, MAX_BACKING_NAME_SHOWN)}…` : text;
+}
+
+/**
+ * A name from the image in quotes, safe on a terminal: JSON escapes the C0 controls (ESC
+ * included), and DEL and the C1 controls (some terminals act on U+009B as on ESC [) are escaped too.
+ */
+export function quoteText(text: string): string {
+  return escapeC1(JSON.stringify(text));
+}
+
+/** DEL and C1 controls as JSON `\u` escapes (JSON.stringify leaves them raw); the text stays valid JSON. */
+export function escapeC1(json: string): string {
+  return json.replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

@@ -16,6 +16,9 @@ const READ_CHUNK = 1 << 20;
 
 export interface Qcow2Info {
   format: 'qcow2';
+  /** qemu-img's backing keys; the names are the image's own text, cut short (never read). */
+  'backing-filename-format'?: string;
+  'backing-filename'?: string;
   'virtual-size': number;
   'cluster-size': number;
   'dirty-flag': boolean;
@@ -29,19 +32,31 @@ export interface Qcow2Info {
       /** Version 3 only, as qemu-img shows them (version 2 has no such header fields). */
       'lazy-refcounts'?: boolean;
       'refcount-bits': number;
+      /** qemu-img shows the LUKS header's details too; only the format is read here. */
+      encrypt?: { format: 'aes' | 'luks' };
+      'data-file'?: string;
+      'data-file-raw'?: boolean;
       corrupt?: boolean;
       'extended-l2'?: boolean;
     };
   };
+  encrypted?: true;
+  /** Why an import refuses the image (a backing file, encryption, an external data file, the corrupt bit). */
+  'import-refused'?: string;
   /** Present when the bytes were scanned: scratch a one-pass import needs (0 = none). */
   'one-pass-scratch-bytes'?: number;
   /** True when the scan stopped at its memory budget: the real need is at least the value above. */
   'one-pass-scratch-bytes-at-least'?: boolean;
 }
 
+/** The header's facts, in the order qemu-img info puts them (absent keys are left out of JSON). */
 export function describeHeader(header: Qcow2Header): Qcow2Info {
+  const encrypt = header.encryption === 'aes' || header.encryption === 'luks' ? { format: header.encryption } : undefined;
+  const dataFile = { 'data-file': header.dataFile, 'data-file-raw': header.dataFileRaw };
   return {
     format: 'qcow2',
+    'backing-filename-format': header.backingFormat,
+    'backing-filename': header.backingFile,
     'virtual-size': header.virtualSize,
     'cluster-size': header.clusterSize,
     'dirty-flag': header.dirty,
@@ -50,16 +65,20 @@ export function describeHeader(header: Qcow2Header): Qcow2Info {
       type: 'qcow2',
       data:
         header.version === 2
-          ? { compat: '0.10', 'compression-type': header.compressionType, 'refcount-bits': 2 ** header.refcountOrder }
+          ? { compat: '0.10', 'compression-type': header.compressionType, 'refcount-bits': 2 ** header.refcountOrder, encrypt }
           : {
               compat: '1.1',
               'compression-type': header.compressionType,
               'lazy-refcounts': header.lazyRefcounts,
               'refcount-bits': 2 ** header.refcountOrder,
-              corrupt: false, // a corrupt image is rejected while parsing
+              encrypt,
+              ...dataFile,
+              corrupt: header.corrupt,
               'extended-l2': header.extendedL2,
             },
     },
+    encrypted: header.encryption ? true : undefined,
+    'import-refused': header.refusal?.message,
   };
 }
 
@@ -69,18 +88,24 @@ export interface InspectOptions {
   signal?: AbortSignal;
 }
 
-/** Inspects a qcow2 the source can read at any offset (validated exactly as an import would). */
+/**
+ * Inspects a qcow2 the source can read at any offset (validated exactly as an import would; an
+ * image an import refuses on principle is described, with `import-refused` saying why).
+ */
 export async function inspectQcow2(reader: RandomAccessReader, options: InspectOptions = {}): Promise<Qcow2Info> {
-  const header = await readQcow2Header(reader);
-  if (options.scan === false) return describeHeader(header);
+  const header = await readQcow2Header(reader, { describeRefused: true });
+  if (options.scan === false || header.refusal) return describeHeader(header);
   return inspectQcow2Stream(Readable.from(readSequentially(reader)), options);
 }
 
-/** Inspects a qcow2 arriving as a stream (e.g. inside xz): header facts, and with `scan` a full pass. */
+/**
+ * Inspects a qcow2 arriving as a stream (e.g. inside xz): header facts, and with `scan` a full
+ * pass (not for an image an import refuses: nothing reads its data).
+ */
 export async function inspectQcow2Stream(stream: Readable, options: InspectOptions = {}): Promise<Qcow2Info> {
-  const image = await openQcow2Stream(stream, { signal: options.signal, measureSpillBudget: MEASURE_BUDGET });
+  const image = await openQcow2Stream(stream, { signal: options.signal, measureSpillBudget: MEASURE_BUDGET, describeRefused: true });
   const info = describeHeader(image.header);
-  if (options.scan === false) {
+  if (options.scan === false || image.header.refusal) {
     stream.destroy();
     return info;
   }

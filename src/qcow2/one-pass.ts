@@ -57,6 +57,8 @@ const MAX_WAITING_WANTS = 1 << 20;
 export interface MeasureOptions {
   /** Memory for clusters a real run would spill; beyond it the measurement stops (SpillBudgetExceeded). */
   measureSpillBudget: number;
+  /** Return an image an import refuses (its header's `refusal` set) rather than throwing; its extents() throw. */
+  describeRefused: boolean;
 }
 
 export async function openQcow2Stream(
@@ -83,10 +85,16 @@ export async function openQcow2Stream(
   let header: Qcow2Header;
   try {
     const clusterSize = headerClusterSize(await pull(HEADER_PROBE_BYTES));
-    header = parseQcow2Header(await pull(clusterSize));
+    header = parseQcow2Header(await pull(clusterSize), undefined, { describeRefused: options.describeRefused });
   } catch (err) {
     stream.destroy();
     throw err;
+  }
+  const { refusal } = header;
+  if (refusal) {
+    // Described only: its data is elsewhere, encrypted or untrusted, so nothing reads it.
+    stream.destroy();
+    return { format: 'qcow2', header, virtualSize: header.virtualSize, extents: () => { throw refusal; } };
   }
   const head = Buffer.concat(pulled);
   const engine = new OnePassEngine(header, options);

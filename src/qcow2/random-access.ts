@@ -6,7 +6,7 @@
 import type { DiskImage, Extent } from '../extents.js';
 import type { RandomAccessReader } from '../sources/source.js';
 import { badInput } from '../errors.js';
-import { HEADER_PROBE_BYTES, headerClusterSize, hex, parseQcow2Header, type Qcow2Header } from './header.js';
+import { HEADER_PROBE_BYTES, headerClusterSize, hex, parseQcow2Header, type ParseOptions, type Qcow2Header } from './header.js';
 import { bytesPerL2, decodeL2Table, l1EntriesUsed, l2TableOffset, type Piece } from './cluster-map.js';
 import { decompressCluster } from './decompress-cluster.js';
 import type { Qcow2OpenOptions } from './options.js';
@@ -51,11 +51,11 @@ async function readExact(reader: RandomAccessReader, offset: number, length: num
   return data;
 }
 
-export async function readQcow2Header(reader: RandomAccessReader): Promise<Qcow2Header> {
+export async function readQcow2Header(reader: RandomAccessReader, options: ParseOptions = {}): Promise<Qcow2Header> {
   const probe = await reader.read(0, Math.min(HEADER_PROBE_BYTES, reader.size));
   const clusterSize = headerClusterSize(probe);
   const head = await reader.read(0, Math.min(clusterSize, reader.size));
-  return parseQcow2Header(head, reader.size);
+  return parseQcow2Header(head, reader.size, options);
 }
 
 /** The used part of the active L1 table; every entry is validated now, before any data. */
