@@ -107,6 +107,8 @@ export class TarPrepass extends Transform {
   readonly facts = new Map<number, EntryFacts>();
 
   private outPos = 0;
+  /** Bytes received so far (our output drops GNU sparse extension blocks, so the two differ). */
+  private inPos = 0;
   private block = Buffer.alloc(BLOCK);
   private blockLen = 0;
   /** Bytes to pass on untouched (entry data and padding). */
@@ -149,6 +151,8 @@ export class TarPrepass extends Transform {
   }
 
   private consume(chunk: Buffer): void {
+    const chunkAt = this.inPos;
+    this.inPos += chunk.length;
     let i = 0;
     while (i < chunk.length) {
       if (this.ended) return;
@@ -181,7 +185,7 @@ export class TarPrepass extends Transform {
         this.blockLen = 0;
         const block = Buffer.from(this.block);
         if (this.sparse) this.sparseExtension(block);
-        else this.header(block);
+        else this.header(block, chunkAt + i - BLOCK);
       }
     }
   }
@@ -195,18 +199,24 @@ export class TarPrepass extends Transform {
     this.skip = padding(meta.size);
   }
 
-  private header(block: Buffer): void {
+  /** `at`: the block's offset in the archive, for messages. */
+  private header(block: Buffer, at: number): void {
     const checksum = headerChecksum(block);
     if (checksum === 8 * 0x20) {
       this.emit_(block); // an empty block: the end-of-archive marker
       this.ended = true;
       return;
     }
-    const size = decodeTarNumber(block, 124, 12);
-    if (checksum !== decodeTarNumber(block, 148, 8) || size === null) {
-      this.passthrough = true;
+    if (checksum !== decodeTarNumber(block, 148, 8)) {
+      this.passthrough = true; // tar-stream reports the bad checksum
       this.emit_(block);
       return;
+    }
+    const size = decodeTarNumber(block, 124, 12);
+    if (size === null) {
+      // A header that adds up but has no size: tar-stream (with allowUnknownFormat) hands out an
+      // entry of size null whose data never ends, and the extraction would wait forever.
+      throw new Error(`the entry header at byte ${at} has a size field that is not a number (the archive is damaged or was not made by tar)`);
     }
     const typeflag = String.fromCharCode(block[156] || 0x30);
     switch (typeflag) {

@@ -4,7 +4,7 @@
  * extraction created before the bad entry is removed again, leaving the target as it was.
  */
 import assert from 'node:assert/strict';
-import { createReadStream, mkdirSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import { isImportError } from '../../../src/errors.js';
 import { extractArchive } from '../../../src/targets/archive/index.js';
@@ -111,4 +111,28 @@ describe('hostile archives are refused and rolled back', () => {
       assert.deepEqual(treeListing(`${target}/..`).filter((l) => !/^(target|sentinel|evil\.tar)[ /]/.test(l)), []);
     });
   }
+
+  it('a header whose checksum adds up but whose size is not a number: refused, not waited on forever', async () => {
+    // Found by the tar fuzz: tar-stream hands out an entry of size null whose data never ends.
+    const archive = `${target}/../evil.tar`;
+    pythonTar(archive, `${GOOD_PREFIX}\nadd('odd-size.bin', data=b'q' * 100)`);
+    const tar = readFileSync(archive);
+    const at = tar.indexOf(Buffer.from('odd-size.bin\0'));
+    assert.ok(at > 0 && at % 512 === 0, 'the entry header is in the archive');
+    const header = tar.subarray(at, at + 512);
+    header.write('zz\u00a8zO]\u0087*\u00dc_|\0', 124, 'latin1'); // the size field the fuzz found, near enough
+    header.fill(0x20, 148, 156);
+    let sum = 0;
+    for (const byte of header) sum += byte;
+    header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+    writeFileSync(archive, tar);
+    const outcome = await Promise.race([
+      extractArchive(createReadStream(archive), target).then(() => 'extracted', (e: unknown) => e),
+      new Promise((resolve) => setTimeout(() => resolve('still waiting after 10 s'), 10_000).unref()),
+    ]);
+    assert.ok(isImportError(outcome), String(outcome));
+    assert.equal(outcome.message, `archive is not a valid tar: the entry header at byte ${at} has a size field that is not a number (the archive is damaged or was not made by tar)`);
+    assert.deepEqual(treeListing(target), targetBefore, 'the target is as it was');
+    assert.deepEqual(treeListing(sentinel), sentinelBefore);
+  });
 });
