@@ -131,5 +131,8 @@ export function isOutOfSpace(err: unknown): boolean {
 export function abortedError(err: unknown, signal: AbortSignal): unknown {
   if (!signal.aborted) return err;
   if (signal.reason instanceof ImportError) return signal.reason;
-  return err instanceof ImportError ? err : new ImportError('cancelled', 'import cancelled', { cause: err });
+  return err instanceof ImportError ? err : new ImportError('cancelled', IMPORT_CANCELLED, { cause: err });
 }
+
+/** abortedError's line for a plain abort; the CLI says which signal, and calls a cancelled convert a conversion. */
+export const IMPORT_CANCELLED = 'import cancelled';

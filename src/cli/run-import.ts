@@ -1,6 +1,6 @@
 import type { ImportRequest, ImportResult, Logger } from '../request.js';
 import { importImage } from '../pipeline/import-image.js';
-import { ImportError, isImportError } from '../errors.js';
+import { IMPORT_CANCELLED, ImportError, isImportError } from '../errors.js';
 import { ProgressBar } from './progress-bar.js';
 import { reportFailure, tooSmallHint, type ImportCommand } from './report-failure.js';
 import { formatBytes, formatPercent } from '../util/quantity.js';
@@ -69,11 +69,13 @@ export async function runImport(request: ImportRequest, output: OutputOptions, r
     if (!controller.signal.aborted && (request.source.kind === 'stdin' || (isImportError(err) && err.category === 'bad-input'))) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    // A signal is the story, whatever the pipeline failed with as it unwound; said as the command
-    // the user ran (convert is a conversion) and naming the signal, as pod mode's message does.
+    // A signal is the story, whatever the pipeline failed with as it unwound: said as the step it
+    // stopped (an archive extraction says so itself) or the command the user ran (convert is a
+    // conversion), naming the signal as pod mode's message does.
     const cancelled = controller.signal.aborted && !(controller.signal.reason instanceof ImportError);
-    const what = output.command === 'convert' ? 'conversion' : 'import';
-    const failure = cancelled ? new ImportError('cancelled', `${what} cancelled${stoppedBy ? `: received ${stoppedBy}` : ''}`, { cause: err }) : err;
+    const ownLine = isImportError(err) && err.category === 'cancelled' && err.message !== IMPORT_CANCELLED ? err.message : undefined;
+    const said = ownLine ?? `${output.command === 'convert' ? 'conversion' : 'import'} cancelled`;
+    const failure = cancelled ? new ImportError('cancelled', `${said}${stoppedBy ? `: received ${stoppedBy}` : ''}`, { cause: err }) : err;
     return reportFailure(failure, output.json === true, tooSmallHint(request, output.command ?? 'import', failure), output.jsonFields);
   } finally {
     clearTimeout(deadline);

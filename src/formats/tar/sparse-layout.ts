@@ -51,7 +51,8 @@ export function fileLayout(name: string, size: number, pax: Record<string, strin
   const minor = pax?.['GNU.sparse.minor'];
   const sparseName = pax?.['GNU.sparse.name'] ?? name;
   if (major !== undefined || minor !== undefined) {
-    if (major !== '1' || minor !== '0') throw bad(`unsupported PAX sparse version ${major}.${minor}`);
+    // The values are the archive's text: quoted, so a newline in them cannot split the line.
+    if (major !== '1' || minor !== '0') throw bad(`unsupported PAX sparse version ${quoteEntry(`${major ?? '(none)'}.${minor ?? '(none)'}`)}`);
     const realSize = number('GNU.sparse.realsize');
     return { name: sparseName, realSize, segments: [], mapInData: true };
   }

@@ -246,10 +246,10 @@ class Extraction {
       case 'M':
         throw badInput(`archive entry ${quoteEntry(name)} continues a file from a previous volume; multi-volume archives are not supported`);
       case 'V':
-        this.result.skipped.push(`${name}: volume label`);
+        this.result.skipped.push(`${quoteEntry(name)}: volume label`);
         return;
       default:
-        this.result.skipped.push(`${name}: unsupported entry type '${flag}'`);
+        this.result.skipped.push(`${quoteEntry(name)}: unsupported entry type ${JSON.stringify(flag)}`); // quoted: archive text on one line
     }
   }
 
@@ -365,7 +365,7 @@ class Extraction {
     const rel = parts.join('/');
     const targetRel = targetParts.join('/');
     if (rel === targetRel) {
-      this.result.skipped.push(`${name}: hard link to itself`);
+      this.result.skipped.push(`${quoteEntry(name)}: hard link to itself`);
       return;
     }
     // The link target is reached through the same never-follow rule as any path we create.

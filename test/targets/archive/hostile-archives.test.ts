@@ -67,6 +67,13 @@ const cases: Array<{ name: string; members: string; message: RegExp; category?: 
     members: `add('twice', data=b'file first')\nadd('twice', 'DIRTYPE')\nadd('twice/inner.txt', data=b'x')\nadd('/abs-evil.txt', data=b'evil')`,
     message: /archive entry "\/abs-evil.txt": path "\/abs-evil.txt" is absolute/,
   },
+  {
+    // Found by the tar fuzz: the version went into the message as it was, newline and all.
+    name: 'a PAX sparse version with a newline in it',
+    members: `add('sparse.img', data=b'x', pax_headers={'GNU.sparse.major': '1\\nsecond line', 'GNU.sparse.minor': '0'})`,
+    format: 'PAX_FORMAT',
+    message: /^archive entry "sparse.img": invalid GNU sparse file: unsupported PAX sparse version "1\\nsecond line.0"$/,
+  },
   { name: 'truncated archive', members: `add('last.bin', data=b'q' * 5000)\nt.fileobj.truncate(t.offset - 2048); t.closed = True`, message: /archive is not a valid tar: Unexpected end of data/ },
 ];
 
