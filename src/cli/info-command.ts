@@ -14,7 +14,7 @@ import type { OpenedSource } from '../sources/source.js';
 import type { SourceSpec } from '../request.js';
 import { abortedError, ImportError } from '../errors.js';
 import { inspectQcow2, inspectQcow2Stream, type Qcow2Info } from '../qcow2/index.js';
-import { escapeC1, quoteText } from '../qcow2/header.js';
+import { escapeC1, quoteText } from '../util/quote-text.js';
 import { formatBytes } from '../util/quantity.js';
 import { addTransportOptions, buildTransport, type TransportFlags } from './transport-options.js';
 import { parseSourceArgument } from './parse-options.js';

@@ -9,6 +9,7 @@
  * to describe such an image (`cdi-importer info`), when the same error is kept as `refusal`.
  */
 import { badInput, type ImportError } from '../errors.js';
+import { quoteText } from '../util/quote-text.js';
 
 const QCOW2_MAGIC = 0x514649fb; // "QFI\xfb"
 /** Enough bytes for every fixed field of a version 3 header (compression_type at 104). */
@@ -378,17 +379,4 @@ function extensionText(head: Buffer, extension: HeaderExtension | undefined): st
 function shortText(bytes: Buffer): string {
   const text = bytes.toString('utf8');
   return text.length > MAX_BACKING_NAME_SHOWN ? `${text.slice(0, MAX_BACKING_NAME_SHOWN)}…` : text;
-}
-
-/**
- * A name from the image in quotes, safe on a terminal: JSON escapes the C0 controls (ESC
- * included), and DEL and the C1 controls (some terminals act on U+009B as on ESC [) are escaped too.
- */
-export function quoteText(text: string): string {
-  return escapeC1(JSON.stringify(text));
-}
-
-/** DEL and C1 controls as JSON `\u` escapes (JSON.stringify leaves them raw); the text stays valid JSON. */
-export function escapeC1(json: string): string {
-  return json.replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

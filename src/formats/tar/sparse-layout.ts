@@ -4,6 +4,7 @@
  * data segments, back to back, with a map saying where each belongs and the real size.
  */
 import { badInput } from '../../errors.js';
+import { quoteText } from '../../util/quote-text.js';
 import type { EntryFacts, SparseSegment } from './tar-prepass.js';
 
 /** Names longer than this are shortened in messages, so the reason after them stays in view. */
@@ -15,8 +16,8 @@ const LONGEST_QUOTED_NAME = 120;
  * termination message before the reason).
  */
 export function quoteEntry(name: string): string {
-  if (name.length <= LONGEST_QUOTED_NAME) return JSON.stringify(name);
-  return `${JSON.stringify(`${name.slice(0, 60)}…${name.slice(-40)}`)} (${name.length} characters)`;
+  if (name.length <= LONGEST_QUOTED_NAME) return quoteText(name);
+  return `${quoteText(`${name.slice(0, 60)}…${name.slice(-40)}`)} (${name.length} characters)`;
 }
 
 export type { SparseSegment };
