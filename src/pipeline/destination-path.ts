@@ -21,6 +21,19 @@ export type Destination =
 const MAX_LINKS = 40;
 
 export async function inspectDestination(destination: string, sourceFile?: string): Promise<Destination> {
+  // `out/` names a directory, to the kernel (ENOTDIR, EISDIR) and so to qemu-img: never the file
+  // `out`, which path handling without the slash would create, or replace when it exists.
+  if (destination.endsWith('/')) {
+    const bare = destination.replace(/\/+$/, '');
+    // Without the slash: with it, a file fails to stat as ENOTDIR, as if it were missing.
+    const info = await stat(bare || '/').catch(() => undefined);
+    if (info?.isDirectory()) return { kind: 'directory' };
+    throw targetError(
+      info
+        ? `${destination} ends in /, a directory, but ${bare} is not one: leave the / out to write ${bare} itself, or give another file name`
+        : `${destination} ends in /, a directory, and there is none: create it first and name the disk image inside it (e.g. ${bare}/disk.img)`,
+    );
+  }
   const finalPath = await resolveDestination(destination);
   const info = await stat(finalPath).catch(() => undefined);
   if (!info) return { kind: 'new', path: finalPath };

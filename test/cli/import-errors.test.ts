@@ -180,6 +180,19 @@ describe('bad destinations', () => {
     assert.deepEqual(readdirSync(dir.join('adir')), []);
   });
 
+  test('a destination ending in / is a directory: never the file without the slash, created or replaced', async () => {
+    const missing = await runCli(['convert', raw, `${dir.join('no-such-dir')}/`]);
+    assert.equal(missing.code, 1, missing.stderr);
+    assert.match(missing.stderr.trim(), /^cdi-importer: error: \S+\/no-such-dir\/ ends in \/, a directory, and there is none: create it first and name the disk image inside it \(e\.g\. \S+\/no-such-dir\/disk\.img\)$/);
+    assert.equal(existsSync(dir.join('no-such-dir')), false);
+    writeFileSync(dir.join('kept.img'), 'old disk');
+    const file = await runCli(['import', raw, '-o', `${dir.join('kept.img')}/`]);
+    assert.equal(file.code, 1, file.stderr);
+    assert.match(file.stderr, /kept\.img\/ ends in \/, a directory, but \S+kept\.img is not one: leave the \/ out to write \S+kept\.img itself, or give another file name$/m);
+    assert.equal(readFileSync(dir.join('kept.img'), 'utf8'), 'old disk');
+    assert.deepEqual(outputsNamed('kept.img'), ['kept.img']);
+  });
+
   test('a file system too small for the image: refused before writing', async (t) => {
     const mount = mountTmpfs(t, '4m');
     if (!mount) return;
