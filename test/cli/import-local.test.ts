@@ -263,6 +263,23 @@ test('temporary files of killed imports to the same destination are removed by t
   }
 });
 
+test('a destination name near the file system\'s 255-byte limit: its longer temporary name is cut to fit, as qemu-img writes such a name', async () => {
+  const long = dir.join('long');
+  mkdirSync(long);
+  // 254 bytes (a 2-byte character across the cut) and 255: the names the file system takes.
+  for (const name of [`${'é'.repeat(100)}${'d'.repeat(50)}.img`, `${'d'.repeat(251)}.img`]) {
+    const out = path.join(long, name);
+    for (const command of [['convert'], ['import', '--no-fsync']]) {
+      // The second writes over the first's output: the old disk is set aside under a temporary name too.
+      const result = await runCli([...command, raw, out, '-q']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
+    }
+    assert.deepEqual(readdirSync(long), [name], 'the temporary name was used and is gone');
+    rmSync(out);
+  }
+});
+
 function readFileText(file: string): string {
   return run('cat', [file]);
 }
