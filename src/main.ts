@@ -28,9 +28,9 @@ export async function main(argv: string[]): Promise<number> {
   if (!wantsHelp && (first === undefined || !SUBCOMMANDS.has(first))) {
     // Pod mode's arguments are klog flags, which start with a dash: a bare word is a command
     // mistyped, not a pod. At a terminal without IMPORTER_SOURCE nobody meant pod mode either.
-    if (first !== undefined && !first.startsWith('-')) return usage(`unknown command "${first}"${suggestion(first)}`);
+    if (first !== undefined && !first.startsWith('-')) return usage(`unknown command "${first}"${suggestion(first)}`, argv);
     if (first === undefined && process.env.IMPORTER_SOURCE === undefined && process.stdin.isTTY) {
-      return usage('no command given, and IMPORTER_SOURCE is not set for pod mode');
+      return usage('no command given, and IMPORTER_SOURCE is not set for pod mode', argv);
     }
     const upload = await import('./upload/index.js');
     if (upload.isUploadPodEnvironment(process.env)) return upload.runUploadPod(argv.slice(2));
@@ -66,9 +66,12 @@ export async function main(argv: string[]): Promise<number> {
   return typeof process.exitCode === 'number' ? process.exitCode : 0;
 }
 
-function usage(problem: string): number {
+/** A command line that names no command: the same `error:` line, and JSON object, as commander's findings. */
+function usage(problem: string, argv: string[]): number {
   const commands = [...SUBCOMMANDS].filter((c) => c !== 'help').join(', ');
-  process.stderr.write(`cdi-importer: ${problem}; commands: ${commands} (see cdi-importer --help)\n`);
+  const error = `${problem}; commands: ${commands}`;
+  process.stderr.write(`cdi-importer: error: ${error} (see cdi-importer --help)\n`);
+  if (argv.includes('--json')) process.stdout.write(`${JSON.stringify({ ok: false, category: 'usage', error })}\n`);
   return EXIT_USAGE;
 }
 

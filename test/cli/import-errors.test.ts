@@ -296,8 +296,13 @@ test('usage errors exit 2 with a hint', async () => {
   // A mistyped command is not pod mode (whose arguments are klog flags).
   const typo = await runCli(['improt', raw, dir.join('typo.img')]);
   assert.equal(typo.code, 2, typo.stderr);
-  assert.match(typo.stderr, /unknown command "improt" \(did you mean import\?\); commands: import, convert/);
+  assert.match(typo.stderr, /^cdi-importer: error: unknown command "improt" \(did you mean import\?\); commands: import, convert/);
   assert.deepEqual(outputsNamed('typo.img'), []);
+  // Said as every other usage error is: the `error:` prefix, and an object for a pipeline that asked for JSON.
+  const typoJson = await runCli(['improt', raw, dir.join('typo.img'), '--json']);
+  assert.equal(typoJson.code, 2, typoJson.stderr);
+  assert.match(JSON.parse(typoJson.stdout).error, /^unknown command "improt" \(did you mean import\?\); commands: import, convert/);
+  assert.equal(JSON.parse(typoJson.stdout).category, 'usage');
   // A scratch directory is checked before the import starts, not when a spill first needs it.
   const scratch = await runCli(['import', raw, '-o', dir.join('scratch.img'), '--scratch', dir.join('no-such-dir')]);
   assert.equal(scratch.code, 2, scratch.stderr);
