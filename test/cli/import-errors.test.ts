@@ -205,6 +205,17 @@ describe('bad destinations', () => {
     assert.deepEqual(readdirSync(mount), []);
   });
 
+  test('a read-only file system is said to be one, not too small (an ISO or squashfs reports no free space)', async (t) => {
+    const mount = mountTmpfs(t, '1m');
+    if (!mount) return;
+    run('mount', ['-o', 'remount,ro', mount]);
+    for (const command of ['import', 'convert']) {
+      const result = await runCli([command, raw, `${mount}/disk.img`]);
+      assert.equal(result.code, 1, result.stderr);
+      assert.equal(result.stderr, `cdi-importer: error: ${mount}/disk.img is on a read-only file system: write it to another, or remount this one read-write\n`);
+    }
+  });
+
   test('too small only because of the space kept free: the line offers --filesystem-overhead, and it works', async (t) => {
     // 18 MiB on 18 MiB: 6 % kept free leaves 16 MiB (whole MiB), none kept free all 18.
     const mount = mountTmpfs(t, '18m');
