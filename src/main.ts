@@ -5,6 +5,7 @@ import { registerInfoCommand } from './cli/info-command.js';
 import { registerUploadServerCommand } from './cli/upload-server-command.js';
 import { EXIT_USAGE } from './cli/report-failure.js';
 import { holdStopSignals } from './util/stop-signals.js';
+import { oneLine } from './errors.js';
 
 const SUBCOMMANDS = new Set(['import', 'convert', 'info', 'datavolume', 'upload-server', 'help']);
 
@@ -45,8 +46,9 @@ export async function main(argv: string[]): Promise<number> {
     )
     .version('0.1.0')
     .exitOverride()
-    // One line, as every other failure: commander's own words, prefixed, with where help is.
-    .configureOutput({ outputError: (text, write) => write(`cdi-importer: ${text.trim()} (see cdi-importer --help)\n`) });
+    // One line, as every other failure: commander's own words (its "(Did you mean …?)" comes on a
+    // line of its own), prefixed, with where help is.
+    .configureOutput({ outputError: (text, write) => write(`cdi-importer: ${oneLine(text)} (see cdi-importer --help)\n`) });
   registerImportCommand(program);
   registerDatavolumeCommand(program);
   registerInfoCommand(program);
@@ -57,7 +59,7 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) {
       // commander has printed its line on stderr; a CI step that asked for JSON still gets an object.
       if (err.exitCode !== 0 && argv.includes('--json')) {
-        process.stdout.write(`${JSON.stringify({ ok: false, category: 'usage', error: err.message.replace(/^error: /, '') })}\n`);
+        process.stdout.write(`${JSON.stringify({ ok: false, category: 'usage', error: oneLine(err.message).replace(/^error: /, '') })}\n`);
       }
       return err.exitCode === 0 ? 0 : EXIT_USAGE;
     }
