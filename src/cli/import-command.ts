@@ -53,6 +53,8 @@ export function registerImportCommand(program: Command): void {
     .option('--checksum <algo:hex>', 'verify the source bytes: md5, sha1, sha256 or sha512')
     .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping')
     .option('--no-fsync', 'skip the fsyncs (file or device), as qemu-img convert does (faster; the data reaches the disk later)')
+    // The default, taken when said (a flag carried over from convert): commander would suggest --no-fsync, the opposite.
+    .addOption(new Option('--fsync').hideHelp())
     .option('--timeout <seconds>', 'give up if the import has not finished by then, removing the file it was writing (a block device keeps what was written) (default: no limit)');
   addTransportOptions(importCommand)
     .option('--json', 'print one JSON result object on stdout')
@@ -70,6 +72,8 @@ export function registerImportCommand(program: Command): void {
     .option('--checksum <algo:hex>', 'verify the input bytes: md5, sha1, sha256 or sha512')
     .option('--scratch <dir>', "scratch directory for qcow2 clusters that arrive before their mapping (default: the output's directory)")
     .option('--fsync', 'fsync the output before finishing (qemu-img convert does not; import does unless --no-fsync)')
+    // The default, taken when said (a flag carried over from import): commander would suggest --fsync, the opposite.
+    .addOption(new Option('--no-fsync').hideHelp())
     .option('--json', 'print one JSON result object on stdout')
     .option('-q, --quiet', 'no progress bar and no summary line')
     .option('-p, --progress', 'show the progress bar even when stderr is not a terminal')

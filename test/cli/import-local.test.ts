@@ -224,6 +224,17 @@ test('import --no-fsync writes the same disk and replaces an existing one', asyn
   assert.deepEqual(leftovers(), []);
 });
 
+test("each command's default fsync choice is taken when said: import --fsync syncs, convert --no-fsync does not", async () => {
+  for (const [command, syncs] of [[['import', '--fsync'], true], [['convert', '--no-fsync'], false]] as const) {
+    const out = dir.join(`said-${command[0]}.img`);
+    const trace = dir.join(`said-${command[0]}.strace`);
+    const result = await runCli([...command, raw, out, '-q'], { wrap: ['strace', '-f', '-qq', '-o', trace, '-e', 'trace=fsync,fdatasync'] });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
+    assert.equal(/\b(fsync|fdatasync)\(/.test(readFileSync(trace, 'utf8')), syncs, command.join(' '));
+  }
+});
+
 test('temporary files of killed imports to the same destination are removed by the next successful one; a running import\'s stays', async () => {
   const tidy = dir.join('tidy');
   mkdirSync(tidy);
