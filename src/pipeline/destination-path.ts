@@ -5,7 +5,8 @@
  * So: block devices are written as devices, symbolic links are followed to the file they name,
  * and everything else that is not a regular file is refused, as is the source file itself.
  */
-import { readlink, realpath, stat } from 'node:fs/promises';
+import { access, readlink, realpath, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import path from 'node:path';
 import type { Stats } from 'node:fs';
 import { targetError } from '../errors.js';
@@ -47,6 +48,13 @@ export async function inspectDestination(destination: string, sourceFile?: strin
       throw targetError(`${destination} is the source image itself: write the output to another file`);
     }
   }
+  // Renaming over a file needs only the directory's permission; qemu-img, cp and a shell's `>` need
+  // the file's own, so a disk made read-only to keep it (chmod a-w) is not replaced here either.
+  await access(finalPath, constants.W_OK).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'EACCES') {
+      throw targetError(`${destination} is not writable (permission denied), so it is not replaced: make it writable (chmod u+w) to replace it, or give another file name`, err);
+    }
+  });
   return { kind: 'file', path: finalPath, mode: info.mode & 0o777, uid: info.uid, gid: info.gid };
 }
 
