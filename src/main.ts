@@ -5,6 +5,7 @@ import { registerInfoCommand } from './cli/info-command.js';
 import { registerUploadServerCommand } from './cli/upload-server-command.js';
 import { EXIT_USAGE } from './cli/report-failure.js';
 import { holdStopSignals } from './util/stop-signals.js';
+import { oneLine } from './errors.js';
 
 const SUBCOMMANDS = new Set(['import', 'convert', 'info', 'datavolume', 'upload-server', 'help']);
 
@@ -28,9 +29,9 @@ export async function main(argv: string[]): Promise<number> {
   if (!wantsHelp && (first === undefined || !SUBCOMMANDS.has(first))) {
     // Pod mode's arguments are klog flags, which start with a dash: a bare word is a command
     // mistyped, not a pod. At a terminal without IMPORTER_SOURCE nobody meant pod mode either.
-    if (first !== undefined && !first.startsWith('-')) return usage(`unknown command "${first}"${suggestion(first)}`);
+    if (first !== undefined && !first.startsWith('-')) return usage(`unknown command "${first}"${suggestion(first)}`, argv);
     if (first === undefined && process.env.IMPORTER_SOURCE === undefined && process.stdin.isTTY) {
-      return usage('no command given, and IMPORTER_SOURCE is not set for pod mode');
+      return usage('no command given, and IMPORTER_SOURCE is not set for pod mode', argv);
     }
     const upload = await import('./upload/index.js');
     if (upload.isUploadPodEnvironment(process.env)) return upload.runUploadPod(argv.slice(2));
@@ -45,8 +46,9 @@ export async function main(argv: string[]): Promise<number> {
     )
     .version('0.1.0')
     .exitOverride()
-    // One line, as every other failure: commander's own words, prefixed, with where help is.
-    .configureOutput({ outputError: (text, write) => write(`cdi-importer: ${text.trim()} (see cdi-importer --help)\n`) });
+    // One line, as every other failure: commander's own words (its "(Did you mean …?)" comes on a
+    // line of its own), prefixed, with where help is.
+    .configureOutput({ outputError: (text, write) => write(`cdi-importer: ${oneLine(text)} (see cdi-importer --help)\n`) });
   registerImportCommand(program);
   registerDatavolumeCommand(program);
   registerInfoCommand(program);
@@ -57,7 +59,7 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) {
       // commander has printed its line on stderr; a CI step that asked for JSON still gets an object.
       if (err.exitCode !== 0 && argv.includes('--json')) {
-        process.stdout.write(`${JSON.stringify({ ok: false, category: 'usage', error: err.message.replace(/^error: /, '') })}\n`);
+        process.stdout.write(`${JSON.stringify({ ok: false, category: 'usage', error: oneLine(err.message).replace(/^error: /, '') })}\n`);
       }
       return err.exitCode === 0 ? 0 : EXIT_USAGE;
     }
@@ -66,9 +68,12 @@ export async function main(argv: string[]): Promise<number> {
   return typeof process.exitCode === 'number' ? process.exitCode : 0;
 }
 
-function usage(problem: string): number {
+/** A command line that names no command: the same `error:` line, and JSON object, as commander's findings. */
+function usage(problem: string, argv: string[]): number {
   const commands = [...SUBCOMMANDS].filter((c) => c !== 'help').join(', ');
-  process.stderr.write(`cdi-importer: ${problem}; commands: ${commands} (see cdi-importer --help)\n`);
+  const error = `${problem}; commands: ${commands}`;
+  process.stderr.write(`cdi-importer: error: ${error} (see cdi-importer --help)\n`);
+  if (argv.includes('--json')) process.stdout.write(`${JSON.stringify({ ok: false, category: 'usage', error })}\n`);
   return EXIT_USAGE;
 }
 

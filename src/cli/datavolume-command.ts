@@ -2,10 +2,11 @@
  * `cdi-importer datavolume <manifest.yaml>`: runs, locally, the imports a DataVolume or a
  * VirtualMachine's dataVolumeTemplates would make CDI run, one `<out>/<name>.img` per volume.
  */
-import { mkdirSync, readFileSync, rmdirSync } from 'node:fs';
+import { readFileSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { fileProblem, usageError } from '../errors.js';
+import { fileProblem, targetError, usageError } from '../errors.js';
+import { makeDirectories } from '../util/make-directories.js';
 import type { PlannedImport } from '../datavolume/plan-imports.js';
 import type { ConfigMapResolver } from '../datavolume/references.js';
 import { parseOverhead } from './parse-options.js';
@@ -71,7 +72,7 @@ async function datavolumeAction(manifest: string, options: DatavolumeOptions): P
       filesystemOverhead: options.filesystemOverhead !== undefined ? parseOverhead(options.filesystemOverhead) : 0,
       preallocation: options.preallocation === true,
     });
-    mkdirSync(options.out, { recursive: true });
+    outputDirectory(options.out);
     return await importAll(plans, options);
   } catch (err) {
     return reportFailure(err, options.json === true);
@@ -86,7 +87,7 @@ async function importAll(plans: PlannedImport[], options: DatavolumeOptions): Pr
     if (!options.quiet && !options.json) process.stderr.write(`${plan.origin}: importing\n`);
     const directory = plan.request.target.kind === 'directory' ? plan.request.target.path : undefined;
     // The first directory mkdir made, if any: a failed import removes it again (when still empty).
-    const made = directory !== undefined ? mkdirSync(directory, { recursive: true }) : undefined;
+    const made = directory !== undefined ? outputDirectory(directory) : undefined;
     const code = await runImport(plan.request, { ...options, command: 'datavolume', jsonFields: { name: plan.name } });
     if (code !== 0 && made !== undefined) rmEmptyDirectories(made, directory!);
     if (code !== 0) {
@@ -95,6 +96,16 @@ async function importAll(plans: PlannedImport[], options: DatavolumeOptions): Pr
     }
   }
   return 0;
+}
+
+/** --out, or an archive volume's directory in it, made if missing: a failure is the destination's, in words. */
+function outputDirectory(dir: string): string | undefined {
+  try {
+    return makeDirectories(dir);
+  } catch (err) {
+    const problem = (err as NodeJS.ErrnoException).code === 'EEXIST' ? 'a file by that name is in the way' : fileProblem(err);
+    throw targetError(`cannot create the output directory ${dir}: ${problem}`, err);
+  }
 }
 
 /** Removes `innermost` and its parents up to `outermost` (mkdir's first new directory) while they are empty. */

@@ -1,7 +1,7 @@
 import { access, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import path from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import type { ContentType, ImportRequest, TargetSpec } from '../request.js';
 import { addTransportOptions, buildTransport, type TransportFlags } from './transport-options.js';
 import { parseOverhead, parseSeconds, parseSize, parseSourceArgument } from './parse-options.js';
@@ -34,6 +34,9 @@ interface ImportOptions extends TransportFlags {
   m?: string;
   t?: string;
   T?: string;
+  /** qemu-img convert's -n and -o: refused, with what to do instead. */
+  n?: boolean;
+  o?: string;
 }
 
 export function registerImportCommand(program: Command): void {
@@ -50,6 +53,8 @@ export function registerImportCommand(program: Command): void {
     .option('--checksum <algo:hex>', 'verify the source bytes: md5, sha1, sha256 or sha512')
     .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping')
     .option('--no-fsync', 'skip the fsyncs (file or device), as qemu-img convert does (faster; the data reaches the disk later)')
+    // The default, taken when said (a flag carried over from convert): commander would suggest --no-fsync, the opposite.
+    .addOption(new Option('--fsync').hideHelp())
     .option('--timeout <seconds>', 'give up if the import has not finished by then, removing the file it was writing (a block device keeps what was written) (default: no limit)');
   addTransportOptions(importCommand)
     .option('--json', 'print one JSON result object on stdout')
@@ -67,6 +72,8 @@ export function registerImportCommand(program: Command): void {
     .option('--checksum <algo:hex>', 'verify the input bytes: md5, sha1, sha256 or sha512')
     .option('--scratch <dir>', "scratch directory for qcow2 clusters that arrive before their mapping (default: the output's directory)")
     .option('--fsync', 'fsync the output before finishing (qemu-img convert does not; import does unless --no-fsync)')
+    // The default, taken when said (a flag carried over from import): commander would suggest --fsync, the opposite.
+    .addOption(new Option('--no-fsync').hideHelp())
     .option('--json', 'print one JSON result object on stdout')
     .option('-q, --quiet', 'no progress bar and no summary line')
     .option('-p, --progress', 'show the progress bar even when stderr is not a terminal')
@@ -78,6 +85,10 @@ export function registerImportCommand(program: Command): void {
     .option('-m <coroutines>', 'accepted for qemu-img convert compatibility: parallel reads are sized by convert itself')
     .option('-t <cache>', 'accepted for qemu-img convert compatibility: the output cache mode (the page cache, flushed by --fsync)')
     .option('-T <cache>', 'accepted for qemu-img convert compatibility: the input cache mode')
+    .option('-U', 'accepted for qemu-img convert compatibility: convert takes no lock on the input (as --force-share)')
+    // Taken only to be refused in words rather than as an unknown option.
+    .addOption(new Option('-n').hideHelp())
+    .addOption(new Option('-o <options>').hideHelp())
     .action(async (input: string, out: string, options: ImportOptions) => {
       const fsync = options.fsync === true;
       process.exitCode = await importAction(input, out, { ...options, fsync, contentType: 'kubevirt', filesystemOverhead: '0' }, true);
@@ -134,6 +145,12 @@ async function buildRequest(source: string, dest: string | undefined, options: I
   // "-" is stdin as a source; as an output it would be a file named "-", and a pipe reading it would get nothing.
   if ((dest ?? options.dest) === '-') {
     throw usageError('writing the image to standard output is not supported: give an output file or block device (the raw output is written sparse, out of order)');
+  }
+  if (options.n) {
+    throw usageError('-n is not supported: convert creates its output (a block device is written in place without it, and a file is replaced only by the finished one); leave -n out');
+  }
+  if (options.o !== undefined) {
+    throw usageError(`-o ${options.o} is not supported: convert writes a plain sparse raw file and takes no output options; leave -o out, or use qemu-img convert for them`);
   }
   if (options.m !== undefined && !/^([1-9]|1[0-6])$/.test(options.m)) {
     throw usageError(`invalid -m ${options.m}: the number of coroutines is between 1 and 16 (as for qemu-img convert)`);

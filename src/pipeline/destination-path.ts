@@ -5,7 +5,8 @@
  * So: block devices are written as devices, symbolic links are followed to the file they name,
  * and everything else that is not a regular file is refused, as is the source file itself.
  */
-import { readlink, realpath, stat } from 'node:fs/promises';
+import { access, readlink, realpath, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import path from 'node:path';
 import type { Stats } from 'node:fs';
 import { targetError } from '../errors.js';
@@ -21,6 +22,19 @@ export type Destination =
 const MAX_LINKS = 40;
 
 export async function inspectDestination(destination: string, sourceFile?: string): Promise<Destination> {
+  // `out/` names a directory, to the kernel (ENOTDIR, EISDIR) and so to qemu-img: never the file
+  // `out`, which path handling without the slash would create, or replace when it exists.
+  if (destination.endsWith('/')) {
+    const bare = destination.replace(/\/+$/, '');
+    // Without the slash: with it, a file fails to stat as ENOTDIR, as if it were missing.
+    const info = await stat(bare || '/').catch(() => undefined);
+    if (info?.isDirectory()) return { kind: 'directory' };
+    throw targetError(
+      info
+        ? `${destination} ends in /, a directory, but ${bare} is not one: leave the / out to write ${bare} itself, or give another file name`
+        : `${destination} ends in /, a directory, and there is none: create it first and name the disk image inside it (e.g. ${bare}/disk.img)`,
+    );
+  }
   const finalPath = await resolveDestination(destination);
   const info = await stat(finalPath).catch(() => undefined);
   if (!info) return { kind: 'new', path: finalPath };
@@ -34,6 +48,13 @@ export async function inspectDestination(destination: string, sourceFile?: strin
       throw targetError(`${destination} is the source image itself: write the output to another file`);
     }
   }
+  // Renaming over a file needs only the directory's permission; qemu-img, cp and a shell's `>` need
+  // the file's own, so a disk made read-only to keep it (chmod a-w) is not replaced here either.
+  await access(finalPath, constants.W_OK).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'EACCES') {
+      throw targetError(`${destination} is not writable (permission denied), so it is not replaced: make it writable (chmod u+w) to replace it, or give another file name`, err);
+    }
+  });
   return { kind: 'file', path: finalPath, mode: info.mode & 0o777, uid: info.uid, gid: info.gid };
 }
 

@@ -1,4 +1,5 @@
-import { stat } from 'node:fs/promises';
+import { access, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
 import path from 'node:path';
 import type { ImportRequest } from '../request.js';
 import type { DiskTarget } from '../targets/disk-target.js';
@@ -42,6 +43,11 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
     throw targetFailure(err, filePath === path.resolve(target.path) ? target.path : `${target.path} (that is, ${filePath})`);
   });
   if (!dirInfo.isDirectory()) throw targetError(`destination directory ${directory} is not a directory`);
+  // A read-only file system reports little or no free space (an ISO or squashfs none): said as what
+  // it is, before the size check would call it too small. Other refusals are the create's to name.
+  await access(directory, constants.W_OK).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'EROFS') throw targetFailure(err, target.path);
+  });
   // Unbounded (convert, as qemu-img convert): no free-space check; a disk that fills up fails when it does.
   const free = target.unbounded ? Number.MAX_SAFE_INTEGER : await freeSpace(directory);
   const available = request.requestedSize !== undefined ? Math.min(free, request.requestedSize) : free;

@@ -76,7 +76,7 @@ export function podLogLevel(argv: string[]): LogLevel | undefined {
     return levelFromVerbosity(parseKlogFlags(argv).verbosity);
   } catch (err) {
     if (!(err instanceof KlogFlagError)) throw err;
-    process.stderr.write(`cdi-importer: ${err.message}\n`);
+    process.stderr.write(`cdi-importer: error: ${err.message}\n`);
     return undefined;
   }
 }

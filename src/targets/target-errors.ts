@@ -15,7 +15,7 @@ export function targetFailure(err: unknown, where: string): ImportError {
     case 'EPERM':
       return targetError(`permission denied writing ${where}`, err);
     case 'EROFS':
-      return targetError(`${where} is on a read-only file system`, err);
+      return targetError(`${where} is on a read-only file system: write it to another, or remount this one read-write`, err);
     case 'EISDIR':
       return targetError(`${where} is a directory: give a file name for the disk image`, err);
     default:

@@ -1,6 +1,7 @@
 import { constants } from 'node:fs';
 import { lstat, open, readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { crc32 } from 'node:zlib';
 import { tryLock } from '../util/fs-ext.js';
 import { randomHex } from '../util/random-hex.js';
 
@@ -12,7 +13,27 @@ export function temporaryName(destination: string, kind: 'partial' | 'old'): str
   return path.join(path.dirname(destination), `${prefix(destination, kind)}${randomHex(8)}`);
 }
 
-const prefix = (destination: string, kind: 'partial' | 'old') => `.${path.basename(destination)}.${kind}-`;
+const prefix = (destination: string, kind: 'partial' | 'old') => `.${fitted(path.basename(destination))}.${kind}-`;
+
+/** A file name's limit in bytes on Linux file systems (NAME_MAX). */
+const NAME_MAX = 255;
+/** What a temporary name adds to the destination's: `.`, `.partial-` and the 8 hex digits. */
+const ADDED = '..partial-'.length + 8;
+
+/**
+ * The destination's name, cut so the temporary name stays within NAME_MAX: a name the file system
+ * takes (up to 255 bytes) must not fail for its longer temporary sibling. A cut name ends in a CRC
+ * of the whole one, so destinations that share their first 228 bytes keep apart temporaries (the
+ * cleanup of stale ones matches by this prefix).
+ */
+function fitted(name: string): string {
+  const bytes = Buffer.from(name);
+  if (bytes.length + ADDED <= NAME_MAX) return name;
+  const tag = `~${crc32(bytes).toString(16).padStart(8, '0')}`;
+  let cut = NAME_MAX - ADDED - tag.length;
+  while (cut > 0 && (bytes[cut]! & 0xc0) === 0x80) cut--; // not inside a UTF-8 character
+  return `${bytes.subarray(0, cut).toString()}${tag}`;
+}
 
 /** Written to this recently, a partial file may belong to an import that has opened it and not yet locked it. */
 const SETTLE_MS = 60_000;

@@ -135,9 +135,9 @@ test('qemu-img convert\'s own flags: -f raw|qcow2 (a different image is refused 
   assert.match(badF.stderr, /invalid -f "vdi": expected raw or qcow2/);
 });
 
-test("qemu-img convert's tuning flags are accepted (-W, -m, -t, -T, -S 4k); -S of another size is refused", async () => {
+test("qemu-img convert's tuning flags are accepted (-W, -m, -t, -T, -S 4k, -U); -S of another size is refused", async () => {
   const out = dir.join('tuned.raw');
-  const ok = await runCli(['convert', '-W', '-m', '8', '-t', 'none', '-T', 'none', '-S', '4k', dir.join('disk.qcow2'), out, '-q']);
+  const ok = await runCli(['convert', '-U', '-W', '-m', '8', '-t', 'none', '-T', 'none', '-S', '4k', dir.join('disk.qcow2'), out, '-q']);
   assert.equal(ok.code, 0, ok.stderr);
   assert.equal(await sha256File(out), await qemuRawSha256(dir.join('disk.qcow2'), dir.path));
   const dense = await runCli(['convert', '-S', '0', dir.join('disk.qcow2'), dir.join('dense.raw')]);
@@ -153,6 +153,18 @@ test("qemu-img convert's tuning flags are accepted (-W, -m, -t, -T, -S 4k); -S o
     const refused = await runCli(['convert', ...args, dir.join('disk.qcow2'), dir.join('typo.raw')]);
     assert.equal(refused.code, 2, refused.stderr);
     assert.match(refused.stderr, message);
+  }
+});
+
+test("qemu-img convert's -n and -o are refused in words, saying what to do (usage, exit 2), and nothing is written", async () => {
+  for (const [args, message] of [
+    [['-n'], /^cdi-importer: error: -n is not supported: convert creates its output .*; leave -n out$/],
+    [['-o', 'preallocation=falloc'], /^cdi-importer: error: -o preallocation=falloc is not supported: convert writes a plain sparse raw file and takes no output options; leave -o out, or use qemu-img convert for them$/],
+  ] as Array<[string[], RegExp]>) {
+    const refused = await runCli(['convert', ...args, '-O', 'raw', dir.join('disk.qcow2'), dir.join('refused-n.raw')]);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr.trim(), message);
+    assert.equal(existsSync(dir.join('refused-n.raw')), false);
   }
 });
 

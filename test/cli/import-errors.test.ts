@@ -180,6 +180,19 @@ describe('bad destinations', () => {
     assert.deepEqual(readdirSync(dir.join('adir')), []);
   });
 
+  test('a destination ending in / is a directory: never the file without the slash, created or replaced', async () => {
+    const missing = await runCli(['convert', raw, `${dir.join('no-such-dir')}/`]);
+    assert.equal(missing.code, 1, missing.stderr);
+    assert.match(missing.stderr.trim(), /^cdi-importer: error: \S+\/no-such-dir\/ ends in \/, a directory, and there is none: create it first and name the disk image inside it \(e\.g\. \S+\/no-such-dir\/disk\.img\)$/);
+    assert.equal(existsSync(dir.join('no-such-dir')), false);
+    writeFileSync(dir.join('kept.img'), 'old disk');
+    const file = await runCli(['import', raw, '-o', `${dir.join('kept.img')}/`]);
+    assert.equal(file.code, 1, file.stderr);
+    assert.match(file.stderr, /kept\.img\/ ends in \/, a directory, but \S+kept\.img is not one: leave the \/ out to write \S+kept\.img itself, or give another file name$/m);
+    assert.equal(readFileSync(dir.join('kept.img'), 'utf8'), 'old disk');
+    assert.deepEqual(outputsNamed('kept.img'), ['kept.img']);
+  });
+
   test('a file system too small for the image: refused before writing', async (t) => {
     const mount = mountTmpfs(t, '4m');
     if (!mount) return;
@@ -190,6 +203,17 @@ describe('bad destinations', () => {
     assert.doesNotMatch(result.stderr, /--size/, 'a --size could only lower the limit');
     assert.doesNotMatch(result.stderr, /PVC/, 'the pod\'s words are for the pod');
     assert.deepEqual(readdirSync(mount), []);
+  });
+
+  test('a read-only file system is said to be one, not too small (an ISO or squashfs reports no free space)', async (t) => {
+    const mount = mountTmpfs(t, '1m');
+    if (!mount) return;
+    run('mount', ['-o', 'remount,ro', mount]);
+    for (const command of ['import', 'convert']) {
+      const result = await runCli([command, raw, `${mount}/disk.img`]);
+      assert.equal(result.code, 1, result.stderr);
+      assert.equal(result.stderr, `cdi-importer: error: ${mount}/disk.img is on a read-only file system: write it to another, or remount this one read-write\n`);
+    }
   });
 
   test('too small only because of the space kept free: the line offers --filesystem-overhead, and it works', async (t) => {
@@ -283,8 +307,13 @@ test('usage errors exit 2 with a hint', async () => {
   // A mistyped command is not pod mode (whose arguments are klog flags).
   const typo = await runCli(['improt', raw, dir.join('typo.img')]);
   assert.equal(typo.code, 2, typo.stderr);
-  assert.match(typo.stderr, /unknown command "improt" \(did you mean import\?\); commands: import, convert/);
+  assert.match(typo.stderr, /^cdi-importer: error: unknown command "improt" \(did you mean import\?\); commands: import, convert/);
   assert.deepEqual(outputsNamed('typo.img'), []);
+  // Said as every other usage error is: the `error:` prefix, and an object for a pipeline that asked for JSON.
+  const typoJson = await runCli(['improt', raw, dir.join('typo.img'), '--json']);
+  assert.equal(typoJson.code, 2, typoJson.stderr);
+  assert.match(JSON.parse(typoJson.stdout).error, /^unknown command "improt" \(did you mean import\?\); commands: import, convert/);
+  assert.equal(JSON.parse(typoJson.stdout).category, 'usage');
   // A scratch directory is checked before the import starts, not when a spill first needs it.
   const scratch = await runCli(['import', raw, '-o', dir.join('scratch.img'), '--scratch', dir.join('no-such-dir')]);
   assert.equal(scratch.code, 2, scratch.stderr);
@@ -298,6 +327,11 @@ test('usage errors exit 2 with a hint', async () => {
   assert.equal(unknown.code, 2);
   // commander's findings are one line too, as every other failure.
   assert.equal(unknown.stderr, "cdi-importer: error: missing required argument 'source' (see cdi-importer --help)\n");
+  // commander's suggestion for a misspelt flag joins the line rather than starting one of its own.
+  const misspelt = await runCli(['convert', raw, dir.join('misspelt.raw'), '--progres', '--json']);
+  assert.equal(misspelt.code, 2);
+  assert.equal(misspelt.stderr, "cdi-importer: error: unknown option '--progres' (Did you mean --progress?) (see cdi-importer --help)\n");
+  assert.equal(JSON.parse(misspelt.stdout).error, "unknown option '--progres' (Did you mean --progress?)");
   const badSize = await runCli(['import', raw, '-o', dir.join('x.img'), '--size', '12 parsecs']);
   assert.equal(badSize.code, 2);
   assert.match(badSize.stderr, /invalid quantity "12 parsecs"/);

@@ -224,6 +224,17 @@ test('import --no-fsync writes the same disk and replaces an existing one', asyn
   assert.deepEqual(leftovers(), []);
 });
 
+test("each command's default fsync choice is taken when said: import --fsync syncs, convert --no-fsync does not", async () => {
+  for (const [command, syncs] of [[['import', '--fsync'], true], [['convert', '--no-fsync'], false]] as const) {
+    const out = dir.join(`said-${command[0]}.img`);
+    const trace = dir.join(`said-${command[0]}.strace`);
+    const result = await runCli([...command, raw, out, '-q'], { wrap: ['strace', '-f', '-qq', '-o', trace, '-e', 'trace=fsync,fdatasync'] });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
+    assert.equal(/\b(fsync|fdatasync)\(/.test(readFileSync(trace, 'utf8')), syncs, command.join(' '));
+  }
+});
+
 test('temporary files of killed imports to the same destination are removed by the next successful one; a running import\'s stays', async () => {
   const tidy = dir.join('tidy');
   mkdirSync(tidy);
@@ -260,6 +271,23 @@ test('temporary files of killed imports to the same destination are removed by t
     ]);
   } finally {
     holder.kill();
+  }
+});
+
+test('a destination name near the file system\'s 255-byte limit: its longer temporary name is cut to fit, as qemu-img writes such a name', async () => {
+  const long = dir.join('long');
+  mkdirSync(long);
+  // 254 bytes (a 2-byte character across the cut) and 255: the names the file system takes.
+  for (const name of [`${'é'.repeat(100)}${'d'.repeat(50)}.img`, `${'d'.repeat(251)}.img`]) {
+    const out = path.join(long, name);
+    for (const command of [['convert'], ['import', '--no-fsync']]) {
+      // The second writes over the first's output: the old disk is set aside under a temporary name too.
+      const result = await runCli([...command, raw, out, '-q']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
+    }
+    assert.deepEqual(readdirSync(long), [name], 'the temporary name was used and is gone');
+    rmSync(out);
   }
 });
 
@@ -309,6 +337,29 @@ test('a replaced output keeps its owner when root replaces another user\'s file 
   const info = statSync(out);
   assert.deepEqual([info.uid, info.gid, info.mode & 0o777], [65534, 65534, 0o660], 'the owner can still read and write it');
   assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
+});
+
+test('a file the user may not write is not replaced, though the directory would allow it (as qemu-img, cp and > refuse)', async (t) => {
+  if (process.getuid?.() !== 0 || spawnSync('setpriv', ['--version']).status !== 0) return t.skip('needs root and setpriv');
+  const own = dir.join('read-only-file');
+  mkdirSync(own);
+  const out = path.join(own, 'golden.img');
+  writeFileSync(out, 'golden');
+  sh(`chmod 755 ${dir.path} && chown 65534:65534 ${own} ${out} && chmod 444 ${out} && chmod o+r ${raw}`);
+  const asNobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+  for (const command of [['convert'], ['import', '--no-fsync']]) {
+    const result = await runCli([...command, raw, out], { wrap: asNobody });
+    assert.equal(result.code, 1, result.stderr);
+    assert.equal(
+      result.stderr,
+      `cdi-importer: error: ${out} is not writable (permission denied), so it is not replaced: make it writable (chmod u+w) to replace it, or give another file name\n`,
+    );
+    assert.equal(readFileSync(out, 'utf8'), 'golden');
+    assert.deepEqual(readdirSync(own), ['golden.img']);
+  }
+  // Root may write any file, as with qemu-img.
+  const root = await runCli(['convert', raw, out]);
+  assert.equal(root.code, 0, root.stderr);
 });
 
 test('a writable file in a directory that cannot take new files: the line says the directory is the problem', async (t) => {

@@ -279,6 +279,40 @@ spec:
     assert.deepEqual(readdirSync(outLast), ['first.img']);
   });
 
+  test('an --out that cannot be made is the destination\'s failure, in words: a file in the way, a read-only file system (not "no such file")', async (t) => {
+    const file = work.join('out-blank.yaml');
+    writeFileSync(
+      file,
+      'apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata:\n  name: dv\nspec:\n  source:\n    blank: {}\n  storage:\n    resources:\n      requests:\n        storage: 1Mi\n',
+    );
+    const inTheWay = work.join('out-is-a-file');
+    writeFileSync(inTheWay, 'not a directory');
+    for (const [out, problem] of [
+      [inTheWay, 'a file by that name is in the way'],
+      [path.join(inTheWay, 'sub'), 'a part of the path is not a directory'],
+    ]) {
+      const result = await runCli(['datavolume', file, '--out', out!, '--json']);
+      assert.equal(result.code, 1, result.stderr);
+      assert.equal(result.stderr, `cdi-importer: error: cannot create the output directory ${out}: ${problem}\n`);
+      assert.equal(JSON.parse(result.stdout).category, 'target');
+    }
+    const mount = work.join('out-read-only');
+    sh(`mkdir -p ${mount}`);
+    try {
+      run('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', mount]);
+    } catch {
+      t.skip('cannot mount a tmpfs here');
+      return;
+    }
+    try {
+      const readOnly = await runCli(['datavolume', file, '--out', path.join(mount, 'a', 'b')]);
+      assert.equal(readOnly.code, 1, readOnly.stderr);
+      assert.equal(readOnly.stderr, `cdi-importer: error: cannot create the output directory ${path.join(mount, 'a', 'b')}: read-only file system\n`);
+    } finally {
+      run('umount', [mount]);
+    }
+  });
+
   test('a DataVolume name that is not a Kubernetes name cannot write outside --out', async () => {
     const file = work.join('escape.yaml');
     writeFileSync(
