@@ -101,6 +101,7 @@ function ignoredFlags(request: ImportRequest, options: ImportOptions): string[] 
   if (request.target.kind === 'directory') {
     if (options.preallocation) notes.push('--preallocation does not apply to an archive import (files are extracted as they are)');
     if (options.filesystemOverhead !== undefined) notes.push('--filesystem-overhead does not apply to an archive import (the space check counts the extracted bytes)');
+    if (options.scratch !== undefined) notes.push('--scratch does not apply to an archive import (entries are extracted as they stream, nothing is set aside)');
   }
   if (request.target.kind === 'block' && options.filesystemOverhead !== undefined && request.filesystemOverhead !== 0) {
     notes.push('--filesystem-overhead does not apply to a block device (it has no file system to reserve space on)');

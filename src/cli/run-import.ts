@@ -51,7 +51,7 @@ export async function runImport(request: ImportRequest, output: OutputOptions, r
   const deadline =
     output.timeoutSeconds !== undefined
       ? setTimeout(() => {
-          controller.abort(new ImportError('cancelled', `the import did not finish within ${output.timeoutSeconds} s (--timeout)`));
+          controller.abort(new ImportError('cancelled', `the import did not finish within ${output.timeoutSeconds} s (--timeout): give a longer --timeout, or none for no limit`));
         }, output.timeoutSeconds * 1000)
       : undefined;
   const started = Date.now();

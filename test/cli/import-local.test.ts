@@ -306,7 +306,7 @@ test('--timeout that passes while a local qcow2 is being opened: one line, exit 
   for (let i = 0; i < 3; i++) {
     const result = await runCli(['import', qcow2, out, '--timeout', '0.001']);
     assert.equal(result.code, 1, result.stderr);
-    assert.equal(result.stderr.trim(), 'cdi-importer: error: the import did not finish within 0.001 s (--timeout)');
+    assert.equal(result.stderr.trim(), 'cdi-importer: error: the import did not finish within 0.001 s (--timeout): give a longer --timeout, or none for no limit');
     assert.equal(existsSync(out), false);
     assert.deepEqual(leftovers(), []);
   }

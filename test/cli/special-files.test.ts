@@ -206,7 +206,7 @@ describe('cancelled at any moment', () => {
           assert.equal(await sha256File(out), expected, what);
         } else {
           assert.equal(result.code, 1, what);
-          assert.deepEqual(JSON.parse(result.stdout), { ok: false, category: 'cancelled', error: `the import did not finish within ${seconds} s (--timeout)` }, what);
+          assert.deepEqual(JSON.parse(result.stdout), { ok: false, category: 'cancelled', error: `the import did not finish within ${seconds} s (--timeout): give a longer --timeout, or none for no limit` }, what);
           assert.equal(existsSync(out), false, what);
         }
         assert.deepEqual(leftovers('cancelled.img').filter((name) => name.includes('.partial-')), [], what);

@@ -111,7 +111,7 @@ describe('imports that survive faults', () => {
     // The index read (a Range request for the last bytes) stalls: the deadline passes there.
     const result = await runCli(['import', `${xzServer.url}stall-tail`, '-o', out, '--timeout', '1', '--stall-timeout', '30']);
     assert.equal(result.code, 1, result.stderr);
-    assert.equal(result.stderr.trim(), 'cdi-importer: error: the import did not finish within 1 s (--timeout)');
+    assert.equal(result.stderr.trim(), 'cdi-importer: error: the import did not finish within 1 s (--timeout): give a longer --timeout, or none for no limit');
     assert.deepEqual(readdirSync(dir.path).filter((n) => n.startsWith('xz-tail.img') || n.startsWith('.xz-tail.img')), []);
   });
 
@@ -143,7 +143,7 @@ describe('imports that survive faults', () => {
     const started = Date.now();
     const result = await runCli(['import', `${gzServer.url}stall?after=300000&times=99`, '-o', out, '--timeout', '1.5']);
     assert.equal(result.code, 1, result.stderr);
-    assert.equal(result.stderr.trim(), 'cdi-importer: error: the import did not finish within 1.5 s (--timeout)');
+    assert.equal(result.stderr.trim(), 'cdi-importer: error: the import did not finish within 1.5 s (--timeout): give a longer --timeout, or none for no limit');
     assert.ok(Date.now() - started < 15_000);
     assert.deepEqual(readdirSync(dir.path).filter((n) => n.includes('deadline.img')), []);
   });

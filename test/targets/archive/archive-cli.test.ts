@@ -138,12 +138,13 @@ describe('archive import through the CLI', () => {
     assert.match(fs.stderr, /fs\.img is not a tar archive \(found raw\)/);
   });
 
-  it('says that --preallocation and --filesystem-overhead do nothing for an archive', async () => {
+  it('says that --preallocation, --filesystem-overhead and --scratch do nothing for an archive', async () => {
     const out = freshTarget();
-    const result = await runCli(['import', '--content-type', 'archive', archive, '-o', out, '--preallocation', '--filesystem-overhead', '0.1']);
+    const result = await runCli(['import', '--content-type', 'archive', archive, '-o', out, '--preallocation', '--filesystem-overhead', '0.1', '--scratch', tmp.path]);
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stderr, /^cdi-importer: note: --preallocation does not apply to an archive import/m);
     assert.match(result.stderr, /^cdi-importer: note: --filesystem-overhead does not apply to an archive import/m);
+    assert.match(result.stderr, /^cdi-importer: note: --scratch does not apply to an archive import/m);
     assert.equal(diffTrees(out, reference), '');
   });
 
