@@ -5,7 +5,7 @@
  * rather than stop at a checksum. The only acceptable outcomes are an error that says what is
  * wrong (no TypeError or RangeError, one line), or output that `xz -dc` gives for the same bytes;
  * and never a hang or unbounded output. Shared by the CI test (fixed seed, modest count) and
- * bench/xz-fuzz.ts (long runs).
+ * bench/fuzz.ts (long runs).
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -177,7 +177,7 @@ export async function fuzz(seeds: Buffer[], seed: number, count: number, workDir
   for (let i = 0; i < count; i++) {
     const data = mutate(seeds[i % seeds.length]!, next);
     const piece = 1 + Math.floor(next() * 70_000);
-    const fail = (what: string) => Object.assign(new Error(`xz fuzz case ${i} (seed ${seed}): ${what}`), { data });
+    const fail = (what: string) => Object.assign(new Error(`xz fuzz case ${i} (seed ${seed}): ${what}`), { input: data });
     const controller = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {

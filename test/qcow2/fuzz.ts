@@ -1,7 +1,7 @@
 /**
  * Mutation fuzzing of the qcow2 reader: bit flips and field mutations of valid qemu-made images.
  * The only acceptable outcomes are success with every extent inside [0, virtualSize), or an
- * ImportError. Shared by the CI test (fixed seed, modest count) and bench/qcow2-fuzz.ts (long runs).
+ * ImportError. Shared by the CI test (fixed seed, modest count) and bench/fuzz.ts (long runs).
  */
 import { Readable } from 'node:stream';
 import { readFileSync } from 'node:fs';
@@ -136,7 +136,7 @@ export async function fuzz(seeds: Buffer[], seed: number, count: number, scratch
           continue;
         }
         const failure = new Error(`fuzz case ${i} (seed ${seed}, ${driver}): ${(err as Error)?.stack ?? String(err)}`);
-        (failure as Error & { image?: Buffer }).image = image;
+        (failure as Error & { input?: Buffer }).input = image; // bench/fuzz.ts saves it
         throw failure;
       }
     }

@@ -4,7 +4,7 @@
  * extracted into an empty directory beside a sentinel one. The only acceptable outcomes are an
  * ImportError (one line) with the target left empty, or success with only files, directories
  * and links inside the target (no symlink pointing out); either way nothing appears beside it.
- * Shared by the CI test (fixed seed, modest count) and bench/tar-fuzz.ts (long runs).
+ * Shared by the CI test (fixed seed, modest count) and bench/fuzz.ts (long runs).
  */
 import { lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -225,7 +225,7 @@ export async function fuzz(seeds: Buffer[], seed: number, count: number, workDir
     writeFileSync(path.join(sentinel, 'file.txt'), 'original');
     const fail = (what: string) => {
       const failure = new Error(`tar fuzz case ${i} (seed ${seed}): ${what}`);
-      (failure as Error & { archive?: Buffer }).archive = archive;
+      (failure as Error & { input?: Buffer }).input = archive; // bench/fuzz.ts saves it
       return failure;
     };
     const chunk = 1 + Math.floor(next() * 20_000);
