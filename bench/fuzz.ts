@@ -1,20 +1,25 @@
 /**
  * Long runs of the mutation fuzzers the tests run at a fixed seed:
- *   node --import tsx bench/fuzz.ts qcow2|tar|xz [count] [seed]
+ *   node --import tsx bench/fuzz.ts qcow2|tar|xz|multipart [count] [seed]
  * Saves the first failing input to ./<kind>-fuzz-failure.<ext> and exits 1.
  */
 import { writeFileSync } from 'node:fs';
 import { makeTempDir } from '../test/support/tools.js';
 
 interface Fuzzer {
-  seeds(dir: string): Buffer[];
-  fuzz(seeds: Buffer[], seed: number, count: number, dir: string): Promise<{ ok: number; rejected: number }>;
+  // The seeds' shape is each fuzzer's own business.
+  seeds(dir: string): any[];
+  fuzz(seeds: any[], seed: number, count: number, dir: string): Promise<{ ok: number; rejected: number }>;
 }
 
 const FUZZERS: Record<string, { load: () => Promise<Fuzzer>; failure: string }> = {
   qcow2: { load: async () => import('../test/qcow2/fuzz.js').then((m) => ({ seeds: m.buildSeedImages, fuzz: m.fuzz })), failure: 'qcow2-fuzz-failure.qcow2' },
   tar: { load: async () => import('../test/targets/archive/tar-fuzz.js').then((m) => ({ seeds: m.buildSeedArchives, fuzz: m.fuzz })), failure: 'tar-fuzz-failure.tar' },
   xz: { load: async () => import('../test/formats/xz-fuzz.js').then((m) => ({ seeds: m.buildSeedFiles, fuzz: m.fuzz })), failure: 'xz-fuzz-failure.xz' },
+  multipart: {
+    load: async () => import('../test/upload/multipart-fuzz.js').then((m) => ({ seeds: () => m.buildSeedForms(), fuzz: (seeds, seed, count) => m.fuzz(seeds, seed, count) })),
+    failure: 'multipart-fuzz-failure.body',
+  },
 };
 
 const [kind = '', countText, seedText] = process.argv.slice(2);
