@@ -72,8 +72,11 @@ async function datavolumeAction(manifest: string, options: DatavolumeOptions): P
       filesystemOverhead: options.filesystemOverhead !== undefined ? parseOverhead(options.filesystemOverhead) : 0,
       preallocation: options.preallocation === true,
     });
-    outputDirectory(options.out);
-    return await importAll(plans, options);
+    const madeOut = outputDirectory(options.out);
+    const code = await importAll(plans, options);
+    // A run that failed (or was cancelled) before its first volume leaves no empty --out it made.
+    if (code !== 0 && madeOut !== undefined) rmEmptyDirectories(madeOut, options.out);
+    return code;
   } catch (err) {
     return reportFailure(err, options.json === true);
   } finally {
