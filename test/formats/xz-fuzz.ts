@@ -13,9 +13,11 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import { XzDecoder } from '../../src/formats/xz/xz-decoder.js';
+import { encodeVli, readVli } from '../../src/formats/xz/xz-container.js';
 import { seeded } from '../qcow2/images.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 import { sh } from '../support/tools.js';
+import { pieces, settleWithin, unclearRefusal } from '../support/fuzz-case.js';
 
 const CASE_TIMEOUT_MS = 20_000;
 /** The seeds hold 256 KiB each; a mutated file may not make the decoder hand out more than this. */
@@ -45,16 +47,6 @@ interface Region {
   crcAt: number;
 }
 
-/** A variable-length integer at `at` (no validation: the seeds are well formed). */
-function vliAt(bytes: Buffer, at: number): { value: number; next: number } {
-  let value = 0;
-  for (let i = 0; ; i++) {
-    const byte = bytes[at + i]!;
-    value += (byte & 0x7f) * 2 ** (7 * i);
-    if ((byte & 0x80) === 0) return { value, next: at + i + 1 };
-  }
-}
-
 /** The CRC-protected regions of a well-formed single-stream file: stream header, block headers, index, footer. */
 function regions(xz: Buffer): Region[] {
   const out: Region[] = [{ start: 6, crcAt: 8 }];
@@ -63,11 +55,11 @@ function regions(xz: Buffer): Region[] {
   const indexSize = (xz.readUInt32LE(footer + 4) + 1) * 4;
   const index = footer - indexSize;
   out.push({ start: index, crcAt: footer - 4 });
-  let { value: records, next } = vliAt(xz, index + 1);
+  let { value: records, next } = readVli(xz, index + 1, xz.length);
   let block = 12;
   while (records-- > 0) {
-    const unpadded = vliAt(xz, next);
-    next = vliAt(xz, unpadded.next).next;
+    const unpadded = readVli(xz, next, xz.length);
+    next = readVli(xz, unpadded.next, xz.length).next;
     const headerSize = (xz[block]! + 1) * 4;
     out.push({ start: block, crcAt: block + headerSize - 4 });
     block += Math.ceil(unpadded.value / 4) * 4;
@@ -82,17 +74,6 @@ function fixCrc(xz: Buffer, region: Region, footerCrc: boolean): void {
 }
 
 const INTERESTING = [0, 1, 2, 3, 4, 0x7f, 0x80, 0xff, 1 << 20, 2 ** 31, 2 ** 32, 2 ** 40, 2 ** 53 - 1];
-
-function vliBytes(value: number): number[] {
-  const bytes: number[] = [];
-  let rest = value;
-  while (rest >= 0x80) {
-    bytes.push((rest % 0x80) | 0x80);
-    rest = Math.floor(rest / 0x80);
-  }
-  bytes.push(rest);
-  return bytes;
-}
 
 /** One mutated copy of `seed`, chosen by `next`. */
 export function mutate(seed: Buffer, next: () => number): Buffer {
@@ -109,7 +90,7 @@ export function mutate(seed: Buffer, next: () => number): Buffer {
       const at = region.start + Math.floor(next() * (region.crcAt - region.start));
       if (next() < 0.5) out[at] = next() < 0.5 ? Math.floor(next() * 256) : out[at]! ^ (1 << Math.floor(next() * 8));
       else {
-        const bytes = vliBytes(pick(INTERESTING) + (next() < 0.3 ? Math.floor(next() * 4096) : 0));
+        const bytes = encodeVli(pick(INTERESTING) + (next() < 0.3 ? Math.floor(next() * 4096) : 0));
         for (let b = 0; b < bytes.length && at + b < region.crcAt; b++) out[at + b] = bytes[b]!;
       }
       if (next() < 0.85) fixCrc(out, region, footer);
@@ -152,9 +133,7 @@ function xzCli(data: Buffer, workDir: string): Buffer | null {
 
 async function decodeBounded(data: Buffer, piece: number, signal: AbortSignal): Promise<Buffer> {
   const decoder = new XzDecoder();
-  const pieces: Buffer[] = [];
-  for (let at = 0; at < data.length; at += piece) pieces.push(data.subarray(at, at + piece));
-  Readable.from(pieces).pipe(decoder);
+  Readable.from(pieces(data, [piece])).pipe(decoder);
   const out: Buffer[] = [];
   let total = 0;
   try {
@@ -178,29 +157,16 @@ export async function fuzz(seeds: Buffer[], seed: number, count: number, workDir
     const data = mutate(seeds[i % seeds.length]!, next);
     const piece = 1 + Math.floor(next() * 70_000);
     const fail = (what: string) => Object.assign(new Error(`xz fuzz case ${i} (seed ${seed}): ${what}`), { input: data });
-    const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        controller.abort();
-        reject(fail(`still decoding after ${CASE_TIMEOUT_MS / 1000} s`));
-      }, CASE_TIMEOUT_MS);
-    });
-    try {
-      const result = await Promise.race([decodeBounded(data, piece, controller.signal).then((out) => ({ out }), (err: unknown) => ({ err })), timeout]);
-      if ('err' in result) {
-        const err = result.err as Error;
-        if (!(err instanceof Error) || err instanceof TypeError || err instanceof RangeError) throw fail(`a decoder bug, not a refusal: ${err?.stack ?? String(err)}`);
-        if (err.message.includes('\n') || err.message.length === 0) throw fail(`an unclear message: ${JSON.stringify(err.message)}`);
-        outcome.rejected++;
-      } else {
-        const expected = xzCli(data, workDir);
-        if (expected === null) throw fail(`decoded ${result.out.length} bytes of a file xz -dc refuses`);
-        if (!expected.equals(result.out)) throw fail(`decoded ${result.out.length} bytes where xz -dc gives ${expected.length} other ones`);
-        outcome.ok++;
-      }
-    } finally {
-      clearTimeout(timer);
+    const result = await settleWithin(CASE_TIMEOUT_MS, (signal) => decodeBounded(data, piece, signal), () => fail(`still decoding after ${CASE_TIMEOUT_MS / 1000} s`));
+    if ('err' in result) {
+      const unclear = unclearRefusal(result.err);
+      if (unclear) throw fail(unclear);
+      outcome.rejected++;
+    } else {
+      const expected = xzCli(data, workDir);
+      if (expected === null) throw fail(`decoded ${result.value.length} bytes of a file xz -dc refuses`);
+      if (!expected.equals(result.value)) throw fail(`decoded ${result.value.length} bytes where xz -dc gives ${expected.length} other ones`);
+      outcome.ok++;
     }
   }
   return outcome;

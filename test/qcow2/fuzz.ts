@@ -10,6 +10,7 @@ import { openQcow2RandomAccess, openQcow2Stream } from '../../src/qcow2/index.js
 import type { DiskImage } from '../../src/extents.js';
 import type { RandomAccessReader } from '../../src/sources/source.js';
 import { qemuImg, qemuIo, seeded } from './images.js';
+import { pieces } from '../support/fuzz-case.js';
 
 export function memoryReader(data: Buffer): RandomAccessReader {
   return {
@@ -127,7 +128,7 @@ export async function fuzz(seeds: Buffer[], seed: number, count: number, scratch
         const disk =
           driver === 'random-access'
             ? await openQcow2RandomAccess(memoryReader(image))
-            : await openQcow2Stream(Readable.from(chunks(image, chunk)), { scratchDir });
+            : await openQcow2Stream(Readable.from(pieces(image, [chunk])), { scratchDir });
         await drain(disk);
         outcome.ok++;
       } catch (err) {
@@ -142,8 +143,4 @@ export async function fuzz(seeds: Buffer[], seed: number, count: number, scratch
     }
   }
   return outcome;
-}
-
-function* chunks(data: Buffer, size: number): Generator<Buffer> {
-  for (let at = 0; at < data.length; at += size) yield data.subarray(at, at + size);
 }

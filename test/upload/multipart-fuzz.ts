@@ -11,6 +11,7 @@
 import { Readable } from 'node:stream';
 import { MultipartFilePart } from '../../src/upload/multipart-file-part.js';
 import { seeded } from '../qcow2/images.js';
+import { pieces, settleWithin, unclearRefusal } from '../support/fuzz-case.js';
 
 const CASE_TIMEOUT_MS = 10_000;
 const BOUNDARIES = ['------------------------a1b2c3d4e5f6', 'x', '----WebKitFormBoundary7MA4YWxkTrZu0gW'];
@@ -81,14 +82,8 @@ export interface FuzzOutcome {
 }
 
 async function readPart(body: Buffer, boundary: string, pieceSizes: number[], signal: AbortSignal): Promise<Buffer> {
-  const pieces: Buffer[] = [];
-  for (let at = 0, i = 0; at < body.length; i++) {
-    const size = pieceSizes[i % pieceSizes.length]!;
-    pieces.push(body.subarray(at, at + size));
-    at += size;
-  }
   const out: Buffer[] = [];
-  for await (const chunk of Readable.from(pieces).pipe(new MultipartFilePart(boundary))) {
+  for await (const chunk of Readable.from(pieces(body, pieceSizes)).pipe(new MultipartFilePart(boundary))) {
     signal.throwIfAborted();
     // Pooled chunks are reused once handed on: keep a copy.
     out.push(Buffer.from(chunk as Buffer));
@@ -106,36 +101,23 @@ export async function fuzz(seeds: Seed[], seed: number, count: number): Promise<
     // Tiny pieces make every delimiter straddle a seam; large ones take the whole-chunk path.
     const pieceSizes = Array.from({ length: 4 }, () => (next() < 0.3 ? 1 + Math.floor(next() * 8) : 1 + Math.floor(next() * 9000)));
     const fail = (what: string) => Object.assign(new Error(`multipart fuzz case ${i} (seed ${seed}, pieces ${pieceSizes.join('/')}): ${what}`), { input: body });
-    const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        controller.abort();
-        reject(fail(`still reading after ${CASE_TIMEOUT_MS / 1000} s`));
-      }, CASE_TIMEOUT_MS);
-    });
-    try {
-      const result = await Promise.race([readPart(body, form.boundary, pieceSizes, controller.signal).then((out) => ({ out }), (err: unknown) => ({ err })), timeout]);
-      if ('err' in result) {
-        const err = result.err as Error;
-        if (!(err instanceof Error) || err instanceof TypeError || err instanceof RangeError) throw fail(`a reader bug, not a refusal: ${err?.stack ?? String(err)}`);
-        if (err.message.includes('\n') || err.message.length === 0) throw fail(`an unclear message: ${JSON.stringify(err.message)}`);
-        if (i < 0) throw fail(`an unmutated form was refused: ${err.message}`);
-        outcome.rejected++;
-        continue;
-      }
-      const { out } = result;
-      if (i < 0 && !out.equals(form.file)) throw fail('an unmutated form did not give its file exactly');
-      // The reader sees the body with a line ending in front (the first delimiter may lack it).
-      const seen = Buffer.concat([Buffer.from('\r\n'), body]);
-      if (out.length > 0 && seen.indexOf(out) < 0) throw fail(`the ${out.length} bytes given are not one run of the body`);
-      // A delimiter in either style of form (a bare-LF form's `\n--boundary` is inside this one too).
-      const delimiter = `\r\n--${form.boundary}`;
-      if (out.includes(delimiter)) throw fail(`the bytes given run across a delimiter (${JSON.stringify(delimiter)})`);
-      outcome.ok++;
-    } finally {
-      clearTimeout(timer);
+    const result = await settleWithin(CASE_TIMEOUT_MS, (signal) => readPart(body, form.boundary, pieceSizes, signal), () => fail(`still reading after ${CASE_TIMEOUT_MS / 1000} s`));
+    if ('err' in result) {
+      const unclear = unclearRefusal(result.err);
+      if (unclear) throw fail(unclear);
+      if (i < 0) throw fail(`an unmutated form was refused: ${(result.err as Error).message}`);
+      outcome.rejected++;
+      continue;
     }
+    const out = result.value;
+    if (i < 0 && !out.equals(form.file)) throw fail('an unmutated form did not give its file exactly');
+    // The reader sees the body with a line ending in front (the first delimiter may lack it).
+    const seen = Buffer.concat([Buffer.from('\r\n'), body]);
+    if (out.length > 0 && seen.indexOf(out) < 0) throw fail(`the ${out.length} bytes given are not one run of the body`);
+    // A delimiter in either style of form (a bare-LF form's `\n--boundary` is inside this one too).
+    const delimiter = `\r\n--${form.boundary}`;
+    if (out.includes(delimiter)) throw fail(`the bytes given run across a delimiter (${JSON.stringify(delimiter)})`);
+    outcome.ok++;
   }
   return outcome;
 }

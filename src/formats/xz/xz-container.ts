@@ -49,7 +49,8 @@ export function readVli(bytes: Buffer, offset: number, end: number): { value: nu
   throw new XzFormatError('a block header holds an invalid size field');
 }
 
-function vli(value: number): number[] {
+/** A multibyte integer's bytes, as a conforming encoder writes them. */
+export function encodeVli(value: number): number[] {
   const out: number[] = [];
   let rest = value;
   while (rest >= 0x80) {
@@ -125,8 +126,8 @@ export interface IndexRecord {
 
 /** The index for these records, byte for byte as a conforming encoder writes it. */
 export function encodeIndex(records: readonly IndexRecord[]): Buffer {
-  const bytes = [0x00, ...vli(records.length)];
-  for (const record of records) bytes.push(...vli(record.unpadded), ...vli(record.uncompressed));
+  const bytes = [0x00, ...encodeVli(records.length)];
+  for (const record of records) bytes.push(...encodeVli(record.unpadded), ...encodeVli(record.uncompressed));
   while (bytes.length % 4 !== 0) bytes.push(0);
   const body = Buffer.from(bytes);
   const out = Buffer.alloc(body.length + 4);

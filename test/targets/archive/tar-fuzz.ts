@@ -14,6 +14,7 @@ import { extractArchive } from '../../../src/targets/archive/index.js';
 import { seeded } from '../../qcow2/images.js';
 import { gnuTar, pythonTar } from '../../support/tar-fixtures.js';
 import { sh } from '../../support/tools.js';
+import { pieces, settleWithin } from '../../support/fuzz-case.js';
 
 const BLOCK = 512;
 /** A case that takes longer than this is a hang (the seeds extract in milliseconds). */
@@ -229,22 +230,14 @@ export async function fuzz(seeds: Buffer[], seed: number, count: number, workDir
       return failure;
     };
     const chunk = 1 + Math.floor(next() * 20_000);
-    const controller = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        controller.abort();
-        reject(fail(`extraction still running after ${CASE_TIMEOUT_MS / 1000} s`));
-      }, CASE_TIMEOUT_MS);
-    });
     try {
-      const extraction = extractArchive(Readable.from(chunks(archive, chunk)), target, {
-        signal: controller.signal,
-        availableBytes: AVAILABLE_BYTES,
-      });
-      const failed = await Promise.race([extraction.then(() => undefined, (err: unknown) => ({ err })), timeout]);
-      if (failed) {
-        const { err } = failed;
+      const result = await settleWithin(
+        CASE_TIMEOUT_MS,
+        (signal) => extractArchive(Readable.from(pieces(archive, [chunk])), target, { signal, availableBytes: AVAILABLE_BYTES }),
+        () => fail(`extraction still running after ${CASE_TIMEOUT_MS / 1000} s`),
+      );
+      if ('err' in result) {
+        const { err } = result;
         if (!isImportError(err)) throw fail(`not an ImportError: ${(err as Error)?.stack ?? String(err)}`);
         if (err.message.includes('\n')) throw fail(`a message of more than one line: ${JSON.stringify(err.message)}`);
         const left = readdirSync(target);
@@ -264,7 +257,6 @@ export async function fuzz(seeds: Buffer[], seed: number, count: number, workDir
         throw fail('the sentinel directory beside the target changed');
       }
     } finally {
-      clearTimeout(timer);
       try {
         rmSync(root, { recursive: true, force: true });
       } catch {
@@ -275,8 +267,4 @@ export async function fuzz(seeds: Buffer[], seed: number, count: number, workDir
     }
   }
   return outcome;
-}
-
-function* chunks(data: Buffer, size: number): Generator<Buffer> {
-  for (let at = 0; at < data.length; at += size) yield data.subarray(at, at + size);
 }
