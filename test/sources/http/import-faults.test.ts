@@ -4,6 +4,7 @@
  * resumes twice (the checksum covers every byte once).
  */
 import assert from 'node:assert/strict';
+import { isDeepStrictEqual } from 'node:util';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { runCli } from '../../support/cli.js';
@@ -118,14 +119,18 @@ describe('imports that survive faults', () => {
   it('raw.gz with --checksum that drops twice: resumed, checksum verified, exact output', async () => {
     const out = dir.join('resumed.img');
     const digest = sh(`sha256sum < ${dir.join('disk.raw.gz')}`).split(' ')[0];
-    // Request 1 is the 64 KiB Range probe (shorter than the cut); the stream reads by 1 MiB Range
-    // requests, both in flight here and both cut after 200000 bytes; it resumes at byte 200000.
+    // Request 1 is the 64 KiB Range probe (shorter than the cut). A probe answered within 5 ms (a
+    // near server) makes the stream read by 1 MiB Range requests, both in flight here and both cut
+    // after 200000 bytes, resumed at byte 200000; on a loaded machine the probe can take longer, and
+    // the stream is one GET, cut at 200000 and resumed there, then cut again 200000 bytes later.
     const result = await runCli(['import', `${gzServer.url}drop?after=200000&times=2`, '-o', out, '--quiet', '--checksum', `sha256:${digest}`]);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(await sha256File(out), oracle.raw);
     const ranges = gzServer.requests.filter((r) => r.path === '/drop').map((r) => r.range);
     const end = statSync(dir.join('disk.raw.gz')).size - 1;
-    assert.deepEqual(ranges, ['bytes=0-65535', 'bytes=0-1048575', `bytes=1048576-${end}`, 'bytes=200000-1248575', `bytes=1248576-${end}`]);
+    const byRanges = ['bytes=0-65535', 'bytes=0-1048575', `bytes=1048576-${end}`, 'bytes=200000-1248575', `bytes=1248576-${end}`];
+    const byOneGet = ['bytes=0-65535', undefined, 'bytes=200000-', 'bytes=400000-'];
+    assert.ok(isDeepStrictEqual(ranges, byRanges) || isDeepStrictEqual(ranges, byOneGet), `requests: ${JSON.stringify(ranges)}`);
   });
 
   it('--stall-timeout: a stalled download is resumed after that long, and said so', async () => {
