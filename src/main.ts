@@ -5,7 +5,7 @@ import { registerInfoCommand } from './cli/info-command.js';
 import { registerUploadServerCommand } from './cli/upload-server-command.js';
 import { EXIT_USAGE } from './cli/report-failure.js';
 import { holdStopSignals } from './util/stop-signals.js';
-import { oneLine } from './errors.js';
+import { fileProblem, oneLine } from './errors.js';
 
 const SUBCOMMANDS = new Set(['import', 'convert', 'info', 'datavolume', 'upload-server', 'help']);
 
@@ -20,7 +20,9 @@ export async function main(argv: string[]): Promise<number> {
   process.stdout.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code === 'EPIPE') return;
     // The report could not be delivered (stdout on a full disk): say so, once, where it can be read.
-    process.stderr.write(`cdi-importer: error: cannot write to standard output: ${err.code ?? err.message}\n`);
+    const words = fileProblem(err);
+    const code = err.code && !words.includes(err.code) ? ` (${err.code})` : '';
+    process.stderr.write(`cdi-importer: error: cannot write to standard output: ${words}${code}\n`);
     stdoutFailed = true;
     process.exitCode = 1;
   });

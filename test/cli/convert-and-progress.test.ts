@@ -197,5 +197,5 @@ test('a report that cannot be written (stdout on a full disk) is one line on std
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const [code] = (await once(child, 'close')) as [number | null];
   assert.equal(code, 1, stderr);
-  assert.equal(stderr.trim(), 'cdi-importer: error: cannot write to standard output: ENOSPC');
+  assert.equal(stderr.trim(), 'cdi-importer: error: cannot write to standard output: no space left on the device (ENOSPC)');
 });
