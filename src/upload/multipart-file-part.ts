@@ -11,6 +11,19 @@ import { chunkPool } from '../util/buffer-pool.js';
 /** Part headers larger than this are not a browser or curl form: refuse instead of buffering. */
 const MAX_PART_HEADER_BYTES = 16 * 1024;
 
+const SPACE = 0x20;
+const TAB = 0x09;
+const CR = 0x0d;
+const LF = 0x0a;
+const DASH = 0x2d;
+
+/** Where a delimiter starts, and whether the bytes after it have been seen (see MultipartFilePart.scan). */
+interface Found {
+  at: number;
+  /** The bytes that decide it have not arrived yet: everything before `at` is data, the rest must wait. */
+  pending: boolean;
+}
+
 /** The boundary parameter of a `multipart/form-data` Content-Type, or undefined if there is none. */
 export function multipartBoundary(contentType: string | undefined): string | undefined {
   if (!contentType || !/^\s*multipart\/form-data\s*(;|$)/i.test(contentType)) return undefined;
@@ -78,6 +91,14 @@ export class MultipartFilePart extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
+    if (this.state === 'file-part') {
+      // A delimiter at the very end of the body ends the part, as in Go's reader (no closing `--` needed).
+      const found = this.scan(this.buffer, true);
+      if (found) {
+        this.gather(this.buffer.subarray(0, found.at));
+        this.endPart();
+      }
+    }
     if (this.state === 'done') return callback();
     const skipped = this.skippedParts.length > 0 ? ` (parts found: ${this.skippedParts.join(', ')})` : '';
     callback(
@@ -92,33 +113,58 @@ export class MultipartFilePart extends Transform {
   private consume(): void {
     for (;;) {
       switch (this.state) {
-        case 'preamble':
-        case 'skip-part': {
-          const delimiter = this.state === 'preamble' ? this.firstDelimiter : this.delimiter;
-          const at = this.buffer.indexOf(delimiter);
+        case 'preamble': {
+          const at = this.buffer.indexOf(this.firstDelimiter);
           if (at < 0) {
             this.keepTail();
             return;
           }
-          this.buffer = this.buffer.subarray(at + delimiter.length);
-          this.state = this.state === 'preamble' ? 'first-line' : 'headers';
+          // Kept from the line's start: a line that only begins like the boundary is preamble, and the search goes on after it.
+          this.buffer = this.buffer.subarray(at);
+          this.state = 'first-line';
+          break;
+        }
+        case 'skip-part': {
+          const found = this.scan(this.buffer);
+          if (!found) {
+            this.keepTail();
+            return;
+          }
+          this.buffer = this.buffer.subarray(found.at);
+          if (found.pending) return;
+          this.buffer = this.buffer.subarray(this.delimiter.length);
+          this.state = 'headers';
           break;
         }
         case 'first-line': {
-          // The first boundary line's ending says which line endings the whole form uses.
-          if (this.buffer.length >= 2 && this.buffer[0] === 0x2d && this.buffer[1] === 0x2d) {
-            this.state = 'headers'; // the closing delimiter right away: an empty form
-            break;
-          }
-          const newline = this.buffer.indexOf(0x0a);
+          // The buffer starts at `\n--boundary`. Go's reader (CDI's) takes a line as the first boundary
+          // only if nothing but spaces and tabs follows the boundary; its ending says which line endings
+          // the whole form uses.
+          const after = this.firstDelimiter.length;
+          if (this.buffer.length < after + 2) return;
+          const closing = this.buffer[after] === DASH && this.buffer[after + 1] === DASH;
+          const newline = this.buffer.indexOf(LF, after);
           if (newline < 0) {
             if (this.buffer.length > MAX_PART_HEADER_BYTES) throw new BadUploadRequest('a multipart boundary line does not end: this is not a form as curl -F or a browser sends it');
             return;
           }
-          if (newline === 0 || this.buffer[newline - 1] !== 0x0d) {
+          const crlf = this.buffer[newline - 1] === CR && newline > after;
+          const lineEnd = crlf ? newline - 1 : newline;
+          if (closing && onlySpaces(this.buffer, after + 2, lineEnd)) {
+            this.buffer = this.buffer.subarray(after);
+            this.state = 'headers'; // the closing delimiter right away: an empty form
+            break;
+          }
+          if (closing || !onlySpaces(this.buffer, after, lineEnd)) {
+            this.buffer = this.buffer.subarray(1); // not the boundary: preamble, searched on from the next byte
+            this.state = 'preamble';
+            break;
+          }
+          if (!crlf) {
             this.delimiter = this.firstDelimiter;
             this.headerEnd = Buffer.from('\n\n');
           }
+          this.buffer = this.buffer.subarray(after);
           this.state = 'headers';
           break;
         }
@@ -129,6 +175,12 @@ export class MultipartFilePart extends Transform {
             this.state = 'closed';
             this.buffer = Buffer.alloc(0);
             return;
+          }
+          const newline = this.buffer.indexOf(LF);
+          const lineEnd = newline > 0 && this.buffer[newline - 1] === CR ? newline - 1 : newline;
+          if (newline >= 0 && !onlySpaces(this.buffer, 0, lineEnd)) {
+            const line = this.buffer.subarray(0, Math.min(lineEnd, 40)).toString('latin1');
+            throw new BadUploadRequest(`a multipart boundary line goes on after the boundary (${JSON.stringify(line)}): this is not a form as curl -F or a browser sends it`);
           }
           const end = this.buffer.indexOf(this.headerEnd);
           if (end < 0) {
@@ -147,8 +199,8 @@ export class MultipartFilePart extends Transform {
           break;
         }
         case 'file-part': {
-          const at = this.buffer.indexOf(this.delimiter);
-          if (at < 0) {
+          const found = this.scan(this.buffer);
+          if (!found) {
             // Everything but a possible partial delimiter at the end is the part's data.
             const safe = this.buffer.length - (this.delimiter.length - 1);
             if (safe > 0) {
@@ -157,8 +209,9 @@ export class MultipartFilePart extends Transform {
             }
             return;
           }
-          this.gather(this.buffer.subarray(0, at));
-          this.endPart();
+          this.gather(this.buffer.subarray(0, found.at));
+          if (found.pending) this.buffer = this.buffer.subarray(found.at);
+          else this.endPart();
           return;
         }
         case 'done':
@@ -176,19 +229,51 @@ export class MultipartFilePart extends Transform {
   private fileData(chunk: Buffer): void {
     const tail = this.buffer;
     const keep = this.delimiter.length - 1;
-    const atSeam = tail.length === 0 ? -1 : Buffer.concat([tail, chunk.subarray(0, keep)]).indexOf(this.delimiter);
-    if (atSeam >= 0 && atSeam < tail.length) {
-      this.gather(tail.subarray(0, atSeam));
+    // A delimiter that starts in the tail is decided by the chunk's first bytes (the chunk is at least a delimiter long).
+    const atSeam = tail.length === 0 ? undefined : this.scan(Buffer.concat([tail, chunk.subarray(0, keep + 2)]));
+    if (atSeam?.pending && atSeam.at < tail.length) {
+      // Not decided even so (a chunk of exactly a delimiter's length): the slow path joins them.
+      this.buffer = Buffer.concat([tail, chunk]);
+      return this.consume();
+    }
+    if (atSeam && atSeam.at < tail.length) {
+      this.gather(tail.subarray(0, atSeam.at));
       return this.endPart();
     }
     this.gather(tail);
-    const at = chunk.indexOf(this.delimiter);
-    if (at >= 0) {
-      this.gather(chunk.subarray(0, at));
-      return this.endPart();
+    const found = this.scan(chunk);
+    if (found) {
+      this.gather(chunk.subarray(0, found.at));
+      if (!found.pending) return this.endPart();
+      this.buffer = Buffer.from(chunk.subarray(found.at));
+      return;
     }
     this.gather(chunk.subarray(0, chunk.length - keep));
     this.buffer = Buffer.from(chunk.subarray(chunk.length - keep));
+  }
+
+  /**
+   * The first delimiter in `data` as Go's reader (CDI's) decides it: `\r\n--boundary` (`\n--boundary`
+   * in a bare-LF form) followed by `--`, a space, a tab or a line end, or by the end of the body
+   * (`ended`); followed by anything else it is data (a file may hold the boundary followed by other
+   * bytes). Undefined when there is none.
+   */
+  private scan(data: Buffer, ended = false): Found | undefined {
+    const delimiter = this.delimiter;
+    for (let at = data.indexOf(delimiter); at >= 0; at = data.indexOf(delimiter, at + 1)) {
+      const after = at + delimiter.length;
+      if (after === data.length) return { at, pending: !ended };
+      const next = data[after];
+      if (next === SPACE || next === TAB || next === CR || next === LF) return { at, pending: false };
+      if (next === DASH) {
+        if (after + 1 === data.length) {
+          if (ended) continue; // a lone dash at the end: not a delimiter
+          return { at, pending: true };
+        }
+        if (data[after + 1] === DASH) return { at, pending: false };
+      }
+    }
+    return undefined;
   }
 
   /**
@@ -224,4 +309,10 @@ export class MultipartFilePart extends Transform {
     const keep = this.delimiter.length - 1;
     if (this.buffer.length > keep) this.buffer = this.buffer.subarray(this.buffer.length - keep);
   }
+}
+
+/** Whether data[start, end) holds only spaces and tabs (what may follow a boundary on its line). */
+function onlySpaces(data: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (data[i] !== SPACE && data[i] !== TAB) return false;
+  return true;
 }

@@ -74,6 +74,34 @@ describe('multipart file part', () => {
     }
   });
 
+  // Go's reader (CDI's) ends a part only at `\r\n--boundary` followed by `--`, a space, a tab, a
+  // line end or the end of the body: the same bytes followed by anything else are data.
+  test('the whole delimiter followed by another byte is data, as Go\'s reader has it, in every chunking', async () => {
+    const data = Buffer.concat([randomBytes(5000), Buffer.from(`\r\n--${BOUNDARY}X`), randomBytes(3000), Buffer.from(`\r\n--${BOUNDARY}-Y`), randomBytes(2000)]);
+    const form = Buffer.concat([part('note', Buffer.from(`a note with \r\n--${BOUNDARY}Z in it`)), part('file', data, 'disk.img'), closing]);
+    for (const sizes of [[1], [2], [7, 13], [BOUNDARY.length + 2], [BOUNDARY.length + 4, 1], [4096], [form.length]]) {
+      assert.equal(sha(await parse(form, sizes)), sha(data), `chunks of ${sizes.join('/')}`);
+    }
+  });
+
+  test('a body that ends right after the file part\'s delimiter gives the file; one dash after it is a body cut short', async () => {
+    const data = randomBytes(9000);
+    const ended = Buffer.concat([part('file', data, 'disk.img').subarray(0, -2), Buffer.from(`\r\n--${BOUNDARY}`)]);
+    for (const sizes of [[1], [100], [ended.length]]) assert.equal(sha(await parse(ended, sizes)), sha(data), `chunks of ${sizes.join('/')}`);
+    await assert.rejects(parse(Buffer.concat([ended, Buffer.from('-')]), [100]), /ended inside the "file" part/);
+  });
+
+  test('a preamble line that only starts like the boundary is preamble; a boundary line with more after it is refused', async () => {
+    const data = randomBytes(4000);
+    const withPreamble = Buffer.concat([Buffer.from(`--${BOUNDARY}--not the end\r\n--${BOUNDARY}x\r\n`), part('file', data, 'disk.img'), closing]);
+    for (const sizes of [[1], [5], [withPreamble.length]]) assert.equal(sha(await parse(withPreamble, sizes)), sha(data), `chunks of ${sizes.join('/')}`);
+    const trailing = Buffer.concat([part('note', Buffer.from('hi')), Buffer.from(`--${BOUNDARY} extra\r\n`), part('file', data, 'disk.img').subarray(BOUNDARY.length + 4), closing]);
+    await assert.rejects(parse(trailing, [64]), (err: Error) => {
+      assert.match(err.message, /^a multipart boundary line goes on after the boundary \(" extra"\): this is not a form as curl -F or a browser sends it$/);
+      return true;
+    });
+  });
+
   test('the part comes out in whole 1 MiB chunks counted from its start, however the body arrives', async () => {
     const data = randomBytes(3 * 1024 * 1024 + 12345);
     const form = Buffer.concat([part('note', Buffer.from('hello')), part('file', data, 'disk.img'), closing]);
