@@ -3,6 +3,9 @@
  * variables, like the pod it replaces; see src/upload/.
  */
 import type { Command } from 'commander';
+import { isImportError } from '../errors.js';
+import { podPaths } from '../pod/paths.js';
+import { reportFailure } from './report-failure.js';
 
 export function registerUploadServerCommand(program: Command): void {
   program
@@ -13,7 +16,16 @@ export function registerUploadServerCommand(program: Command): void {
         'FILESYSTEM_OVERHEAD, PREALLOCATION, DEADLINE, LISTEN_ADDRESS, LISTEN_PORT, HEALTHZ_PORT',
     )
     .action(async () => {
-      const { runUploadServerAndExit } = await import('../upload/index.js');
+      const { parseUploadEnvironment, runUploadServerAndExit } = await import('../upload/index.js');
+      // At a terminal a missing or bad variable is a usage error, said in one line (exit 2) rather than
+      // in the JSON log and termination message of the pod (which starts with no command, as CDI's does).
+      try {
+        parseUploadEnvironment(process.env, podPaths(process.env));
+      } catch (err) {
+        if (!isImportError(err) || err.category !== 'usage') throw err;
+        process.exitCode = reportFailure(err, false);
+        return;
+      }
       process.exitCode = await runUploadServerAndExit();
     });
 }

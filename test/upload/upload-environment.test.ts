@@ -4,6 +4,10 @@ import { describe, test } from 'node:test';
 import { podPaths } from '../../src/pod/paths.js';
 import { parseUploadEnvironment } from '../../src/upload/upload-environment.js';
 import { ImportError } from '../../src/errors.js';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { runCli } from '../support/cli.js';
 
 const tls = { TLS_CERT_FILE: '/certs/tls.crt', TLS_KEY_FILE: '/certs/tls.key', CLIENT_CERT_FILE: '/certs/ca.crt', CLIENT_NAME: 'cdi-uploadproxy' };
 const root = { CDI_IMPORTER_ROOT: '/nonexistent-upload-root' };
@@ -70,4 +74,21 @@ describe('upload server environment', () => {
       );
     });
   }
+
+  test('`cdi-importer upload-server` at a terminal: a missing variable is one usage line and exit 2, nothing written', async () => {
+    const home = mkdtempSync(path.join(os.tmpdir(), 'cdi-upload-env-'));
+    try {
+      const env = { CDI_IMPORTER_ROOT: home, TLS_CERT_FILE: '', TLS_KEY_FILE: '', CLIENT_CERT_FILE: '', CLIENT_NAME: '' };
+      const missing = await runCli(['upload-server'], { env });
+      assert.equal(missing.code, 2, missing.stderr);
+      assert.equal(missing.stderr, 'cdi-importer: error: TLS_CERT_FILE is not set: the upload server needs its TLS certificate (PEM file)\n');
+      assert.equal(missing.stdout, '');
+      const badPort = await runCli(['upload-server'], { env: { ...env, ...tls, LISTEN_PORT: '70000' } });
+      assert.equal(badPort.code, 2, badPort.stderr);
+      assert.match(badPort.stderr, /^cdi-importer: error: invalid LISTEN_PORT "70000"[^\n]*\n$/);
+      assert.equal(existsSync(path.join(home, 'dev', 'termination-log')), false);
+    } finally {
+      rmSync(home, { recursive: true, force: true });
+    }
+  });
 });
