@@ -9,7 +9,7 @@ import { fileProblem, targetError, usageError } from '../errors.js';
 import { makeDirectories } from '../util/make-directories.js';
 import type { PlannedImport } from '../datavolume/plan-imports.js';
 import type { ConfigMapResolver } from '../datavolume/references.js';
-import { parseOverhead } from './parse-options.js';
+import { parseOverhead, refuseBlank } from './parse-options.js';
 import { collect } from './transport-options.js';
 import { reportFailure } from './report-failure.js';
 import { runImport } from './run-import.js';
@@ -56,7 +56,7 @@ async function datavolumeAction(manifest: string, options: DatavolumeOptions): P
       import('../datavolume/plan-imports.js'),
       import('../datavolume/references.js'),
     ]);
-    if (manifest.trim() === '') throw usageError('the manifest is an empty string: give a YAML file');
+    refuseBlank(manifest, 'the manifest', 'give a YAML file');
     let text: string;
     try {
       text = readFileSync(manifest, 'utf8');

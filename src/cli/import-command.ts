@@ -4,7 +4,7 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import type { ContentType, ImportRequest, TargetSpec } from '../request.js';
 import { addTransportOptions, buildTransport, type TransportFlags } from './transport-options.js';
-import { parseOverhead, parseSeconds, parseSize, parseSourceArgument } from './parse-options.js';
+import { parseOverhead, parseSeconds, parseSize, parseSourceArgument, refuseBlank } from './parse-options.js';
 import { parseChecksum } from '../util/checksum-spec.js';
 import { runImport } from './run-import.js';
 import { fileProblem, usageError } from '../errors.js';
@@ -141,17 +141,20 @@ async function buildRequest(source: string, dest: string | undefined, options: I
   if (contentType !== 'kubevirt' && contentType !== 'archive') {
     throw usageError(`invalid --content-type "${options.contentType}": expected kubevirt or archive`);
   }
-  // An unset shell variable ("$DEST") arrives as an empty argument (the source's: parseSourceArgument).
-  if ((dest ?? options.dest)?.trim() === '') throw usageError('the destination is an empty string: give a file, a block device or a directory');
+  // An unset shell variable ("$DEST") arrives as an empty argument.
+  const destination = dest ?? options.dest;
+  if (destination !== undefined) refuseBlank(destination, 'the destination', 'give a file, a block device or a directory');
   // "-" is stdin as a source; as an output it would be a file named "-", and a pipe reading it would get nothing.
-  if ((dest ?? options.dest) === '-') {
+  if (destination === '-') {
     throw usageError('writing the image to standard output is not supported: give an output file or block device (the raw output is written sparse, out of order)');
   }
   if (options.n) {
     throw usageError('-n is not supported: convert creates its output (a block device is written in place without it, and a file is replaced only by the finished one); leave -n out');
   }
   if (options.o !== undefined) {
-    throw usageError(`-o ${options.o} is not supported: convert writes a plain sparse raw file and takes no output options; leave -o out, or use qemu-img convert for them`);
+    // Quoted only when it must be: a value with spaces (or none) would not read as one.
+    const value = /^[^\s"]+$/.test(options.o) ? options.o : JSON.stringify(options.o);
+    throw usageError(`-o ${value} is not supported: convert writes a plain sparse raw file and takes no output options; leave -o out, or use qemu-img convert for them`);
   }
   if (options.m !== undefined && !/^([1-9]|1[0-6])$/.test(options.m)) {
     throw usageError(`invalid -m ${options.m}: the number of coroutines is between 1 and 16 (as for qemu-img convert)`);
@@ -169,7 +172,6 @@ async function buildRequest(source: string, dest: string | undefined, options: I
   if (isConvert && sourceSpec.kind !== 'file' && sourceSpec.kind !== 'stdin') {
     throw usageError(`convert works on local files and stdin; use "cdi-importer import ${source}" for remote sources`);
   }
-  const destination = dest ?? options.dest;
   if (contentType === 'archive' && !destination) throw usageError('give the directory to extract the archive into with --dest DIR');
   const target = await targetFor(destination ?? 'disk.img', contentType, options.fsync ?? true);
   let scratch = options.scratch;
@@ -203,7 +205,7 @@ async function buildRequest(source: string, dest: string | undefined, options: I
 
 /** A scratch directory is needed only part way through an import: check it before the import starts. */
 async function checkedScratchDir(dir: string): Promise<string> {
-  if (dir.trim() === '') throw usageError('--scratch is an empty string: give a directory');
+  refuseBlank(dir, '--scratch', 'give a directory');
   const info = await stat(dir).catch((err: unknown) => {
     throw usageError(`cannot use scratch directory ${dir}: ${fileProblem(err)}`);
   });

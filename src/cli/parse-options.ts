@@ -32,10 +32,18 @@ export function parseSeconds(text: string, flag: string): number {
 
 const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
+/**
+ * Refuses an argument that is empty or only white space: an unset shell variable ("$IMAGE") arrives
+ * as an empty one, and a name of spaces alone is a slip, not a file anyone means.
+ */
+export function refuseBlank(value: string, what: string, instead: string): void {
+  if (value.trim() !== '') return;
+  throw usageError(`${what} is ${value === '' ? 'an empty string' : `only white space (${JSON.stringify(value)})`}: ${instead}`);
+}
+
 /** A source argument: a URL, a docker:// reference, `-` for stdin, or a local path. */
 export function parseSourceArgument(text: string, transport: TransportOptions): SourceSpec {
-  // An unset shell variable ("$IMAGE") arrives as an empty argument.
-  if (text.trim() === '') throw usageError('the source is an empty string: give a URL, a docker:// reference, a path, or - for stdin');
+  refuseBlank(text, 'the source', 'give a URL, a docker:// reference, a path, or - for stdin');
   if (text === '-') {
     // Nothing would ever come: the user meant to pipe an image in.
     if (process.stdin.isTTY) throw usageError('standard input is a terminal: pipe the image in (e.g. curl -s URL | cdi-importer import - disk.img) or give its path');

@@ -160,6 +160,7 @@ test("qemu-img convert's -n and -o are refused in words, saying what to do (usag
   for (const [args, message] of [
     [['-n'], /^cdi-importer: error: -n is not supported: convert creates its output .*; leave -n out$/],
     [['-o', 'preallocation=falloc'], /^cdi-importer: error: -o preallocation=falloc is not supported: convert writes a plain sparse raw file and takes no output options; leave -o out, or use qemu-img convert for them$/],
+    [['-o', ' '], /^cdi-importer: error: -o " " is not supported: convert writes a plain sparse raw file/],
   ] as Array<[string[], RegExp]>) {
     const refused = await runCli(['convert', ...args, '-O', 'raw', dir.join('disk.qcow2'), dir.join('refused-n.raw')]);
     assert.equal(refused.code, 2, refused.stderr);

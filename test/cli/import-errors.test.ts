@@ -347,6 +347,10 @@ test('usage errors exit 2 with a hint', async () => {
   const emptyScratch = await runCli(['import', raw, dir.join('empty-scratch.img'), '--scratch', '']);
   assert.equal(emptyScratch.code, 2, emptyScratch.stderr);
   assert.match(emptyScratch.stderr, /--scratch is an empty string/);
+  // A name of spaces alone is a slip too, and said as what it is.
+  const spaces = await runCli(['import', raw, '-o', '  ']);
+  assert.equal(spaces.code, 2, spaces.stderr);
+  assert.equal(spaces.stderr, 'cdi-importer: error: the destination is only white space ("  "): give a file, a block device or a directory\n');
   const emptyManifest = await runCli(['datavolume', '']);
   assert.equal(emptyManifest.code, 2, emptyManifest.stderr);
   assert.match(emptyManifest.stderr, /the manifest is an empty string/);
