@@ -23,7 +23,8 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
   if (!existing.isDirectory()) throw targetError(`${directory} is not a directory: archives are extracted into a directory`);
 
   const requested = request.requestedSize;
-  const free = await freeSpace(directory);
+  // A file system that reports no size (an unlimited tmpfs) bounds nothing here; the writes will.
+  const free = (await freeSpace(directory)) ?? Number.MAX_SAFE_INTEGER;
   const availableBytes = requested !== undefined ? Math.min(free, requested) : free;
   // Loaded only for archives, so disk imports do not pay for tar-stream at start-up.
   const { extractArchive } = await import('../targets/archive/index.js');

@@ -48,10 +48,12 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
   await access(directory, constants.W_OK).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'EROFS') throw targetFailure(err, target.path);
   });
-  // Unbounded (convert, as qemu-img convert): no free-space check; a disk that fills up fails when it does.
-  const free = target.unbounded ? Number.MAX_SAFE_INTEGER : await freeSpace(directory);
-  const available = request.requestedSize !== undefined ? Math.min(free, request.requestedSize) : free;
-  const capacity = usableSpace(available, request.filesystemOverhead);
+  // Unbounded (convert, as qemu-img convert), or a file system that reports no size: no free-space
+  // check; a disk that fills up fails when it does.
+  const free = target.unbounded ? undefined : await freeSpace(directory);
+  const limits = [free, request.requestedSize].filter((bytes) => bytes !== undefined);
+  const available = limits.length > 0 ? Math.min(...limits) : undefined;
+  const capacity = usableSpace(available ?? Number.MAX_SAFE_INTEGER, request.filesystemOverhead);
   return {
     kind: 'file',
     path: target.path,

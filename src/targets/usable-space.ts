@@ -12,8 +12,13 @@ export function usableSpace(available: number, overhead: number): number {
   return Math.floor(withOverhead / MiB) * MiB;
 }
 
-/** Free space for an unprivileged writer (statfs bavail × bsize) of the filesystem holding `dir`. */
-export async function freeSpace(dir: string): Promise<number> {
+/**
+ * Free space for an unprivileged writer (statfs bavail × bsize) of the filesystem holding `dir`;
+ * undefined for one that reports no size at all (0 blocks: a tmpfs mounted with size=0, which has
+ * no limit, or ramfs), where a write fails only when memory runs out, as on a full disk.
+ */
+export async function freeSpace(dir: string): Promise<number | undefined> {
   const info = await statfs(dir);
+  if (Number(info.blocks) === 0) return undefined;
   return Number(info.bavail) * Number(info.bsize);
 }

@@ -291,6 +291,24 @@ describe('bad destinations', () => {
     assert.deepEqual(readdirSync(mount), []);
   });
 
+  test('a tmpfs with no size limit (size=0: statfs reports no blocks at all) takes imports, as any file system with room', async (t) => {
+    const mount = mountTmpfs(t, '0');
+    if (!mount) return;
+    const disk = `${mount}/disk.img`;
+    const result = await runCli(['import', dir.join('disk.raw.xz'), '-o', disk, '--size', '16Mi']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(statSync(disk).size, 16 * MiB - MiB); // --size less the 6 % overhead, rounded down to MiB
+    const grown = dir.join('grown-reference.raw');
+    sh(`cp ${raw} ${grown} && truncate -s ${15 * MiB} ${grown}`);
+    assert.equal(await sha256File(disk), await sha256File(grown));
+    const archive = dir.join('two-files.tar');
+    sh(`cd ${dir.path} && mkdir -p tree && printf a > tree/a && printf bb > tree/b && tar -cf ${archive} -C tree a b`);
+    mkdirSync(`${mount}/tree`);
+    const extracted = await runCli(['import', archive, '-o', `${mount}/tree`, '--content-type', 'archive']);
+    assert.equal(extracted.code, 0, extracted.stderr);
+    assert.deepEqual(readdirSync(`${mount}/tree`).sort(), ['a', 'b']);
+  });
+
   test('a file system that fills up mid-write (size unknown in advance): clear error, nothing left', async (t) => {
     const mount = mountTmpfs(t, '3m');
     if (!mount) return;
