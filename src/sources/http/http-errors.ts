@@ -2,7 +2,7 @@
 import { sslCertFileProblem } from './tls-options.js';
 import { createRequire } from 'node:module';
 import { cannotConnect, ImportError, oneLine } from '../../errors.js';
-import { RedirectTargetError } from './http-request.js';
+import { RedirectTargetError, receivesCredentials } from './http-request.js';
 import { redactedUrl } from './request-headers.js';
 
 export function statusText(statusCode: number): string {
@@ -15,9 +15,9 @@ export function statusText(statusCode: number): string {
 export function statusError(statusCode: number, url: URL, username: string | undefined, requested: URL = url, serverSays?: string): ImportError {
   const where = redactedUrl(url);
   const tail = serverSays ? `: ${serverSays}` : '';
-  if ((statusCode === 401 || statusCode === 403) && url.origin !== requested.origin) {
+  if ((statusCode === 401 || statusCode === 403) && !receivesCredentials(url, requested)) {
     return cannotConnect(
-      `access denied (${statusText(statusCode)}) to ${where}, where ${redactedUrl(requested)} redirected; credentials and extra headers are sent only to the host named in the URL (as curl does): import from ${where} directly${tail}`,
+      `access denied (${statusText(statusCode)}) to ${where}, where ${redactedUrl(requested)} redirected; credentials and extra headers are sent only to the scheme, host and port named in the URL (as curl does; or to the same host's https on port 443): import from ${where} directly${tail}`,
     );
   }
   if (statusCode === 401 || statusCode === 403) {

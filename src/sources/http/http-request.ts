@@ -1,7 +1,7 @@
 /**
  * One GET with redirects followed by hand (undici 7 has no `maxRedirections` on request):
  * credentials and the user's extra headers go only to the origin the user named, as curl
- * does without --location-trusted.
+ * does without --location-trusted (and to its https, see receivesCredentials).
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { undici } from './undici-core.js';
@@ -54,12 +54,23 @@ export function headerValue(headers: IncomingHttpHeaders, name: string): string 
   return Array.isArray(value) ? value[0] : value;
 }
 
-/** The headers sent to `url`: credentials and extra headers only to the origin the user named. */
+/**
+ * Whether a redirect's target gets the credentials and extra headers given for `named`: the same
+ * origin (scheme, host and port, as curl), or the same host's https on its default port when the
+ * user named plain http on its default port: a server's "use HTTPS" redirect, which sends them to
+ * the same host, now encrypted (curl drops them there too; CDI sends them to any host).
+ */
+export function receivesCredentials(url: URL, named: URL): boolean {
+  if (url.origin === named.origin) return true;
+  return named.protocol === 'http:' && named.port === '' && url.protocol === 'https:' && url.port === '' && url.hostname === named.hostname;
+}
+
+/** The headers sent to `url`: credentials and extra headers only where receivesCredentials says. */
 export function headersFor(endpoint: HttpEndpoint, url: URL, extra: Record<string, string>): Record<string, string> {
   // The user's own User-Agent wins over ours (CDI sends it). identity: the bytes as stored, which the
   // checksum is of (a server that gzips on the fly would change them). `extra` (Range) wins over all.
   const ours = { 'accept-encoding': 'identity', ...extra };
-  if (url.origin !== endpoint.url.origin) return { 'user-agent': 'cdi-importer', ...ours };
+  if (!receivesCredentials(url, endpoint.url)) return { 'user-agent': 'cdi-importer', ...ours };
   const authorization = basicAuthorization(endpoint.auth);
   return { 'user-agent': 'cdi-importer', ...endpoint.headers, ...(authorization ? { authorization } : {}), ...ours };
 }

@@ -372,7 +372,7 @@ describe('HttpSource under faults', () => {
     await assert.rejects(download(`/redirect?to=${encodeURIComponent(target)}`, transport), (err: ImportError) => {
       assert.equal(err.category, 'cannot-connect');
       assert.ok(err.message.startsWith(`access denied (401 Unauthorized) to ${target}, where ${server.url}redirect`), err.message);
-      assert.match(err.message, /credentials and extra headers are sent only to the host named in the URL/);
+      assert.match(err.message, /credentials and extra headers are sent only to the scheme, host and port named in the URL/);
       assert.doesNotMatch(err.message, /alice|s3cret/);
       return true;
     });

@@ -7,6 +7,7 @@ import { proxySettingsFromEnv } from '../../../src/sources/http/dispatcher.js';
 import { bypassesProxy } from '../../../src/sources/http/no-proxy.js';
 import { MAX_RETRY_AFTER_MS, retryAfterMs, retryDelay } from '../../../src/sources/http/retry-policy.js';
 import { basicAuthorization, parseHeaderLines, redactedUrl } from '../../../src/sources/http/request-headers.js';
+import { receivesCredentials } from '../../../src/sources/http/http-request.js';
 import { ifRangeValue, parseContentRange } from '../../../src/sources/http/resource-identity.js';
 import { randomContent } from './helpers.js';
 
@@ -152,3 +153,25 @@ describe('BlockCacheReader', () => {
     assert.deepEqual(await reader.read(0, 10), content.subarray(0, 10));
   });
 });
+
+describe('where credentials follow a redirect', () => {
+  it('the same origin, and a plain-http URL\'s own https on the default ports; no other host, port, or a downgrade', () => {
+    const named = new URL('http://images.example/disk.qcow2');
+    const cases: Array<[string, string, boolean]> = [
+      ['http://images.example/other/path', 'http://images.example/disk.qcow2', true],
+      ['https://images.example/disk.qcow2', 'http://images.example/disk.qcow2', true], // the "use HTTPS" redirect
+      ['https://images.example:443/disk.qcow2', 'http://images.example:80/disk.qcow2', true], // default ports written out
+      ['https://images.example:8443/disk.qcow2', 'http://images.example/disk.qcow2', false], // another port: maybe another service
+      ['https://images.example/disk.qcow2', 'http://images.example:8080/disk.qcow2', false],
+      ['http://images.example:8080/disk.qcow2', 'http://images.example/disk.qcow2', false],
+      ['https://cdn.example/disk.qcow2', 'http://images.example/disk.qcow2', false],
+      ['https://images.example.evil/disk.qcow2', 'http://images.example/disk.qcow2', false],
+      ['http://images.example/disk.qcow2', 'https://images.example/disk.qcow2', false], // a downgrade to plain text
+    ];
+    assert.equal(receivesCredentials(new URL('http://images.example/x'), named), true);
+    for (const [target, from, expected] of cases) {
+      assert.equal(receivesCredentials(new URL(target), new URL(from)), expected, `${from} -> ${target}`);
+    }
+  });
+});
+
