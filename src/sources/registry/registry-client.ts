@@ -8,7 +8,7 @@ import type { HttpAuth, TransportOptions } from '../../request.js';
 import { stallTimeoutMs, type SourceDispatchers } from '../http/dispatcher.js';
 import { errorCodes, isRetryableStatus, isRetryableTransportError, statusError, statusText, transportError } from '../http/http-errors.js';
 import { getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from '../http/http-request.js';
-import { basicAuthorization, parseHeaderLines } from '../http/request-headers.js';
+import { basicAuthorization, parseHeaderLines, redactedUrl } from '../http/request-headers.js';
 import { defaultRetryPolicy, waitAfterFailure, waitForBusyServer, type RetryNotice, type RetryPolicy } from '../http/retry-policy.js';
 import { parseAuthChallenge, type AuthChallenge } from './auth-challenge.js';
 import type { RegistryReference } from './reference.js';
@@ -19,6 +19,8 @@ const JSON_LIMIT = 4 << 20;
 export class RegistryClient {
   private authorization?: string;
   private challenge?: AuthChallenge;
+  /** The ping's `/v2/` answered 404: maybe a proxy without that route, maybe no registry at all. */
+  private noApiRoot = false;
   private readonly headers: Record<string, string>;
   /** No byte for this long while a body flows counts as a dropped connection. */
   readonly stallMs: number;
@@ -102,6 +104,7 @@ export class RegistryClient {
     // Only the challenge matters here. Other statuses (404 from proxies without a /v2/ route,
     // a busy 503) are left to the real requests, which retry and explain.
     if (response.statusCode === 401) this.challenge = parseAuthChallenge(headerValue(response.headers, 'www-authenticate'));
+    this.noApiRoot = response.statusCode === 404;
   }
 
   /** A URL under this registry's repository, e.g. `manifests/latest`, `blobs/sha256:…`. */
@@ -146,7 +149,16 @@ export class RegistryClient {
           continue;
         }
       }
-      if (response.statusCode === 404) throw notFound();
+      if (response.statusCode === 404) {
+        // A registry's 404 carries its error document (MANIFEST_UNKNOWN, BLOB_UNKNOWN...). Without one,
+        // after a 404 for /v2/ as well, the host is something else (a web server, the wrong port).
+        if (this.noApiRoot && !registryErrorCode(body)) {
+          throw badInput(
+            `${this.base.host} does not look like a container registry: ${this.base.href} and ${redactedUrl(url)} both answered 404 Not Found, with no registry error (a registry answers /v2/ with 200 or 401); check the host and port of the docker:// reference`,
+          );
+        }
+        throw notFound();
+      }
       const code = registryErrorCode(body);
       throw statusError(response.statusCode, url, this.auth?.username, url, code && `registry says ${code}`);
     }

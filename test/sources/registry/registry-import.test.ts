@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { makePodRoot, runPod } from '../../pod/pod-harness.js';
 import { runCli } from '../../support/cli.js';
 import { makeDiskLikeImage } from '../../support/disk-images.js';
+import { startNginx } from '../../support/nginx.js';
 import { pushImage, pushVerbatim, registryManifest, startRegistry, writeOciLayout, type ImageSpec, type PushOptions, type TestRegistry } from '../../support/registry.js';
 import { allocatedBytes, makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../../support/tools.js';
 
@@ -247,6 +248,23 @@ describe('registry source (docker-registry + skopeo)', () => {
   test('unknown tag and unknown repository: manifest unknown', async () => {
     await expectFailure('disks/raw:nope', 'bad-input', /image 127\.0\.0\.1:\d+\/disks\/raw:nope not found \(manifest unknown\)/);
     await expectFailure('nothere/at-all:v1', 'bad-input', /not found \(manifest unknown\)/);
+  });
+
+  test('a docker:// reference to a web server, not a registry: said as such, not as a missing tag', async () => {
+    const nginx = await startNginx({ root: dir.path });
+    try {
+      const host = new URL(nginx.http).host;
+      const out = dir.join('not-a-registry.img');
+      const result = await runCli(['import', `docker://${host}/disks/raw:v1`, '-o', out, '--insecure']);
+      assert.equal(result.code, 1, result.stderr);
+      assert.equal(
+        result.stderr,
+        `cdi-importer: error: failed to pull image: ${host} does not look like a container registry: http://${host}/v2/ and http://${host}/v2/disks/raw/manifests/v1 both answered 404 Not Found, with no registry error (a registry answers /v2/ with 200 or 401); check the host and port of the docker:// reference\n`,
+      );
+      assert.equal(existsSync(out), false);
+    } finally {
+      await nginx.stop();
+    }
   });
 
   test('plain-http registry without --insecure: one clear transport error', async () => {
