@@ -19,13 +19,14 @@ export function registerUploadServerCommand(program: Command): void {
       const { parseUploadEnvironment, runUploadServerAndExit } = await import('../upload/index.js');
       // At a terminal a missing or bad variable is a usage error, said in one line (exit 2) rather than
       // in the JSON log and termination message of the pod (which starts with no command, as CDI's does).
+      let config;
       try {
-        parseUploadEnvironment(process.env, podPaths(process.env));
+        config = parseUploadEnvironment(process.env, podPaths(process.env));
       } catch (err) {
         if (!isImportError(err) || err.category !== 'usage') throw err;
         process.exitCode = reportFailure(err, false);
         return;
       }
-      process.exitCode = await runUploadServerAndExit();
+      process.exitCode = await runUploadServerAndExit({ config });
     });
 }

@@ -26,6 +26,8 @@ export interface UploadServerOptions {
   log?: AppLogger;
   /** The pipeline; injectable so the front door can be tested on its own. */
   importImage?: ImportFunction;
+  /** The environment already read (the upload-server command reads it first, to report mistakes as usage errors). */
+  config?: UploadConfig;
 }
 
 /** After the outcome is reported, anything still holding the process open gets this long. */
@@ -96,7 +98,7 @@ export async function runUploadServer(options: UploadServerOptions = {}): Promis
   let metrics: MetricsServer | undefined;
   const metric = new ImportProgressMetric(env.OWNER_UID ?? '');
   try {
-    config = parseUploadEnvironment(env, paths);
+    config = options.config ?? parseUploadEnvironment(env, paths);
     const pipeline = options.importImage ?? (await import('../pipeline/import-image.js')).importImage;
     // The progress metric (SPEC §4.4) from the upload's Content-Length, 100 when complete.
     const importImage: ImportFunction = async (request, ctx) => {

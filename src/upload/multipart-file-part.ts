@@ -148,8 +148,8 @@ export class MultipartFilePart extends Transform {
             if (this.buffer.length > MAX_PART_HEADER_BYTES) throw new BadUploadRequest('a multipart boundary line does not end: this is not a form as curl -F or a browser sends it');
             return;
           }
-          const crlf = this.buffer[newline - 1] === CR && newline > after;
-          const lineEnd = crlf ? newline - 1 : newline;
+          const lineEnd = contentEnd(this.buffer, after, newline);
+          const crlf = lineEnd < newline;
           if (closing && onlySpaces(this.buffer, after + 2, lineEnd)) {
             this.buffer = this.buffer.subarray(after);
             this.state = 'headers'; // the closing delimiter right away: an empty form
@@ -177,7 +177,7 @@ export class MultipartFilePart extends Transform {
             return;
           }
           const newline = this.buffer.indexOf(LF);
-          const lineEnd = newline > 0 && this.buffer[newline - 1] === CR ? newline - 1 : newline;
+          const lineEnd = contentEnd(this.buffer, 0, newline);
           if (newline >= 0 && !onlySpaces(this.buffer, 0, lineEnd)) {
             const line = this.buffer.subarray(0, Math.min(lineEnd, 40)).toString('latin1');
             throw new BadUploadRequest(`a multipart boundary line goes on after the boundary (${JSON.stringify(line)}): this is not a form as curl -F or a browser sends it`);
@@ -309,6 +309,11 @@ export class MultipartFilePart extends Transform {
     const keep = this.delimiter.length - 1;
     if (this.buffer.length > keep) this.buffer = this.buffer.subarray(this.buffer.length - keep);
   }
+}
+
+/** Where the line that ends with the LF at `newline` ends without its CR, if it has one after `start`. */
+function contentEnd(data: Buffer, start: number, newline: number): number {
+  return newline > start && data[newline - 1] === CR ? newline - 1 : newline;
 }
 
 /** Whether data[start, end) holds only spaces and tabs (what may follow a boundary on its line). */

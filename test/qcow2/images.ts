@@ -174,3 +174,18 @@ export function xzDecompressStream(xzFile: string): Readable {
   const child = spawn('xz', ['-dc', xzFile], { stdio: ['ignore', 'pipe', 'inherit'] });
   return child.stdout;
 }
+
+/** A 1 MiB LUKS-encrypted qcow2. qemu times PBKDF2 on the CPU while creating it; on a busy machine that can fail, so retry. */
+export function createLuks(file: string): void {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      qemuImg(
+        'create', '-q', '-f', 'qcow2', '--object', 'secret,id=sec0,data=password',
+        '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=50', file, '1M',
+      );
+      return;
+    } catch (err) {
+      if (attempt >= 20) throw err;
+    }
+  }
+}

@@ -8,23 +8,8 @@ import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { makeTempDir, run, type TempDir } from '../support/tools.js';
 import { runCli } from '../support/cli.js';
-import { qemuImg, xzCompress } from './images.js';
+import { createLuks, qemuImg, xzCompress } from './images.js';
 import { readAt, u64, writeAt } from './patch.js';
-
-/** qemu times PBKDF2 on the CPU while creating LUKS; on a busy machine that can fail, so retry. */
-function createLuks(file: string): void {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      qemuImg(
-        'create', '-q', '-f', 'qcow2', '--object', 'secret,id=sec0,data=password',
-        '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=50', file, '1M',
-      );
-      return;
-    } catch (err) {
-      if (attempt >= 20) throw err;
-    }
-  }
-}
 
 const qemuInfo = (file: string) => JSON.parse(run('qemu-img', ['info', '--output=json', file]));
 
