@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { stat } from 'node:fs/promises';
-import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat } from '../formats/magic.js';
+import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat, unsupportedFormatName } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { declaredUncompressedSize, fixedVhdRefusal, isFixedVhd, knownRawLength, rawVirtualSize, VHD_FOOTER_SIZE } from '../formats/raw-image.js';
 import { openSource } from '../sources/resolve-source.js';
@@ -177,7 +177,7 @@ function formatInfo(info: ImageInfo): string {
   if (info.format !== 'html' && info.format !== 'tar' && info.format !== 'lzma') {
     rows.push(['virtual size', info['virtual-size'] !== undefined ? `${formatBytes(info['virtual-size'])} (${info['virtual-size']} bytes)` : 'unknown until the stream is read']);
   }
-  if (isUnsupportedDiskFormat(info.format as never)) rows.push(['note', `${info.format.toUpperCase()} images are not supported for import`]);
+  if (isUnsupportedDiskFormat(info.format)) rows.push(['note', `${unsupportedFormatName(info.format)} images are not supported for import`]);
   if (info.format === 'html') rows.push(['note', 'an HTML page, not a disk image (a login or error page, or the wrong link?)']);
   if (info.format === 'lzma') rows.push(['note', 'LZMA-alone (.lzma) data, which is not decoded: recompress it as xz or gzip to import it']);
   const q = info.qcow2;

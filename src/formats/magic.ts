@@ -1,6 +1,8 @@
 /** Format detection by magic bytes (SPEC §3). Extensions are never consulted. */
 export type CompressionFormat = 'gzip' | 'xz' | 'zstd';
-export type DiskFormat = 'qcow2' | 'tar' | 'vmdk' | 'vdi' | 'vhd' | 'vhdx' | 'iso' | 'raw';
+export type DiskFormat = 'qcow2' | 'tar' | UnsupportedDiskFormat | 'iso' | 'raw';
+/** Disk formats qemu-img reads that we recognise but do not convert. */
+export type UnsupportedDiskFormat = 'vmdk' | 'vdi' | 'vhd' | 'vhdx' | 'qed' | 'parallels' | 'luks' | 'bochs' | 'cloop';
 /** Not an image at all: what a login page, an error page or a wrong link sends with a 200. */
 export type PageFormat = 'html';
 /** Compression we recognise but do not decode: LZMA-alone (.lzma, `xz --format=lzma`). */
@@ -25,6 +27,16 @@ const MAGICS: Magic[] = [
   { format: 'vhdx', offset: 0, bytes: Buffer.from('vhdxfile', 'latin1') },
   { format: 'vhd', offset: 0, bytes: Buffer.from('conectix', 'latin1') },
   { format: 'vdi', offset: 64, bytes: Buffer.from([0x7f, 0x10, 0xda, 0xbe]) },
+  // The rest of what qemu-img probes (its block drivers' probe functions): as raw, each would be a
+  // copy of the container, not of the disk inside.
+  { format: 'vmdk', offset: 0, bytes: Buffer.from('COWD', 'latin1') },
+  { format: 'vmdk', offset: 0, bytes: Buffer.from('# Disk DescriptorFile', 'latin1') },
+  { format: 'qed', offset: 0, bytes: Buffer.from('QED\0', 'latin1') },
+  { format: 'parallels', offset: 0, bytes: Buffer.from('WithoutFreeSpace', 'latin1') },
+  { format: 'parallels', offset: 0, bytes: Buffer.from('WithouFreSpacExt', 'latin1') },
+  { format: 'luks', offset: 0, bytes: Buffer.from('LUKS\xba\xbe', 'latin1') },
+  { format: 'bochs', offset: 0, bytes: Buffer.from('Bochs Virtual HD Image\0', 'latin1') },
+  { format: 'cloop', offset: 0, bytes: Buffer.from('#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0', 'latin1') },
   { format: 'tar', offset: 257, bytes: Buffer.from('ustar', 'latin1') },
   { format: 'iso', offset: 32769, bytes: Buffer.from('CD001', 'latin1') },
 ];
@@ -81,9 +93,26 @@ export function isCompression(format: DetectedFormat): format is CompressionForm
   return format === 'gzip' || format === 'xz' || format === 'zstd';
 }
 
+const UNSUPPORTED_DISK_FORMAT_NAMES: Record<UnsupportedDiskFormat, string> = {
+  vmdk: 'VMDK',
+  vdi: 'VDI',
+  vhd: 'VHD',
+  vhdx: 'VHDX',
+  qed: 'QED',
+  parallels: 'Parallels',
+  luks: 'LUKS-encrypted',
+  bochs: 'Bochs',
+  cloop: 'cloop',
+};
+
 /** Formats we recognise but do not convert: importing them as raw would hand the guest garbage. */
-export function isUnsupportedDiskFormat(format: DetectedFormat): boolean {
-  return format === 'vmdk' || format === 'vdi' || format === 'vhd' || format === 'vhdx';
+export function isUnsupportedDiskFormat(format: string): format is UnsupportedDiskFormat {
+  return Object.hasOwn(UNSUPPORTED_DISK_FORMAT_NAMES, format);
+}
+
+/** The name users know a format we refuse by ("a VMDK image"). */
+export function unsupportedFormatName(format: UnsupportedDiskFormat): string {
+  return UNSUPPORTED_DISK_FORMAT_NAMES[format];
 }
 
 /**

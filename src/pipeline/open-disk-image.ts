@@ -3,7 +3,7 @@ import type { DiskImage, ExtentStream } from '../extents.js';
 import { coalesceExtents } from './coalesce-extents.js';
 import type { ImportContext, ImportRequest } from '../request.js';
 import type { OpenedSource, RandomAccessReader } from '../sources/source.js';
-import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat } from '../formats/magic.js';
+import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat, unsupportedFormatName } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { declaredUncompressedSize, knownRawLength, rawImage } from '../formats/raw-image.js';
 import { hasHoles, sparseRawImage } from '../formats/sparse-raw-image.js';
@@ -100,9 +100,14 @@ export async function openDiskImage(
         : `${description} is an HTML page, not a disk image (a saved web page instead of the download?)`,
     );
   }
+  if (format === 'luks') {
+    throw badInput(
+      `${description} is a LUKS-encrypted image, which is not supported: decrypt it to raw or qcow2 first with its passphrase (qemu-img convert --object secret,id=key,file=PASSFILE --image-opts driver=luks,key-secret=key,file.filename=IMAGE -O qcow2 OUT)`,
+    );
+  }
   if (isUnsupportedDiskFormat(format)) {
     throw badInput(
-      `${description} is a ${format.toUpperCase()} image, which is not supported: convert it to raw or qcow2 first (qemu-img convert -O qcow2)`,
+      `${description} is a ${unsupportedFormatName(format)} image, which is not supported: convert it to raw or qcow2 first (qemu-img convert -O qcow2)`,
     );
   }
   throw badInput(`${description}: unexpected format ${format}`);

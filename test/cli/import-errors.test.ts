@@ -129,12 +129,40 @@ describe('bad input', () => {
     await expectFailure(['import', dir.join('double.gz'), '-o', dir.join('o-double.img')], /gzip data inside gzip data is not supported/, 'o-double');
   });
 
-  for (const format of ['vmdk', 'vdi', 'vhdx', 'vpc']) {
+  const names: Record<string, string> = { vmdk: 'VMDK', vdi: 'VDI', vhdx: 'VHDX', vpc: 'VHD', qed: 'QED', parallels: 'Parallels' };
+  for (const [format, name] of Object.entries(names)) {
     test(`a ${format} image is refused by name, not imported as raw`, async () => {
       const file = dir.join(`img.${format}`);
       run('qemu-img', ['create', '-q', '-f', format, file, '8M']);
-      const name = format === 'vpc' ? 'VHD' : format.toUpperCase();
       await expectFailure(['import', file, '-o', dir.join(`o-${format}.img`)], new RegExp(`is a ${name} image, which is not supported`), `o-${format}`);
+      const info = await runCli(['info', file, '--json']);
+      assert.equal(info.code, 0, info.stderr);
+      assert.equal(JSON.parse(info.stdout).format, format === 'vpc' ? 'vhd' : format);
+    });
+  }
+
+  test('a LUKS-encrypted image is refused as such, with how to decrypt it', async () => {
+    const file = dir.join('img.luks');
+    run('qemu-img', ['create', '-q', '--object', 'secret,id=s0,data=abc', '-f', 'luks', '-o', 'key-secret=s0,iter-time=10', file, '4M']);
+    await expectFailure(['convert', file, dir.join('o-luks.raw')], /is a LUKS-encrypted image, which is not supported: decrypt it to raw or qcow2 first with its passphrase \(qemu-img convert --object secret/, 'o-luks');
+  });
+
+  test('a VMDK descriptor file (monolithicFlat) is refused as VMDK, not copied as a text file', async () => {
+    const file = dir.join('flat.vmdk');
+    run('qemu-img', ['create', '-q', '-f', 'vmdk', '-o', 'subformat=monolithicFlat', file, '8M']);
+    await expectFailure(['convert', file, dir.join('o-flatvmdk.raw')], /is a VMDK image, which is not supported/, 'o-flatvmdk');
+  });
+
+  // qemu-img reads these but cannot create them: their headers as its probes see them.
+  const headers: Record<string, [string, Buffer]> = {
+    bochs: ['Bochs', Buffer.from('Bochs Virtual HD Image\0', 'latin1')],
+    cloop: ['cloop', Buffer.from('#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n', 'latin1')],
+  };
+  for (const [format, [name, header]] of Object.entries(headers)) {
+    test(`a ${name} image is refused by name`, async () => {
+      const file = dir.join(`img.${format}`);
+      writeFileSync(file, Buffer.concat([header, Buffer.alloc((1 << 20) - header.length)]));
+      await expectFailure(['convert', file, dir.join(`o-${format}.raw`)], new RegExp(`is a ${name} image, which is not supported`), `o-${format}`);
     });
   }
 
