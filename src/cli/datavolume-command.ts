@@ -9,7 +9,7 @@ import { fileProblem, targetError, usageError } from '../errors.js';
 import { makeDirectories } from '../util/make-directories.js';
 import type { PlannedImport } from '../datavolume/plan-imports.js';
 import type { ConfigMapResolver } from '../datavolume/references.js';
-import { parseOverhead, refuseBlank } from './parse-options.js';
+import { checkedScratchDir, parseOverhead, refuseBlank } from './parse-options.js';
 import { collect } from './transport-options.js';
 import { reportFailure } from './report-failure.js';
 import { runImport } from './run-import.js';
@@ -20,6 +20,7 @@ interface DatavolumeOptions {
   out: string;
   filesystemOverhead?: string;
   preallocation?: boolean;
+  scratch?: string;
   json?: boolean;
   quiet?: boolean;
   progress?: boolean;
@@ -39,6 +40,7 @@ export function registerDatavolumeCommand(program: Command): void {
     .option('--out <dir>', 'directory for the images (created if missing)', '.')
     .option('--filesystem-overhead <fraction>', 'space reserved as on a filesystem PVC (default 0: each image is the requested size)')
     .option('--preallocation', 'allocate each image fully instead of writing it sparse')
+    .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping (default: --out; CDI gives such volumes a scratch PVC)')
     .option('--json', 'print one JSON result object per volume on stdout')
     .option('-q, --quiet', 'no progress bar and no summary lines')
     .option('--progress', 'show the progress bar even when stderr is not a terminal')
@@ -71,7 +73,9 @@ async function datavolumeAction(manifest: string, options: DatavolumeOptions): P
       configMaps,
       filesystemOverhead: options.filesystemOverhead !== undefined ? parseOverhead(options.filesystemOverhead) : 0,
       preallocation: options.preallocation === true,
+      scratchDir: options.scratch ?? options.out,
     });
+    if (options.scratch !== undefined) await checkedScratchDir(options.scratch);
     const madeOut = outputDirectory(options.out);
     const code = await importAll(plans, options);
     // A run that failed (or was cancelled) before its first volume leaves no empty --out it made.

@@ -1,13 +1,12 @@
-import { access, stat } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import type { ContentType, ImportRequest, TargetSpec } from '../request.js';
 import { addTransportOptions, buildTransport, type TransportFlags } from './transport-options.js';
-import { parseOverhead, parseSeconds, parseSize, parseSourceArgument, refuseBlank } from './parse-options.js';
+import { checkedScratchDir, parseOverhead, parseSeconds, parseSize, parseSourceArgument, refuseBlank } from './parse-options.js';
 import { parseChecksum } from '../util/checksum-spec.js';
 import { runImport } from './run-import.js';
-import { fileProblem, usageError } from '../errors.js';
+import { usageError } from '../errors.js';
 import { reportFailure } from './report-failure.js';
 
 interface ImportOptions extends TransportFlags {
@@ -203,18 +202,6 @@ async function buildRequest(source: string, dest: string | undefined, options: I
   };
 }
 
-/** A scratch directory is needed only part way through an import: check it before the import starts. */
-async function checkedScratchDir(dir: string): Promise<string> {
-  refuseBlank(dir, '--scratch', 'give a directory');
-  const info = await stat(dir).catch((err: unknown) => {
-    throw usageError(`cannot use scratch directory ${dir}: ${fileProblem(err)}`);
-  });
-  if (!info.isDirectory()) throw usageError(`scratch directory ${dir} is not a directory`);
-  await access(dir, constants.W_OK).catch(() => {
-    throw usageError(`scratch directory ${dir} is not writable`);
-  });
-  return dir;
-}
 
 async function targetFor(destination: string, contentType: ContentType, sync: boolean): Promise<TargetSpec> {
   const info = await stat(destination).catch(() => undefined);

@@ -1,7 +1,8 @@
-import { existsSync } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
 import type { SourceSpec, TransportOptions } from '../request.js';
 import { parseQuantity } from '../util/quantity.js';
-import { usageError } from '../errors.js';
+import { fileProblem, usageError } from '../errors.js';
 
 export function parseSize(text: string): number {
   try {
@@ -58,4 +59,17 @@ export function parseSourceArgument(text: string, transport: TransportOptions): 
     throw usageError(`unsupported source "${text}": use http://, https://, docker://, a local path or - for stdin`);
   }
   return { kind: 'file', path: text };
+}
+
+/** A scratch directory is needed only part way through an import: check it before the import starts. */
+export async function checkedScratchDir(dir: string): Promise<string> {
+  refuseBlank(dir, '--scratch', 'give a directory');
+  const info = await stat(dir).catch((err: unknown) => {
+    throw usageError(`cannot use scratch directory ${dir}: ${fileProblem(err)}`);
+  });
+  if (!info.isDirectory()) throw usageError(`scratch directory ${dir} is not a directory`);
+  await access(dir, constants.W_OK).catch(() => {
+    throw usageError(`scratch directory ${dir} is not writable`);
+  });
+  return dir;
 }

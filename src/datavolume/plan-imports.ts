@@ -24,6 +24,8 @@ export interface PlanOptions {
   /** Fraction reserved as on a filesystem PVC; 0 makes each image the requested size. */
   filesystemOverhead: number;
   preallocation: boolean;
+  /** Where a one-pass qcow2 import sets aside clusters that arrive before their mapping (CDI gives such a volume a scratch PVC). */
+  scratchDir: string;
 }
 
 /** Sources CDI has that this command cannot import yet, with what they are. */
@@ -44,9 +46,14 @@ function str(value: unknown): string {
   return typeof value === 'string' ? value : '';
 }
 
+/** The claim (spec.pvc or spec.storage) and the name of its field. */
+function claimOf(entry: DataVolumeEntry): { claim: YamlObject | undefined; field: string } {
+  if (isObject(entry.spec.pvc)) return { claim: entry.spec.pvc, field: 'spec.pvc' };
+  return { claim: isObject(entry.spec.storage) ? entry.spec.storage : undefined, field: 'spec.storage' };
+}
+
 function requestedStorage(entry: DataVolumeEntry): number {
-  const claim = isObject(entry.spec.pvc) ? entry.spec.pvc : isObject(entry.spec.storage) ? entry.spec.storage : undefined;
-  const field = isObject(entry.spec.pvc) ? 'spec.pvc' : 'spec.storage';
+  const { claim, field } = claimOf(entry);
   if (!claim) throw usageError(`${entry.origin}: needs spec.pvc or spec.storage with resources.requests.storage`);
   const resources = isObject(claim.resources) ? claim.resources : {};
   const requests = isObject(resources.requests) ? resources.requests : {};
@@ -96,11 +103,13 @@ function sourceOf(entry: DataVolumeEntry, options: PlanOptions): SourceSpec {
   switch (kind) {
     case 'http': {
       const url = str(settings.url).trim();
+      if (url === '') throw usageError(`${entry.origin}: source.http.url is empty: set it to the image's http:// or https:// URL`);
       if (!/^https?:\/\//i.test(url)) throw usageError(`${entry.origin}: source.http.url "${url}" is not an http:// or https:// URL`);
       return { kind: 'http', url, transport: transportFor(settings, kind, entry, options) };
     }
     case 'registry': {
       const url = str(settings.url).trim();
+      if (url === '') throw usageError(`${entry.origin}: source.registry.url is empty: set it to the image's docker:// reference`);
       if (!/^(docker|oci-archive):\/\//i.test(url)) {
         throw usageError(`${entry.origin}: source.registry.url "${url}" is not a docker:// reference`);
       }
@@ -115,12 +124,9 @@ function sourceOf(entry: DataVolumeEntry, options: PlanOptions): SourceSpec {
       return { kind: 'blank' };
     default: {
       const what = NOT_YET[kind];
-      throw new ImportError(
-        'bad-input',
-        what
-          ? `${entry.origin}: source.${kind} (${what}) is not supported by cdi-importer yet; supported sources are http, registry and blank`
-          : `${entry.origin}: unknown source "${kind}"; supported sources are http, registry and blank`,
-      );
+      // A source CDI has is a limit of ours (exit 1, as other unsupported input); any other name is a mistake in the manifest.
+      if (!what) throw usageError(`${entry.origin}: unknown source "${kind}"; supported sources are http, registry and blank`);
+      throw new ImportError('bad-input', `${entry.origin}: source.${kind} (${what}) is not supported by cdi-importer yet; supported sources are http, registry and blank`);
     }
   }
 }
@@ -134,6 +140,11 @@ export function planImports(entries: DataVolumeEntry[], options: PlanOptions): P
     const source = sourceOf(entry, options);
     if (source.kind === 'blank' && contentType === 'archive') {
       throw usageError(`${entry.origin}: Cannot create empty disk with content type archive`);
+    }
+    const { claim, field } = claimOf(entry);
+    if (contentType === 'archive' && claim?.volumeMode === 'Block') {
+      // CDI's webhook refuses it: an archive's files need a file system.
+      throw usageError(`${entry.origin}: ContentType Archive cannot have block volumeMode (${field}.volumeMode: Block)`);
     }
     const requestedSize = requestedStorage(entry);
     const target =
@@ -150,6 +161,7 @@ export function planImports(entries: DataVolumeEntry[], options: PlanOptions): P
         requestedSize,
         filesystemOverhead: options.filesystemOverhead,
         preallocation: options.preallocation,
+        scratchDir: options.scratchDir,
       },
     };
   });

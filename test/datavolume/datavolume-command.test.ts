@@ -15,6 +15,7 @@ import { startNginx, type NginxServer } from '../support/nginx.js';
 import { makeTestCertificates } from '../support/tls-ca.js';
 import { allocatedBytes, makeTempDir, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { sha256OfRange } from '../pod/pod-harness.js';
+import { moveL2TableToEnd } from '../qcow2/patch.js';
 
 const MiB = 1 << 20;
 const IMAGE_SIZE = 8 * MiB;
@@ -324,5 +325,38 @@ spec:
     assert.equal(result.code, 2);
     assert.match(result.stderr, /"\.\.\/\.\.\/escape" is not a valid Kubernetes object name/);
     assert.equal(existsSync(work.join('escape.img')), false);
+  });
+  test('a qcow2 that needs scratch space in one pass (inside gzip, an L2 table after its data) imports: scratch beside the image by default, or in --scratch', async () => {
+    const image = work.join('www', 'resized.qcow2');
+    // 4 KiB clusters: one L2 table maps 2 MiB, and moved to the end its 2 MiB of data come before it.
+    run('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', image, '20M']);
+    run('qemu-io', ['-c', 'write -P 0x5a 0 2M', '-c', 'write -P 0x5b 6M 3M', image]);
+    moveL2TableToEnd(image, 0);
+    run('qemu-img', ['convert', '-O', 'raw', image, work.join('resized.raw')]);
+    const expected = await sha256File(work.join('resized.raw'));
+    sh(`gzip -c ${image} > ${image}.gz`);
+    const file = work.join('scratch-dv.yaml');
+    writeFileSync(
+      file,
+      `apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata:\n  name: resized\nspec:\n  source:\n    http:\n      url: ${nginx.http}resized.qcow2.gz\n  storage:\n    resources:\n      requests:\n        storage: 64Mi\n`,
+    );
+    const out = work.join('out-scratch-default');
+    const byDefault = await runCli(['datavolume', file, '--out', out, '--json']);
+    assert.equal(byDefault.code, 0, byDefault.stderr);
+    assert.ok(JSON.parse(byDefault.stdout).scratchBytesUsed > 0, byDefault.stdout);
+    assert.equal(sha256OfRange(path.join(out, 'resized.img'), 0, 20 * MiB), expected);
+    assert.deepEqual(readdirSync(out), ['resized.img'], 'the spill is gone');
+
+    const scratch = work.join('scratch-given');
+    mkdirSync(scratch);
+    const given = await runCli(['datavolume', file, '--out', work.join('out-scratch-given'), '--scratch', scratch]);
+    assert.equal(given.code, 0, given.stderr);
+    assert.equal(sha256OfRange(work.join('out-scratch-given', 'resized.img'), 0, 20 * MiB), expected);
+    assert.deepEqual(readdirSync(scratch), []);
+
+    const missing = await runCli(['datavolume', file, '--out', work.join('out-scratch-missing'), '--scratch', work.join('no-such-dir')]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /cannot use scratch directory .*no-such-dir: /);
+    assert.equal(existsSync(work.join('out-scratch-missing')), false);
   });
 });

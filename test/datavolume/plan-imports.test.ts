@@ -4,6 +4,7 @@ import { after, describe, test } from 'node:test';
 import { dataVolumesFromManifest } from '../../src/datavolume/manifest.js';
 import { planImports } from '../../src/datavolume/plan-imports.js';
 import { ConfigMapResolver, SecretResolver } from '../../src/datavolume/references.js';
+import type { ImportError } from '../../src/errors.js';
 import { makeTempDir } from '../support/tools.js';
 
 const dv = (name: string, spec: string, api = 'cdi.kubevirt.io/v1beta1') =>
@@ -21,6 +22,7 @@ describe('DataVolume manifests', () => {
         configMaps: resolver,
         filesystemOverhead: 0,
         preallocation: false,
+        scratchDir: '/out',
       });
     } finally {
       resolver.cleanup();
@@ -87,7 +89,18 @@ describe('DataVolume manifests', () => {
     assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: http://h/x', 'cdi.kubevirt.io/v2')), /apiVersion "cdi.kubevirt.io\/v2" is not cdi.kubevirt.io\/v1alpha1 or v1beta1/);
     assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: http://h/x')), /DataVolume "x": needs spec.pvc or spec.storage/);
     assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: http://h/x\npvc:\n  accessModes: [ReadWriteOnce]')), /spec.pvc.resources.requests.storage is missing/);
-    assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: ""\npvc:\n  resources:\n    requests:\n      storage: 1Gi')), /source.http.url "" is not an http/);
+    assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: ""\npvc:\n  resources:\n    requests:\n      storage: 1Gi')), /DataVolume "x": source.http.url is empty: set it to the image's http:\/\/ or https:\/\/ URL/);
+    assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: h/x\npvc:\n  resources:\n    requests:\n      storage: 1Gi')), /source.http.url "h\/x" is not an http/);
+    assert.throws(() => plan(dv('x', 'source:\n  registry:\n    url: ""\npvc:\n  resources:\n    requests:\n      storage: 1Gi')), /source.registry.url is empty: set it to the image's docker:\/\/ reference/);
+    // CDI's webhook refuses these; a dry run here should too.
+    for (const claim of ['pvc', 'storage']) {
+      assert.throws(
+        () => plan(dv('x', `contentType: archive\nsource:\n  http:\n    url: http://h/a.tar\n${claim}:\n  volumeMode: Block\n  resources:\n    requests:\n      storage: 1Gi`)),
+        (err: ImportError) => err.category === 'usage' && new RegExp(`ContentType Archive cannot have block volumeMode \\(spec.${claim}.volumeMode: Block\\)`).test(err.message),
+      );
+    }
+    assert.throws(() => plan(dv('x', 'source:\n  foo: {}\npvc:\n  resources:\n    requests:\n      storage: 1Gi')), (err: ImportError) => err.category === 'usage' && /unknown source "foo"/.test(err.message));
+    assert.throws(() => plan(dv('x', 'source:\n  s3:\n    url: s3://b/k\npvc:\n  resources:\n    requests:\n      storage: 1Gi')), (err: ImportError) => err.category === 'bad-input' && /source.s3 \(S3 buckets\) is not supported by cdi-importer yet/.test(err.message));
     assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: http://h\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: 1Gi')), /must name exactly one source, found http, blank/);
     assert.throws(() => plan(dv('x', 'contentType: archive\nsource:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: 1Gi')), /Cannot create empty disk with content type archive/);
     assert.throws(() => plan(dv('x', 'sourceRef:\n  kind: DataSource\n  name: fedora\nstorage:\n  resources:\n    requests:\n      storage: 1Gi')), /spec.sourceRef \(a DataSource\) is not supported yet/);
