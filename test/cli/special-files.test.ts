@@ -32,6 +32,22 @@ after(() => dir.remove());
 const leftovers = (prefix: string) => readdirSync(dir.path).filter((n) => n.startsWith(prefix) || n.startsWith(`.${prefix}`));
 
 describe('sources', () => {
+  test('an endless device (/dev/zero, /dev/urandom) or a terminal is refused at once, not read until the disk fills', async () => {
+    const cases: [string, RegExp][] = [
+      ['/dev/zero', /^cdi-importer: error: source \/dev\/zero is a device that reads as endless zeros, not a disk image: give the image's file$/],
+      ['/dev/urandom', /^cdi-importer: error: source \/dev\/urandom is a device that reads as endless random bytes, not a disk image/],
+      ['/dev/ptmx', /^cdi-importer: error: source \/dev\/ptmx is a terminal, not a disk image/],
+    ];
+    for (const [device, message] of cases) {
+      for (const args of [['convert', device, dir.join('endless.raw')], ['import', device, '-o', dir.join('endless.img'), '--size', '64Mi'], ['info', device]]) {
+        const result = await runCli(args, { timeoutMs: 20_000 });
+        assert.equal(result.code, 1, `${args.join(' ')}: ${result.stderr}`);
+        assert.match(result.stderr.trim(), message);
+      }
+    }
+    assert.deepEqual(leftovers('endless'), []);
+  });
+
   // SIGHUP: the terminal closed, or the SSH session running the import dropped.
   for (const stopSignal of ['SIGTERM', 'SIGHUP'] as const) test(`${stopSignal} while stdin is a stalled pipe: cancelled at once, nothing left behind`, async () => {
     const child = spawn(process.execPath, [...cliCommand, 'import', '-', dir.join('stalled.img'), '--quiet'], { cwd: repoRoot, stdio: ['pipe', 'pipe', 'pipe'] });
