@@ -55,6 +55,10 @@ export async function main(argv: string[]): Promise<number> {
   registerDatavolumeCommand(program);
   registerInfoCommand(program);
   registerUploadServerCommand(program);
+  // A command's mistakes point to that command's help, which lists its options.
+  for (const command of program.commands) {
+    command.configureOutput({ outputError: (text, write) => write(`cdi-importer: ${oneLine(text)} (see cdi-importer ${command.name()} --help)\n`) });
+  }
   try {
     await program.parseAsync(argv);
   } catch (err) {

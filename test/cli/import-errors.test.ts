@@ -372,11 +372,11 @@ test('usage errors exit 2 with a hint', async () => {
   const unknown = await runCli(['import']);
   assert.equal(unknown.code, 2);
   // commander's findings are one line too, as every other failure.
-  assert.equal(unknown.stderr, "cdi-importer: error: missing required argument 'source' (see cdi-importer --help)\n");
+  assert.equal(unknown.stderr, "cdi-importer: error: missing required argument 'source' (see cdi-importer import --help)\n");
   // commander's suggestion for a misspelt flag joins the line rather than starting one of its own.
   const misspelt = await runCli(['convert', raw, dir.join('misspelt.raw'), '--progres', '--json']);
   assert.equal(misspelt.code, 2);
-  assert.equal(misspelt.stderr, "cdi-importer: error: unknown option '--progres' (Did you mean --progress?) (see cdi-importer --help)\n");
+  assert.equal(misspelt.stderr, "cdi-importer: error: unknown option '--progres' (Did you mean --progress?) (see cdi-importer convert --help)\n");
   assert.equal(JSON.parse(misspelt.stdout).error, "unknown option '--progres' (Did you mean --progress?)");
   const badSize = await runCli(['import', raw, '-o', dir.join('x.img'), '--size', '12 parsecs']);
   assert.equal(badSize.code, 2);
