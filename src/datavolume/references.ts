@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { usageError } from '../errors.js';
+import { fileProblem, usageError } from '../errors.js';
 import type { HttpAuth } from '../request.js';
 import { parseSecretCredentials } from '../sources/k8s-secret.js';
 import { isObject, parseYamlDocuments, type YamlObject } from './manifest.js';
@@ -25,7 +25,7 @@ function readText(file: string, what: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    throw usageError(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    throw usageError(`cannot read ${what} ${file}: ${fileProblem(err)}`);
   }
 }
 
@@ -82,7 +82,7 @@ export class ConfigMapResolver {
       try {
         isDir = statSync(p).isDirectory();
       } catch (err) {
-        throw usageError(`cannot read ConfigMap ${p}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+        throw usageError(`cannot read ConfigMap ${p}: ${fileProblem(err)}`);
       }
       if (isDir) this.directories.push(p);
       else files.push(p);

@@ -84,6 +84,11 @@ describe('DataVolume manifests', () => {
     assert.deepEqual((p!.request.source as { transport: { caPaths: string[] } }).transport.caPaths, [certs]);
   });
 
+  test('a Secret or ConfigMap file that is not there is said in words', () => {
+    assert.throws(() => new SecretResolver([dir.join('nope.yaml')]), /^Error: cannot read Secret .*nope\.yaml: no such file or directory$|cannot read Secret .*nope\.yaml: no such file or directory$/);
+    assert.throws(() => new ConfigMapResolver([dir.join('nope-cm')]), /cannot read ConfigMap .*nope-cm: no such file or directory$/);
+  });
+
   test('clear errors', () => {
     assert.throws(() => plan('a: [unclosed\n'), /m\.yaml:\d+ is not valid YAML/);
     assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: http://h/x', 'cdi.kubevirt.io/v2')), /apiVersion "cdi.kubevirt.io\/v2" is not cdi.kubevirt.io\/v1alpha1 or v1beta1/);
