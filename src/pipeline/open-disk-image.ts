@@ -87,7 +87,9 @@ export async function openDiskImage(
   }
   stream.destroy();
   if (format === 'tar') {
-    throw badInput(`${description} is a tar archive: import it with --content-type archive to extract its files`);
+    throw badInput(
+      `${description} is a tar archive, not a disk image: extract its files with cdi-importer import --content-type archive -o DIR (contentType: archive in a DataVolume)`,
+    );
   }
   if (format === 'lzma') {
     throw badInput(`${description} is LZMA-alone (.lzma) data, which is not supported: recompress it as xz (xz -dc FILE | xz > FILE.xz) or gzip first`);

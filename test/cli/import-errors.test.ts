@@ -175,6 +175,13 @@ describe('bad input', () => {
     await expectFailure(['import', `${file}.zst`, '-o', dir.join('o-fixedvhdzst.img')], /is a fixed-size VHD image/, 'o-fixedvhdzst');
   });
 
+  test('a tar given to convert or a disk import says how to extract it', async () => {
+    sh(`tar -cf ${dir.join('files.tar')} -C ${dir.path} disk.raw`);
+    const extract = /files\.tar is a tar archive, not a disk image: extract its files with cdi-importer import --content-type archive -o DIR \(contentType: archive in a DataVolume\)$/;
+    await expectFailure(['convert', dir.join('files.tar'), dir.join('o-tar.raw')], extract, 'o-tar');
+    await expectFailure(['import', dir.join('files.tar'), '-o', dir.join('o-tar2.img')], extract, 'o-tar2');
+  });
+
   test('a vmdk inside xz is refused too', async () => {
     run('qemu-img', ['create', '-q', '-f', 'vmdk', dir.join('inner.vmdk'), '8M']);
     sh(`xz -T1 -kf ${dir.join('inner.vmdk')}`);
