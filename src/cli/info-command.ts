@@ -61,7 +61,7 @@ export function registerInfoCommand(program: Command): void {
       try {
         const info = await inspectSource(source, options);
         // Names from the image are its author's text: JSON escapes the C0 controls, escapeC1 the rest.
-        process.stdout.write(options.json ? `${escapeC1(JSON.stringify(info))}\n` : formatInfo(info));
+        process.stdout.write(options.json ? `${escapeC1(JSON.stringify({ ...info, format: qemuImgFormatName(info.format) }))}\n` : formatInfo(info));
         process.exitCode = EXIT_OK;
       } catch (err) {
         process.exitCode = reportFailure(err, options.json === true);
@@ -166,6 +166,14 @@ async function actualSize(spec: SourceSpec): Promise<number | undefined> {
   if (spec.kind !== 'file') return undefined;
   const info = await stat(spec.path).catch(() => undefined);
   return info?.isFile() ? info.blocks * 512 : undefined;
+}
+
+/**
+ * `format` as qemu-img info names it: an ISO is raw to it, a VHD is its vpc driver's. `format-chain`
+ * keeps our names.
+ */
+function qemuImgFormatName(format: string): string {
+  return format === 'iso' ? 'raw' : format === 'vhd' ? 'vpc' : format;
 }
 
 function formatInfo(info: ImageInfo): string {

@@ -137,9 +137,20 @@ describe('bad input', () => {
       await expectFailure(['import', file, '-o', dir.join(`o-${format}.img`)], new RegExp(`is a ${name} image, which is not supported`), `o-${format}`);
       const info = await runCli(['info', file, '--json']);
       assert.equal(info.code, 0, info.stderr);
-      assert.equal(JSON.parse(info.stdout).format, format === 'vpc' ? 'vhd' : format);
+      assert.equal(JSON.parse(info.stdout).format, format, 'named as qemu-img info names it');
     });
   }
+
+  test('info --json names an ISO\'s format as qemu-img info does (raw); format-chain keeps iso', async () => {
+    const iso = dir.join('fake.iso');
+    const bytes = Buffer.alloc(64 * 1024);
+    bytes.write('CD001', 32769, 'latin1');
+    writeFileSync(iso, bytes);
+    const ours = JSON.parse((await runCli(['info', iso, '--json'])).stdout);
+    const qemu = JSON.parse(run('qemu-img', ['info', '--output=json', iso]));
+    assert.equal(ours.format, qemu.format);
+    assert.deepEqual(ours['format-chain'], ['iso']);
+  });
 
   test('a LUKS-encrypted image is refused as such, with how to decrypt it', async () => {
     const file = dir.join('img.luks');
