@@ -38,7 +38,7 @@ export function registerDatavolumeCommand(program: Command): void {
     .option('--secret <file>', "Secret manifest(s) for the sources' secretRef (base64 accessKeyId/secretKey; repeatable)", collect)
     .option('--config-map <file|dir>', "ConfigMap manifest, or a directory of PEM files, for the sources' certConfigMap (repeatable)", collect)
     .option('--out <dir>', 'directory for the images (created if missing)', '.')
-    .option('--filesystem-overhead <fraction>', 'space reserved as on a filesystem PVC (default 0: each image is the requested size)')
+    .option('--filesystem-overhead <fraction>', 'space reserved as on a filesystem PVC (default 0: each image is the requested size, rounded down to whole MiB as CDI does)')
     .option('--preallocation', 'allocate each image fully instead of writing it sparse')
     .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping (default: --out; CDI gives such volumes a scratch PVC)')
     .option('--json', 'print one JSON result object per volume on stdout')

@@ -28,6 +28,8 @@ export interface PlanOptions {
   scratchDir: string;
 }
 
+const MiB = 1 << 20;
+
 /** Sources CDI has that this command cannot import yet, with what they are. */
 const NOT_YET: Record<string, string> = {
   s3: 'S3 buckets',
@@ -66,6 +68,10 @@ function requestedStorage(entry: DataVolumeEntry): number {
     throw usageError(`${entry.origin}: ${field}.resources.requests.storage: ${(err as Error).message}`);
   }
   if (bytes === 0) throw usageError(`${entry.origin}: ${field}.resources.requests.storage is 0: no image fits in an empty volume`);
+  if (bytes < MiB) {
+    // SPEC §7: the usable space is rounded down to whole MiB, as CDI does, which leaves nothing of this.
+    throw usageError(`${entry.origin}: ${field}.resources.requests.storage ${String(storage)} is less than 1 MiB, and the usable space is rounded down to whole MiB (as CDI does): request 1Mi or more`);
+  }
   return bytes;
 }
 

@@ -111,6 +111,8 @@ describe('DataVolume manifests', () => {
     assert.throws(() => plan(dv('x', 'sourceRef:\n  kind: DataSource\n  name: fedora\nstorage:\n  resources:\n    requests:\n      storage: 1Gi')), /spec.sourceRef \(a DataSource\) is not supported yet/);
     assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: http://h\n    secretRef: creds\npvc:\n  resources:\n    requests:\n      storage: 1Gi')), /secretRef "creds" needs the Secret: give it with --secret FILE/);
     assert.throws(() => plan(dv('x', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: lots')), /requests.storage: invalid quantity "lots"/);
+    assert.throws(() => plan(dv('x', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: "1e6"')), /spec.pvc.resources.requests.storage 1e6 is less than 1 MiB, and the usable space is rounded down to whole MiB \(as CDI does\): request 1Mi or more/);
+    assert.equal(plan(dv('x', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: 1Mi'))[0]!.request.requestedSize, 1 << 20);
     assert.throws(() => plan(dv('x', 'source: {blank: {}}\npvc: {resources: {requests: {storage: 1Mi}}}') + '---\n' + dv('x', 'source: {blank: {}}\npvc: {resources: {requests: {storage: 1Mi}}}')), /two DataVolumes are named "x"/);
   });
 });
