@@ -85,13 +85,32 @@ export function registerImportCommand(program: Command): void {
     .option('-t <cache>', 'accepted for qemu-img convert compatibility: the output cache mode (the page cache, flushed by --fsync)')
     .option('-T <cache>', 'accepted for qemu-img convert compatibility: the input cache mode')
     .option('-U', 'accepted for qemu-img convert compatibility: convert takes no lock on the input (as --force-share)')
+    .option('-o <options>', "qemu-img's output options: preallocation=off, falloc or full (the whole file allocated); others are refused")
     // Taken only to be refused in words rather than as an unknown option.
     .addOption(new Option('-n').hideHelp())
-    .addOption(new Option('-o <options>').hideHelp())
     .action(async (input: string, out: string, options: ImportOptions) => {
       const fsync = options.fsync === true;
       process.exitCode = await importAction(input, out, { ...options, fsync, contentType: 'kubevirt', filesystemOverhead: '0' }, true);
     });
+}
+
+/**
+ * qemu-img convert's -o for a raw output: only preallocation, which a CI step may pass. off is the
+ * default; falloc and full allocate the whole file (posix_fallocate, as qemu-img's falloc; full's
+ * zeros read the same). Anything else is refused in words.
+ */
+function qemuImgPreallocation(value: string): boolean {
+  let preallocate = false;
+  for (const option of value.split(',')) {
+    const match = /^preallocation=(off|falloc|full)$/.exec(option);
+    if (!match) {
+      // Quoted only when it must be: a value with spaces (or none) would not read as one.
+      const shown = /^[^\s"]+$/.test(option) ? option : JSON.stringify(option);
+      throw usageError(`-o ${shown} is not supported: convert writes a plain raw file and takes only -o preallocation=off, falloc or full; leave the option out, or use qemu-img convert for it`);
+    }
+    preallocate = match[1] !== 'off';
+  }
+  return preallocate;
 }
 
 /** Flags given that do nothing for this target (SPEC §6, §7): said, so nobody relies on them. */
@@ -150,11 +169,7 @@ async function buildRequest(source: string, dest: string | undefined, options: I
   if (options.n) {
     throw usageError('-n is not supported: convert creates its output (a block device is written in place without it, and a file is replaced only by the finished one); leave -n out');
   }
-  if (options.o !== undefined) {
-    // Quoted only when it must be: a value with spaces (or none) would not read as one.
-    const value = /^[^\s"]+$/.test(options.o) ? options.o : JSON.stringify(options.o);
-    throw usageError(`-o ${value} is not supported: convert writes a plain sparse raw file and takes no output options; leave -o out, or use qemu-img convert for them`);
-  }
+  const preallocation = options.o !== undefined ? qemuImgPreallocation(options.o) : options.preallocation === true;
   if (options.m !== undefined && !/^([1-9]|1[0-6])$/.test(options.m)) {
     throw usageError(`invalid -m ${options.m}: the number of coroutines is between 1 and 16 (as for qemu-img convert)`);
   }
@@ -193,7 +208,7 @@ async function buildRequest(source: string, dest: string | undefined, options: I
     target,
     requestedSize: options.size !== undefined ? parseRequestedSize(options.size) : undefined,
     filesystemOverhead: options.filesystemOverhead !== undefined ? parseOverhead(options.filesystemOverhead) : isBlock ? 0 : 0.06,
-    preallocation: options.preallocation === true,
+    preallocation,
     checksum: options.checksum !== undefined ? parseChecksum(options.checksum) : undefined,
     // convert's default (the output's directory) is not checked here: a problem with it is the
     // destination's, and the destination's check names it so.

@@ -156,11 +156,26 @@ test("qemu-img convert's tuning flags are accepted (-W, -m, -t, -T, -S 4k, -U); 
   }
 });
 
-test("qemu-img convert's -n and -o are refused in words, saying what to do (usage, exit 2), and nothing is written", async () => {
+test("qemu-img convert's -o preallocation is taken as qemu-img takes it: off sparse, falloc and full allocated, the bytes the same", async () => {
+  const expected = await qemuRawSha256(dir.join('disk.qcow2'), dir.path);
+  for (const mode of ['off', 'falloc', 'full']) {
+    const out = dir.join(`prealloc-${mode}.raw`);
+    const result = await runCli(['convert', '-O', 'raw', '-o', `preallocation=${mode}`, dir.join('disk.qcow2'), out, '-q']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(out), expected);
+    run('qemu-img', ['convert', '-O', 'raw', '-o', `preallocation=${mode}`, dir.join('disk.qcow2'), `${out}.qemu`]);
+    const allocated = (file: string) => statSync(file).blocks * 512;
+    // As qemu-img's: the whole file allocated, or only what it wrote.
+    assert.equal(allocated(out) >= statSync(out).size, allocated(`${out}.qemu`) >= statSync(`${out}.qemu`).size, `${mode}: ${allocated(out)} bytes allocated`);
+  }
+});
+
+test("qemu-img convert's -n and other -o options are refused in words, saying what to do (usage, exit 2), and nothing is written", async () => {
   for (const [args, message] of [
     [['-n'], /^cdi-importer: error: -n is not supported: convert creates its output .*; leave -n out$/],
-    [['-o', 'preallocation=falloc'], /^cdi-importer: error: -o preallocation=falloc is not supported: convert writes a plain sparse raw file and takes no output options; leave -o out, or use qemu-img convert for them$/],
-    [['-o', ' '], /^cdi-importer: error: -o " " is not supported: convert writes a plain sparse raw file/],
+    [['-o', 'preallocation=off,nocow=on'], /^cdi-importer: error: -o nocow=on is not supported: convert writes a plain raw file and takes only -o preallocation=off, falloc or full; leave the option out, or use qemu-img convert for it$/],
+    [['-o', 'preallocation=metadata'], /^cdi-importer: error: -o preallocation=metadata is not supported/],
+    [['-o', ' '], /^cdi-importer: error: -o " " is not supported: convert writes a plain raw file/],
   ] as Array<[string[], RegExp]>) {
     const refused = await runCli(['convert', ...args, '-O', 'raw', dir.join('disk.qcow2'), dir.join('refused-n.raw')]);
     assert.equal(refused.code, 2, refused.stderr);
