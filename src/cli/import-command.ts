@@ -217,7 +217,6 @@ async function buildRequest(source: string, dest: string | undefined, options: I
   };
 }
 
-
 async function targetFor(destination: string, contentType: ContentType, sync: boolean): Promise<TargetSpec> {
   const info = await stat(destination).catch(() => undefined);
   if (info?.isBlockDevice()) return { kind: 'block', path: destination, sync };
