@@ -36,7 +36,7 @@ export async function openDiskImage(
   let declared: number | undefined;
   if (opened.randomAccess) {
     const head = await opened.randomAccess.read(0, DETECTION_BYTES);
-    const detected = detectFormat(head);
+    const detected = overruledByFormatFlag(detectFormat(head), request);
     const byRandomAccess = async (open: (reader: RandomAccessReader) => Promise<DiskImage>, format: string): Promise<OpenedDiskImage> => {
       opened.stream.destroy();
       const counting = new CountingReader(opened.randomAccess!, ctx);
@@ -59,7 +59,8 @@ export async function openDiskImage(
   const tap = new SourceTap(request.checksum, opened.size, ctx.progress);
   const tapped = SourceTap.attach(opened.stream, tap);
   const unwrapped = await unwrapCompression(tapped, description);
-  const { format, chain, stream } = unwrapped;
+  const { chain, stream } = unwrapped;
+  const format = overruledByFormatFlag(unwrapped.format, request);
   const result = (image: DiskImage): OpenedDiskImage => ({
     image,
     chain,
@@ -104,7 +105,7 @@ export async function openDiskImage(
   }
   if (format === 'luks') {
     throw badInput(
-      `${description} is a LUKS-encrypted image, which is not supported: decrypt it to raw or qcow2 first with its passphrase (qemu-img convert --object secret,id=key,file=PASSFILE --image-opts driver=luks,key-secret=key,file.filename=IMAGE -O qcow2 OUT)`,
+      `${description} is a LUKS-encrypted image, which is not supported: decrypt it to raw or qcow2 first with its passphrase (qemu-img convert --object secret,id=key,file=PASSFILE --image-opts driver=luks,key-secret=key,file.filename=IMAGE -O qcow2 OUT); a disk its guest encrypts whole is raw: convert it with -f raw`,
     );
   }
   if (isUnsupportedDiskFormat(format)) {
@@ -172,6 +173,14 @@ class CountingReader implements RandomAccessReader {
     yield* extents;
     this.ctx.progress?.({ bytes: this.inner.size, total: this.inner.size });
   }
+}
+
+/**
+ * convert -f raw overrules a LUKS header, as it does qemu-img's probe: a disk its guest encrypts
+ * whole (cryptsetup on the device, no partition table) starts with one and is raw to the host.
+ */
+function overruledByFormatFlag<T extends string>(detected: T, request: ImportRequest): T | 'raw' {
+  return detected === 'luks' && request.expectedFormat === 'raw' ? 'raw' : detected;
 }
 
 /** convert -f: the format the caller named, or a refusal before anything is written (an ISO is raw). */

@@ -155,7 +155,17 @@ describe('bad input', () => {
   test('a LUKS-encrypted image is refused as such, with how to decrypt it', async () => {
     const file = dir.join('img.luks');
     run('qemu-img', ['create', '-q', '--object', 'secret,id=s0,data=abc', '-f', 'luks', '-o', 'key-secret=s0,iter-time=10', file, '4M']);
-    await expectFailure(['convert', file, dir.join('o-luks.raw')], /is a LUKS-encrypted image, which is not supported: decrypt it to raw or qcow2 first with its passphrase \(qemu-img convert --object secret/, 'o-luks');
+    await expectFailure(['convert', file, dir.join('o-luks.raw')], /is a LUKS-encrypted image, which is not supported: decrypt it to raw or qcow2 first with its passphrase \(qemu-img convert --object secret.*; a disk its guest encrypts whole is raw: convert it with -f raw$/, 'o-luks');
+    // -f raw overrules the header, as it does qemu-img's probe: the bytes are copied as they are.
+    const out = dir.join('o-luks-raw.raw');
+    const raw = await runCli(['convert', '-f', 'raw', file, out, '-q']);
+    assert.equal(raw.code, 0, raw.stderr);
+    run('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', file, `${out}.qemu`]);
+    assert.equal(await sha256File(out), await sha256File(`${out}.qemu`));
+    sh(`gzip -c ${file} > ${file}.gz`);
+    const gz = await runCli(['convert', '-f', 'raw', `${file}.gz`, `${out}.gz-out`, '-q']);
+    assert.equal(gz.code, 0, gz.stderr);
+    assert.equal(await sha256File(`${out}.gz-out`), await sha256File(`${out}.qemu`));
   });
 
   test('a VMDK descriptor file (monolithicFlat) is refused as VMDK, not copied as a text file', async () => {
