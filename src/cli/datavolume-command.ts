@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { fileProblem, targetError, usageError } from '../errors.js';
 import { makeDirectories } from '../util/make-directories.js';
-import type { PlannedImport } from '../datavolume/plan-imports.js';
+import { VolumePlanError, type PlannedImport } from '../datavolume/plan-imports.js';
 import type { ConfigMapResolver } from '../datavolume/references.js';
 import { checkedScratchDir, parseOverhead, refuseBlank } from './parse-options.js';
 import { collect } from './transport-options.js';
@@ -82,7 +82,7 @@ async function datavolumeAction(manifest: string, options: DatavolumeOptions): P
     if (code !== 0 && madeOut !== undefined) rmEmptyDirectories(madeOut, options.out);
     return code;
   } catch (err) {
-    return reportFailure(err, options.json === true);
+    return reportFailure(err, options.json === true, undefined, err instanceof VolumePlanError ? { name: err.volume } : undefined);
   } finally {
     configMaps?.cleanup();
   }

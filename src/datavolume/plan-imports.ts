@@ -137,38 +137,56 @@ function sourceOf(entry: DataVolumeEntry, options: PlanOptions): SourceSpec {
   }
 }
 
+/** A volume the plan refuses: the refusal, and the volume's name for the --json failure object. */
+export class VolumePlanError extends ImportError {
+  constructor(
+    readonly volume: string,
+    refusal: ImportError,
+  ) {
+    super(refusal.category, refusal.message, { cause: refusal });
+  }
+}
+
 export function planImports(entries: DataVolumeEntry[], options: PlanOptions): PlannedImport[] {
   return entries.map((entry) => {
-    if (!OBJECT_NAME.test(entry.name) || entry.name.length > 253) {
-      throw usageError(`${entry.origin}: "${entry.name}" is not a valid Kubernetes object name (lower-case letters, digits, '-' and '.')`);
+    try {
+      return planOne(entry, options);
+    } catch (err) {
+      throw err instanceof ImportError ? new VolumePlanError(entry.name, err) : err;
     }
-    const contentType = contentTypeOf(entry);
-    const source = sourceOf(entry, options);
-    if (source.kind === 'blank' && contentType === 'archive') {
-      throw usageError(`${entry.origin}: Cannot create empty disk with content type archive`);
-    }
-    const { claim, field } = claimOf(entry);
-    if (contentType === 'archive' && claim?.volumeMode === 'Block') {
-      // CDI's webhook refuses it: an archive's files need a file system.
-      throw usageError(`${entry.origin}: ContentType Archive cannot have block volumeMode (${field}.volumeMode: Block)`);
-    }
-    const requestedSize = requestedStorage(entry);
-    const target =
-      contentType === 'archive'
-        ? ({ kind: 'directory', path: path.join(options.outDir, entry.name) } as const)
-        : ({ kind: 'file', path: path.join(options.outDir, `${entry.name}.img`), atomic: true, localMode: true } as const);
-    return {
-      name: entry.name,
-      origin: entry.origin,
-      request: {
-        source,
-        contentType,
-        target,
-        requestedSize,
-        filesystemOverhead: options.filesystemOverhead,
-        preallocation: options.preallocation,
-        scratchDir: options.scratchDir,
-      },
-    };
   });
+}
+
+function planOne(entry: DataVolumeEntry, options: PlanOptions): PlannedImport {
+  if (!OBJECT_NAME.test(entry.name) || entry.name.length > 253) {
+    throw usageError(`${entry.origin}: "${entry.name}" is not a valid Kubernetes object name (lower-case letters, digits, '-' and '.')`);
+  }
+  const contentType = contentTypeOf(entry);
+  const source = sourceOf(entry, options);
+  if (source.kind === 'blank' && contentType === 'archive') {
+    throw usageError(`${entry.origin}: Cannot create empty disk with content type archive`);
+  }
+  const { claim, field } = claimOf(entry);
+  if (contentType === 'archive' && claim?.volumeMode === 'Block') {
+    // CDI's webhook refuses it: an archive's files need a file system.
+    throw usageError(`${entry.origin}: ContentType Archive cannot have block volumeMode (${field}.volumeMode: Block)`);
+  }
+  const requestedSize = requestedStorage(entry);
+  const target =
+    contentType === 'archive'
+      ? ({ kind: 'directory', path: path.join(options.outDir, entry.name) } as const)
+      : ({ kind: 'file', path: path.join(options.outDir, `${entry.name}.img`), atomic: true, localMode: true } as const);
+  return {
+    name: entry.name,
+    origin: entry.origin,
+    request: {
+      source,
+      contentType,
+      target,
+      requestedSize,
+      filesystemOverhead: options.filesystemOverhead,
+      preallocation: options.preallocation,
+      scratchDir: options.scratchDir,
+    },
+  };
 }

@@ -192,6 +192,11 @@ spec:
     assert.equal(result.code, 2);
     assert.match(result.stderr, /secretRef "prod-credentials" is not among the Secrets given with --secret \("endpoint-secret"\)/);
     assert.equal(existsSync(out), false);
+    // A pipeline reading --json learns which volume the manifest got wrong.
+    const json = await runCli(['datavolume', file, '--secret', secretFile('endpoint-secret'), '--out', out, '--json']);
+    assert.equal(json.code, 2);
+    const failure = JSON.parse(json.stdout);
+    assert.deepEqual([failure.name, failure.ok, failure.category], ['example-import-dv', false, 'usage']);
   });
 
   for (const [kind, body] of [
