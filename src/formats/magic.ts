@@ -27,16 +27,9 @@ const MAGICS: Magic[] = [
   { format: 'vhdx', offset: 0, bytes: Buffer.from('vhdxfile', 'latin1') },
   { format: 'vhd', offset: 0, bytes: Buffer.from('conectix', 'latin1') },
   { format: 'vdi', offset: 64, bytes: Buffer.from([0x7f, 0x10, 0xda, 0xbe]) },
-  // The rest of what qemu-img probes (its block drivers' probe functions): as raw, each would be a
-  // copy of the container, not of the disk inside.
   { format: 'vmdk', offset: 0, bytes: Buffer.from('COWD', 'latin1') },
-  { format: 'vmdk', offset: 0, bytes: Buffer.from('# Disk DescriptorFile', 'latin1') },
   { format: 'qed', offset: 0, bytes: Buffer.from('QED\0', 'latin1') },
-  { format: 'parallels', offset: 0, bytes: Buffer.from('WithoutFreeSpace', 'latin1') },
-  { format: 'parallels', offset: 0, bytes: Buffer.from('WithouFreSpacExt', 'latin1') },
-  { format: 'luks', offset: 0, bytes: Buffer.from('LUKS\xba\xbe', 'latin1') },
-  { format: 'bochs', offset: 0, bytes: Buffer.from('Bochs Virtual HD Image\0', 'latin1') },
-  { format: 'cloop', offset: 0, bytes: Buffer.from('#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0', 'latin1') },
+  { format: 'cloop', offset: 0, bytes: Buffer.from('#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n', 'latin1') },
   { format: 'tar', offset: 257, bytes: Buffer.from('ustar', 'latin1') },
   { format: 'iso', offset: 32769, bytes: Buffer.from('CD001', 'latin1') },
 ];
@@ -47,8 +40,59 @@ export function detectFormat(head: Buffer): DetectedFormat {
     const end = magic.offset + magic.bytes.length;
     if (head.length >= end && head.subarray(magic.offset, end).equals(magic.bytes)) return magic.format;
   }
+  const probed = probedLikeQemu(head);
+  if (probed) return probed;
   if (looksLikeLzmaAlone(head)) return 'lzma';
   return looksLikeHtml(head) ? 'html' : 'raw';
+}
+
+/**
+ * The rest of what qemu-img recognises, checked as its block drivers' probe functions check them
+ * (qemu 7.2): a header that only starts like one is raw to qemu-img, and so to us. As raw, each of
+ * these would be a copy of the container rather than of the disk inside.
+ */
+function probedLikeQemu(head: Buffer): UnsupportedDiskFormat | undefined {
+  const text = (start: number, end: number) => head.toString('latin1', start, end);
+  const cString = (start: number, size: number) => text(start, start + size).split('\0')[0];
+  // parallels_probe: either magic, then version 2.
+  if (head.length >= 64 && ['WithoutFreeSpace', 'WithouFreSpacExt'].includes(text(0, 16)) && head.readUInt32LE(16) === 2) return 'parallels';
+  // qcrypto_block_luks_has_format: the magic and version 1 (qemu reads no LUKS2; to it, as to CDI, that is a raw disk).
+  if (head.length >= 8 && text(0, 6) === 'LUKS\xba\xbe' && head.readUInt16BE(6) === 1) return 'luks';
+  // bochs_probe: a growing redolog, header version 1 or 2.
+  if (
+    head.length >= 512 &&
+    cString(0, 32) === 'Bochs Virtual HD Image' &&
+    cString(32, 16) === 'Redolog' &&
+    cString(48, 16) === 'Growing' &&
+    [0x00010000, 0x00020000].includes(head.readUInt32LE(64))
+  ) {
+    return 'bochs';
+  }
+  return isVmdkDescriptor(head.subarray(0, 2048)) ? 'vmdk' : undefined;
+}
+
+/**
+ * vmdk_probe for a text descriptor: comment lines and lines of spaces, then `version=1`, 2 or 3
+ * (qemu probes its first 2048 bytes).
+ */
+function isVmdkDescriptor(buf: Buffer): boolean {
+  let p = 0;
+  while (p < buf.length) {
+    if (buf[p] === 0x23 /* # */) {
+      const lineEnd = buf.indexOf(0x0a, p);
+      p = lineEnd < 0 ? buf.length + 1 : lineEnd + 1;
+      continue;
+    }
+    if (buf[p] === 0x20) {
+      while (p < buf.length && buf[p] === 0x20) p++;
+      if (p < buf.length && buf[p] === 0x0d) p++;
+      if (p === buf.length || buf[p] !== 0x0a) return false;
+      p++;
+      continue;
+    }
+    return /^version=[123]\r?\n/.test(buf.toString('latin1', p, p + 11));
+  }
+  return false;
 }
 
 /**

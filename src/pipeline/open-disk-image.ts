@@ -59,8 +59,9 @@ export async function openDiskImage(
   const tap = new SourceTap(request.checksum, opened.size, ctx.progress);
   const tapped = SourceTap.attach(opened.stream, tap);
   const unwrapped = await unwrapCompression(tapped, description);
-  const { chain, stream } = unwrapped;
+  const { stream } = unwrapped;
   const format = overruledByFormatFlag(unwrapped.format, request);
+  const chain = [...unwrapped.chain.slice(0, -1), format];
   const result = (image: DiskImage): OpenedDiskImage => ({
     image,
     chain,
@@ -105,7 +106,7 @@ export async function openDiskImage(
   }
   if (format === 'luks') {
     throw badInput(
-      `${description} is a LUKS-encrypted image, which is not supported: decrypt it to raw or qcow2 first with its passphrase (qemu-img convert --object secret,id=key,file=PASSFILE --image-opts driver=luks,key-secret=key,file.filename=IMAGE -O qcow2 OUT); a disk its guest encrypts whole is raw: convert it with -f raw`,
+      `${description} is a LUKS-encrypted image, which is not supported: decrypt it to raw or qcow2 first with its passphrase (qemu-img convert --object secret,id=key,file=PASSFILE --image-opts driver=luks,key-secret=key,file.filename=IMAGE -O qcow2 OUT); a disk its guest encrypts whole is raw: cdi-importer convert -f raw copies it as it is`,
     );
   }
   if (isUnsupportedDiskFormat(format)) {

@@ -5,6 +5,7 @@ import { badInput, fileProblem, type ImportError } from '../errors.js';
 import { blockDeviceSize } from '../util/block-device-size.js';
 import { readPool } from '../util/buffer-pool.js';
 import { PooledFileStream } from './pooled-file-stream.js';
+import { refuseEndlessDevice } from './endless-device.js';
 
 const POOLED_READ_MIN = 1 << 20;
 
@@ -24,7 +25,7 @@ export class FileSource implements Source {
     };
     const info = await stat(this.path).catch(unreadable);
     if (info.isDirectory()) throw badInput(`source ${this.path} is a directory, not a disk image`);
-    if (info.isCharacterDevice()) refuseEndlessDevice(this.path, info.rdev);
+    if (info.isCharacterDevice()) refuseEndlessDevice(`source ${this.path}`, info.rdev);
     if (info.isFIFO() || info.isCharacterDevice() || info.isSocket()) {
       // A named pipe or a device streams: one sequential open (a second open of a FIFO would wait
       // for another writer), no size, no random access; read like stdin.
@@ -37,23 +38,6 @@ export class FileSource implements Source {
     // Block devices have no holes to ask about (lseek refuses SEEK_DATA on them).
     const dataMap = info.isFile() ? FileDataMap.of(handle.fd, size) : undefined;
     return { stream, size, randomAccess: new FileRandomAccessReader(this.path, handle, size, dataMap) };
-  }
-}
-
-/** The kernel's memory devices (major 1) that never end, by minor number. */
-const ENDLESS_DEVICES: Record<number, string> = { 5: 'zeros', 7: 'zeros', 8: 'random bytes', 9: 'random bytes' };
-
-/**
- * /dev/zero, /dev/urandom and the like read forever: streamed like a pipe, the import would run until
- * the disk filled (qemu-img sees a 0-byte raw image in them). A terminal is no image either.
- */
-function refuseEndlessDevice(path: string, rdev: number): void {
-  const major = Math.floor(rdev / 256) & 0xfff;
-  const endless = major === 1 ? ENDLESS_DEVICES[rdev & 0xff] : undefined;
-  if (endless) throw badInput(`source ${path} is a device that reads as endless ${endless}, not a disk image: give the image's file`);
-  // 4: virtual consoles and serial ports, 5: /dev/tty and /dev/console, 136-143: pseudo-terminals.
-  if (major === 4 || major === 5 || (major >= 136 && major <= 143)) {
-    throw badInput(`source ${path} is a terminal, not a disk image: give the image's file, or pipe it in`);
   }
 }
 

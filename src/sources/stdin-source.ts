@@ -1,6 +1,7 @@
 import { createReadStream, fstatSync } from 'node:fs';
 import { addAbortSignal } from 'node:stream';
 import type { OpenedSource, Source } from './source.js';
+import { refuseEndlessDevice } from './endless-device.js';
 
 /** Standard input: sequential only; its size is known when it is a redirected file. */
 export class StdinSource implements Source {
@@ -8,6 +9,7 @@ export class StdinSource implements Source {
 
   async open(signal: AbortSignal): Promise<OpenedSource> {
     const info = fstatSync(0);
+    if (info.isCharacterDevice()) refuseEndlessDevice('standard input', info.rdev);
     if (info.isFile()) {
       // `< disk.img`: process.stdin would read it 64 KiB at a time; read it like any file, from
       // wherever the caller left the offset.

@@ -3,6 +3,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { existsSync, readdirSync, writeFileSync, readFileSync, statSync, mkdirSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { cliCommand, repoRoot, runCli } from '../support/cli.js';
@@ -155,7 +156,7 @@ describe('bad input', () => {
   test('a LUKS-encrypted image is refused as such, with how to decrypt it', async () => {
     const file = dir.join('img.luks');
     run('qemu-img', ['create', '-q', '--object', 'secret,id=s0,data=abc', '-f', 'luks', '-o', 'key-secret=s0,iter-time=10', file, '4M']);
-    await expectFailure(['convert', file, dir.join('o-luks.raw')], /is a LUKS-encrypted image, which is not supported: decrypt it to raw or qcow2 first with its passphrase \(qemu-img convert --object secret.*; a disk its guest encrypts whole is raw: convert it with -f raw$/, 'o-luks');
+    await expectFailure(['convert', file, dir.join('o-luks.raw')], /is a LUKS-encrypted image, which is not supported: decrypt it to raw or qcow2 first with its passphrase \(qemu-img convert --object secret.*; a disk its guest encrypts whole is raw: cdi-importer convert -f raw copies it as it is$/, 'o-luks');
     // -f raw overrules the header, as it does qemu-img's probe: the bytes are copied as they are.
     const out = dir.join('o-luks-raw.raw');
     const raw = await runCli(['convert', '-f', 'raw', file, out, '-q']);
@@ -163,8 +164,9 @@ describe('bad input', () => {
     run('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', file, `${out}.qemu`]);
     assert.equal(await sha256File(out), await sha256File(`${out}.qemu`));
     sh(`gzip -c ${file} > ${file}.gz`);
-    const gz = await runCli(['convert', '-f', 'raw', `${file}.gz`, `${out}.gz-out`, '-q']);
+    const gz = await runCli(['convert', '-f', 'raw', `${file}.gz`, `${out}.gz-out`, '--json']);
     assert.equal(gz.code, 0, gz.stderr);
+    assert.deepEqual(JSON.parse(gz.stdout).formats, ['gzip', 'raw']);
     assert.equal(await sha256File(`${out}.gz-out`), await sha256File(`${out}.qemu`));
   });
 
@@ -174,16 +176,47 @@ describe('bad input', () => {
     await expectFailure(['convert', file, dir.join('o-flatvmdk.raw')], /is a VMDK image, which is not supported/, 'o-flatvmdk');
   });
 
-  // qemu-img reads these but cannot create them: their headers as its probes see them.
-  const headers: Record<string, [string, Buffer]> = {
-    bochs: ['Bochs', Buffer.from('Bochs Virtual HD Image\0', 'latin1')],
-    cloop: ['cloop', Buffer.from('#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n', 'latin1')],
+  /** A 1 MiB file starting with `fields` (offset, bytes). */
+  const headed = (name: string, ...fields: [number, Buffer][]) => {
+    const bytes = Buffer.alloc(1 << 20);
+    for (const [offset, field] of fields) field.copy(bytes, offset);
+    writeFileSync(dir.join(name), bytes);
+    return dir.join(name);
   };
-  for (const [format, [name, header]] of Object.entries(headers)) {
-    test(`a ${name} image is refused by name`, async () => {
-      const file = dir.join(`img.${format}`);
-      writeFileSync(file, Buffer.concat([header, Buffer.alloc((1 << 20) - header.length)]));
-      await expectFailure(['convert', file, dir.join(`o-${format}.raw`)], new RegExp(`is a ${name} image, which is not supported`), `o-${format}`);
+  const latin1 = (text: string) => Buffer.from(text, 'latin1');
+  const u32le = (value: number) => Buffer.from(new Uint32Array([value]).buffer);
+  const bochs = (version: number) => [[0, latin1('Bochs Virtual HD Image')], [32, latin1('Redolog')], [48, latin1('Growing')], [64, u32le(version)]] as [number, Buffer][];
+  const descriptor = 'CID=aeb4a49a\nparentCID=ffffffff\ncreateType="monolithicFlat"\n\nRW 32768 FLAT "img-flat.vmdk" 0\n';
+
+  // qemu-img reads these but cannot create them (or we make them by hand): headers as its probes
+  // see them. Each answer, refused by name or copied as raw, is checked against qemu-img info's.
+  const probes: [string, () => string, string | undefined][] = [
+    ['bochs', () => headed('img.bochs', ...bochs(0x00020000)), 'Bochs'],
+    ['cloop', () => headed('img.cloop', [0, latin1('#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n')]), 'cloop'],
+    ['vmdk descriptor after comments', () => headed('comments.vmdk', [0, latin1(`# Disk DescriptorFile\n# made by hand\n   \nversion=1\n${descriptor}`)]), 'VMDK'],
+    ['vmdk descriptor without comments', () => headed('bare.vmdk', [0, latin1(`version=2\r\n${descriptor}`)]), 'VMDK'],
+    // Only look like them: raw to qemu-img.
+    ['bochs of another version', () => headed('other.bochs', ...bochs(0x00030000)), undefined],
+    ['parallels version 1', () => headed('v1.parallels', [0, latin1('WithoutFreeSpace')], [16, u32le(1)]), undefined],
+    ['LUKS2 (a disk its guest encrypts with cryptsetup\'s default)', () => headed('luks2.raw', [0, latin1('LUKS\xba\xbe')], [6, Buffer.from([0, 2])]), undefined],
+    ['a comment line and then no version', () => headed('comment.raw', [0, latin1('# Disk DescriptorFile\nCID=1\n')]), undefined],
+  ];
+  for (const [what, make, name] of probes) {
+    test(`${what}: ${name ? `refused as ${name}` : 'converted as raw'}, as qemu-img probes it`, async () => {
+      const file = make();
+      // A hand-made header opens as raw, or fails to open as the format qemu-img took it for.
+      const info = spawnSync('qemu-img', ['info', '--output=json', file], { encoding: 'utf8' });
+      const qemu = info.status === 0 ? JSON.parse(info.stdout).format : `not raw: ${info.stderr.trim()}`;
+      const out = dir.join(`o-probe-${path.basename(file)}.raw`);
+      if (name) {
+        assert.notEqual(qemu, 'raw');
+        await expectFailure(['convert', file, out], new RegExp(`is a ${name} image, which is not supported`), path.basename(out));
+      } else {
+        assert.equal(qemu, 'raw');
+        const result = await runCli(['convert', file, out, '-q']);
+        assert.equal(result.code, 0, result.stderr);
+        assert.equal(await sha256File(out), await sha256File(file));
+      }
     });
   }
 

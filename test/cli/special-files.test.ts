@@ -6,7 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, copyFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, copyFileSync, statSync } from 'node:fs';
 import { once } from 'node:events';
 import { open } from 'node:fs/promises';
 import { cliCommand, repoRoot, runCli } from '../support/cli.js';
@@ -44,6 +44,19 @@ describe('sources', () => {
         assert.equal(result.code, 1, `${args.join(' ')}: ${result.stderr}`);
         assert.match(result.stderr.trim(), message);
       }
+    }
+    // The same device as standard input (`convert - out < /dev/zero`).
+    for (const args of [['convert', '-', dir.join('endless.raw')], ['info', '-']]) {
+      const zero = openSync('/dev/zero', 'r');
+      const child = spawn(process.execPath, [...cliCommand, ...args], { cwd: repoRoot, stdio: [zero, 'ignore', 'pipe'] });
+      closeSync(zero);
+      let stderr = '';
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      const [code] = (await once(child, 'close')) as [number | null];
+      clearTimeout(timer);
+      assert.equal(code, 1, stderr);
+      assert.match(stderr.trim(), /^cdi-importer: error: standard input is a device that reads as endless zeros, not a disk image/);
     }
     assert.deepEqual(leftovers('endless'), []);
   });
