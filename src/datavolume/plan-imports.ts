@@ -8,6 +8,7 @@ import path from 'node:path';
 import { usageError, ImportError } from '../errors.js';
 import type { ContentType, ImportRequest, SourceSpec, TransportOptions } from '../request.js';
 import { parseQuantity } from '../util/quantity.js';
+import { usableSpace } from '../targets/usable-space.js';
 import { isObject, type DataVolumeEntry, type YamlObject } from './manifest.js';
 import type { ConfigMapResolver, SecretResolver } from './references.js';
 
@@ -172,6 +173,11 @@ function planOne(entry: DataVolumeEntry, options: PlanOptions): PlannedImport {
     throw usageError(`${entry.origin}: ContentType Archive cannot have block volumeMode (${field}.volumeMode: Block)`);
   }
   const requestedSize = requestedStorage(entry);
+  if (usableSpace(requestedSize, options.filesystemOverhead) === 0) {
+    throw usageError(
+      `${entry.origin}: ${claimOf(entry).field}.resources.requests.storage leaves no whole MiB once --filesystem-overhead ${options.filesystemOverhead} is kept free: request more, or lower the overhead`,
+    );
+  }
   const target =
     contentType === 'archive'
       ? ({ kind: 'directory', path: path.join(options.outDir, entry.name) } as const)

@@ -13,14 +13,14 @@ const dv = (name: string, spec: string, api = 'cdi.kubevirt.io/v1beta1') =>
 describe('DataVolume manifests', () => {
   const dir = makeTempDir('cdi-dv-unit-');
   after(() => dir.remove());
-  const plan = (text: string, secrets: string[] = [], configMaps: string[] = []) => {
+  const plan = (text: string, secrets: string[] = [], configMaps: string[] = [], filesystemOverhead = 0) => {
     const resolver = new ConfigMapResolver(configMaps);
     try {
       return planImports(dataVolumesFromManifest(text, 'm.yaml'), {
         outDir: '/out',
         secrets: new SecretResolver(secrets),
         configMaps: resolver,
-        filesystemOverhead: 0,
+        filesystemOverhead,
         preallocation: false,
         scratchDir: '/out',
       });
@@ -113,6 +113,11 @@ describe('DataVolume manifests', () => {
     assert.throws(() => plan(dv('x', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: lots')), /requests.storage: invalid quantity "lots"/);
     assert.throws(() => plan(dv('x', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: "1e6"')), /spec.pvc.resources.requests.storage 1e6 is less than 1 MiB, and the usable space is rounded down to whole MiB \(as CDI does\): request 1Mi or more/);
     assert.equal(plan(dv('x', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: 1Mi'))[0]!.request.requestedSize, 1 << 20);
+    assert.throws(
+      () => plan(dv('x', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: 1Mi'), [], [], 0.5),
+      /spec.pvc.resources.requests.storage leaves no whole MiB once --filesystem-overhead 0.5 is kept free: request more, or lower the overhead/,
+    );
+    assert.equal(plan(dv('x', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: 2Mi'), [], [], 0.5)[0]!.request.requestedSize, 2 << 20);
     assert.throws(() => plan(dv('x', 'source: {blank: {}}\npvc: {resources: {requests: {storage: 1Mi}}}') + '---\n' + dv('x', 'source: {blank: {}}\npvc: {resources: {requests: {storage: 1Mi}}}')), /two DataVolumes are named "x"/);
   });
 });
