@@ -188,6 +188,10 @@ async function buildRequest(source: string, dest: string | undefined, options: I
   }
   if (contentType === 'archive' && !destination) throw usageError('give the directory to extract the archive into with --dest DIR');
   const target = await targetFor(destination ?? 'disk.img', contentType, options.fsync ?? true);
+  if (options.o !== undefined && preallocation && target.kind === 'block') {
+    // qemu-img refuses it for a device too ("Unsupported preallocation mode"); here it would write zeros over the whole range.
+    throw usageError(`-o ${options.o} is not supported for a block device (qemu-img convert refuses it too): a device has its blocks already; leave it out`);
+  }
   let scratch = options.scratch;
   if (options.outputFormat !== undefined && options.outputFormat !== 'raw') {
     throw usageError(`convert writes raw only (-O ${options.outputFormat}); for other output formats use qemu-img convert -O ${options.outputFormat}`);

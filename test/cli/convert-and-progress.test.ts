@@ -5,12 +5,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, createReadStream, existsSync, openSync, readdirSync, statSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { cliCommand, repoRoot, runCli } from '../support/cli.js';
 import { makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 import { moveL2TableToEnd } from '../qcow2/patch.js';
+import { attachLoop, detachLoop } from '../support/loop-device.js';
 
 const MiB = 1 << 20;
 let dir: TempDir;
@@ -167,6 +168,25 @@ test("qemu-img convert's -o preallocation is taken as qemu-img takes it: off spa
     const allocated = (file: string) => statSync(file).blocks * 512;
     // As qemu-img's: the whole file allocated, or only what it wrote.
     assert.equal(allocated(out) >= statSync(out).size, allocated(`${out}.qemu`) >= statSync(`${out}.qemu`).size, `${mode}: ${allocated(out)} bytes allocated`);
+  }
+});
+
+test('-o preallocation=falloc or full to a block device is refused, as qemu-img refuses it, and the device is left as it was', async (t) => {
+  const backing = dir.join('prealloc-device.img');
+  run('truncate', ['-s', '64M', backing]);
+  const device = attachLoop(backing);
+  if (!device) return t.skip('losetup is not permitted here');
+  try {
+    for (const mode of ['falloc', 'full']) {
+      const qemu = spawnSync('qemu-img', ['convert', '-O', 'raw', '-o', `preallocation=${mode}`, dir.join('disk.qcow2'), device], { encoding: 'utf8' });
+      assert.notEqual(qemu.status, 0, 'qemu-img refuses it');
+      const result = await runCli(['convert', '-O', 'raw', '-o', `preallocation=${mode}`, dir.join('disk.qcow2'), device]);
+      assert.equal(result.code, 2, result.stderr);
+      assert.match(result.stderr.trim(), new RegExp(`^cdi-importer: error: -o preallocation=${mode} is not supported for a block device \\(qemu-img convert refuses it too\\)`));
+    }
+    assert.equal(statSync(backing).blocks, 0, 'nothing was written to the device');
+  } finally {
+    detachLoop(device);
   }
 });
 
