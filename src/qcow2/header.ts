@@ -128,6 +128,10 @@ export function headerClusterSize(probe: Buffer): number {
   }
   if (probe.readUInt32BE(0) !== QCOW2_MAGIC) throw badInput('not a qcow2 image: the magic "QFI\\xfb" is missing');
   const version = probe.readUInt32BE(4);
+  if (version === 1) {
+    // The same magic: qemu-img's older qcow format, which qemu reads with another driver.
+    throw badInput('the image is in the old qcow format (version 1), which is not supported: convert it to qcow2 first (qemu-img convert -O qcow2)');
+  }
   if (version !== 2 && version !== 3) {
     throw badInput(`qcow2 image has version ${version}; only versions 2 and 3 are supported`);
   }

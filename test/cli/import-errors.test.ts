@@ -153,6 +153,15 @@ describe('bad input', () => {
     assert.deepEqual(ours['format-chain'], ['iso']);
   });
 
+  test('a qcow (version 1) image is refused as the old format it is, with how to convert it', async () => {
+    const file = dir.join('old.qcow');
+    run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow', raw, file]);
+    const refusal = /the image is in the old qcow format \(version 1\), which is not supported: convert it to qcow2 first \(qemu-img convert -O qcow2\)$/;
+    await expectFailure(['convert', file, dir.join('o-qcow1.raw')], refusal, 'o-qcow1');
+    sh(`xz -T1 -kf ${file}`);
+    await expectFailure(['import', `${file}.xz`, '-o', dir.join('o-qcow1xz.img')], refusal, 'o-qcow1xz');
+  });
+
   test('a LUKS-encrypted image is refused as such, with how to decrypt it', async () => {
     const file = dir.join('img.luks');
     run('qemu-img', ['create', '-q', '--object', 'secret,id=s0,data=abc', '-f', 'luks', '-o', 'key-secret=s0,iter-time=10', file, '4M']);
