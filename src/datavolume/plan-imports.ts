@@ -55,8 +55,7 @@ function claimOf(entry: DataVolumeEntry): { claim: YamlObject | undefined; field
   return { claim: isObject(entry.spec.storage) ? entry.spec.storage : undefined, field: 'spec.storage' };
 }
 
-function requestedStorage(entry: DataVolumeEntry): number {
-  const { claim, field } = claimOf(entry);
+function requestedStorage(entry: DataVolumeEntry, { claim, field }: ReturnType<typeof claimOf>): number {
   if (!claim) throw usageError(`${entry.origin}: needs spec.pvc or spec.storage with resources.requests.storage`);
   const resources = isObject(claim.resources) ? claim.resources : {};
   const requests = isObject(resources.requests) ? resources.requests : {};
@@ -167,15 +166,16 @@ function planOne(entry: DataVolumeEntry, options: PlanOptions): PlannedImport {
   if (source.kind === 'blank' && contentType === 'archive') {
     throw usageError(`${entry.origin}: Cannot create empty disk with content type archive`);
   }
-  const { claim, field } = claimOf(entry);
+  const claimed = claimOf(entry);
+  const { claim, field } = claimed;
   if (contentType === 'archive' && claim?.volumeMode === 'Block') {
     // CDI's webhook refuses it: an archive's files need a file system.
     throw usageError(`${entry.origin}: ContentType Archive cannot have block volumeMode (${field}.volumeMode: Block)`);
   }
-  const requestedSize = requestedStorage(entry);
+  const requestedSize = requestedStorage(entry, claimed);
   if (usableSpace(requestedSize, options.filesystemOverhead) === 0) {
     throw usageError(
-      `${entry.origin}: ${claimOf(entry).field}.resources.requests.storage leaves no whole MiB once --filesystem-overhead ${options.filesystemOverhead} is kept free: request more, or lower the overhead`,
+      `${entry.origin}: ${field}.resources.requests.storage leaves no whole MiB once --filesystem-overhead ${options.filesystemOverhead} is kept free: request more, or lower the overhead`,
     );
   }
   const target =
