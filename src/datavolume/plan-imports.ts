@@ -6,6 +6,7 @@
  */
 import path from 'node:path';
 import { usageError, ImportError } from '../errors.js';
+import { VolumePlanError } from './volume-plan-error.js';
 import type { ContentType, ImportRequest, SourceSpec, TransportOptions } from '../request.js';
 import { parseQuantity } from '../util/quantity.js';
 import { usableSpace } from '../targets/usable-space.js';
@@ -134,16 +135,6 @@ function sourceOf(entry: DataVolumeEntry, options: PlanOptions): SourceSpec {
       if (!what) throw usageError(`${entry.origin}: unknown source "${kind}"; supported sources are http, registry and blank`);
       throw new ImportError('bad-input', `${entry.origin}: source.${kind} (${what}) is not supported by cdi-importer yet; supported sources are http, registry and blank`);
     }
-  }
-}
-
-/** A volume the plan refuses: the refusal, and the volume's name for the --json failure object. */
-export class VolumePlanError extends ImportError {
-  constructor(
-    readonly volume: string,
-    refusal: ImportError,
-  ) {
-    super(refusal.category, refusal.message, { cause: refusal });
   }
 }
 

@@ -6,34 +6,19 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, symlinkSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { build } from 'esbuild';
 import { repoRoot } from '../support/cli.js';
+import { buildLauncher } from '../support/launcher.js';
 import { makeTempDir, type TempDir } from '../support/tools.js';
 import { makePodRoot, type PodRoot } from './pod-harness.js';
 
 let dir: TempDir;
 let root: PodRoot;
+let launcher: string;
 before(async () => {
   dir = makeTempDir('cdi-early-signal-');
-  mkdirSync(dir.join('bin'));
-  mkdirSync(dir.join('dist'));
-  copyFileSync(path.join(repoRoot, 'bin', 'cdi-importer'), dir.join('bin', 'cdi-importer'));
-  copyFileSync(path.join(repoRoot, 'bin', 'package.json'), dir.join('bin', 'package.json'));
-  symlinkSync(path.join(repoRoot, 'node_modules'), dir.join('node_modules'));
-  await build({
-    entryPoints: [path.join(repoRoot, 'src', 'main.ts')],
-    outfile: dir.join('dist', 'cdi-importer.cjs'),
-    bundle: true,
-    format: 'cjs',
-    platform: 'node',
-    target: 'node20',
-    packages: 'external',
-    logLevel: 'warning',
-    define: { 'import.meta.url': '__bundleFileUrl' },
-    banner: { js: "const __bundleFileUrl = require('node:url').pathToFileURL(__filename).href;" },
-  });
+  launcher = await buildLauncher(dir.path);
   root = makePodRoot();
 });
 after(() => {
@@ -42,7 +27,7 @@ after(() => {
 });
 
 test('SIGTERM while the bundle loads: pod mode still exits 1 with its termination message', () => {
-  const result = spawnSync(process.execPath, ['-r', path.join(repoRoot, 'test', 'pod', 'fixtures', 'signal-while-loading.cjs'), dir.join('bin', 'cdi-importer')], {
+  const result = spawnSync(process.execPath, ['-r', path.join(repoRoot, 'test', 'pod', 'fixtures', 'signal-while-loading.cjs'), launcher], {
     env: { PATH: process.env.PATH, CDI_IMPORTER_ROOT: root.path, CDI_IMPORTER_METRICS_PORT: '0', IMPORTER_SOURCE: 'none', IMPORTER_IMAGE_SIZE: '1Mi' },
     encoding: 'utf8',
     timeout: 60_000,
