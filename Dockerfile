@@ -15,6 +15,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY package.json package-lock.json ./
+# Our own native module (the copy between local files), an optional dependency that npm ci builds
+# in place and links into node_modules.
+COPY native ./native
 
 # The build: all dependencies, then tsc (a type error fails the image build) and the bundle
 # (scripts/bundle.mjs: one CommonJS file, which starts faster than the ES modules).
@@ -45,6 +48,8 @@ WORKDIR /app
 COPY package.json ./
 COPY bin ./bin
 COPY --from=production-deps /src/node_modules ./node_modules
+COPY --from=production-deps /src/native/file-copy/package.json /src/native/file-copy/index.js ./native/file-copy/
+COPY --from=production-deps /src/native/file-copy/build/Release/file_copy.node ./native/file-copy/build/Release/
 # The bundle is the whole program (bin/ loads only it, with its code cache); tsc's per-module output stays behind.
 COPY --from=build /src/dist/cdi-importer.cjs /src/dist/cdi-importer.cjs.map /src/dist/cdi-importer.code-cache ./dist/
 ENV NODE_ENV=production

@@ -1,6 +1,6 @@
 /**
  * The seam between formats and targets (DESIGN.md): a disk reader yields extents of the guest disk.
- * An extent without `data` reads as zeros. Extents never overlap; they may arrive in any order
+ * An extent without `data` or `inFile` reads as zeros. Extents never overlap; they may arrive in any order
  * (the one-pass qcow2 driver places clusters as their mappings become known). Once yielded, `data`
  * belongs to the consumer: the reader must not modify or reuse it (writes of several extents are in
  * flight at once).
@@ -11,6 +11,19 @@ export interface Extent {
   data?: Buffer;
   /** Called by the consumer once `data` is written and no longer needed (lets a reader recycle it). */
   release?: () => void;
+  /**
+   * Instead of `data`: the bytes are [position, position + length) of a local file, still unread.
+   * A target that copies between files does (DiskTarget.copyFrom); any other consumer reads them.
+   * Readers yield these only when asked to (see RandomAccessReader.localFile).
+   */
+  inFile?: { file: LocalFile; position: number };
+}
+
+/** A local source file open for reading, for copies that keep its bytes out of JavaScript. */
+export interface LocalFile {
+  readonly fd: number;
+  /** What to report when reading it fails (names the file, says what to do). */
+  readFailure(err: unknown): Error;
 }
 
 export type ExtentStream = AsyncIterable<Extent>;

@@ -50,6 +50,7 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
     mkdirSync(app);
     for (const file of ['package.json', 'package-lock.json']) cpSync(path.join(repoRoot, file), path.join(app, file));
     cpSync(path.join(repoRoot, 'bin'), path.join(app, 'bin'), { recursive: true });
+    cpSync(path.join(repoRoot, 'native'), path.join(app, 'native'), { recursive: true, filter: (source) => !source.includes(`${path.sep}build`) });
 
     // The build stage: tsc, then the bundle. Emitted even if a file elsewhere in the tree is mid-edit; the image build itself is strict.
     const tsc = spawnSync(process.execPath, [path.join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json', '--outDir', path.join(app, 'dist')], {
@@ -88,6 +89,8 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
     assert.match(dockerfile, /^COPY bin \.\/bin\nCOPY fixtures \.\/fixtures\nRUN npm run build$/m, 'the build stage has what the code cache run needs');
     assert.match(dockerfile, /liblzma-dev/);
     assert.match(dockerfile, /liblzma5 util-linux/);
+    assert.match(dockerfile, /^COPY native \.\/native\n/m, 'npm ci builds native/file-copy: its source must be there');
+    assert.match(dockerfile, /^COPY --from=production-deps \/src\/native\/file-copy\/build\/Release\/file_copy\.node \.\/native\/file-copy\/build\/Release\/$/m, 'node_modules links to native/file-copy');
     assert.match(dockerfile, /^USER 107:107$/m);
     assert.match(dockerfile, /^ENTRYPOINT \["\/app\/bin\/cdi-importer"\]$/m);
   });
@@ -97,9 +100,10 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
     for (const dev of ['typescript', 'tsx', 'esbuild', '@types/tar-stream']) {
       assert.equal(existsSync(path.join(app, 'node_modules', dev)), false, `${dev} is a dev dependency but was installed`);
     }
-    for (const dep of ['commander', 'pino', 'undici', 'yaml', 'tar-stream', 'node-liblzma', 'zstd-napi']) {
+    for (const dep of ['commander', 'pino', 'undici', 'yaml', 'tar-stream', 'node-liblzma', 'zstd-napi', 'cdi-importer-file-copy']) {
       assert.ok(existsSync(path.join(app, 'node_modules', dep, 'package.json')), `${dep} missing`);
     }
+    assert.ok(existsSync(path.join(app, 'node_modules', 'cdi-importer-file-copy', 'build', 'Release', 'file_copy.node')), 'the native copy was not built');
   });
 
   test('--help lists the commands, and the bundle starts from its V8 code cache', () => {
@@ -158,6 +162,19 @@ describe('the container image install (Dockerfile steps)', { timeout: 600_000 },
     const extracted = binary(['import', path.join(images, 'tree.tar'), '--content-type', 'archive', '-o', out, '--quiet']);
     assert.equal(extracted.status, 0, extracted.stderr);
     assert.equal(readFileSync(path.join(out, 'sub', 'file.txt'), 'utf8'), 'hello\n');
+  });
+
+  test('converts a local qcow2 through the native copy between files', async () => {
+    const images = work.join('native-copy-images');
+    mkdirSync(images);
+    const raw = path.join(images, 'disk.raw');
+    makeDiskLikeImage(raw, 6 * MiB);
+    sh(`qemu-img convert -q -f raw -O qcow2 ${raw} ${path.join(images, 'disk.qcow2')} && chmod -R a+rX ${images}`);
+    const out = writableDir('native-copy-out');
+    const result = binary(['convert', path.join(images, 'disk.qcow2'), path.join(out, 'disk.img'), '--quiet'], { NODE_DEBUG: 'cdi-importer' });
+    assert.equal(result.status, 0, result.stderr);
+    assert.ok(Number(/(\d+) bytes copied from the source file by the native copy/.exec(result.stderr)?.[1]) > 0, result.stderr);
+    assert.equal(await sha256File(path.join(out, 'disk.img')), await qemuRawSha256(raw, work.path));
   });
 
   test('a damaged code cache, or one from another build, is not used: the import runs as without one', async () => {

@@ -35,6 +35,7 @@ export async function sparseRawImage(
   const { size } = reader;
   if (size >= VHD_FOOTER_SIZE && isFixedVhd(await reader.read(size - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE))) throw fixedVhdRefusal(where);
   const read = async (offset: number, length: number): Promise<Extent> => {
+    if (reader.localFile) return { offset, length, inFile: { file: reader.localFile, position: offset } };
     const data = await reader.read(offset, length);
     // Shorter only if the file shrank while we read it: the missing tail reads as zeros, as a hole does.
     return { offset, length: data.length, data, release: () => readPool.give(data) };

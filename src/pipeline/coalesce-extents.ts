@@ -24,6 +24,7 @@ export async function* coalesceExtents(extents: AsyncIterable<Extent>): AsyncGen
 
 function canMerge(a: Extent, b: Extent): boolean {
   if (a.offset + a.length !== b.offset) return false;
+  if (a.inFile || b.inFile) return false;
   if (!a.data || !b.data) return !a.data && !b.data;
   return (
     a.data.buffer === b.data.buffer &&

@@ -51,7 +51,7 @@ async function importOnce(request: ImportRequest, ctx: ImportContext): Promise<I
   let disk: OpenedDiskImage | undefined;
   let target: DiskTarget | undefined;
   try {
-    disk = await openDiskImage(opened, request, source.description, { ...ctx, signal });
+    disk = await openDiskImage(opened, request, source.description, { ...ctx, signal }, { targetCopiesFiles: plan.kind === 'file' });
     const { image } = disk;
     if (image.virtualSize !== undefined) {
       checkFits(image.virtualSize, plan);

@@ -9,6 +9,7 @@ import { declaredUncompressedSize, knownRawLength, rawImage } from '../formats/r
 import { hasHoles, sparseRawImage } from '../formats/sparse-raw-image.js';
 import { SourceTap } from './source-tap.js';
 import { badInput, ScratchSpaceRequiredError } from '../errors.js';
+import { canCopyBetweenFiles } from '../util/file-copy.js';
 
 export interface OpenedDiskImage {
   image: DiskImage;
@@ -32,6 +33,8 @@ export async function openDiskImage(
   request: ImportRequest,
   description: string,
   ctx: ImportContext,
+  /** The target copies between files (DiskTarget.copyFrom): readers may hand it a local source's bytes by reference. */
+  options: { targetCopiesFiles?: boolean } = {},
 ): Promise<OpenedDiskImage> {
   let declared: number | undefined;
   if (opened.randomAccess) {
@@ -39,7 +42,7 @@ export async function openDiskImage(
     const detected = overruledByFormatFlag(detectFormat(head), request);
     const byRandomAccess = async (open: (reader: RandomAccessReader) => Promise<DiskImage>, format: string): Promise<OpenedDiskImage> => {
       opened.stream.destroy();
-      const counting = new CountingReader(opened.randomAccess!, ctx);
+      const counting = new CountingReader(opened.randomAccess!, ctx, options.targetCopiesFiles === true && canCopyBetweenFiles());
       const image = await open(counting);
       return { image: { ...image, extents: () => counting.endOf(image.extents()) }, chain: [format], sourceBytes: () => counting.bytes };
     };
@@ -139,7 +142,12 @@ class CountingReader implements RandomAccessReader {
   constructor(
     private readonly inner: RandomAccessReader,
     private readonly ctx: ImportContext,
+    /** Whether readers see the inner reader's localFile (and may yield its bytes by reference). */
+    private readonly byReference: boolean,
   ) {}
+  get localFile(): RandomAccessReader['localFile'] {
+    return this.byReference ? this.inner.localFile : undefined;
+  }
   get size(): number {
     return this.inner.size;
   }
@@ -151,16 +159,20 @@ class CountingReader implements RandomAccessReader {
   }
   async read(offset: number, length: number): Promise<Buffer> {
     const data = await this.inner.read(offset, length);
-    this.bytes += data.length;
+    this.count(offset, data.length);
+    return data;
+  }
+
+  private count(offset: number, length: number): void {
+    this.bytes += length;
     // Random access skips unallocated clusters, so bytes fetched understate the work done:
     // progress is the furthest offset reached, which only grows.
-    this.furthest = Math.max(this.furthest, Math.min(this.inner.size, offset + data.length));
+    this.furthest = Math.max(this.furthest, Math.min(this.inner.size, offset + length));
     const now = Date.now();
     if (this.ctx.progress && now - this.lastReport >= 200) {
       this.lastReport = now;
       this.ctx.progress({ bytes: this.furthest, total: this.inner.size });
     }
-    return data;
   }
   close(): Promise<void> {
     return this.inner.close();
@@ -171,7 +183,11 @@ class CountingReader implements RandomAccessReader {
    * short of it (an unallocated tail, metadata read early) and the last report may be 200 ms old.
    */
   async *endOf(extents: ExtentStream): ExtentStream {
-    yield* extents;
+    for await (const extent of extents) {
+      // Bytes left in the file for the target to copy count as read once handed over.
+      if (extent.inFile) this.count(extent.inFile.position, extent.length);
+      yield extent;
+    }
     this.ctx.progress?.({ bytes: this.inner.size, total: this.inner.size });
   }
 }

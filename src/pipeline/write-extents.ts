@@ -5,6 +5,9 @@ import { Coverage } from './coverage.js';
 import { badInput, tooSmall } from '../errors.js';
 import { rawVirtualSize } from '../formats/raw-image.js';
 import { HEAD_BYTES, HeldHead } from './held-head.js';
+import { readPool } from '../util/buffer-pool.js';
+import { read } from 'node:fs';
+import { sourceEndedEarly } from '../util/file-copy.js';
 
 /**
  * Positional writes in flight at once: decoding the next extent and reading the source overlap
@@ -66,8 +69,12 @@ export async function writeExtents(
         ? tooSmall(image.virtualSize, plan.capacity, false, plan.spaceBeforeOverhead)
         : tooSmall(plan.capacity, plan.capacity, true, plan.spaceBeforeOverhead);
     }
-    if (extent.data) {
-      const now = head.take(extent);
+    if (extent.inFile && target.copyFrom && extent.offset >= HEAD_BYTES) {
+      const { file, position } = extent.inFile;
+      await writes.add(target.copyFrom(file, position, extent.offset, extent.length).then(count), extent.length);
+    } else if (extent.data || extent.inFile) {
+      // Bytes by reference that the target cannot copy itself, or that the held head keeps, are read here.
+      const now = head.take(extent.data ? extent : await readInFile(extent));
       if (now) await writeInPieces(now, target, writes, count);
     } else {
       await writes.add(target.zero(extent.offset, extent.length).then(count), 0);
@@ -90,6 +97,20 @@ export async function writeExtents(
   signal.throwIfAborted();
   bytesWritten += await head.writeTo(target);
   return { end, bytesWritten };
+}
+
+/** The extent with its bytes read from the local file it refers to. */
+async function readInFile(extent: Extent): Promise<Extent> {
+  const { file, position } = extent.inFile!;
+  const data = extent.length <= readPool.size ? readPool.take().subarray(0, extent.length) : Buffer.allocUnsafe(extent.length);
+  for (let filled = 0; filled < extent.length; ) {
+    const bytesRead = await new Promise<number>((resolve, reject) =>
+      read(file.fd, data, filled, extent.length - filled, position + filled, (err, n) => (err ? reject(file.readFailure(err)) : resolve(n))),
+    );
+    if (bytesRead === 0) throw file.readFailure(sourceEndedEarly());
+    filled += bytesRead;
+  }
+  return { offset: extent.offset, length: extent.length, data, release: () => readPool.give(data) };
 }
 
 /** Writes a data extent as writes of at most MAX_WRITE_BYTES; its buffer is released once all are done. */

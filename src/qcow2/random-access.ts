@@ -266,7 +266,8 @@ async function resolveRun(reader: RandomAccessReader, header: Qcow2Header, run: 
 /**
  * A run of data clusters. Clusters that lie in holes of the image file (preallocation=metadata or
  * falloc: mapped, never written) read as zeros: with a map of the file's holes they are not read,
- * as qemu-img skips them.
+ * as qemu-img skips them. From a local file the target may copy the run itself (Extent.inFile);
+ * the run's bounds were checked against the file's size when it was made.
  */
 async function readDataRun(reader: RandomAccessReader, run: Extract<Run, { kind: 'data' }>): Promise<Extent> {
   const { guestOffset, length, hostOffset } = run;
@@ -274,6 +275,7 @@ async function readDataRun(reader: RandomAccessReader, run: Extract<Run, { kind:
   const ranges = reader.dataMap ? await reader.dataMap.dataIn(hostOffset, hostOffset + length) : [{ start: hostOffset, end: hostOffset + length }];
   if (ranges.length === 0) return { offset: guestOffset, length };
   const whole = ranges.length === 1 && ranges[0]!.start === hostOffset && ranges[0]!.end === hostOffset + length;
+  if (whole && reader.localFile) return { offset: guestOffset, length, inFile: { file: reader.localFile, position: hostOffset } };
   if (whole) {
     const data = await readExact(reader, hostOffset, length, what);
     // The read buffer is this extent's alone: once written it can serve another read.

@@ -1,5 +1,6 @@
 import { open, stat } from 'node:fs/promises';
 import type { DataMap, OpenedSource, RandomAccessReader, Source } from './source.js';
+import type { LocalFile } from '../extents.js';
 import { FileDataMap } from './file-data-map.js';
 import { badInput, fileProblem, type ImportError } from '../errors.js';
 import { blockDeviceSize } from '../util/block-device-size.js';
@@ -52,12 +53,16 @@ function sourceReadFailure(path: string, err: unknown): ImportError {
 }
 
 class FileRandomAccessReader implements RandomAccessReader {
+  readonly localFile: LocalFile;
+
   constructor(
     private readonly path: string,
     private readonly handle: import('node:fs/promises').FileHandle,
     readonly size: number,
     readonly dataMap: DataMap | undefined,
-  ) {}
+  ) {
+    this.localFile = { fd: handle.fd, readFailure: (err) => sourceReadFailure(path, err) };
+  }
 
   async read(offset: number, length: number): Promise<Buffer> {
     const wanted = Math.max(0, Math.min(length, this.size - offset));

@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { LocalFile } from '../extents.js';
 
 /** A range of bytes, [start, end). */
 export interface ByteRange {
@@ -29,6 +30,12 @@ export interface RandomAccessReader {
    * file). A network source asks for more at once: each request waits a round trip.
    */
   readonly preferredReadBytes?: number;
+  /**
+   * Present for a local file or device: readers that see it may refer to its bytes (Extent.inFile)
+   * rather than read them. openDiskImage shows it to them only for a target that copies between
+   * files, and when the native copy is available.
+   */
+  readonly localFile?: LocalFile;
 }
 
 /** What a source hands to the pipeline once opened. */

@@ -1,3 +1,5 @@
+import type { LocalFile } from '../extents.js';
+
 /**
  * A destination for a disk image (file or block device). Targets know the destination only:
  * positional writes, holes or written zeros, growing, preallocation, fsync, rename.
@@ -16,6 +18,11 @@ export interface DiskTarget {
    * Resolves to the bytes that reached the destination (holes left out).
    */
   write(offset: number, data: Buffer): Promise<number>;
+  /**
+   * Writes `length` bytes of a local file, from `position`, at `offset`, as write() would write
+   * them, without their passing through JavaScript. Resolves to the bytes that reached the destination.
+   */
+  copyFrom?(file: LocalFile, position: number, offset: number, length: number): Promise<number>;
   /** Makes [offset, offset+length) read as zeros (a no-op on fresh sparse files); resolves to the bytes written. */
   zero(offset: number, length: number): Promise<number>;
   /**

@@ -1,0 +1,1 @@
+module.exports = require('./build/Release/file_copy.node');

@@ -1,0 +1,120 @@
+/**
+ * The native copy between local files (native/file-copy, src/util/file-copy.ts) and the file
+ * target's copyFrom(): the bytes arrive unchanged at any offset, all-zero 4 KiB blocks stay holes
+ * exactly as writes from memory leave them (zero-runs.ts), and failures say which side failed.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { closeSync, ftruncateSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { canCopyBetweenFiles, copyBetweenFiles, FileCopyError } from '../../src/util/file-copy.js';
+import { SparseFileTarget } from '../../src/targets/sparse-file-target.js';
+import { dataRuns } from '../../src/targets/zero-runs.js';
+import { dataBytes, makeTempDir, type TempDir } from '../support/tools.js';
+
+const KiB = 1024;
+let dir: TempDir;
+before(() => {
+  dir = makeTempDir('cdi-file-copy-');
+});
+after(() => dir?.remove());
+
+/** 3 MiB + 1 KiB: random data with zero runs of every alignment, a whole zero MiB, a zero tail. */
+function patterned(): Buffer {
+  const data = randomBytes(3 * 1024 * KiB + KiB);
+  data.fill(0, 4 * KiB, 12 * KiB); // two aligned zero blocks
+  data.fill(0, 20 * KiB + 512, 30 * KiB); // zeros that cover only some blocks
+  data.fill(0, 1024 * KiB, 2048 * KiB); // a whole zero MiB (one native chunk)
+  data.fill(0, data.length - 6 * KiB); // zero tail, not block-sized
+  return data;
+}
+
+test('the native copy is built here (npm ci builds it; without it imports fall back to JavaScript)', () => {
+  assert.equal(canCopyBetweenFiles(), true);
+});
+
+for (const targetPosition of [0, 512, 4 * KiB + 100]) {
+  test(`copies bytes unchanged to offset ${targetPosition} and leaves the same holes as writes from memory`, async () => {
+    const data = patterned();
+    const source = dir.join(`source-${targetPosition}`);
+    writeFileSync(source, Buffer.concat([randomBytes(777), data]));
+    const copied = dir.join(`copied-${targetPosition}`);
+    const sourceFd = openSync(source, 'r');
+    const copiedFd = openSync(copied, 'w');
+    try {
+      const bytes = await copyBetweenFiles(sourceFd, copiedFd, 777, targetPosition, data.length);
+      // What a write from memory writes (sparse-file-target's write()): the runs of dataRuns().
+      assert.equal(bytes, dataRuns(data, targetPosition).reduce((sum, run) => sum + run.end - run.start, 0));
+    } finally {
+      closeSync(sourceFd);
+      closeSync(copiedFd);
+    }
+    // A zero tail is a hole: the file ends where the last data does until the target sets its size.
+    truncateSync(copied, targetPosition + data.length);
+    assert.ok(readFileSync(copied).subarray(targetPosition).equals(data), 'the copy differs from the source');
+    assert.equal(dataBytes(copied), referenceDataBytes(data, targetPosition, dir.join(`reference-${targetPosition}`)));
+  });
+}
+
+/** Data bytes of a file made by positional writes of dataRuns(data, position) at `position`. */
+function referenceDataBytes(data: Buffer, position: number, file: string): number {
+  const fd = openSync(file, 'w');
+  try {
+    ftruncateSync(fd, position + data.length);
+    for (const run of dataRuns(data, position)) {
+      const part = data.subarray(run.start, run.end);
+      let done = 0;
+      while (done < part.length) done += writeSync(fd, part, done, part.length - done, position + run.start + done);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return dataBytes(file);
+}
+
+test('a source that ends before the length asked: a read failure, "ended before the data"', async () => {
+  const source = dir.join('short');
+  writeFileSync(source, randomBytes(10 * KiB));
+  const sourceFd = openSync(source, 'r');
+  const targetFd = openSync(dir.join('short-out'), 'w');
+  try {
+    const err = await copyBetweenFiles(sourceFd, targetFd, 0, 0, 20 * KiB).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof FileCopyError);
+    assert.equal(err.side, 'read');
+    assert.equal(err.cause.code, 'EOF');
+  } finally {
+    closeSync(sourceFd);
+    closeSync(targetFd);
+  }
+});
+
+test('a target that refuses writes: a write failure with the system error code', async () => {
+  const source = dir.join('readable');
+  writeFileSync(source, randomBytes(8 * KiB));
+  writeFileSync(dir.join('read-only-out'), '');
+  const sourceFd = openSync(source, 'r');
+  const targetFd = openSync(dir.join('read-only-out'), 'r');
+  try {
+    const err = await copyBetweenFiles(sourceFd, targetFd, 0, 0, 8 * KiB).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof FileCopyError);
+    assert.equal(err.side, 'write');
+    assert.equal(err.cause.code, 'EBADF');
+  } finally {
+    closeSync(sourceFd);
+    closeSync(targetFd);
+  }
+});
+
+test("the file target's copyFrom: a source read failure is reported as the source's, with the source's words", async () => {
+  const source = dir.join('vanishing');
+  writeFileSync(source, randomBytes(4 * KiB));
+  const fd = openSync(source, 'r');
+  const target = await SparseFileTarget.create({ path: dir.join('copy-from.img'), capacity: 1 << 30, atomic: true, localMode: true, sync: false, preallocation: false });
+  try {
+    const file = { fd, readFailure: (err: unknown) => new Error(`cannot read source file ${source}: ${(err as Error).message}`) };
+    await assert.rejects(target.copyFrom(file, 0, 1 << 20, 64 * KiB), /^Error: cannot read source file .*vanishing: it ended before the data it should hold/);
+  } finally {
+    await target.abort();
+    closeSync(fd);
+  }
+});
