@@ -27,6 +27,8 @@ interface InfoOptions extends TransportFlags {
 }
 
 interface ImageInfo {
+  /** A qcow2's internal snapshots, first as in qemu-img's output. */
+  snapshots?: Qcow2Info['snapshots'];
   'backing-filename-format'?: string;
   filename: string;
   format: string;
@@ -139,6 +141,7 @@ async function inspectSource(sourceText: string, options: InfoOptions): Promise<
 function qemuImgKeys(qcow2: Qcow2Info, filename: string, actual: number | undefined, localPath: string | undefined): Omit<ImageInfo, 'format-chain'> {
   const backing = qcow2['backing-filename'];
   return {
+    snapshots: qcow2.snapshots,
     'backing-filename-format': qcow2['backing-filename-format'],
     'virtual-size': qcow2['virtual-size'],
     filename,

@@ -9,6 +9,7 @@ import type { Qcow2Header } from './header.js';
 import { openQcow2Stream } from './one-pass.js';
 import { SpillBudgetExceeded } from './spill-file.js';
 import { readQcow2Header } from './random-access.js';
+import { readSnapshotTable, type SnapshotInfo } from './snapshot-table.js';
 
 /** Memory the measurement may hold for clusters a real one-pass run would spill. */
 const MEASURE_BUDGET = 128 << 20;
@@ -22,8 +23,10 @@ export interface Qcow2Info {
   'virtual-size': number;
   'cluster-size': number;
   'dirty-flag': boolean;
-  /** qemu-img lists the snapshots; the count is what matters here (only the active layer is read). */
+  /** Internal snapshots (an import reads only the active layer). */
   'snapshot-count': number;
+  /** qemu-img's list of them, when the table was read (random access) and reads as qemu reads it. */
+  snapshots?: SnapshotInfo[];
   'format-specific': {
     type: 'qcow2';
     data: {
@@ -94,8 +97,9 @@ export interface InspectOptions {
  */
 export async function inspectQcow2(reader: RandomAccessReader, options: InspectOptions = {}): Promise<Qcow2Info> {
   const header = await readQcow2Header(reader, { describeRefused: true });
-  if (options.scan === false || header.refusal) return describeHeader(header);
-  return inspectQcow2Stream(Readable.from(readSequentially(reader)), options);
+  const snapshots = header.snapshotCount > 0 ? await readSnapshotTable(reader, header) : undefined;
+  const info = options.scan === false || header.refusal ? describeHeader(header) : await inspectQcow2Stream(Readable.from(readSequentially(reader)), options);
+  return { ...info, snapshots };
 }
 
 /**

@@ -8,7 +8,8 @@ import { runCli } from '../support/cli.js';
 import { openQcow2Stream } from '../../src/qcow2/index.js';
 import { writeExtents } from './helpers.js';
 import { qemuImg, qemuIo, xzCompress, xzDecompressStream } from './images.js';
-import { moveL2TableToEnd, u64, writeAt } from './patch.js';
+import { moveL2TableToEnd, readAt, u64, writeAt } from './patch.js';
+import { spawnSync } from 'node:child_process';
 
 describe('cdi-importer info on qcow2', () => {
   let tmp: TempDir;
@@ -48,6 +49,42 @@ describe('cdi-importer info on qcow2', () => {
     assert.equal(ours.qcow2['one-pass-scratch-bytes'], undefined);
     const scanned = JSON.parse((await runCli(['info', image, '--json', '--scan'])).stdout);
     assert.equal(scanned.qcow2['one-pass-scratch-bytes'], 0);
+  });
+
+  it("lists the internal snapshots as qemu-img info does (compat 1.1 and 0.10, names in UTF-8)", async () => {
+    for (const compat of ['1.1', '0.10']) {
+      const file = tmp.join(`snapshots-${compat}.qcow2`);
+      qemuImg('create', '-q', '-f', 'qcow2', '-o', `compat=${compat}`, file, '8M');
+      qemuIo(file, 'write -P 0x42 0 64k');
+      qemuImg('snapshot', '-c', 'before update', file);
+      qemuIo(file, 'write -P 0x43 1M 64k');
+      qemuImg('snapshot', '-c', 'après la mise à jour ✓', file);
+      qemuImg('snapshot', '-c', 'x'.repeat(1000), file);
+      const result = await runCli(['info', file, '--json']);
+      assert.equal(result.code, 0, result.stderr);
+      const ours = JSON.parse(result.stdout);
+      const qemu = JSON.parse(run('qemu-img', ['info', '--output=json', file]));
+      assert.equal(qemu.snapshots.length, 3);
+      assert.deepEqual(ours.snapshots, qemu.snapshots, compat);
+      assert.equal(Object.keys(ours)[0], 'snapshots', 'first, as qemu-img puts them');
+    }
+  });
+
+  it('a snapshot table qemu would not read (extra data past its 1 KiB limit): info still answers, without the list', async () => {
+    const file = tmp.join('bad-snapshot-table.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', file, '8M');
+    qemuIo(file, 'write -P 0x42 0 64k');
+    qemuImg('snapshot', '-c', 'one', file);
+    const snapshotsOffset = Number(readAt(file, 64, 8).readBigUInt64BE(0));
+    const extra = Buffer.alloc(4);
+    extra.writeUInt32BE(4096);
+    writeAt(file, snapshotsOffset + 36, extra);
+    const result = await runCli(['info', file, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const ours = JSON.parse(result.stdout);
+    assert.equal(ours.snapshots, undefined);
+    assert.equal(ours.qcow2['snapshot-count'], 1);
+    assert.notEqual(spawnSync('qemu-img', ['info', file]).status, 0, 'qemu-img refuses this table too');
   });
 
   it('a compat 0.10 qcow2 and a raw file: the keys qemu-img prints, with its values, nothing it leaves out', async () => {
