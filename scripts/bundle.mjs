@@ -6,7 +6,7 @@
 //
 //   node scripts/bundle.mjs [DIST_DIR]     (npm run build runs it after tsc)
 import { build } from 'esbuild';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
@@ -53,6 +53,17 @@ await build({
   define: { 'import.meta.url': '__bundleFileUrl' },
   banner: { js: "const __bundleFileUrl = require('node:url').pathToFileURL(__filename).href;" },
 });
+
+// bin/cdi-importer reads the bundle as Latin-1: a one-byte string, made in a third of the time UTF-8
+// decoding takes, and scanned faster by V8 (a convert of a small qcow2 2-3 ms sooner). esbuild
+// already writes code as ASCII (charset: 'ascii' escapes the rest); comments it keeps may not be,
+// so any other character left is written as a \u escape, which means the same in code and is
+// harmless in a comment.
+const bundleFile = path.join(dist, 'cdi-importer.cjs');
+const bundled = readFileSync(bundleFile, 'utf8');
+if (/[^\x00-\x7f]/.test(bundled)) {
+  writeFileSync(bundleFile, bundled.replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+}
 
 // The V8 code cache beside the bundle (bin/cdi-importer): written by a run of the bundle through the
 // launcher, converting the demo image, so it holds the functions an import compiles as well as the
