@@ -2,6 +2,16 @@ import { createReadStream, fstatSync } from 'node:fs';
 import { addAbortSignal } from 'node:stream';
 import type { OpenedSource, Source } from './source.js';
 import { refuseEndlessDevice } from './endless-device.js';
+import { fsExt } from '../util/fs-ext.js';
+
+const SEEK_CUR = 1;
+
+/** The file offset of `fd` (lseek SEEK_CUR), or undefined when fs-ext is not there or lseek fails. */
+function currentPosition(fd: number): Promise<number | undefined> {
+  const ext = fsExt();
+  if (!ext) return Promise.resolve(undefined);
+  return new Promise((resolve) => ext.seek(fd, 0, SEEK_CUR, (err, position) => resolve(err ? undefined : position)));
+}
 
 /** Standard input: sequential only; its size is known when it is a redirected file. */
 export class StdinSource implements Source {
@@ -14,7 +24,10 @@ export class StdinSource implements Source {
       // `< disk.img`: process.stdin would read it 64 KiB at a time; read it like any file, from
       // wherever the caller left the offset.
       const stream = createReadStream('', { fd: 0, autoClose: false, highWaterMark: 1 << 20, signal });
-      return { stream, size: info.size };
+      // The bytes left are the file's less what the caller read (`(head -c 4096 >/dev/null; cdi-importer
+      // convert - out) < disk.raw`); unknown without lseek, and then counted as they come.
+      const position = await currentPosition(0);
+      return { stream, size: position === undefined ? undefined : Math.max(0, info.size - position) };
     }
     // A pipe may stall (`curl … | cdi-importer import -`): a cancel must end the read at once,
     // not when the next chunk comes.

@@ -8,7 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
-import { runCli } from '../support/cli.js';
+import { cliCommand, runCli } from '../support/cli.js';
 import { allocatedBytes, dataBytes, makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 
@@ -74,6 +74,15 @@ describe('stdin', () => {
       assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
     });
   }
+});
+
+test('a redirected file the caller already read from: the image is the rest of it, no longer (as `tail -c +N | …`)', async () => {
+  const out = dir.join('stdin-rest.raw');
+  const cli = [process.execPath, ...cliCommand].map((word) => `'${word}'`).join(' ');
+  sh(`(dd bs=4096 count=1 of=/dev/null status=none; ${cli} convert - '${out}' -q) < '${raw}'`);
+  const rest = dir.join('stdin-rest.reference');
+  writeFileSync(rest, readFileSync(raw).subarray(4096));
+  assert.equal(await sha256File(out), await qemuRawSha256(rest, dir.path));
 });
 
 describe('resize (SPEC §7)', () => {
