@@ -1,6 +1,8 @@
 import type { DiskImage, Extent } from '../extents.js';
 import type { DataMap, RandomAccessReader } from '../sources/source.js';
 import { readPool } from '../util/buffer-pool.js';
+import { badInput } from '../errors.js';
+import { sourceEndedEarly } from '../util/file-copy.js';
 import { VHD_FOOTER_SIZE, fixedVhdRefusal, isFixedVhd, rawVirtualSize } from './raw-image.js';
 
 /**
@@ -37,8 +39,10 @@ export async function sparseRawImage(
   const read = async (offset: number, length: number): Promise<Extent> => {
     if (reader.localFile) return { offset, length, inFile: { file: reader.localFile, position: offset } };
     const data = await reader.read(offset, length);
-    // Shorter only if the file shrank while we read it: the missing tail reads as zeros, as a hole does.
-    return { offset, length: data.length, data, release: () => readPool.give(data) };
+    // Shorter only if the file shrank while we read it: the disk would be neither the file as it
+    // was nor as it is (and the native copy, Extent.inFile, fails the same way).
+    if (data.length < length) throw badInput(`cannot read source file ${where}: ${sourceEndedEarly().message}`);
+    return { offset, length, data, release: () => readPool.give(data) };
   };
   return {
     format,
