@@ -44,7 +44,7 @@ export async function openDiskImage(
       opened.stream.destroy();
       const counting = new CountingReader(opened.randomAccess!, ctx, options.targetCopiesFiles === true && canCopyBetweenFiles());
       const image = await open(counting);
-      return { image: { ...image, extents: () => counting.endOf(image.extents()) }, chain: [format], sourceBytes: () => counting.bytes };
+      return { image: { ...image, extents: () => counting.endOf(image.extents(), image.virtualSize) }, chain: [format], sourceBytes: () => counting.bytes };
     };
     if (detected === 'qcow2' && !request.checksum) {
       checkExpectedFormat('qcow2', request, description);
@@ -132,13 +132,15 @@ async function openQcow2Stream(stream: Readable, request: ImportRequest, ctx: Im
   return { ...image, extents: () => coalesceExtents(image.extents()) };
 }
 
-/** Counts the bytes a random-access reader fetched, for progress. */
+/**
+ * Counts the bytes a random-access reader fetched (or handed over by reference), and reports
+ * progress by how far through the disk the extents have come.
+ */
 class CountingReader implements RandomAccessReader {
   bytes = 0;
   // The first report waits as the others do: the header's 112 bytes in a few ms make a rate
   // that puts the ETA at hours.
   private lastReport = Date.now();
-  private furthest = 0;
   constructor(
     private readonly inner: RandomAccessReader,
     private readonly ctx: ImportContext,
@@ -159,33 +161,36 @@ class CountingReader implements RandomAccessReader {
   }
   async read(offset: number, length: number): Promise<Buffer> {
     const data = await this.inner.read(offset, length);
-    this.count(offset, data.length);
+    this.bytes += data.length;
     return data;
-  }
-
-  private count(offset: number, length: number): void {
-    this.bytes += length;
-    // Random access skips unallocated clusters, so bytes fetched understate the work done:
-    // progress is the furthest offset reached, which only grows.
-    this.furthest = Math.max(this.furthest, Math.min(this.inner.size, offset + length));
-    const now = Date.now();
-    if (this.ctx.progress && now - this.lastReport >= 200) {
-      this.lastReport = now;
-      this.ctx.progress({ bytes: this.furthest, total: this.inner.size });
-    }
   }
   close(): Promise<void> {
     return this.inner.close();
   }
 
   /**
+   * Progress in the source's bytes, as the share of the disk the extents (in guest order) have
+   * covered: neither the bytes read (holes and unallocated clusters are never read) nor the
+   * furthest offset read (a qcow2's tables, a raw file's footer check near its end) says how much
+   * is done. qemu-img convert -p counts the same way.
+   */
+  private reportProgress(guestEnd: number, virtualSize: number | undefined): void {
+    const now = Date.now();
+    if (!this.ctx.progress || !virtualSize || now - this.lastReport < 200) return;
+    this.lastReport = now;
+    const { size } = this.inner;
+    this.ctx.progress({ bytes: Math.min(size, Math.floor((size * Math.min(guestEnd, virtualSize)) / virtualSize)), total: size });
+  }
+
+  /**
    * `extents`, then a last report at the end of the source once all are out: the reads stop
    * short of it (an unallocated tail, metadata read early) and the last report may be 200 ms old.
    */
-  async *endOf(extents: ExtentStream): ExtentStream {
+  async *endOf(extents: ExtentStream, virtualSize: number | undefined): ExtentStream {
     for await (const extent of extents) {
       // Bytes left in the file for the target to copy count as read once handed over.
-      if (extent.inFile) this.count(extent.inFile.position, extent.length);
+      if (extent.inFile) this.bytes += extent.length;
+      this.reportProgress(extent.offset + extent.length, virtualSize);
       yield extent;
     }
     this.ctx.progress?.({ bytes: this.inner.size, total: this.inner.size });
