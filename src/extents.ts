@@ -22,6 +22,8 @@ export interface Extent {
 /** A local source file open for reading, for copies that keep its bytes out of JavaScript. */
 export interface LocalFile {
   readonly fd: number;
+  /** Reads as the source's reader reads (pooled buffers, failures in words); shorter at the file's end. */
+  read(position: number, length: number): Promise<Buffer>;
   /** What to report when reading it fails (names the file, says what to do). */
   readFailure(err: unknown): Error;
 }

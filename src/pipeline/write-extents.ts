@@ -6,7 +6,6 @@ import { badInput, tooSmall } from '../errors.js';
 import { rawVirtualSize } from '../formats/raw-image.js';
 import { HEAD_BYTES, HeldHead } from './held-head.js';
 import { readPool } from '../util/buffer-pool.js';
-import { read } from 'node:fs';
 import { sourceEndedEarly } from '../util/file-copy.js';
 
 /**
@@ -102,14 +101,8 @@ export async function writeExtents(
 /** The extent with its bytes read from the local file it refers to. */
 async function readInFile(extent: Extent): Promise<Extent> {
   const { file, position } = extent.inFile!;
-  const data = extent.length <= readPool.size ? readPool.take().subarray(0, extent.length) : Buffer.allocUnsafe(extent.length);
-  for (let filled = 0; filled < extent.length; ) {
-    const bytesRead = await new Promise<number>((resolve, reject) =>
-      read(file.fd, data, filled, extent.length - filled, position + filled, (err, n) => (err ? reject(file.readFailure(err)) : resolve(n))),
-    );
-    if (bytesRead === 0) throw file.readFailure(sourceEndedEarly());
-    filled += bytesRead;
-  }
+  const data = await file.read(position, extent.length);
+  if (data.length < extent.length) throw file.readFailure(sourceEndedEarly());
   return { offset: extent.offset, length: extent.length, data, release: () => readPool.give(data) };
 }
 

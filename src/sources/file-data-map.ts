@@ -1,11 +1,5 @@
 import type { ByteRange, DataMap } from './source.js';
-import { fsExt } from '../util/fs-ext.js';
-
-// lseek(2) whence values (Linux): Node's fs has no lseek, so no SEEK_DATA.
-const SEEK_DATA = 3;
-const SEEK_HOLE = 4;
-
-type Seek = NonNullable<ReturnType<typeof fsExt>>['seek'];
+import { fsExt, lseek, SEEK_DATA, SEEK_HOLE } from '../util/fs-ext.js';
 
 /**
  * Where a local file holds data and where it has holes (SEEK_DATA / SEEK_HOLE, as qemu and
@@ -22,7 +16,6 @@ export class FileDataMap implements DataMap {
   private constructor(
     private readonly fd: number,
     private readonly size: number,
-    private readonly seek: Seek,
   ) {}
 
   /**
@@ -30,8 +23,8 @@ export class FileDataMap implements DataMap {
    * (fs-ext did not build): sparse files are then read in full, with the same output.
    */
   static of(fd: number, size: number): FileDataMap | undefined {
-    const ext = fsExt();
-    return ext ? new FileDataMap(fd, size, ext.seek.bind(ext)) : undefined;
+    // Node's fs has no lseek, so no SEEK_DATA: fs-ext has.
+    return fsExt() ? new FileDataMap(fd, size) : undefined;
   }
 
   async nextData(offset: number): Promise<ByteRange | undefined> {
@@ -43,10 +36,10 @@ export class FileDataMap implements DataMap {
 
   private async find(offset: number): Promise<{ from: number; start: number; end: number }> {
     try {
-      const start = Math.min((await this.lseek(offset, SEEK_DATA)) ?? this.size, this.size);
+      const start = Math.min((await lseek(this.fd, offset, SEEK_DATA)) ?? this.size, this.size);
       if (start === this.size) return { from: offset, start, end: start };
       // Every file has a hole at its end (SEEK_HOLE's "virtual hole"): this always answers.
-      const end = Math.min((await this.lseek(start, SEEK_HOLE)) ?? this.size, this.size);
+      const end = Math.min((await lseek(this.fd, start, SEEK_HOLE)) ?? this.size, this.size);
       return { from: offset, start, end };
     } catch {
       // An lseek that fails otherwise (a file system that refuses the question): all data, read it.
@@ -63,16 +56,5 @@ export class FileDataMap implements DataMap {
       at = data.end;
     }
     return ranges;
-  }
-
-  private lseek(offset: number, whence: number): Promise<number | undefined> {
-    return new Promise((resolve, reject) => {
-      this.seek(this.fd, offset, whence, (err, position) => {
-        // ENXIO: no data at or after offset (SEEK_DATA) or offset past the end.
-        if (err?.code === 'ENXIO') resolve(undefined);
-        else if (err) reject(err);
-        else resolve(position);
-      });
-    });
   }
 }

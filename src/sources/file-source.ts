@@ -61,7 +61,7 @@ class FileRandomAccessReader implements RandomAccessReader {
     readonly size: number,
     readonly dataMap: DataMap | undefined,
   ) {
-    this.localFile = { fd: handle.fd, readFailure: (err) => sourceReadFailure(path, err) };
+    this.localFile = { fd: handle.fd, read: (position, length) => this.read(position, length), readFailure: (err) => sourceReadFailure(path, err) };
   }
 
   async read(offset: number, length: number): Promise<Buffer> {

@@ -2,15 +2,11 @@ import { createReadStream, fstatSync } from 'node:fs';
 import { addAbortSignal } from 'node:stream';
 import type { OpenedSource, Source } from './source.js';
 import { refuseEndlessDevice } from './endless-device.js';
-import { fsExt } from '../util/fs-ext.js';
+import { fsExt, lseek, SEEK_CUR } from '../util/fs-ext.js';
 
-const SEEK_CUR = 1;
-
-/** The file offset of `fd` (lseek SEEK_CUR), or undefined when fs-ext is not there or lseek fails. */
-function currentPosition(fd: number): Promise<number | undefined> {
-  const ext = fsExt();
-  if (!ext) return Promise.resolve(undefined);
-  return new Promise((resolve) => ext.seek(fd, 0, SEEK_CUR, (err, position) => resolve(err ? undefined : position)));
+/** The file offset of `fd`, or undefined when fs-ext is not there or lseek fails. */
+async function currentPosition(fd: number): Promise<number | undefined> {
+  return fsExt() ? lseek(fd, 0, SEEK_CUR).catch(() => undefined) : undefined;
 }
 
 /** Standard input: sequential only; its size is known when it is a redirected file. */

@@ -25,6 +25,25 @@ export function fsExt(): FsExt | undefined {
   return loaded ?? undefined;
 }
 
+// lseek(2) whence values (Linux).
+export const SEEK_CUR = 1;
+export const SEEK_DATA = 3;
+export const SEEK_HOLE = 4;
+
+/**
+ * lseek(2) on `fd`: the resulting offset; undefined for ENXIO (SEEK_DATA or SEEK_HOLE past the last
+ * data, or an offset past the end). Only when fsExt() is there; other errors reject.
+ */
+export function lseek(fd: number, offset: number, whence: number): Promise<number | undefined> {
+  return new Promise((resolve, reject) => {
+    fsExt()!.seek(fd, offset, whence, (err, position) => {
+      if (err?.code === 'ENXIO') resolve(undefined);
+      else if (err) reject(err);
+      else resolve(position);
+    });
+  });
+}
+
 /**
  * Takes an exclusive flock on `fd` without waiting: true if taken, false if another process
  * holds it, undefined if flock is not available here. Released when the file is closed or the

@@ -111,7 +111,7 @@ test("the file target's copyFrom: a source read failure is reported as the sourc
   const fd = openSync(source, 'r');
   const target = await SparseFileTarget.create({ path: dir.join('copy-from.img'), capacity: 1 << 30, atomic: true, localMode: true, sync: false, preallocation: false });
   try {
-    const file = { fd, readFailure: (err: unknown) => new Error(`cannot read source file ${source}: ${(err as Error).message}`) };
+    const file = { fd, read: async () => Buffer.alloc(0), readFailure: (err: unknown) => new Error(`cannot read source file ${source}: ${(err as Error).message}`) };
     await assert.rejects(target.copyFrom(file, 0, 1 << 20, 64 * KiB), /^Error: cannot read source file .*vanishing: it ended before the data it should hold/);
   } finally {
     await target.abort();
