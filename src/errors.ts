@@ -15,6 +15,12 @@ export type ErrorCategory =
 
 export class ImportError extends Error {
   readonly category: ErrorCategory;
+  /**
+   * The source the failure came from, as the user named it (a path, a URL without credentials,
+   * "standard input"): set by the pipeline on the way out (fromSource), since the format readers
+   * know bytes, not names. The CLI starts a bad-input line with it when the line does not name it.
+   */
+  source?: string;
   constructor(category: ErrorCategory, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'ImportError';
@@ -81,6 +87,19 @@ export class ScratchSpaceRequiredError extends ImportError {
 
 export function isImportError(err: unknown): err is ImportError {
   return err instanceof ImportError;
+}
+
+/** Records which source a failure came from (ImportError.source), unless an inner step already did; returns `err`. */
+export function fromSource(err: unknown, description: string): unknown {
+  if (err instanceof ImportError) err.source ??= description;
+  return err;
+}
+
+/** A failure's line, starting with its source when the image was at fault and the line does not say which. */
+export function withSourceNamed(err: unknown): string {
+  const text = oneLine(err);
+  if (!(err instanceof ImportError) || err.category !== 'bad-input' || err.source === undefined || text.includes(err.source)) return text;
+  return `${err.source}: ${text}`;
 }
 
 /** Flattens any thrown value into one line: no newlines, no stack. */

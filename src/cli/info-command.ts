@@ -12,7 +12,7 @@ import { openSource } from '../sources/resolve-source.js';
 import { onStopSignals } from '../util/stop-signals.js';
 import type { OpenedSource } from '../sources/source.js';
 import type { SourceSpec } from '../request.js';
-import { abortedError, ImportError } from '../errors.js';
+import { abortedError, fromSource, ImportError } from '../errors.js';
 import { inspectQcow2, inspectQcow2Stream, type Qcow2Info } from '../qcow2/index.js';
 import { escapeC1, quoteText } from '../util/quote-text.js';
 import { formatBytes } from '../util/quantity.js';
@@ -77,10 +77,11 @@ async function inspectSource(sourceText: string, options: InfoOptions): Promise<
   // Ctrl-C while a slow server answers: one line, and the Range reads and sockets closed.
   const stopHandlingSignals = onStopSignals((signal) => controller.abort(new ImportError('cancelled', `info cancelled: received ${signal}`)));
   let opened: OpenedSource | undefined;
+  let filename: string | undefined;
   try {
     const started = await openSource(spec, controller.signal);
     opened = started.opened;
-    const filename = started.source.description;
+    filename = started.source.description;
     // A seekable qcow2 is read the way an import reads it: by random access.
     let declared: number | undefined;
     if (opened.randomAccess) {
@@ -125,7 +126,7 @@ async function inspectSource(sourceText: string, options: InfoOptions): Promise<
     return info;
   } catch (err) {
     // A stream stopped by Ctrl-C fails with whatever its reader says; the cancel is the story.
-    throw abortedError(err, controller.signal);
+    throw abortedError(filename !== undefined ? fromSource(err, filename) : err, controller.signal);
   } finally {
     stopHandlingSignals();
     controller.abort();

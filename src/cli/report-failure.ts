@@ -1,4 +1,4 @@
-import { isImportError, LARGER_PVC_REQUIRED, oneLine, TooSmallError } from '../errors.js';
+import { isImportError, LARGER_PVC_REQUIRED, TooSmallError, withSourceNamed } from '../errors.js';
 import { statSync } from 'node:fs';
 import type { ImportRequest } from '../request.js';
 import { formatBytes, formatPercent } from '../util/quantity.js';
@@ -81,7 +81,7 @@ export function reportFailure(err: unknown, json: boolean, hint = 'write it wher
   const category = isImportError(err) ? err.category : 'internal';
   // The pod's words end by asking for a larger PVC (CDI's controller reads them); at a terminal,
   // say what can be done about it instead.
-  const text = oneLine(err);
+  const text = withSourceNamed(err);
   let message = category === 'too-small' && text.endsWith(LARGER_PVC_REQUIRED) ? `${text.slice(0, -LARGER_PVC_REQUIRED.length)}: ${hint}` : text;
   // Most mismatches are a digest of the decompressed image given for the compressed file.
   if (category === 'checksum') message += '; the checksum covers the source as fetched (before any decompression): check that it was made for this file';

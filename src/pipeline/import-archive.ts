@@ -5,7 +5,7 @@ import { unwrapCompression } from '../formats/unwrap.js';
 import { looksLikeTar } from '../formats/magic.js';
 import { SourceTap } from './source-tap.js';
 import { freeSpace } from '../targets/usable-space.js';
-import { abortedError, badInput, fileProblem, targetError, usageError } from '../errors.js';
+import { abortedError, badInput, fileProblem, fromSource, targetError, usageError } from '../errors.js';
 
 /** The archive content type (SPEC §6): a tar, possibly compressed, extracted into a directory. */
 export async function importArchive(request: ImportRequest, ctx: ImportContext & { signal: AbortSignal }): Promise<ImportResult> {
@@ -65,7 +65,7 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
       checksum,
     };
   } catch (err) {
-    throw abortedError(err, ctx.signal);
+    throw abortedError(fromSource(err, source.description), ctx.signal);
   } finally {
     opened.stream.destroy();
   }

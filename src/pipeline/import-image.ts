@@ -4,7 +4,7 @@ import { openSource } from '../sources/resolve-source.js';
 import { openDiskImage, type OpenedDiskImage } from './open-disk-image.js';
 import { planDiskTarget, type TargetPlan } from './plan-target.js';
 import { writeExtents } from './write-extents.js';
-import { abortedError, SourceChangedError, tooSmall, usageError } from '../errors.js';
+import { abortedError, fromSource, SourceChangedError, tooSmall, usageError } from '../errors.js';
 import { importArchive } from './import-archive.js';
 import { importBlank } from './import-blank.js';
 import { rawVirtualSize } from '../formats/raw-image.js';
@@ -90,7 +90,7 @@ async function importOnce(request: ImportRequest, ctx: ImportContext): Promise<I
     };
   } catch (err) {
     await (target ? target.abort() : plan.abandon?.());
-    throw abortedError(err, signal);
+    throw abortedError(fromSource(err, source.description), signal);
   } finally {
     opened.stream.destroy();
     disk?.innerStream?.destroy();

@@ -110,6 +110,23 @@ describe('bad input', () => {
     await expectFailure(['import', file, '-o', dir.join('o-trunczst.img')], /zstd data is corrupt or truncated/, 'o-trunczst');
   });
 
+  test('a damaged image is named in the line: the file (random access or one pass) or standard input', async () => {
+    const whole = dir.join('named.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', whole, '16M');
+    qemuIo(whole, 'write -P 7 0 2M');
+    const file = dir.join('named-trunc.qcow2');
+    writeFileSync(file, readFileSync(whole).subarray(0, 300_000));
+    xzCompress(file);
+    const damage = /qcow2 L\d? ?.*(past|beyond) the end of the 300000-byte (file|image)/;
+    const named = (where: string) => new RegExp(`^cdi-importer: error: ${where.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ${damage.source}`);
+    await expectFailure(['import', file, '-o', dir.join('o-named.img')], named(file), 'o-named');
+    await expectFailure(['convert', `${file}.xz`, dir.join('o-named.raw')], named(`${file}.xz`), 'o-named');
+    await expectFailure(['import', '-', '-o', dir.join('o-named.img')], named('standard input'), 'o-named', readFileSync(`${file}.xz`));
+    // --json carries the same line.
+    const json = await runCli(['convert', file, dir.join('o-named.raw'), '--json']);
+    assert.match(JSON.parse(json.stdout).error, new RegExp(`^${named(file).source.slice('^cdi-importer: error: '.length)}`));
+  });
+
   test('LZMA-alone (.lzma, xz --format=lzma) is refused by name, not imported as a raw disk of compressed bytes', async () => {
     for (const level of ['-1', '-6', '-9', '--lzma1=preset=1,lc=0,lp=0,pb=0']) {
       const file = dir.join(`disk${level.replace(/[^a-z0-9-]/gi, '')}.lzma`);

@@ -71,7 +71,8 @@ describe('cdi-importer info on qcow2 images an import refuses', () => {
         const args = command === 'import' ? ['import', file, '-o', `${outDir}/disk.img`, '-q'] : ['convert', file, `${outDir}/disk.img`, '-q'];
         const refused = await runCli(args);
         assert.equal(refused.code, 1, `${name} ${command}: ${refused.stderr}`);
-        assert.equal(refused.stderr, `cdi-importer: error: ${ours['import-refused']}\n`, `${name} ${command}`);
+        // The refusal named as info words it, after the file it is about.
+        assert.equal(refused.stderr, `cdi-importer: error: ${file}: ${ours['import-refused']}\n`, `${name} ${command}`);
         assert.deepEqual(readdirSync(outDir), [], `${name} ${command}: nothing written`);
       }
     }
@@ -116,7 +117,7 @@ describe('cdi-importer info on qcow2 images an import refuses', () => {
         }
       }
       const imported = await runCli(['import', xz, '-o', tmp.join(`xz-${counter}.img`), '-q']);
-      assert.equal(imported.stderr, `cdi-importer: error: ${direct['import-refused']}\n`, name);
+      assert.equal(imported.stderr, `cdi-importer: error: ${xz}: ${direct['import-refused']}\n`, name);
       assert.ok(!existsSync(tmp.join(`xz-${counter++}.img`)));
     }
   });
@@ -143,10 +144,10 @@ describe('cdi-importer info on qcow2 images an import refuses', () => {
     assert.throws(() => run('qemu-img', ['info', file]), /Unsupported|unknown/i);
     const info = await runCli(['info', file]);
     assert.equal(info.code, 1);
-    assert.match(info.stderr, /^cdi-importer: error: qcow2 image uses unknown incompatible features \(bit 10\).*\n$/);
+    assert.match(info.stderr, new RegExp(`^cdi-importer: error: ${escapeRegExp(file)}: qcow2 image uses unknown incompatible features \\(bit 10\\).*\\n$`));
     const imported = await runCli(['import', file, '-o', tmp.join('unknown-bit.img'), '-q']);
     assert.equal(imported.code, 1);
-    assert.match(imported.stderr, /^cdi-importer: error: qcow2 image has a backing file \("\/etc\/passwd"\).*\n$/);
+    assert.match(imported.stderr, new RegExp(`^cdi-importer: error: ${escapeRegExp(file)}: qcow2 image has a backing file \\("/etc/passwd"\\).*\\n$`));
   });
 });
 

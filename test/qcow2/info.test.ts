@@ -195,7 +195,7 @@ describe('cdi-importer info on qcow2', () => {
     assert.throws(() => run('qemu-img', ['info', bad]));
     const result = await runCli(['info', bad]);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /^cdi-importer: error: qcow2 image uses unknown incompatible features \(bit 10\).*\n$/);
+    assert.match(result.stderr, /^cdi-importer: error: \S*bad\.qcow2: qcow2 image uses unknown incompatible features \(bit 10\).*\n$/);
   });
 });
 
