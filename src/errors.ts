@@ -95,16 +95,25 @@ export function fromSource(err: unknown, description: string): unknown {
   return err;
 }
 
-/** A failure's line, starting with its source when the image was at fault and the line does not say which. */
+/**
+ * A failure's line, starting with its source when the image was at fault and the line does not
+ * already begin with it (or name it as "source [file] X"). Only there: a short name such as
+ * "image" or "disk.qcow2" also occurs in other words of a line, or in a backing file's name.
+ */
 export function withSourceNamed(err: unknown): string {
   const text = oneLine(err);
-  if (!(err instanceof ImportError) || err.category !== 'bad-input' || err.source === undefined || text.includes(err.source)) return text;
-  return `${err.source}: ${text}`;
+  if (!(err instanceof ImportError) || err.category !== 'bad-input' || err.source === undefined) return text;
+  const source = flatten(err.source);
+  const named = [`${source} `, `${source}:`].some((start) => text.startsWith(start)) || [`source ${source}`, `source file ${source}`].some((words) => text.includes(words));
+  return named ? text : `${source}: ${text}`;
 }
 
 /** Flattens any thrown value into one line: no newlines, no stack. */
 export function oneLine(err: unknown): string {
-  const text = err instanceof Error ? err.message : String(err);
+  return flatten(err instanceof Error ? err.message : String(err));
+}
+
+function flatten(text: string): string {
   return text.replace(/\s*\n\s*/g, ' ').trim();
 }
 

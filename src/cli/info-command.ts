@@ -97,7 +97,7 @@ async function inspectSource(sourceText: string, options: InfoOptions): Promise<
         return { ...qemuImgKeys(qcow2, filename, await actualSize(spec), local), 'format-chain': ['qcow2'], 'import-reads': 'random-access', qcow2 };
       }
     }
-    const { chain, format, stream } = await unwrapCompression(opened.stream, filename);
+    const { chain, format, stream } = await unwrapCompression(opened.stream, filename, 'no image to describe');
     if (format === 'qcow2') {
       const qcow2 = await inspectQcow2Stream(stream, { scan: options.scan, signal: controller.signal });
       return { ...qemuImgKeys(qcow2, filename, undefined, undefined), 'format-chain': chain, 'import-reads': 'one-pass', qcow2 };

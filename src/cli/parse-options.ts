@@ -3,6 +3,7 @@ import { access, stat } from 'node:fs/promises';
 import type { SourceSpec, TransportOptions } from '../request.js';
 import { parseQuantity } from '../util/quantity.js';
 import { fileProblem, usageError } from '../errors.js';
+import { redactedUrlText } from '../sources/http/request-headers.js';
 
 export function parseSize(text: string): number {
   try {
@@ -53,10 +54,12 @@ export function parseSourceArgument(text: string, transport: TransportOptions): 
   if (/^https?:\/\/\//i.test(text)) throw usageError(`the URL "${text}" has no host name: write it as http(s)://HOST/PATH`);
   if (/^https?:\/\//i.test(text)) return { kind: 'http', url: text, transport };
   // One slash short of a URL is a typo, not a file in a directory named "http:".
-  if (/^(https?|docker):\/[^/]/i.test(text) && !existsSync(text)) throw usageError(`"${text}" is not a URL (one slash after the scheme): did you mean ${text.replace(':/', '://')}?`);
+  if (/^(https?|docker):\/[^/]/i.test(text) && !existsSync(text)) {
+    throw usageError(`"${redactedUrlText(text)}" is not a URL (one slash after the scheme): did you mean ${redactedUrlText(text.replace(':/', '://'))}?`);
+  }
   if (/^docker:\/\//i.test(text)) return { kind: 'registry', url: text, transport };
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
-    throw usageError(`unsupported source "${text}": use http://, https://, docker://, a local path or - for stdin`);
+    throw usageError(`unsupported source "${redactedUrlText(text)}": use http://, https://, docker://, a local path or - for stdin`);
   }
   return { kind: 'file', path: text };
 }

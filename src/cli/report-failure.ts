@@ -3,6 +3,7 @@ import { statSync } from 'node:fs';
 import type { ImportRequest } from '../request.js';
 import { formatBytes, formatPercent } from '../util/quantity.js';
 import { usableSpace } from '../targets/usable-space.js';
+import { escapeControls } from '../util/quote-text.js';
 
 const MiB = 1 << 20;
 
@@ -81,7 +82,8 @@ export function reportFailure(err: unknown, json: boolean, hint = 'write it wher
   const category = isImportError(err) ? err.category : 'internal';
   // The pod's words end by asking for a larger PVC (CDI's controller reads them); at a terminal,
   // say what can be done about it instead.
-  const text = withSourceNamed(err);
+  // A file name with an escape sequence in it (made by accident, or by someone) must not act on the terminal.
+  const text = escapeControls(withSourceNamed(err));
   let message = category === 'too-small' && text.endsWith(LARGER_PVC_REQUIRED) ? `${text.slice(0, -LARGER_PVC_REQUIRED.length)}: ${hint}` : text;
   // Most mismatches are a digest of the decompressed image given for the compressed file.
   if (category === 'checksum') message += '; the checksum covers the source as fetched (before any decompression): check that it was made for this file';

@@ -84,7 +84,11 @@ function contentTypeOf(entry: DataVolumeEntry): ContentType {
 
 function transportFor(source: YamlObject, kind: string, entry: DataVolumeEntry, options: PlanOptions): TransportOptions {
   const transport: TransportOptions = {};
-  const auth = options.secrets.credentials(str(source.secretRef), entry.origin);
+  const reference = str(source.secretRef);
+  // A lone --secret stands in for an empty secretRef (the seed's examples leave it ""), but not for
+  // credentials the URL carries itself: those are the ones meant for that server.
+  const urlHasCredentials = reference === '' && /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(str(source.url));
+  const auth = urlHasCredentials ? undefined : options.secrets.credentials(reference, entry.origin);
   if (auth) transport.auth = auth;
   const caPaths = options.configMaps.caPaths(str(source.certConfigMap), entry.origin);
   if (caPaths) transport.caPaths = caPaths;

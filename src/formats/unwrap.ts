@@ -18,9 +18,10 @@ export interface UnwrappedStream {
 
 /**
  * Peels compression layers one at a time (each kind at most once, SPEC §3) and detects the
- * format inside. Decoder failures become one-line bad-input errors naming the layer.
+ * format inside. Decoder failures become one-line bad-input errors naming the layer. `purpose`
+ * ends the line about an empty source: what there is none of.
  */
-export async function unwrapCompression(source: Readable, where: string): Promise<UnwrappedStream> {
+export async function unwrapCompression(source: Readable, where: string, purpose = 'no disk image to import'): Promise<UnwrappedStream> {
   const chain: string[] = [];
   const seen = new Set<CompressionFormat>();
   let stream = source;
@@ -30,7 +31,7 @@ export async function unwrapCompression(source: Readable, where: string): Promis
     const format = detectFormat(peeked.head);
     if (peeked.head.length === 0) {
       const inside = chain.length ? ` after ${chain.join(' → ')} decompression` : '';
-      throw badInput(`${where} is empty${inside}: there is no disk image to import`);
+      throw badInput(`${where} is empty${inside}: there is ${purpose}`);
     }
     if (seen.has(format as CompressionFormat)) {
       // Nesting one kind twice is never a real image and is how decompression bombs multiply.

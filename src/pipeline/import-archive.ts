@@ -35,7 +35,7 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
     // No await between unwrapping and extractArchive (nor between opening and unwrapping):
     // the stream has no error listener until extractArchive attaches one, and a corrupt layer
     // or a dropped connection may fail at any moment.
-    const unwrapped = await unwrapCompression(SourceTap.attach(opened.stream, tap), source.description);
+    const unwrapped = await unwrapCompression(SourceTap.attach(opened.stream, tap), source.description, 'no archive to extract');
     if (unwrapped.format !== 'tar' && !(unwrapped.format === 'raw' && looksLikeTar(unwrapped.head))) {
       throw badInput(`${source.description} is not a tar archive (found ${unwrapped.chain.join(' → ')}): content type archive needs a tar file`);
     }

@@ -151,7 +151,8 @@ class OnePassEngine {
     this.measuring = options.measureSpillBudget !== undefined;
     this.spill = new SpillFile(options.scratchDir, options.measureSpillBudget);
     this.windowLimit = Math.max(WINDOW_BYTES, 2 * this.cs);
-    this.register({ start: 0, end: this.cs, kind: 'metadata', what: 'header', done: () => {} });
+    // The whole first cluster is read before anything else, though the header is less of it.
+    this.register({ start: 0, end: this.cs, kind: 'metadata', what: 'first cluster (the header)', done: () => {} });
     const l1Entries = l1EntriesUsed(header);
     if (l1Entries === 0) this.l1Parsed = true;
     else {

@@ -13,5 +13,15 @@ export function quoteText(text: string): string {
 
 /** DEL and C1 controls as JSON `\u` escapes (JSON.stringify leaves them raw); the text stays valid JSON. */
 export function escapeC1(json: string): string {
-  return json.replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return json.replace(/[\u007f-\u009f]/g, asEscape);
 }
+
+/**
+ * A line of ours that may hold names from outside (a file name given on the command line, a
+ * URL's path) made safe on a terminal without quoting it: control characters as `\u` escapes.
+ */
+export function escapeControls(line: string): string {
+  return line.replace(/[\u0000-\u001f\u007f-\u009f]/g, asEscape);
+}
+
+const asEscape = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;

@@ -52,6 +52,15 @@ describe('bad input', () => {
     await expectFailure(['import', dir.join('login.html.gz'), '-o', dir.join('o-htmlgz.img')], /is an HTML page, not a disk image/, 'o-htmlgz');
   });
 
+  test('an empty archive source says there is no archive to extract', async () => {
+    writeFileSync(dir.join('empty.tar'), '');
+    mkdirSync(dir.join('o-empty-tree'), { recursive: true });
+    const result = await runCli(['import', dir.join('empty.tar'), '--content-type', 'archive', '-o', dir.join('o-empty-tree')]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /empty\.tar is empty: there is no archive to extract$/m);
+    assert.deepEqual(readdirSync(dir.join('o-empty-tree')), []);
+  });
+
   test('empty stdin', async () => {
     await expectFailure(['import', '-', '-o', dir.join('o-stdin.img')], /standard input is empty/, 'o-stdin', Buffer.alloc(0));
   });
@@ -125,6 +134,35 @@ describe('bad input', () => {
     // --json carries the same line.
     const json = await runCli(['convert', file, dir.join('o-named.raw'), '--json']);
     assert.match(JSON.parse(json.stdout).error, new RegExp(`^${named(file).source.slice('^cdi-importer: error: '.length)}`));
+  });
+
+  test('the source is named even when its name is a word of the line, or of the backing file the image names', async () => {
+    const work = dir.join('short-names');
+    mkdirSync(path.join(work, 'vm'), { recursive: true });
+    qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', '/etc/passwd', '-F', 'raw', path.join(work, 'image'), '1M');
+    // An overlay named as its base, one directory up: the name stands inside the backing file's.
+    qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', '../disk.qcow2', '-F', 'qcow2', path.join(work, 'vm', 'disk.qcow2'), '1M');
+    for (const [source, cwd] of [['image', work], ['disk.qcow2', path.join(work, 'vm')]] as const) {
+      const result = await runCli(['import', source, '-o', dir.join('o-short.img')], { cwd });
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, new RegExp(`^cdi-importer: error: ${source.replace('.', '\\.')}: qcow2 image has a backing file`));
+    }
+  });
+
+  test('a source whose name holds a newline or an escape sequence: one line, nothing a terminal acts on', async () => {
+    const newline = dir.join('bad\nname.qcow2');
+    const escape = dir.join('esc\x1b[31mred.qcow2');
+    for (const file of [newline, escape]) writeFileSync(file, readFileSync(dir.join('named-trunc.qcow2')));
+    for (const [file, shown] of [[newline, 'bad name.qcow2'], [escape, 'esc\\u001b[31mred.qcow2']] as const) {
+      const result = await runCli(['import', file, '-o', dir.join('o-odd.img'), '--json']);
+      assert.equal(result.code, 1, result.stderr);
+      assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+      assert.doesNotMatch(result.stderr, /[\x00-\x09\x0b-\x1f\x7f-\x9f]/, 'no raw control characters');
+      const line = result.stderr.trim().slice('cdi-importer: error: '.length);
+      assert.ok(line.startsWith(`${path.dirname(file)}/${shown}: qcow2 `), line);
+      assert.equal(line.split(shown).length, 2, `named once: ${line}`);
+      assert.equal(JSON.parse(result.stdout).error, line);
+    }
   });
 
   test('LZMA-alone (.lzma, xz --format=lzma) is refused by name, not imported as a raw disk of compressed bytes', async () => {
@@ -532,6 +570,26 @@ describe('mistyped URLs', () => {
     writeFileSync(dir.join('cwd', 'http:', 'disk.raw'), Buffer.alloc(1 << 20, 1));
     const real = await runCli(['import', 'http:/disk.raw', '-o', dir.join('real-path.img'), '-q'], { cwd: dir.join('cwd') });
     assert.equal(real.code, 0, real.stderr);
+  });
+});
+
+describe('passwords written into a source', () => {
+  test('are never shown, in any usage error about the source', async () => {
+    const password = 'S3cret/Pw';
+    for (const source of [
+      `docker://reguser:${password}@127.0.0.1:5000/qa/x:latest`,
+      `http://qauser:${password}@127.0.0.1:8080/auth/x`, // a "/" in it: no URL parser takes this
+      `ftp://qauser:${password}@127.0.0.1/y`,
+      `http:/qauser:${password}@127.0.0.1:8080/z`,
+    ]) {
+      for (const json of [false, true]) {
+        const result = await runCli(['import', source, '-o', dir.join('leak.img'), ...(json ? ['--json'] : [])]);
+        assert.equal(result.code, 2, `${source}: ${result.stderr}`);
+        assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+        assert.ok(!`${result.stdout}${result.stderr}`.includes('S3cret'), `${source}: ${result.stdout}${result.stderr}`);
+        assert.match(result.stderr, /\*\*\*@127\.0\.0\.1/, 'the rest of the address is still shown');
+      }
+    }
   });
 });
 

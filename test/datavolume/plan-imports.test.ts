@@ -76,6 +76,21 @@ describe('DataVolume manifests', () => {
     assert.equal(source.transport.caPaths.length, 1);
   });
 
+  test('a lone --secret fills an empty secretRef, but never replaces credentials the URL carries', () => {
+    const secret = dir.join('lone.yaml');
+    writeFileSync(secret, 'apiVersion: v1\nkind: Secret\nmetadata:\n  name: lone\nstringData:\n  accessKeyId: reguser\n  secretKey: regpass\n');
+    const storage = 'pvc:\n  resources:\n    requests:\n      storage: 1Gi';
+    const plans = plan(
+      dv('empty-ref', `source:\n  http:\n    url: https://h/x\n    secretRef: ""\n${storage}`) +
+        '---\n' +
+        dv('url-creds', `source:\n  http:\n    url: http://qauser:qapass@other/x.img\n${storage}`),
+      [secret],
+    );
+    const auth = (i: number) => (plans[i]!.request.source as { transport: { auth?: unknown } }).transport.auth;
+    assert.deepEqual(auth(0), { username: 'reguser', password: 'regpass' });
+    assert.equal(auth(1), undefined, "the URL's own credentials are used, not the Secret's");
+  });
+
   test('--config-map DIR is a mounted ConfigMap: its directory is the CA path, whatever the name', () => {
     const certs = dir.join('certs');
     mkdirSync(certs);

@@ -10,7 +10,7 @@ import { firstAnswerWaitMs, SourceDispatchers, stallTimeoutMs } from './dispatch
 import { isRetryableStatus, isRetryableTransportError, isSilentFor, statusError, transportError } from './http-errors.js';
 import { discardBody, getFollowingRedirects, headersFor, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
 import { checkedHeaders, httpRangeFetcher } from './range-fetcher.js';
-import { parseHeaderLines, redactedUrl, withoutCredentials } from './request-headers.js';
+import { parseHeaderLines, redactedUrl, redactedUrlText, withoutCredentials } from './request-headers.js';
 import { identityOf, parseContentRange, type ResourceIdentity } from './resource-identity.js';
 import { readBodyFully } from './stall-watch.js';
 import { ResumableBody, type ResumableBodyOptions } from './resumable-body.js';
@@ -53,7 +53,7 @@ export class HttpSource implements Source {
 
   constructor(url: string, private readonly transport: TransportOptions, tuning: Partial<HttpTuning> = {}) {
     // Messages about a URL that does not parse must not show a password written into it.
-    const shown = url.replace(/\/\/[^/@]*@/, '//***@').replace(/\?.*$/, '?***');
+    const shown = redactedUrlText(url);
     let parsed: URL;
     try {
       parsed = new URL(url);

@@ -46,8 +46,24 @@ export function withoutCredentials(url: URL): URL {
  */
 export function redactedUrl(url: URL): string {
   const shown = withoutCredentials(url);
+  // The fragment is never sent; it goes, with or without a query.
+  shown.hash = '';
   if (!shown.search) return shown.href;
   const names = [...new URLSearchParams(shown.search).keys()];
   shown.search = '';
-  return `${shown.href.replace(/#.*$/, '')}?${names.map((name) => `${encodeURIComponent(name)}=***`).join('&')}`;
+  return `${shown.href}?${names.map((name) => `${encodeURIComponent(name)}=***`).join('&')}`;
+}
+
+/**
+ * redactedUrl for text that is not a URL we use (it does not parse, or its scheme is not ours):
+ * what stands before the last `@` of the address (a password may hold an unencoded `/`) becomes
+ * `***`, and so does the query; a registry digest's `@sha256:` is not user info.
+ */
+export function redactedUrlText(text: string): string {
+  const scheme = /^[a-z][a-z0-9+.-]*:\/*/i.exec(text)?.[0] ?? '';
+  const rest = text.slice(scheme.length);
+  const address = rest.replace(/[?#].*$/s, '');
+  const at = [...address.matchAll(/@(?!sha256:)/g)].pop()?.index;
+  const shownAddress = at === undefined ? address : `***${address.slice(at)}`;
+  return `${scheme}${shownAddress}${rest.length > address.length && rest[address.length] === '?' ? '?***' : ''}`;
 }

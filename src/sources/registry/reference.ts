@@ -1,5 +1,6 @@
 /** Parsing `docker://host[:port]/repo[:tag|@sha256:hex]` (SPEC §4.1 IMPORTER_ENDPOINT, §5.2). */
 import { usageError } from '../../errors.js';
+import { redactedUrlText } from '../http/request-headers.js';
 
 export interface RegistryReference {
   /** `host[:port]` as the user wrote it (Docker Hub names become registry-1.docker.io). */
@@ -22,9 +23,11 @@ const DIGEST = /^sha256:[a-f0-9]{64}$/;
 
 export function parseRegistryReference(url: string): RegistryReference {
   const match = /^docker:\/\/(.+)$/i.exec(url.trim());
-  if (!match) throw usageError(`invalid registry reference ${JSON.stringify(url)}: expected docker://host/repository:tag`);
+  // A password written into the reference is never shown.
+  const shown = JSON.stringify(redactedUrlText(url));
+  if (!match) throw usageError(`invalid registry reference ${shown}: expected docker://host/repository:tag`);
   let rest = match[1]!;
-  const bad = (why: string) => usageError(`invalid registry reference ${JSON.stringify(url)}: ${why}`);
+  const bad = (why: string) => usageError(`invalid registry reference ${shown}: ${why}`);
   if (rest.includes('@') && /^[^/]*@/.test(rest)) throw bad('credentials in the reference are not supported; use --user and --password (a secretRef in a DataVolume)');
 
   let digest: string | undefined;

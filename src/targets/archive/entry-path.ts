@@ -10,8 +10,9 @@ export { quoteEntry };
  * safe-extraction rules would strip them but SPEC §6 rejects them.
  */
 export function archivePathComponents(name: string, entry: string, role = 'path'): string[] {
-  const refuse = (why: string) =>
-    badInput(`archive entry ${quoteEntry(entry)}: ${role} ${quoteEntry(name)} ${why}; refusing to extract an archive that reaches outside the target directory`);
+  // The entry's own path is named once; a link's target after the entry it belongs to.
+  const subject = role === 'path' && name === entry ? `archive entry ${quoteEntry(entry)}` : `archive entry ${quoteEntry(entry)}: ${role} ${quoteEntry(name)}`;
+  const refuse = (why: string) => badInput(`${subject} ${why}; refusing to extract an archive that reaches outside the target directory`);
   if (name.includes('\0')) throw refuse('contains a NUL byte');
   if (name.startsWith('/')) throw refuse('is absolute');
   const parts = name.split('/').filter((part) => part !== '' && part !== '.');

@@ -84,6 +84,11 @@ describe('headers and validators', () => {
     assert.equal(redactedUrl(new URL('https://u:secret@h/x')), 'https://h/x');
     assert.throws(() => new HttpSource('http://u:secret@exa mple.com/x', {}), (err: Error) => !err.message.includes('secret') && /invalid URL/.test(err.message));
     assert.throws(() => new HttpSource('ftp://u:secret@example.com/x', {}), (err: Error) => !err.message.includes('secret') && /not an http\(s\) URL/.test(err.message));
+    assert.throws(() => new HttpSource('http://u:se/cret@exa mple.com/x', {}), (err: Error) => !err.message.includes('cret') && err.message.includes('"http://***@exa mple.com/x"'));
+  });
+  it('shows no fragment (it is never sent), with a query or without', () => {
+    assert.equal(redactedUrl(new URL('https://h/disk.img#part')), 'https://h/disk.img');
+    assert.equal(redactedUrl(new URL('https://h/disk.img?sig=1#part')), 'https://h/disk.img?sig=***');
   });
   it('parses Content-Range and refuses nonsense', () => {
     assert.deepEqual(parseContentRange('bytes 10-19/100'), { start: 10, end: 19, total: 100 });

@@ -22,8 +22,8 @@ add('made-by-archive/hard', 'LNKTYPE', linkname='made-by-archive/file.txt')
 `;
 
 const cases: Array<{ name: string; members: string; message: RegExp; category?: string; availableBytes?: number; format?: string }> = [
-  { name: 'absolute path', members: `add('/abs-evil.txt', data=b'evil')`, message: /archive entry "\/abs-evil.txt": path "\/abs-evil.txt" is absolute/ },
-  { name: '".." component', members: `add('made-by-archive/../../sentinel/evil.txt', data=b'evil')`, message: /archive entry "made-by-archive\/..\/..\/sentinel\/evil.txt": .* has a "\.\." component/ },
+  { name: 'absolute path', members: `add('/abs-evil.txt', data=b'evil')`, message: /archive entry "\/abs-evil.txt" is absolute; refusing/ },
+  { name: '".." component', members: `add('made-by-archive/../../sentinel/evil.txt', data=b'evil')`, message: /archive entry "made-by-archive\/..\/..\/sentinel\/evil.txt" has a "\.\." component; refusing/ },
   { name: 'symlink escaping with ..', members: `add('escape', 'SYMTYPE', linkname='../sentinel')`, message: /archive entry "escape": symlink target "..\/sentinel" points outside the target directory/ },
   { name: 'absolute symlink', members: `add('etc', 'SYMTYPE', linkname='/etc')`, message: /archive entry "etc": symlink target "\/etc" is absolute/ },
   {
@@ -65,7 +65,7 @@ const cases: Array<{ name: string; members: string; message: RegExp; category?: 
     // Found by the tar fuzz: the rollback took the directory for the file it replaced and left it.
     name: 'a file replaced by a directory of the same name, then a bad entry',
     members: `add('twice', data=b'file first')\nadd('twice', 'DIRTYPE')\nadd('twice/inner.txt', data=b'x')\nadd('/abs-evil.txt', data=b'evil')`,
-    message: /archive entry "\/abs-evil.txt": path "\/abs-evil.txt" is absolute/,
+    message: /archive entry "\/abs-evil.txt" is absolute; refusing/,
   },
   {
     // Found by the tar fuzz: the version went into the message as it was, newline and all.
