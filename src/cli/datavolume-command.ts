@@ -36,7 +36,7 @@ export function registerDatavolumeCommand(program: Command): void {
         '<out>/<name>.img, sized by its requested storage; sources: http, registry, blank',
     )
     .argument('<manifest>', 'YAML file with DataVolume / VirtualMachine documents')
-    .option('--secret <file>', "Secret manifest(s) for the sources' secretRef (base64 accessKeyId/secretKey; repeatable)", collect)
+    .option('--secret <file>', "Secret manifest(s) for the sources' secretRef (base64 accessKeyId/secretKey; repeatable); a single one also serves an empty secretRef, unless the URL carries its own credentials", collect)
     .option('--config-map <file|dir>', "ConfigMap manifest, or a directory of PEM files, for the sources' certConfigMap (repeatable)", collect)
     .option('--out <dir>', 'directory for the images (created if missing)', '.')
     .option('--filesystem-overhead <fraction>', 'space reserved as on a filesystem PVC (default 0: each image is the requested size, rounded down to whole MiB as CDI does)')
