@@ -52,6 +52,14 @@ type Queued = Extent | PendingCluster | PassedWork;
  * .xz can map petabytes), map more before their data comes.
  */
 const MAX_WAITING_WANTS = 1 << 20;
+/**
+ * Compressed clusters' bytes copied out of the stream (a cluster across two host clusters, or one
+ * whose bytes already went by) between two drains of the queue, which decode and let them go.
+ * qemu never lets two compressed clusters of one layer claim the same bytes beyond a shared last
+ * sector, so a real image copies about what the window holds; a few KiB of .xz whose thousand
+ * clusters all claim one 4 MiB range would copy gigabytes.
+ */
+const MAX_COMPRESSED_COPIES = 256 << 20;
 
 /** Internal: inspect runs the driver without producing data, to measure the scratch a real run needs. */
 export interface MeasureOptions {
@@ -135,6 +143,8 @@ class OnePassEngine {
    * and decoding them all at once would hold thousands of decoded clusters in memory.
    */
   private out: Queued[] = [];
+  /** Bytes counted against MAX_COMPRESSED_COPIES since the queue last drained. */
+  private compressedCopies = 0;
 
   private readonly measuring: boolean;
   /**
@@ -241,6 +251,8 @@ class OnePassEngine {
         if ('step' in item) yield* this.runPassedWork(item);
         else yield 'offset' in item ? item : await item.promise!;
       }
+      // Every copy queued so far is decoded and let go.
+      this.compressedCopies = 0;
     } finally {
       out.splice(0, head);
     }
@@ -314,7 +326,10 @@ class OnePassEngine {
         completed.push([want, buf.subarray(want.start - start, want.end - start)]); // zero-copy
         continue;
       }
-      want.buf ??= Buffer.alloc(want.end - want.start);
+      if (!want.buf) {
+        if (want.kind === 'compressed') this.countCompressedCopy(want);
+        want.buf = Buffer.alloc(want.end - want.start);
+      }
       if (to > from) buf.copy(want.buf, from - want.start, from - start, to - start);
       if (want.end <= end) completed.push([want, want.buf]);
       else stillActive.push(want);
@@ -404,6 +419,7 @@ class OnePassEngine {
   /** Serves a want from the bytes that went by, and takes the rest as they come. */
   private async takePassed(want: Want): Promise<void> {
     const passedEnd = Math.min(want.end, this.processedEnd);
+    if (want.kind === 'compressed') this.countCompressedCopy(want);
     want.buf = Buffer.alloc(want.end - want.start);
     const available = await this.readPassed(want, passedEnd);
     if (available < passedEnd - want.start) {
@@ -549,6 +565,7 @@ class OnePassEngine {
   private emitCompressed(want: Want, input: Buffer): void {
     if (this.measuring) {
       // Nothing is written, so nothing is decoded, unless where it ends must be known (measureEnds).
+      this.countCompressedCopy(want);
       want.input = Buffer.from(input);
       return;
     }
@@ -563,6 +580,15 @@ class OnePassEngine {
         return { offset: guestOffset, length, data: cluster.data.subarray(0, length) };
       },
     });
+  }
+
+  /** Counts a compressed cluster's copy against MAX_COMPRESSED_COPIES; refuses the image past it. */
+  private countCompressedCopy(want: Want): void {
+    this.compressedCopies += want.end - want.start;
+    if (this.compressedCopies <= MAX_COMPRESSED_COPIES) return;
+    throw badInput(
+      `qcow2 compressed clusters claim the same host bytes over and over (more than ${MAX_COMPRESSED_COPIES >> 20} MiB of them at once, up to host offset ${hex(want.end)}): one layer never shares clusters, so the image is corrupt; read in one pass it would take too much memory (a seekable source, a local file or an HTTP server with Range requests, reads it cluster by cluster)`,
+    );
   }
 
   /** Refcount blocks are metadata we never need; knowing them keeps them out of scratch. */

@@ -50,6 +50,10 @@ export async function* streamChunks(stream: Readable, maxQueued = 4): AsyncGener
       await new Promise<void>((resolve) => (wake = resolve));
     }
   } finally {
+    // A reader that stops early (a failure, a break) leaves the stream paused: flowing with no
+    // listener, a synchronous decoder (zstd) would decode all that is left, gigabytes of zeros
+    // from a few KiB, before whoever stopped reading gets to destroy it.
+    stream.pause();
     stream.off('data', onData);
     stream.off('end', onEnd);
     stream.off('error', onError);

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, existsSync, openSync, readSync, statSync } from 'node:fs';
 import { runCli } from '../support/cli.js';
-import { makeTempDir, type TempDir } from '../support/tools.js';
+import { makeTempDir, sha256File, type TempDir } from '../support/tools.js';
 import { qemuImg, qemuIo, xzCompress } from './images.js';
 import { layout, l1Entry, l2TableOffsetOf, readAt, u64, writeAt } from './patch.js';
 
@@ -43,6 +43,25 @@ describe('one-pass qcow2: mappings without data behind them', () => {
     assert.match(await importInOnePass(file), /qcow2 L1 entries 0 and 1 point to the same L2 table at 0x[0-9a-f]+: the image is corrupt/);
   });
 
+  it('read by random access, L1 entries sharing an L2 table read it once, and the output is qemu-img\'s', async () => {
+    // 512-byte clusters: 2048 L1 entries, each naming the one table (all zero-flagged entries).
+    const file = tmp.join('shared-l2-random.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', file, '64M');
+    qemuIo(file, 'write -z 0 512');
+    const { l1Offset, l1Size, fileSize } = layout(file);
+    assert.equal(l1Size, 2048);
+    const entry = l1Entry(file, 0);
+    for (let i = 1; i < l1Size; i++) writeAt(file, l1Offset + i * 8, u64(entry));
+    const out = tmp.join('shared-l2-random.raw');
+    const result = await runCli(['convert', file, out, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    // One 512-byte read per entry would be 1 MiB; the file is a few KiB.
+    assert.ok(JSON.parse(result.stdout).sourceBytes <= fileSize, result.stdout);
+    const reference = tmp.join('shared-l2-random.ref');
+    qemuImg('convert', '-O', 'raw', file, reference);
+    assert.equal(await sha256File(out), await sha256File(reference));
+  });
+
   it('every L2 entry on one data cluster: refused as corrupt', async () => {
     const file = oneClusterImage('shared-data.qcow2');
     const { clusterSize } = layout(file);
@@ -52,6 +71,27 @@ describe('one-pass qcow2: mappings without data behind them', () => {
     for (let at = 0; at < clusterSize; at += 8) entry.copy(entries, at);
     writeAt(file, table, entries);
     assert.match(await importInOnePass(file), /qcow2 host cluster 0x[0-9a-f]+ holds the data of guest offsets 0 and 65536: .* the image is corrupt/);
+  });
+
+  it('every L2 entry a compressed cluster claiming the same 4 MiB: refused before the copies add up (peak RSS bounded)', async () => {
+    // 2 MiB clusters, the largest claim (8192 sectors): 256 guest clusters would be 1 GiB of copies of one range.
+    const file = tmp.join('shared-compressed.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=2M', file, '512M');
+    qemuIo(file, 'write -c -P 0x11 0 2M');
+    const table = l2TableOffsetOf(file, 0);
+    const first = readAt(file, table, 8).readBigUInt64BE(0);
+    const x = 62n - (21n - 8n);
+    const hostOffset = first & ((1n << x) - 1n);
+    const entries = Buffer.alloc(256 * 8);
+    for (let i = 0; i < 256; i++) entries.writeBigUInt64BE((1n << 62n) | (8191n << x) | hostOffset, i * 8);
+    writeAt(file, table, entries);
+    const xz = xzCompress(file);
+    const result = await runCli(['convert', xz, tmp.join('shared-compressed.raw')], { wrap: ['/usr/bin/time', '-f', 'peak-rss-kib %M'] });
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /^cdi-importer: error: \S+shared-compressed\.qcow2\.xz: qcow2 compressed clusters claim the same host bytes over and over .*the image is corrupt/);
+    const peakMiB = Number(/peak-rss-kib (\d+)/.exec(result.stderr)![1]) / 1024;
+    assert.ok(peakMiB < 400, `peak RSS ${peakMiB} MiB`);
+    assert.equal(existsSync(tmp.join('shared-compressed.raw')), false);
   });
 
   it('a valid image with four million empty L1 entries converts in one pass within a 64 MiB heap', async () => {
