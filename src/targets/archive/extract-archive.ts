@@ -203,7 +203,10 @@ class Extraction {
     const maxChars = this.options.maxPathChars ?? MAX_ARCHIVE_PATH_CHARS;
     if (this.journal.pathChars >= maxChars) {
       const limit = maxChars % (1 << 20) === 0 ? `${maxChars / (1 << 20)} Mi` : String(maxChars);
-      throw refuse(`the paths the archive creates add up to more than ${limit} characters (${this.journal.size} paths so far)`, 'split it into several archives or shorten its names');
+      throw refuse(
+        `the paths the archive creates add up to more than ${limit} characters (${this.journal.size} paths so far; a path with characters beyond Latin-1 counts them twice)`,
+        'split it into several archives or shorten its names',
+      );
     }
     switch (header.type) {
       case 'file':

@@ -118,12 +118,29 @@ describe('extractArchive matches tar -x', () => {
     const ours = tmp.join('long-names-out');
     mkdirSync(ours);
     // 20 paths of over 200 characters each; 10 fit under 2 500.
-    await assert.rejects(extractArchive(createReadStream(archive), ours, { maxPathChars: 2500 }), /the paths the archive creates add up to more than 2500 characters \(1\d paths so far\).*split it into several archives or shorten its names/);
+    await assert.rejects(extractArchive(createReadStream(archive), ours, { maxPathChars: 2500 }), /the paths the archive creates add up to more than 2500 characters \(1\d paths so far;.*split it into several archives or shorten its names/);
     assert.deepEqual(treeListing(ours), []);
     // The target directory's own path does not count: the same archive fits under a long one.
     const deep = tmp.join('t'.repeat(200), 'x'.repeat(200));
     mkdirSync(deep, { recursive: true });
     await extractArchive(createReadStream(archive), deep, { maxPathChars: 5000 });
     assert.equal(treeListing(deep).length, 21);
+  });
+
+  it('names beyond Latin-1 count twice toward the character limit (two bytes each in memory)', async () => {
+    const src = tmp.join('wide-names');
+    mkdirSync(`${src}/d`, { recursive: true });
+    for (const letter of ['n', 'ā']) sh(`cd '${src}/d' && for i in $(seq 1 10); do touch "${letter.repeat(100)}-$i"; done`);
+    const archive = tmp.join('wide-names.tar');
+    gnuTar(src, archive, 'gnu');
+    // 10 paths of ~105 one-byte characters and 10 of ~105 two-byte ones: ~3 200 counted, ~2 100 characters.
+    const out = tmp.join('wide-names-out');
+    mkdirSync(out);
+    await assert.rejects(extractArchive(createReadStream(archive), out, { maxPathChars: 2800 }), /add up to more than 2800 characters .*counts them twice/);
+    assert.deepEqual(treeListing(out), []);
+    const roomy = tmp.join('wide-names-roomy');
+    mkdirSync(roomy);
+    await extractArchive(createReadStream(archive), roomy, { maxPathChars: 3400 });
+    assert.equal(treeListing(roomy).length, 21);
   });
 });
