@@ -87,7 +87,9 @@ function transportFor(source: YamlObject, kind: string, entry: DataVolumeEntry, 
   const reference = str(source.secretRef);
   // A lone --secret stands in for an empty secretRef (the seed's examples leave it ""), but not for
   // credentials the URL carries itself: those are the ones meant for that server.
-  const urlHasCredentials = reference === '' && /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(str(source.url));
+  // (Read as the HTTP source reads them: the parsed URL's user name.)
+  const url = str(source.url);
+  const urlHasCredentials = reference === '' && URL.canParse(url) && new URL(url).username !== '';
   const auth = urlHasCredentials ? undefined : options.secrets.credentials(reference, entry.origin);
   if (auth) transport.auth = auth;
   const caPaths = options.configMaps.caPaths(str(source.certConfigMap), entry.origin);

@@ -326,10 +326,7 @@ class OnePassEngine {
         completed.push([want, buf.subarray(want.start - start, want.end - start)]); // zero-copy
         continue;
       }
-      if (!want.buf) {
-        if (want.kind === 'compressed') this.countCompressedCopy(want);
-        want.buf = Buffer.alloc(want.end - want.start);
-      }
+      want.buf ??= this.bufferFor(want);
       if (to > from) buf.copy(want.buf, from - want.start, from - start, to - start);
       if (want.end <= end) completed.push([want, want.buf]);
       else stillActive.push(want);
@@ -419,8 +416,7 @@ class OnePassEngine {
   /** Serves a want from the bytes that went by, and takes the rest as they come. */
   private async takePassed(want: Want): Promise<void> {
     const passedEnd = Math.min(want.end, this.processedEnd);
-    if (want.kind === 'compressed') this.countCompressedCopy(want);
-    want.buf = Buffer.alloc(want.end - want.start);
+    want.buf = this.bufferFor(want);
     const available = await this.readPassed(want, passedEnd);
     if (available < passedEnd - want.start) {
       if (!want.mayBeShort || available === 0) {
@@ -580,6 +576,12 @@ class OnePassEngine {
         return { offset: guestOffset, length, data: cluster.data.subarray(0, length) };
       },
     });
+  }
+
+  /** A buffer of its own for a want's bytes; a compressed cluster's counts against MAX_COMPRESSED_COPIES. */
+  private bufferFor(want: Want): Buffer {
+    if (want.kind === 'compressed') this.countCompressedCopy(want);
+    return Buffer.alloc(want.end - want.start);
   }
 
   /** Counts a compressed cluster's copy against MAX_COMPRESSED_COPIES; refuses the image past it. */

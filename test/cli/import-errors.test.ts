@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { cliCommand, repoRoot, runCli } from '../support/cli.js';
 import { qemuImg, qemuIo, xzCompress } from '../qcow2/images.js';
 import { moveL2TableToEnd } from '../qcow2/patch.js';
-import { makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
+import { escapeRegExp, makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 
 const MiB = 1 << 20;
@@ -127,7 +127,7 @@ describe('bad input', () => {
     writeFileSync(file, readFileSync(whole).subarray(0, 300_000));
     xzCompress(file);
     const damage = /qcow2 L\d? ?.*(past|beyond) the end of the 300000-byte (file|image)/;
-    const named = (where: string) => new RegExp(`^cdi-importer: error: ${where.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: ${damage.source}`);
+    const named = (where: string) => new RegExp(`^cdi-importer: error: ${escapeRegExp(where)}: ${damage.source}`);
     await expectFailure(['import', file, '-o', dir.join('o-named.img')], named(file), 'o-named');
     await expectFailure(['convert', `${file}.xz`, dir.join('o-named.raw')], named(`${file}.xz`), 'o-named');
     await expectFailure(['import', '-', '-o', dir.join('o-named.img')], named('standard input'), 'o-named', readFileSync(`${file}.xz`));
@@ -145,7 +145,7 @@ describe('bad input', () => {
     for (const [source, cwd] of [['image', work], ['disk.qcow2', path.join(work, 'vm')]] as const) {
       const result = await runCli(['import', source, '-o', dir.join('o-short.img')], { cwd });
       assert.equal(result.code, 1, result.stderr);
-      assert.match(result.stderr, new RegExp(`^cdi-importer: error: ${source.replace('.', '\\.')}: qcow2 image has a backing file`));
+      assert.match(result.stderr, new RegExp(`^cdi-importer: error: ${escapeRegExp(source)}: qcow2 image has a backing file`));
     }
   });
 

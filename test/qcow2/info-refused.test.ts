@@ -6,7 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { makeTempDir, run, type TempDir } from '../support/tools.js';
+import { escapeRegExp, makeTempDir, run, type TempDir } from '../support/tools.js';
 import { runCli } from '../support/cli.js';
 import { createLuks, qemuImg, xzCompress } from './images.js';
 import { readAt, u64, writeAt } from './patch.js';
@@ -150,7 +150,3 @@ describe('cdi-importer info on qcow2 images an import refuses', () => {
     assert.match(imported.stderr, new RegExp(`^cdi-importer: error: ${escapeRegExp(file)}: qcow2 image has a backing file \\("/etc/passwd"\\).*\\n$`));
   });
 });
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}

@@ -90,3 +90,8 @@ export function sha256OfRange(file: string, offset: number, length: number): str
   }
   return hash.digest('hex');
 }
+
+/** `text` as a regular expression that matches it literally (file names and URLs in expected lines). */
+export function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
