@@ -97,6 +97,25 @@ describe('xz decoder: valid files', () => {
     assert.ok((await decode(joined, [5, 65536, 333])).equals(expected));
   });
 
+  test('20 000 tiny blocks (xz -T2 --block-size=4): runs of small blocks share a decoder; larger blocks keep one each', async () => {
+    const text = Buffer.from(original.subarray(0, 80_000).toString('base64').slice(0, 80_000));
+    const file = xzFile('tiny', '-T2 -0 --block-size=4', text);
+    assert.equal(blockCount(file), 20_000);
+    const decoder = new XzDecoder();
+    Readable.from([readFileSync(file)]).pipe(decoder);
+    const out: Buffer[] = [];
+    for await (const chunk of decoder) out.push(chunk as Buffer);
+    assert.ok(Buffer.concat(out).equals(text));
+    // Each decoder costs ~0.3 ms to set up: 20 000 of them took 7 s, as many as the data took to make.
+    assert.ok(decoder.decodersStarted <= 20, `${decoder.decodersStarted} decoders for 20 000 blocks`);
+
+    const large = xzFile('large-blocks', '-T2 -0 --block-size=300KiB');
+    const parallel = new XzDecoder();
+    Readable.from([readFileSync(large)]).pipe(parallel);
+    for await (const chunk of parallel) void chunk;
+    assert.equal(parallel.decodersStarted, blockCount(large));
+  });
+
   test('an empty stream decodes to nothing, as xz does', async () => {
     sh(`xz -T2 -c < /dev/null > ${dir.join('empty.xz')}`);
     assert.equal((await decode(readFileSync(dir.join('empty.xz')))).length, 0);
@@ -112,6 +131,7 @@ describe('xz decoder: damaged files are rejected, never cut short', () => {
   const cases: [string, string][] = [
     ['multi-block', '-T2 --block-size=200KiB -3'],
     ['single-block', '-T1 -3'],
+    ['small-blocks', '-T2 -0 --block-size=1000'],
   ];
   for (const [name, options] of cases) {
     test(`${name}: truncated at 25 points, from the stream header to the footer`, async () => {

@@ -3,6 +3,8 @@ import { chunkPool } from '../../util/buffer-pool.js';
 import { LZMA_OK, LZMA_STREAM_END, LzmaDecoderEngine, lzmaReason } from './lzma-engine.js';
 
 const EMPTY = Buffer.alloc(0);
+/** Queued input pieces smaller than this are copied together before decoding (see mergeSmallPieces). */
+const MERGE_BELOW = 64 << 10;
 
 export interface DecodeJobLimits {
   /** Decoded bytes held for the reader before decoding pauses. */
@@ -91,6 +93,7 @@ export class DecodeJob {
           await this.changes.wait();
           continue;
         }
+        this.mergeSmallPieces();
         const piece = this.input[0] ?? EMPTY;
         const finish = this.inputEnded && this.input.length <= 1;
         const available = piece.length - this.inputOffset;
@@ -128,6 +131,20 @@ export class DecodeJob {
       this.engine.close();
       this.changes.notify();
     }
+  }
+
+  /**
+   * Copies small queued pieces into one before a step: each step is a trip to the thread pool, and
+   * a run of tiny blocks arrives as pieces of a few dozen bytes (header, data, check per block).
+   */
+  private mergeSmallPieces(): void {
+    if (this.inputOffset !== 0 || this.input.length < 2 || this.input[0]!.length >= MERGE_BELOW) return;
+    let count = 0;
+    let bytes = 0;
+    while (count < this.input.length && this.input[count]!.length < MERGE_BELOW && bytes < MERGE_BELOW) bytes += this.input[count++]!.length;
+    if (count < 2) return;
+    const pieces = this.input.splice(0, count, Buffer.concat(this.input.slice(0, count), bytes));
+    for (const piece of pieces) this.consumed?.(piece);
   }
 
   private throwIfFailed(): void {
