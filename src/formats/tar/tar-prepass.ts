@@ -84,6 +84,15 @@ function readSparsePairs(block: Buffer, start: number, count: number, into: Spar
   return true;
 }
 
+/** Whether an entry's final name (a PAX path, else a GNU long name, else the header's) ends in "/". */
+function endsWithSlash(paxPath: string | undefined, longName: Buffer | null, block: Buffer): boolean {
+  if (paxPath) return paxPath.endsWith('/');
+  if (longName && longName.length > 0) return longName[longName.length - 1] === 0x2f;
+  const name = block.subarray(0, 100);
+  const nameEnd = name.indexOf(0);
+  return name[(nameEnd < 0 ? 100 : nameEnd) - 1] === 0x2f;
+}
+
 /** PAX records in order, duplicates kept ("<len> key=value\n"). Malformed input ends the list, as in tar-stream. */
 function paxRecords(data: Buffer): Array<[string, string]> {
   const records: Array<[string, string]> = [];
@@ -114,7 +123,9 @@ export class TarPrepass extends Transform {
   /** Bytes to pass on untouched (entry data and padding). */
   private skip = 0;
   /** A PAX header's data being read (also passed on). */
-  private meta: { kind: 'x' | 'g'; remaining: number; parts: Buffer[]; size: number } | null = null;
+  private meta: { kind: 'x' | 'g' | 'L'; remaining: number; parts: Buffer[]; size: number } | null = null;
+  /** The name a GNU long-name header gave the next entry (tar-stream applies it, then a PAX path over it). */
+  private longName: Buffer | null = null;
   /** A GNU sparse header waiting for its extension blocks. */
   private sparse: { header: Buffer; map: SparseSegment[] } | null = null;
   /** After something we do not understand, stay out of the way and let tar-stream report it. */
@@ -193,10 +204,16 @@ export class TarPrepass extends Transform {
   private finishMeta(): void {
     const meta = this.meta!;
     this.meta = null;
+    this.skip = padding(meta.size);
+    if (meta.kind === 'L') {
+      const data = Buffer.concat(meta.parts);
+      const end = data.indexOf(0);
+      this.longName = end < 0 ? data : data.subarray(0, end);
+      return;
+    }
     const records = paxRecords(Buffer.concat(meta.parts));
     if (meta.kind === 'g') this.globalPax = records;
     else this.localPax = [...this.globalPax, ...records]; // tar-stream merges the global header into each local one
-    this.skip = padding(meta.size);
   }
 
   /** `at`: the block's offset in the archive, for messages. */
@@ -231,8 +248,16 @@ export class TarPrepass extends Transform {
         this.meta = { kind: typeflag, remaining: size, parts: [], size };
         return;
       case 'L':
-      case 'K':
       case 'N': // old GNU long name: tar-stream reads it as a long-path header too
+        this.emit_(block);
+        if (size > MAX_META_SIZE) {
+          this.passthrough = true; // tar-stream rejects it
+          return;
+        }
+        this.longName = Buffer.alloc(0);
+        if (size > 0) this.meta = { kind: 'L', remaining: size, parts: [], size };
+        return;
+      case 'K':
         this.emit_(block);
         this.skip = size + padding(size);
         return;
@@ -283,9 +308,12 @@ export class TarPrepass extends Transform {
 
   private entryHeader(block: Buffer, typeflag: string, headerSize: number, recorded = false): void {
     const pax = this.localPax;
+    const longName = this.longName;
     this.localPax = null;
+    this.longName = null;
     let size = headerSize;
     const paxSize = pax?.filter(([k]) => k === 'size').pop()?.[1];
+    const paxPath = pax?.filter(([k]) => k === 'path').pop()?.[1];
     if (paxSize) size = parseInt(paxSize, 10); // tar-stream's own rule
     if (!Number.isSafeInteger(size) || size < 0) {
       this.passthrough = true; // tar-stream reports "Invalid header"
@@ -311,12 +339,19 @@ export class TarPrepass extends Transform {
     // A directory has no data, whatever its size field says (GNU tar, Go). tar-stream skips none
     // for a type-5 entry, but reads data for a regular-file entry named "x/" (the V7 way of
     // writing a directory): that entry's size is set to 0 here, so both parsers agree.
-    const name = block.subarray(0, 100);
-    const nameEnd = name.indexOf(0);
-    const lastNameByte = name[(nameEnd < 0 ? 100 : nameEnd) - 1];
+    // The name is the one tar-stream hands on: a PAX path, else a GNU long name, else the
+    // header's; the header's own field holds only the first 100 bytes of a long name, which
+    // may well end in "/" in the middle of a file's path.
     const flag = block[156];
-    const v7Directory = (flag === 0 || flag === 0x30) && lastNameByte === 0x2f;
+    const v7Directory = (flag === 0 || flag === 0x30) && endsWithSlash(paxPath, longName, block);
     if (v7Directory && size > 0) {
+      if (paxSize) {
+        // tar-stream takes a PAX size over the header's and will read that much data: the
+        // extractor drains it, and this pass skips it too, to stay on tar-stream's block grid.
+        this.emit_(block);
+        this.skip = size + padding(size);
+        return;
+      }
       block.write('00000000000\0', 124, 'latin1');
       writeHeaderChecksum(block);
     }

@@ -1,6 +1,6 @@
 /** Archives made by GNU tar, extracted by us and by `tar -x`: the trees must match. */
 import assert from 'node:assert/strict';
-import { createReadStream, mkdirSync, statSync } from 'node:fs';
+import { createReadStream, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { extractArchive } from '../../../src/targets/archive/index.js';
 import { buildSampleTree, diffTrees, gnuTar, treeListing, type TarFormat } from '../../support/tar-fixtures.js';
@@ -49,6 +49,40 @@ describe('extractArchive matches tar -x', () => {
       assert.equal(statSync(`${ours}/hard-link.txt`).ino, statSync(`${ours}/sub/hello.txt`).ino);
     });
   }
+
+  for (const format of ['gnu', 'pax', 'ustar'] as TarFormat[]) {
+    it(`a ${format} archive whose long paths have a "/" as their 100th byte (the header's name field ends in one)`, async () => {
+      // The header's 100-byte name field holds the start of a longer path (gnu, pax) or its last
+      // part (ustar's prefix split); a "/" at byte 100 made that field look like a V7 directory.
+      const src = tmp.join(`slash-100-${format}`);
+      mkdirSync(src);
+      const dir = `${'y'.repeat(97)}/sub`; // "./" + 97 bytes: the 100th byte of "./yyy…/sub/…" is "/"
+      sh(`cd '${src}' && mkdir -p '${dir}/empty' && printf 'data\n' > '${dir}/file.txt' && printf 'more' > '${dir}/other.bin'`);
+      const archive = tmp.join(`slash-100.${format}.tar`);
+      gnuTar(src, archive, format);
+      const { result } = await extractBoth(archive);
+      assert.equal(result.files, 2);
+    });
+  }
+
+  it('a Python tarfile PAX archive of 2 000-character paths', async () => {
+    const archive = tmp.join('python-pax.tar');
+    run('python3', [
+      '-c',
+      `import io, tarfile
+with tarfile.open(${JSON.stringify(archive)}, 'w', format=tarfile.PAX_FORMAT) as t:
+    for i in range(3):
+        info = tarfile.TarInfo('/'.join(['a'] * 1000) + '/f%d' % i)
+        info.size = 2
+        t.addfile(info, io.BytesIO(b'x%d' % i))`,
+    ]);
+    // Not extractBoth: the 3 000 implicit directories get the time of extraction, which differs.
+    const ours = tmp.join('python-pax-ours');
+    mkdirSync(ours);
+    const result = await extractArchive(createReadStream(archive), ours);
+    assert.equal(result.files, 3);
+    for (let i = 0; i < 3; i++) assert.equal(readFileSync(`${ours}/${'a/'.repeat(1000)}f${i}`, 'latin1'), `x${i}`);
+  });
 
   for (const [label, format, extra] of [
     ['GNU --sparse (old GNU sparse headers)', 'gnu', ['--sparse']],
