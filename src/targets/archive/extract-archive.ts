@@ -196,15 +196,17 @@ class Extraction {
     // Each created path is remembered to undo a failed extraction: memory bounds both their number and their length.
     const refuse = (what: string, fix: string) =>
       badInput(`archive entry ${quoteEntry(name)}: ${what}, more than cdi-importer extracts (it remembers each one to undo a failed extraction, and memory must stay bounded); ${fix}`);
+    // Symlinks are created last; until then they take memory as paths do.
+    const paths = this.journal.size + this.tree.pendingSymlinks.size;
     const maxPaths = this.options.maxPaths ?? MAX_ARCHIVE_PATHS;
-    if (this.journal.size >= maxPaths) {
+    if (paths >= maxPaths) {
       throw refuse(`the archive creates more than ${maxPaths} paths (its entries and the directories they need)`, 'split it into several archives');
     }
     const maxChars = this.options.maxPathChars ?? MAX_ARCHIVE_PATH_CHARS;
-    if (this.journal.pathChars >= maxChars) {
+    if (this.journal.pathChars + this.tree.pendingChars >= maxChars) {
       const limit = maxChars % (1 << 20) === 0 ? `${maxChars / (1 << 20)} Mi` : String(maxChars);
       throw refuse(
-        `the paths the archive creates add up to more than ${limit} characters (${this.journal.size} paths so far; a path with characters beyond Latin-1 counts them twice)`,
+        `the paths the archive creates (and its symlinks' targets) add up to more than ${limit} characters (${paths} paths so far; a path with characters beyond Latin-1 counts them twice)`,
         'split it into several archives or shorten its names',
       );
     }
@@ -351,7 +353,7 @@ class Extraction {
     // Checked now for an early, clear failure, and again once every entry is in place.
     await this.checkSymlink(name, parts, target);
     await this.tree.prepareLeaf(rel, name, false);
-    this.tree.pendingSymlinks.set(rel, { entry: name, target, mtime });
+    this.tree.addPendingSymlink(rel, { entry: name, target, mtime });
   }
 
   private async checkSymlink(entry: string, parts: string[], target: string): Promise<void> {
@@ -405,9 +407,10 @@ class Extraction {
       await this.fsStep(entry, 'set the symlink time', () => lutimesSync(abs, mtime, mtime));
       this.result.links++;
     }
-    this.tree.pendingSymlinks.clear();
-    const deepestFirst = [...this.directoryMeta].sort(([a], [b]) => b.split('/').length - a.split('/').length);
-    for (const [abs, { mode, mtime }] of deepestFirst) {
+    this.tree.clearPendingSymlinks();
+    // Each path's depth counted once, not in every comparison (paths may be 4 096 bytes long).
+    const deepestFirst = [...this.directoryMeta].map(([abs, meta]) => ({ abs, meta, depth: abs.split('/').length })).sort((a, b) => b.depth - a.depth);
+    for (const { abs, meta: { mode, mtime } } of deepestFirst) {
       await this.fsStep(abs, 'set directory mode and time', async () => {
         await chmod(abs, mode);
         await utimes(abs, mtime, mtime);

@@ -8,6 +8,15 @@ import { join } from 'node:path';
 
 type Kind = 'directory' | 'other';
 
+/**
+ * A string's characters as memory sees them: a string with a character beyond Latin-1 counts each
+ * of its characters twice, as V8 keeps it at two bytes a character (67 000 deep paths of 'ā' held
+ * 427 MB when they counted once).
+ */
+export function heldChars(text: string): number {
+  return /[^\u0000-\u00ff]/.test(text) ? 2 * text.length : text.length;
+}
+
 export class ExtractionJournal {
   /** Kept without the target directory's own path in front: that could be 4 KiB per entry. */
   private readonly prefix: string;
@@ -33,11 +42,7 @@ export class ExtractionJournal {
   /** Times of pre-existing directories we add entries to: removing our entries changes them again. */
   private readonly directoryTimes = new Map<string, { atime: Date; mtime: Date }>();
 
-  /**
-   * Characters of the paths recorded (below the target): long names, not only many, take memory.
-   * A path with a character beyond Latin-1 counts each of its characters twice: V8 keeps such a
-   * string at two bytes a character (67 000 deep paths of 'ā' held 427 MB when they counted once).
-   */
+  /** Characters of the paths recorded (below the target), as heldChars counts them: long names, not only many, take memory. */
   pathChars = 0;
 
   record(path: string, kind: Kind): void {
@@ -49,7 +54,7 @@ export class ExtractionJournal {
       else this.createdDirectories.delete(key);
       return;
     }
-    this.pathChars += /[^\u0000-\u00ff]/.test(key) ? 2 * key.length : key.length;
+    this.pathChars += heldChars(key);
     this.created.push(key);
     this.createdPaths.add(key);
     if (kind === 'directory') this.createdDirectories.add(key);

@@ -5,13 +5,14 @@
  * Symlinks are created only after every other entry, because a symlink on disk is what lets a
  * later entry write outside the target ("a -> /etc", then "a/passwd"), and because whether a
  * relative link escapes can depend on links that come later ("t -> s/../x", then "s -> .").
- * Until then they live in `pendingSymlinks`, which path checks consult like the disk.
+ * Until then they live in `pendingSymlinks`, which path checks consult like the disk, and count
+ * toward the extraction's memory bounds.
  */
 import { lstatSync, mkdirSync, readlinkSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { badInput } from '../../errors.js';
 import { quoteEntry } from './entry-path.js';
-import type { ExtractionJournal } from './extraction-journal.js';
+import { heldChars, type ExtractionJournal } from './extraction-journal.js';
 
 /** Kernel limit on symlinks followed in one lookup; deeper chains fail with ELOOP there too. */
 const MAX_SYMLINK_HOPS = 40;
@@ -25,7 +26,13 @@ export interface PendingSymlink {
 export class TargetTree {
   /** Relative paths known to be real directories (ours or pre-existing), never symlinks. */
   private readonly directories = new Set<string>(['']);
-  readonly pendingSymlinks = new Map<string, PendingSymlink>();
+  private readonly pending = new Map<string, PendingSymlink>();
+  /**
+   * Characters the pending symlinks hold (path, entry name, target), counted as the journal counts
+   * paths: they are bounded with them (100 000 links with 4 KB targets, a 290 KB .tar.zst, held
+   * 590 MB when they were not).
+   */
+  pendingChars = 0;
   /** Parent directories made because an entry needed them (not archive members themselves). */
   implicitDirectories = 0;
 
@@ -34,6 +41,30 @@ export class TargetTree {
     private readonly journal: ExtractionJournal,
     private readonly fsStep: <T>(entry: string, what: string, fn: () => Promise<T> | T) => Promise<T>,
   ) {}
+
+  get pendingSymlinks(): ReadonlyMap<string, PendingSymlink> {
+    return this.pending;
+  }
+
+  addPendingSymlink(rel: string, symlink: PendingSymlink): void {
+    this.dropPendingSymlink(rel);
+    this.pending.set(rel, symlink);
+    this.pendingChars += heldChars(rel) + heldChars(symlink.entry) + heldChars(symlink.target);
+  }
+
+  /** Forgets the pending symlinks (once created, the journal counts them). */
+  clearPendingSymlinks(): void {
+    this.pending.clear();
+    this.pendingChars = 0;
+  }
+
+  private dropPendingSymlink(rel: string): boolean {
+    const symlink = this.pending.get(rel);
+    if (!symlink) return false;
+    this.pending.delete(rel);
+    this.pendingChars -= heldChars(rel) + heldChars(symlink.entry) + heldChars(symlink.target);
+    return true;
+  }
 
   absolute(rel: string): string {
     return rel === '' ? this.root : path.join(this.root, rel);
@@ -45,9 +76,18 @@ export class TargetTree {
    * parent is missing.
    */
   async prepareParents(parts: string[], entry: string, create = true): Promise<boolean> {
+    // A known directory's ancestors are all known (directories are added from the top down and
+    // never removed): most entries are settled by their parent alone, without building every
+    // prefix of a path that may be thousands of levels deep (2 000 entries 1 900 levels deep
+    // took 80 s when each checked all of its prefixes).
+    if (parts.length < 2 || this.directories.has(parts.slice(0, -1).join('/'))) return true;
+    let rel = '';
+    let known = true;
     for (let depth = 1; depth < parts.length; depth++) {
-      const rel = parts.slice(0, depth).join('/');
-      if (this.directories.has(rel)) continue;
+      rel = depth === 1 ? parts[0]! : `${rel}/${parts[depth - 1]!}`;
+      // Below the first unknown one, none is known.
+      if (known && this.directories.has(rel)) continue;
+      known = false;
       if (this.pendingSymlinks.has(rel)) throw throughSymlink(entry, rel);
       const abs = this.absolute(rel);
       const stat = await this.fsStep(entry, 'look at the path', () => lstatSync(abs, { throwIfNoEntry: false }) ?? null);
@@ -73,7 +113,7 @@ export class TargetTree {
    * Returns 'exists' when a directory entry finds a directory already there.
    */
   async prepareLeaf(rel: string, entry: string, isDirectory: boolean): Promise<'free' | 'exists'> {
-    if (this.pendingSymlinks.delete(rel)) return 'free';
+    if (this.dropPendingSymlink(rel)) return 'free';
     const abs = this.absolute(rel);
     const stat = await this.fsStep(entry, 'look at the path', () => lstatSync(abs, { throwIfNoEntry: false }) ?? null);
     if (stat === null) return 'free';
@@ -96,17 +136,21 @@ export class TargetTree {
     this.directories.add(rel);
   }
 
-  /** The symlink at `rel` (pending or on disk), or undefined. */
-  private async symlinkAt(rel: string): Promise<string | undefined> {
+  /**
+   * What is at `rel`, for following a path: a symlink (pending or on disk) and its target, a
+   * directory, or nothing to go on ('dead': missing, or not a directory, so nothing below it
+   * exists either).
+   */
+  private async lookAt(rel: string): Promise<{ symlink: string } | 'directory' | 'dead'> {
     const pending = this.pendingSymlinks.get(rel);
-    if (pending) return pending.target;
-    if (this.directories.has(rel)) return undefined;
-    // Missing, or under something that is not a directory: nothing to follow.
+    if (pending) return { symlink: pending.target };
+    if (this.directories.has(rel)) return 'directory';
     try {
-      if (!lstatSync(this.absolute(rel)).isSymbolicLink()) return undefined;
-      return readlinkSync(this.absolute(rel));
+      const stat = lstatSync(this.absolute(rel));
+      if (stat.isSymbolicLink()) return { symlink: readlinkSync(this.absolute(rel)) };
+      return stat.isDirectory() ? 'directory' : 'dead';
     } catch {
-      return undefined;
+      return 'dead';
     }
   }
 
@@ -114,27 +158,45 @@ export class TargetTree {
    * Follows `target` from the directory `fromParts` the way the kernel would, through pending
    * and existing symlinks, and says whether it ever steps outside the root. Missing components
    * are taken literally (a dangling link is fine as long as it points inside).
+   *
+   * Linear in the path's length: below a missing component nothing is looked up (no pending
+   * symlink lives there: a pending symlink's parents exist), and each level's path is its
+   * parent's plus one name. 300 links to a 1 900-level path under a missing directory took
+   * 90 s when every level joined and looked up the whole path.
    */
   async escapes(fromParts: string[], target: string): Promise<string | null> {
     if (target.startsWith('/')) return 'is absolute';
-    const stack = [...fromParts];
-    const queue = target.split('/');
+    // Per level of the walk: its path, and whether anything below it can exist.
+    const paths: string[] = [];
+    const alive: boolean[] = [];
+    for (const part of fromParts) {
+      paths.push(paths.length === 0 ? part : `${paths[paths.length - 1]!}/${part}`);
+      alive.push(true); // the entry's own parents were prepared: real directories
+    }
+    let queue = target.split('/');
+    let at = 0;
     let hops = 0;
-    while (queue.length > 0) {
-      const part = queue.shift()!;
+    while (at < queue.length) {
+      const part = queue[at++]!;
       if (part === '' || part === '.') continue;
       if (part === '..') {
-        if (stack.length === 0) return 'points outside the target directory';
-        stack.pop();
+        if (paths.length === 0) return 'points outside the target directory';
+        paths.pop();
+        alive.pop();
         continue;
       }
-      stack.push(part);
-      const next = await this.symlinkAt(stack.join('/'));
-      if (next === undefined) continue;
-      if (++hops > MAX_SYMLINK_HOPS) return null; // the kernel gives up here too (ELOOP): a loop leads nowhere
-      if (next.startsWith('/')) return `goes through ${quoteEntry(stack.join('/'))}, which is absolute`;
-      stack.pop();
-      queue.unshift(...next.split('/'));
+      const rel = paths.length === 0 ? part : `${paths[paths.length - 1]!}/${part}`;
+      const parentAlive = alive.length === 0 || alive[alive.length - 1]!;
+      const found = parentAlive ? await this.lookAt(rel) : 'dead';
+      if (typeof found === 'object') {
+        if (++hops > MAX_SYMLINK_HOPS) return null; // the kernel gives up here too (ELOOP): a loop leads nowhere
+        if (found.symlink.startsWith('/')) return `goes through ${quoteEntry(rel)}, which is absolute`;
+        queue = [...found.symlink.split('/'), ...queue.slice(at)];
+        at = 0;
+        continue;
+      }
+      paths.push(rel);
+      alive.push(found === 'directory');
     }
     return null;
   }

@@ -152,13 +152,35 @@ with tarfile.open(${JSON.stringify(archive)}, 'w', format=tarfile.PAX_FORMAT) as
     const ours = tmp.join('long-names-out');
     mkdirSync(ours);
     // 20 paths of over 200 characters each; 10 fit under 2 500.
-    await assert.rejects(extractArchive(createReadStream(archive), ours, { maxPathChars: 2500 }), /the paths the archive creates add up to more than 2500 characters \(1\d paths so far;.*split it into several archives or shorten its names/);
+    await assert.rejects(extractArchive(createReadStream(archive), ours, { maxPathChars: 2500 }), /the paths the archive creates \(and its symlinks' targets\) add up to more than 2500 characters \(1\d paths so far;.*split it into several archives or shorten its names/);
     assert.deepEqual(treeListing(ours), []);
     // The target directory's own path does not count: the same archive fits under a long one.
     const deep = tmp.join('t'.repeat(200), 'x'.repeat(200));
     mkdirSync(deep, { recursive: true });
     await extractArchive(createReadStream(archive), deep, { maxPathChars: 5000 });
     assert.equal(treeListing(deep).length, 21);
+  });
+
+  it('symlinks, held until the end, count toward both limits with their targets', async () => {
+    const src = tmp.join('long-links');
+    mkdirSync(src);
+    const target = `${'t'.repeat(200)}/`.repeat(5); // a 1 005-character target inside the directory
+    sh(`cd '${src}' && for i in $(seq 1 20); do ln -s '${target}' "link-$i"; done`);
+    const archive = tmp.join('long-links.tar');
+    gnuTar(src, archive, 'gnu');
+    const out = tmp.join('long-links-out');
+    mkdirSync(out);
+    // 20 targets of 1 005 characters: their names alone (~140 characters) fit under 5 000, the targets do not.
+    await assert.rejects(extractArchive(createReadStream(archive), out, { maxPathChars: 5000 }), /the paths the archive creates \(and its symlinks' targets\) add up to more than 5000 characters \([4-6] paths so far/);
+    assert.deepEqual(treeListing(out), []);
+    const many = tmp.join('long-links-many');
+    mkdirSync(many);
+    await assert.rejects(extractArchive(createReadStream(archive), many, { maxPaths: 10 }), /the archive creates more than 10 paths/);
+    assert.deepEqual(treeListing(many), []);
+    const roomy = tmp.join('long-links-roomy');
+    mkdirSync(roomy);
+    await extractArchive(createReadStream(archive), roomy, { maxPathChars: 30_000 });
+    assert.equal(treeListing(roomy).length, 20);
   });
 
   it('names beyond Latin-1 count twice toward the character limit (two bytes each in memory)', async () => {
