@@ -105,7 +105,7 @@ class Extraction {
   readonly journal: ExtractionJournal;
   private readonly tree: TargetTree;
   private readonly result: ArchiveResult = { files: 0, directories: 0, links: 0, bytes: 0, skipped: [] };
-  /** Sum of regular-file data sizes declared so far, checked against availableBytes at each header. */
+  /** Sum of regular-file data sizes declared so far (and what sparse files allocate beyond theirs), checked against availableBytes at each header and sparse write. */
   private declaredBytes = 0;
   /** Directories this extraction made for archive entries: their mode and mtime are applied last. */
   private readonly directoryMeta = new Map<string, { mode: number; mtime: number }>();
@@ -258,13 +258,13 @@ class Extraction {
     }
   }
 
-  private checkSpace(entry: string, size: number): void {
+  private checkSpace(entry: string, size: number, how = ''): void {
     this.declaredBytes += size;
     const available = this.options.availableBytes;
     if (available !== undefined && this.declaredBytes > available) {
       throw new ImportError(
         'too-small',
-        `archive content size ${this.declaredBytes} (through entry ${quoteEntry(entry)}) is larger than the reported available storage ${available}. A larger PVC is required`,
+        `archive content size ${this.declaredBytes} (through entry ${quoteEntry(entry)}${how}) is larger than the reported available storage ${available}. A larger PVC is required`,
       );
     }
   }
@@ -282,7 +282,20 @@ class Extraction {
 
     const fd = await this.fsStep(name, 'create the file', () => this.createFile(rel, name, abs));
     this.journal.record(abs, 'other');
-    const writer = new SparseFileWriter(fd);
+    // A sparse file's data may take more disk than the archive stores (single bytes 4 KiB apart):
+    // what its writes allocate beyond its stored size counts toward the space check as well.
+    let charged = stored;
+    const sparse = layout.segments !== null || layout.mapInData;
+    const writer = new SparseFileWriter(
+      fd,
+      sparse
+        ? (allocated) => {
+            if (allocated <= charged) return;
+            this.checkSpace(name, allocated - charged, ', whose sparse data takes whole 4 KiB blocks on disk');
+            charged = allocated;
+          }
+        : undefined,
+    );
     try {
       await this.fsStep(name, 'write', () => this.writeData(entry, name, stored, layout, writer));
       await this.fsStep(name, 'finish', () => {

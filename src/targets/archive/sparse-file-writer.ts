@@ -14,6 +14,8 @@ import { ftruncateSync, writeSync } from 'node:fs';
 import { chunkPool } from '../../util/buffer-pool.js';
 import { dataRuns } from '../zero-runs.js';
 
+/** The file system block a write allocates at least: a byte of data takes a whole one. */
+const ALLOCATION_BLOCK = 4096;
 
 export class SparseFileWriter {
   /** The run being gathered, taken from the pool at the first byte: most files in a tar are small or empty. */
@@ -25,8 +27,19 @@ export class SparseFileWriter {
   bytesWritten = 0;
   /** Where the furthest write ended: the file's length until finish() sets it. */
   private end = 0;
+  /** 4 KiB blocks written to so far (writes come at increasing offsets), and the last of them. */
+  private blocks = 0;
+  private lastBlock = -1;
 
-  constructor(private readonly fd: number) {}
+  /**
+   * `onAllocate` hears the disk space the file's data takes so far, in whole 4 KiB blocks, after
+   * each write: a sparse file's map can put single bytes 4 KiB apart, a 4 096-fold amplification
+   * of the bytes the archive stores.
+   */
+  constructor(
+    private readonly fd: number,
+    private readonly onAllocate?: (bytes: number) => void,
+  ) {}
 
   writeAt(offset: number, data: Buffer): void {
     if (this.runLength > 0 && offset !== this.runStart + this.runLength) this.flush();
@@ -70,5 +83,12 @@ export class SparseFileWriter {
     while (done < data.length) done += writeSync(this.fd, data, done, data.length - done, position + done);
     this.bytesWritten += data.length;
     this.end = Math.max(this.end, position + data.length);
+    if (data.length === 0) return;
+    const first = Math.max(Math.floor(position / ALLOCATION_BLOCK), this.lastBlock + 1);
+    const last = Math.floor((position + data.length - 1) / ALLOCATION_BLOCK);
+    if (last < first) return;
+    this.blocks += last - first + 1;
+    this.lastBlock = last;
+    this.onAllocate?.(this.blocks * ALLOCATION_BLOCK);
   }
 }

@@ -53,6 +53,15 @@ const cases: Array<{ name: string; members: string; message: RegExp; category?: 
     category: 'too-small',
     message: /archive content size 210002 \(through entry "big.bin"\) is larger than the reported available storage 150000/,
   },
+  {
+    // Found by a QA pass: 2 000 stored bytes, one every 64 KiB, take 8 MB of disk (a 486 KB archive put 3.8 GB there).
+    name: 'a sparse file whose single bytes take whole blocks on disk',
+    members: `add('sparse.img', data=b's' * 2000, pax_headers={'GNU.sparse.map': ','.join('%d,1' % (i * 65536) for i in range(2000)), 'GNU.sparse.size': str(2000 * 65536), 'GNU.sparse.name': 'sparse.img'})`,
+    format: 'PAX_FORMAT',
+    availableBytes: 1_000_000,
+    category: 'too-small',
+    message: /^archive content size \d+ \(through entry "sparse.img", whose sparse data takes whole 4 KiB blocks on disk\) is larger than the reported available storage 1000000\. A larger PVC is required$/,
+  },
   { name: 'overwriting a file that was there before', members: `add('keep.txt', data=b'evil')`, message: /archive entry "keep.txt": "keep.txt" already exists in the target directory; refusing to overwrite it/ },
   {
     // The line stays short enough for pod mode's 4096-byte termination message to keep the reason.
