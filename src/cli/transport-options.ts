@@ -29,7 +29,7 @@ export function addTransportOptions(command: Command): Command {
     .option('--insecure', 'do not verify TLS certificates')
     .option('--header <header>', 'extra HTTP header "Name: value" (repeatable)', collect)
     .option('--arch <arch>', 'platform architecture to pick from a registry manifest list')
-    .option('--stall-timeout <seconds>', 'a download that receives nothing for this long is resumed where it stopped (default 60)');
+    .option('--stall-timeout <seconds>', 'a download that receives nothing (or under 16 KiB) for this long is resumed where it stopped (default 60)');
 }
 
 /** Transport flags → TransportOptions for HTTP and registry sources. */

@@ -16,6 +16,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import { monotonicMs } from '../../util/monotonic-clock.js';
 import { noteBodyBytes, StallError } from './http-errors.js';
+import { MIN_PROGRESS_BYTES } from './stall-watch.js';
 import type { TlsConnectOptions } from './tls-options.js';
 
 /** node:tls, loaded for https only (with node:crypto, ~15 ms of a plain-http import's start). */
@@ -219,6 +220,22 @@ export class DirectRangeClient {
       let answer: DirectRangeAnswer | undefined;
       let done = false;
       let sentAt = 0;
+      // The socket's timeout catches silence; a trickle (less than MIN_PROGRESS_BYTES in a whole
+      // timeout) is caught here, as bytes arrive.
+      let windowAt = 0;
+      let windowBytes = 0;
+      const trickled = (bytes: number): boolean => {
+        windowBytes += bytes;
+        const now = monotonicMs();
+        if (windowBytes >= MIN_PROGRESS_BYTES) {
+          windowAt = now;
+          windowBytes = 0;
+          return false;
+        }
+        if (now - windowAt < silenceMs) return false;
+        finish(new StallError(silenceMs / 1000, windowBytes));
+        return true;
+      };
 
       const finish = (error: unknown, reuse = false) => {
         if (done) return;
@@ -307,6 +324,8 @@ export class DirectRangeClient {
         if (received === length) return finish(undefined, true);
         // The answer is here: from now on a silence is a stall, however long the head could take.
         if (silenceMs !== timeouts.stallMs) socket.setTimeout((silenceMs = timeouts.stallMs));
+        windowAt = monotonicMs();
+        windowBytes = 0;
         conn.target = body.subarray(received, length);
       };
 
@@ -314,11 +333,13 @@ export class DirectRangeClient {
         if (bodyAt >= 0) {
           received += bytes;
           if (received === length) finish(undefined, true);
+          else if (trickled(bytes)) return;
           else conn.target = body.subarray(received, length);
           return;
         }
         // The head: gather until the blank line. It lands in headBuffer, contiguously, until
         // that is full; then it is collected piece by piece (a head that large is rare).
+        if (trickled(bytes)) return;
         headBytes += bytes;
         let view: Buffer;
         if (!extraHead) {
@@ -351,7 +372,7 @@ export class DirectRangeClient {
       socket.on('timeout', onTimeout);
       socket.setTimeout(silenceMs);
       if (socket.destroyed || conn.broken) return failure(Object.assign(new Error('socket closed'), { code: 'ECONNRESET' }));
-      sentAt = monotonicMs();
+      sentAt = windowAt = monotonicMs();
       socket.write(request, 'latin1');
     });
   }

@@ -66,8 +66,12 @@ export function errorCodes(err: unknown): string[] {
 /** The stall watchdog's error: no byte for the configured time. */
 export class StallError extends Error {
   readonly code = 'CDI_STALLED';
-  constructor(readonly seconds: number) {
-    super(`no data received for ${seconds} s`);
+  /** `bytes`: what did arrive in those seconds (a trickle), 0 for silence. */
+  constructor(
+    readonly seconds: number,
+    readonly bytes = 0,
+  ) {
+    super(bytes === 0 ? `no data received for ${seconds} s` : `only ${bytes} bytes received in ${seconds} s`);
   }
 }
 
@@ -76,7 +80,7 @@ export class StallError extends Error {
  * headers timeout, or a StallError that long.
  */
 export function isSilentFor(err: unknown, waitMs: number): boolean {
-  return errorCodes(err).includes('UND_ERR_HEADERS_TIMEOUT') || (err instanceof StallError && err.seconds * 1000 >= waitMs);
+  return errorCodes(err).includes('UND_ERR_HEADERS_TIMEOUT') || (err instanceof StallError && err.bytes === 0 && err.seconds * 1000 >= waitMs);
 }
 
 const bodyBytes = new WeakMap<object, number>();
@@ -158,6 +162,8 @@ export function transportError(err: unknown, url: URL, proxy?: string): ImportEr
     message = `cannot reach ${proxyHost ? `the proxy ${proxyHost}` : host}: no route to host`;
   } else if (has('UND_ERR_CONNECT_TIMEOUT')) {
     message = `timed out connecting to ${proxyHost ? `the proxy ${proxyHost}` : host}`;
+  } else if (err instanceof StallError && err.bytes > 0) {
+    message = `${host} sent too slowly (${detail}); check the network or the server`;
   } else if (has('UND_ERR_HEADERS_TIMEOUT', 'CDI_STALLED')) {
     message = `${host} did not answer in time (${detail})`;
   } else if (has('ERR_SSL_WRONG_VERSION_NUMBER') || /wrong version number/i.test(detail)) {

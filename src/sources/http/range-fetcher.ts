@@ -89,7 +89,7 @@ export function httpRangeFetcher(
         if (progress > 0 && resumes++ < options.retry.maxResumes) failures = 0;
         if (err instanceof StallError && !stalls.stalled()) {
           throw cannotConnect(
-            `reading ${where} by Range failed: it went silent ${stalls.counted} times with little data in between (no data received for ${err.seconds} s, bytes ${start}-${end}); check the network or the server`,
+            `reading ${where} by Range failed: it ${err.bytes === 0 ? 'went silent' : 'slowed to a trickle'} ${stalls.counted} times with little data in between (${err.message}, bytes ${start}-${end}); check the network or the server`,
             err,
           );
         }

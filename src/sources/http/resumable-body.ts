@@ -156,7 +156,7 @@ export class ResumableBody extends Readable {
 
   private async pump(body: Body, skip: number): Promise<void> {
     const size = this.identity.size;
-    // A stall is time without a byte from the socket. The direct client watches its sockets itself
+    // A stall is a stall timeout with (almost) nothing from the socket. The direct client watches its sockets itself
     // (their idle timeout); its 1 MiB parts would look like stalls here on a slow link.
     const watchdog = body instanceof DirectRangeBody ? undefined : new StallWatchdog(this.options.stallMs, (err) => body.destroy(err));
     // Socket reads arrive in 64 KiB pieces; handing them on in ~1 MiB batches saves every stage
@@ -174,7 +174,7 @@ export class ResumableBody extends Readable {
       for await (const data of body as AsyncIterable<Buffer>) {
         if (this.destroyed) return;
         // Every socket chunk counts as progress, not only full batches: a slow but steady link is not a stall.
-        watchdog?.waiting();
+        watchdog?.received(data.length);
         let chunk = data;
         if (skip > 0) {
           if (chunk.length <= skip) {

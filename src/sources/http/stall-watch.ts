@@ -1,13 +1,27 @@
-/** Stall detection: waiting for the network `stallMs` without a byte counts as a dropped connection. */
+/**
+ * Stall detection: waiting for the network `stallMs` without receiving MIN_PROGRESS_BYTES counts as
+ * a dropped connection.
+ */
 import { noteBodyBytes, StallError } from './http-errors.js';
 
 /**
+ * Less than this in a whole stall timeout is a stall too, not only silence: a server that sends a
+ * byte a second never went silent, and held an import for as long as it liked. 16 KiB in the
+ * default 60 s is 270 bytes a second, far below any link a disk image could come over.
+ */
+export const MIN_PROGRESS_BYTES = 16 << 10;
+
+/**
  * One coarse timer per body rather than one per chunk (a body is thousands of chunks): the
- * reader marks when it starts waiting for the network and when a chunk arrives; time spent
- * waiting for the consumer is not network time and never counts.
+ * reader marks when it starts waiting for the network and what arrives; time spent waiting for
+ * the consumer is not network time and never counts.
  */
 export class StallWatchdog {
-  private waitingSince = 0;
+  /** Start of the current window of network time, 0 while not waiting for the network. */
+  private since = 0;
+  /** Bytes received in the current window, and when the last of them came. */
+  private bytes = 0;
+  private lastByteAt = 0;
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -16,9 +30,12 @@ export class StallWatchdog {
   ) {
     this.timer = setInterval(
       () => {
-        if (this.waitingSince && Date.now() - this.waitingSince >= stallMs) {
-          this.waitingSince = 0;
-          onStall(new StallError(stallMs / 1000));
+        const now = Date.now();
+        if (this.since && now - this.since >= stallMs) {
+          // Silent since the last byte, or a trickle all along.
+          const bytes = now - this.lastByteAt >= stallMs ? 0 : this.bytes;
+          this.idle();
+          onStall(new StallError(stallMs / 1000, bytes));
         }
       },
       Math.max(10, Math.min(1000, stallMs / 4)),
@@ -26,14 +43,29 @@ export class StallWatchdog {
     this.timer.unref();
   }
 
-  /** Waiting for the network from now. */
+  /** Waiting for the network from now (a window already open goes on). */
   waiting(): void {
-    this.waitingSince = Date.now();
+    if (this.since === 0) {
+      this.since = Date.now();
+      this.bytes = 0;
+    }
   }
 
-  /** Not waiting for the network (a chunk arrived, or the consumer is the slow side). */
+  /** Bytes arrived: enough of them start a new window. */
+  received(bytes: number): void {
+    this.waiting();
+    this.bytes += bytes;
+    this.lastByteAt = Date.now();
+    if (this.bytes >= MIN_PROGRESS_BYTES) {
+      this.since = Date.now();
+      this.bytes = 0;
+    }
+  }
+
+  /** Not waiting for the network (the consumer is the slow side). */
   idle(): void {
-    this.waitingSince = 0;
+    this.since = 0;
+    this.bytes = 0;
   }
 
   stop(): void {
@@ -58,7 +90,7 @@ export async function readBodyFully(
   try {
     watchdog.waiting();
     for await (const chunk of body) {
-      watchdog.waiting();
+      watchdog.received(chunk.length);
       if (total + chunk.length > limit) {
         body.destroy();
         throw new Error(`the server sent more than the ${limit} bytes asked for`);

@@ -146,9 +146,24 @@ describe('HttpSource under faults', () => {
     });
   });
 
-  it('a slow but steady download is not a stall: the stall timeout counts time without a byte', async () => {
+  it('a server that trickles (a few hundred bytes per stall timeout) stalls too: resumed, then given up on by the budget', { timeout: 30_000 }, async () => {
+    // Found by a QA pass: a byte now and then kept an import waiting for as long as the server liked.
+    const retry = { retries: 2, maxResumes: 2, baseDelayMs: 5, maxDelayMs: 10 };
+    for (const tuning of [{ randomAccess: false, retry }, { ...quickTuning, retry }]) {
+      const before = requestsTo('/trickle').length;
+      await assert.rejects(download('/trickle?bytes=100&every=100', { stallTimeoutSeconds: 0.4 }, tuning), (err: ImportError) => {
+        assert.equal(err.category, 'cannot-connect');
+        // Given up on in the 64 KiB probe (Range), or in the download that follows a plain GET.
+        assert.match(err.message, /(sent too slowly \(|failed after \d+ of \d+ bytes and \d+ retries: )only \d{3} bytes received in 0\.4 s/);
+        return true;
+      });
+      assert.ok(requestsTo('/trickle').length - before >= 3, 'resumed before giving up');
+    }
+  });
+
+  it('a slow but steady download is not a stall: the stall timeout counts time without (enough) bytes', async () => {
     const before = requestsTo('/trickle').length;
-    // 64 KiB every 100 ms: a 1 MiB batch takes 1.6 s, more than the 1.2 s stall timeout; a byte
+    // 64 KiB every 100 ms: a 1 MiB batch takes 1.6 s, more than the 1.2 s stall timeout; 16 KiB
     // never takes that long (12 times the gap, for a busy machine).
     const { digest } = await download('/trickle?bytes=65536&every=100', { stallTimeoutSeconds: 1.2 });
     assert.equal(digest.sha256, expected);
