@@ -1,4 +1,6 @@
 /** Format detection by magic bytes (SPEC §3). Extensions are never consulted. */
+import { isTarHeaderBlock } from './tar/tar-prepass.js';
+
 export type CompressionFormat = 'gzip' | 'xz' | 'zstd';
 export type DiskFormat = 'qcow2' | 'tar' | UnsupportedDiskFormat | 'iso' | 'raw';
 /** Disk formats qemu-img reads that we recognise but do not convert. */
@@ -11,6 +13,8 @@ export type DetectedFormat = CompressionFormat | DiskFormat | PageFormat | Unsup
 
 /** Bytes needed to see every magic (ISO's CD001 sits at 32769). */
 export const DETECTION_BYTES = 32774;
+
+const USTAR_MAGIC = Buffer.from('ustar', 'latin1');
 
 interface Magic {
   format: DetectedFormat;
@@ -30,11 +34,14 @@ const MAGICS: Magic[] = [
   { format: 'vmdk', offset: 0, bytes: Buffer.from('COWD', 'latin1') },
   { format: 'qed', offset: 0, bytes: Buffer.from('QED\0', 'latin1') },
   { format: 'cloop', offset: 0, bytes: Buffer.from('#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n', 'latin1') },
-  { format: 'tar', offset: 257, bytes: Buffer.from('ustar', 'latin1') },
+  { format: 'tar', offset: 257, bytes: USTAR_MAGIC },
   { format: 'iso', offset: 32769, bytes: Buffer.from('CD001', 'latin1') },
 ];
 
 export function detectFormat(head: Buffer): DetectedFormat {
+  // A tar's first header begins with its first member's name: a member named "QED" or "KDMV…"
+  // (or "\x1f\x8b…") is not that format. The ustar magic with a checksum that adds up is a tar.
+  if (head.subarray(257, 262).equals(USTAR_MAGIC) && isTarHeaderBlock(head.subarray(0, 512))) return 'tar';
   if (startsWithZstdSkippableFrame(head)) return 'zstd';
   for (const magic of MAGICS) {
     const end = magic.offset + magic.bytes.length;

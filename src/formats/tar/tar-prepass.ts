@@ -57,6 +57,13 @@ function decodeTarNumber(block: Buffer, offset: number, length: number): number 
   return Number.isSafeInteger(value) ? value : null;
 }
 
+/** Whether a 512-byte block is a tar header: its checksum adds up (and it is not all zeros). */
+export function isTarHeaderBlock(block: Buffer): boolean {
+  if (block.length < BLOCK) return false;
+  const checksum = headerChecksum(block);
+  return checksum !== 8 * 0x20 && checksum === decodeTarNumber(block, 148, 8);
+}
+
 /** The header checksum as tar computes it: every byte, the checksum field counted as spaces. */
 function headerChecksum(block: Buffer): number {
   let sum = 8 * 0x20;
@@ -84,7 +91,7 @@ function readSparsePairs(block: Buffer, start: number, count: number, into: Spar
   return true;
 }
 
-/** Whether an entry's final name (a PAX path, else a GNU long name, else the header's) ends in "/". */
+/** Whether an entry's final name (a PAX sparse name or path, else a GNU long name, else the header's) ends in "/". */
 function endsWithSlash(paxPath: string | undefined, longName: Buffer | null, block: Buffer): boolean {
   if (paxPath) return paxPath.endsWith('/');
   if (longName && longName.length > 0) return longName[longName.length - 1] === 0x2f;
@@ -313,7 +320,9 @@ export class TarPrepass extends Transform {
     this.longName = null;
     let size = headerSize;
     const paxSize = pax?.filter(([k]) => k === 'size').pop()?.[1];
-    const paxPath = pax?.filter(([k]) => k === 'path').pop()?.[1];
+    // GNU tar's PAX sparse 1.0 keeps the real name in GNU.sparse.name alone (no path record), and
+    // the extractor names the file by it.
+    const paxPath = pax?.filter(([k]) => k === 'GNU.sparse.name' || k === 'path').sort(([a], [b]) => (a === b ? 0 : a === 'path' ? -1 : 1)).pop()?.[1];
     if (paxSize) size = parseInt(paxSize, 10); // tar-stream's own rule
     if (!Number.isSafeInteger(size) || size < 0) {
       this.passthrough = true; // tar-stream reports "Invalid header"

@@ -215,7 +215,7 @@ class Extraction {
       case 'contiguous-file':
         // A name ending in "/" is the old (V7) way of writing a directory; GNU tar, Python and
         // Go (CDI) read it so. No file can have that name anyway.
-        if (/\/$/.test(header.name)) {
+        if (/\/$/.test(header.pax?.['GNU.sparse.name'] ?? header.name)) {
           await drain(entry);
           return this.directoryEntry(name, header);
         }

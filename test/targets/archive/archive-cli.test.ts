@@ -138,6 +138,25 @@ describe('archive import through the CLI', () => {
     assert.match(fs.stderr, /fs\.img is not a tar archive \(found raw\)/);
   });
 
+  it('a tar whose first member is named like another format\'s magic ("QED", "KDMV…", "conectix…") is a tar', async () => {
+    // Found by a QA pass: a tar's first bytes are its first member's name, and those magics were
+    // looked for before the ustar magic (at byte 257) was.
+    for (const name of ['QED', 'KDMV.txt', 'COWDUMP', 'conectix.cfg', 'vhdxfile.bak']) {
+      const src = tmp.join(`magic-${name}`);
+      mkdirSync(src);
+      writeFileSync(`${src}/${name}`, 'data\n');
+      const tar = tmp.join(`magic-${name}.tar`);
+      run('tar', ['-cf', tar, '-C', src, name]);
+      for (const input of [tar, `${tar}.gz`]) {
+        if (input.endsWith('.gz')) sh(`gzip -nkf '${tar}'`);
+        const out = freshTarget();
+        const result = await runCli(['import', '--content-type', 'archive', input, '-o', out]);
+        assert.equal(result.code, 0, `${input}: ${result.stderr}`);
+        assert.equal(readFileSync(`${out}/${name}`, 'latin1'), 'data\n');
+      }
+    }
+  });
+
   it('says that --preallocation, --filesystem-overhead and --scratch do nothing for an archive', async () => {
     const out = freshTarget();
     const result = await runCli(['import', '--content-type', 'archive', archive, '-o', out, '--preallocation', '--filesystem-overhead', '0.1', '--scratch', tmp.path]);

@@ -50,18 +50,25 @@ describe('extractArchive matches tar -x', () => {
     });
   }
 
-  for (const format of ['gnu', 'pax', 'ustar'] as TarFormat[]) {
-    it(`a ${format} archive whose long paths have a "/" as their 100th byte (the header's name field ends in one)`, async () => {
+  for (const [format, extra] of [
+    ['gnu', []],
+    ['pax', []],
+    ['ustar', []],
+    ['gnu', ['--sparse']],
+    ['posix', ['--sparse']], // GNU tar's PAX sparse 1.0: the name only in GNU.sparse.name
+  ] as Array<[TarFormat, string[]]>) {
+    it(`a ${format} ${extra.join(' ')} archive whose long paths have a "/" as their 100th byte (the header's name field ends in one)`, async () => {
       // The header's 100-byte name field holds the start of a longer path (gnu, pax) or its last
       // part (ustar's prefix split); a "/" at byte 100 made that field look like a V7 directory.
-      const src = tmp.join(`slash-100-${format}`);
+      const src = tmp.join(`slash-100-${counter}`);
       mkdirSync(src);
       const dir = `${'y'.repeat(97)}/sub`; // "./" + 97 bytes: the 100th byte of "./yyy…/sub/…" is "/"
-      sh(`cd '${src}' && mkdir -p '${dir}/empty' && printf 'data\n' > '${dir}/file.txt' && printf 'more' > '${dir}/other.bin'`);
-      const archive = tmp.join(`slash-100.${format}.tar`);
-      gnuTar(src, archive, format);
+      sh(`cd '${src}' && mkdir -p '${dir}/empty' && printf 'data\n' > '${dir}/file.txt' && printf 'more' > '${dir}/other.bin'
+          truncate -s 1M '${dir}/sparse.img' && printf x | dd of='${dir}/sparse.img' bs=1 seek=70000 conv=notrunc status=none`);
+      const archive = tmp.join(`slash-100-${counter}.tar`);
+      gnuTar(src, archive, format, extra);
       const { result } = await extractBoth(archive);
-      assert.equal(result.files, 2);
+      assert.equal(result.files, 3);
     });
   }
 
