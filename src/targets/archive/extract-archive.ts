@@ -193,6 +193,19 @@ class Extraction {
 
   private async entry(entry: Entry, header: Header, facts: EntryFacts | undefined): Promise<void> {
     const name = header.name;
+    // tar-stream reads names as UTF-8: bytes in another character set (a Latin-1 "café") come out
+    // as U+FFFD, and two such names would become one file, the second silently replacing the first.
+    for (const [what, text] of [
+      ['name', name],
+      ['link target', header.linkname],
+      ['sparse file name', header.pax?.['GNU.sparse.name']],
+    ] as const) {
+      if (text?.includes('\uFFFD')) {
+        throw badInput(
+          `archive entry ${quoteEntry(name)}: its ${what} holds bytes that are not UTF-8 (another character set, such as Latin-1), which cdi-importer does not extract: re-create the archive with UTF-8 names (convmv -f latin1 -t utf8 converts a tree)`,
+        );
+      }
+    }
     // Each created path is remembered to undo a failed extraction: memory bounds both their number and their length.
     const refuse = (what: string, fix: string) =>
       badInput(`archive entry ${quoteEntry(name)}: ${what}, more than cdi-importer extracts (it remembers each one to undo a failed extraction, and memory must stay bounded); ${fix}`);
@@ -302,7 +315,7 @@ class Extraction {
         writer.finish(layout.realSize);
         fchmodSync(fd, (header.mode ?? 0o644) & PERMISSION_BITS);
         const mtime = mtimeOf(header);
-        futimesSync(fd, mtime, mtime);
+        futimesSync(fd, fileTime(mtime), fileTime(mtime));
       });
     } finally {
       writer.release();
@@ -417,7 +430,7 @@ class Extraction {
       const abs = this.tree.absolute(rel);
       await this.fsStep(entry, 'create the symlink', () => symlinkSync(target, abs));
       this.journal.record(abs, 'other');
-      await this.fsStep(entry, 'set the symlink time', () => lutimesSync(abs, mtime, mtime));
+      await this.fsStep(entry, 'set the symlink time', () => lutimesSync(abs, fileTime(mtime), fileTime(mtime)));
       this.result.links++;
     }
     this.tree.clearPendingSymlinks();
@@ -426,7 +439,7 @@ class Extraction {
     for (const { abs, meta: { mode, mtime } } of deepestFirst) {
       await this.fsStep(abs, 'set directory mode and time', async () => {
         await chmod(abs, mode);
-        await utimes(abs, mtime, mtime);
+        await utimes(abs, fileTime(mtime), fileTime(mtime));
       });
     }
   }
@@ -436,7 +449,20 @@ class Extraction {
 function mtimeOf(header: Header): number {
   const pax = header.pax?.mtime;
   if (pax !== undefined && /^-?\d+(\.\d+)?$/.test(pax)) return Number(pax);
-  return (header.mtime?.getTime() ?? Date.now()) / 1000;
+  const seconds = (header.mtime?.getTime() ?? Date.now()) / 1000;
+  // A negative header time is base-256 (GNU tar's, before 1970), which tar-stream 3 reads one
+  // second late: it takes two's complement for ones' complement (-2 comes back as -1; only
+  // 1969-12-31 23:59:59, -1, stays late, as 0). test/targets/archive compares with GNU tar.
+  return seconds < 0 ? seconds - 1 : seconds;
+}
+
+/**
+ * A time for Node's utimes family: seconds (sub-microsecond precision), or a Date before 1970,
+ * since Node takes a negative number of seconds for "now" (a 1960 file got the day it was
+ * extracted; GNU tar keeps 1960).
+ */
+function fileTime(seconds: number): number | Date {
+  return seconds >= 0 ? seconds : new Date(seconds * 1000);
 }
 
 async function drain(entry: Entry): Promise<void> {

@@ -72,6 +72,35 @@ describe('extractArchive matches tar -x', () => {
     });
   }
 
+  for (const format of ['gnu', 'posix'] as TarFormat[]) {
+    it(`${format}: times before 1970 (files, symlinks, directories) are kept, not set to the time of extraction`, async () => {
+      // Found by a QA pass: Node's utimes family takes a negative number of seconds for "now".
+      const src = tmp.join(`old-times-${counter}`);
+      mkdirSync(src);
+      sh(`cd '${src}' && mkdir d && printf x > d/f && ln -s f d/l && touch -h -d '1960-01-01 12:00:00 UTC' d/f d/l d && touch -d '1969-12-31 23:59:58 UTC' .`);
+      const archive = tmp.join(`old-times-${counter}.tar`);
+      gnuTar(src, archive, format);
+      const { ours } = await extractBoth(archive); // the listings hold whole-second mtimes
+      assert.equal(statSync(`${ours}/d/f`).mtimeMs, Date.UTC(1960, 0, 1, 12));
+    });
+  }
+
+  it('names that are not UTF-8 (Latin-1) are refused, not merged into one file', async () => {
+    // Found by a QA pass: tar-stream reads names as UTF-8, so "caf\xe9" and "caf\xe8" both became
+    // "caf\uFFFD" and the second replaced the first without a word.
+    const src = tmp.join('latin1-names');
+    mkdirSync(src);
+    sh(`cd '${src}' && printf A > "$(printf 'caf\\351')" && printf B > "$(printf 'caf\\350')"`);
+    for (const format of ['gnu', 'posix'] as TarFormat[]) {
+      const archive = tmp.join(`latin1-${format}.tar`);
+      gnuTar(src, archive, format);
+      const ours = tmp.join(`latin1-out-${format}`);
+      mkdirSync(ours);
+      await assert.rejects(extractArchive(createReadStream(archive), ours), /archive entry "\.\/caf\uFFFD": its name holds bytes that are not UTF-8 \(another character set, such as Latin-1\)/);
+      assert.deepEqual(treeListing(ours), []);
+    }
+  });
+
   it('a Python tarfile PAX archive of 2 000-character paths', async () => {
     const archive = tmp.join('python-pax.tar');
     run('python3', [
