@@ -186,12 +186,13 @@ function formatInfo(info: ImageInfo): string {
     ['format chain', info['format-chain'].join(' → ')],
   ];
   // A tar archive or an HTML page is no disk, and LZMA-alone data is not decoded: no virtual size.
-  if (info.format !== 'html' && info.format !== 'tar' && info.format !== 'lzma') {
+  if (info.format !== 'html' && info.format !== 'tar' && info.format !== 'lzma' && info.format !== 'bzip2') {
     rows.push(['virtual size', info['virtual-size'] !== undefined ? `${formatBytes(info['virtual-size'])} (${info['virtual-size']} bytes)` : 'unknown until the stream is read']);
   }
   if (isUnsupportedDiskFormat(info.format)) rows.push(['note', `${unsupportedFormatName(info.format)} images are not supported for import`]);
   if (info.format === 'html') rows.push(['note', 'an HTML page, not a disk image (a login or error page, or the wrong link?)']);
   if (info.format === 'lzma') rows.push(['note', 'LZMA-alone (.lzma) data, which is not decoded: recompress it as xz or gzip to import it']);
+  if (info.format === 'bzip2') rows.push(['note', 'bzip2-compressed data, which is not decoded: recompress it as xz, gzip or zstd to import it']);
   const q = info.qcow2;
   if (q) {
     const data = q['format-specific'].data;

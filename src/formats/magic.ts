@@ -7,8 +7,8 @@ export type DiskFormat = 'qcow2' | 'tar' | UnsupportedDiskFormat | 'iso' | 'raw'
 export type UnsupportedDiskFormat = 'vmdk' | 'vdi' | 'vhd' | 'vhdx' | 'qed' | 'parallels' | 'luks' | 'bochs' | 'cloop';
 /** Not an image at all: what a login page, an error page or a wrong link sends with a 200. */
 export type PageFormat = 'html';
-/** Compression we recognise but do not decode: LZMA-alone (.lzma, `xz --format=lzma`). */
-export type UnsupportedCompression = 'lzma';
+/** Compression we recognise but do not decode: LZMA-alone (.lzma, `xz --format=lzma`), bzip2 (neither does CDI). */
+export type UnsupportedCompression = 'lzma' | 'bzip2';
 export type DetectedFormat = CompressionFormat | DiskFormat | PageFormat | UnsupportedCompression;
 
 /** Bytes needed to see every magic (ISO's CD001 sits at 32769). */
@@ -50,6 +50,7 @@ export function detectFormat(head: Buffer): DetectedFormat {
   const probed = probedLikeQemu(head);
   if (probed) return probed;
   if (looksLikeLzmaAlone(head)) return 'lzma';
+  if (looksLikeBzip2(head)) return 'bzip2';
   return looksLikeHtml(head) ? 'html' : 'raw';
 }
 
@@ -117,6 +118,13 @@ function startsWithZstdSkippableFrame(head: Buffer): boolean {
  * below 256 GiB (and not 0), then the LZMA data's first byte, 0. It has no magic; disks do not start like this (boot code, zeros, a file
  * system's own magic all fail the dictionary test).
  */
+/** "BZh", the block size digit, then a block's magic (π) or the end of an empty stream's (√π). */
+function looksLikeBzip2(head: Buffer): boolean {
+  if (head.length < 10 || head.toString('latin1', 0, 3) !== 'BZh' || head[3]! < 0x31 || head[3]! > 0x39) return false;
+  const next = head.toString('hex', 4, 10);
+  return next === '314159265359' || next === '177245385090';
+}
+
 function looksLikeLzmaAlone(head: Buffer): boolean {
   if (head.length < 13 || head[0]! >= 225) return false;
   const dictionary = head.readUInt32LE(1);
@@ -182,4 +190,11 @@ export function looksLikeTar(head: Buffer): boolean {
   let sum = 0;
   for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : head[i]!;
   return sum === parseInt(field, 8);
+}
+
+/** The line for data compressed in a way cdi-importer recognises but does not decode. */
+export function unsupportedCompression(description: string, format: 'lzma' | 'bzip2'): string {
+  return format === 'lzma'
+    ? `${description} is LZMA-alone (.lzma) data, which is not supported: recompress it as xz (xz -dc FILE | xz > FILE.xz) or gzip first`
+    : `${description} is bzip2-compressed, which is not supported (nor by CDI): recompress it as xz (bzip2 -dc FILE | xz > FILE.xz), gzip or zstd first`;
 }

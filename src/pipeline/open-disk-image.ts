@@ -3,7 +3,7 @@ import type { DiskImage, ExtentStream } from '../extents.js';
 import { coalesceExtents } from './coalesce-extents.js';
 import type { ImportContext, ImportRequest } from '../request.js';
 import type { OpenedSource, RandomAccessReader } from '../sources/source.js';
-import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat, unsupportedFormatName } from '../formats/magic.js';
+import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat, unsupportedCompression, unsupportedFormatName } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { declaredUncompressedSize, knownRawLength, rawImage } from '../formats/raw-image.js';
 import { hasHoles, sparseRawImage } from '../formats/sparse-raw-image.js';
@@ -96,9 +96,7 @@ export async function openDiskImage(
       `${description} is a tar archive, not a disk image: extract its files with cdi-importer import --content-type archive -o DIR (contentType: archive in a DataVolume)`,
     );
   }
-  if (format === 'lzma') {
-    throw badInput(`${description} is LZMA-alone (.lzma) data, which is not supported: recompress it as xz (xz -dc FILE | xz > FILE.xz) or gzip first`);
-  }
+  if (format === 'lzma' || format === 'bzip2') throw badInput(unsupportedCompression(description, format));
   if (format === 'html') {
     const fromTheWeb = /^https?:\/\//.test(description);
     throw badInput(
@@ -222,3 +220,4 @@ async function* explainedScratchNeed(extents: ExtentStream): ExtentStream {
     );
   }
 }
+

@@ -180,6 +180,20 @@ describe('bad input', () => {
     assert.equal(JSON.parse((await runCli(['info', lookalike, '--json'])).stdout).format, 'raw');
   });
 
+  test('bzip2 is refused by name, as a disk image and as an archive (it read as "found raw")', async () => {
+    sh(`bzip2 -c ${raw} > ${dir.join('disk.raw.bz2')} && tar -cf ${dir.join('a.tar')} -C ${dir.path} disk.raw && bzip2 -kf ${dir.join('a.tar')}`);
+    await expectFailure(['import', dir.join('disk.raw.bz2'), '-o', dir.join('o-bz2.img')], /disk\.raw\.bz2 is bzip2-compressed, which is not supported \(nor by CDI\): recompress it as xz/, 'o-bz2');
+    mkdirSync(dir.join('bz2-out'));
+    const archive = await runCli(['import', '--content-type', 'archive', dir.join('a.tar.bz2'), '-o', dir.join('bz2-out')]);
+    assert.equal(archive.code, 1);
+    assert.match(archive.stderr, /a\.tar\.bz2 is bzip2-compressed, which is not supported \(nor by CDI\)/);
+    const lzma = dir.join('a.tar.lzma');
+    sh(`xz --format=lzma -c ${dir.join('a.tar')} > ${lzma}`);
+    const lzmaArchive = await runCli(['import', '--content-type', 'archive', lzma, '-o', dir.join('bz2-out')]);
+    assert.match(lzmaArchive.stderr, /a\.tar\.lzma is LZMA-alone \(\.lzma\) data, which is not supported/);
+    assert.equal(JSON.parse((await runCli(['info', dir.join('disk.raw.bz2'), '--json'])).stdout).format, 'bzip2');
+  });
+
   test('gzip inside gzip is refused', async () => {
     sh(`gzip -c ${dir.join('disk.raw.gz')} > ${dir.join('double.gz')}`);
     await expectFailure(['import', dir.join('double.gz'), '-o', dir.join('o-double.img')], /gzip data inside gzip data is not supported/, 'o-double');
