@@ -338,7 +338,7 @@ class Extraction {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
     }
-    await this.tree.prepareLeaf(rel, entry, false);
+    await this.prepareNonDirectory(rel, entry);
     return openSync(abs, CREATE_FILE, 0o600);
   }
 
@@ -351,6 +351,12 @@ class Extraction {
       placer.place(chunk, write);
     }
     placer.finish();
+  }
+
+  /** Clears the way for a file or link; a directory it replaced (an empty one of ours) gets no mode or time at the end. */
+  private async prepareNonDirectory(rel: string, entry: string): Promise<void> {
+    await this.tree.prepareLeaf(rel, entry, false);
+    this.directoryMeta.delete(this.tree.absolute(rel));
   }
 
   private async directoryEntry(name: string, header: Header): Promise<void> {
@@ -378,7 +384,7 @@ class Extraction {
     const rel = parts.join('/');
     // Checked now for an early, clear failure, and again once every entry is in place.
     await this.checkSymlink(name, parts, target);
-    await this.tree.prepareLeaf(rel, name, false);
+    await this.prepareNonDirectory(rel, name);
     this.tree.addPendingSymlink(rel, { entry: name, target, mtime });
   }
 
@@ -414,7 +420,7 @@ class Extraction {
     const targetStat = lstatSync(targetAbs, { throwIfNoEntry: false }) ?? null;
     if (targetStat === null) throw missing();
     if (!targetStat.isFile()) throw badInput(`archive entry ${quoteEntry(name)}: hard link target ${quoteEntry(linkname)} is not a regular file`);
-    await this.tree.prepareLeaf(rel, name, false);
+    await this.prepareNonDirectory(rel, name);
     const abs = this.tree.absolute(rel);
     await this.fsStep(name, 'create the hard link', () => linkSync(targetAbs, abs));
     this.journal.record(abs, 'other');

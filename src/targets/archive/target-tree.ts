@@ -8,7 +8,7 @@
  * Until then they live in `pendingSymlinks`, which path checks consult like the disk, and count
  * toward the extraction's memory bounds.
  */
-import { lstatSync, mkdirSync, readlinkSync, unlinkSync } from 'node:fs';
+import { lstatSync, mkdirSync, readlinkSync, rmdirSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { badInput } from '../../errors.js';
 import { quoteEntry } from './entry-path.js';
@@ -123,13 +123,25 @@ export class TargetTree {
         this.directories.add(rel);
         return 'exists';
       }
-      throw badInput(`archive entry ${quoteEntry(entry)}: a directory of that name already exists; refusing to replace it`);
+      // An empty directory this extraction made gives way, as with tar -x (an archive appended
+      // to by tar -r that turns a directory into a file); anything else stays.
+      if (this.journal.has(abs) && !this.hasPendingSymlinkUnder(rel) && (await this.fsStep(entry, 'replace', () => removedIfEmpty(abs)))) {
+        this.directories.delete(rel);
+        return 'free';
+      }
+      throw badInput(`archive entry ${quoteEntry(entry)}: a directory of that name already exists${this.journal.has(abs) ? ' and is not empty' : ''}; refusing to replace it`);
     }
     if (!this.journal.has(abs)) {
       throw badInput(`archive entry ${quoteEntry(entry)}: ${quoteEntry(rel)} already exists in the target directory; refusing to overwrite it: extract into an empty directory (remove an earlier extraction first)`);
     }
     await this.fsStep(entry, 'replace', () => unlinkSync(abs));
     return 'free';
+  }
+
+  private hasPendingSymlinkUnder(rel: string): boolean {
+    const prefix = `${rel}/`;
+    for (const key of this.pending.keys()) if (key.startsWith(prefix)) return true;
+    return false;
   }
 
   noteDirectory(rel: string): void {
@@ -199,6 +211,17 @@ export class TargetTree {
       alive.push(found === 'directory');
     }
     return null;
+  }
+}
+
+/** Removes an empty directory; false when it holds something. */
+function removedIfEmpty(abs: string): boolean {
+  try {
+    rmdirSync(abs);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTEMPTY' || (err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
   }
 }
 

@@ -1,6 +1,6 @@
 /** Archives made by GNU tar, extracted by us and by `tar -x`: the trees must match. */
 import assert from 'node:assert/strict';
-import { createReadStream, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { createReadStream, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { extractArchive } from '../../../src/targets/archive/index.js';
 import { buildSampleTree, diffTrees, gnuTar, treeListing, type TarFormat } from '../../support/tar-fixtures.js';
@@ -99,6 +99,28 @@ describe('extractArchive matches tar -x', () => {
       await assert.rejects(extractArchive(createReadStream(archive), ours), /archive entry "\.\/caf\uFFFD": its name holds bytes that are not UTF-8 \(another character set, such as Latin-1\)/);
       assert.deepEqual(treeListing(ours), []);
     }
+  });
+
+  it('tar -r: a file and a symlink appended over empty directories of the same names replace them, as GNU tar does', async () => {
+    // Found by a QA pass: the appended entries were refused ("a directory of that name already exists").
+    const v1 = tmp.join('append-v1');
+    const v2 = tmp.join('append-v2');
+    sh(`mkdir -p '${v1}/e' '${v1}/s' '${v1}/full/inner' '${v2}/full' && chmod 700 '${v1}/e' && printf file > '${v2}/e' && ln -s e '${v2}/s'`);
+    const archive = tmp.join('append.tar');
+    run('tar', ['-cf', archive, '-C', v1, './e', './s']);
+    run('tar', ['-rf', archive, '-C', v2, './e', './s']);
+    const { ours } = await extractBoth(archive);
+    assert.equal(readFileSync(`${ours}/e`, 'latin1'), 'file');
+    assert.equal(statSync(`${ours}/e`).mode & 0o777, 0o644, 'the file keeps its own mode, not the directory\'s');
+    // A directory that holds something is not replaced.
+    writeFileSync(`${v2}/full.txt`, 'x');
+    const refused = tmp.join('append-refused.tar');
+    run('tar', ['-cf', refused, '-C', v1, './full']);
+    sh(`cd '${v2}' && mv full full.d && mv full.txt full && tar -rf '${refused}' ./full`);
+    const out = tmp.join('append-refused-out');
+    mkdirSync(out);
+    await assert.rejects(extractArchive(createReadStream(refused), out), /archive entry "\.\/full": a directory of that name already exists and is not empty; refusing to replace it/);
+    assert.deepEqual(treeListing(out), []);
   });
 
   it('a Python tarfile PAX archive of 2 000-character paths', async () => {
