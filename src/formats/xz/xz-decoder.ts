@@ -100,10 +100,11 @@ function closeGroup(group: SmallGroup): void {
 
 /**
  * An .xz decoder (concatenated streams and stream padding included) that decodes up to
- * PARALLEL_BLOCKS blocks (or runs of small blocks) at a time when the encoder recorded block sizes, and falls back to one
- * liblzma stream decoder when it did not. Each block is handed to liblzma as a one-block stream,
- * so liblzma checks its integrity check and sizes; the stream's own index and footer are checked
- * here against the blocks seen. Output keeps the input's order and is bounded in memory.
+ * PARALLEL_BLOCKS blocks (or runs of small blocks) at a time when the encoder recorded block
+ * sizes, and falls back to one liblzma stream decoder when it did not. Each block (or run) is
+ * handed to liblzma as a stream of its own, so liblzma checks its integrity checks and sizes; the
+ * stream's own index and footer are checked here against the blocks seen. Output keeps the
+ * input's order and is bounded in memory.
  */
 export class XzDecoder extends Duplex {
   /**
