@@ -19,6 +19,8 @@
  *   GET /unknown-total?bytes=N   the first N bytes as the file; Range answered 206 with `Content-Range: bytes S-E/*`
  *                                (allowed: the total is unknown); no Range: 200
  *   GET /no-head                 like /ok, HEAD answers 405
+ *   GET /webrick                 like /ok, but a Range request whose If-Range matches gets 304 Not Modified (Ruby's WEBrick)
+ *   GET /webfs                   like /ok, but a Range that reaches past the end of the file gets 400 Bad Request (webfs)
  *   GET /hop1                    302 → /hop2 → 302 → /ok (same origin)
  *   GET /cross-origin            302 → the other port's /ok
  *   GET /redirect?to=URL         302 → URL
@@ -113,6 +115,8 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
       /** The same file, with the validators of another replica behind a load balancer. */
       otherReplica?: boolean;
       ignoreIfRange?: boolean;
+      ifRangeNotModified?: boolean;
+      rangePastEnd400?: boolean;
       trickle?: { bytes: number; everyMs: number };
     }) => {
       const content = opts.changed ? changedContent : original;
@@ -129,6 +133,14 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
         headers['last-modified'] = lastModified;
         const range = /^bytes=(\d+)-(\d*)$/.exec(header('range') ?? '');
         const ifRange = header('if-range');
+        if (range && ifRange && opts.ifRangeNotModified && (ifRange === etag || ifRange === lastModified)) {
+          res.writeHead(304, { etag, 'last-modified': lastModified }).end();
+          return;
+        }
+        if (range && opts.rangePastEnd400 && range[2] && Number(range[2]) >= content.length) {
+          res.writeHead(400, { 'content-length': 0 }).end();
+          return;
+        }
         if (range && (!ifRange || opts.ignoreIfRange || ifRange === etag || ifRange === lastModified)) {
           start = Number(range[1]);
           end = range[2] ? Math.min(Number(range[2]), content.length - 1) : content.length - 1;
@@ -174,6 +186,10 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
       case '/ok':
       case '/no-head':
         return serve({ ranges: true });
+      case '/webrick':
+        return serve({ ranges: true, ifRangeNotModified: true });
+      case '/webfs':
+        return serve({ ranges: true, rangePastEnd400: true });
       case '/drop':
         return serve({ ranges: true, cut: fault(num('after', 1000), num('times', 1)) });
       case '/stall':

@@ -213,8 +213,10 @@ export class HttpSource implements Source {
         return { url: response.url, response, identity };
       }
       await response.body.dump({ limit: 64 << 10 }).catch(() => {});
-      if (response.statusCode === 416 && probe) {
-        probe = 0; // an empty file has no byte 0
+      // An empty file has no byte 0 (416); webfs answers 400 to a range past the end of a file
+      // smaller than the probe. Either way, a plain GET follows.
+      if ((response.statusCode === 416 || response.statusCode === 400) && probe) {
+        probe = 0;
         continue;
       }
       if (!isRetryableStatus(response.statusCode) || attempt >= this.tuning.retry.retries) {

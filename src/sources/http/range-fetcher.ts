@@ -28,9 +28,20 @@ export function httpRangeFetcher(
     direct?: DirectRangeClient;
   },
 ): RangeFetcher {
-  const validator = ifRangeValue(identity);
+  let validator = ifRangeValue(identity);
   const where = redactedUrl(endpoint.url);
-  const directHeaders = checkedHeaders(endpoint, location, identity);
+  let directHeaders = checkedHeaders(endpoint, location, identity);
+  /**
+   * Ruby's WEBrick answers a Range request whose If-Range matches with 304 Not Modified (as if it
+   * were If-None-Match). The reads go on without If-Range then: every 206 is still checked
+   * against the ETag, Last-Modified and size first seen (samePartialResource).
+   */
+  const refusesIfRange = (statusCode: number): boolean => {
+    if (statusCode !== 304 || validator === undefined) return false;
+    validator = undefined;
+    directHeaders = headersFor(endpoint, location, {});
+    return true;
+  };
   // A server that needs the general path once (chunked bodies, redirects…) gets it from then on.
   let direct = options.direct && DirectRangeClient.suits(endpoint.dispatchers, location, directHeaders) ? options.direct : undefined;
   // Over every read: each one's stalls are few, but a server that stalls after a little on every
@@ -57,6 +68,7 @@ export function httpRangeFetcher(
           }
         }
         if (answer) {
+          if (refusesIfRange(answer.statusCode)) continue;
           if (answer.data && !samePartialResource(identity, answer.headers)) throw resourceChanged(where);
           if (answer.data) {
             stalls.progressed(length - done);
@@ -77,6 +89,7 @@ export function httpRangeFetcher(
           return target.subarray(0, done + body.length);
         }
         discardBody(response);
+        if (refusesIfRange(response.statusCode)) continue;
         throw notTheRange(where, from, end, { statusCode: response.statusCode, contentRange, headers: response.headers });
       } catch (err) {
         if (options.signal.aborted) throw options.signal.reason ?? err;

@@ -44,6 +44,8 @@ const PRODUCTIVE_RESUME_BYTES = 256 << 10;
 export class ResumableBody extends Readable {
   private received = 0;
   private failuresInARow = 0;
+  /** The server answered If-Range with 304: resumes go without it. */
+  private ifRangeRefused = false;
   /** Retries so far, and those of them that used the resume budget (see PRODUCTIVE_RESUME_BYTES). */
   private resumes = 0;
   private unproductiveResumes = 0;
@@ -213,7 +215,9 @@ export class ResumableBody extends Readable {
       const { client, location, headers } = this.direct;
       return { body: new DirectRangeBody(client, location, headers, this.received, { ...this.identity, size }, this.options.stallMs), skip: 0 };
     }
-    const validator = ifRangeValue(this.identity);
+    // A server that answered If-Range with 304 (Ruby's WEBrick) is asked without it: each 206 is
+    // still checked against the identity first seen.
+    const validator = this.ifRangeRefused ? undefined : ifRangeValue(this.identity);
     // Range is worth asking even without Accept-Ranges (many servers omit it); a 200 answer
     // is handled as a restart.
     const resuming = this.received > 0;
@@ -242,6 +246,10 @@ export class ResumableBody extends Readable {
       return { body: response.body, skip: this.received };
     }
     await response.body.dump({ limit: 64 << 10 }).catch(() => {});
+    if (statusCode === 304 && validator !== undefined) {
+      this.ifRangeRefused = true;
+      return this.reopen();
+    }
     if (isRetryableStatus(statusCode)) throw new RetryableFailure(`the server answered ${statusText(statusCode)}`, retryAfterMs(response.headers));
     if (!resuming) throw statusError(statusCode, this.endpoint.url, this.endpoint.auth?.username);
     if (statusCode === 416) {

@@ -161,6 +161,33 @@ describe('HttpSource under faults', () => {
     }
   });
 
+  it('a server that answers If-Range with 304 (Ruby\'s WEBrick): streamed and read by Range without If-Range, every byte right', async () => {
+    // Found by a QA pass against real servers: an import of a qcow2 from WEBrick failed ("expected status code 206, got 304").
+    const before = requestsTo('/webrick').length;
+    const { digest } = await download('/webrick', {}, quickTuning);
+    assert.equal(digest.sha256, expected);
+    const source = new HttpSource(`${server.url}webrick`, {}, quickTuning);
+    const ranged = await source.open(new AbortController().signal);
+    const data = await ranged.randomAccess!.read(2_000_000, 100_000);
+    assert.ok(data.equals(content.subarray(2_000_000, 2_100_000)));
+    await ranged.randomAccess!.close();
+    ranged.stream.destroy();
+    assert.ok(requestsTo('/webrick').slice(before).some((r) => r.ifRange === undefined && r.range !== undefined), 'asked again without If-Range');
+  });
+
+  it('a file smaller than the Range probe from a server that answers a range past its end with 400 (webfs): a plain GET', async () => {
+    const small = randomContent(20_000);
+    const smallServer = await startFaultServer(small);
+    try {
+      const source = new HttpSource(`${smallServer.url}webfs`, {}, quickTuning);
+      const opened = await source.open(new AbortController().signal);
+      await opened.randomAccess?.close();
+      assert.equal((await digestStream(opened.stream)).sha256, sha256(small));
+    } finally {
+      await smallServer.stop();
+    }
+  });
+
   it('a slow but steady download is not a stall: the stall timeout counts time without (enough) bytes', async () => {
     const before = requestsTo('/trickle').length;
     // 64 KiB every 100 ms: a 1 MiB batch takes 1.6 s, more than the 1.2 s stall timeout; 16 KiB
