@@ -28,6 +28,9 @@ export function proxySettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Prox
   return { httpProxy: proxyUrl('http_proxy'), httpsProxy: proxyUrl('https_proxy'), noProxy: pick('no_proxy') };
 }
 
+/** The largest answer head read (see the Agent options below). */
+export const MAX_HEADER_BYTES = 1 << 20;
+
 /** No byte for this long stalls a download (`--stall-timeout`); it is resumed then. */
 export function stallTimeoutMs(transport: TransportOptions): number {
   return (transport.stallTimeoutSeconds ?? 60) * 1000;
@@ -76,6 +79,9 @@ export class SourceDispatchers {
       bodyTimeout: 0,
       // A silent answer mid-download is a stall (the first one may wait longer: firstAnswerWaitMs).
       headersTimeout: stallTimeoutMs(transport),
+      // undici's 16 KiB limit refuses heads that servers with large policy or cookie headers send
+      // (curl takes 100 KiB a header, Go 1 MiB in all): 1 MiB, which keeps memory bounded.
+      maxHeaderSize: MAX_HEADER_BYTES,
     };
     this.makeDirect = (tls) => new (undici().Agent)({ ...common, ...(tls ? { connect: tls } : {}) });
     const proxyTls = (proxyUrl: string) =>

@@ -162,6 +162,8 @@ export function transportError(err: unknown, url: URL, proxy?: string): ImportEr
     message = `cannot reach ${proxyHost ? `the proxy ${proxyHost}` : host}: no route to host`;
   } else if (has('UND_ERR_CONNECT_TIMEOUT')) {
     message = `timed out connecting to ${proxyHost ? `the proxy ${proxyHost}` : host}`;
+  } else if (has('UND_ERR_HEADERS_OVERFLOW')) {
+    message = `${host} sent an answer head (status line and headers) larger than the 1 MiB cdi-importer reads; check the server's configuration`;
   } else if (err instanceof StallError && err.bytes > 0) {
     message = `${host} sent too slowly (${detail}); check the network or the server`;
   } else if (has('UND_ERR_HEADERS_TIMEOUT', 'CDI_STALLED')) {

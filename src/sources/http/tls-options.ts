@@ -17,6 +17,12 @@ export interface TlsConnectOptions {
   key?: string;
   minVersion: 'TLSv1.2';
   rejectUnauthorized: boolean;
+  /**
+   * With the user's CAs: a certificate among them ends the chain even if it is not a root (the
+   * server's own certificate, or an intermediate, as `openssl s_client -showcerts` prints first),
+   * as curl (OpenSSL's partial chains) and Go (CDI) accept it.
+   */
+  allowPartialTrustChain?: boolean;
 }
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g;
@@ -72,6 +78,7 @@ export function tlsConnectOptions(extraCaPaths: readonly string[] = [], insecure
   return {
     ...(system || extra.length > 0 ? { ca: [...(system ?? tls().rootCertificates), ...nodeExtraCaCertificates(env), ...extra] } : {}),
     ...client,
+    ...(extra.length > 0 ? { allowPartialTrustChain: true } : {}),
     minVersion: 'TLSv1.2',
     rejectUnauthorized: !insecure,
   };

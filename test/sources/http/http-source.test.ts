@@ -97,6 +97,16 @@ describe('HttpSource against nginx', () => {
     assert.doesNotMatch(error.message, /s3cr3t|t0k3n/);
   });
 
+  it('downloads over HTTPS with the server\'s own certificate given as --ca-cert (a partial chain, as curl and Go accept)', async () => {
+    // Found by a QA pass: users pass the first certificate `openssl s_client -showcerts` prints.
+    assert.doesNotMatch(readFileSync(certs.valid.cert, 'utf8'), /BEGIN CERTIFICATE[\s\S]*BEGIN CERTIFICATE/, 'the leaf alone');
+    const { digest } = await fetchAll(`${nginx.https}disk.img`, { caPaths: [certs.valid.cert] });
+    assert.equal(digest.sha256, expected);
+    // Still checked: another server's certificate is no CA of this one.
+    const error = await failure(`${nginx.https}disk.img`, { caPaths: [certs.expired.cert] });
+    assert.match(error.message, /unknown certificate authority/);
+  });
+
   it('downloads over HTTPS with the CA given as a file', async () => {
     const { digest } = await fetchAll(`${nginx.https}disk.img`, { caPaths: [certs.caCert] });
     assert.equal(digest.sha256, expected);
