@@ -20,6 +20,7 @@
  *                                (allowed: the total is unknown); no Range: 200
  *   GET /no-head                 like /ok, HEAD answers 405
  *   GET /webrick                 like /ok, but a Range request whose If-Range matches gets 304 Not Modified (Ruby's WEBrick)
+ *   GET /redirect-utf8           302 → /named?file=é with the UTF-8 bytes unencoded in Location; /named serves /ok only for that name
  *   GET /big-headers             like /ok without Range support, with 24 KiB of response headers (large policy headers)
  *   GET /webfs                   like /ok, but a Range that reaches past the end of the file gets 400 Bad Request (webfs)
  *   GET /hop1                    302 → /hop2 → 302 → /ok (same origin)
@@ -189,6 +190,11 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
         return serve({ ranges: true });
       case '/webrick':
         return serve({ ranges: true, ifRangeNotModified: true });
+      case '/redirect-utf8':
+        return void res.writeHead(302, { location: Buffer.from('/named?file=é').toString('latin1') }).end();
+      case '/named':
+        if (url.searchParams.get('file') !== 'é') return void res.writeHead(404).end();
+        return serve({ ranges: true });
       case '/big-headers':
         for (let i = 0; i < 6; i++) res.setHeader(`x-policy-${i}`, 'p'.repeat(4000));
         return serve({ ranges: false });

@@ -111,7 +111,7 @@ export async function getFollowingRedirects(
     if (hop >= MAX_REDIRECTS) throw cannotConnect(`too many redirects (more than ${MAX_REDIRECTS}) from ${redactedUrl(endpoint.url)}`);
     let next: URL;
     try {
-      next = new URL(location, url);
+      next = new URL(locationText(location), url);
     } catch {
       throw cannotConnect(`invalid redirect location ${JSON.stringify(location)} from ${redactedUrl(url)}`);
     }
@@ -119,5 +119,20 @@ export async function getFollowingRedirects(
       throw cannotConnect(`redirect to unsupported scheme ${next.protocol} from ${redactedUrl(url)}`);
     }
     url = next;
+  }
+}
+
+/**
+ * A Location header as the server meant it. Header values arrive one character per byte; a server
+ * that puts a path's UTF-8 bytes there unencoded (nginx's `return 301 /$1` with a decoded capture)
+ * means those characters, as curl and Go (CDI) read them: read as Latin-1, `é` would become
+ * `Ã©` and the redirect a 404.
+ */
+function locationText(raw: string): string {
+  if (!/[\x80-\xff]/.test(raw)) return raw;
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(raw, 'latin1'));
+  } catch {
+    return raw;
   }
 }
