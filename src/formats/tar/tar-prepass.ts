@@ -319,10 +319,12 @@ export class TarPrepass extends Transform {
     this.localPax = null;
     this.longName = null;
     let size = headerSize;
-    const paxSize = pax?.filter(([k]) => k === 'size').pop()?.[1];
+    // A key given twice counts as tar-stream counts it: the last one.
+    const lastPax = (key: string) => pax?.filter(([k]) => k === key).pop()?.[1];
+    const paxSize = lastPax('size');
     // GNU tar's PAX sparse 1.0 keeps the real name in GNU.sparse.name alone (no path record), and
     // the extractor names the file by it.
-    const paxPath = pax?.filter(([k]) => k === 'GNU.sparse.name' || k === 'path').sort(([a], [b]) => (a === b ? 0 : a === 'path' ? -1 : 1)).pop()?.[1];
+    const paxPath = lastPax('GNU.sparse.name') ?? lastPax('path');
     if (paxSize) size = parseInt(paxSize, 10); // tar-stream's own rule
     if (!Number.isSafeInteger(size) || size < 0) {
       this.passthrough = true; // tar-stream reports "Invalid header"

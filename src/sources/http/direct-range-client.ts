@@ -16,7 +16,7 @@ import { createRequire } from 'node:module';
 import net from 'node:net';
 import { monotonicMs } from '../../util/monotonic-clock.js';
 import { noteBodyBytes, StallError } from './http-errors.js';
-import { MIN_PROGRESS_BYTES } from './stall-watch.js';
+import { ProgressWindow } from './stall-watch.js';
 import type { TlsConnectOptions } from './tls-options.js';
 
 /** node:tls, loaded for https only (with node:crypto, ~15 ms of a plain-http import's start). */
@@ -222,19 +222,12 @@ export class DirectRangeClient {
       let sentAt = 0;
       // The socket's timeout catches silence; a trickle (less than MIN_PROGRESS_BYTES in a whole
       // timeout) is caught here, as bytes arrive.
-      let windowAt = 0;
-      let windowBytes = 0;
+      const progress = new ProgressWindow(monotonicMs);
       const trickled = (bytes: number): boolean => {
-        windowBytes += bytes;
-        const now = monotonicMs();
-        if (windowBytes >= MIN_PROGRESS_BYTES) {
-          windowAt = now;
-          windowBytes = 0;
-          return false;
-        }
-        if (now - windowAt < silenceMs) return false;
-        finish(new StallError(silenceMs / 1000, windowBytes));
-        return true;
+        progress.received(bytes);
+        const stall = progress.stalled(silenceMs);
+        if (stall) finish(stall);
+        return stall !== undefined;
       };
 
       const finish = (error: unknown, reuse = false) => {
@@ -324,8 +317,8 @@ export class DirectRangeClient {
         if (received === length) return finish(undefined, true);
         // The answer is here: from now on a silence is a stall, however long the head could take.
         if (silenceMs !== timeouts.stallMs) socket.setTimeout((silenceMs = timeouts.stallMs));
-        windowAt = monotonicMs();
-        windowBytes = 0;
+        progress.close();
+        progress.open();
         conn.target = body.subarray(received, length);
       };
 
@@ -372,7 +365,8 @@ export class DirectRangeClient {
       socket.on('timeout', onTimeout);
       socket.setTimeout(silenceMs);
       if (socket.destroyed || conn.broken) return failure(Object.assign(new Error('socket closed'), { code: 'ECONNRESET' }));
-      sentAt = windowAt = monotonicMs();
+      sentAt = monotonicMs();
+      progress.open();
       socket.write(request, 'latin1');
     });
   }

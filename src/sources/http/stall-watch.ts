@@ -12,16 +12,59 @@ import { noteBodyBytes, StallError } from './http-errors.js';
 export const MIN_PROGRESS_BYTES = 16 << 10;
 
 /**
+ * Network time since the last MIN_PROGRESS_BYTES arrived: the measure of a stall, silent or
+ * trickling. Shared by the watchdog (undici bodies, on a timer) and the direct Range client
+ * (checked as bytes arrive; its socket timeout catches silence).
+ */
+export class ProgressWindow {
+  /** Start of the current window, 0 while not waiting for the network. */
+  private since = 0;
+  /** Bytes received in the current window, and when the last of them came. */
+  private bytes = 0;
+  private lastByteAt = 0;
+
+  constructor(private readonly now: () => number) {}
+
+  /** Waiting for the network from now (a window already open goes on). */
+  open(): void {
+    if (this.since === 0) {
+      this.since = this.now();
+      this.bytes = 0;
+    }
+  }
+
+  /** Not waiting for the network (the consumer is the slow side): nothing counts until open(). */
+  close(): void {
+    this.since = 0;
+    this.bytes = 0;
+  }
+
+  /** Bytes arrived: enough of them start a new window. */
+  received(bytes: number): void {
+    this.open();
+    this.bytes += bytes;
+    this.lastByteAt = this.now();
+    if (this.bytes >= MIN_PROGRESS_BYTES) {
+      this.since = this.lastByteAt;
+      this.bytes = 0;
+    }
+  }
+
+  /** The stall once the window has lasted `stallMs`: silent since the last byte, or a trickle all along. */
+  stalled(stallMs: number): StallError | undefined {
+    const now = this.now();
+    if (this.since === 0 || now - this.since < stallMs) return undefined;
+    return new StallError(stallMs / 1000, now - this.lastByteAt >= stallMs ? 0 : this.bytes);
+  }
+}
+
+/**
  * One coarse timer per body rather than one per chunk (a body is thousands of chunks): the
  * reader marks when it starts waiting for the network and what arrives; time spent waiting for
  * the consumer is not network time and never counts.
  */
 export class StallWatchdog {
-  /** Start of the current window of network time, 0 while not waiting for the network. */
-  private since = 0;
-  /** Bytes received in the current window, and when the last of them came. */
-  private bytes = 0;
-  private lastByteAt = 0;
+  private readonly window = new ProgressWindow(Date.now);
   private readonly timer: NodeJS.Timeout;
 
   constructor(
@@ -30,13 +73,10 @@ export class StallWatchdog {
   ) {
     this.timer = setInterval(
       () => {
-        const now = Date.now();
-        if (this.since && now - this.since >= stallMs) {
-          // Silent since the last byte, or a trickle all along.
-          const bytes = now - this.lastByteAt >= stallMs ? 0 : this.bytes;
-          this.idle();
-          onStall(new StallError(stallMs / 1000, bytes));
-        }
+        const stall = this.window.stalled(stallMs);
+        if (!stall) return;
+        this.window.close();
+        onStall(stall);
       },
       Math.max(10, Math.min(1000, stallMs / 4)),
     );
@@ -45,27 +85,17 @@ export class StallWatchdog {
 
   /** Waiting for the network from now (a window already open goes on). */
   waiting(): void {
-    if (this.since === 0) {
-      this.since = Date.now();
-      this.bytes = 0;
-    }
+    this.window.open();
   }
 
   /** Bytes arrived: enough of them start a new window. */
   received(bytes: number): void {
-    this.waiting();
-    this.bytes += bytes;
-    this.lastByteAt = Date.now();
-    if (this.bytes >= MIN_PROGRESS_BYTES) {
-      this.since = Date.now();
-      this.bytes = 0;
-    }
+    this.window.received(bytes);
   }
 
   /** Not waiting for the network (the consumer is the slow side). */
   idle(): void {
-    this.since = 0;
-    this.bytes = 0;
+    this.window.close();
   }
 
   stop(): void {
