@@ -13,7 +13,7 @@ import { EarlyFlush } from './early-flush.js';
 import { cleanUpOnForcedExit } from '../util/forced-exit.js';
 import { tryLock } from '../util/fs-ext.js';
 import { removeStaleTemporaries, temporaryName } from './temporary-names.js';
-import { copyBetweenFiles, FileCopyError } from '../util/file-copy.js';
+import { FileCopier, FileCopyError } from '../util/file-copy.js';
 import type { LocalFile } from '../extents.js';
 
 const debug = debuglog('cdi-importer');
@@ -48,6 +48,8 @@ export class SparseFileTarget implements DiskTarget {
   private highWater = 0;
   private finished = false;
   private earlyFlush?: EarlyFlush;
+  /** Copies copyFrom() hands to native code, a batch at a time (made on the first copyFrom). */
+  private copier?: FileCopier;
   /** copyFrom()s in flight. */
   private readonly copies = new Set<Promise<number>>();
   /** Bytes copyFrom() was given (NODE_DEBUG=cdi-importer reports them). */
@@ -119,7 +121,8 @@ export class SparseFileTarget implements DiskTarget {
   }
 
   async copyFrom(file: LocalFile, position: number, offset: number, length: number): Promise<number> {
-    const copy = copyBetweenFiles(file.fd, this.handle!.fd, position, offset, length);
+    this.copier ??= new FileCopier(this.handle!.fd);
+    const copy = this.copier.copy(file.fd, position, offset, length);
     // The descriptors are used by a pool thread Node does not know of: abort() and finish() wait
     // for the copies before closing (a closed number can be reused by the next open).
     this.copies.add(copy);

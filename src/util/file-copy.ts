@@ -3,18 +3,18 @@ import { getSystemErrorName } from 'node:util';
 
 const require = createRequire(import.meta.url);
 
-type NativeCallback = (err: { errno: number; syscall: 'read' | 'write' } | null, written: number) => void;
+type NativeCallback = (err: { errno: number; syscall: 'read' | 'write' } | null) => void;
 interface FileCopyModule {
-  copyData(source: number, target: number, sourcePosition: number, targetPosition: number, length: number, callback: NativeCallback): void;
+  copyRuns(source: number, target: number, runs: Float64Array, written: Float64Array, callback: NativeCallback): void;
 }
 
 let loaded: FileCopyModule | null | undefined;
 
 /**
  * native/file-copy, an optional module of ours (built by npm ci with fs-ext): copies data between
- * two local files on a pool thread, all-zero 4 KiB blocks left as holes. Undefined when it did not
- * build, or with CDI_IMPORTER_NATIVE_COPY=0: the bytes then go through JavaScript, with the same
- * output.
+ * two local files with a reader and a writer thread, all-zero 4 KiB blocks left as holes.
+ * Undefined when it did not build, or with CDI_IMPORTER_NATIVE_COPY=0: the bytes then go through
+ * JavaScript, with the same output.
  */
 function fileCopyModule(): FileCopyModule | undefined {
   if (loaded === undefined) {
@@ -43,18 +43,61 @@ export class FileCopyError extends Error {
 }
 
 /**
- * Copies [sourcePosition, +length) of `source` to `targetPosition` in `target`, leaving out all-zero
- * 4 KiB blocks (aligned to the target's offsets), as zero-runs.ts leaves them out of writes from
- * memory. Resolves to the bytes written. Only when canCopyBetweenFiles().
+ * A batch stops taking runs at this many bytes: its callers hear of their runs only when the whole
+ * batch is done, and the next batch starts only then, its threads started afresh. The 2 GiB qcow2
+ * benchmark (820 MB of data runs), medians of 9: batches of 32 MiB 0.422 s, 128 MiB 0.391 s, 512
+ * MiB no better (qemu-img 0.36 s).
  */
-export function copyBetweenFiles(source: number, target: number, sourcePosition: number, targetPosition: number, length: number): Promise<number> {
-  const module = fileCopyModule()!;
-  return new Promise((resolve, reject) => {
-    module.copyData(source, target, sourcePosition, targetPosition, length, (err, written) => {
-      if (!err) return resolve(written);
-      reject(new FileCopyError(err.syscall, systemError(err.errno, err.syscall)));
+const MAX_BATCH_BYTES = 128 << 20;
+
+interface Batch {
+  source: number;
+  /** (sourcePosition, targetPosition, length) triples. */
+  runs: number[];
+  bytes: number;
+  callers: { resolve: (written: number) => void; reject: (err: FileCopyError) => void }[];
+}
+
+/**
+ * Copies runs of local files into one target file, leaving out all-zero 4 KiB blocks (aligned to
+ * the target's offsets), as zero-runs.ts leaves them out of writes from memory. One batch runs at
+ * a time, natively, with its reads overlapping its writes and one write at a time (qemu-img's
+ * shape); the runs asked for while it runs make the next batch. Only when canCopyBetweenFiles().
+ */
+export class FileCopier {
+  private readonly queue: Batch[] = [];
+  private running = false;
+  /** Batches started so far (the tests check that runs asked for together are copied together). */
+  batchesStarted = 0;
+
+  constructor(private readonly target: number) {}
+
+  /** Copies [sourcePosition, +length) of `source` to `targetPosition`; resolves to the bytes written (holes left out). */
+  copy(source: number, sourcePosition: number, targetPosition: number, length: number): Promise<number> {
+    let batch = this.queue.at(-1);
+    if (!batch || batch.source !== source || batch.bytes >= MAX_BATCH_BYTES) {
+      batch = { source, runs: [], bytes: 0, callers: [] };
+      this.queue.push(batch);
+    }
+    batch.runs.push(sourcePosition, targetPosition, length);
+    batch.bytes += length;
+    const copied = new Promise<number>((resolve, reject) => batch.callers.push({ resolve, reject }));
+    if (!this.running) this.startNext();
+    return copied;
+  }
+
+  private startNext(): void {
+    const batch = this.queue.shift();
+    this.running = batch !== undefined;
+    if (!batch) return;
+    this.batchesStarted++;
+    const written = new Float64Array(batch.callers.length);
+    fileCopyModule()!.copyRuns(batch.source, this.target, Float64Array.from(batch.runs), written, (err) => {
+      const failure = err && new FileCopyError(err.syscall, systemError(err.errno, err.syscall));
+      batch.callers.forEach((caller, i) => (failure ? caller.reject(failure) : caller.resolve(written[i]!)));
+      this.startNext();
     });
-  });
+  }
 }
 
 /** The error for a source file that ends before bytes it should hold (it shrank while being read). */

@@ -1,13 +1,14 @@
 /**
  * The native copy between local files (native/file-copy, src/util/file-copy.ts) and the file
  * target's copyFrom(): the bytes arrive unchanged at any offset, all-zero 4 KiB blocks stay holes
- * exactly as writes from memory leave them (zero-runs.ts), and failures say which side failed.
+ * exactly as writes from memory leave them (zero-runs.ts), runs asked for together are copied in
+ * one batch, and failures say which side failed.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, ftruncateSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { canCopyBetweenFiles, copyBetweenFiles, FileCopyError } from '../../src/util/file-copy.js';
+import { canCopyBetweenFiles, FileCopier, FileCopyError } from '../../src/util/file-copy.js';
 import { SparseFileTarget } from '../../src/targets/sparse-file-target.js';
 import { dataRuns } from '../../src/targets/zero-runs.js';
 import { dataBytes, makeTempDir, type TempDir } from '../support/tools.js';
@@ -42,7 +43,7 @@ for (const targetPosition of [0, 512, 4 * KiB + 100]) {
     const sourceFd = openSync(source, 'r');
     const copiedFd = openSync(copied, 'w');
     try {
-      const bytes = await copyBetweenFiles(sourceFd, copiedFd, 777, targetPosition, data.length);
+      const bytes = await new FileCopier(copiedFd).copy(sourceFd, 777, targetPosition, data.length);
       // What a write from memory writes (sparse-file-target's write()): the runs of dataRuns().
       assert.equal(bytes, dataRuns(data, targetPosition).reduce((sum, run) => sum + run.end - run.start, 0));
     } finally {
@@ -55,6 +56,67 @@ for (const targetPosition of [0, 512, 4 * KiB + 100]) {
     assert.equal(dataBytes(copied), referenceDataBytes(data, targetPosition, dir.join(`reference-${targetPosition}`)));
   });
 }
+
+test('many runs from two files, asked for at once and in no order: copied in a batch per file, each byte in its place', async () => {
+  // 300 runs of 1-40 KiB (a qcow2's clusters are runs like these), half from each of two files, asked
+  // for in shuffled order, first those of one file, then those of the other.
+  const sources = [patterned(), patterned()];
+  const paths = sources.map((data, i) => dir.join(`many-source-${i}`));
+  sources.forEach((data, i) => writeFileSync(paths[i]!, data));
+  const runs: { file: number; from: number; to: number; length: number }[] = [];
+  let at = 0;
+  for (let i = 0; i < 300; i++) {
+    const length = (1 + ((i * 7919) % 40)) * KiB - (i % 3) * 100;
+    runs.push({ file: i % 2, from: (i * 104729) % (sources[0]!.length - length), to: at, length });
+    at += length + (i % 5 === 0 ? 8 * KiB : 0);
+  }
+  const order = runs.map((_, i) => i).sort((a, b) => (a % 2) - (b % 2) || ((a * 31) % 300) - ((b * 31) % 300));
+  const expected = Buffer.alloc(at);
+  for (const run of runs) sources[run.file]!.copy(expected, run.to, run.from, run.from + run.length);
+  const fds = paths.map((file) => openSync(file, 'r'));
+  const out = dir.join('many-out');
+  const outFd = openSync(out, 'w');
+  const copier = new FileCopier(outFd);
+  try {
+    const written = await Promise.all(order.map((i) => copier.copy(fds[runs[i]!.file]!, runs[i]!.from, runs[i]!.to, runs[i]!.length)));
+    order.forEach((i, k) => {
+      const run = runs[i]!;
+      const bytes = sources[run.file]!.subarray(run.from, run.from + run.length);
+      assert.equal(written[k], dataRuns(bytes, run.to).reduce((sum, r) => sum + r.end - r.start, 0), `run ${i}: bytes written`);
+    });
+    // The first run starts alone; the rest wait for it and go together, a batch per file.
+    assert.equal(copier.batchesStarted, 3);
+  } finally {
+    fds.forEach((fd) => closeSync(fd));
+    closeSync(outFd);
+  }
+  truncateSync(out, at);
+  assert.ok(readFileSync(out).equals(expected), 'the copies differ from their sources');
+});
+
+test('a failed batch fails every run in it, and the runs asked for after it are still copied', async () => {
+  const source = dir.join('batch-source');
+  const data = randomBytes(64 * KiB);
+  writeFileSync(source, data);
+  const sourceFd = openSync(source, 'r');
+  const out = dir.join('batch-out');
+  const outFd = openSync(out, 'w');
+  const copier = new FileCopier(outFd);
+  try {
+    const first = copier.copy(sourceFd, 0, 0, 4 * KiB); // runs alone, and holds the next ones together
+    const bad = [copier.copy(sourceFd, 60 * KiB, 4 * KiB, 8 * KiB), copier.copy(sourceFd, 0, 12 * KiB, 4 * KiB)]; // the first reads past the end
+    await first;
+    for (const result of await Promise.allSettled(bad)) {
+      assert.equal(result.status, 'rejected');
+      assert.equal((result as PromiseRejectedResult).reason.cause.code, 'EOF');
+    }
+    assert.equal(await copier.copy(sourceFd, 16 * KiB, 16 * KiB, 16 * KiB), 16 * KiB);
+  } finally {
+    closeSync(sourceFd);
+    closeSync(outFd);
+  }
+  assert.ok(readFileSync(out).subarray(16 * KiB, 32 * KiB).equals(data.subarray(16 * KiB, 32 * KiB)));
+});
 
 /** Data bytes of a file made by positional writes of dataRuns(data, position) at `position`. */
 function referenceDataBytes(data: Buffer, position: number, file: string): number {
@@ -78,7 +140,7 @@ test('a source that ends before the length asked: a read failure, "ended before 
   const sourceFd = openSync(source, 'r');
   const targetFd = openSync(dir.join('short-out'), 'w');
   try {
-    const err = await copyBetweenFiles(sourceFd, targetFd, 0, 0, 20 * KiB).then(() => undefined, (e: unknown) => e);
+    const err = await new FileCopier(targetFd).copy(sourceFd, 0, 0, 20 * KiB).then(() => undefined, (e: unknown) => e);
     assert.ok(err instanceof FileCopyError);
     assert.equal(err.side, 'read');
     assert.equal(err.cause.code, 'EOF');
@@ -95,7 +157,7 @@ test('a target that refuses writes: a write failure with the system error code',
   const sourceFd = openSync(source, 'r');
   const targetFd = openSync(dir.join('read-only-out'), 'r');
   try {
-    const err = await copyBetweenFiles(sourceFd, targetFd, 0, 0, 8 * KiB).then(() => undefined, (e: unknown) => e);
+    const err = await new FileCopier(targetFd).copy(sourceFd, 0, 0, 8 * KiB).then(() => undefined, (e: unknown) => e);
     assert.ok(err instanceof FileCopyError);
     assert.equal(err.side, 'write');
     assert.equal(err.cause.code, 'EBADF');
