@@ -210,6 +210,8 @@ export class SparseFileTarget implements DiskTarget {
 
   async abort(): Promise<void> {
     if (this.finished) return;
+    // The batch being copied is waited for (it uses the descriptor); the ones queued behind it are dropped.
+    this.copier?.dropQueued(new Error('the import stopped before this copy started'));
     await Promise.allSettled(this.copies);
     await this.handle?.close().catch(() => {});
     this.handle = undefined;

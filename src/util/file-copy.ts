@@ -55,7 +55,7 @@ interface Batch {
   /** (sourcePosition, targetPosition, length) triples. */
   runs: number[];
   bytes: number;
-  callers: { resolve: (written: number) => void; reject: (err: FileCopyError) => void }[];
+  callers: { resolve: (written: number) => void; reject: (err: Error) => void }[];
 }
 
 /**
@@ -84,6 +84,11 @@ export class FileCopier {
     const copied = new Promise<number>((resolve, reject) => batch.callers.push({ resolve, reject }));
     if (!this.running) this.startNext();
     return copied;
+  }
+
+  /** Drops the batches not started yet (an import that stops): their runs fail with `reason`. */
+  dropQueued(reason: Error): void {
+    for (const batch of this.queue.splice(0)) for (const caller of batch.callers) caller.reject(reason);
   }
 
   private startNext(): void {

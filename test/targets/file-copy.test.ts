@@ -118,6 +118,27 @@ test('a failed batch fails every run in it, and the runs asked for after it are 
   assert.ok(readFileSync(out).subarray(16 * KiB, 32 * KiB).equals(data.subarray(16 * KiB, 32 * KiB)));
 });
 
+test('an import that stops drops the batches not started yet; the one being copied finishes', async () => {
+  const source = dir.join('drop-source');
+  writeFileSync(source, randomBytes(256 * KiB));
+  const sourceFd = openSync(source, 'r');
+  const out = dir.join('drop-out');
+  const outFd = openSync(out, 'w');
+  const copier = new FileCopier(outFd);
+  try {
+    const running = copier.copy(sourceFd, 0, 0, 128 * KiB);
+    const queued = Promise.allSettled([copier.copy(sourceFd, 128 * KiB, 128 * KiB, 64 * KiB), copier.copy(sourceFd, 192 * KiB, 192 * KiB, 64 * KiB)]);
+    copier.dropQueued(new Error('stopped'));
+    assert.equal(await running, 128 * KiB);
+    for (const result of await queued) assert.equal(result.status === 'rejected' && result.reason.message, 'stopped');
+    assert.equal(copier.batchesStarted, 1);
+  } finally {
+    closeSync(sourceFd);
+    closeSync(outFd);
+  }
+  assert.equal(readFileSync(out).length, 128 * KiB, 'nothing of the dropped runs was written');
+});
+
 /** Data bytes of a file made by positional writes of dataRuns(data, position) at `position`. */
 function referenceDataBytes(data: Buffer, position: number, file: string): number {
   const fd = openSync(file, 'w');
