@@ -26,13 +26,26 @@ export function statusError(statusCode: number, url: URL, username: string | und
       : 'without credentials; pass --user and --password or --secret (a secretRef in a DataVolume) if the server needs them';
     return cannotConnect(`access denied (${statusText(statusCode)}) to ${where} ${who}${tail}`);
   }
-  // 429 is said only once the retries (which honour Retry-After) have run out.
-  const advice =
-    statusCode === 429
-      ? `; the server is limiting requests: try again later${username ? '' : ', or with credentials (anonymous pulls from Docker Hub are rate-limited)'}`
-      : '';
-  return cannotConnect(`expected status code 200, got ${statusCode}. Status: ${statusText(statusCode)} (${where})${tail}${advice}`);
+  return cannotConnect(`expected status code 200, got ${statusCode}. Status: ${statusText(statusCode)} (${where})${tail}${statusAdvice(statusCode, url, username)}`);
 }
+
+/** What to do about a status, after CDI's words for it (kept as they are: scripts match them). */
+function statusAdvice(statusCode: number, url: URL, username: string | undefined): string {
+  switch (statusCode) {
+    case 404:
+    case 410:
+      return '; check the URL: the server has no file at that path';
+    case 400:
+      // nginx and others answer a plain request on their TLS port with 400 ("The plain HTTP request was sent to HTTPS port").
+      return url.protocol === 'http:' ? '; if that port serves HTTPS, use an https:// URL' : '';
+    case 429:
+      // Said only once the retries (which honour Retry-After) have run out.
+      return `; the server is limiting requests: try again later${username ? '' : ', or with credentials (anonymous pulls from Docker Hub are rate-limited)'}`;
+    default:
+      return '';
+  }
+}
+
 
 /**
  * A failure worth another try that is not a socket error: a busy server's status, a body cut

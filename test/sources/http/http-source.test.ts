@@ -91,10 +91,18 @@ describe('HttpSource against nginx', () => {
     assert.match(error.message, /401 Unauthorized.*without credentials; pass --user and --password/);
   });
 
-  it('reports 404 with the CDI phrase; query values (a presigned URL\'s signature) are not shown', async () => {
+  it('reports 404 with the CDI phrase, then what to do; query values (a presigned URL\'s signature) are not shown', async () => {
     const error = await failure(`${nginx.http}missing.img?X-Amz-Signature=s3cr3t&token=t0k3n`);
-    assert.match(error.message, /^expected status code 200, got 404\. Status: 404 Not Found \(http:\/\/127\.0\.0\.1:\d+\/missing\.img\?X-Amz-Signature=\*\*\*&token=\*\*\*\)$/);
+    assert.match(
+      error.message,
+      /^expected status code 200, got 404\. Status: 404 Not Found \(http:\/\/127\.0\.0\.1:\d+\/missing\.img\?X-Amz-Signature=\*\*\*&token=\*\*\*\); check the URL: the server has no file at that path$/,
+    );
     assert.doesNotMatch(error.message, /s3cr3t|t0k3n/);
+  });
+
+  it('an http:// URL for a port that speaks HTTPS: the 400 nginx answers, and the hint to use https://', async () => {
+    const error = await failure(`${nginx.https!.replace(/^https:/, 'http:')}disk.img`);
+    assert.match(error.message, /^expected status code 200, got 400\. Status: 400 Bad Request \(http:\/\/[^)]+\); if that port serves HTTPS, use an https:\/\/ URL$/);
   });
 
   it('downloads over HTTPS with the server\'s own certificate given as --ca-cert (a partial chain, as curl and Go accept)', async () => {
