@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createReadStream, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { runCli } from '../support/cli.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
-import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../support/tools.js';
+import { makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { openQcow2RandomAccess, openQcow2Stream } from '../../src/qcow2/index.js';
 import { fileReader, writeExtents } from './helpers.js';
 import { IMAGE_CASES, xzCompress, xzDecompressStream } from './images.js';
@@ -69,6 +69,26 @@ describe('qcow2 conversion matches qemu-img convert -O raw', () => {
     const out = `${dir}/one-pass.raw`;
     await writeExtents(disk, out);
     assert.equal(await sha256File(out), await qemuRawSha256(image, dir));
+  });
+});
+
+describe('compressed qcow2 in one pass: clusters decode several at once', () => {
+  it('a `convert -c` image from a stream: up to eight decodes overlap, and the bytes match qemu-img', async () => {
+    // Base64 of random bytes compresses to ~3/4: about one compressed cluster ends in each 64 KiB
+    // of the stream. Waiting for each one's decode as it arrived kept one or two running at a time
+    // (a 256 MiB image through stdin: 0.93 s, by random access from the file 0.53 s).
+    const tmp = makeTempDir('qcow2-parallel-decodes-');
+    const dir = tmp.path;
+    const raw = `${dir}/text.raw`;
+    sh(`head -c 12M /dev/urandom | base64 -w 76 > ${raw}`);
+    const image = `${dir}/c.qcow2`;
+    run('qemu-img', ['convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, image]);
+    const disk = await openQcow2Stream(createReadStream(image, { highWaterMark: 1 << 20 }));
+    const out = `${dir}/one-pass.raw`;
+    await writeExtents(disk, out);
+    assert.equal(await sha256File(out), await qemuRawSha256(image, dir));
+    assert.ok(disk.decodesAtOncePeak() >= 6, `at most ${disk.decodesAtOncePeak()} compressed clusters decoded at once`);
+    tmp.remove();
   });
 });
 
