@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "file_copy",
-      "sources": ["file-copy.c"],
+      "sources": ["file-copy.c", "inflate-clusters.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
     }
   ]

@@ -266,9 +266,14 @@ static napi_value copyRuns(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* inflate-clusters.c */
+napi_value inflateClusters(napi_env env, napi_callback_info info);
+
 NAPI_MODULE_INIT() {
   napi_value function;
   napi_create_function(env, "copyRuns", NAPI_AUTO_LENGTH, copyRuns, NULL, &function);
   napi_set_named_property(env, exports, "copyRuns", function);
+  napi_create_function(env, "inflateClusters", NAPI_AUTO_LENGTH, inflateClusters, NULL, &function);
+  napi_set_named_property(env, exports, "inflateClusters", function);
   return exports;
 }

@@ -8,7 +8,7 @@ import type { RandomAccessReader } from '../sources/source.js';
 import { badInput } from '../errors.js';
 import { HEADER_PROBE_BYTES, headerClusterSize, hex, parseQcow2Header, type ParseOptions, type Qcow2Header } from './header.js';
 import { bytesPerL2, decodeL2Table, l1EntriesUsed, l2TableOffset, type Piece } from './cluster-map.js';
-import { decompressCluster } from './decompress-cluster.js';
+import { decompressCluster, inflateClustersNatively } from './decompress-cluster.js';
 import type { Qcow2OpenOptions } from './options.js';
 import { readPool } from '../util/buffer-pool.js';
 
@@ -261,13 +261,17 @@ async function resolveRun(reader: RandomAccessReader, header: Qcow2Header, run: 
   const { clusterSize } = header;
   const whole = run.pieces.length * clusterSize;
   const output = whole <= readPool.size ? readPool.take() : Buffer.allocUnsafe(whole);
-  await Promise.all(
-    run.pieces.map((piece, i) => {
-      const from = piece.hostOffset - run.hostStart;
-      const input = span.subarray(from, Math.min(from + piece.compressedLength, span.length));
-      return decompressCluster(header.compressionType, input, clusterSize, piece.hostOffset, output.subarray(i * clusterSize, (i + 1) * clusterSize));
-    }),
-  );
+  const pieces = run.pieces.map((piece) => {
+    const from = piece.hostOffset - run.hostStart;
+    return { from, length: Math.min(piece.compressedLength, span.length - from), hostOffset: piece.hostOffset };
+  });
+  const decodedNatively = header.compressionType === 'zlib' ? inflateClustersNatively(span, pieces, clusterSize, output) : undefined;
+  await (decodedNatively ??
+    Promise.all(
+      pieces.map(({ from, length, hostOffset }, i) =>
+        decompressCluster(header.compressionType, span.subarray(from, from + length), clusterSize, hostOffset, output.subarray(i * clusterSize, (i + 1) * clusterSize)),
+      ),
+    ));
   readPool.give(span); // decoded: the compressed bytes are no longer needed
   // Every piece but the last is a whole cluster, so the run's bytes are the buffer's first run.length.
   const data = output.subarray(0, run.length);

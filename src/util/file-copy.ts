@@ -1,34 +1,12 @@
-import { createRequire } from 'node:module';
 import { getSystemErrorName } from 'node:util';
-
-const require = createRequire(import.meta.url);
-
-type NativeCallback = (err: { errno: number; syscall: 'read' | 'write' } | null) => void;
-interface FileCopyModule {
-  copyRuns(source: number, target: number, runs: Float64Array, written: Float64Array, callback: NativeCallback): void;
-}
-
-let loaded: FileCopyModule | null | undefined;
+import { nativeModule } from './native-module.js';
 
 /**
- * native/file-copy, an optional module of ours (built by npm ci with fs-ext): copies data between
- * two local files with a reader and a writer thread, all-zero 4 KiB blocks left as holes.
- * Undefined when it did not build, or with CDI_IMPORTER_NATIVE_COPY=0: the bytes then go through
- * JavaScript, with the same output.
+ * Whether copies between two local files can run in native/file-copy (util/native-module.ts), all-zero
+ * 4 KiB blocks left as holes. Without the module the bytes go through JavaScript, with the same output.
  */
-function fileCopyModule(): FileCopyModule | undefined {
-  if (loaded === undefined) {
-    try {
-      loaded = process.env.CDI_IMPORTER_NATIVE_COPY === '0' ? null : (require('cdi-importer-file-copy') as FileCopyModule);
-    } catch {
-      loaded = null;
-    }
-  }
-  return loaded ?? undefined;
-}
-
 export function canCopyBetweenFiles(): boolean {
-  return fileCopyModule() !== undefined;
+  return nativeModule() !== undefined;
 }
 
 /** A failed copy: which side failed (the source's read or the target's write) and the system error. */
@@ -97,7 +75,7 @@ export class FileCopier {
     if (!batch) return;
     this.batchesStarted++;
     const written = new Float64Array(batch.callers.length);
-    fileCopyModule()!.copyRuns(batch.source, this.target, Float64Array.from(batch.runs), written, (err) => {
+    nativeModule()!.copyRuns(batch.source, this.target, Float64Array.from(batch.runs), written, (err) => {
       const failure = err && new FileCopyError(err.syscall, systemError(err.errno, err.syscall));
       batch.callers.forEach((caller, i) => (failure ? caller.reject(failure) : caller.resolve(written[i]!)));
       this.startNext();
