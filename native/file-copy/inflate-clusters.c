@@ -5,10 +5,11 @@
  * qcow2-threads.c does: raw deflate with a 4 KiB window, the output must fill the cluster, and
  * trailing input bytes are allowed (a compressed size is only known to 512 bytes). `pieces` is a
  * Float64Array of (offset, length) pairs into `input`; cluster i lands at output[i * clusterSize].
- * `outcome` (a Float64Array of 3) tells how it ended: [0] the kind (0 decoded; 1 a cluster
+ * `outcome` (a Float64Array of 4) tells how it ended: [0] the kind (0 decoded; 1 a cluster
  * inflates past clusterSize; 2 not valid deflate data; 3 a cluster inflates to fewer bytes),
- * [1] which piece, [2] the bytes it gave (kind 3). zlib's own words for kind 2 are the callback's
- * argument. src/qcow2/decompress-cluster.ts puts all of it into words.
+ * [1] which piece, [2] the bytes it gave (kind 3), [3] the input bytes the last piece decoded took
+ * (the one-pass driver learns where a cluster ends). zlib's own words for kind 2 are the
+ * callback's argument. src/qcow2/decompress-cluster.ts puts all of it into words.
  *
  * Why native: Node's zlib.inflateRaw makes a stream, its buffers and a callback for each cluster,
  * and with 64 KiB clusters that JavaScript, not the decoding, took the main thread (a 256 MiB
@@ -88,6 +89,7 @@ static void execute(napi_env env, void *data) {
         break;
       }
     }
+    job->outcome[3] = (double)stream.total_in;
   }
   inflateEnd(&stream);
 }
@@ -126,7 +128,7 @@ napi_value inflateClusters(napi_env env, napi_callback_info info) {
   napi_value argv[6], name;
   napi_valuetype type;
   static const char *usage =
-      "inflateClusters(input: Buffer, pieces: Float64Array of (offset, length), clusterSize, output: Buffer, outcome: Float64Array(3), callback)";
+      "inflateClusters(input: Buffer, pieces: Float64Array of (offset, length), clusterSize, output: Buffer, outcome: Float64Array(4), callback)";
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6 || napi_typeof(env, argv[5], &type) != napi_ok ||
       type != napi_function) {
     napi_throw_type_error(env, NULL, usage);
@@ -138,7 +140,7 @@ napi_value inflateClusters(napi_env env, napi_callback_info info) {
   double *pieces = bytesOf(env, argv[1], napi_float64_array, &pieceValues);
   unsigned char *output = bytesOf(env, argv[3], napi_uint8_array, &outputLength);
   double *outcome = bytesOf(env, argv[4], napi_float64_array, &outcomeValues);
-  if (input == NULL || pieces == NULL || output == NULL || outcome == NULL || outcomeValues != 3 || pieceValues % 2 != 0 ||
+  if (input == NULL || pieces == NULL || output == NULL || outcome == NULL || outcomeValues != 4 || pieceValues % 2 != 0 ||
       napi_get_value_uint32(env, argv[2], &clusterSize) != napi_ok || clusterSize == 0 || outputLength / clusterSize < pieceValues / 2) {
     napi_throw_type_error(env, NULL, usage);
     return NULL;

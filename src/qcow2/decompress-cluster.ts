@@ -24,7 +24,8 @@ export interface DecodedCluster {
 
 /**
  * Decodes one compressed cluster. With `into` (clusterSize bytes), the cluster lands there: zstd
- * decodes straight into it, which spares a run of clusters one allocation and one copy each.
+ * and the native inflate decode straight into it, which spares a run of clusters one allocation
+ * and one copy each. Deflate goes to native code when the module is there, else to Node's zlib.
  */
 export async function decompressCluster(
   type: CompressionType,
@@ -34,12 +35,16 @@ export async function decompressCluster(
   into?: Buffer,
 ): Promise<DecodedCluster> {
   if (type === 'zstd') return zstdClusterInline(input, clusterSize, hostOffset, into);
+  const output = into ?? Buffer.allocUnsafe(clusterSize);
+  const natively = inflateClustersNatively(input, [{ from: 0, length: input.length, hostOffset }], clusterSize, output);
+  if (natively) return { data: output, consumed: await natively };
   const cluster = await inflateCluster(input, clusterSize, hostOffset);
   if (into) cluster.data.copy(into);
   return into ? { data: into, consumed: cluster.consumed } : cluster;
 }
 
-function inflateCluster(input: Buffer, clusterSize: number, hostOffset: number): Promise<DecodedCluster> {
+/** Node's zlib path for one deflate cluster (exported for the tests that hold the native path to it). */
+export function inflateCluster(input: Buffer, clusterSize: number, hostOffset: number): Promise<DecodedCluster> {
   return new Promise((resolve, reject) => {
     // windowBits 12 and raw deflate: qemu's -12. Z_SYNC_FLUSH at the end accepts a stream cut
     // after the last byte of the cluster, as qemu's Z_BUF_ERROR-with-full-output does.
@@ -73,11 +78,12 @@ export interface ClusterPiece {
 
 /**
  * Decodes a run of deflate clusters in one native pool job (native/file-copy's inflateClusters),
- * cluster i into output[i * clusterSize, +clusterSize), with the same checks and messages as
- * decompressCluster. Node's inflateRaw per cluster spent more of the main thread on its streams
- * and buffers than the decoding took. Undefined without the native module.
+ * cluster i into output[i * clusterSize, +clusterSize), with the same checks and messages as Node's
+ * zlib path (inflateCluster). Resolves to the input bytes the last cluster took. Node's inflateRaw
+ * per cluster spent more of the main thread on its streams and buffers than the decoding took.
+ * Undefined without the native module.
  */
-export function inflateClustersNatively(input: Buffer, pieces: ClusterPiece[], clusterSize: number, output: Buffer): Promise<void> | undefined {
+export function inflateClustersNatively(input: Buffer, pieces: ClusterPiece[], clusterSize: number, output: Buffer): Promise<number> | undefined {
   const native = nativeModule();
   if (!native) return undefined;
   const ranges = new Float64Array(pieces.length * 2);
@@ -85,12 +91,12 @@ export function inflateClustersNatively(input: Buffer, pieces: ClusterPiece[], c
     ranges[2 * i] = piece.from;
     ranges[2 * i + 1] = piece.length;
   });
-  const outcome = new Float64Array(3);
+  const outcome = new Float64Array(4);
   return new Promise((resolve, reject) => {
     native.inflateClusters(input, ranges, clusterSize, output, outcome, (zlibMessage) => {
-      const [kind, index, got] = outcome as unknown as [number, number, number];
+      const [kind, index, got, consumed] = outcome as unknown as [number, number, number, number];
       const hostOffset = pieces[index]?.hostOffset ?? 0;
-      if (kind === 0) resolve();
+      if (kind === 0) resolve(consumed);
       else if (kind === 1) reject(inflatesPast(hostOffset, clusterSize));
       else if (kind === 3) reject(shortCluster(hostOffset, got, clusterSize));
       else reject(notDeflate(hostOffset, zlibMessage));

@@ -1,14 +1,15 @@
 /**
- * Deflate clusters decoded in native code (native/file-copy's inflateClusters, used by the
- * random-access driver) against Node's zlib path (decompressCluster, used where the module is
- * missing): for valid clusters, trailing sector bytes, data that inflates past the cluster or
- * short of it, and bytes that are not deflate, both give the same bytes or the same one line.
+ * Deflate clusters decoded in native code (native/file-copy's inflateClusters: runs of clusters by
+ * the random-access driver, single ones by the one-pass driver) against Node's zlib path
+ * (inflateCluster, used where the module is missing): for valid clusters, trailing sector bytes,
+ * data that inflates past the cluster or short of it, and bytes that are not deflate, both give
+ * the same bytes, the same input length taken, or the same one line.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { deflateRawSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
-import { decompressCluster, inflateClustersNatively, type ClusterPiece } from '../../src/qcow2/decompress-cluster.js';
+import { decompressCluster, inflateCluster, inflateClustersNatively, type ClusterPiece } from '../../src/qcow2/decompress-cluster.js';
 
 const CLUSTER = 64 << 10;
 
@@ -23,7 +24,7 @@ function clusterData(size = CLUSTER): Buffer {
 }
 
 async function viaNode(input: Buffer, hostOffset: number): Promise<Buffer | string> {
-  return decompressCluster('zlib', input, CLUSTER, hostOffset).then(
+  return inflateCluster(input, CLUSTER, hostOffset).then(
     (cluster) => cluster.data,
     (err: Error) => err.message,
   );
@@ -64,6 +65,16 @@ const failures: { name: string; input: () => Buffer; message: RegExp }[] = [
   { name: 'cut short', input: () => deflate(clusterData()).subarray(0, 1000), message: /inflates to \d+ bytes instead of 65536/ },
   { name: 'not deflate', input: () => Buffer.from([0xff, 0xff, 0xff, 0xff, 0x00, 0x11, 0x22]), message: /is not valid deflate data \(invalid block type\): the image is corrupt$/ },
 ];
+
+test('one cluster with trailing bytes: the native path says where its deflate data ended, as Node does', async () => {
+  const compressed = deflate(clusterData());
+  const input = Buffer.concat([compressed, randomBytes(333)]);
+  const native = await decompressCluster('zlib', input, CLUSTER, 0x60000);
+  const node = await inflateCluster(input, CLUSTER, 0x60000);
+  assert.ok(native.data.equals(node.data));
+  assert.equal(native.consumed, compressed.length);
+  assert.equal(node.consumed, compressed.length);
+});
 
 for (const failure of failures) {
   test(`a cluster that ${failure.name}: the same line from both paths, naming its host offset`, async () => {
