@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "pool-work.h"
 
 #define HOLE_BLOCK 4096
 #define CHUNK (1 << 20)
@@ -36,8 +37,7 @@
 static __thread unsigned char *poolBuffer;
 
 typedef struct {
-  napi_async_work work;
-  napi_ref callback, runsRef, writtenRef;
+  PoolWork pool; /* first: the job is its PoolWork */
   int source, target;
   const double *runs; /* (sourcePosition, targetPosition, length) triples */
   double *written;    /* bytes written, per run */
@@ -184,9 +184,7 @@ static void execute(napi_env env, void *data) {
 
 static void complete(napi_env env, napi_status status, void *data) {
   Batch *batch = data;
-  napi_value callback, global, argv[1];
-  napi_get_reference_value(env, batch->callback, &callback);
-  napi_get_global(env, &global);
+  napi_value argv[1];
   if (status != napi_ok || batch->syscall != NULL) {
     napi_value number, syscall;
     napi_create_object(env, &argv[0]);
@@ -197,30 +195,14 @@ static void complete(napi_env env, napi_status status, void *data) {
   } else {
     napi_get_null(env, &argv[0]);
   }
-  napi_delete_reference(env, batch->runsRef);
-  napi_delete_reference(env, batch->writtenRef);
-  napi_call_function(env, global, callback, 1, argv, NULL);
-  napi_delete_reference(env, batch->callback);
-  napi_delete_async_work(env, batch->work);
+  finishWork(env, &batch->pool, 1, argv);
   pthread_mutex_destroy(&batch->lock);
   free(batch);
 }
 
-/* The Float64Array at `value`, or NULL (a type error thrown) when it is not one. */
-static double *float64Array(napi_env env, napi_value value, size_t *length) {
-  bool isTypedArray = false;
-  napi_typedarray_type type;
-  void *data;
-  if (napi_is_typedarray(env, value, &isTypedArray) != napi_ok || !isTypedArray ||
-      napi_get_typedarray_info(env, value, &type, length, &data, NULL, NULL) != napi_ok || type != napi_float64_array) {
-    return NULL;
-  }
-  return data;
-}
-
 static napi_value copyRuns(napi_env env, napi_callback_info info) {
   size_t argc = 5;
-  napi_value argv[5], name;
+  napi_value argv[5];
   napi_valuetype type;
   static const char *usage = "copyRuns(sourceFd, targetFd, runs: Float64Array of (source, target, length), written: Float64Array, callback)";
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 5 || napi_typeof(env, argv[4], &type) != napi_ok ||
@@ -229,8 +211,8 @@ static napi_value copyRuns(napi_env env, napi_callback_info info) {
     return NULL;
   }
   size_t runValues = 0, writtenValues = 0;
-  double *runs = float64Array(env, argv[2], &runValues);
-  double *written = float64Array(env, argv[3], &writtenValues);
+  double *runs = typedArrayData(env, argv[2], napi_float64_array, &runValues);
+  double *written = typedArrayData(env, argv[3], napi_float64_array, &writtenValues);
   int source = -1, target = -1;
   if (runs == NULL || written == NULL || runValues % 3 != 0 || writtenValues != runValues / 3 || napi_get_value_int32(env, argv[0], &source) != napi_ok ||
       napi_get_value_int32(env, argv[1], &target) != napi_ok || source < 0 || target < 0) {
@@ -256,13 +238,7 @@ static napi_value copyRuns(napi_env env, napi_callback_info info) {
   batch->count = runValues / 3;
   for (size_t r = 0; r < batch->count; r++) written[r] = 0;
   pthread_mutex_init(&batch->lock, NULL);
-  /* The arrays are used from other threads until complete(): referenced so they stay alive. */
-  napi_create_reference(env, argv[2], 1, &batch->runsRef);
-  napi_create_reference(env, argv[3], 1, &batch->writtenRef);
-  napi_create_reference(env, argv[4], 1, &batch->callback);
-  napi_create_string_utf8(env, "cdi-importer:copyRuns", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, execute, complete, batch, &batch->work);
-  napi_queue_async_work(env, batch->work);
+  queueWork(env, &batch->pool, "cdi-importer:copyRuns", argv[4], &argv[2], 2, execute, complete);
   return NULL;
 }
 

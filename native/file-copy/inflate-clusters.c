@@ -20,10 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#include "pool-work.h"
 
 typedef struct {
-  napi_async_work work;
-  napi_ref callback, inputRef, piecesRef, outputRef, outcomeRef;
+  PoolWork pool; /* first: the job is its PoolWork */
   const unsigned char *input;
   size_t inputLength;
   const double *pieces;
@@ -96,36 +96,16 @@ static void execute(napi_env env, void *data) {
 
 static void complete(napi_env env, napi_status status, void *data) {
   Inflate *job = data;
-  napi_value callback, global, argv[1];
+  napi_value argv[1];
   if (status != napi_ok) setOutcome(job, INVALID, 0, 0, "the decode was cancelled");
-  napi_get_reference_value(env, job->callback, &callback);
-  napi_get_global(env, &global);
   napi_create_string_utf8(env, job->message, NAPI_AUTO_LENGTH, &argv[0]);
-  napi_delete_reference(env, job->inputRef);
-  napi_delete_reference(env, job->piecesRef);
-  napi_delete_reference(env, job->outputRef);
-  napi_delete_reference(env, job->outcomeRef);
-  napi_call_function(env, global, callback, 1, argv, NULL);
-  napi_delete_reference(env, job->callback);
-  napi_delete_async_work(env, job->work);
+  finishWork(env, &job->pool, 1, argv);
   free(job);
-}
-
-/* The bytes of a Buffer or typed array at `value` ([0] elements for Float64Array), or NULL. */
-static void *bytesOf(napi_env env, napi_value value, napi_typedarray_type want, size_t *length) {
-  bool isTypedArray = false;
-  napi_typedarray_type type;
-  void *data;
-  if (napi_is_typedarray(env, value, &isTypedArray) != napi_ok || !isTypedArray ||
-      napi_get_typedarray_info(env, value, &type, length, &data, NULL, NULL) != napi_ok || type != want) {
-    return NULL;
-  }
-  return data;
 }
 
 napi_value inflateClusters(napi_env env, napi_callback_info info) {
   size_t argc = 6;
-  napi_value argv[6], name;
+  napi_value argv[6];
   napi_valuetype type;
   static const char *usage =
       "inflateClusters(input: Buffer, pieces: Float64Array of (offset, length), clusterSize, output: Buffer, outcome: Float64Array(4), callback)";
@@ -136,10 +116,10 @@ napi_value inflateClusters(napi_env env, napi_callback_info info) {
   }
   size_t inputLength = 0, pieceValues = 0, outputLength = 0, outcomeValues = 0;
   uint32_t clusterSize = 0;
-  unsigned char *input = bytesOf(env, argv[0], napi_uint8_array, &inputLength);
-  double *pieces = bytesOf(env, argv[1], napi_float64_array, &pieceValues);
-  unsigned char *output = bytesOf(env, argv[3], napi_uint8_array, &outputLength);
-  double *outcome = bytesOf(env, argv[4], napi_float64_array, &outcomeValues);
+  unsigned char *input = typedArrayData(env, argv[0], napi_uint8_array, &inputLength);
+  double *pieces = typedArrayData(env, argv[1], napi_float64_array, &pieceValues);
+  unsigned char *output = typedArrayData(env, argv[3], napi_uint8_array, &outputLength);
+  double *outcome = typedArrayData(env, argv[4], napi_float64_array, &outcomeValues);
   if (input == NULL || pieces == NULL || output == NULL || outcome == NULL || outcomeValues != 4 || pieceValues % 2 != 0 ||
       napi_get_value_uint32(env, argv[2], &clusterSize) != napi_ok || clusterSize == 0 || outputLength / clusterSize < pieceValues / 2) {
     napi_throw_type_error(env, NULL, usage);
@@ -166,14 +146,7 @@ napi_value inflateClusters(napi_env env, napi_callback_info info) {
   job->output = output;
   job->outcome = outcome;
   setOutcome(job, DECODED, 0, 0, "");
-  /* The buffers are used from a pool thread until complete(): referenced so they stay alive. */
-  napi_create_reference(env, argv[0], 1, &job->inputRef);
-  napi_create_reference(env, argv[1], 1, &job->piecesRef);
-  napi_create_reference(env, argv[3], 1, &job->outputRef);
-  napi_create_reference(env, argv[4], 1, &job->outcomeRef);
-  napi_create_reference(env, argv[5], 1, &job->callback);
-  napi_create_string_utf8(env, "cdi-importer:inflateClusters", NAPI_AUTO_LENGTH, &name);
-  napi_create_async_work(env, NULL, name, execute, complete, job, &job->work);
-  napi_queue_async_work(env, job->work);
+  napi_value held[] = {argv[0], argv[1], argv[3], argv[4]};
+  queueWork(env, &job->pool, "cdi-importer:inflateClusters", argv[5], held, 4, execute, complete);
   return NULL;
 }
