@@ -35,9 +35,11 @@ export async function decompressCluster(
   into?: Buffer,
 ): Promise<DecodedCluster> {
   if (type === 'zstd') return zstdClusterInline(input, clusterSize, hostOffset, into);
-  const output = into ?? Buffer.allocUnsafe(clusterSize);
-  const natively = inflateClustersNatively(input, [{ from: 0, length: input.length, hostOffset }], clusterSize, output);
-  if (natively) return { data: output, consumed: await natively };
+  if (nativeModule()) {
+    const output = into ?? Buffer.allocUnsafe(clusterSize);
+    const consumed = await inflateClustersNatively(input, [{ from: 0, length: input.length, hostOffset }], clusterSize, output);
+    return { data: output, consumed: consumed! };
+  }
   const cluster = await inflateCluster(input, clusterSize, hostOffset);
   if (into) cluster.data.copy(into);
   return into ? { data: into, consumed: cluster.consumed } : cluster;

@@ -39,8 +39,9 @@ interface Batch {
 /**
  * Copies runs of local files into one target file, leaving out all-zero 4 KiB blocks (aligned to
  * the target's offsets), as zero-runs.ts leaves them out of writes from memory. One batch runs at
- * a time, natively, with its reads overlapping its writes and one write at a time (qemu-img's
- * shape); the runs asked for while it runs make the next batch. Only when canCopyBetweenFiles().
+ * a time, natively, on two threads that each read and write a MiB at a time, so a read and a
+ * write are always going; the runs asked for while it runs make the next batch. Only when
+ * canCopyBetweenFiles().
  */
 export class FileCopier {
   private readonly queue: Batch[] = [];

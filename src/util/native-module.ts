@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
 
-/** native/file-copy, our optional N-API module (file-copy.c, inflate-clusters.c). */
+/** native/file-copy, our optional N-API module (file-copy.c, inflate-clusters.c, pool-work.h). */
 export interface NativeModule {
   copyRuns(
     source: number,

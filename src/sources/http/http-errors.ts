@@ -46,7 +46,6 @@ function statusAdvice(statusCode: number, url: URL, username: string | undefined
   }
 }
 
-
 /**
  * A failure worth another try that is not a socket error: a busy server's status, a body cut
  * short of its Content-Length. Carries the server's Retry-After, when it gave one.
