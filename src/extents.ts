@@ -43,3 +43,26 @@ export interface DiskImage {
   /** Scratch bytes the reader used (one-pass qcow2 spill), known after extents() is drained. */
   scratchBytesUsed?(): number;
 }
+
+/** Merged data extents stay at or below this: a few writes in flight keep memory small. */
+const MAX_MERGED_BYTES = 4 << 20;
+
+/** Whether `b` continues `a` on the disk and, for data, in the same buffer (pipeline/coalesce-extents.ts merges by this rule). */
+export function canMergeExtents(a: Extent, b: Extent): boolean {
+  if (a.offset + a.length !== b.offset) return false;
+  if (a.inFile || b.inFile) return false;
+  if (!a.data || !b.data) return !a.data && !b.data;
+  return (
+    a.data.buffer === b.data.buffer &&
+    a.data.byteOffset + a.data.length === b.data.byteOffset &&
+    a.length + b.length <= MAX_MERGED_BYTES
+  );
+}
+
+/** `a` and `b` (canMergeExtents) as one extent, without copying; its release() releases both. */
+export function mergeExtents(a: Extent, b: Extent): Extent {
+  const length = a.length + b.length;
+  const release = a.release && b.release ? () => (a.release!(), b.release!()) : (a.release ?? b.release);
+  if (!a.data) return { offset: a.offset, length, release };
+  return { offset: a.offset, length, data: Buffer.from(a.data.buffer, a.data.byteOffset, length), release };
+}

@@ -7,7 +7,7 @@
  * some L2 table is still to come, and dropped once every mapping is known.
  */
 import type { Readable } from 'node:stream';
-import type { DiskImage, Extent } from '../extents.js';
+import { canMergeExtents, mergeExtents, type DiskImage, type Extent } from '../extents.js';
 import { badInput } from '../errors.js';
 import { HEADER_PROBE_BYTES, headerClusterSize, hex, parseQcow2Header, type Qcow2Header } from './header.js';
 import { bytesPerL2, decodeL2Table, partlyReadHostClusters, l1EntriesUsed, l2TableOffset, type Piece } from './cluster-map.js';
@@ -17,7 +17,7 @@ import type { Qcow2OpenOptions } from './options.js';
 import { PoolLeases, chunkPool } from '../util/buffer-pool.js';
 import { PassedZeroRanges } from './passed-zero-ranges.js';
 import { describeWant, type Want } from './want.js';
-import { cover, gapsOf, isZero, type WindowSlot } from './window-slot.js';
+import { cover, fullyCovered, gapsOf, isZero, type WindowSlot } from './window-slot.js';
 
 const MAX_DECOMPRESS_IN_FLIGHT = 8;
 /**
@@ -199,6 +199,8 @@ class OnePassEngine {
     const signal = this.options.signal;
     let cur: Buffer | undefined;
     let fill = 0;
+    /** The last extent queued, still open to merging with the next. */
+    let held: Extent | undefined;
     try {
       let chunk: Buffer | undefined = head;
       while (chunk) {
@@ -206,8 +208,11 @@ class OnePassEngine {
         this.leases.hold(chunk);
         let at = 0;
         while (at < chunk.length) {
+          // Most host clusters need no waiting (a data cluster's extent is queued at once): the
+          // awaits and the drain below happen only when there is something to wait for.
+          let pending: Promise<void> | undefined;
           if (fill === 0 && chunk.length - at >= this.cs) {
-            await this.onCluster(chunk.subarray(at, at + this.cs));
+            pending = this.onCluster(chunk.subarray(at, at + this.cs));
             at += this.cs;
           } else {
             cur ??= Buffer.allocUnsafe(this.cs);
@@ -216,19 +221,42 @@ class OnePassEngine {
             fill += n;
             at += n;
             if (fill === this.cs) {
-              await this.onCluster(cur);
+              pending = this.onCluster(cur);
               cur = undefined;
               fill = 0;
             }
           }
-          yield* this.drain(this.out, false);
-          await this.trimWindow();
+          if (pending) await pending;
+          if (this.out.length > 0) {
+            if (onlyExtents(this.out)) {
+              // The usual case, a data cluster's extent: merged here with the clusters before it
+              // from the same chunk (canMergeExtents), so the consumer gets one extent per
+              // chunk rather than per cluster.
+              for (const extent of this.out as Extent[]) {
+                if (held && canMergeExtents(held, extent)) held = mergeExtents(held, extent);
+                else {
+                  if (held) yield held;
+                  held = extent;
+                }
+              }
+              this.out.length = 0;
+              this.compressedCopies = 0;
+            } else {
+              if (held) yield held;
+              held = undefined;
+              yield* this.drain(this.out, false);
+            }
+          }
+          const trimmed = this.trimWindow();
+          if (trimmed) await trimmed;
         }
         this.leases.release(chunk);
         if (!rest) break;
         const next = await rest.next();
         chunk = next.done ? undefined : Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as Uint8Array);
       }
+      if (held) yield held;
+      held = undefined;
       if (fill > 0) {
         await this.onCluster(cur!.subarray(0, fill));
         yield* this.drain(); // before onEnd, which judges what is still missing
@@ -327,8 +355,11 @@ class OnePassEngine {
     else this.waiting.set(index, [there, want]);
   }
 
-  /** Hands one host cluster (shorter at the end of the file) to the wants covering it. */
-  private async onCluster(buf: Buffer): Promise<void> {
+  /**
+   * Hands one host cluster (shorter at the end of the file) to the wants covering it. A promise
+   * only when a want's completion must be waited for (metadata being parsed).
+   */
+  private onCluster(buf: Buffer): Promise<void> | undefined {
     const start = this.processedEnd;
     const index = start / this.cs;
     const end = start + buf.length;
@@ -367,7 +398,17 @@ class OnePassEngine {
     this.window.push(slot);
     this.leases.hold(buf);
     this.windowBytes += buf.length;
-    for (const [want, data] of completed) await this.complete(want, data);
+    return this.completeAll(completed);
+  }
+
+  /** complete() for each, in order; a promise only once one of them returns one. */
+  private completeAll(completed: [Want, Buffer][], from = 0): Promise<void> | undefined {
+    for (let i = from; i < completed.length; i++) {
+      const [want, data] = completed[i]!;
+      const pending = this.complete(want, data);
+      if (pending) return pending.then(() => this.completeAll(completed, i + 1));
+    }
+    return undefined;
   }
 
   /**
@@ -375,8 +416,12 @@ class OnePassEngine {
    * not from onCluster: the L2 tables a new L1 maps are read while draining (PassedWork), and a
    * table still in the window must be taken from there, not spilled first.
    */
-  private async trimWindow(): Promise<void> {
-    while (this.windowBytes > this.windowLimit) await this.evict(this.window.shift()!);
+  private trimWindow(): Promise<void> | undefined {
+    while (this.windowBytes > this.windowLimit) {
+      const pending = this.evict(this.window.shift()!);
+      if (pending) return pending.then(() => this.trimWindow());
+    }
+    return undefined;
   }
 
   /** While an L2 table is still to come, any host cluster may turn out to be mapped data. */
@@ -385,17 +430,24 @@ class OnePassEngine {
   }
 
   /** A cluster leaves memory: what no want took is kept (zeros as ranges, else scratch) if it may still be needed. */
-  private async evict(slot: WindowSlot): Promise<void> {
+  private evict(slot: WindowSlot): Promise<void> | undefined {
     this.windowBytes -= slot.buf.length;
-    if (this.mayStillBeMapped()) {
-      if (this.measuring) await this.measureEnds(slot);
-      let spill = false;
-      for (const [from, to] of gapsOf(slot)) {
-        if (isZero(slot.buf, from, to)) this.passedZeros.add(slot.start + from, slot.start + to);
-        else spill = true;
-      }
-      if (spill) await this.spill.put(slot.index, slot.buf);
+    if (!this.mayStillBeMapped() || fullyCovered(slot)) {
+      this.leases.release(slot.buf);
+      return undefined;
     }
+    return this.keepUncovered(slot);
+  }
+
+  /** evict()'s part for a slot with bytes no want took yet. */
+  private async keepUncovered(slot: WindowSlot): Promise<void> {
+    if (this.measuring) await this.measureEnds(slot);
+    let spill = false;
+    for (const [from, to] of gapsOf(slot)) {
+      if (isZero(slot.buf, from, to)) this.passedZeros.add(slot.start + from, slot.start + to);
+      else spill = true;
+    }
+    if (spill) await this.spill.put(slot.index, slot.buf);
     this.leases.release(slot.buf);
   }
 
@@ -463,14 +515,14 @@ class OnePassEngine {
   }
 
   /** A want's bytes are all here: data goes out, compressed clusters queue for decoding, metadata is parsed. */
-  private async complete(want: Want, data: Buffer): Promise<void> {
+  private complete(want: Want, data: Buffer): Promise<void> | void {
     if (want.kind === 'data') {
       this.leases.hold(data);
       this.emit({ offset: want.guestOffset!, length: want.length!, data, release: () => this.leases.release(data) });
     } else if (want.kind === 'compressed') {
       this.emitCompressed(want, data);
     } else {
-      await want.done?.(data);
+      return want.done?.(data);
     }
   }
 
@@ -658,6 +710,12 @@ class OnePassEngine {
       );
     }
   }
+}
+
+/** Whether the queue holds only ready extents: nothing decoding, no work on passed bytes. */
+function onlyExtents(out: Queued[]): boolean {
+  for (const item of out) if (!('offset' in item)) return false;
+  return true;
 }
 
 /** Whether work on passed bytes is queued from `head` on: it must run before the next host clusters are read. */

@@ -30,6 +30,11 @@ export function cover(slot: WindowSlot, from: number, to: number, want: Want): v
   if (to > Math.max(from, firmEnd)) slot.provisional.push({ from: Math.max(from, firmEnd) - slot.start, to: to - slot.start, want });
 }
 
+/** True when wants took all of the slot firmly (the usual data cluster): gapsOf() would find nothing. */
+export function fullyCovered(slot: WindowSlot): boolean {
+  return slot.provisional.length === 0 && slot.covered.length === 1 && slot.covered[0]![0] === 0 && slot.covered[0]![1] >= slot.buf.length;
+}
+
 /**
  * What no want took in a slot leaving the window: its covered ranges, and of each provisional
  * sector the part its compressed cluster used (all of it while the cluster is not decoded yet).

@@ -13,7 +13,7 @@ import { EarlyFlush } from './early-flush.js';
 import { cleanUpOnForcedExit } from '../util/forced-exit.js';
 import { tryLock } from '../util/fs-ext.js';
 import { removeStaleTemporaries, temporaryName } from './temporary-names.js';
-import { FileCopier, FileCopyError } from '../util/file-copy.js';
+import { FileCopier, FileCopyError, canCopyBetweenFiles, writeDataNatively } from '../util/file-copy.js';
 import type { LocalFile } from '../extents.js';
 
 const debug = debuglog('cdi-importer');
@@ -50,8 +50,8 @@ export class SparseFileTarget implements DiskTarget {
   private earlyFlush?: EarlyFlush;
   /** Copies copyFrom() hands to native code, a batch at a time (made on the first copyFrom). */
   private copier?: FileCopier;
-  /** copyFrom()s in flight. */
-  private readonly copies = new Set<Promise<number>>();
+  /** Native writes and copies in flight on the descriptor (useDescriptor), settled or not. */
+  private readonly nativeJobs = new Set<Promise<void>>();
   /** Bytes copyFrom() was given (NODE_DEBUG=cdi-importer reports them). */
   private copiedBytes = 0;
   /** Forgets the forced-exit removal of the temporary file once it is renamed or removed. */
@@ -102,6 +102,22 @@ export class SparseFileTarget implements DiskTarget {
   async write(offset: number, data: Buffer): Promise<number> {
     const handle = this.handle!;
     let total = 0;
+    if (canCopyBetweenFiles()) {
+      const write = writeDataNatively(handle.fd, data, offset);
+      total = await this.useDescriptor(write).catch((err) => {
+        throw targetFailure(err, this.path);
+      });
+    } else {
+      total = await this.writeRuns(handle, offset, data);
+    }
+    this.highWater = Math.max(this.highWater, offset + data.length);
+    this.earlyFlush?.wrote(data.length);
+    return total;
+  }
+
+  /** write() without the native module: each run of non-zero blocks through Node's fs. */
+  private async writeRuns(handle: FileHandle, offset: number, data: Buffer): Promise<number> {
+    let total = 0;
     for (const run of dataRuns(data, offset)) {
       let written = 0;
       const length = run.end - run.start;
@@ -115,23 +131,29 @@ export class SparseFileTarget implements DiskTarget {
       }
       total += length;
     }
-    this.highWater = Math.max(this.highWater, offset + data.length);
-    this.earlyFlush?.wrote(data.length);
     return total;
+  }
+
+  /**
+   * Tracks a native job on the descriptor: the pool thread that runs it is unknown to Node, so
+   * abort() and finish() wait for these before closing (a closed number can be reused by the next open).
+   */
+  private useDescriptor<T>(job: Promise<T>): Promise<T> {
+    const settled = job.then(
+      () => {},
+      () => {},
+    );
+    this.nativeJobs.add(settled);
+    void settled.then(() => this.nativeJobs.delete(settled));
+    return job;
   }
 
   async copyFrom(file: LocalFile, position: number, offset: number, length: number): Promise<number> {
     this.copier ??= new FileCopier(this.handle!.fd);
-    const copy = this.copier.copy(file.fd, position, offset, length);
-    // The descriptors are used by a pool thread Node does not know of: abort() and finish() wait
-    // for the copies before closing (a closed number can be reused by the next open).
-    this.copies.add(copy);
-    const written = await copy
-      .catch((err: unknown) => {
-        if (err instanceof FileCopyError) throw err.side === 'read' ? file.readFailure(err.cause) : targetFailure(err.cause, this.path);
-        throw err;
-      })
-      .finally(() => this.copies.delete(copy));
+    const written = await this.useDescriptor(this.copier.copy(file.fd, position, offset, length)).catch((err: unknown) => {
+      if (err instanceof FileCopyError) throw err.side === 'read' ? file.readFailure(err.cause) : targetFailure(err.cause, this.path);
+      throw err;
+    });
     this.highWater = Math.max(this.highWater, offset + length);
     this.earlyFlush?.wrote(length);
     this.copiedBytes += length;
@@ -148,7 +170,7 @@ export class SparseFileTarget implements DiskTarget {
     const handle = this.handle!;
     const finalSize = Math.max(size, this.highWater);
     try {
-      await Promise.all(this.copies);
+      await Promise.all(this.nativeJobs);
       await this.earlyFlush?.settle();
       await handle.truncate(finalSize);
       if (this.options.preallocation) await preallocate(this.writePath, finalSize, this.path);
@@ -212,7 +234,7 @@ export class SparseFileTarget implements DiskTarget {
     if (this.finished) return;
     // The batch being copied is waited for (it uses the descriptor); the ones queued behind it are dropped.
     this.copier?.dropQueued(new Error('the import stopped before this copy started'));
-    await Promise.allSettled(this.copies);
+    await Promise.all(this.nativeJobs);
     await this.handle?.close().catch(() => {});
     this.handle = undefined;
     await unlink(this.writePath).catch(() => {});

@@ -84,6 +84,17 @@ export class FileCopier {
   }
 }
 
+/**
+ * Writes `data` at `position` of the file `target`, leaving out its all-zero 4 KiB blocks (aligned
+ * to the file's offsets) as zero-runs.ts does, natively on the pool; resolves to the bytes
+ * written. Only when canCopyBetweenFiles(). The caller keeps the descriptor open until it settles.
+ */
+export function writeDataNatively(target: number, data: Buffer, position: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    nativeModule()!.writeData(target, data, position, (err, written) => (err ? reject(systemError(err.errno, err.syscall)) : resolve(written)));
+  });
+}
+
 /** The error for a source file that ends before bytes it should hold (it shrank while being read). */
 export function sourceEndedEarly(): NodeJS.ErrnoException {
   return Object.assign(new Error('it ended before the data it should hold (did it shrink while being read?)'), { code: 'EOF', syscall: 'read' });

@@ -11,6 +11,7 @@ export interface NativeModule {
     written: Float64Array,
     callback: (err: { errno: number; syscall: 'read' | 'write' } | null) => void,
   ): void;
+  writeData(target: number, data: Buffer, position: number, callback: (err: { errno: number; syscall: 'write' } | null, written: number) => void): void;
   inflateClusters(input: Buffer, pieces: Float64Array, clusterSize: number, output: Buffer, outcome: Float64Array, callback: (zlibMessage: string) => void): void;
 }
 

@@ -2,13 +2,14 @@
  * The native copy between local files (native/file-copy, src/util/file-copy.ts) and the file
  * target's copyFrom(): the bytes arrive unchanged at any offset, all-zero 4 KiB blocks stay holes
  * exactly as writes from memory leave them (zero-runs.ts), runs asked for together are copied in
- * one batch, and failures say which side failed.
+ * one batch, and failures say which side failed. Writes from memory (writeDataNatively) leave the
+ * same holes.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, ftruncateSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, ftruncateSync, openSync, readFileSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { canCopyBetweenFiles, FileCopier, FileCopyError } from '../../src/util/file-copy.js';
+import { canCopyBetweenFiles, FileCopier, FileCopyError, writeDataNatively } from '../../src/util/file-copy.js';
 import { SparseFileTarget } from '../../src/targets/sparse-file-target.js';
 import { dataRuns } from '../../src/targets/zero-runs.js';
 import { dataBytes, makeTempDir, type TempDir } from '../support/tools.js';
@@ -186,6 +187,45 @@ test('a target that refuses writes: a write failure with the system error code',
     closeSync(sourceFd);
     closeSync(targetFd);
   }
+});
+
+for (const position of [0, 512, 4 * KiB + 100]) {
+  test(`writes bytes from memory at offset ${position} natively, leaving the holes zero-runs.ts leaves`, async () => {
+    const data = patterned();
+    const out = dir.join(`written-${position}`);
+    const fd = openSync(out, 'w');
+    try {
+      const bytes = await writeDataNatively(fd, data, position);
+      assert.equal(bytes, dataRuns(data, position).reduce((sum, run) => sum + run.end - run.start, 0));
+    } finally {
+      closeSync(fd);
+    }
+    truncateSync(out, position + data.length);
+    assert.ok(readFileSync(out).subarray(position).equals(data), 'the written bytes differ');
+    assert.equal(dataBytes(out), referenceDataBytes(data, position, dir.join(`written-reference-${position}`)));
+  });
+}
+
+test('a native write to a descriptor that refuses writes: the system error code', async () => {
+  writeFileSync(dir.join('read-only-write'), '');
+  const fd = openSync(dir.join('read-only-write'), 'r');
+  try {
+    await assert.rejects(writeDataNatively(fd, randomBytes(8 * KiB), 0), (err: NodeJS.ErrnoException) => err.code === 'EBADF' && err.syscall === 'write');
+  } finally {
+    closeSync(fd);
+  }
+});
+
+test('the file target stops while native writes are running: it waits for them, then removes its file', async () => {
+  const path = dir.join('stopped-writes.img');
+  const target = await SparseFileTarget.create({ path, capacity: 1 << 30, atomic: false, localMode: true, sync: false, preallocation: false });
+  const data = randomBytes(1 << 20);
+  const writes = Array.from({ length: 32 }, (_, i) => target.write(i << 20, data));
+  await target.abort();
+  // Every write had finished (or failed) before the descriptor was closed: none fails for a closed one.
+  const outcomes = await Promise.allSettled(writes);
+  assert.deepEqual(outcomes.filter((outcome) => outcome.status === 'rejected'), []);
+  assert.equal(existsSync(path), false);
 });
 
 test("the file target's copyFrom: a source read failure is reported as the source's, with the source's words", async () => {
