@@ -47,22 +47,52 @@ export interface DiskImage {
 /** Merged data extents stay at or below this: a few writes in flight keep memory small. */
 const MAX_MERGED_BYTES = 4 << 20;
 
-/** Whether `b` continues `a` on the disk and, for data, in the same buffer (pipeline/coalesce-extents.ts merges by this rule). */
-export function canMergeExtents(a: Extent, b: Extent): boolean {
-  if (a.offset + a.length !== b.offset) return false;
-  if (a.inFile || b.inFile) return false;
-  if (!a.data || !b.data) return !a.data && !b.data;
-  return (
-    a.data.buffer === b.data.buffer &&
-    a.data.byteOffset + a.data.length === b.data.byteOffset &&
-    a.length + b.length <= MAX_MERGED_BYTES
-  );
-}
+/**
+ * Neighbouring extents gathered into one: data extents that continue each other on the disk and in
+ * one buffer (clusters cut from one decoded chunk), or zero extents that touch. The merged extent
+ * is made once, when taken: its data a view over all the parts (nothing is copied), its release()
+ * releasing every part. Used by pipeline/coalesce-extents.ts and the one-pass qcow2 driver.
+ */
+export class ExtentRun {
+  private first: Extent | undefined;
+  private length = 0;
+  private releases: (() => void)[] = [];
 
-/** `a` and `b` (canMergeExtents) as one extent, without copying; its release() releases both. */
-export function mergeExtents(a: Extent, b: Extent): Extent {
-  const length = a.length + b.length;
-  const release = a.release && b.release ? () => (a.release!(), b.release!()) : (a.release ?? b.release);
-  if (!a.data) return { offset: a.offset, length, release };
-  return { offset: a.offset, length, data: Buffer.from(a.data.buffer, a.data.byteOffset, length), release };
+  /** Adds `extent` if the run is empty or it continues the run; false (nothing added) otherwise. */
+  add(extent: Extent): boolean {
+    const first = this.first;
+    if (first) {
+      if (first.offset + this.length !== extent.offset || extent.inFile) return false;
+      if (!first.data || !extent.data) {
+        if (first.data || extent.data) return false;
+      } else if (
+        first.data.buffer !== extent.data.buffer ||
+        first.data.byteOffset + this.length !== extent.data.byteOffset ||
+        this.length + extent.length > MAX_MERGED_BYTES
+      ) {
+        return false;
+      }
+    } else if (extent.inFile) {
+      return false;
+    }
+    this.first ??= extent;
+    this.length += extent.length;
+    if (extent.release) this.releases.push(extent.release);
+    return true;
+  }
+
+  /** The merged extent, if any, leaving the run empty. */
+  take(): Extent | undefined {
+    const first = this.first;
+    if (!first) return undefined;
+    const { length, releases } = this;
+    this.first = undefined;
+    this.length = 0;
+    this.releases = [];
+    if (releases.length === 1 && length === first.length) return first;
+    const release = releases.length === 0 ? undefined : () => releases.forEach((part) => part());
+    if (!first.data) return { offset: first.offset, length, release };
+    const data = length === first.length ? first.data : Buffer.from(first.data.buffer, first.data.byteOffset, length);
+    return { offset: first.offset, length, data, release };
+  }
 }

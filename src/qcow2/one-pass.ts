@@ -7,7 +7,7 @@
  * some L2 table is still to come, and dropped once every mapping is known.
  */
 import type { Readable } from 'node:stream';
-import { canMergeExtents, mergeExtents, type DiskImage, type Extent } from '../extents.js';
+import { ExtentRun, type DiskImage, type Extent } from '../extents.js';
 import { badInput } from '../errors.js';
 import { HEADER_PROBE_BYTES, headerClusterSize, hex, parseQcow2Header, type Qcow2Header } from './header.js';
 import { bytesPerL2, decodeL2Table, partlyReadHostClusters, l1EntriesUsed, l2TableOffset, type Piece } from './cluster-map.js';
@@ -199,8 +199,8 @@ class OnePassEngine {
     const signal = this.options.signal;
     let cur: Buffer | undefined;
     let fill = 0;
-    /** The last extent queued, still open to merging with the next. */
-    let held: Extent | undefined;
+    /** The last extents queued, still open to merging with the next. */
+    const held = new ExtentRun();
     try {
       let chunk: Buffer | undefined = head;
       while (chunk) {
@@ -230,20 +230,18 @@ class OnePassEngine {
           if (this.out.length > 0) {
             if (onlyExtents(this.out)) {
               // The usual case, a data cluster's extent: merged here with the clusters before it
-              // from the same chunk (canMergeExtents), so the consumer gets one extent per
+              // from the same chunk (ExtentRun), so the consumer gets one extent per
               // chunk rather than per cluster.
               for (const extent of this.out as Extent[]) {
-                if (held && canMergeExtents(held, extent)) held = mergeExtents(held, extent);
-                else {
-                  if (held) yield held;
-                  held = extent;
-                }
+                if (held.add(extent)) continue;
+                yield held.take()!;
+                if (!held.add(extent)) yield extent;
               }
               this.out.length = 0;
               this.compressedCopies = 0;
             } else {
-              if (held) yield held;
-              held = undefined;
+              const merged = held.take();
+              if (merged) yield merged;
               yield* this.drain(this.out, false);
             }
           }
@@ -255,8 +253,8 @@ class OnePassEngine {
         const next = await rest.next();
         chunk = next.done ? undefined : Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as Uint8Array);
       }
-      if (held) yield held;
-      held = undefined;
+      const merged = held.take();
+      if (merged) yield merged;
       if (fill > 0) {
         await this.onCluster(cur!.subarray(0, fill));
         yield* this.drain(); // before onEnd, which judges what is still missing
