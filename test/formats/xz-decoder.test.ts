@@ -6,10 +6,11 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { XzDecoder } from '../../src/formats/xz/xz-decoder.js';
+import { blockSizes, parseBlockHeader } from '../../src/formats/xz/xz-container.js';
 import { ZstdDecoder } from '../../src/formats/zstd-decoder.js';
 import { runCli } from '../support/cli.js';
 import { makeTempDir, qemuRawSha256, sha256File, sh, type TempDir } from '../support/tools.js';
@@ -163,6 +164,39 @@ describe('xz decoder: damaged files are rejected, never cut short', () => {
     const padded = await decode(Buffer.concat([whole, Buffer.alloc(8 << 20), whole]), [65536]);
     assert.ok(padded.equals(Buffer.concat([original, original])));
     await assert.rejects(decode(Buffer.concat([whole, Buffer.alloc(4), Buffer.from('junk')])), /magic/);
+  });
+});
+
+describe('xz decoder: blocks large enough to get a decoder each (over 256 KiB)', () => {
+  test('every check type with 1 MiB blocks decodes to the original', async () => {
+    for (const check of ['none', 'crc32', 'crc64', 'sha256']) {
+      const file = xzFile(`alone-${check}`, `-T2 --block-size=1MiB -3 --check=${check}`);
+      assert.equal(blockCount(file), 3);
+      assert.ok((await decode(readFileSync(file), [65536, 7, 333333])).equals(original), `check ${check}`);
+    }
+  });
+
+  test('a changed byte that LZMA2 decodes without complaint (stored, incompressible data): caught by the block check, no output left (CLI)', async () => {
+    // Random bytes are stored in uncompressed LZMA2 chunks: control byte, two size bytes, then the
+    // bytes as they are. A flip there changes the output and only the integrity check can tell.
+    const random = Buffer.alloc(3 * MiB);
+    for (let i = 0; i < random.length; i += 4) random.writeUInt32LE((Math.imul(i + 1, 2654435761) ^ (i >>> 7)) >>> 0, i);
+    const file = xzFile('alone-stored', '-T2 --block-size=1MiB -3', random);
+    const whole = readFileSync(file);
+    // The second block: after the stream header (12 bytes) and the first block (header, data, padding, CRC-64).
+    const first = parseBlockHeader(whole.subarray(12, 12 + (whole[12]! + 1) * 4));
+    const secondBlock = 12 + blockSizes(first, 8).total;
+    const dataStart = secondBlock + (whole[secondBlock]! + 1) * 4;
+    assert.ok(whole[dataStart] === 0x01 || whole[dataStart] === 0x02, 'the block starts with an uncompressed LZMA2 chunk');
+    whole[dataStart + 3 + 1000]! ^= 0x40;
+    writeFileSync(`${file}.bad`, whole);
+    assert.equal(xzCli(`${file}.bad`), null, 'xz -dc rejects it too');
+    await assert.rejects(decode(whole), damagedFileError);
+    const out = dir.join('alone-stored.img');
+    const result = await runCli(['convert', `${file}.bad`, out, '-f', 'raw']);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /xz data is corrupt or truncated/);
+    assert.equal(existsSync(out), false, 'no output file is left');
   });
 });
 
