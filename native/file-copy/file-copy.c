@@ -21,6 +21,9 @@
 #define _GNU_SOURCE
 #include <node_api.h>
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -325,6 +328,18 @@ napi_value inflateClusters(napi_env env, napi_callback_info info);
 
 NAPI_MODULE_INIT() {
   napi_value function;
+#ifdef __GLIBC__
+  /*
+   * Freed memory stays with the allocator for the next allocation instead of going back to the
+   * kernel. Each xz block's decoder allocates its dictionary (1-64 MiB) on a pool thread and frees
+   * it when the block ends; glibc gave it back each time (madvise) and the next block faulted in
+   * and zeroed fresh pages: ~30 000 of the 50 000 page faults of the qcow2.xz benchmark, ~0.1 s of
+   * CPU on a run bound by CPU (2.48 -> 2.42 s, medians of 9). 32 MiB is glibc's largest mmap
+   * threshold (allocations above it still get their own mapping, returned when freed).
+   */
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 128 << 20);
+#endif
   napi_create_function(env, "copyRuns", NAPI_AUTO_LENGTH, copyRuns, NULL, &function);
   napi_set_named_property(env, exports, "copyRuns", function);
   napi_create_function(env, "writeData", NAPI_AUTO_LENGTH, writeDataFunction, NULL, &function);
