@@ -5,16 +5,23 @@
  * from the pool go back into it, and only whole ones.
  */
 export class BufferPool {
-  private readonly free: Buffer[] = [];
+  /** Free buffers by size. */
+  private readonly free = new Map<number, Buffer[]>();
+  private freeBytes = 0;
   private readonly owned = new WeakSet<ArrayBufferLike>();
 
   constructor(
+    /** The size take() gives when asked for none. */
     readonly size: number,
+    /** At most this many buffers of `size`, in bytes, are kept free. */
     private readonly maxFree: number,
   ) {}
 
-  take(): Buffer {
-    const buffer = this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+  /** A buffer of `size` bytes (the pool's own size unless asked for another, e.g. a decoder's larger chunks). */
+  take(size = this.size): Buffer {
+    const reused = this.free.get(size)?.pop();
+    if (reused) this.freeBytes -= size;
+    const buffer = reused ?? Buffer.allocUnsafeSlow(size);
     this.owned.add(buffer.buffer);
     return buffer;
   }
@@ -26,9 +33,13 @@ export class BufferPool {
 
   /** Returns a buffer (or a view of one) taken from this pool; anything else is ignored. */
   give(data: Buffer): void {
-    if (!this.owned.has(data.buffer) || this.free.length >= this.maxFree) return;
+    const size = data.buffer.byteLength;
+    if (!this.owned.has(data.buffer) || this.freeBytes + size > this.maxFree * this.size) return;
     this.owned.delete(data.buffer);
-    this.free.push(Buffer.from(data.buffer, 0, this.size));
+    let free = this.free.get(size);
+    if (!free) this.free.set(size, (free = []));
+    free.push(Buffer.from(data.buffer, 0, size));
+    this.freeBytes += size;
   }
 }
 
@@ -58,7 +69,7 @@ export class PoolLeases {
   }
 }
 
-/** The pool for 1 MiB stream chunks; 48 free buffers at most (48 MiB), enough for the parallel xz decoder's queues. */
+/** The pool for 1 MiB stream chunks (and the xz decoder's 2 MiB ones); 48 MiB of free buffers at most, enough for the parallel xz decoder's queues. */
 export const chunkPool = new BufferPool(1 << 20, 48);
 
 /** The pool for large random-access reads (1–4 MiB, e.g. runs of qcow2 clusters); 8 free at most. */

@@ -40,3 +40,20 @@ test('a leased buffer goes back to its pool only when the last holder lets go', 
   leases.release(second); // released too often: ignored, the buffer is not given twice
   assert.notEqual(pool.take().buffer, chunk.buffer);
 });
+
+test('buffers of another size (the xz decoder takes 2 MiB ones) come back to their own size, within the same byte budget', () => {
+  const pool = new BufferPool(1024, 4); // 4 KiB of free buffers at most
+  const large = pool.take(2048);
+  const small = pool.take();
+  assert.equal(large.length, 2048);
+  pool.give(large.subarray(100, 200));
+  pool.give(small);
+  const again = pool.take(2048);
+  assert.equal(again.buffer, large.buffer, 'the large buffer is reused for a large request');
+  assert.equal(again.length, 2048);
+  assert.equal(pool.take().buffer, small.buffer, 'and the small one for a small request');
+  const bigOnes = [pool.take(2048), pool.take(2048), pool.take(2048)];
+  for (const big of bigOnes) pool.give(big); // 6 KiB: the third is over the 4 KiB budget
+  const reused = [pool.take(2048), pool.take(2048), pool.take(2048)].filter((b) => bigOnes.some((o) => o.buffer === b.buffer));
+  assert.equal(reused.length, 2);
+});
