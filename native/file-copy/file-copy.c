@@ -224,16 +224,13 @@ static napi_value copyRuns(napi_env env, napi_callback_info info) {
   }
   for (size_t i = 0; i < runValues; i++) {
     /* Whole, non-negative numbers below 2^53: positions and lengths. */
-    if (!(runs[i] >= 0 && runs[i] <= 9007199254740991.0 && runs[i] == (double)(int64_t)runs[i])) {
+    if (!isWholeOffset(runs[i])) {
       napi_throw_range_error(env, NULL, "copyRuns: positions and lengths must be non-negative integers");
       return NULL;
     }
   }
-  Batch *batch = calloc(1, sizeof *batch);
-  if (batch == NULL) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
+  Batch *batch = newJob(env, sizeof *batch);
+  if (batch == NULL) return NULL;
   batch->source = source;
   batch->target = target;
   batch->runs = runs;
@@ -304,15 +301,12 @@ static napi_value writeDataFunction(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  if (!(position >= 0 && position + (double)length <= 9007199254740991.0 && position == (double)(int64_t)position)) {
+  if (!isWholeOffset(position) || !isWholeOffset(position + (double)length)) {
     napi_throw_range_error(env, NULL, "writeData: the position must be a non-negative integer");
     return NULL;
   }
-  WriteJob *job = calloc(1, sizeof *job);
-  if (job == NULL) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
+  WriteJob *job = newJob(env, sizeof *job);
+  if (job == NULL) return NULL;
   job->batch.target = target;
   job->batch.source = -1;
   job->data = bytes;

@@ -133,11 +133,8 @@ napi_value inflateClusters(napi_env env, napi_callback_info info) {
       return NULL;
     }
   }
-  Inflate *job = calloc(1, sizeof *job);
-  if (job == NULL) {
-    napi_throw_error(env, NULL, "out of memory");
-    return NULL;
-  }
+  Inflate *job = newJob(env, sizeof *job);
+  if (job == NULL) return NULL;
   job->input = input;
   job->inputLength = inputLength;
   job->pieces = pieces;

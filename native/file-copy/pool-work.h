@@ -8,6 +8,8 @@
 #include <node_api.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
 
 #define MAX_HELD 4
 
@@ -29,6 +31,18 @@ static inline void *typedArrayData(napi_env env, napi_value value, napi_typedarr
     return NULL;
   }
   return data;
+}
+
+/* A whole, non-negative number below 2^53: a position or length as JavaScript holds one. */
+static inline bool isWholeOffset(double value) {
+  return value >= 0 && value <= 9007199254740991.0 && value == (double)(int64_t)value;
+}
+
+/* A zeroed job of `size` bytes, or NULL with an "out of memory" error thrown. */
+static inline void *newJob(napi_env env, size_t size) {
+  void *job = calloc(1, size);
+  if (job == NULL) napi_throw_error(env, NULL, "out of memory");
+  return job;
 }
 
 /* Queues `job` (a struct whose first member is a PoolWork) on the pool, holding `values` and the callback. */

@@ -4,12 +4,13 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, createReadStream, mkdirSync, openSync, readSync, readdirSync, statSync } from 'node:fs';
+import { createReadStream, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { runCli } from '../support/cli.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 import { makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { openQcow2RandomAccess, openQcow2Stream } from '../../src/qcow2/index.js';
 import { fileReader, writeExtents } from './helpers.js';
+import { readAt } from './patch.js';
 import { IMAGE_CASES, xzCompress, xzDecompressStream } from './images.js';
 
 /**
@@ -88,7 +89,7 @@ describe('qcow2 in one pass: clusters that follow each other go out together', (
       for await (const extent of disk.extents()) {
         if (!extent.data) continue;
         assert.equal(extent.data.length, extent.length);
-        assert.ok(extent.data.equals(readRange(raw, extent.offset, extent.length)), `the bytes at ${extent.offset} differ from the source disk`);
+        assert.ok(extent.data.equals(readAt(raw, extent.offset, extent.length)), `the bytes at ${extent.offset} differ from the source disk`);
         dataExtents++;
         dataBytes += extent.length;
         extent.release?.();
@@ -101,18 +102,6 @@ describe('qcow2 in one pass: clusters that follow each other go out together', (
     }
   });
 });
-
-/** `length` bytes of `file` from `offset`. */
-function readRange(file: string, offset: number, length: number): Buffer {
-  const fd = openSync(file, 'r');
-  try {
-    const buffer = Buffer.alloc(length);
-    readSync(fd, buffer, 0, length, offset);
-    return buffer;
-  } finally {
-    closeSync(fd);
-  }
-}
 
 describe('compressed qcow2 in one pass: clusters decode several at once', () => {
   it('a `convert -c` image from a stream: up to eight decodes overlap, and the bytes match qemu-img', async () => {
