@@ -5,7 +5,12 @@ import { chunkPool } from '../util/buffer-pool.js';
 const require = createRequire(import.meta.url);
 type ZstdBinding = typeof import('zstd-napi/binding.js');
 
-const OUTPUT_CHUNK = chunkPool.size;
+/**
+ * Decoded chunks of 2 MiB (pooled, as the xz decoder's): zstd decodes on the main thread here
+ * (zstd-napi has no asynchronous call), so each chunk's trip through the streams after it is
+ * time taken from decoding.
+ */
+const OUTPUT_CHUNK = 2 << 20;
 
 /**
  * A zstd stream decoder on zstd-napi's native context. zstd-napi's own DecompressStream pushes a
@@ -15,7 +20,7 @@ const OUTPUT_CHUNK = chunkPool.size;
  */
 export class ZstdDecoder extends Transform {
   private readonly context: InstanceType<ZstdBinding['DCtx']>;
-  private output = chunkPool.take();
+  private output = chunkPool.take(OUTPUT_CHUNK);
   private used = 0;
   private inFrame = false;
   /** Input left over when the reader stopped taking output; decoding resumes from _read(). */
@@ -51,7 +56,7 @@ export class ZstdDecoder extends Transform {
         if (produced > 0 || consumed > 0) this.inFrame = hint !== 0;
         if (this.used === OUTPUT_CHUNK) {
           const wantsMore = this.push(this.output);
-          this.output = chunkPool.take();
+          this.output = chunkPool.take(OUTPUT_CHUNK);
           this.used = 0;
           if (!wantsMore) {
             // A few KiB of zstd can stand for gigabytes: wait for the reader before decoding on.
