@@ -127,8 +127,7 @@ napi_value inflateClusters(napi_env env, napi_callback_info info) {
   }
   for (size_t i = 0; i < pieceValues; i += 2) {
     double from = pieces[i], length = pieces[i + 1];
-    if (!(from >= 0 && length >= 0 && from == (double)(size_t)from && length == (double)(size_t)length && from + length <= (double)inputLength &&
-          length <= 0xffffffffu)) {
+    if (!isWholeOffset(from) || !isWholeOffset(length) || from + length > (double)inputLength || length > 0xffffffffu) {
       napi_throw_range_error(env, NULL, "inflateClusters: a piece lies outside the input");
       return NULL;
     }

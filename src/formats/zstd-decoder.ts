@@ -1,33 +1,26 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { createRequire } from 'node:module';
-import { chunkPool } from '../util/buffer-pool.js';
+import { DECODED_CHUNK, chunkPool } from '../util/buffer-pool.js';
 
 const require = createRequire(import.meta.url);
 type ZstdBinding = typeof import('zstd-napi/binding.js');
 
 /**
- * Decoded chunks of 2 MiB (pooled, as the xz decoder's): zstd decodes on the main thread here
- * (zstd-napi has no asynchronous call), so each chunk's trip through the streams after it is
- * time taken from decoding.
- */
-const OUTPUT_CHUNK = 2 << 20;
-
-/**
  * A zstd stream decoder on zstd-napi's native context. zstd-napi's own DecompressStream pushes a
- * fresh 128 KiB buffer per call; filling 1 MiB chunks instead makes it 2–3× faster here. Multiple
+ * fresh 128 KiB buffer per call; filling large pooled chunks (DECODED_CHUNK) instead makes it 2–3× faster here. Multiple
  * concatenated frames are decoded as one stream, as `zstd -dc` does; ending inside a frame is an error.
  * Output waits for the reader, so memory stays bounded however well the data compresses.
  */
 export class ZstdDecoder extends Transform {
   private readonly context: InstanceType<ZstdBinding['DCtx']>;
-  private output = chunkPool.take(OUTPUT_CHUNK);
+  private output = chunkPool.take(DECODED_CHUNK);
   private used = 0;
   private inFrame = false;
   /** Input left over when the reader stopped taking output; decoding resumes from _read(). */
   private paused: { input: Buffer; callback: TransformCallback } | undefined;
 
   constructor() {
-    super({ readableHighWaterMark: OUTPUT_CHUNK, writableHighWaterMark: OUTPUT_CHUNK });
+    super({ readableHighWaterMark: DECODED_CHUNK, writableHighWaterMark: DECODED_CHUNK });
     const binding = require('zstd-napi/binding.js') as ZstdBinding;
     this.context = new binding.DCtx();
   }
@@ -54,9 +47,9 @@ export class ZstdDecoder extends Transform {
         input = input.subarray(consumed);
         // 0 means a frame just ended; a call that moved nothing says nothing about frames.
         if (produced > 0 || consumed > 0) this.inFrame = hint !== 0;
-        if (this.used === OUTPUT_CHUNK) {
+        if (this.used === DECODED_CHUNK) {
           const wantsMore = this.push(this.output);
-          this.output = chunkPool.take(OUTPUT_CHUNK);
+          this.output = chunkPool.take(DECODED_CHUNK);
           this.used = 0;
           if (!wantsMore) {
             // A few KiB of zstd can stand for gigabytes: wait for the reader before decoding on.

@@ -13,7 +13,7 @@ import { EarlyFlush } from './early-flush.js';
 import { cleanUpOnForcedExit } from '../util/forced-exit.js';
 import { tryLock } from '../util/fs-ext.js';
 import { removeStaleTemporaries, temporaryName } from './temporary-names.js';
-import { FileCopier, FileCopyError, canCopyBetweenFiles, writeDataNatively } from '../util/file-copy.js';
+import { FileCopier, FileCopyError, writeDataNatively } from '../util/file-copy.js';
 import type { LocalFile } from '../extents.js';
 
 const debug = debuglog('cdi-importer');
@@ -101,15 +101,12 @@ export class SparseFileTarget implements DiskTarget {
 
   async write(offset: number, data: Buffer): Promise<number> {
     const handle = this.handle!;
-    let total = 0;
-    if (canCopyBetweenFiles()) {
-      const write = writeDataNatively(handle.fd, data, offset);
-      total = await this.useDescriptor(write).catch((err) => {
-        throw targetFailure(err, this.path);
-      });
-    } else {
-      total = await this.writeRuns(handle, offset, data);
-    }
+    const nativeWrite = writeDataNatively(handle.fd, data, offset);
+    const total = nativeWrite
+      ? await this.useDescriptor(nativeWrite).catch((err) => {
+          throw targetFailure(err, this.path);
+        })
+      : await this.writeRuns(handle, offset, data);
     this.highWater = Math.max(this.highWater, offset + data.length);
     this.earlyFlush?.wrote(data.length);
     return total;

@@ -87,11 +87,13 @@ export class FileCopier {
 /**
  * Writes `data` at `position` of the file `target`, leaving out its all-zero 4 KiB blocks (aligned
  * to the file's offsets) as zero-runs.ts does, natively on the pool; resolves to the bytes
- * written. Only when canCopyBetweenFiles(). The caller keeps the descriptor open until it settles.
+ * written. Undefined without the native module. The caller keeps the descriptor open until it settles.
  */
-export function writeDataNatively(target: number, data: Buffer, position: number): Promise<number> {
+export function writeDataNatively(target: number, data: Buffer, position: number): Promise<number> | undefined {
+  const native = nativeModule();
+  if (!native) return undefined;
   return new Promise((resolve, reject) => {
-    nativeModule()!.writeData(target, data, position, (err, written) => (err ? reject(systemError(err.errno, err.syscall)) : resolve(written)));
+    native.writeData(target, data, position, (err, written) => (err ? reject(systemError(err.errno, err.syscall)) : resolve(written)));
   });
 }
 

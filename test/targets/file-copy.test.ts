@@ -210,7 +210,7 @@ test('a native write to a descriptor that refuses writes: the system error code'
   writeFileSync(dir.join('read-only-write'), '');
   const fd = openSync(dir.join('read-only-write'), 'r');
   try {
-    await assert.rejects(writeDataNatively(fd, randomBytes(8 * KiB), 0), (err: NodeJS.ErrnoException) => err.code === 'EBADF' && err.syscall === 'write');
+    await assert.rejects(writeDataNatively(fd, randomBytes(8 * KiB), 0)!, (err: NodeJS.ErrnoException) => err.code === 'EBADF' && err.syscall === 'write');
   } finally {
     closeSync(fd);
   }

@@ -1,16 +1,10 @@
 import { ChangeSignal } from '../../util/change-signal.js';
-import { chunkPool } from '../../util/buffer-pool.js';
+import { DECODED_CHUNK, chunkPool } from '../../util/buffer-pool.js';
 import { LZMA_OK, LZMA_STREAM_END, LzmaDecoderEngine, lzmaReason } from './lzma-engine.js';
 
 const EMPTY = Buffer.alloc(0);
 /** Queued input pieces smaller than this are copied together before decoding (see mergeSmallPieces). */
 const MERGE_BELOW = 64 << 10;
-/**
- * Decoded chunks are 2 MiB (pooled buffers of chunkPool, which the readers give back): each chunk
- * is a trip to the pool for liblzma and one through the streams, the qcow2 reader and the writer
- * on the main thread. qcow2.xz benchmark, medians of 9: 1 MiB 2.41 s, 2 MiB 2.33 s.
- */
-const OUTPUT_CHUNK = 2 << 20;
 
 export interface DecodeJobLimits {
   /** Decoded bytes held for the reader before decoding pauses. */
@@ -24,7 +18,7 @@ export type ConsumedListener = (input: Buffer) => void;
 
 /**
  * One liblzma engine decoding one .xz stream (a single wrapped block, or the rest of the file)
- * on the thread pool, between a bounded input queue and a bounded queue of 2 MiB output chunks.
+ * on the thread pool, between a bounded input queue and a bounded queue of output chunks (DECODED_CHUNK).
  * Decoding runs ahead of the reader only as far as `outputAhead`, so memory stays bounded however
  * well the data compresses.
  */
@@ -91,7 +85,7 @@ export class DecodeJob {
   }
 
   private async run(): Promise<void> {
-    let out = chunkPool.take(OUTPUT_CHUNK);
+    let out = chunkPool.take(DECODED_CHUNK);
     let used = 0;
     try {
       while (!this.stopped) {
@@ -119,7 +113,7 @@ export class DecodeJob {
         if (used === out.length || (ended && used > 0)) {
           this.output.push(used === out.length ? out : out.subarray(0, used));
           this.outputBytes += used;
-          out = chunkPool.take(OUTPUT_CHUNK);
+          out = chunkPool.take(DECODED_CHUNK);
           used = 0;
         }
         if (ended) {
