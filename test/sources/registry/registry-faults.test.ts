@@ -175,7 +175,12 @@ describe('registry source transport faults (in-process registry)', () => {
     const source = new RegistrySource(`docker://${host}/fault/disk:v1`, { insecure: true, stallTimeoutSeconds: 1 }, quickRetry);
     await assert.rejects(readAll(source), (err: Error & { category?: string }) => {
       assert.equal(err.category, 'cannot-connect');
-      assert.match(err.message, /^download of http:\/\/127\.0\.0\.1:\d+\/v2\/fault\/disk\/blobs\/sha256:\w+ failed after \d+ of \d+ bytes and 2 retries: no data received for 1 s/);
+      // Silence, or the tail of the half-body trickling in just after the stall window opened
+      // (it opens again each time the reader waits): both are the stall, said as it was seen.
+      assert.match(
+        err.message,
+        /^download of http:\/\/127\.0\.0\.1:\d+\/v2\/fault\/disk\/blobs\/sha256:\w+ failed after \d+ of \d+ bytes and 2 retries: (no data received for 1 s|only \d+ bytes received in 1 s)$/,
+      );
       return true;
     });
     assert.equal(blobRequests.length, 3);
