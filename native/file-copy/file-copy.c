@@ -76,9 +76,30 @@ static int isZero(const unsigned char *p, size_t n) {
   return 1;
 }
 
+/*
+ * Buffered writes to one file take turns on its inode lock, and the kernel's waiters for that lock
+ * spin while its holder copies pages in. On two cores a spinning writer took the core the decoder
+ * needed: raw.zst to ext4, system time 0.4 s in good runs and up to 1.8 s in bad ones, half of it
+ * in rwsem_spin_on_owner. Our writers to one descriptor take turns on a mutex of ours first, whose
+ * waiters sleep; reads and zero-block scans still run side by side. Striped by descriptor: two
+ * targets rarely share a stripe, and sharing one only makes their writes take turns.
+ */
+#define WRITE_LOCKS 16
+static pthread_mutex_t writeLocks[WRITE_LOCKS] = {[0 ... WRITE_LOCKS - 1] = PTHREAD_MUTEX_INITIALIZER};
+
+static ssize_t pwriteInTurn(int fd, const void *p, size_t n, int64_t at) {
+  pthread_mutex_t *lock = &writeLocks[(unsigned)fd % WRITE_LOCKS];
+  pthread_mutex_lock(lock);
+  ssize_t done = pwrite(fd, p, n, at);
+  int error = errno;
+  pthread_mutex_unlock(lock);
+  errno = error;
+  return done;
+}
+
 static int writeAll(Batch *batch, const unsigned char *p, size_t n, int64_t at, double *written) {
   while (n > 0) {
-    ssize_t done = pwrite(batch->target, p, n, at);
+    ssize_t done = pwriteInTurn(batch->target, p, n, at);
     if (done < 0) {
       if (errno == EINTR) continue;
       fail(batch, errno, "write");
