@@ -266,7 +266,9 @@ describe('HttpSource under faults', () => {
       const before = requestsTo('/stall').length;
       await assert.rejects(download('/stall?after=300000&times=1000', { stallTimeoutSeconds: 0.2 }, tuning), (err: ImportError) => {
         assert.equal(err.category, 'cannot-connect');
-        assert.match(err.message, /failed after \d+ of \d+ bytes and \d+ retries: no data received for 0\.2 s/);
+        // Silence, or the last bytes before it landing just after the stall window opened (it opens
+        // again each time the reader waits): both are this stall, said as it was seen.
+        assert.match(err.message, /failed after \d+ of \d+ bytes and \d+ retries: (no data received for 0\.2 s|only \d+ bytes received in 0\.2 s)$/);
         return true;
       });
       // The probe (Range only), then the first try and its resumes (the budget of 3, then 2 in a row
