@@ -60,7 +60,7 @@ for run in $(seq "$BENCH_RUNS"); do
 done
 # After IDLE seconds idle (untimed), as an import on a quiet node starts: a VM that returns free
 # memory to its host (virtio-balloon free page reporting) has to take it back for the page cache,
-# and large writes made that slow (README, "Writes of at most 512 KiB"). A loop of its own, so that
+# and large writes made that slow (README, "Writes of at most 512 KiB, then 128 KiB"). A loop of its own, so that
 # no row above starts after an idle spell. BENCH_IDLE=0 leaves the row out.
 IDLE=${BENCH_IDLE:-3}
 if (( IDLE > 0 )); then

@@ -98,14 +98,15 @@ static ssize_t pwriteInTurn(int fd, const void *p, size_t n, int64_t at) {
 }
 
 /*
- * The most one pwrite is given. The page cache takes a write of 1 MiB or more in large folios, whose
- * pages come from the free memory's largest blocks; a VM that hands its free memory back to the host
- * (virtio-balloon free page reporting: it does so with large free blocks a couple of seconds after
- * they are freed) then waits for the host to give each one back. 800 MiB written with dd after 3 s
- * idle here: 1.1-1.8 s in 1 MiB writes, 2.1 s in 2 MiB ones, 0.19-0.34 s in 64-512 KiB ones; without
- * the pause, 0.17-0.21 s at every size.
+ * The most one pwrite is given. The page cache takes a larger write in larger folios, whose pages
+ * come from the free memory's larger blocks; a VM that hands its free memory back to the host
+ * (virtio-balloon free page reporting, a couple of seconds after it is freed, large blocks first)
+ * then waits for the host to give each one back. 800 MiB written with dd after 3 s idle here: 1.1-2.1 s
+ * in 1-2 MiB writes, 0.2-1.1 s in 64-512 KiB ones, depending on what ran before. 128 KiB is what
+ * `zstd -dc` writes: raw.zst 1 GiB to ext4, 9 alternating runs, 0.55 s against 1.12 s in 512 KiB
+ * writes (runs up to 0.63 against 1.47 s); qcow2.xz 1.50 against 1.71 s; a local qcow2 the same.
  */
-#define MAX_PWRITE (512 << 10)
+#define MAX_PWRITE (128 << 10)
 
 static int writeAll(Batch *batch, const unsigned char *p, size_t n, int64_t at, double *written) {
   while (n > 0) {

@@ -16,7 +16,7 @@ const WRITES_IN_FLIGHT = 4;
 /**
  * ...and the bytes they may carry (one write at least, however large): four 2 MiB writes. Buffered
  * writes to one file take turns on its inode lock; the native writer now takes turns on a mutex of
- * its own first and hands the kernel 512 KiB at a time (native/file-copy/file-copy.c), so more
+ * its own first and hands the kernel 128 KiB at a time (native/file-copy/file-copy.c), so more
  * bytes in flight no longer mean threads spinning in the kernel. Before that, four 4 MiB writes in
  * flight at times made an import four times slower (a 512 MiB qcow2 with contiguous data: 0.71 s
  * against 0.17 s, medians of 11), and the budget was 4 MiB.
@@ -26,8 +26,8 @@ const WRITE_BYTES_IN_FLIGHT = 8 << 20;
  * Larger extents (4 MiB Range reads, batches of decoded clusters) go out as writes of this size.
  * 1 MiB until 2026-11-27: single 4 MiB writes had bad spells (a 512 MiB qcow2 over HTTP Range, runs
  * between 0.26 and 0.92 s), which were the page cache taking large writes in large folios (README,
- * "Writes of at most 512 KiB"). With the kernel given 512 KiB at a time, 2 MiB writes halve the
- * trips per byte through the event loop (7-9 alternating runs against 1 MiB): qcow2 by Range from
+ * "Writes of at most 512 KiB, then 128 KiB"). With the kernel given at most 512 KiB at a time, 2 MiB
+ * writes halve the trips per byte through the event loop (7-9 alternating runs against 1 MiB): qcow2 by Range from
  * nginx 0.34 -> 0.29 s, raw.zst 0.52 -> 0.47 s, qcow2.xz 1.41 -> 1.36 s; a local qcow2, raw.gz over
  * HTTP and qcow2 through stdin the same.
  */

@@ -23,7 +23,7 @@ const debug = debuglog('cdi-importer');
  * the page cache takes larger writes in large folios, which a VM that returns free memory to its
  * host must first get back from it, at times 5-10 times slower.
  */
-const MAX_WRITE = 512 << 10;
+const MAX_WRITE = 128 << 10;
 
 export interface SparseFileTargetOptions {
   /** Final path of the image. */
