@@ -31,8 +31,10 @@ node_start_context() {
 
 # measure NAME CMD... : runs CMD once, appends "seconds maxrss_kib" to $BENCH_DIR/NAME.times. The seconds
 # come from the shell's clock (microseconds): /usr/bin/time's %e has 10 ms steps, a tenth of a small run.
+# BENCH_BEFORE: a command run first, untimed (bench/qcow2.sh's idle row sleeps there).
 measure() {
   local name=$1; shift
+  [ -z "${BENCH_BEFORE:-}" ] || bash -c "$BENCH_BEFORE"
   local started=$EPOCHREALTIME
   /usr/bin/time -f '%M' -o "$BENCH_DIR/.last" bash -c "$*" >/dev/null 2>"$BENCH_DIR/.stderr" || {
     echo "benchmark command failed: $*" >&2; cat "$BENCH_DIR/.stderr" >&2; exit 1; }

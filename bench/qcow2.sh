@@ -60,14 +60,14 @@ for run in $(seq "$BENCH_RUNS"); do
 done
 # After IDLE seconds idle (untimed), as an import on a quiet node starts: a VM that returns free
 # memory to its host (virtio-balloon free page reporting) has to take it back for the page cache,
-# and large writes made that slow (README, "Writes of at most 512 KiB, then 128 KiB"). A loop of its own, so that
-# no row above starts after an idle spell. BENCH_IDLE=0 leaves the row out.
+# and large writes made that slow (README, "Writes of at most 512 KiB, then 128 KiB"). A loop of its
+# own, so that no row above starts after an idle spell. BENCH_IDLE=0 leaves the row out.
 IDLE=${BENCH_IDLE:-3}
 if (( IDLE > 0 )); then
   for run in $(seq "$BENCH_RUNS"); do
     echo "idle run $run/$BENCH_RUNS" >&2
-    if (( run % 2 )); then sleep "$IDLE"; measure q-idle-ours "$(ours "$Q")"; sleep "$IDLE"; measure q-idle-ref "qemu-img convert -O raw $Q $OUT; rm -f $OUT"
-    else sleep "$IDLE"; measure q-idle-ref "qemu-img convert -O raw $Q $OUT; rm -f $OUT"; sleep "$IDLE"; measure q-idle-ours "$(ours "$Q")"; fi
+    BENCH_BEFORE="sleep $IDLE" measure_pair "$run" q-idle-ours "$(ours "$Q")" \
+      q-idle-ref "qemu-img convert -O raw $Q $OUT; rm -f $OUT"
   done
 fi
 

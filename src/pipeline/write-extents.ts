@@ -26,10 +26,10 @@ const WRITE_BYTES_IN_FLIGHT = 8 << 20;
  * Larger extents (4 MiB Range reads, batches of decoded clusters) go out as writes of this size.
  * 1 MiB until 2026-11-27: single 4 MiB writes had bad spells (a 512 MiB qcow2 over HTTP Range, runs
  * between 0.26 and 0.92 s), which were the page cache taking large writes in large folios (README,
- * "Writes of at most 512 KiB, then 128 KiB"). With the kernel given at most 512 KiB at a time, 2 MiB
- * writes halve the trips per byte through the event loop (7-9 alternating runs against 1 MiB): qcow2 by Range from
- * nginx 0.34 -> 0.29 s, raw.zst 0.52 -> 0.47 s, qcow2.xz 1.41 -> 1.36 s; a local qcow2, raw.gz over
- * HTTP and qcow2 through stdin the same.
+ * "Writes of at most 512 KiB, then 128 KiB"). With the kernel given small pieces by the writer, 2 MiB
+ * writes halve the trips per byte through the event loop (7-9 alternating runs against 1 MiB, with
+ * 512 KiB pieces): qcow2 by Range from nginx 0.34 -> 0.29 s, raw.zst 0.52 -> 0.47 s, qcow2.xz
+ * 1.41 -> 1.36 s; a local qcow2, raw.gz over HTTP and qcow2 through stdin the same.
  */
 const MAX_WRITE_BYTES = 2 << 20;
 /**
