@@ -7,7 +7,7 @@ import path from 'node:path';
 import { existsSync, readdirSync, writeFileSync, readFileSync, statSync, mkdirSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { cliCommand, repoRoot, runCli } from '../support/cli.js';
-import { qemuImg, qemuIo, xzCompress } from '../qcow2/images.js';
+import { createLuks, qemuImg, qemuIo, xzCompress } from '../qcow2/images.js';
 import { moveL2TableToEnd } from '../qcow2/patch.js';
 import { escapeRegExp, makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
@@ -233,7 +233,7 @@ describe('bad input', () => {
 
   test('a LUKS-encrypted image is refused as such, with how to decrypt it', async () => {
     const file = dir.join('img.luks');
-    run('qemu-img', ['create', '-q', '--object', 'secret,id=s0,data=abc', '-f', 'luks', '-o', 'key-secret=s0,iter-time=10', file, '4M']);
+    createLuks(file, 'luks');
     await expectFailure(['convert', file, dir.join('o-luks.raw')], /is a LUKS-encrypted image, which is not supported: decrypt it to raw or qcow2 first with its passphrase \(qemu-img convert --object secret.*; a disk its guest encrypts whole is raw: cdi-importer convert -f raw copies it as it is$/, 'o-luks');
     // -f raw overrules the header, as it does qemu-img's probe: the bytes are copied as they are.
     const out = dir.join('o-luks-raw.raw');

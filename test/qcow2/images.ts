@@ -175,14 +175,18 @@ export function xzDecompressStream(xzFile: string): Readable {
   return child.stdout;
 }
 
-/** A 1 MiB LUKS-encrypted qcow2. qemu times PBKDF2 on the CPU while creating it; on a busy machine that can fail, so retry. */
-export function createLuks(file: string): void {
+/**
+ * A 1 MiB LUKS-encrypted qcow2 (or, with `format` 'luks', a bare LUKS volume). qemu times PBKDF2 on the thread's CPU
+ * clock while creating it; on a busy machine, or one whose clock ticks coarsely ("Unable to get accurate CPU usage"),
+ * that can fail, so retry.
+ */
+export function createLuks(file: string, format: 'qcow2' | 'luks' = 'qcow2'): void {
+  const options = format === 'qcow2'
+    ? 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=50'
+    : 'key-secret=sec0,iter-time=50';
   for (let attempt = 1; ; attempt++) {
     try {
-      qemuImg(
-        'create', '-q', '-f', 'qcow2', '--object', 'secret,id=sec0,data=password',
-        '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=50', file, '1M',
-      );
+      qemuImg('create', '-q', '-f', format, '--object', 'secret,id=sec0,data=password', '-o', options, file, '1M');
       return;
     } catch (err) {
       if (attempt >= 20) throw err;
