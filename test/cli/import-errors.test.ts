@@ -11,6 +11,7 @@ import { createLuks, qemuImg, qemuIo, xzCompress } from '../qcow2/images.js';
 import { moveL2TableToEnd } from '../qcow2/patch.js';
 import { escapeRegExp, makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
+import { mountTmpfs } from '../support/loop-device.js';
 
 const MiB = 1 << 20;
 let dir: TempDir;
@@ -361,7 +362,7 @@ describe('bad destinations', () => {
   });
 
   test('a file system too small for the image: refused before writing', async (t) => {
-    const mount = mountTmpfs(t, '4m');
+    const mount = mountTmpfs(t, dir.path, '4m');
     if (!mount) return;
     const result = await runCli(['import', raw, '-o', `${mount}/disk.img`]);
     assert.equal(result.code, 1);
@@ -373,7 +374,7 @@ describe('bad destinations', () => {
   });
 
   test('a read-only file system is said to be one, not too small (an ISO or squashfs reports no free space)', async (t) => {
-    const mount = mountTmpfs(t, '1m');
+    const mount = mountTmpfs(t, dir.path, '1m');
     if (!mount) return;
     run('mount', ['-o', 'remount,ro', mount]);
     for (const command of ['import', 'convert']) {
@@ -385,7 +386,7 @@ describe('bad destinations', () => {
 
   test('too small only because of the space kept free: the line offers --filesystem-overhead, and it works', async (t) => {
     // 18 MiB on 18 MiB: 6 % kept free leaves 16 MiB (whole MiB), none kept free all 18.
-    const mount = mountTmpfs(t, '18m');
+    const mount = mountTmpfs(t, dir.path, '18m');
     if (!mount) return;
     const image = dir.join('disk-18m.raw');
     makeDiskLikeImage(image, 18 * MiB);
@@ -398,7 +399,7 @@ describe('bad destinations', () => {
   });
 
   test('too small even with no space kept free (17.5 MiB on 17 MiB): --filesystem-overhead is not offered', async (t) => {
-    const mount = mountTmpfs(t, '17m');
+    const mount = mountTmpfs(t, dir.path, '17m');
     if (!mount) return;
     const image = dir.join('disk-17.5m.raw');
     makeDiskLikeImage(image, 17.5 * MiB);
@@ -410,7 +411,7 @@ describe('bad destinations', () => {
   });
 
   test('too small because the file it replaces still holds its space: the line says so', async (t) => {
-    const mount = mountTmpfs(t, '16m');
+    const mount = mountTmpfs(t, dir.path, '16m');
     if (!mount) return;
     const image = dir.join('rand6-b.raw');
     sh(`head -c ${6 * MiB} /dev/urandom > ${image}`);
@@ -423,7 +424,7 @@ describe('bad destinations', () => {
   });
 
   test('scratch space too small for the clusters a one-pass qcow2 must set aside: the line names the scratch space and what to do', async (t) => {
-    const mount = mountTmpfs(t, '1m');
+    const mount = mountTmpfs(t, dir.path, '1m');
     if (!mount) return;
     const image = dir.join('moved-l2-big.qcow2');
     qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', image, '16M');
@@ -438,7 +439,7 @@ describe('bad destinations', () => {
   });
 
   test('convert, like qemu-img convert: a sparse image larger than the free space converts; real data that does not fit fails cleanly', async (t) => {
-    const mount = mountTmpfs(t, '4m');
+    const mount = mountTmpfs(t, dir.path, '4m');
     if (!mount) return;
     const sparse = dir.join('sparse-64m.qcow2');
     run('qemu-img', ['create', '-q', '-f', 'qcow2', sparse, '64M']);
@@ -459,7 +460,7 @@ describe('bad destinations', () => {
   });
 
   test('a tmpfs with no size limit (size=0: statfs reports no blocks at all) takes imports, as any file system with room', async (t) => {
-    const mount = mountTmpfs(t, '0');
+    const mount = mountTmpfs(t, dir.path, '0');
     if (!mount) return;
     const disk = `${mount}/disk.img`;
     const result = await runCli(['import', dir.join('disk.raw.xz'), '-o', disk, '--size', '16Mi']);
@@ -477,7 +478,7 @@ describe('bad destinations', () => {
   });
 
   test('a file system that fills up mid-write (size unknown in advance): clear error, nothing left', async (t) => {
-    const mount = mountTmpfs(t, '3m');
+    const mount = mountTmpfs(t, dir.path, '3m');
     if (!mount) return;
     // Random data does not compress, so the xz stream is as big as the disk: fills the 3 MiB tmpfs.
     sh(`head -c ${5 * MiB} /dev/urandom > ${dir.join('rand.raw')} && xz -T1 -0 -kf ${dir.join('rand.raw')}`);
@@ -551,21 +552,6 @@ test('--help documents every import option', async () => {
     assert.match(result.stdout, new RegExp(flag));
   }
 });
-
-/** Mounts a small tmpfs for the test (root only); returns its path, or undefined after skipping. */
-function mountTmpfs(t: { skip(msg: string): void; after(fn: () => void): void }, size: string): string | undefined {
-  const mount = dir.join(`tmpfs-${size}-${Date.now()}`);
-  mkdirSync(mount);
-  try {
-    run('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mount]);
-  } catch (err) {
-    t.skip(`cannot mount a tmpfs here (${(err as Error).message.split('\n')[0]})`);
-    return undefined;
-  }
-  t.after(() => run('umount', [mount]));
-  assert.ok(statSync(mount).isDirectory());
-  return mount;
-}
 
 describe('mistyped URLs', () => {
   test('a URL with no host, and one slash short of a URL: usage errors that say so', async () => {

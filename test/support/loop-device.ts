@@ -1,5 +1,6 @@
-/** Loop devices (losetup) stand in for block volumes; root only. */
-import { mkdirSync } from 'node:fs';
+/** Loop devices (losetup) stand in for block volumes, small mounts for full disks; root only. */
+import assert from 'node:assert/strict';
+import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { run } from './tools.js';
 
@@ -32,4 +33,19 @@ export function mountExt2(dir: string, size: string, mkfsArgs: string[] = []): s
   } catch {
     return undefined;
   }
+}
+
+/** Mounts a tmpfs of `size` in `dir` until the test ends; returns its path, or undefined after skipping. */
+export function mountTmpfs(t: { skip(msg: string): void; after(fn: () => void): void }, dir: string, size: string): string | undefined {
+  const mount = path.join(dir, `tmpfs-${size}-${process.hrtime.bigint()}`);
+  mkdirSync(mount);
+  try {
+    run('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mount]);
+  } catch (err) {
+    t.skip(`cannot mount a tmpfs here (${(err as Error).message.split('\n')[0]})`);
+    return undefined;
+  }
+  t.after(() => run('umount', [mount]));
+  assert.ok(statSync(mount).isDirectory());
+  return mount;
 }

@@ -5,10 +5,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { runCli } from '../support/cli.js';
-import { mountExt2 } from '../support/loop-device.js';
-import { allocatedBytes, makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
+import { mountExt2, mountTmpfs } from '../support/loop-device.js';
+import { allocatedBytes, escapeRegExp, makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 
 const MiB = 1 << 20;
@@ -41,3 +41,41 @@ test('--preallocation on ext2 (no fallocate): imported, identical to qemu-img, e
   assert.ok(allocatedBytes(out) >= 20 * MiB, `allocated ${allocatedBytes(out)}`);
   assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path, 20 * MiB));
 });
+
+// Found by a QA pass: util-linux's `fallocate --posix` exits 0 when posix_fallocate fails, and
+// `convert -o preallocation=full` reported a sparse file on a full disk as preallocated.
+test('convert -o preallocation=full onto ext2 (no fallocate) with too little room: the no-space error, no output', async (t) => {
+  if (!mountPoint) return t.skip('mount is not permitted here');
+  const qcow2 = mostlyEmptyQcow2('big');
+  const before = readdirSync(mountPoint);
+  await expectNoRoom(['convert', '-o', 'preallocation=full', qcow2, `${mountPoint}/big.img`], `${mountPoint}/big.img`);
+  assert.deepEqual(readdirSync(mountPoint), before);
+});
+
+test('convert -o preallocation=falloc and full onto a tmpfs with too little room (fallocate fails): the no-space error, no output', async (t) => {
+  const mount = mountTmpfs(t, dir.path, '40m');
+  if (!mount) return;
+  const qcow2 = mostlyEmptyQcow2('big64');
+  for (const mode of ['falloc', 'full']) {
+    await expectNoRoom(['convert', '-o', `preallocation=${mode}`, qcow2, `${mount}/${mode}.img`], `${mount}/${mode}.img`);
+  }
+  assert.deepEqual(readdirSync(mount), []);
+});
+
+async function expectNoRoom(args: string[], out: string): Promise<void> {
+  const result = await runCli([...args, '--json']);
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(result.stderr, new RegExp(`no space left on the device to preallocate ${escapeRegExp(out)}: free some space, use a larger volume, or import without preallocation`));
+  assert.equal(result.stdout.includes('"preallocationApplied":true'), false, result.stdout);
+  assert.equal(existsSync(out), false);
+}
+
+/** A 64 MiB disk with 4 MiB of data: the data fits, the whole disk does not. */
+function mostlyEmptyQcow2(name: string): string {
+  const raw = dir.join(`${name}.raw`);
+  makeDiskLikeImage(raw, 4 * MiB);
+  run('truncate', ['-s', '64M', raw]);
+  const qcow2 = dir.join(`${name}.qcow2`);
+  run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
+  return qcow2;
+}
