@@ -50,7 +50,10 @@ function requestedSizeHint(request: ImportRequest, err: unknown): string | undef
   if (usableSpace(requested, overhead) >= virtualSize) return undefined; // free space was the limit
   let needed = Math.ceil((Math.ceil(virtualSize / MiB) * MiB * (1 + overhead)) / MiB) * MiB;
   while (usableSpace(needed, overhead) < virtualSize) needed += MiB;
-  const kept = overhead > 0 ? ` (--filesystem-overhead keeps ${formatPercent(overhead)} of it free), or --filesystem-overhead 0` : '';
+  // Keeping nothing free: the same --size, when that is enough (found by a QA pass: it was offered when it was not).
+  const neededWithout = Math.ceil(virtualSize / MiB);
+  const without = usableSpace(requested, 0) >= virtualSize ? '' : `${neededWithout}Mi with `;
+  const kept = overhead > 0 ? ` (--filesystem-overhead keeps ${formatPercent(overhead)} of it free), or ${without}--filesystem-overhead 0` : '';
   return `give a --size of at least ${needed / MiB}Mi for this ${formatBytes(virtualSize)} image${kept}`;
 }
 

@@ -121,7 +121,7 @@ describe('resize (SPEC §7)', () => {
     const result = await runCli(['import', raw, '-o', out, '--size', '4Mi']);
     assert.equal(result.code, 1);
     // --size is the limit, not free space: the size that fits is said, and it does fit.
-    const hint = /virtual image size \d+ is larger than the reported available storage \d+: give a --size of at least (\d+Mi) for this 9\.0 MiB image \(--filesystem-overhead keeps 6 % of it free\), or --filesystem-overhead 0$/.exec(result.stderr.trim());
+    const hint = /virtual image size \d+ is larger than the reported available storage \d+: give a --size of at least (\d+Mi) for this 9\.0 MiB image \(--filesystem-overhead keeps 6 % of it free\), or (\d+Mi) with --filesystem-overhead 0$/.exec(result.stderr.trim());
     assert.ok(hint, result.stderr);
     assert.equal(result.stderr.trim().split('\n').length, 1);
     assert.equal(existsSync(out), false);
@@ -131,6 +131,14 @@ describe('resize (SPEC §7)', () => {
     const smaller = await runCli(['import', raw, '-o', dir.join('toosmall2.img'), '--size', `${parseInt(hint[1]!, 10) - 1}Mi`, '-q']);
     assert.equal(smaller.code, 1, 'the size said is the smallest that fits');
     rmSync(out);
+    // The other way out: that size with nothing kept free.
+    const without = await runCli(['import', raw, '-o', out, '--size', hint[2]!, '--filesystem-overhead', '0', '-q']);
+    assert.equal(without.code, 0, without.stderr);
+    rmSync(out);
+    // A --size that fits once nothing is kept free is told just that.
+    const near = await runCli(['import', raw, '-o', out, '--size', hint[2]!]);
+    assert.equal(near.code, 1);
+    assert.match(near.stderr.trim(), /\(--filesystem-overhead keeps 6 % of it free\), or --filesystem-overhead 0$/);
   });
 
   test('a compressed image whose size shows only while streaming fails as it crosses the limit', async () => {
