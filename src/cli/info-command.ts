@@ -202,6 +202,7 @@ function formatInfo(info: ImageInfo): string {
       ['compression type', data['compression-type']],
       ['extended L2', data['extended-l2'] ? 'yes' : 'no'],
       ['snapshots', `${q['snapshot-count']}${q['snapshot-count'] > 0 ? ' (only the active layer is imported)' : ''}`],
+      ...(data.bitmaps ? [['dirty bitmaps', `${data.bitmaps.map((b) => quoteText(b.name)).join(', ')} (not imported, as with qemu-img convert)`] as [string, string]] : []),
       ['dirty', q['dirty-flag'] ? 'yes (refcounts stale; data is read normally)' : 'no'],
     );
     // What an import refuses, as qemu-img info shows it; names quoted (the image's author wrote them).

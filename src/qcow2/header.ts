@@ -35,9 +35,9 @@ const KNOWN_INCOMPAT = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | 
 const COMPAT_LAZY_REFCOUNTS = 1n << 0n;
 const AUTOCLEAR_DATA_FILE_RAW = 1n << 1n;
 
-// Header extensions that matter here. Others (bitmaps 0x23852875, …) are skipped, as qemu-img
-// convert skips them: they do not change the active layer's bytes. The backing format only names
-// the backing file's format, for info.
+// Header extensions that matter here. Others are skipped, as qemu-img convert skips them: they do
+// not change the active layer's bytes (bitmaps, 0x23852875, are listed by info: bitmap-directory.ts).
+// The backing format only names the backing file's format, for info.
 const EXT_END = 0x00000000;
 const EXT_BACKING_FORMAT = 0xe2792aca;
 const EXT_FEATURE_NAMES = 0x6803f857;

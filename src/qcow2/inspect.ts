@@ -10,6 +10,7 @@ import { openQcow2Stream } from './one-pass.js';
 import { SpillBudgetExceeded } from './spill-file.js';
 import { readQcow2Header } from './random-access.js';
 import { readSnapshotTable, type SnapshotInfo } from './snapshot-table.js';
+import { readBitmapDirectory, type BitmapInfo } from './bitmap-directory.js';
 
 /** Memory the measurement may hold for clusters a real one-pass run would spill. */
 const MEASURE_BUDGET = 128 << 20;
@@ -34,6 +35,8 @@ export interface Qcow2Info {
       'compression-type': 'zlib' | 'zstd';
       /** Version 3 only, as qemu-img shows them (version 2 has no such header fields). */
       'lazy-refcounts'?: boolean;
+      /** Persistent dirty bitmaps, as qemu-img lists them, when the directory was read (random access); never imported. */
+      bitmaps?: BitmapInfo[];
       'refcount-bits': number;
       /** qemu-img shows the LUKS header's details too; only the format is read here. */
       encrypt?: { format: 'aes' | 'luks' };
@@ -53,7 +56,7 @@ export interface Qcow2Info {
 }
 
 /** The header's facts, in the order qemu-img info puts them (absent keys are left out of JSON). */
-export function describeHeader(header: Qcow2Header): Qcow2Info {
+export function describeHeader(header: Qcow2Header, bitmaps?: BitmapInfo[]): Qcow2Info {
   const encrypt = header.encryption === 'aes' || header.encryption === 'luks' ? { format: header.encryption } : undefined;
   const dataFile = { 'data-file': header.dataFile, 'data-file-raw': header.dataFileRaw };
   return {
@@ -73,6 +76,7 @@ export function describeHeader(header: Qcow2Header): Qcow2Info {
               compat: '1.1',
               'compression-type': header.compressionType,
               'lazy-refcounts': header.lazyRefcounts,
+              bitmaps: bitmaps?.length ? bitmaps : undefined,
               'refcount-bits': 2 ** header.refcountOrder,
               encrypt,
               ...dataFile,
@@ -98,7 +102,8 @@ export interface InspectOptions {
 export async function inspectQcow2(reader: RandomAccessReader, options: InspectOptions = {}): Promise<Qcow2Info> {
   const header = await readQcow2Header(reader, { describeRefused: true });
   const snapshots = header.snapshotCount > 0 ? await readSnapshotTable(reader, header) : undefined;
-  const info = options.scan === false || header.refusal ? describeHeader(header) : await inspectQcow2Stream(Readable.from(readSequentially(reader)), options);
+  const bitmaps = await readBitmapDirectory(reader, header);
+  const info = options.scan === false || header.refusal ? describeHeader(header, bitmaps) : await inspectQcow2Stream(Readable.from(readSequentially(reader)), options, bitmaps);
   return { ...info, snapshots };
 }
 
@@ -106,9 +111,9 @@ export async function inspectQcow2(reader: RandomAccessReader, options: InspectO
  * Inspects a qcow2 arriving as a stream (e.g. inside xz): header facts, and with `scan` a full
  * pass (not for an image an import refuses: nothing reads its data).
  */
-export async function inspectQcow2Stream(stream: Readable, options: InspectOptions = {}): Promise<Qcow2Info> {
+export async function inspectQcow2Stream(stream: Readable, options: InspectOptions = {}, bitmaps?: BitmapInfo[]): Promise<Qcow2Info> {
   const image = await openQcow2Stream(stream, { signal: options.signal, measureSpillBudget: MEASURE_BUDGET, describeRefused: true });
-  const info = describeHeader(image.header);
+  const info = describeHeader(image.header, bitmaps);
   if (options.scan === false || image.header.refusal) {
     stream.destroy();
     return info;

@@ -70,6 +70,48 @@ describe('cdi-importer info on qcow2', () => {
     }
   });
 
+  it('lists persistent dirty bitmaps as qemu-img info does, in its key order; none where qemu would call them stale', async () => {
+    // Found by a QA pass: qemu-img info showed the bitmaps, ours left the key out.
+    const file = tmp.join('bitmaps.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', file, '8M');
+    qemuIo(file, 'write -P 0x42 0 64k');
+    qemuImg('bitmap', '--add', file, 'nightly');
+    qemuImg('bitmap', '--add', '-g', '1M', file, 'sauvegarde ✓');
+    qemuImg('bitmap', '--add', '--disable', file, 'off');
+    const info = async () => {
+      const result = await runCli(['info', file, '--json']);
+      assert.equal(result.code, 0, result.stderr);
+      return { ours: JSON.parse(result.stdout), qemu: JSON.parse(run('qemu-img', ['info', '--output=json', file])) };
+    };
+    const { ours, qemu } = await info();
+    assert.equal(qemu['format-specific'].data.bitmaps.length, 3);
+    assert.deepEqual(ours['format-specific'], qemu['format-specific']);
+    assert.deepEqual(Object.keys(ours['format-specific'].data), Object.keys(qemu['format-specific'].data));
+    const text = await runCli(['info', file]);
+    assert.match(text.stdout, /dirty bitmaps:\s+"nightly", "sauvegarde ✓", "off" \(not imported, as with qemu-img convert\)/);
+    // Bitmaps are no part of the disk: the import equals qemu-img's conversion.
+    const out = tmp.join('bitmaps.raw');
+    assert.equal((await runCli(['convert', file, out, '-q'])).code, 0);
+    assert.equal(await sha256File(out), await qemuRawSha256(file, tmp.path));
+    // Autoclear bit 0 cleared, as a program without bitmap support leaves it: qemu lists none.
+    const autoclear = readAt(file, 88, 8);
+    autoclear[7] &= ~1;
+    writeAt(file, 88, autoclear);
+    const stale = await info();
+    assert.equal(stale.qemu['format-specific'].data.bitmaps, undefined);
+    assert.deepEqual(stale.ours['format-specific'], stale.qemu['format-specific']);
+    // A directory past the end of the file (qemu-img refuses the image): info still answers, without the list.
+    autoclear[7] |= 1;
+    writeAt(file, 88, autoclear);
+    const magic = readAt(file, 0, 64 << 10).indexOf(Buffer.from([0x23, 0x85, 0x28, 0x75]));
+    assert.ok(magic > 0);
+    writeAt(file, magic + 8 + 16, u64(1n << 40n));
+    const broken = await runCli(['info', file, '--json']);
+    assert.equal(broken.code, 0, broken.stderr);
+    assert.equal(JSON.parse(broken.stdout)['format-specific'].data.bitmaps, undefined);
+    assert.notEqual(spawnSync('qemu-img', ['info', file]).status, 0, 'qemu-img refuses this directory');
+  });
+
   it('a snapshot table qemu would not read (extra data past its 1 KiB limit): info still answers, without the list', async () => {
     const file = tmp.join('bad-snapshot-table.qcow2');
     qemuImg('create', '-q', '-f', 'qcow2', file, '8M');
