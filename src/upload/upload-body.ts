@@ -25,8 +25,20 @@ function contentLength(req: IncomingMessage): number | undefined {
   return Number.isSafeInteger(length) ? length : undefined;
 }
 
-/** Throws BadUploadRequest (a 400) when a form upload is not multipart/form-data. */
+/** CDI's host-assisted clone streams (x-cdi-content-type): a clone source pod's tar or snappy stream, not a disk image. */
+const CLONE_CONTENT_TYPES = new Set(['filesystem-clone', 'blockdevice-clone']);
+
+/**
+ * Throws BadUploadRequest (a 400) when a form upload is not multipart/form-data, and for a clone
+ * stream: written as a disk, it would make a volume that holds the stream (found by a QA pass).
+ */
 export function uploadBody(req: IncomingMessage, form: boolean): UploadBody {
+  const cdiContentType = req.headers['x-cdi-content-type'];
+  if (typeof cdiContentType === 'string' && CLONE_CONTENT_TYPES.has(cdiContentType)) {
+    throw new BadUploadRequest(
+      `x-cdi-content-type: ${cdiContentType} is a host-assisted clone stream, which this upload server does not take: let CDI's own cdi-uploadserver receive clones, or upload the disk image itself`,
+    );
+  }
   let stream: Transform;
   let size: number | undefined;
   if (form) {

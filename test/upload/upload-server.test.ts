@@ -125,6 +125,13 @@ describe('upload server', () => {
     assert.equal(formToRaw.status, 400, formToRaw.body);
     assert.match(formToRaw.body, /the body is a multipart form \(curl -F\); .*curl --data-binary @disk\.img, or use the form endpoint \/v1beta1\/upload-form$/m);
 
+    // A host-assisted clone stream (CDI's cloner sends these): refused, never written as the disk.
+    for (const kind of ['blockdevice-clone', 'filesystem-clone']) {
+      const clone = await post(s, '/v1beta1/upload', ['-H', `x-cdi-content-type: ${kind}`, ...binary(dir.join('small.qcow2'))]);
+      assert.equal(clone.status, 400, clone.body);
+      assert.match(clone.body, new RegExp(`^x-cdi-content-type: ${kind} is a host-assisted clone stream, which this upload server does not take: `, 'm'));
+    }
+
     const corrupt = await post(s, '/v1beta1/upload', binary(dir.join('corrupt.raw.gz')));
     assert.equal(corrupt.status, 500, corrupt.body);
     assert.equal(corrupt.body.trim().split('\n').length, 1, `one line: ${corrupt.body}`);
