@@ -18,6 +18,7 @@ import { runImport } from './run-import.js';
 interface DatavolumeOptions {
   secret?: string[];
   configMap?: string[];
+  insecure?: boolean;
   out: string;
   filesystemOverhead?: string;
   preallocation?: boolean;
@@ -38,6 +39,7 @@ export function registerDatavolumeCommand(program: Command): void {
     .argument('<manifest>', 'YAML file with DataVolume / VirtualMachine documents')
     .option('--secret <file>', "Secret manifest(s) for the sources' secretRef (base64 accessKeyId/secretKey; repeatable); a single one also serves an empty secretRef, unless the URL carries its own credentials", collect)
     .option('--config-map <file|dir>', "ConfigMap manifest, or a directory of PEM files, for the sources' certConfigMap (repeatable)", collect)
+    .option('--insecure', "do not verify TLS certificates, and allow registries that serve plain http (what CDI's insecureRegistries allows)")
     .option('--out <dir>', 'directory for the images (created if missing)', '.')
     .option('--filesystem-overhead <fraction>', 'space reserved as on a filesystem PVC (default 0: each image is the requested size, rounded down to whole MiB as CDI does)')
     .option('--preallocation', 'allocate each image fully instead of writing it sparse')
@@ -75,6 +77,7 @@ async function datavolumeAction(manifest: string, options: DatavolumeOptions): P
       filesystemOverhead: options.filesystemOverhead !== undefined ? parseOverhead(options.filesystemOverhead) : 0,
       preallocation: options.preallocation === true,
       scratchDir: options.scratch ?? options.out,
+      insecure: options.insecure === true,
     });
     if (options.scratch !== undefined) await checkedScratchDir(options.scratch);
     const madeOut = outputDirectory(options.out);

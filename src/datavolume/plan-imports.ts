@@ -28,6 +28,8 @@ export interface PlanOptions {
   preallocation: boolean;
   /** Where a one-pass qcow2 import sets aside clusters that arrive before their mapping (CDI gives such a volume a scratch PVC). */
   scratchDir: string;
+  /** TLS unverified and registries over plain http, for every source (CDI's insecureRegistries is cluster-wide too). */
+  insecure?: boolean;
 }
 
 const MiB = 1 << 20;
@@ -95,6 +97,7 @@ function transportFor(source: YamlObject, kind: string, entry: DataVolumeEntry, 
   const caPaths = options.configMaps.caPaths(str(source.certConfigMap), entry.origin);
   if (caPaths) transport.caPaths = caPaths;
   if (Array.isArray(source.extraHeaders)) transport.headers = source.extraHeaders.map(String);
+  if (options.insecure) transport.insecure = true;
   if (Array.isArray(source.secretExtraHeaders) && source.secretExtraHeaders.length > 0) {
     throw usageError(`${entry.origin}: source.${kind}.secretExtraHeaders is not supported here; give the headers in extraHeaders`);
   }
