@@ -192,6 +192,12 @@ class PodRun {
     } catch (err) {
       this.log.error({ err, file: this.paths.terminationLog }, 'could not write the termination message');
     }
+    if (outcome.droppedLabels) {
+      this.log.warn(
+        { droppedLabels: outcome.droppedLabels },
+        `the image's labels do not fit in the 4096-byte termination message: left out ${outcome.droppedLabels.join(', ')}`,
+      );
+    }
     if (outcome.exitCode === 0) this.log.info({ terminationMessage: outcome.terminationMessage }, 'done');
     else this.log.error({ terminationMessage: outcome.terminationMessage }, 'failed');
   }

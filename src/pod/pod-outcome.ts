@@ -5,24 +5,24 @@
 import { isImportError, oneLine } from '../errors.js';
 import type { ImportResult } from '../request.js';
 import type { PodSourceKind } from './pod-environment.js';
-import { formatFailureLine, formatTerminationJson } from './termination-message.js';
+import { fitTerminationJson, formatFailureLine, formatTerminationJson } from './termination-message.js';
 
 export interface PodOutcome {
   exitCode: number;
   terminationMessage: string;
+  /** Labels left out to keep the message within Kubernetes' 4096 bytes (the log names them). */
+  droppedLabels?: string[];
 }
 
 const IMPORT_COMPLETE = 'Import Complete';
 
 export function successOutcome(result: Pick<ImportResult, 'preallocationApplied' | 'labels'>): PodOutcome {
-  return {
-    exitCode: 0,
-    terminationMessage: formatTerminationJson({
-      message: IMPORT_COMPLETE,
-      preallocationApplied: result.preallocationApplied,
-      labels: result.labels,
-    }),
-  };
+  const { json, droppedLabels } = fitTerminationJson({
+    message: IMPORT_COMPLETE,
+    preallocationApplied: result.preallocationApplied,
+    labels: result.labels,
+  });
+  return { exitCode: 0, terminationMessage: json, ...(droppedLabels.length > 0 ? { droppedLabels } : {}) };
 }
 
 export interface FailureContext {

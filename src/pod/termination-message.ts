@@ -33,10 +33,12 @@ export function formatFailureLine(text: string): string {
 /**
  * The success form: JSON with empty fields omitted, fields in a fixed order. If labels push it
  * over the limit, labels are dropped (the largest first) before the message is shortened, since
- * the message is what the controller acts on.
+ * the message is what the controller acts on. (CDI's importer fails the import instead; an image
+ * that imported is worth keeping, and `droppedLabels` lets the log say what is missing.)
  */
-export function formatTerminationJson(message: TerminationMessage): string {
+export function fitTerminationJson(message: TerminationMessage): { json: string; droppedLabels: string[] } {
   const labels = { ...(message.labels ?? {}) };
+  const droppedLabels: string[] = [];
   const render = (): string => {
     const out: Record<string, unknown> = {};
     if (message.scratchSpaceRequired) out.scratchSpaceRequired = true;
@@ -50,14 +52,19 @@ export function formatTerminationJson(message: TerminationMessage): string {
   while (Buffer.byteLength(json) > TERMINATION_MESSAGE_LIMIT && Object.keys(labels).length > 0) {
     const largest = Object.entries(labels).sort((a, b) => b[0].length + b[1].length - a[0].length - a[1].length)[0]!;
     delete labels[largest[0]];
+    droppedLabels.push(largest[0]);
     json = render();
   }
   if (Buffer.byteLength(json) > TERMINATION_MESSAGE_LIMIT && message.message) {
     const overflow = Buffer.byteLength(json) - TERMINATION_MESSAGE_LIMIT;
     const shortened = truncateUtf8(message.message, Math.max(0, Buffer.byteLength(message.message) - overflow - 8));
-    return formatTerminationJson({ ...message, labels, message: shortened });
+    return { json: formatTerminationJson({ ...message, labels, message: shortened }), droppedLabels };
   }
-  return json;
+  return { json, droppedLabels };
+}
+
+export function formatTerminationJson(message: TerminationMessage): string {
+  return fitTerminationJson(message).json;
 }
 
 export function writeTerminationMessage(file: string, content: string): void {

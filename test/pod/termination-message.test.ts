@@ -24,6 +24,12 @@ describe('termination message', () => {
     assert.equal(parsed.message, 'Import Complete');
     assert.equal(parsed.labels.small, 'v');
     assert.ok(Object.keys(parsed.labels).length < 41);
+    // The pod's log names the ones left out (found by a QA pass: they went missing without a word).
+    const outcome = successOutcome({ preallocationApplied: false, labels });
+    assert.equal(outcome.terminationMessage, json);
+    const kept = Object.keys(parsed.labels);
+    assert.deepEqual([...outcome.droppedLabels!].sort(), Object.keys(labels).filter((name) => !kept.includes(name)).sort());
+    assert.equal(successOutcome({ preallocationApplied: false, labels: { small: 'v' } }).droppedLabels, undefined);
   });
 
   test('a huge message in JSON is shortened, still valid JSON', () => {
