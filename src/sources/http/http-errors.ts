@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { cannotConnect, ImportError, oneLine } from '../../errors.js';
 import { RedirectTargetError, receivesCredentials } from './http-request.js';
 import { redactedUrl } from './request-headers.js';
+import { quoteText } from '../../util/quote-text.js';
 
 export function statusText(statusCode: number): string {
   // node:http loaded only here, for its table: an import by Range never needs the rest of it.
@@ -21,8 +22,10 @@ export function statusError(statusCode: number, url: URL, username: string | und
     );
   }
   if (statusCode === 401 || statusCode === 403) {
+    // Quoted with escapes: a newline from `echo user | base64` in a Secret shows as \n, not as a space (found by a QA pass).
+    const stray = username && /^\s|\s$/.test(username) ? ' (it has white space at an end: was the Secret made with `echo` instead of `echo -n`?)' : '';
     const who = username
-      ? `as user "${username}"; check the user name and password (--user/--password or --secret; the secretRef in a DataVolume)`
+      ? `as user ${quoteText(username)}${stray}; check the user name and password (--user/--password or --secret; the secretRef in a DataVolume)`
       : 'without credentials; pass --user and --password or --secret (a secretRef in a DataVolume) if the server needs them';
     return cannotConnect(`access denied (${statusText(statusCode)}) to ${where} ${who}${tail}`);
   }

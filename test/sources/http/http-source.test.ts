@@ -84,6 +84,10 @@ describe('HttpSource against nginx', () => {
     const error = await failure(`${nginx.http}auth/disk.img`, { auth: { username: 'alice', password: 'wrong' } });
     assert.match(error.message, /access denied \(401 Unauthorized\) .* as user "alice"/);
     assert.doesNotMatch(error.message, /wrong/);
+    // A Secret made with `echo user | base64`: the newline shows, and what probably put it there.
+    const newline = await failure(`${nginx.http}auth/disk.img`, { auth: { username: 'alice\n', password: 'wrong' } });
+    assert.match(newline.message, /as user "alice\\n" \(it has white space at an end: was the Secret made with `echo` instead of `echo -n`\?\); check/);
+    assert.equal(newline.message.split('\n').length, 1);
   });
 
   it('says no credentials were sent when none were given', async () => {
