@@ -13,7 +13,7 @@ export interface BitmapInfo {
   granularity: number;
 }
 
-export const EXT_BITMAPS = 0x23852875;
+const EXT_BITMAPS = 0x23852875;
 /** Autoclear bit 0: the bitmaps extension is consistent (a program without bitmap support clears it). */
 const AUTOCLEAR_BITMAPS = 1n;
 const EXTENSION_BYTES = 24;
