@@ -28,16 +28,16 @@ const MIN_GRANULARITY_BITS = 9;
 const MAX_GRANULARITY_BITS = 31;
 
 /**
- * The bitmaps, [] when there are none to list (no extension; or, as qemu sees it, a version 2
- * image or one whose autoclear bit says a program without bitmap support changed it), or
- * undefined when the directory cannot be read as qemu reads it (qemu-img would not open the image).
+ * The bitmaps; none when there are none to list (no extension; or, as qemu sees it, a version 2
+ * image or one whose autoclear bit says a program without bitmap support changed it), and none
+ * when the directory cannot be read as qemu reads it (qemu-img would not open the image).
  */
-export async function readBitmapDirectory(reader: RandomAccessReader, header: Qcow2Header): Promise<BitmapInfo[] | undefined> {
+export async function readBitmapDirectory(reader: RandomAccessReader, header: Qcow2Header): Promise<BitmapInfo[]> {
   const extension = header.extensions.find((e) => e.type === EXT_BITMAPS);
   if (!extension || header.version < 3 || (header.autoclearFeatures & AUTOCLEAR_BITMAPS) === 0n) return [];
-  if (extension.length < EXTENSION_BYTES) return undefined;
+  if (extension.length < EXTENSION_BYTES) return [];
   const fields = await reader.read(extension.offset, EXTENSION_BYTES);
-  if (fields.length < EXTENSION_BYTES) return undefined;
+  if (fields.length < EXTENSION_BYTES) return [];
   const count = fields.readUInt32BE(0);
   const directoryBytes = Number(fields.readBigUInt64BE(8));
   const directoryOffset = Number(fields.readBigUInt64BE(16));
@@ -49,21 +49,21 @@ export async function readBitmapDirectory(reader: RandomAccessReader, header: Qc
     directoryOffset % header.clusterSize !== 0 ||
     directoryOffset + directoryBytes > reader.size
   ) {
-    return undefined;
+    return [];
   }
   const directory = await reader.read(directoryOffset, directoryBytes);
-  if (directory.length < directoryBytes) return undefined;
+  if (directory.length < directoryBytes) return [];
   const bitmaps: BitmapInfo[] = [];
   let at = 0;
   for (let i = 0; i < count; i++) {
-    if (at + ENTRY_HEADER_BYTES > directory.length) return undefined;
+    if (at + ENTRY_HEADER_BYTES > directory.length) return [];
     const flags = directory.readUInt32BE(at + 12);
     const granularityBits = directory.readUInt8(at + 17);
     const nameBytes = directory.readUInt16BE(at + 18);
     const extraBytes = directory.readUInt32BE(at + 20);
     const end = at + ENTRY_HEADER_BYTES + extraBytes + nameBytes;
-    if (nameBytes > MAX_NAME_BYTES || end > directory.length) return undefined;
-    if (granularityBits < MIN_GRANULARITY_BITS || granularityBits > MAX_GRANULARITY_BITS) return undefined;
+    if (nameBytes > MAX_NAME_BYTES || end > directory.length) return [];
+    if (granularityBits < MIN_GRANULARITY_BITS || granularityBits > MAX_GRANULARITY_BITS) return [];
     bitmaps.push({
       flags: [...(flags & FLAG_IN_USE ? ['in-use' as const] : []), ...(flags & FLAG_AUTO ? ['auto' as const] : [])],
       name: directory.toString('utf8', end - nameBytes, end),

@@ -76,7 +76,7 @@ export function describeHeader(header: Qcow2Header, bitmaps?: BitmapInfo[]): Qco
               compat: '1.1',
               'compression-type': header.compressionType,
               'lazy-refcounts': header.lazyRefcounts,
-              bitmaps: bitmaps?.length ? bitmaps : undefined,
+              bitmaps: bitmaps?.length ? bitmaps : undefined, // qemu-img leaves out an empty list
               'refcount-bits': 2 ** header.refcountOrder,
               encrypt,
               ...dataFile,

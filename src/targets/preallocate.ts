@@ -13,17 +13,21 @@ import { freeSpace } from './usable-space.js';
  */
 export async function preallocate(file: string, size: number, shownAs = file): Promise<void> {
   if (size === 0) return;
-  const range = ['--offset', '0', '--length', String(size), file];
   try {
-    try {
-      await fallocate(range);
-    } catch (err) {
-      if (!/Operation not supported/.test(programError(err))) throw err;
-      await fallocate(['--posix', ...range]);
-      await checkWrittenAllocation(file, size);
-    }
+    await allocate(file, size);
   } catch (err) {
     throw preallocationError(err, shownAs);
+  }
+}
+
+async function allocate(file: string, size: number): Promise<void> {
+  const range = ['--offset', '0', '--length', String(size), file];
+  try {
+    await fallocate(range);
+  } catch (err) {
+    if (!/Operation not supported/.test(programError(err))) throw err;
+    await fallocate(['--posix', ...range]);
+    await checkWrittenAllocation(file, size);
   }
 }
 
