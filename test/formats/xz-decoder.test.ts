@@ -6,13 +6,15 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { crc32 } from 'node:zlib';
 import { Readable } from 'node:stream';
 import { XzDecoder } from '../../src/formats/xz/xz-decoder.js';
 import { blockSizes, parseBlockHeader } from '../../src/formats/xz/xz-container.js';
 import { ZstdDecoder } from '../../src/formats/zstd-decoder.js';
 import { runCli } from '../support/cli.js';
+import { buildLauncher } from '../support/launcher.js';
 import { makeTempDir, qemuRawSha256, sha256File, sh, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 
@@ -281,6 +283,23 @@ describe('bombs: a few hundred KiB that stand for a GiB of zeros', () => {
     await new Promise((resolve) => setTimeout(resolve, 1500));
     const held = process.memoryUsage().arrayBuffers - before;
     assert.ok(held < 160 * MiB, `${Math.round(held / MiB)} MiB held after the reader stopped`);
+  });
+
+  test('CLI: an `xz -T2 -6` file whose blocks decode faster than the disk takes them stays under 200 MiB of peak RSS', async () => {
+    // xz's default preset writes 24 MiB blocks; zeros decode at GB/s, so every block in flight
+    // fills its buffer (with a 128 MiB budget for them the process peaked at 193-214 MB).
+    const zeros = dir.join('zeros-6.raw');
+    sh(`truncate -s 512M ${zeros} && xz -T2 -6 -k ${zeros}`);
+    assert.ok(blockCount(`${zeros}.xz`) > 8);
+    const out = dir.join('zeros-6.img');
+    // The launcher users run (tsx, which runCli goes through, adds ~40 MB of its own).
+    mkdirSync(dir.join('launcher'));
+    const launcher = await buildLauncher(dir.join('launcher'));
+    const result = spawnSync('/usr/bin/time', ['-f', 'peak-rss-kib %M', process.execPath, launcher, 'convert', `${zeros}.xz`, out, '-q'], { encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stderr);
+    const peakMiB = Number(/peak-rss-kib (\d+)/.exec(result.stderr)![1]) / 1024;
+    assert.ok(peakMiB < 200, `peak RSS ${Math.round(peakMiB)} MiB`);
+    assert.equal(await sha256File(out), await qemuRawSha256(zeros, dir.path));
   });
 });
 

@@ -34,8 +34,13 @@ const DICTIONARY_BUDGET = 64 << 20;
  * in line can decode ahead only as far as its buffer: a whole `xz -T -6` block (24 MiB) needs room
  * for all of it to overlap with the one before (qcow2.xz bench re-compressed with `xz -T2 -6`:
  * 4 MiB ahead 1.93 s, whole blocks in 64 / 96 / 128 MiB 2.16 / 1.67 / 1.56 s; the CDI path 2.46 s).
+ * 128 MiB until 2026-11-28, when the whole process's peak passed 200 MiB on blocks that decode
+ * fast (zeros) or a writer that falls behind: peak RSS with 128 / 96 / 80 / 64 MiB, 3 runs each,
+ * the same bench image as `xz -T2 -6` 208-228 / 179-187 / 168-183 / 126-132 MB in 1.31-1.44 /
+ * 1.36-1.43 / 1.43-1.47 / 2.05-2.21 s; 508 MiB of zeros 193-214 / 153-165 MB; a 508 MiB qcow2
+ * preallocated with metadata 217-259 / 174-198 MB in the same time.
  */
-const BUFFER_BUDGET = 128 << 20;
+const BUFFER_BUDGET = 96 << 20;
 const MiB = 1 << 20;
 /**
  * The largest LZMA2 dictionary decoded (liblzma allocates it whole). The file declares it, so a
