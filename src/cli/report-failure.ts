@@ -14,7 +14,7 @@ export type ImportCommand = 'import' | 'convert' | 'datavolume';
 export function tooSmallHint(request: ImportRequest, command: ImportCommand, err?: unknown): string {
   if (request.target.kind === 'block') {
     // A stream's size shows only as it is written: by then the device's start holds part of it.
-    const overwritten = err instanceof TooSmallError && err.streaming ? '; the start of the device was overwritten before the size was known' : '';
+    const overwritten = err instanceof TooSmallError && err.streaming && err.available > 0 ? '; the start of the device was overwritten before the size was known' : '';
     return `use a larger device (block devices are not resized)${overwritten}`;
   }
   if (command === 'datavolume') {

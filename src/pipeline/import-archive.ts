@@ -59,7 +59,7 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
       virtualSize: archive.bytes,
       targetSize: archive.bytes,
       sourceBytes: tap.bytes,
-      bytesWritten: archive.bytes,
+      bytesWritten: archive.dataBytes,
       scratchBytesUsed: 0,
       preallocationApplied: false,
       archive,

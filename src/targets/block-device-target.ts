@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { DiskTarget } from './disk-target.js';
-import { blockDeviceSize } from '../util/block-device-size.js';
+import { blockDeviceReadOnly, blockDeviceSize } from '../util/block-device-size.js';
 import { targetError } from '../errors.js';
 import { targetFailure } from './target-errors.js';
 import { EarlyFlush } from './early-flush.js';
@@ -50,6 +50,9 @@ export class BlockDeviceTarget implements DiskTarget {
     try {
       const info = await stat(devicePath);
       const size = await blockDeviceSize(devicePath, info.rdev);
+      if (await blockDeviceReadOnly(devicePath, info.rdev)) {
+        throw targetError(`${devicePath} is a read-only device: make it writable (blockdev --setrw; a loop device attached without -r; a volume attached read-write) or import to another device`);
+      }
       // O_EXCL on a block device claims it: Linux answers EBUSY while it is mounted or another
       // program (another import, mkfs) holds it so, instead of letting two writers mix.
       const handle = await open(devicePath, constants.O_RDWR | constants.O_EXCL);

@@ -4,10 +4,10 @@ import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { run } from './tools.js';
 
-/** Attaches `backingFile` to a free loop device and returns its path, or undefined when not permitted. */
-export function attachLoop(backingFile: string): string | undefined {
+/** Attaches `backingFile` to a free loop device (read-only with `readOnly`) and returns its path, or undefined when not permitted. */
+export function attachLoop(backingFile: string, options: { readOnly?: boolean } = {}): string | undefined {
   try {
-    return run('losetup', ['-f', '--show', backingFile]).trim();
+    return run('losetup', ['-f', '--show', ...(options.readOnly ? ['-r'] : []), backingFile]).trim();
   } catch {
     return undefined;
   }

@@ -36,6 +36,7 @@ export function buildSampleTree(dir: string, options: { longFileName: boolean })
     touch setuid-tool; chmod 4755 setuid-tool
     printf 'ro' > ro/inside.txt; chmod 444 ro/inside.txt; chmod 555 ro
     chmod 700 empty
+    mkdir shared-tmp; chmod 1777 shared-tmp
     find . -exec touch -h -d '2021-03-04 05:06:07' {} +
     touch -d '2019-01-01 00:00:00' sub/hello.txt
   `);
@@ -47,7 +48,7 @@ export function gnuTar(dir: string, out: string, format: TarFormat, extra: strin
 }
 
 /**
- * One line per entry: path, type, permission bits (setuid/setgid/sticky masked: we drop them
+ * One line per entry: path, type, permission bits and sticky (setuid/setgid masked: we drop them
  * on purpose), symlink target, size for files, link count, whole-second mtime. Sorted.
  */
 export function treeListing(dir: string): string[] {
@@ -57,7 +58,7 @@ export function treeListing(dir: string): string[] {
     .filter(Boolean)
     .map((line) => {
       const [p, type, mode, target, size, links, mtime] = line.split('\t');
-      const bits = (parseInt(mode!, 8) & 0o777).toString(8);
+      const bits = (parseInt(mode!, 8) & 0o1777).toString(8);
       return [p, type, bits, target, type === 'f' ? size : '-', type === 'd' ? '-' : links, Math.floor(Number(mtime))].join(' ');
     })
     .sort();

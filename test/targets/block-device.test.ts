@@ -249,3 +249,38 @@ test('a mounted device is refused with one line and left as it was', async (t) =
     detachLoop(thin.device);
   }
 });
+
+test('a read-only device (losetup -r) is refused with one line that says so, for every kind of source, and left as it was', async (t) => {
+  const backing = dir.join('read-only-backing.img');
+  sh(`head -c ${16 * MiB} /dev/zero | tr '\\0' '\\377' > ${backing}`);
+  const before = sha256OfRange(backing, 0, 16 * MiB);
+  const readOnly = attachLoop(backing, { readOnly: true });
+  if (!readOnly) return t.skip('losetup is not permitted here');
+  try {
+    const qcow2 = dir.join('read-only.qcow2');
+    run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
+    for (const source of [raw, qcow2, `${raw}.zst`]) {
+      const result = await runCli(['import', source, '-o', readOnly]);
+      assert.equal(result.code, 1, result.stderr);
+      assert.match(result.stderr, /^cdi-importer: error: \/dev\/loop\d+ is a read-only device: make it writable \(blockdev --setrw; .*\) or import to another device$/m);
+      assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+    }
+  } finally {
+    detachLoop(readOnly);
+  }
+  assert.equal(sha256OfRange(backing, 0, 16 * MiB), before);
+});
+
+test('a 0-byte device: a stream is refused without claiming its start was overwritten', async (t) => {
+  const backing = dir.join('empty-backing.img');
+  writeFileSync(backing, '');
+  const empty = attachLoop(backing);
+  if (!empty) return t.skip('losetup is not permitted here');
+  try {
+    const result = await runCli(['import', `${raw}.zst`, '-o', empty]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /is larger than the reported available storage 0: use a larger device \(block devices are not resized\)$/m);
+  } finally {
+    detachLoop(empty);
+  }
+});

@@ -58,6 +58,8 @@ export interface ArchiveResult {
   links: number;
   /** Bytes of regular-file content extracted (logical sizes; holes count). */
   bytes: number;
+  /** Of those, the bytes written: all-zero 4 KiB blocks and sparse files' holes are left as holes. */
+  dataBytes: number;
   /** Entries deliberately not extracted, each "name: why". */
   skipped: string[];
 }
@@ -68,8 +70,13 @@ type Entry = ExtractEvents['entry'][1];
 type Header = Omit<TarStreamHeader, 'type' | 'pax'> & { type: TarStreamHeader['type'] | null; pax?: Record<string, string> | null };
 
 const CREATE_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
-/** Ownership is not kept (SPEC §6), and neither are setuid, setgid and sticky: the archive is untrusted. */
-const PERMISSION_BITS = 0o777;
+/**
+ * Permissions are kept (SPEC §6), the sticky bit included (a tree's tmp/ directories need it), but
+ * not ownership, and so not setuid and setgid either: every file belongs to the importer, so the
+ * bits would not mean what the archive meant, and run as root they would turn an untrusted
+ * archive's programs into root's.
+ */
+const PERMISSION_BITS = 0o1777;
 
 export async function extractArchive(tarStream: Readable, directory: string, options: ArchiveExtractOptions = {}): Promise<ArchiveResult> {
   const extraction = new Extraction(directory, options);
@@ -104,7 +111,7 @@ function asImportError(err: unknown, directory: string, { signal, where = 'archi
 class Extraction {
   readonly journal: ExtractionJournal;
   private readonly tree: TargetTree;
-  private readonly result: ArchiveResult = { files: 0, directories: 0, links: 0, bytes: 0, skipped: [] };
+  private readonly result: ArchiveResult = { files: 0, directories: 0, links: 0, bytes: 0, dataBytes: 0, skipped: [] };
   /** Sum of regular-file data sizes declared so far (and what sparse files allocate beyond theirs), checked against availableBytes at each header and sparse write. */
   private declaredBytes = 0;
   /** Directories this extraction made for archive entries: their mode and mtime are applied last. */
@@ -323,6 +330,7 @@ class Extraction {
     }
     this.result.files++;
     this.result.bytes += layout.realSize;
+    this.result.dataBytes += writer.bytesWritten;
   }
 
   /**

@@ -43,8 +43,9 @@ describe('extractArchive matches tar -x', () => {
       // Zero runs become holes even when the archive stores them as data.
       assert.ok(allocatedBytes(`${ours}/sparse.img`) <= 64 * 1024, 'the sparse file is written sparse');
       assert.ok(allocatedBytes(`${ours}/zero-runs.bin`) < allocatedBytes(`${reference}/zero-runs.bin`));
-      // We keep permission bits but not setuid (tar -x as root keeps it; treeListing masks it).
+      // We keep permission bits and sticky, but not setuid (tar -x as root keeps it; treeListing masks it).
       assert.equal(statSync(`${ours}/setuid-tool`).mode & 0o7777, 0o755);
+      assert.equal(statSync(`${ours}/shared-tmp`).mode & 0o7777, 0o1777);
       assert.equal(statSync(`${ours}/ro`).mode & 0o777, 0o555);
       assert.equal(statSync(`${ours}/hard-link.txt`).ino, statSync(`${ours}/sub/hello.txt`).ino);
     });
