@@ -91,6 +91,8 @@ export interface LayerSpec {
   dotPrefix?: boolean;
   /** Pack files' holes as GNU tar's sparse entries: old GNU headers, or a PAX sparse version. */
   sparse?: 'gnu' | 'pax-0.0' | 'pax-0.1' | 'pax-1.0';
+  /** The tar format (GNU tar's default otherwise); not with `sparse`. */
+  format?: 'v7' | 'ustar';
 }
 
 export interface ImageSpec {
@@ -142,7 +144,9 @@ export async function writeOciLayout(layoutDir: string, tag: string, images: Ima
       const tar = path.join(work, `layer-${counter++}.tar`);
       const entries = layer.dotPrefix ? ['.'] : run('ls', ['-A', layer.dir]).split('\n').filter(Boolean);
       const sparse = !layer.sparse
-        ? []
+        ? layer.format
+          ? [`--format=${layer.format}`]
+          : []
         : layer.sparse === 'gnu'
           ? ['--sparse', '--format=gnu']
           : ['--sparse', '--format=pax', `--sparse-version=${layer.sparse.slice(4)}`];

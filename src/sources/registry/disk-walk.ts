@@ -13,6 +13,7 @@
  * disk's are downloaded fully for their headers and digests; in containerDisk images they are
  * small, and the disk layer itself is downloaded once.
  */
+import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import { badInput, oneLine } from '../../errors.js';
 import type { Header } from 'tar-stream';
@@ -33,15 +34,13 @@ export interface FoundDisk {
 const WHITEOUT = '.wh.';
 const OPAQUE = '.wh..wh..opq';
 
-/** `./disk/a.img`, `/disk/a.img`, `disk/a.img/` → `disk/a.img`. */
+/**
+ * `./disk/a.img`, `/disk/a.img`, `disk/a.img/`, `disk//a.img`, `disk/./a.img` → `disk/a.img`: the
+ * path a runtime lays the entry out at (containerd's and CDI's filepath.Join clean it), `..` never
+ * above the root.
+ */
 export function normalizeEntryPath(name: string): string {
-  let path = name.replace(/\/+$/, '');
-  for (;;) {
-    const next = path.replace(/^\.\//, '').replace(/^\/+/, '');
-    if (next === path) break;
-    path = next;
-  }
-  return path === '.' ? '' : path;
+  return posix.normalize(`/${name}`).replace(/^\/+|\/+$/g, '');
 }
 
 function parentOf(path: string): string {

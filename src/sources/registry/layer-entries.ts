@@ -59,7 +59,9 @@ export async function* layerEntries(
   verifier.on('error', note);
   body.on('error', note);
   const fetched = pipeline(body, verifier).catch(note);
-  const extract = tarExtract();
+  // v7 headers (no ustar magic) are tars too, as Go's archive/tar (CDI, containerd) reads them
+  // (tar-stream's own typings omit the option its extract.js reads).
+  const extract = tarExtract({ allowUnknownFormat: true } as Parameters<typeof tarExtract>[0]);
   const stages: Readable[] = [body, verifier];
   let entries = 0;
   let outer: string | undefined;

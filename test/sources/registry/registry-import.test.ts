@@ -132,6 +132,8 @@ describe('registry source (docker-registry + skopeo)', () => {
     for (const sparse of ['gnu', 'pax-0.0', 'pax-0.1', 'pax-1.0'] as const) {
       await publish(`sparse/${sparse}:latest`, [{ layers: [{ dir: layerDir({ 'disk/disk.img': holey, 'etc/motd': rawB }), sparse }] }]);
     }
+    // Found by a QA pass: entry names runtimes clean, and a v7 tar (no ustar magic), were refused.
+    await publish('layers/v7:latest', [{ layers: [{ dir: layerDir({ 'disk/disk.img': rawA }), format: 'v7' }] }]);
     await publish('bad/nodisk:latest', [{ layers: [{ dir: layerDir({ 'etc/hostname': '', 'data/disk.img': rawB }) }] }]);
     await publish('bad/twodisks:latest', [
       { layers: [{ dir: layerDir({ 'disk/one.img': rawB }) }, { dir: layerDir({ 'disk/two.img': rawA }) }] },
@@ -151,6 +153,10 @@ describe('registry source (docker-registry + skopeo)', () => {
     assert.equal(registryManifest(registry, 'disks/raw:oci').layers[0]!.mediaType, 'application/vnd.oci.image.layer.v1.tar');
     const result = await expectImported('disks/raw:oci', shaA);
     assert.deepEqual(result.json.labels, { 'instancetype.kubevirt.io/default-instancetype': 'u1.small' });
+  });
+
+  test('raw disk in a v7 tar layer (no ustar magic), as Go\'s archive/tar reads it', async () => {
+    await expectImported('layers/v7:latest', shaA);
   });
 
   test('raw disk, Docker v2 schema 2 manifest', async () => {

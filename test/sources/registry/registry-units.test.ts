@@ -106,6 +106,12 @@ describe('disk walk over layers (whiteouts, one disk)', () => {
     assert.equal(normalizeEntryPath('./disk/a.img'), 'disk/a.img');
     assert.equal(normalizeEntryPath('/disk/'), 'disk');
     assert.equal(normalizeEntryPath('./'), '');
+    // Found by a QA pass: runtimes (and CDI) clean these; they were refused as directories.
+    assert.equal(normalizeEntryPath('disk//disk.img'), 'disk/disk.img');
+    assert.equal(normalizeEntryPath('disk/./disk.img'), 'disk/disk.img');
+    assert.equal(normalizeEntryPath('disk/sub/../disk.img'), 'disk/disk.img');
+    assert.equal(normalizeEntryPath('../../disk/disk.img'), 'disk/disk.img');
+    assert.equal(normalizeEntryPath('.'), '');
   });
 
   test('top layer first; lower layers still checked', async () => {
