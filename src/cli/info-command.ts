@@ -116,6 +116,9 @@ async function inspectSource(sourceText: string, options: InfoOptions): Promise<
     const known = format === 'raw' || format === 'iso' ? knownRawLength(chain, opened.size, declared) : undefined;
     if (known !== undefined) {
       info['virtual-size'] = rawVirtualSize(known);
+      // Every byte, as --scan says: what a source checks only at its end (a registry image's
+      // layers below the disk: no second disk) is then checked, as an import would.
+      if (options.scan === true) for await (const _ of stream) void _;
     } else if ((format === 'raw' || format === 'iso') && options.scan === true) {
       // Compressed (or streamed) raw: its size is the bytes inside, known once they are all read.
       let bytes = 0;

@@ -135,6 +135,7 @@ describe('registry source (docker-registry + skopeo)', () => {
     // Found by a QA pass: entry names runtimes clean, and a v7 tar (no ustar magic), were refused.
     await publish('layers/v7:latest', [{ layers: [{ dir: layerDir({ 'disk/disk.img': rawA }), format: 'v7' }] }]);
     await publish('bad/nodisk:latest', [{ layers: [{ dir: layerDir({ 'etc/hostname': '', 'data/disk.img': rawB }) }] }]);
+    await publish('bad/twoinonelayer:latest', [{ layers: [{ dir: layerDir({ 'disk/a.img': rawA, 'disk/z.img': rawB }) }] }]);
     await publish('bad/twodisks:latest', [
       { layers: [{ dir: layerDir({ 'disk/one.img': rawB }) }, { dir: layerDir({ 'disk/two.img': rawA }) }] },
     ]);
@@ -157,6 +158,18 @@ describe('registry source (docker-registry + skopeo)', () => {
 
   test('raw disk in a v7 tar layer (no ustar magic), as Go\'s archive/tar reads it', async () => {
     await expectImported('layers/v7:latest', shaA);
+  });
+
+  test('info: a raw disk is described from the headers; --scan reads it all and finds what an import refuses', async () => {
+    const info = async (ref: string, extra: string[] = []) => runCli(['info', `docker://${registry.host}/${ref}`, '--insecure', '--json', ...extra]);
+    const plain = await info('disks/raw:oci');
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.equal((JSON.parse(plain.stdout) as { 'virtual-size': number })['virtual-size'], 4 * MiB);
+    // A second file after the disk in its layer shows only past the disk's bytes (found by a QA pass: info said nothing).
+    const scanned = await info('bad/twoinonelayer:latest', ['--scan']);
+    assert.equal(scanned.code, 1, scanned.stderr);
+    assert.match(scanned.stderr, /has more than one file under \/disk \(\/disk\/a\.img and \/disk\/z\.img\)/);
+    await expectFailure('bad/twoinonelayer:latest', 'bad-input', /has more than one file under \/disk \(\/disk\/a\.img and \/disk\/z\.img\)/);
   });
 
   test('raw disk, Docker v2 schema 2 manifest', async () => {
