@@ -17,6 +17,7 @@ import type { Qcow2OpenOptions } from './options.js';
 import { PoolLeases, chunkPool } from '../util/buffer-pool.js';
 import { PassedZeroRanges } from './passed-zero-ranges.js';
 import { describeWant, type Want } from './want.js';
+import { WaitingWants } from './waiting-wants.js';
 import { cover, fullyCovered, gapsOf, isZero, type WindowSlot } from './window-slot.js';
 
 const MAX_DECOMPRESS_IN_FLIGHT = 8;
@@ -57,7 +58,8 @@ interface PassedWork {
 type Queued = Extent | PendingCluster | PassedWork;
 
 /**
- * Wants waiting for host bytes still to come, at most: about 150 bytes each, so some 150 MiB.
+ * Wants waiting for host bytes still to come, at most: about 40 bytes each for whole data
+ * clusters (WaitingWants), so some 40 MiB.
  * An image made by qemu-img convert has at most one L2 table's worth ahead of its data (8192 at
  * 64 KiB clusters); only preallocated images of tens of GiB, or hostile ones (a few KiB of
  * .xz can map petabytes), map more before their data comes.
@@ -137,9 +139,8 @@ class OnePassEngine {
   private decodesRunning = 0;
   decodesAtOncePeak = 0;
   private readonly cs: number;
-  /** Wants not started yet, by the host cluster they start in (one, or a list). */
-  private readonly waiting = new Map<number, Want | Want[]>();
-  private waitingCount = 0;
+  /** Wants not started yet, by the host cluster they start in. */
+  private readonly waiting: WaitingWants;
   private active: Want[] = [];
   /** Host bytes before this offset have been handed out. */
   private processedEnd = 0;
@@ -172,6 +173,7 @@ class OnePassEngine {
     private readonly options: Qcow2OpenOptions & Partial<MeasureOptions>,
   ) {
     this.cs = header.clusterSize;
+    this.waiting = new WaitingWants(this.cs);
     this.measuring = options.measureSpillBudget !== undefined;
     this.spill = new SpillFile(options.scratchDir, options.measureSpillBudget);
     this.windowLimit = Math.max(WINDOW_BYTES, 2 * this.cs);
@@ -331,11 +333,10 @@ class OnePassEngine {
 
   private register(want: Want): void {
     const index = Math.floor(want.start / this.cs);
-    const there = this.waiting.get(index);
-    if (want.kind === 'data' && there) {
+    if (want.kind === 'data') {
       // Two guest clusters on one host cluster: qemu never writes that in one layer (qemu-img
       // check calls it a refcount error), and it is how a tiny image maps a huge disk.
-      for (const other of Array.isArray(there) ? there : [there]) {
+      for (const other of this.waiting.at(index)) {
         if (other.kind === 'data' && other.start < want.end && want.start < other.end) {
           throw badInput(
             `qcow2 host cluster ${hex(index * this.cs)} holds the data of guest offsets ${other.guestOffset} and ${want.guestOffset}: one layer never shares a cluster, so the image is corrupt`,
@@ -343,14 +344,12 @@ class OnePassEngine {
         }
       }
     }
-    if (++this.waitingCount > MAX_WAITING_WANTS) {
+    if (this.waiting.count >= MAX_WAITING_WANTS) {
       throw badInput(
         `qcow2 image maps more than ${MAX_WAITING_WANTS} clusters ahead of their data (L2 tables first, as in a preallocated or hostile image): read in one pass that would take too much memory; import it from a seekable source (a local file, or an HTTP server with Range requests)`,
       );
     }
-    if (!there) this.waiting.set(index, want);
-    else if (Array.isArray(there)) there.push(want);
-    else this.waiting.set(index, [there, want]);
+    this.waiting.add(index, want);
   }
 
   /**
@@ -361,17 +360,7 @@ class OnePassEngine {
     const start = this.processedEnd;
     const index = start / this.cs;
     const end = start + buf.length;
-    const starting = this.waiting.get(index);
-    if (starting) {
-      this.waiting.delete(index);
-      if (Array.isArray(starting)) {
-        this.waitingCount -= starting.length;
-        for (const want of starting) this.active.push(want);
-      } else {
-        this.waitingCount--;
-        this.active.push(starting);
-      }
-    }
+    this.waiting.takeInto(index, this.active);
 
     // Which bytes of this cluster some want covers; the rest may still be needed later.
     const slot: WindowSlot = { index, start, buf, covered: [], provisional: [] };
@@ -693,10 +682,8 @@ class OnePassEngine {
 
   private async onEnd(): Promise<void> {
     const fileSize = this.processedEnd;
-    const leftovers = [...this.active, ...[...this.waiting.values()].flat()].sort((a, b) => a.start - b.start);
+    const leftovers = [...this.active, ...this.waiting.takeAll()].sort((a, b) => a.start - b.start);
     this.active = [];
-    this.waiting.clear();
-    this.waitingCount = 0;
     for (const want of leftovers) {
       if (want.optional) continue;
       if (want.mayBeShort && want.start < fileSize) {
