@@ -129,4 +129,9 @@ export interface ImportContext {
    * (gzip or zstd raw), so that nobody is told it fits before the stream has been decoded.
    */
   onChecked?: () => void;
+  /**
+   * Called once every source byte has been read and decoded (a .gz/.xz/.zst checked to its end),
+   * before the last writes: what fails after it is the target's doing or a check at the very end.
+   */
+  onSourceDecoded?: () => void;
 }

@@ -51,6 +51,7 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
       // Verified before the extraction is final, so a mismatch removes what was extracted.
       beforeCommit: async () => {
         for await (const _ of unwrapped.stream) void _;
+        ctx.onSourceDecoded?.();
         checksum = tap.verify();
       },
     });

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { ImportContext, ImportRequest, ImportResult } from '../request.js';
 import type { DiskTarget } from '../targets/disk-target.js';
 import { openSource } from '../sources/resolve-source.js';
@@ -53,6 +54,7 @@ async function importOnce(request: ImportRequest, ctx: ImportContext): Promise<I
   try {
     disk = await openDiskImage(opened, request, source.description, { ...ctx, signal }, { targetCopiesFiles: plan.kind === 'file' });
     const { image } = disk;
+    whenDecoded(disk.innerStream, ctx.onSourceDecoded);
     if (image.virtualSize !== undefined) {
       checkFits(image.virtualSize, plan);
       ctx.onChecked?.();
@@ -96,6 +98,13 @@ async function importOnce(request: ImportRequest, ctx: ImportContext): Promise<I
     disk?.innerStream?.destroy();
     await opened.randomAccess?.close();
   }
+}
+
+/** Calls `then` once `stream` (the decoded image a one-pass reader consumes) has ended; at once without one (random access). */
+function whenDecoded(stream: Readable | undefined, then: (() => void) | undefined): void {
+  if (!then) return;
+  if (!stream || stream.readableEnded) then();
+  else stream.once('end', then);
 }
 
 /** The disk's size at the end: its virtual size grown to the plan's (SPEC §7); undefined while neither is known. */

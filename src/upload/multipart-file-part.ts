@@ -27,7 +27,9 @@ interface Found {
 /** The boundary parameter of a `multipart/form-data` Content-Type, or undefined if there is none. */
 export function multipartBoundary(contentType: string | undefined): string | undefined {
   if (!contentType || !/^\s*multipart\/form-data\s*(;|$)/i.test(contentType)) return undefined;
-  const match = /;\s*boundary\s*=\s*(?:"([^"]{1,70})"|([^\s;"]{1,70}))/i.exec(contentType);
+  // RFC 2046 allows 70 characters; a longer one is taken whole rather than cut (which made its
+  // delimiters unfindable: "no part named file").
+  const match = /;\s*boundary\s*=\s*(?:"([^"]+)"|([^\s;"]+))/i.exec(contentType);
   return match?.[1] ?? match?.[2];
 }
 
@@ -295,13 +297,23 @@ export class MultipartFilePart extends Transform {
     }
   }
 
-  /** The closing delimiter of the wanted part: what is gathered goes out, the rest is not needed. */
+  /** Whether the wanted part has been read whole: what follows it in the body is not needed. */
+  get partDone(): boolean {
+    return this.state === 'done';
+  }
+
+  /**
+   * The closing delimiter of the wanted part: what is gathered goes out, and the stream ends now
+   * rather than at the end of the body, so that fields after the file (and a connection lost
+   * while they are sent) do not hold back or fail an image that has all arrived.
+   */
   private endPart(): void {
     if (this.out && this.outUsed > 0) this.push(this.out.subarray(0, this.outUsed));
     this.out = undefined;
     this.outUsed = 0;
     this.state = 'done';
     this.buffer = Buffer.alloc(0);
+    this.push(null);
   }
 
   /** While searching for a delimiter, only its length minus one byte can still be part of it. */

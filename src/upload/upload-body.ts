@@ -32,7 +32,7 @@ const CLONE_CONTENT_TYPES = new Set(['filesystem-clone', 'blockdevice-clone']);
  * Throws BadUploadRequest (a 400) when a form upload is not multipart/form-data, and for a clone
  * stream: written as a disk, it would make a volume that holds the stream (found by a QA pass).
  */
-export function uploadBody(req: IncomingMessage, form: boolean): UploadBody {
+export function uploadBody(req: IncomingMessage, form: boolean, stallMs = 0): UploadBody {
   const cdiContentType = req.headers['x-cdi-content-type'];
   if (typeof cdiContentType === 'string' && CLONE_CONTENT_TYPES.has(cdiContentType)) {
     throw new BadUploadRequest(
@@ -41,6 +41,7 @@ export function uploadBody(req: IncomingMessage, form: boolean): UploadBody {
   }
   let stream: Transform;
   let size: number | undefined;
+  let imageArrived = () => req.complete;
   if (form) {
     const boundary = multipartBoundary(req.headers['content-type']);
     if (!boundary) {
@@ -48,7 +49,9 @@ export function uploadBody(req: IncomingMessage, form: boolean): UploadBody {
         `the form upload needs Content-Type multipart/form-data with a boundary (got "${req.headers['content-type'] ?? 'none'}"): send it with curl -F file=@disk.img`,
       );
     }
-    stream = new MultipartFilePart(boundary);
+    const part = new MultipartFilePart(boundary);
+    stream = part;
+    imageArrived = () => part.partDone;
   } else {
     // `curl -F` where `--data-binary` was meant: the form's envelope would become part of the
     // disk (CDI writes it so). The form endpoints take the file part out.
@@ -70,10 +73,13 @@ export function uploadBody(req: IncomingMessage, form: boolean): UploadBody {
   let bodyBytes = 0;
   req.on('data', (chunk: Buffer) => (bodyBytes += chunk.length));
   const cut = () => cannotConnect(`the upload connection closed after ${bodyBytes} bytes of the body, before all of it arrived: upload again`);
-  req.on('error', (err) => stream.destroy(req.complete ? err : cut()));
-  req.on('close', () => {
-    if (!req.complete) stream.destroy(cut());
-  });
+  // A form's fields after the file part do not matter once the image has all arrived.
+  const lost = () => {
+    if (!imageArrived()) stream.destroy(cut());
+  };
+  req.on('error', lost);
+  req.on('close', lost);
+  if (stallMs > 0) watchForStall(req, stream, stallMs, imageArrived, () => bodyBytes);
   req.pipe(stream);
   let opened = false;
   const source: Source = {
@@ -93,4 +99,30 @@ export function uploadBody(req: IncomingMessage, form: boolean): UploadBody {
       req.resume();
     },
   };
+}
+
+/**
+ * A client that stops sending without closing (its network gone, a laptop asleep: no FIN, no RST)
+ * would hold the one upload slot, and every retry would get 503, until the deadline. Nothing
+ * arriving for `stallMs` while the pipeline waits for the body ends the upload with a line that
+ * says so; time spent waiting for the disk (the body stream full) does not count.
+ */
+function watchForStall(req: IncomingMessage, stream: Transform, stallMs: number, imageArrived: () => boolean, bodyBytes: () => number): void {
+  let lastProgress = Date.now();
+  req.on('data', () => (lastProgress = Date.now()));
+  const timer = setInterval(() => {
+    const now = Date.now();
+    if (imageArrived() || stream.destroyed) return clearInterval(timer);
+    if (stream.writableNeedDrain) lastProgress = now; // the writer is the slow side
+    if (now - lastProgress < stallMs) return;
+    clearInterval(timer);
+    stream.destroy(
+      cannotConnect(
+        `the upload stalled: nothing arrived for ${Math.round(stallMs / 1000)} s after ${bodyBytes()} bytes of the body (the client's connection is gone?): upload again`,
+      ),
+    );
+    req.socket.destroy();
+  }, Math.max(10, Math.min(1000, stallMs / 4)));
+  timer.unref();
+  req.once('close', () => clearInterval(timer));
 }

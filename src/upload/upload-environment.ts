@@ -39,6 +39,8 @@ export interface UploadConfig {
   terminationLog: string;
   /** Seconds to keep answering (409 to uploads) after completion before exiting; 0 by default. */
   lingerSeconds: number;
+  /** An upload whose body stops arriving for this long ends (its slot freed for a retry); 0: never. */
+  stallSeconds: number;
   /**
    * Directories to empty before each upload, as pod mode does before an import: what a killed
    * earlier attempt left (a partial disk, half an archive, a spill file). Only the pod's own
@@ -48,6 +50,9 @@ export interface UploadConfig {
 }
 
 const UPLOAD_LINGER_ENV = 'CDI_IMPORTER_UPLOAD_LINGER_SECONDS';
+const UPLOAD_STALL_ENV = 'CDI_IMPORTER_UPLOAD_STALL_SECONDS';
+/** As the importer's --stall-timeout: a minute without a byte. */
+const DEFAULT_STALL_SECONDS = 60;
 
 function required(env: NodeJS.ProcessEnv, name: string, what: string): string {
   const value = env[name]?.trim();
@@ -60,6 +65,13 @@ function parsePort(name: string, text: string | undefined, fallback: number): nu
   const port = Number(text);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw usageError(`invalid ${name} "${text}": expected a port number from 0 to 65535`);
   return port;
+}
+
+function parseStallSeconds(text: string | undefined): number {
+  if (text === undefined || text.trim() === '') return DEFAULT_STALL_SECONDS;
+  const seconds = Number(text);
+  if (!Number.isFinite(seconds) || seconds < 0) throw usageError(`invalid ${UPLOAD_STALL_ENV} "${text}": expected a number of seconds (0: never)`);
+  return seconds;
 }
 
 function parseDeadline(text: string | undefined): Date | undefined {
@@ -98,6 +110,7 @@ export function parseUploadEnvironment(env: NodeJS.ProcessEnv, paths: PodPaths):
     preallocation,
     terminationLog: paths.terminationLog,
     lingerSeconds: Math.min(Math.max(Number(env[UPLOAD_LINGER_ENV] ?? 0) || 0, 0), 600),
+    stallSeconds: parseStallSeconds(env[UPLOAD_STALL_ENV]),
     volumesToEmpty: [],
   };
   if (healthz !== 'none') config.healthzPort = parsePort('HEALTHZ_PORT', healthz, DEFAULT_HEALTHZ_PORT);

@@ -101,6 +101,9 @@ export class UploadServer {
           rejectUnauthorized: true,
           // Uploads of large images take longer than Node's default 5-minute request timeout.
           requestTimeout: 0,
+          // As Go's listeners (CDI's server): a peer gone without a word is found out by the kernel.
+          keepAlive: true,
+          keepAliveInitialDelay: 15_000,
         },
         (req, res) => this.handle(req, res),
       );
@@ -187,7 +190,11 @@ export class UploadServer {
     const route = uploadRoute(url);
     // CDI answers HEAD on the async endpoints: the proxy probes them to pick sync or async.
     if (route?.async && req.method === 'HEAD') return void res.end();
-    if (!route || req.method !== 'POST') return this.reply(req, res, 404);
+    if (!route || req.method !== 'POST') {
+      // A line in the pod's log for a client that calls the wrong place (curl -T is a PUT).
+      this.log.warn({ method: req.method, path: url.split('?')[0] }, 'no such upload endpoint (POST to /v1beta1/upload and the like)');
+      return this.reply(req, res, 404);
+    }
 
     const names = clientCommonNames(req);
     if (!names.includes(this.config.clientName)) {
@@ -217,9 +224,10 @@ export class UploadServer {
   private async upload(req: IncomingMessage, res: ServerResponse, route: UploadRoute): Promise<void> {
     let body: ReturnType<typeof uploadBody>;
     try {
-      body = uploadBody(req, route.form);
+      body = uploadBody(req, route.form, this.config.stallSeconds * 1000);
     } catch (err) {
       if (!(err instanceof BadUploadRequest)) throw err;
+      this.log.warn({ error: err.message }, 'upload refused');
       this.state = 'idle';
       return this.reply(req, res, 400, err.message);
     }
@@ -229,20 +237,25 @@ export class UploadServer {
     this.log.info({ contentType: request.contentType, async: route.async, form: route.form, target: request.target }, 'Upload started');
     let checked!: () => void;
     const sizeChecked = new Promise<void>((resolve) => (checked = resolve));
+    let decoded!: () => void;
+    const allDecoded = new Promise<void>((resolve) => (decoded = resolve));
+    const before = fileIdentity(request.target);
     const importing = this.emptyVolumes(controller.signal)
-      .then(() => this.importImage(request, { signal: controller.signal, log: this.log, onChecked: () => checked() }))
+      .then(() => this.importImage(request, { signal: controller.signal, log: this.log, onChecked: () => checked(), onSourceDecoded: () => decoded() }))
       .then(
       (result) => ({ ok: true as const, result }),
       (error: unknown) => ({ ok: false as const, error }),
     );
-    // Sync: answer when the import is complete. Async: as soon as the image has been read and its
-    // size checked against the volume, so an image that cannot fit gets its 400 however small it is.
-    const readAndChecked = Promise.all([body.received, sizeChecked]).then(() => undefined);
+    // Sync: answer when the import is complete. Async: as soon as the image has been read, its
+    // size checked against the volume (an image that cannot fit gets its 400 however small it is)
+    // and its compression undone to the end (a truncated or corrupt .gz/.xz/.zst gets its 500: by
+    // then only the buffered last MiBs were left to decode).
+    const readAndChecked = Promise.all([body.received, sizeChecked, allDecoded]).then(() => undefined);
     const first = route.async ? await Promise.race([importing, readAndChecked]) : await importing;
 
     if (first && !first.ok) {
       body.detach();
-      this.removePartialTarget(request.target);
+      this.removePartialTarget(request.target, before);
       if (this.ended()) return this.reply(req, res, 503, 'the upload server is shutting down');
       this.log.error({ error: oneLine(first.error), category: isImportError(first.error) ? first.error.category : 'internal' }, 'Saving stream failed');
       this.log.debug({ err: first.error }, 'upload failure details');
@@ -266,9 +279,9 @@ export class UploadServer {
       if (!this.ended()) return this.complete(settled.result);
       // Stopped (a signal, the deadline) as the last bytes went in: the report says it did not
       // complete, so the disk must not stay looking as if it had.
-      return this.removePartialTarget(request.target);
+      return this.removePartialTarget(request.target, before);
     }
-    this.removePartialTarget(request.target);
+    this.removePartialTarget(request.target, before);
     if (this.ended()) return;
     this.log.error({ error: oneLine(settled.error) }, 'Error during resumed processing');
     this.end({ kind: 'failed', error: settled.error });
@@ -309,10 +322,15 @@ export class UploadServer {
     return request;
   }
 
-  /** What a failed upload leaves must not look like a disk: CDI would hand it to the VM. */
-  private removePartialTarget(target: TargetSpec): void {
+  /**
+   * What a failed upload leaves must not look like a disk: CDI would hand it to the VM. A file
+   * that was there before and that the upload never touched (refused before writing: too large, a
+   * bad form) is not the upload's to remove (a DESTINATION outside a pod; a pod's is emptied first).
+   */
+  private removePartialTarget(target: TargetSpec, before: string | undefined): void {
     if (target.kind !== 'file') return;
     try {
+      if (before !== undefined && fileIdentity(target) === before) return;
       if (statSync(target.path).isFile()) rmSync(target.path, { force: true });
     } catch {
       // nothing there
@@ -337,6 +355,17 @@ export class UploadServer {
       req.once('end', () => clearTimeout(limit));
       req.once('close', () => clearTimeout(limit));
     }
+  }
+}
+
+/** A regular file's identity and state (inode, size, change time), to tell whether it was touched; undefined when absent. */
+function fileIdentity(target: TargetSpec): string | undefined {
+  if (target.kind !== 'file') return undefined;
+  try {
+    const info = statSync(target.path, { bigint: true });
+    return info.isFile() ? `${info.dev}:${info.ino}:${info.size}:${info.ctimeNs}` : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -3,7 +3,10 @@
  * certificates made by openssl, curl as the client, qemu-img as the oracle for the bytes written.
  */
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 import { buildSampleTree, diffTrees, treeListing } from '../support/tar-fixtures.js';
@@ -79,6 +82,7 @@ describe('upload server', () => {
 
     assert.equal((await curl([s.url('/v1beta1/upload')], certs.client, certs.caCert)).status, 404, 'GET is not an upload');
     assert.equal((await post(s, '/v1beta1/nothing-here', binary(dir.join('small.qcow2')))).status, 404);
+    assert.match(s.stderr(), /no such upload endpoint/, 'a refusal leaves a line in the log');
     assert.equal((await post(s, '/v1beta1/upload', binary(dir.join('small.qcow2')), certs.wrongName)).status, 401);
 
     const noCert = await curl([...binary(dir.join('small.qcow2')), s.url('/v1beta1/upload')], null, certs.caCert);
@@ -90,6 +94,7 @@ describe('upload server', () => {
     const notForm = await post(s, '/v1beta1/upload-form', binary(dir.join('small.qcow2')));
     assert.equal(notForm.status, 400, notForm.body);
     assert.match(notForm.body, /multipart\/form-data/);
+    assert.match(s.stderr(), /upload refused/);
     // Forms without a "file" part, small (over before the import opens the body) and image-sized:
     // a 400 naming the parts found, and the server stays up for the uploads below.
     for (const field of ['name=disk', `image=@${dir.join('small.qcow2')}`]) {
@@ -255,6 +260,83 @@ describe('upload server', () => {
     const right = await post(s, '/v1beta1/upload', binary(dir.join('disk.raw.gz')));
     assert.equal(right.status, 200, right.body);
     await assertCompleted(s, dir.join('disk.raw'));
+  });
+
+  test('async: a truncated .qcow2.gz gets its 500 before any 200 (found by a QA pass: 200, then the failure); the whole one then completes', async () => {
+    sh(`head -c -100 ${dir.join('disk.qcow2.gz')} > ${dir.join('truncated.qcow2.gz')}`);
+    const s = await server();
+    for (const endpoint of ['/v1beta1/upload-async', '/v1beta1/upload-form-async']) {
+      const args = endpoint.includes('form') ? formFile(dir.join('truncated.qcow2.gz')) : binary(dir.join('truncated.qcow2.gz'));
+      const res = await post(s, endpoint, args);
+      assert.equal(res.status, 500, `${endpoint}: ${res.body}`);
+      assert.match(res.body, /gzip/);
+    }
+    const whole = await post(s, '/v1beta1/upload-async', binary(dir.join('disk.qcow2.gz')));
+    assert.equal(whole.status, 200, whole.body);
+    await assertCompleted(s, dir.join('disk.qcow2'));
+  });
+
+  test('a client that goes silent mid-body (no FIN, no RST) is dropped after the stall timeout, and a retry gets through', { timeout: 60_000 }, async () => {
+    const s = await server({ CDI_IMPORTER_UPLOAD_STALL_SECONDS: '1' });
+    const silent = tls.connect({
+      host: '127.0.0.1',
+      port: s.port,
+      ca: readFileSync(certs.caCert),
+      cert: readFileSync(certs.client.cert),
+      key: readFileSync(certs.client.key),
+      servername: 'localhost',
+    });
+    await once(silent, 'secureConnect');
+    silent.write(`POST /v1beta1/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${64 * MiB}\r\n\r\n`);
+    silent.write(readFileSync(dir.join('disk.raw')).subarray(0, MiB));
+    const closed = once(silent, 'close');
+    silent.on('error', () => {});
+    await closed; // the server hung up on it
+    for (let i = 0; i < 100 && !/the upload stalled/.test(s.stderr()); i++) await sleep(50);
+    assert.match(s.stderr(), /the upload stalled: nothing arrived for 1 s after \d+ bytes of the body/);
+    const retry = await post(s, '/v1beta1/upload', binary(dir.join('disk.raw')));
+    assert.equal(retry.status, 200, retry.body);
+    await assertCompleted(s, dir.join('disk.raw'));
+  });
+
+  test('a form whose connection drops while a field after the file part is sent: the image, all there, completes', { timeout: 60_000 }, async () => {
+    const s = await server();
+    const boundary = 'b'.repeat(80); // longer than RFC 2046's 70: taken whole (found by a QA pass: it was cut)
+    const image = readFileSync(dir.join('disk.qcow2'));
+    const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="disk.qcow2"\r\n\r\n`);
+    const trailer = Buffer.from(`\r\n--${boundary}\r\nContent-Disposition: form-data; name="notes"\r\n\r\n`);
+    const client = tls.connect({
+      host: '127.0.0.1',
+      port: s.port,
+      ca: readFileSync(certs.caCert),
+      cert: readFileSync(certs.client.cert),
+      key: readFileSync(certs.client.key),
+      servername: 'localhost',
+    });
+    client.on('error', () => {});
+    await once(client, 'secureConnect');
+    const length = head.length + image.length + trailer.length + 30 * MiB; // a large field that never comes
+    client.write(`POST /v1beta1/upload-form HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${length}\r\n\r\n`);
+    client.write(Buffer.concat([head, image, trailer, Buffer.alloc(MiB, 0x61)]));
+    await sleep(500);
+    client.destroy();
+    await assertCompleted(s, dir.join('disk.qcow2'));
+  });
+
+  test('outside a pod, a DESTINATION file the refused upload never touched is left as it was', async () => {
+    const own = makeTempDir('cdi-upload-own-');
+    try {
+      const destination = own.join('disk.img');
+      writeFileSync(destination, 'an image that was here before');
+      const s = await server({ DESTINATION: destination, UPLOAD_IMAGE_SIZE: '4Mi' });
+      const tooLarge = await post(s, '/v1beta1/upload', binary(dir.join('big.qcow2')));
+      assert.equal(tooLarge.status, 400, tooLarge.body);
+      const noFile = await post(s, '/v1beta1/upload-form', ['-F', 'name=disk']);
+      assert.equal(noFile.status, 400, noFile.body);
+      assert.equal(readFileSync(destination, 'utf8'), 'an image that was here before');
+    } finally {
+      own.remove();
+    }
   });
 
   test('async: a checksum mismatch found after the 200 ends the server with exit 1 and no disk', async () => {

@@ -48,6 +48,7 @@ test('a stop after the async 200, as the pipeline finishes: reported stopped, an
     const opened = await request.source.source.open(ctx.signal ?? new AbortController().signal);
     for await (const chunk of opened.stream) void chunk;
     ctx.onChecked?.();
+    ctx.onSourceDecoded?.();
     writeFileSync(config.destination, 'a whole disk');
     await new Promise((resolve) => ctx.signal?.addEventListener('abort', resolve, { once: true }));
     return { formats: ['raw'], virtualSize: 12, targetSize: 12, sourceBytes: 4, bytesWritten: 12, scratchBytesUsed: 0, preallocationApplied: false };
