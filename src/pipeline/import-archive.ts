@@ -30,7 +30,7 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
   const { extractArchive } = await import('../targets/archive/index.js');
   const { source, opened } = await openSource(request.source, ctx.signal, ctx.log);
   opened.randomAccess?.close();
-  const tap = new SourceTap(request.checksum, opened.size, ctx.progress);
+  const tap = new SourceTap(request.checksum, opened.size ?? opened.progressTotal, ctx.progress);
   try {
     // No await between unwrapping and extractArchive (nor between opening and unwrapping):
     // the stream has no error listener until extractArchive attaches one, and a corrupt layer

@@ -59,7 +59,7 @@ export async function openDiskImage(
     declared = await declaredUncompressedSize(head, opened);
   }
 
-  const tap = new SourceTap(request.checksum, opened.size, ctx.progress);
+  const tap = new SourceTap(request.checksum, opened.size ?? opened.progressTotal, ctx.progress);
   const tapped = SourceTap.attach(opened.stream, tap);
   const unwrapped = await unwrapCompression(tapped, description);
   const { stream } = unwrapped;

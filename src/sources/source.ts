@@ -45,6 +45,11 @@ export interface OpenedSource {
   /** Total byte count when the transport knows it (file size, Content-Length). */
   size?: number;
   /**
+   * For progress only, when `size` cannot be given: about how many bytes the stream carries (a
+   * form upload's Content-Length, whose form envelope is a few hundred bytes more than the image).
+   */
+  progressTotal?: number;
+  /**
    * Present when the transport can read at any offset. The pipeline uses it for qcow2 images
    * that are not compressed as a whole, instead of `stream` (which it then destroys).
    */

@@ -42,6 +42,7 @@ export function uploadBody(req: IncomingMessage, form: boolean, stallMs = 0): Up
   let stream: Transform;
   let size: number | undefined;
   let imageArrived = () => req.complete;
+  let progressTotal: number | undefined;
   if (form) {
     const boundary = multipartBoundary(req.headers['content-type']);
     if (!boundary) {
@@ -52,6 +53,7 @@ export function uploadBody(req: IncomingMessage, form: boolean, stallMs = 0): Up
     const part = new MultipartFilePart(boundary);
     stream = part;
     imageArrived = () => part.partDone;
+    progressTotal = contentLength(req);
   } else {
     // `curl -F` where `--data-binary` was meant: the form's envelope would become part of the
     // disk (CDI writes it so). The form endpoints take the file part out.
@@ -88,7 +90,7 @@ export function uploadBody(req: IncomingMessage, form: boolean, stallMs = 0): Up
       if (opened) throw new Error('an upload body can be read only once');
       opened = true;
       if (early) throw early;
-      return size !== undefined ? { stream, size } : { stream };
+      return size !== undefined ? { stream, size } : progressTotal !== undefined ? { stream, progressTotal } : { stream };
     },
   };
   return {

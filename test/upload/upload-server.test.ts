@@ -323,6 +323,19 @@ describe('upload server', () => {
     await assertCompleted(s, dir.join('disk.qcow2'));
   });
 
+  test('a form upload moves the progress metric as it arrives (from the form\'s Content-Length; it stayed at 0)', { timeout: 60_000 }, async () => {
+    const [metricsPort] = (await freePorts(1)) as [number];
+    const s = await server({ CDI_IMPORTER_METRICS_PORT: String(metricsPort), OWNER_UID: 'pvc-uid-2' });
+    sh(`head -c ${24 * MiB} /dev/urandom > ${dir.join('random.raw')}`);
+    const uploading = post(s, '/v1beta1/upload-form', ['--limit-rate', '8M', ...formFile(dir.join('random.raw'))]);
+    await sleep(1500);
+    const metrics = await curl(['-k', `https://127.0.0.1:${metricsPort}/metrics`], null, certs.caCert);
+    const percent = Number(/^kubevirt_cdi_import_progress_total\{ownerUID="pvc-uid-2"\} ([\d.]+)$/m.exec(metrics.body)?.[1]);
+    assert.ok(percent > 0 && percent < 100, `progress ${percent} midway: ${metrics.body}`);
+    assert.equal((await uploading).status, 200);
+    await assertCompleted(s, dir.join('random.raw'));
+  });
+
   test('outside a pod, a DESTINATION file the refused upload never touched is left as it was', async () => {
     const own = makeTempDir('cdi-upload-own-');
     try {
