@@ -29,6 +29,8 @@
  *   GET /changes?after=N         the first request is cut after N bytes; after that cut, other bytes with another ETag
  *   GET /replaced?after=N        like /changes, but Range is served whatever If-Range says (as some gateways do)
  *   GET /replaced-from?request=K from the K-th request on (1-based), other bytes with another ETag; If-Range ignored
+ *   GET /restart?after=N&down=MS the first request long enough is cut after N bytes, and the first origin then refuses
+ *                                connections for MS ms (a server restarting), then serves as /ok
  *   GET /status/N                answers status N
  *
  * `requests` records every request (both ports) with the headers that matter to the tests.
@@ -74,6 +76,7 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
   const changedEtag = `"${original.length.toString(16)}-changed"`;
   const replicaEtag = `"${original.length.toString(16)}-replica-b"`;
   let otherPort = 0;
+  let restartFirst: (downMs: number) => void = () => {};
   let concurrent = 0;
   let maxConcurrent = 0;
 
@@ -202,6 +205,17 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
         return serve({ ranges: true, rangePastEnd400: true });
       case '/drop':
         return serve({ ranges: true, cut: fault(num('after', 1000), num('times', 1)) });
+      case '/restart': {
+        const cut = fault(num('after', 1000), 1);
+        return serve({
+          ranges: true,
+          cut: (body) => {
+            const at = cut(body);
+            if (at !== undefined) setImmediate(() => restartFirst(num('down', 500)));
+            return at;
+          },
+        });
+      }
       case '/stall':
         return serve({ ranges: true, stall: fault(num('after', 1000), num('times', 1)) });
       case '/wrong-length':
@@ -272,6 +286,12 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
   const first = await listen();
   const second = await listen();
   const portOf = (s: http.Server) => (s.address() as AddressInfo).port;
+  const firstPort = portOf(first);
+  restartFirst = (downMs) => {
+    first.close();
+    first.closeAllConnections();
+    setTimeout(() => first.listen(firstPort, '127.0.0.1'), downMs);
+  };
   otherPort = portOf(second);
   return {
     url: `http://127.0.0.1:${portOf(first)}/`,

@@ -132,6 +132,16 @@ export function isRetryableTransportError(err: unknown): boolean {
   return errorCodes(err).some((code) => retryable.has(code));
 }
 
+/**
+ * Retryable once the server has answered for this file (a resume, a Range read): a refused
+ * connection too, since a server restarting (a rollout, `nginx -s quit`) refuses connections for a
+ * moment, and every 1 MiB Range read opens one. On the first request it means a wrong URL or a
+ * server that is down, and fails at once.
+ */
+export function isRetryableOnceAnswered(err: unknown): boolean {
+  return isRetryableTransportError(err) || errorCodes(err).includes('ECONNREFUSED');
+}
+
 const UNKNOWN_CA = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
   'UNABLE_TO_GET_ISSUER_CERT',

@@ -5,7 +5,7 @@
 import { cannotConnect, SourceChangedError } from '../../errors.js';
 import { discardBody, getFollowingRedirects, headersFor, headerValue, type HttpEndpoint } from './http-request.js';
 import { DirectRangeClient, UseGeneralPath, type DirectRangeAnswer } from './direct-range-client.js';
-import { bodyBytesBefore, isRetryableStatus, isRetryableTransportError, RetryableFailure, StallError, statusText, transportError } from './http-errors.js';
+import { bodyBytesBefore, isRetryableStatus, isRetryableOnceAnswered, RetryableFailure, StallError, statusText, transportError } from './http-errors.js';
 import { ifRangeValue, parseContentRange, resourceChanged, samePartialResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
 import { retryAfterMs, StallBudget, waitAfterFailure, type RetryNotice, type RetryPolicy } from './retry-policy.js';
@@ -93,7 +93,7 @@ export function httpRangeFetcher(
         throw notTheRange(where, from, end, { statusCode: response.statusCode, contentRange, headers: response.headers });
       } catch (err) {
         if (options.signal.aborted) throw options.signal.reason ?? err;
-        const retryable = err instanceof RetryableFailure || isRetryableTransportError(err);
+        const retryable = err instanceof RetryableFailure || isRetryableOnceAnswered(err);
         // A drop after some of the body: keep those bytes (If-Range guards that the file is the
         // same) and, within the resume budget, count it as progress rather than a failure.
         const progress = retryable ? bodyBytesBefore(err) : 0;

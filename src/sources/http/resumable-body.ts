@@ -7,7 +7,7 @@
 import { Readable } from 'node:stream';
 import { cannotConnect, ImportError, oneLine } from '../../errors.js';
 import { discardBody, getFollowingRedirects, headerValue, type HttpEndpoint, type HttpResponse } from './http-request.js';
-import { isRetryableStatus, isRetryableTransportError, RetryableFailure, StallError, statusError, statusText, transportError } from './http-errors.js';
+import { isRetryableStatus, isRetryableOnceAnswered, RetryableFailure, StallError, statusError, statusText, transportError } from './http-errors.js';
 import { identityOf, ifRangeValue, parseContentRange, resourceChanged, samePartialResource, sameResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
 import { retryAfterMs, StallBudget, waitAfterFailure, type RetryNotice, type RetryPolicy } from './retry-policy.js';
@@ -120,7 +120,7 @@ export class ResumableBody extends Readable {
           this.direct = undefined;
           continue;
         }
-        const retryable = err instanceof RetryableFailure || isRetryableTransportError(err);
+        const retryable = err instanceof RetryableFailure || isRetryableOnceAnswered(err);
         if (!retryable) return void this.destroy(this.explain(err));
         // A resume after a good stretch of bytes is what resuming is for: only resumes after little
         // progress use the budget, so a large image over a link that drops every so often finishes.

@@ -55,6 +55,17 @@ describe('HttpSource under faults', () => {
     assert.ok(mine.slice(1).every((r) => r.ifRange === server.etag));
   });
 
+  it('a server that restarts mid-download (refusing connections for a moment) is waited for, stream and Range reads alike', async () => {
+    // Found by a QA pass: a refused connection after the first answer failed the import at once.
+    const patient = { retry: { retries: 6, maxResumes: 20, baseDelayMs: 100, maxDelayMs: 400 } };
+    for (const [run, tuning] of [{ ...streamOnly, ...patient }, { ...quickTuning, ...patient }].entries()) {
+      const before = server.requests.length;
+      const { digest } = await download(`/restart?after=200000&down=500&run=${run}`, {}, tuning);
+      assert.equal(digest.sha256, expected);
+      assert.ok(server.requests.slice(before).filter((r) => r.path === '/restart').length >= 2);
+    }
+  });
+
   it('treats a stall as a drop and resumes', async () => {
     const { digest } = await download('/stall?after=50000&times=1', { stallTimeoutSeconds: 0.3 });
     assert.equal(digest.sha256, expected);
