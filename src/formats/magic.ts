@@ -138,14 +138,32 @@ function looksLikeLzmaAlone(head: Buffer): boolean {
   return size === 0xffffffffffffffffn || size < 2n ** 38n;
 }
 
+/** How a web page (HTML, XHTML, an XML error document, a listing) starts, after a byte-order mark and white space. */
+const PAGE_STARTS = ['<!doctype html', '<html', '<?xml', '<!--', '<head', '<body'];
+
 /**
- * An HTML document: after an optional byte-order mark and white space, `<!DOCTYPE html` or `<html`.
- * No disk starts like that (a boot sector, a partition table, a file system's zeros), and a raw
- * import would hand the guest a web page.
+ * A web page: `<!DOCTYPE html`, `<html`, an XML declaration (XHTML, an S3-style XML error, nginx's
+ * XML listing), a comment, `<head` or `<body` first. No disk starts like that (a boot sector, a
+ * partition table, a file system's zeros), and a raw import would hand the guest a web page.
  */
 function looksLikeHtml(head: Buffer): boolean {
   const text = head.subarray(0, 1024).toString('latin1').replace(/^\xef\xbb\xbf/, '').trimStart().slice(0, 14).toLowerCase();
-  return text.startsWith('<!doctype html') || text.startsWith('<html');
+  return PAGE_STARTS.some((start) => text.startsWith(start));
+}
+
+/**
+ * Text, not a disk: the first 4 KiB (all of a smaller file) hold no NUL byte and nothing but
+ * printable UTF-8 and white space. Every disk has zeros near its start (a partition table's empty
+ * entries, an ISO's 32 KiB system area, a file system's padding); a JSON error, a "File not found"
+ * or a directory listing in text has none.
+ */
+export function looksLikeText(head: Buffer): boolean {
+  const sample = head.subarray(0, 4096);
+  if (sample.length === 0 || sample.includes(0)) return false;
+  const text = sample.toString('utf8');
+  // A multibyte character cut at the sample's end decodes as one replacement character.
+  const body = sample.length === head.length ? text : text.replace(/\ufffd$/, '');
+  return !/[\ufffd\x00-\x08\x0b\x0e-\x1f\x7f]/.test(body);
 }
 
 export function isCompression(format: DetectedFormat): format is CompressionFormat {

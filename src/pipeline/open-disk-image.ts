@@ -3,7 +3,7 @@ import type { DiskImage, ExtentStream } from '../extents.js';
 import { coalesceExtents } from './coalesce-extents.js';
 import type { ImportContext, ImportRequest } from '../request.js';
 import type { OpenedSource, RandomAccessReader } from '../sources/source.js';
-import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat, unsupportedCompression, unsupportedFormatName } from '../formats/magic.js';
+import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat, looksLikeText, unsupportedCompression, unsupportedFormatName } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { declaredUncompressedSize, knownRawLength, rawImage } from '../formats/raw-image.js';
 import { hasHoles, sparseRawImage } from '../formats/sparse-raw-image.js';
@@ -79,6 +79,14 @@ export async function openDiskImage(
       stream.destroy();
       throw err;
     }
+  }
+  if (format === 'raw' && request.expectedFormat === undefined && /^https?:\/\//.test(description) && looksLikeText(unwrapped.head)) {
+    // A server's answer in words (a JSON error, "File not found", a text listing) with status 200:
+    // written as a raw disk it would look like a successful import. `-f raw` takes it as it is.
+    stream.destroy();
+    throw badInput(
+      `${description} is text (an error message, a JSON answer or a listing?), not a disk image: check the URL (-f raw takes it as a raw disk all the same)`,
+    );
   }
   if (format === 'raw' || format === 'iso') {
     return result(rawImage(stream, format, description, knownRawLength(chain, opened.size, declared)));

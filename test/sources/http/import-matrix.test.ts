@@ -25,6 +25,11 @@ before(async () => {
   for (const mib of [0, 3, 6]) sh(`head -c 700000 /dev/urandom | dd of=${www}/disk.raw bs=64K seek=${mib * 16} conv=notrunc status=none`);
   run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', `${www}/disk.raw`, `${www}/disk.qcow2`]);
   writeFileSync(`${www}/login.html`, '<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body><form></form></body></html>\n');
+  // Found by a QA pass: pages that do not start with <!DOCTYPE html or <html were imported as raw disks.
+  writeFileSync(`${www}/expired.xhtml`, '<?xml version="1.0" encoding="UTF-8"?>\n<html xmlns="http://www.w3.org/1999/xhtml"><body>Not found</body></html>\n');
+  writeFileSync(`${www}/portal.html`, '<!-- portal -->\n<html><body>Session expired</body></html>\n');
+  writeFileSync(`${www}/error.json`, '{"error": "link expired", "code": 410}\n');
+  writeFileSync(`${www}/missing.txt`, 'File not found\n');
   for (const base of ['disk.raw', 'disk.qcow2']) {
     sh(`gzip -k ${www}/${base} && xz -k -T1 ${www}/${base} && zstd -q -k ${www}/${base}`);
   }
@@ -85,6 +90,10 @@ describe('clear failures through the CLI', () => {
     { name: 'wrong host name', url: () => `${nginx.wrongHostHttps}disk.raw`, flags: () => ['--ca-cert', certs.caCert], message: /does not match the host name/ },
     { name: 'not found', url: () => `${nginx.http}nope.img`, flags: () => [], message: /expected status code 200, got 404\. Status: 404 Not Found/ },
     { name: 'an HTML page served with a 200', url: () => `${nginx.http}login.html`, flags: () => [], message: /login\.html is an HTML page, not a disk image \(a login or error page, or the wrong link\?\): check the URL$/m },
+    { name: 'an XHTML page', url: () => `${nginx.http}expired.xhtml`, flags: () => [], message: /expired\.xhtml is an HTML page, not a disk image/ },
+    { name: 'a page that starts with a comment', url: () => `${nginx.http}portal.html`, flags: () => [], message: /portal\.html is an HTML page, not a disk image/ },
+    { name: 'a JSON error', url: () => `${nginx.http}error.json`, flags: () => [], message: /error\.json is text \(an error message, a JSON answer or a listing\?\), not a disk image: check the URL/ },
+    { name: 'a text answer', url: () => `${nginx.http}missing.txt`, flags: () => [], message: /missing\.txt is text \(.*\), not a disk image/ },
   ];
   for (const c of cases) {
     it(`${c.name}: one line, exit 1, no output file`, async () => {
