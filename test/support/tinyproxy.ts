@@ -4,6 +4,7 @@
  *
  *   const proxy = await startTinyproxy();   proxy.url → 'http://127.0.0.1:PORT'
  *   startTinyproxy({ connectPorts: [443] })   CONNECT refused (403) to any other port
+ *   startTinyproxy({ basicAuth: { user, password } })   407 without those credentials
  *   proxy.log()                               its log (lists CONNECT and GET lines)
  *   await proxy.stop()
  */
@@ -21,6 +22,8 @@ export interface TinyproxyServer {
 export interface TinyproxyOptions {
   /** Ports CONNECT may reach (tinyproxy's ConnectPort); default: every port. */
   connectPorts?: number[];
+  /** Proxy credentials required (tinyproxy's BasicAuth): 407 without them. */
+  basicAuth?: { user: string; password: string };
 }
 
 export async function startTinyproxy(options: TinyproxyOptions = {}): Promise<TinyproxyServer> {
@@ -40,6 +43,7 @@ export async function startTinyproxy(options: TinyproxyOptions = {}): Promise<Ti
       'Allow 127.0.0.1',
       'DisableViaHeader Yes',
       ...(options.connectPorts ?? []).map((p) => `ConnectPort ${p}`),
+      ...(options.basicAuth ? [`BasicAuth ${options.basicAuth.user} ${options.basicAuth.password}`] : []),
       '',
     ].join('\n'),
   );

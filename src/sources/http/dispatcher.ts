@@ -4,6 +4,7 @@ import { undici } from './undici-core.js';
 import type { TransportOptions } from '../../request.js';
 import { bypassesProxy } from './no-proxy.js';
 import { usageError } from '../../errors.js';
+import { redactedUrlText } from './request-headers.js';
 import { tlsConnectOptions, withSecureContext, type TlsConnectOptions } from './tls-options.js';
 
 export interface ProxySettings {
@@ -23,6 +24,14 @@ export function proxySettingsFromEnv(env: NodeJS.ProcessEnv = process.env): Prox
     if (!value) return undefined;
     const url = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
     if (!URL.canParse(url)) throw usageError(`${name} (or ${name.toUpperCase()}) is not a proxy URL: "${value}"; expected http://host:port`);
+    const { protocol } = new URL(url);
+    if (protocol !== 'http:' && protocol !== 'https:') {
+      // undici's SOCKS5 support is experimental: a proxy that does not answer left the process
+      // hanging after its error (found by a QA pass), and socks5h:// it does not take at all.
+      throw usageError(
+        `${name} (or ${name.toUpperCase()}) is a ${protocol.slice(0, -1)} proxy (${redactedUrlText(url)}): cdi-importer goes through http:// and https:// proxies only; put an HTTP proxy in front of a SOCKS one (privoxy, gost) or unset the variable`,
+      );
+    }
     return url;
   };
   return { httpProxy: proxyUrl('http_proxy'), httpsProxy: proxyUrl('https_proxy'), noProxy: pick('no_proxy') };

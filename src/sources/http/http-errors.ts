@@ -175,6 +175,10 @@ export function transportError(err: unknown, url: URL, proxy?: string): ImportEr
     message = `the TLS certificate of ${host} has expired; renew it on the server, or use --insecure`;
   } else if (has('CERT_NOT_YET_VALID')) {
     message = `the TLS certificate of ${host} is not valid yet; check the clocks, or use --insecure`;
+  } else if (proxyHost && /\b407\b|Proxy Authentication Required/i.test(detail)) {
+    // Said for the plain-http path too, where undici's words named neither the proxy nor the variable (found by a QA pass).
+    const variable = url.protocol === 'https:' ? 'https_proxy' : 'http_proxy';
+    message = `the proxy ${proxyHost} asks for credentials (407 Proxy Authentication Required) for ${host}: put them in ${variable} (http://user:password@${proxyHost}), or check no_proxy`;
   } else if (proxyHost && /Proxy response \((\d+)\)/.test(detail)) {
     message = `the proxy ${proxyHost} refused to connect to ${host}: ${statusText(Number(/Proxy response \((\d+)\)/.exec(detail)![1]))}; check https_proxy and no_proxy`;
   } else if (has('ENOTFOUND', 'EAI_AGAIN', 'EAI_NONAME', 'EAI_FAIL')) {

@@ -233,6 +233,21 @@ describe('HttpSource against nginx', () => {
     }
   });
 
+  it('a proxy that asks for credentials: named, with the variable to put them in; with them in the URL, it goes through', async () => {
+    const guarded = await startTinyproxy({ basicAuth: { user: 'puser', password: 'Pr0xyPa55' } });
+    try {
+      // Found by a QA pass: for plain http the line named neither the proxy nor http_proxy.
+      const error = await failure(`${nginx.http}disk.img`, {}, { http_proxy: guarded.url });
+      assert.match(error.message, /the proxy 127\.0\.0\.1:\d+ asks for credentials \(407 Proxy Authentication Required\) for 127\.0\.0\.1:\d+: put them in http_proxy/);
+      const tunnel = await failure(`${nginx.https}disk.img`, { caPaths: [certs.caCert] }, { https_proxy: guarded.url });
+      assert.match(tunnel.message, /the proxy 127\.0\.0\.1:\d+ (asks for credentials \(407|refused to connect to .*407)/);
+      const { digest } = await fetchAll(`${nginx.http}disk.img`, {}, { http_proxy: guarded.url.replace('http://', 'http://puser:Pr0xyPa55@') });
+      assert.equal(digest.sha256, expected);
+    } finally {
+      await guarded.stop();
+    }
+  });
+
   it('says the proxy refused the connection', async () => {
     const closedPort = await freePort();
     const error = await failure(`${nginx.http}disk.img`, {}, { http_proxy: `http://127.0.0.1:${closedPort}` });

@@ -50,6 +50,13 @@ describe('no_proxy', () => {
       noProxy: undefined,
     });
     assert.throws(() => proxySettingsFromEnv({ https_proxy: 'http://bad host:1' }), /^ImportError: https_proxy \(or HTTPS_PROXY\) is not a proxy URL: "http:\/\/bad host:1"/);
+    // SOCKS: refused with a line naming the variable (it left the process hanging), the password not shown.
+    for (const scheme of ['socks5', 'socks5h', 'socks4']) {
+      assert.throws(
+        () => proxySettingsFromEnv({ http_proxy: `${scheme}://user:s3cret@127.0.0.1:1080` }),
+        (err: Error) => new RegExp(`^http_proxy \\(or HTTP_PROXY\\) is a ${scheme} proxy .*: cdi-importer goes through http:// and https:// proxies only`).test(err.message) && !err.message.includes('s3cret'),
+      );
+    }
   });
 });
 
