@@ -13,7 +13,15 @@ export function statusText(statusCode: number): string {
 }
 
 /** A non-2xx answer to the first request; `requested` is the URL asked for when redirects led to `url`. */
-export function statusError(statusCode: number, url: URL, username: string | undefined, requested: URL = url, serverSays?: string): ImportError {
+export function statusError(
+  statusCode: number,
+  url: URL,
+  username: string | undefined,
+  requested: URL = url,
+  serverSays?: string,
+  /** An Authorization header went with --header (the user's own credentials, not --user). */
+  headerCredentials = false,
+): ImportError {
   const where = redactedUrl(url);
   const tail = serverSays ? `: ${serverSays}` : '';
   if ((statusCode === 401 || statusCode === 403) && !receivesCredentials(url, requested)) {
@@ -26,7 +34,9 @@ export function statusError(statusCode: number, url: URL, username: string | und
     const stray = username && /^\s|\s$/.test(username) ? ' (it has white space at an end: was the Secret made with `echo` instead of `echo -n`?)' : '';
     const who = username
       ? `as user ${quoteText(username)}${stray}; check the user name and password (--user/--password or --secret; the secretRef in a DataVolume)`
-      : 'without credentials; pass --user and --password or --secret (a secretRef in a DataVolume) if the server needs them';
+      : headerCredentials
+        ? 'with the Authorization header given with --header; check its value'
+        : 'without credentials; pass --user and --password or --secret (a secretRef in a DataVolume) if the server needs them';
     return cannotConnect(`access denied (${statusText(statusCode)}) to ${where} ${who}${tail}`);
   }
   return cannotConnect(`expected status code 200, got ${statusCode}. Status: ${statusText(statusCode)} (${where})${tail}${statusAdvice(statusCode, url, username)}`);

@@ -222,7 +222,7 @@ export class HttpSource implements Source {
       if (!isRetryableStatus(response.statusCode) || attempt >= this.tuning.retry.retries) {
         // After a redirect to another host, say that credentials stayed behind only if there were any.
         const heldBack = endpoint.auth !== undefined || Object.keys(endpoint.headers).length > 0;
-        throw statusError(response.statusCode, response.url, endpoint.auth?.username, heldBack ? endpoint.url : response.url);
+        throw statusError(response.statusCode, response.url, endpoint.auth?.username, heldBack ? endpoint.url : response.url, undefined, 'authorization' in endpoint.headers);
       }
       await waitForBusyServer(attempt, this.tuning.retry, response, signal, this.tuning.onRetry);
     }

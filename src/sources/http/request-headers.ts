@@ -21,6 +21,11 @@ export function parseHeaderLines(lines: readonly string[] = []): Record<string, 
     // CDI adds both).
     const key = name.toLowerCase();
     const value = line.slice(line.indexOf(':') + 1).trim();
+    // A line break would split it into two headers on the wire (request smuggling): refused as a
+    // usage error here rather than as a failed request (found by a QA pass).
+    if (/[\r\n\0]/.test(value)) {
+      throw usageError(`invalid header ${name}: its value holds a line break or NUL; give each header as its own "Name: value"`);
+    }
     headers[key] = key in headers ? `${headers[key]}, ${value}` : value;
   }
   return headers;

@@ -251,7 +251,7 @@ export class ResumableBody extends Readable {
       return this.reopen();
     }
     if (isRetryableStatus(statusCode)) throw new RetryableFailure(`the server answered ${statusText(statusCode)}`, retryAfterMs(response.headers));
-    if (!resuming) throw statusError(statusCode, this.endpoint.url, this.endpoint.auth?.username);
+    if (!resuming) throw statusError(statusCode, this.endpoint.url, this.endpoint.auth?.username, this.endpoint.url, undefined, 'authorization' in this.endpoint.headers);
     if (statusCode === 416) {
       throw cannotConnect(
         `${where} closed the connection after ${this.received}${this.identity.size !== undefined ? ` of ${this.identity.size}` : ''} bytes (Content-Length) and cannot send the rest: ${statusText(statusCode)}`,

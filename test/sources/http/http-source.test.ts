@@ -90,6 +90,13 @@ describe('HttpSource against nginx', () => {
     assert.equal(newline.message.split('\n').length, 1);
   });
 
+  it('a wrong Authorization header given with --header is said to be that, not "without credentials" (found by a QA pass)', async () => {
+    const wrong = `Basic ${Buffer.from('alice:not-it').toString('base64')}`;
+    const error = await failure(`${nginx.http}auth/disk.img`, { headers: [`Authorization: ${wrong}`] });
+    assert.match(error.message, /401 Unauthorized.*with the Authorization header given with --header; check its value/);
+    assert.doesNotMatch(error.message, new RegExp(wrong.slice(6)));
+  });
+
   it('says no credentials were sent when none were given', async () => {
     const error = await failure(`${nginx.http}auth/disk.img`);
     assert.match(error.message, /401 Unauthorized.*without credentials; pass --user and --password/);

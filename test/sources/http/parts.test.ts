@@ -7,6 +7,7 @@ import { proxySettingsFromEnv } from '../../../src/sources/http/dispatcher.js';
 import { bypassesProxy } from '../../../src/sources/http/no-proxy.js';
 import { MAX_RETRY_AFTER_MS, retryAfterMs, retryDelay } from '../../../src/sources/http/retry-policy.js';
 import { basicAuthorization, parseHeaderLines, redactedUrl } from '../../../src/sources/http/request-headers.js';
+import type { ImportError } from '../../../src/errors.js';
 import { receivesCredentials } from '../../../src/sources/http/http-request.js';
 import { ifRangeValue, parseContentRange } from '../../../src/sources/http/resource-identity.js';
 import { randomContent } from './helpers.js';
@@ -80,6 +81,7 @@ describe('headers and validators', () => {
   it('parses "Name: value" lines and rejects malformed ones', () => {
     assert.deepEqual(parseHeaderLines(['X-Token: a:b ', 'Accept:  */*']), { 'x-token': 'a:b', accept: '*/*' });
     assert.throws(() => parseHeaderLines(['no colon here']), /invalid header "no colon here": expected "Name: value"/);
+    assert.throws(() => parseHeaderLines(['X-A: a\r\nX-B: b']), (err: ImportError) => err.category === 'usage' && /invalid header X-A: its value holds a line break/.test(err.message));
     assert.throws(() => parseHeaderLines([': empty name']), /invalid header/);
   });
   it('sends Basic auth only with both user and password', () => {
