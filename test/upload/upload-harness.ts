@@ -3,8 +3,10 @@
  * root, and drives it with curl, as CDI's upload proxy would.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import tls from 'node:tls';
 import { cliCommand, repoRoot } from '../support/cli.js';
 import { freePort, waitForPort } from '../support/free-port.js';
 import { makeTempDir, type TempDir } from '../support/tools.js';
@@ -112,3 +114,10 @@ export function curl(args: string[], clientCert: KeyPair | null, caCert: string)
 
 export const binary = (file: string) => ['-H', 'Content-Type: application/octet-stream', '--data-binary', `@${file}`];
 export const formFile = (file: string) => ['-F', 'note=ignored field', '-F', `file=@${file};filename=${path.basename(file)}`];
+
+/** A TLS connection to the upload server as the proxy makes one, for requests curl cannot send (a body that stops, a cut form). */
+export async function connectAsClient(port: number, clientCert: KeyPair, caCert: string): Promise<tls.TLSSocket> {
+  const socket = tls.connect({ host: '127.0.0.1', port, ca: readFileSync(caCert), cert: readFileSync(clientCert.cert), key: readFileSync(clientCert.key), servername: 'localhost' });
+  await once(socket, 'secureConnect');
+  return socket;
+}

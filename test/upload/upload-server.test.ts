@@ -6,14 +6,13 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 import { buildSampleTree, diffTrees, treeListing } from '../support/tar-fixtures.js';
 import { freePorts } from '../support/free-port.js';
 import { makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { makeUploadCertificates, type UploadCertificates } from './client-certificates.js';
-import { binary, curl, formFile, startUploadServer, type RunningUploadServer } from './upload-harness.js';
+import { binary, connectAsClient, curl, formFile, startUploadServer, type RunningUploadServer } from './upload-harness.js';
 
 const MiB = 1 << 20;
 
@@ -278,15 +277,7 @@ describe('upload server', () => {
 
   test('a client that goes silent mid-body (no FIN, no RST) is dropped after the stall timeout, and a retry gets through', { timeout: 60_000 }, async () => {
     const s = await server({ CDI_IMPORTER_UPLOAD_STALL_SECONDS: '1' });
-    const silent = tls.connect({
-      host: '127.0.0.1',
-      port: s.port,
-      ca: readFileSync(certs.caCert),
-      cert: readFileSync(certs.client.cert),
-      key: readFileSync(certs.client.key),
-      servername: 'localhost',
-    });
-    await once(silent, 'secureConnect');
+    const silent = await connectAsClient(s.port, certs.client, certs.caCert);
     silent.write(`POST /v1beta1/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: ${64 * MiB}\r\n\r\n`);
     silent.write(readFileSync(dir.join('disk.raw')).subarray(0, MiB));
     const closed = once(silent, 'close');
@@ -305,16 +296,8 @@ describe('upload server', () => {
     const image = readFileSync(dir.join('disk.qcow2'));
     const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="disk.qcow2"\r\n\r\n`);
     const trailer = Buffer.from(`\r\n--${boundary}\r\nContent-Disposition: form-data; name="notes"\r\n\r\n`);
-    const client = tls.connect({
-      host: '127.0.0.1',
-      port: s.port,
-      ca: readFileSync(certs.caCert),
-      cert: readFileSync(certs.client.cert),
-      key: readFileSync(certs.client.key),
-      servername: 'localhost',
-    });
+    const client = await connectAsClient(s.port, certs.client, certs.caCert);
     client.on('error', () => {});
-    await once(client, 'secureConnect');
     const length = head.length + image.length + trailer.length + 30 * MiB; // a large field that never comes
     client.write(`POST /v1beta1/upload-form HTTP/1.1\r\nHost: localhost\r\nContent-Type: multipart/form-data; boundary=${boundary}\r\nContent-Length: ${length}\r\n\r\n`);
     client.write(Buffer.concat([head, image, trailer, Buffer.alloc(MiB, 0x61)]));
