@@ -40,7 +40,7 @@ export class ExtractionJournal {
   private readonly createdDirectories = new Set<string>();
   private readonly createdPaths = new Set<string>();
   /** Times of pre-existing directories we add entries to: removing our entries changes them again. */
-  private readonly directoryTimes = new Map<string, { atime: Date; mtime: Date }>();
+  private readonly directoryTimes = new Map<string, { atime: number; mtime: number }>();
 
   /** Characters of the paths recorded (below the target), as heldChars counts them: long names, not only many, take memory. */
   pathChars = 0;
@@ -65,9 +65,13 @@ export class ExtractionJournal {
     return this.created.length;
   }
 
-  /** Remembers a pre-existing directory's times (the first time only) so a rollback can restore them. */
-  rememberDirectoryTimes(path: string, times: { atime: Date; mtime: Date }): void {
-    if (!this.directoryTimes.has(path) && !this.createdPaths.has(this.key(path))) this.directoryTimes.set(path, { atime: times.atime, mtime: times.mtime });
+  /**
+   * Remembers a pre-existing directory's times (the first time only) so a rollback can restore
+   * them. Kept as seconds from the milliseconds, not as the Stats' Date objects: Node rounds those
+   * to the millisecond, and x.9995 s came back as the next second (a test's rare failure).
+   */
+  rememberDirectoryTimes(path: string, times: { atimeMs: number; mtimeMs: number }): void {
+    if (!this.directoryTimes.has(path) && !this.createdPaths.has(this.key(path))) this.directoryTimes.set(path, { atime: times.atimeMs / 1000, mtime: times.mtimeMs / 1000 });
   }
 
   has(path: string): boolean {
