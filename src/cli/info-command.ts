@@ -114,16 +114,15 @@ async function inspectSource(sourceText: string, options: InfoOptions): Promise<
       if (format === 'raw' || format === 'iso') info['dirty-flag'] = false; // as qemu-img says of a raw file
     }
     const known = format === 'raw' || format === 'iso' ? knownRawLength(chain, opened.size, declared) : undefined;
-    if (known !== undefined) {
-      info['virtual-size'] = rawVirtualSize(known);
-      // Every byte, as --scan says: what a source checks only at its end (a registry image's
-      // layers below the disk: no second disk) is then checked, as an import would.
-      if (options.scan === true) for await (const _ of stream) void _;
-    } else if ((format === 'raw' || format === 'iso') && options.scan === true) {
-      // Compressed (or streamed) raw: its size is the bytes inside, known once they are all read.
+    if ((format === 'raw' || format === 'iso') && options.scan === true) {
+      // Every byte, as --scan says: a compressed (or streamed) raw's size is the bytes inside, and
+      // what a source checks only at its end (a registry image's layers below the disk: no second
+      // disk) is checked, as an import would.
       let bytes = 0;
       for await (const chunk of stream) bytes += (chunk as Buffer).length;
-      info['virtual-size'] = rawVirtualSize(bytes);
+      info['virtual-size'] = rawVirtualSize(known ?? bytes);
+    } else if (known !== undefined) {
+      info['virtual-size'] = rawVirtualSize(known);
     }
     stream.destroy();
     return info;

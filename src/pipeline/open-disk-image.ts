@@ -80,7 +80,7 @@ export async function openDiskImage(
       throw err;
     }
   }
-  if (format === 'raw' && request.expectedFormat === undefined && /^https?:\/\//.test(description) && looksLikeText(unwrapped.head)) {
+  if (format === 'raw' && request.expectedFormat === undefined && request.source.kind === 'http' && looksLikeText(unwrapped.head)) {
     // A server's answer in words (a JSON error, "File not found", a text listing) with status 200:
     // written as a raw disk it would look like a successful import. `-f raw` takes it as it is.
     stream.destroy();

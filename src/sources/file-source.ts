@@ -3,7 +3,7 @@ import type { DataMap, OpenedSource, RandomAccessReader, Source } from './source
 import type { LocalFile } from '../extents.js';
 import { FileDataMap } from './file-data-map.js';
 import { badInput, fileProblem, type ImportError } from '../errors.js';
-import { blockDeviceSize } from '../util/block-device-size.js';
+import { blockDeviceSize } from '../util/block-device-info.js';
 import { readPool } from '../util/buffer-pool.js';
 import { PooledFileStream } from './pooled-file-stream.js';
 import { refuseEndlessDevice } from './endless-device.js';

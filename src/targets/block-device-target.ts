@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import type { DiskTarget } from './disk-target.js';
-import { blockDeviceReadOnly, blockDeviceSize } from '../util/block-device-size.js';
+import { blockDeviceReadOnly, blockDeviceSize } from '../util/block-device-info.js';
 import { targetError } from '../errors.js';
 import { targetFailure } from './target-errors.js';
 import { EarlyFlush } from './early-flush.js';

@@ -90,7 +90,7 @@ export function uploadBody(req: IncomingMessage, form: boolean, stallMs = 0): Up
       if (opened) throw new Error('an upload body can be read only once');
       opened = true;
       if (early) throw early;
-      return size !== undefined ? { stream, size } : progressTotal !== undefined ? { stream, progressTotal } : { stream };
+      return { stream, ...(size !== undefined && { size }), ...(progressTotal !== undefined && { progressTotal }) };
     },
   };
   return {

@@ -123,11 +123,11 @@ async function withThinDevice(t: TestContext, name: string, size: number, body: 
   }
 }
 
-/** A fresh loop device on a backing file full of allocated 0xff bytes; detached by the caller. */
-function thinDevice(name: string, size: number): { backing: string; device: string } | undefined {
+/** A fresh loop device (read-only with `readOnly`) on a backing file full of allocated 0xff bytes; detached by the caller. */
+function thinDevice(name: string, size: number, options: { readOnly?: boolean } = {}): { backing: string; device: string } | undefined {
   const backing = dir.join(name);
   sh(`head -c ${size} /dev/zero | tr '\\0' '\\377' > ${backing}`);
-  const loop = attachLoop(backing);
+  const loop = attachLoop(backing, options);
   return loop ? { backing, device: loop } : undefined;
 }
 
@@ -251,11 +251,10 @@ test('a mounted device is refused with one line and left as it was', async (t) =
 });
 
 test('a read-only device (losetup -r) is refused with one line that says so, for every kind of source, and left as it was', async (t) => {
-  const backing = dir.join('read-only-backing.img');
-  sh(`head -c ${16 * MiB} /dev/zero | tr '\\0' '\\377' > ${backing}`);
+  const attached = thinDevice('read-only-backing.img', 16 * MiB, { readOnly: true });
+  if (!attached) return t.skip('losetup is not permitted here');
+  const { backing, device: readOnly } = attached;
   const before = sha256OfRange(backing, 0, 16 * MiB);
-  const readOnly = attachLoop(backing, { readOnly: true });
-  if (!readOnly) return t.skip('losetup is not permitted here');
   try {
     const qcow2 = dir.join('read-only.qcow2');
     run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);

@@ -1,3 +1,4 @@
+/** What sysfs (or blockdev) says of a block device: its size, whether it is read-only. */
 import { readFile } from 'node:fs/promises';
 import { runProgram } from './run-program.js';
 
