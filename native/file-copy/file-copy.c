@@ -42,7 +42,7 @@ static __thread unsigned char *poolBuffer;
 typedef struct {
   PoolWork pool; /* first: the job is its PoolWork */
   int source, target;
-  int copiesFiles; /* copyRuns: whole-chunk writes without turns (see writeAll) */
+  int copiesFiles; /* copyRuns: larger writes, without turns (see writeAll) */
   const double *runs; /* (sourcePosition, targetPosition, length) triples */
   double *written;    /* bytes written, per run */
   size_t count;
@@ -86,8 +86,8 @@ static int isZero(const unsigned char *p, size_t n) {
  * zero-block scans still run side by side. Striped by descriptor: two targets rarely share a stripe,
  * and sharing one only makes their writes take turns.
  * A copy between files (copyRuns) has no decoder to give a core to: its two threads write without
- * turns, as qemu-img's do (2 GiB qcow2 -> raw, 7 alternating runs on 2026-11-28: 0.24-0.27 s without
- * turns, 0.26-0.31 s with them, qemu-img 0.26-0.30 s).
+ * turns, as qemu-img's do (2 GiB qcow2 -> raw in 1 MiB writes, 7 alternating runs on 2026-11-28:
+ * 0.24-0.27 s without turns, 0.26-0.31 s with them, qemu-img 0.26-0.30 s).
  */
 #define WRITE_LOCKS 16
 static pthread_mutex_t writeLocks[WRITE_LOCKS] = {[0 ... WRITE_LOCKS - 1] = PTHREAD_MUTEX_INITIALIZER};
@@ -103,23 +103,24 @@ static ssize_t pwriteInTurn(int fd, const void *p, size_t n, int64_t at) {
 }
 
 /*
- * The most one pwrite of decoded bytes is given. The page cache takes a larger write in larger
- * folios, whose pages come from the free memory's larger blocks; a VM that hands its free memory
- * back to the host (virtio-balloon free page reporting, a couple of seconds after it is freed, large
- * blocks first) then waits for the host to give each one back. 800 MiB written with dd after 3 s idle
- * here: 1.1-2.1 s in 1-2 MiB writes, 0.2-1.1 s in 64-512 KiB ones, depending on what ran before.
- * 128 KiB is what `zstd -dc` writes: raw.zst 1 GiB to ext4, 9 alternating runs, 0.55 s against 1.12 s
- * in 512 KiB writes (runs up to 0.63 against 1.47 s); qcow2.xz 1.50 against 1.71 s.
- * A copy between files writes a whole chunk at once, as qemu-img's convert does (1 MiB): on
- * 2026-11-28, when that slow state did not show (dd: 1 MiB writes as fast as 128 KiB ones after
- * idle), 1 MiB writes copied the 2 GiB qcow2 in 0.26-0.31 s against 0.31-0.40 s in 128 KiB ones
- * (256 KiB 0.28-0.33 s, 512 KiB 0.27-0.31 s), after 3 s idle too (0.27-0.38 against 0.33-0.42 s).
+ * The most one pwrite is given. The page cache takes a larger write in larger folios, whose pages
+ * come from the free memory's larger blocks; a VM that hands its free memory back to the host
+ * (virtio-balloon free page reporting, a couple of seconds after it is freed, large blocks first)
+ * then waits for the host to give each one back. 800 MiB written with dd after 3 s idle here:
+ * 1.1-2.1 s in 1-2 MiB writes, 0.2-1.1 s in 64-512 KiB ones, depending on what ran before.
+ * Decoded bytes: 128 KiB, what `zstd -dc` writes: raw.zst 1 GiB to ext4, 9 alternating runs, 0.55 s
+ * against 1.12 s in 512 KiB writes (runs up to 0.63 against 1.47 s); qcow2.xz 1.50 against 1.71 s.
+ * A copy between files: 512 KiB, below the sizes that were slowest in every slow spell. Without
+ * turns there, the write size is what a copy's speed depends on (2026-11-28, machine not in its
+ * slow state; 2 GiB qcow2 -> raw, alternating runs, qemu-img 0.26-0.37 s): 128 KiB 0.31-0.40 s,
+ * 256 KiB 0.28-0.33 s, 512 KiB 0.26-0.30 s, 1 MiB 0.26-0.29 s.
  */
 #define MAX_DECODED_PWRITE (128 << 10)
+#define MAX_COPY_PWRITE (512 << 10)
 
 static int writeAll(Batch *batch, const unsigned char *p, size_t n, int64_t at, double *written) {
   while (n > 0) {
-    ssize_t done = batch->copiesFiles ? pwrite(batch->target, p, n, at)
+    ssize_t done = batch->copiesFiles ? pwrite(batch->target, p, n < MAX_COPY_PWRITE ? n : MAX_COPY_PWRITE, at)
                                       : pwriteInTurn(batch->target, p, n < MAX_DECODED_PWRITE ? n : MAX_DECODED_PWRITE, at);
     if (done < 0) {
       if (errno == EINTR) continue;

@@ -19,7 +19,7 @@ import type { LocalFile } from '../extents.js';
 const debug = debuglog('cdi-importer');
 
 /**
- * The most one write is given, as in the native writeData (native/file-copy/file-copy.c, MAX_PWRITE):
+ * The most one write is given, as in the native writeData (native/file-copy/file-copy.c, MAX_DECODED_PWRITE):
  * the page cache takes larger writes in large folios, which a VM that returns free memory to its
  * host must first get back from it, at times 5-10 times slower.
  */
