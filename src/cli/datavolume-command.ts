@@ -62,6 +62,8 @@ async function datavolumeAction(manifest: string, options: DatavolumeOptions): P
       import('../datavolume/references.js'),
     ]);
     refuseBlank(manifest, 'the manifest', 'give a YAML file');
+    refuseBlank(options.out, '--out', 'give the directory for the images (. for this one)');
+    const filesystemOverhead = options.filesystemOverhead !== undefined ? parseOverhead(options.filesystemOverhead) : 0;
     let text: string;
     try {
       text = readFileSync(manifest, 'utf8');
@@ -74,12 +76,13 @@ async function datavolumeAction(manifest: string, options: DatavolumeOptions): P
       outDir: options.out,
       secrets: new SecretResolver(options.secret ?? []),
       configMaps,
-      filesystemOverhead: options.filesystemOverhead !== undefined ? parseOverhead(options.filesystemOverhead) : 0,
+      filesystemOverhead,
       preallocation: options.preallocation === true,
       scratchDir: options.scratch ?? options.out,
       insecure: options.insecure === true,
     });
     if (options.scratch !== undefined) await checkedScratchDir(options.scratch);
+    for (const warning of plans.flatMap((plan) => plan.warnings)) process.stderr.write(`cdi-importer: warning: ${warning}\n`);
     const madeOut = outputDirectory(options.out);
     const code = await importAll(plans, options);
     // A run that failed (or was cancelled) before its first volume leaves no empty --out it made.
@@ -98,8 +101,15 @@ async function importAll(plans: PlannedImport[], options: DatavolumeOptions): Pr
     if (!options.quiet && !options.json) process.stderr.write(`${plan.origin}: importing\n`);
     const directory = plan.request.target.kind === 'directory' ? plan.request.target.path : undefined;
     // The first directory mkdir made, if any: a failed import removes it again (when still empty).
-    const made = directory !== undefined ? outputDirectory(directory) : undefined;
-    const code = await runImport(plan.request, { ...options, command: 'datavolume', jsonFields: { name: plan.name } });
+    let made: string | undefined;
+    let code: number;
+    try {
+      made = directory !== undefined ? outputDirectory(directory) : undefined;
+      code = await runImport(plan.request, { ...options, command: 'datavolume', jsonFields: { name: plan.name } });
+    } catch (err) {
+      // The volume's directory could not be made: this volume's failure, said as any other's.
+      code = reportFailure(err, options.json === true, undefined, { name: plan.name });
+    }
     if (code !== 0 && made !== undefined) rmEmptyDirectories(made, directory!);
     if (code !== 0) {
       process.stderr.write(`cdi-importer: ${plan.origin} failed; ${afterFailure(index, plans.map((p) => p.name))}\n`);

@@ -15,7 +15,8 @@ export function parseSize(text: string): number {
 
 export function parseOverhead(text: string): number {
   const value = Number(text);
-  if (!Number.isFinite(value) || value < 0 || value >= 1) {
+  // Number('') and Number(' ') are 0: an empty value is a mistake, not "keep nothing free".
+  if (!/^\s*\+?\.?\d/.test(text) || !Number.isFinite(value) || value < 0 || value >= 1) {
     throw usageError(`invalid filesystem overhead "${text}": expected a fraction such as 0.06 (0 ≤ value < 1)`);
   }
   return value;

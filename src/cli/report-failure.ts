@@ -18,6 +18,10 @@ export function tooSmallHint(request: ImportRequest, command: ImportCommand, err
     return `use a larger device (block devices are not resized)${overwritten}`;
   }
   if (command === 'datavolume') {
+    // Raising the request helps only when the request, not the free space under --out, was the limit.
+    if (err instanceof TooSmallError && request.requestedSize !== undefined && !requestWasTheLimit(err, request.requestedSize, request.filesystemOverhead)) {
+      return `the free space where --out is was the limit, not the storage request: make room there, or use --out on a file system with more room${replacedFileNote(request.target.path)}`;
+    }
     return "raise the DataVolume's storage request (spec.storage or spec.pvc resources.requests.storage), or use --out on a file system with more room";
   }
   if (command === 'convert') return 'write it where there is more room';
@@ -33,6 +37,13 @@ export function tooSmallHint(request: ImportRequest, command: ImportCommand, err
   return `write it where there is more room${lower}${replacedFileNote(request.target.path)}`;
 }
 
+/** Whether the requested size (less its overhead share), rather than the free space, left the image too little room. */
+function requestWasTheLimit(err: TooSmallError, requested: number, overhead: number): boolean {
+  // A size known only as it streams: the error says which space it ran out of.
+  if (err.streaming) return err.spaceBeforeOverhead === requested;
+  return usableSpace(requested, overhead) < err.virtualSize;
+}
+
 /**
  * When --size itself leaves too little room (its overhead share included), more free space
  * would not help: the size that fits is worth saying.
@@ -42,12 +53,12 @@ function requestedSizeHint(request: ImportRequest, err: unknown): string | undef
   if (requested === undefined || !(err instanceof TooSmallError)) return undefined;
   if (err.streaming) {
     // The image's size shows only as it is decoded: how much larger is not known yet, only that --size was the limit.
-    if (err.spaceBeforeOverhead !== requested) return undefined;
+    if (!requestWasTheLimit(err, requested, request.filesystemOverhead)) return undefined;
     return `give a larger --size: the image needs more than the ${formatBytes(err.virtualSize)} this one leaves it (its size shows only as it is decoded; \`cdi-importer info --scan\` measures it)`;
   }
   const { virtualSize } = err;
   const overhead = request.filesystemOverhead;
-  if (usableSpace(requested, overhead) >= virtualSize) return undefined; // free space was the limit
+  if (!requestWasTheLimit(err, requested, overhead)) return undefined; // free space was the limit
   let needed = Math.ceil((Math.ceil(virtualSize / MiB) * MiB * (1 + overhead)) / MiB) * MiB;
   while (usableSpace(needed, overhead) < virtualSize) needed += MiB;
   // Keeping nothing free: the same --size, when that is enough (found by a QA pass: it was offered when it was not).

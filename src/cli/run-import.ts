@@ -104,7 +104,10 @@ function summary(result: ImportResult, request: ImportRequest, elapsedMs: number
       ? ` (a ${formatBytes(result.targetSize)} device${request.requestedSize !== undefined ? `; ${sizeLabel} does not apply: block devices are not resized` : ''})`
       : result.targetSize > result.virtualSize
         ? `, grown to ${formatBytes(result.targetSize)}${capped(result, request, sizeLabel)}`
-        : '';
+        : // A blank disk is made at its final size: still worth saying when that is less than was asked.
+          request.source.kind === 'blank'
+          ? capped(result, request, sizeLabel)
+          : '';
   const scratch = result.scratchBytesUsed ? `, ${formatBytes(result.scratchBytesUsed)} scratch` : '';
   const verb = command === 'convert' ? 'Converted' : 'Imported';
   return `${verb} ${result.formats.join(' → ')} (${formatBytes(result.virtualSize)}) to ${request.target.path}${grown}${scratch} in ${seconds}s`;

@@ -17,6 +17,8 @@ export interface PlannedImport {
   name: string;
   origin: string;
   request: ImportRequest;
+  /** What the user may not expect, said before the import (an empty secretRef left without credentials). */
+  warnings: string[];
 }
 
 export interface PlanOptions {
@@ -63,7 +65,11 @@ function requestedStorage(entry: DataVolumeEntry, { claim, field }: ReturnType<t
   const resources = isObject(claim.resources) ? claim.resources : {};
   const requests = isObject(resources.requests) ? resources.requests : {};
   const storage = requests.storage;
-  if (storage === undefined || storage === '') throw usageError(`${entry.origin}: ${field}.resources.requests.storage is missing`);
+  if (storage === undefined || storage === null || storage === '') throw usageError(`${entry.origin}: ${field}.resources.requests.storage is missing`);
+  // A quantity is a string (or a plain number in YAML); a list or a map is a mistake, not "1Gi" stringified.
+  if (typeof storage !== 'string' && typeof storage !== 'number') {
+    throw usageError(`${entry.origin}: ${field}.resources.requests.storage must be a quantity such as 10Gi, not ${Array.isArray(storage) ? 'a list' : 'a map'}`);
+  }
   let bytes: number;
   try {
     bytes = parseQuantity(String(storage));
@@ -84,7 +90,7 @@ function contentTypeOf(entry: DataVolumeEntry): ContentType {
   throw usageError(`${entry.origin}: spec.contentType "${String(value)}" is not kubevirt or archive`);
 }
 
-function transportFor(source: YamlObject, kind: string, entry: DataVolumeEntry, options: PlanOptions): TransportOptions {
+function transportFor(source: YamlObject, kind: string, entry: DataVolumeEntry, options: PlanOptions, warnings: string[]): TransportOptions {
   const transport: TransportOptions = {};
   const reference = str(source.secretRef);
   // A lone --secret stands in for an empty secretRef (the seed's examples leave it ""), but not for
@@ -94,6 +100,12 @@ function transportFor(source: YamlObject, kind: string, entry: DataVolumeEntry, 
   const urlHasCredentials = reference === '' && URL.canParse(url) && new URL(url).username !== '';
   const auth = urlHasCredentials ? undefined : options.secrets.credentials(reference, entry.origin);
   if (auth) transport.auth = auth;
+  // Several Secrets: which one an empty secretRef means is not ours to guess (another volume's may
+  // be among them), and a public source needs none; but a 401 later should not come as a surprise.
+  const secretCount = options.secrets.count;
+  if (!auth && !urlHasCredentials && reference === '' && secretCount > 1) {
+    warnings.push(`${entry.origin}: its secretRef is empty and ${secretCount} Secrets were given with --secret: importing without credentials (name one in source.${kind}.secretRef to use it)`);
+  }
   const caPaths = options.configMaps.caPaths(str(source.certConfigMap), entry.origin);
   if (caPaths) transport.caPaths = caPaths;
   if (Array.isArray(source.extraHeaders)) transport.headers = source.extraHeaders.map(String);
@@ -104,7 +116,7 @@ function transportFor(source: YamlObject, kind: string, entry: DataVolumeEntry, 
   return transport;
 }
 
-function sourceOf(entry: DataVolumeEntry, options: PlanOptions): SourceSpec {
+function sourceOf(entry: DataVolumeEntry, options: PlanOptions, warnings: string[]): SourceSpec {
   if (entry.spec.sourceRef !== undefined) {
     throw new ImportError('bad-input', `${entry.origin}: spec.sourceRef (a DataSource) is not supported yet; use spec.source.http or spec.source.registry`);
   }
@@ -121,7 +133,7 @@ function sourceOf(entry: DataVolumeEntry, options: PlanOptions): SourceSpec {
       const url = str(settings.url).trim();
       if (url === '') throw usageError(`${entry.origin}: source.http.url is empty: set it to the image's http:// or https:// URL`);
       if (!/^https?:\/\//i.test(url)) throw usageError(`${entry.origin}: source.http.url "${url}" is not an http:// or https:// URL`);
-      return { kind: 'http', url, transport: transportFor(settings, kind, entry, options) };
+      return { kind: 'http', url, transport: transportFor(settings, kind, entry, options, warnings) };
     }
     case 'registry': {
       const url = str(settings.url).trim();
@@ -130,7 +142,7 @@ function sourceOf(entry: DataVolumeEntry, options: PlanOptions): SourceSpec {
         throw usageError(`${entry.origin}: source.registry.url "${url}" is not a docker:// reference`);
       }
       if (/^oci-archive:/i.test(url)) throw new ImportError('bad-input', `${entry.origin}: oci-archive registry URLs are not supported yet`);
-      const transport = transportFor(settings, kind, entry, options);
+      const transport = transportFor(settings, kind, entry, options, warnings);
       // CDI's DataVolume field for picking one platform out of a manifest list.
       const platform = isObject(settings.platform) ? (settings.platform as YamlObject) : {};
       const architecture = str(platform.architecture).trim();
@@ -148,13 +160,33 @@ function sourceOf(entry: DataVolumeEntry, options: PlanOptions): SourceSpec {
 }
 
 export function planImports(entries: DataVolumeEntry[], options: PlanOptions): PlannedImport[] {
-  return entries.map((entry) => {
+  const plans = entries.map((entry) => {
     try {
       return planOne(entry, options);
     } catch (err) {
       throw err instanceof ImportError ? new VolumePlanError(entry.name, err) : err;
     }
   });
+  refuseSharedPaths(plans);
+  return plans;
+}
+
+/**
+ * An archive volume named `x.img` extracts into `<out>/x.img`, where a volume named `x` writes its
+ * image: found before anything is imported, not when the second one fails.
+ */
+function refuseSharedPaths(plans: PlannedImport[]): void {
+  const byPath = new Map<string, PlannedImport>();
+  for (const plan of plans) {
+    const earlier = byPath.get(plan.request.target.path);
+    if (earlier) {
+      throw new VolumePlanError(
+        plan.name,
+        usageError(`${plan.origin} and ${earlier.origin} would both be written to ${plan.request.target.path}: rename one of them`),
+      );
+    }
+    byPath.set(plan.request.target.path, plan);
+  }
 }
 
 function planOne(entry: DataVolumeEntry, options: PlanOptions): PlannedImport {
@@ -162,7 +194,8 @@ function planOne(entry: DataVolumeEntry, options: PlanOptions): PlannedImport {
     throw usageError(`${entry.origin}: "${entry.name}" is not a valid Kubernetes object name (lower-case letters, digits, '-' and '.')`);
   }
   const contentType = contentTypeOf(entry);
-  const source = sourceOf(entry, options);
+  const warnings: string[] = [];
+  const source = sourceOf(entry, options, warnings);
   if (source.kind === 'blank' && contentType === 'archive') {
     throw usageError(`${entry.origin}: Cannot create empty disk with content type archive`);
   }
@@ -173,9 +206,11 @@ function planOne(entry: DataVolumeEntry, options: PlanOptions): PlannedImport {
     throw usageError(`${entry.origin}: ContentType Archive cannot have block volumeMode (${field}.volumeMode: Block)`);
   }
   const requestedSize = requestedStorage(entry, claimed);
-  if (usableSpace(requestedSize, options.filesystemOverhead) === 0) {
+  // A Block volume has no file system to keep space free on (SPEC §4.1: 0 for block), so its image is the whole request.
+  const filesystemOverhead = claim?.volumeMode === 'Block' ? 0 : options.filesystemOverhead;
+  if (usableSpace(requestedSize, filesystemOverhead) === 0) {
     throw usageError(
-      `${entry.origin}: ${field}.resources.requests.storage leaves no whole MiB once --filesystem-overhead ${options.filesystemOverhead} is kept free: request more, or lower the overhead`,
+      `${entry.origin}: ${field}.resources.requests.storage leaves no whole MiB once --filesystem-overhead ${filesystemOverhead} is kept free: request more, or lower the overhead`,
     );
   }
   const target =
@@ -190,9 +225,10 @@ function planOne(entry: DataVolumeEntry, options: PlanOptions): PlannedImport {
       contentType,
       target,
       requestedSize,
-      filesystemOverhead: options.filesystemOverhead,
+      filesystemOverhead,
       preallocation: options.preallocation,
       scratchDir: options.scratchDir,
     },
+    warnings,
   };
 }

@@ -31,7 +31,11 @@ function readText(file: string, what: string): string {
 
 function objectsOfKind(files: string[], kind: string): NamedObject[] {
   const found: NamedObject[] = [];
+  const read = new Set<string>();
   for (const file of files) {
+    // The same file given twice holds the same objects: once is enough (an empty reference takes "the one").
+    if (read.has(path.resolve(file))) continue;
+    read.add(path.resolve(file));
     for (const doc of parseYamlDocuments(readText(file, kind), file)) {
       if (!isObject(doc) || doc.kind !== kind) continue;
       const name = isObject(doc.metadata) && typeof doc.metadata.name === 'string' ? doc.metadata.name : '';
@@ -59,6 +63,11 @@ export class SecretResolver {
 
   constructor(files: string[]) {
     this.secrets = objectsOfKind(files, 'Secret');
+  }
+
+  /** How many Secrets were given. */
+  get count(): number {
+    return this.secrets.length;
   }
 
   /** Basic-auth credentials for a source's secretRef; undefined when there are none to use. */

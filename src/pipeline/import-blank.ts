@@ -21,6 +21,8 @@ export async function importBlank(request: ImportRequest): Promise<ImportResult>
     return blankResult(plan.capacity, request.preallocation);
   }
   if (plan.growTo === undefined) throw usageError('a blank disk needs a size: give the requested volume size (--size or IMPORTER_IMAGE_SIZE)');
+  // "0 is larger than the available 0" would be the too-small line's words for it.
+  if (request.requestedSize === 0) throw usageError('a blank disk of 0 bytes was asked for: give the requested volume size (--size or IMPORTER_IMAGE_SIZE) greater than 0');
   // A full volume leaves no usable space: a 0-byte disk would be reported as a blank disk made.
   if (plan.growTo === 0) throw tooSmall(request.requestedSize ?? 0, plan.capacity);
   const target = await plan.create();

@@ -53,7 +53,9 @@ export class ImportProgressMetric {
       `# HELP ${name} ${help}\n# TYPE ${name} ${type}\n${value === undefined ? '' : `${name}${this.labels} ${value}\n`}`;
     return [
       metric(PROGRESS_METRIC, 'counter', 'The import progress in percentage', this.current),
-      metric(PROGRESS_BYTES_METRIC, 'gauge', 'Source bytes read so far', this.bytes),
+      // An image read by random access (a qcow2 by Range) counts the source's share its written
+      // extents cover, as qemu-img -p does: its reads skip holes and run ahead of the writes.
+      metric(PROGRESS_BYTES_METRIC, 'gauge', 'Source bytes done so far (for an image read by random access, the share of the source the disk written so far covers)', this.bytes),
       metric(SOURCE_SIZE_METRIC, 'gauge', 'Total source bytes, when the source tells', this.size),
     ].join('\n');
   }

@@ -540,6 +540,15 @@ test('usage errors exit 2 with a hint', async () => {
   const emptyManifest = await runCli(['datavolume', '']);
   assert.equal(emptyManifest.code, 2, emptyManifest.stderr);
   assert.match(emptyManifest.stderr, /the manifest is an empty string/);
+  const emptyOut = await runCli(['datavolume', raw, '--out', '']);
+  assert.equal(emptyOut.code, 2, emptyOut.stderr);
+  assert.match(emptyOut.stderr, /--out is an empty string/);
+  // Number('') is 0: an empty overhead would silently keep nothing free.
+  for (const command of ['import', 'datavolume']) {
+    const emptyOverhead = await runCli([command, raw, '--filesystem-overhead', '', ...(command === 'import' ? ['-o', dir.join('overhead.img')] : [])]);
+    assert.equal(emptyOverhead.code, 2, emptyOverhead.stderr);
+    assert.match(emptyOverhead.stderr, /invalid filesystem overhead ""/);
+  }
   const badType = await runCli(['import', raw, '--content-type', 'zip']);
   assert.equal(badType.code, 2);
   assert.match(badType.stderr, /invalid --content-type "zip"/);

@@ -16,6 +16,7 @@ import { makeTestCertificates } from '../support/tls-ca.js';
 import { allocatedBytes, makeTempDir, run, sh, sha256File, type TempDir } from '../support/tools.js';
 import { sha256OfRange } from '../pod/pod-harness.js';
 import { moveL2TableToEnd } from '../qcow2/patch.js';
+import { mountTmpfs } from '../support/loop-device.js';
 
 const MiB = 1 << 20;
 const IMAGE_SIZE = 8 * MiB;
@@ -140,6 +141,40 @@ describe('cdi-importer datavolume', () => {
     assert.equal(result.code, 1, result.stderr);
     assert.match(result.stderr, /is larger than the reported available storage \d+: raise the DataVolume's storage request/);
     assert.doesNotMatch(result.stderr, /--size|--filesystem-overhead/);
+  });
+
+  test('free space under --out, not the request, is the limit: the line says so; a blank disk capped by it says so too', async (t) => {
+    const mount = mountTmpfs(t, work.path, '6m');
+    if (!mount) return;
+    const file = work.join('free-space.yaml');
+    const dv = (name: string, source: string, storage: string) =>
+      `apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata:\n  name: ${name}\nspec:\n  source:\n${source}\n  storage:\n    resources:\n      requests:\n        storage: ${storage}\n`;
+    writeFileSync(file, `${dv('blank', '    blank: {}', '1Ti')}---\n${dv('disk', `    http:\n      url: ${nginx.http}disk.raw.xz`, '16Mi')}`);
+    const result = await runCli(['datavolume', file, '--out', mount]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /Imported blank \(6(\.0)? MiB\) to .*blank\.img \(the storage request asked for 1(\.0)? TiB; the free space allows no more\)/);
+    assert.match(result.stderr, /is larger than the reported available storage \d+: the free space where --out is was the limit, not the storage request: make room there, or use --out on a file system with more room$/m);
+    assert.match(result.stderr, /DataVolume "disk" failed; imported before it: blank$/m);
+    assert.deepEqual(readdirSync(mount), ['blank.img']);
+  });
+
+  test('an archive volume whose directory cannot be made fails as that volume, with the summary of the others', async () => {
+    const out = work.join('out-in-the-way');
+    mkdirSync(out);
+    writeFileSync(path.join(out, 'files'), 'a file where the directory goes');
+    const file = work.join('in-the-way.yaml');
+    const storage = '  storage:\n    resources:\n      requests:\n        storage: 4Mi\n';
+    writeFileSync(
+      file,
+      `apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata:\n  name: blank\nspec:\n  source:\n    blank: {}\n${storage}---\n` +
+        `apiVersion: cdi.kubevirt.io/v1beta1\nkind: DataVolume\nmetadata:\n  name: files\nspec:\n  contentType: archive\n  source:\n    http:\n      url: ${nginx.http}none.tar\n${storage}`,
+    );
+    const result = await runCli(['datavolume', file, '--out', out, '--json']);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /cannot create the output directory .*files: a file by that name is in the way$/m);
+    assert.match(result.stderr, /DataVolume "files" failed; imported before it: blank$/m);
+    const lines = result.stdout.trim().split('\n').map((line) => JSON.parse(line) as { name: string; ok: boolean });
+    assert.deepEqual(lines.map((l) => [l.name, l.ok]), [['blank', true], ['files', false]]);
   });
 
   test('example-dv-vm.yaml (VirtualMachine template)', async () => {

@@ -91,6 +91,36 @@ describe('DataVolume manifests', () => {
     assert.equal(auth(1), undefined, "the URL's own credentials are used, not the Secret's");
   });
 
+  test('an empty secretRef among several Secrets: no credentials and a warning; the same Secret file twice is one Secret', () => {
+    const one = dir.join('one.yaml');
+    const two = dir.join('two.yaml');
+    writeFileSync(one, 'apiVersion: v1\nkind: Secret\nmetadata:\n  name: one\nstringData:\n  accessKeyId: u1\n  secretKey: p1\n');
+    writeFileSync(two, 'apiVersion: v1\nkind: Secret\nmetadata:\n  name: two\nstringData:\n  accessKeyId: u2\n  secretKey: p2\n');
+    const text = dv('e', 'source:\n  http:\n    url: https://h/x\n    secretRef: ""\npvc:\n  resources:\n    requests:\n      storage: 1Gi');
+    const [several] = plan(text, [one, two]);
+    assert.equal((several!.request.source as { transport: { auth?: unknown } }).transport.auth, undefined);
+    assert.deepEqual(several!.warnings, [
+      'DataVolume "e": its secretRef is empty and 2 Secrets were given with --secret: importing without credentials (name one in source.http.secretRef to use it)',
+    ]);
+    const [twice] = plan(text, [one, `${dir.path}/./one.yaml`]);
+    assert.deepEqual((twice!.request.source as { transport: { auth?: unknown } }).transport.auth, { username: 'u1', password: 'p1' });
+    assert.deepEqual(twice!.warnings, []);
+  });
+
+  test('a Block volume keeps no filesystem overhead: its image is the whole request', () => {
+    const block = (mode: string) => dv('b', `source:\n  blank: {}\npvc:\n  volumeMode: ${mode}\n  resources:\n    requests:\n      storage: 1Gi`);
+    assert.equal(plan(block('Block'), [], [], 0.06)[0]!.request.filesystemOverhead, 0);
+    assert.equal(plan(block('Filesystem'), [], [], 0.06)[0]!.request.filesystemOverhead, 0.06);
+  });
+
+  test('two volumes written to one path (an archive named x.img, an image named x) are refused before either is imported', () => {
+    const storage = 'storage:\n  resources:\n    requests:\n      storage: 10Mi';
+    assert.throws(
+      () => plan(`${dv('x.img', `contentType: archive\nsource:\n  http:\n    url: http://h/t.tar\n${storage}`)}---\n${dv('x', `source:\n  blank: {}\n${storage}`)}`),
+      (err: ImportError) => err.category === 'usage' && err.message === 'DataVolume "x" and DataVolume "x.img" would both be written to /out/x.img: rename one of them',
+    );
+  });
+
   test('--config-map DIR is a mounted ConfigMap: its directory is the CA path, whatever the name', () => {
     const certs = dir.join('certs');
     mkdirSync(certs);
@@ -126,6 +156,10 @@ describe('DataVolume manifests', () => {
     assert.throws(() => plan(dv('x', 'sourceRef:\n  kind: DataSource\n  name: fedora\nstorage:\n  resources:\n    requests:\n      storage: 1Gi')), /spec.sourceRef \(a DataSource\) is not supported yet/);
     assert.throws(() => plan(dv('x', 'source:\n  http:\n    url: http://h\n    secretRef: creds\npvc:\n  resources:\n    requests:\n      storage: 1Gi')), /secretRef "creds" needs the Secret: give it with --secret FILE/);
     assert.throws(() => plan(dv('x', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: lots')), /requests.storage: invalid quantity "lots"/);
+    // Not stringified into something that parses ("1Gi" from a list) or into "null" / "[object Object]".
+    assert.throws(() => plan(dv('x', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: [1Gi]')), /spec.pvc.resources.requests.storage must be a quantity such as 10Gi, not a list$/);
+    assert.throws(() => plan(dv('x', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: {a: 1}')), /requests.storage must be a quantity such as 10Gi, not a map$/);
+    assert.throws(() => plan(dv('x', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: ~')), /spec.pvc.resources.requests.storage is missing$/);
     assert.throws(() => plan(dv('x', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: "1e6"')), /spec.pvc.resources.requests.storage 1e6 is less than 1 MiB, and the usable space is rounded down to whole MiB \(as CDI does\): request 1Mi or more/);
     assert.equal(plan(dv('x', 'source:\n  blank: {}\npvc:\n  resources:\n    requests:\n      storage: 1Mi'))[0]!.request.requestedSize, 1 << 20);
     assert.throws(

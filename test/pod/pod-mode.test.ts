@@ -299,6 +299,14 @@ describe('pod mode', () => {
     }
   });
 
+  test('blank of size 0: says a 0-byte disk was asked for, not that 0 is larger than 0', async () => {
+    const root = podRoot();
+    const result = await runPod(root, { IMPORTER_SOURCE: 'none', IMPORTER_IMAGE_SIZE: '0', FILESYSTEM_OVERHEAD: '0', PREALLOCATION: 'false' });
+    assert.equal(result.code, 1, result.stderr);
+    assert.equal(result.message, 'a blank disk of 0 bytes was asked for: give the requested volume size (--size or IMPORTER_IMAGE_SIZE) greater than 0');
+    assert.equal(existsSync(root.diskImage), false);
+  });
+
   test('blank with preallocation: allocated and reported', async () => {
     const root = podRoot();
     const result = await runPod(root, { IMPORTER_SOURCE: 'none', IMPORTER_IMAGE_SIZE: '8Mi', FILESYSTEM_OVERHEAD: '0', PREALLOCATION: 'true' });
