@@ -35,9 +35,11 @@ export class FileSource implements Source {
     const size = info.isBlockDevice() ? await blockDeviceSize(this.path, info.rdev) : info.size;
     // Opened here, not only by the stream: a file that can be listed but not read fails now, in words.
     const handle = await open(this.path, 'r').catch(unreadable);
-    const stream = new PooledFileStream(this.path, signal, (err) => sourceReadFailure(this.path, err));
+    const failure = (err: unknown) => sourceReadFailure(this.path, err);
+    // Read as it was when opened: a file that shrinks fails, what it grows by is not the image seen.
+    const stream = new PooledFileStream(this.path, signal, failure, size);
     // Block devices have no holes to ask about (lseek refuses SEEK_DATA on them).
-    const dataMap = info.isFile() ? FileDataMap.of(handle.fd, size) : undefined;
+    const dataMap = info.isFile() ? FileDataMap.of(handle.fd, size, failure) : undefined;
     return { stream, size, randomAccess: new FileRandomAccessReader(this.path, handle, size, dataMap) };
   }
 }

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream';
 import { open, type FileHandle } from 'node:fs/promises';
 import { chunkPool } from '../util/buffer-pool.js';
+import { sourceEndedEarly } from '../util/file-copy.js';
 
 /**
  * A file read from the start in 1 MiB chunks taken from chunkPool. Consumers that are done with a
@@ -9,12 +10,19 @@ import { chunkPool } from '../util/buffer-pool.js';
  */
 export class PooledFileStream extends Readable {
   private handle: FileHandle | undefined;
+  private position = 0;
 
   constructor(
     private readonly path: string,
     signal?: AbortSignal,
     /** What an open or read failure becomes (the caller's words for it, with the path). */
     private readonly failure: (err: unknown) => Error = (err) => err as Error,
+    /**
+     * The size the file had when it was looked at: the stream ends there, and fails if the file
+     * ends first (it shrank: its tail would otherwise come out as zeros, a disk that is neither
+     * the file as it was nor as it is). Undefined for pipes and devices, read to their end.
+     */
+    private readonly size?: number,
   ) {
     super({ highWaterMark: chunkPool.size, signal });
   }
@@ -27,15 +35,22 @@ export class PooledFileStream extends Readable {
   }
 
   override _read(): void {
+    const wanted = this.size === undefined ? chunkPool.size : Math.min(chunkPool.size, this.size - this.position);
+    if (wanted === 0) {
+      this.push(null);
+      return;
+    }
     const buffer = chunkPool.take();
     // From the current offset, not a position: pipes and character devices (`<(…)`, /dev/stdin) cannot seek.
-    this.handle!.read(buffer, 0, buffer.length, null).then(
+    this.handle!.read(buffer, 0, wanted, null).then(
       ({ bytesRead }) => {
         if (bytesRead === 0) {
           chunkPool.give(buffer);
-          this.push(null);
+          if (this.size !== undefined && this.position < this.size) this.destroy(this.failure(sourceEndedEarly()));
+          else this.push(null);
           return;
         }
+        this.position += bytesRead;
         this.push(buffer.subarray(0, bytesRead));
       },
       (err: unknown) => this.destroy(this.failure(err)),

@@ -2,11 +2,13 @@
  * The file source: regular files, and paths that cannot seek (a FIFO, as `<(…)` gives), read to
  * the end and imported byte-exact.
  */
-import { after, before, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { runCli } from '../support/cli.js';
+import { once } from 'node:events';
+import { existsSync, readdirSync, statSync, truncateSync } from 'node:fs';
+import { FileSource } from '../../src/sources/file-source.js';
+import { cliCommand, repoRoot, runCli } from '../support/cli.js';
 import { makeTempDir, qemuRawSha256, sha256File, sh, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 
@@ -54,3 +56,63 @@ for (const { name, file, syscall } of [
     assert.equal(existsSync(out), false, 'no output file');
   });
 }
+
+describe('a source file that changes size while it is read', () => {
+  const MiB = 1 << 20;
+  const consume = async (stream: NodeJS.ReadableStream) => {
+    let bytes = 0;
+    for await (const chunk of stream) bytes += (chunk as Buffer).length;
+    return bytes;
+  };
+
+  test('shrunk after it was measured: the stream fails in words instead of ending early (the tail would be zeros)', async () => {
+    const file = dir.join('shrinks.raw');
+    sh(`head -c ${4 * MiB} /dev/urandom > ${file}`);
+    const opened = await new FileSource(file).open(new AbortController().signal);
+    truncateSync(file, MiB + 5);
+    await assert.rejects(consume(opened.stream), new RegExp(`^ImportError: cannot read source file ${file}: it ended before the data it should hold \\(did it shrink while being read\\?\\)$`));
+    await opened.randomAccess?.close();
+  });
+
+  test('grown after it was measured: the image is the file as it was (what qemu-img reads too)', async () => {
+    const file = dir.join('grows.raw');
+    sh(`head -c ${3 * MiB + 512} /dev/urandom > ${file}`);
+    const opened = await new FileSource(file).open(new AbortController().signal);
+    sh(`head -c ${MiB} /dev/urandom >> ${file}`);
+    assert.equal(await consume(opened.stream), 3 * MiB + 512);
+    await opened.randomAccess?.close();
+  });
+
+  test('a sparse file cut below its last data: its data map says so instead of "no more data"', async (t) => {
+    const file = dir.join('sparse-shrinks.raw');
+    sh(`truncate -s ${8 * MiB} ${file} && head -c ${MiB} /dev/urandom | dd of=${file} bs=1M seek=6 conv=notrunc status=none`);
+    const opened = await new FileSource(file).open(new AbortController().signal);
+    const dataMap = opened.randomAccess?.dataMap;
+    if (!dataMap) return t.skip('no SEEK_DATA here (fs-ext did not build)');
+    truncateSync(file, 3 * MiB);
+    await assert.rejects(dataMap.nextData(4 * MiB), /^ImportError: cannot read source file .*sparse-shrinks\.raw: it ended before the data it should hold/);
+    opened.stream.destroy();
+    await opened.randomAccess?.close();
+  });
+
+  test('end to end: a raw image cut while it is converted fails, leaving no output', async () => {
+    const file = dir.join('cut.raw');
+    const out = dir.join('cut.img');
+    sh(`head -c ${96 * MiB} /dev/urandom > ${file}`);
+    const child = spawn(process.execPath, [...cliCommand, 'convert', file, out, '-q'], { cwd: repoRoot });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d) => (stderr += d));
+    const closed = once(child, 'close');
+    // Paused once it has written its first MiB, so the cut lands mid-import whatever the machine's speed.
+    const partial = () => readdirSync(dir.path).find((name) => name.startsWith('.cut.img.partial-'));
+    while (child.exitCode === null && !(partial() && statSync(dir.join(partial()!)).blocks * 512 >= MiB)) await new Promise((resolve) => setTimeout(resolve, 2));
+    child.kill('SIGSTOP');
+    truncateSync(file, 40 * MiB);
+    child.kill('SIGCONT');
+    const [code] = await closed;
+    assert.equal(code, 1, stderr);
+    assert.equal(stderr, `cdi-importer: error: cannot read source file ${file}: it ended before the data it should hold (did it shrink while being read?)\n`);
+    assert.equal(existsSync(out), false);
+    assert.equal(partial(), undefined);
+  });
+});
