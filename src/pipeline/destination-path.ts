@@ -18,6 +18,9 @@ export type Destination =
   | { kind: 'block' }
   | { kind: 'directory' };
 
+/** S_ISVTX, which Node's fs.constants leaves out. */
+const STICKY_BIT = 0o1000;
+
 /** Symbolic links followed at most; the kernel's own limit is 40. */
 const MAX_LINKS = 40;
 
@@ -56,6 +59,22 @@ export async function inspectDestination(destination: string, sourceFile?: strin
     }
   });
   return { kind: 'file', path: finalPath, mode: info.mode & 0o777, uid: info.uid, gid: info.gid };
+}
+
+/**
+ * A file replaced by renaming a new one over it: in a directory with the sticky bit (as /tmp), only
+ * the file's owner, the directory's owner or root may do that, and the rename would fail only once
+ * the whole image was written (qemu-img, writing the file in place, needs only the file's own
+ * permission). Refused up front instead, in words.
+ */
+export async function refuseStickyReplace(destination: Extract<Destination, { kind: 'file' }>, shown: string, euid = process.geteuid?.()): Promise<void> {
+  if (euid === undefined || euid === 0 || euid === destination.uid) return;
+  const directory = path.dirname(destination.path);
+  const dirInfo = await stat(directory).catch(() => undefined);
+  if (!dirInfo || (dirInfo.mode & STICKY_BIT) === 0 || dirInfo.uid === euid) return;
+  throw targetError(
+    `${shown} belongs to another user (uid ${destination.uid}) in ${directory}, a directory with the sticky bit, where only its owner can replace it: give another file name, or have its owner remove it`,
+  );
 }
 
 function kindOf(info: Stats): string | undefined {

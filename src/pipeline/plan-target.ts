@@ -8,7 +8,7 @@ import { BlockDeviceTarget } from '../targets/block-device-target.js';
 import { freeSpace, usableSpace } from '../targets/usable-space.js';
 import { targetFailure } from '../targets/target-errors.js';
 import { targetError } from '../errors.js';
-import { inspectDestination } from './destination-path.js';
+import { inspectDestination, refuseStickyReplace } from './destination-path.js';
 
 /** What the pipeline knows about the destination before anything is written. */
 export interface TargetPlan {
@@ -36,6 +36,7 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
   if (destination.kind === 'block') return planBlock(target.path, request.preallocation, target.sync ?? true);
   if (destination.kind === 'directory') throw targetError(`${target.path} is a directory: give a file name for the disk image (e.g. ${path.join(target.path, 'disk.img')})`);
   const filePath = destination.path;
+  if (destination.kind === 'file' && target.atomic) await refuseStickyReplace(destination, target.path);
 
   const directory = path.dirname(path.resolve(filePath));
   const dirInfo = await stat(directory).catch((err) => {
