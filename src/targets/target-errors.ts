@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { fileProblem, ImportError, targetError } from '../errors.js';
 
 /** Turns a file-system error while writing `where` into one line that says what to do. */
@@ -10,6 +12,8 @@ export function targetFailure(err: unknown, where: string): ImportError {
     case 'EDQUOT':
       return targetError(`disk quota exceeded while writing ${where}`, err);
     case 'ENOENT':
+      // The directory is there (the create failed anyway): a file system that takes no new files, as /proc.
+      if (existsSync(path.dirname(where))) return targetError(`cannot create ${where}: ${path.dirname(where)} does not take new files (a special file system?): write it elsewhere`, err);
       return targetError(`destination directory of ${where} does not exist: create it first`, err);
     case 'EACCES':
     case 'EPERM':

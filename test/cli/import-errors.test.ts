@@ -489,6 +489,14 @@ describe('bad destinations', () => {
   });
 });
 
+test('a directory that takes no new files (/proc) is said as that, not as a missing directory', async () => {
+  const raw = dir.join('proc-source.raw');
+  sh(`head -c 1048576 /dev/urandom > ${raw}`);
+  const result = await runCli(['convert', raw, '/proc/cdi-importer-test.img']);
+  assert.equal(result.code, 1, result.stderr);
+  assert.equal(result.stderr, 'cdi-importer: error: cannot create /proc/cdi-importer-test.img: /proc does not take new files (a special file system?): write it elsewhere\n');
+});
+
 test('usage errors exit 2 with a hint', async () => {
   // A mistyped command is not pod mode (whose arguments are klog flags).
   const typo = await runCli(['improt', raw, dir.join('typo.img')]);
