@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { stat } from 'node:fs/promises';
-import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat, unsupportedFormatName } from '../formats/magic.js';
+import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat, unsupportedDiskFormatRefusal } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { declaredUncompressedSize, fixedVhdRefusal, isFixedVhd, knownRawLength, rawVirtualSize, VHD_FOOTER_SIZE } from '../formats/raw-image.js';
 import { openSource } from '../sources/resolve-source.js';
@@ -102,12 +102,17 @@ async function inspectSource(sourceText: string, options: InfoOptions): Promise<
       const qcow2 = await inspectQcow2Stream(stream, { scan: options.scan, signal: controller.signal });
       return { ...qemuImgKeys(qcow2, filename, undefined, undefined), 'format-chain': chain, 'import-reads': 'one-pass', qcow2 };
     }
-    // A fixed-size VHD looks raw from its start; import refuses it by its footer, and so does info.
+    // A fixed-size VHD looks raw from its start; import refuses it by its footer: described as the
+    // VHD it is, refused as a dynamic one is.
     const size = opened.randomAccess?.size;
     if (format === 'raw' && chain.length === 1 && size !== undefined && size >= VHD_FOOTER_SIZE) {
-      if (isFixedVhd(await opened.randomAccess!.read(size - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE))) throw fixedVhdRefusal(filename);
+      if (isFixedVhd(await opened.randomAccess!.read(size - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE))) {
+        return { filename, format: 'vhd', 'format-chain': ['vhd'], 'actual-size': await actualSize(spec), 'import-refused': fixedVhdRefusal(filename).message };
+      }
     }
     const info: ImageInfo = { filename, format, 'format-chain': chain };
+    // Formats import refuses: said in its words, for a script as for a reader.
+    if (isUnsupportedDiskFormat(format)) info['import-refused'] = unsupportedDiskFormatRefusal(filename, format);
     // qemu-img reports what the file occupies for the file it reads; for a compressed one that is not the image.
     if (chain.length === 1) {
       info['actual-size'] = await actualSize(spec);
@@ -187,11 +192,12 @@ function formatInfo(info: ImageInfo): string {
     ['source', info.filename],
     ['format chain', info['format-chain'].join(' → ')],
   ];
-  // A tar archive or an HTML page is no disk, and LZMA-alone data is not decoded: no virtual size.
-  if (info.format !== 'html' && info.format !== 'tar' && info.format !== 'lzma' && info.format !== 'bzip2') {
+  // A tar archive or an HTML page is no disk, LZMA-alone data is not decoded, and the headers of
+  // formats import refuses are not read: no virtual size.
+  if (info.format !== 'html' && info.format !== 'tar' && info.format !== 'lzma' && info.format !== 'bzip2' && !isUnsupportedDiskFormat(info.format)) {
     rows.push(['virtual size', info['virtual-size'] !== undefined ? `${formatBytes(info['virtual-size'])} (${info['virtual-size']} bytes)` : 'unknown until the stream is read']);
   }
-  if (isUnsupportedDiskFormat(info.format)) rows.push(['note', `${unsupportedFormatName(info.format)} images are not supported for import`]);
+  if (info['import-refused'] !== undefined && !info.qcow2) rows.push(['import', `refused: ${info['import-refused']}`]);
   if (info.format === 'html') rows.push(['note', 'an HTML page, not a disk image (a login or error page, or the wrong link?)']);
   if (info.format === 'lzma') rows.push(['note', 'LZMA-alone (.lzma) data, which is not decoded: recompress it as xz or gzip to import it']);
   if (info.format === 'bzip2') rows.push(['note', 'bzip2-compressed data, which is not decoded: recompress it as xz, gzip or zstd to import it']);
@@ -218,7 +224,7 @@ function formatInfo(info: ImageInfo): string {
     // A refused image stops at its header: no scratch to speak of.
     const scratch = q['one-pass-scratch-bytes'];
     if (q['import-refused'] === undefined && scratch === undefined && info['import-reads'] === 'random-access') {
-      rows.push(['one-pass scratch', 'not measured; an import reads this image at random offsets and needs none (--scan measures a one-pass read)']);
+      rows.push(['one-pass scratch', 'not measured; an import reads this image at random offsets and needs none (with --checksum it is read in one pass: --scan measures what that needs)']);
     } else if (scratch !== undefined) {
       const atLeast = q['one-pass-scratch-bytes-at-least'] ? 'at least ' : '';
       rows.push(['one-pass scratch', scratch === 0 ? 'none needed' : `${atLeast}${formatBytes(scratch)} (${scratch} bytes) needed when the source cannot seek`]);

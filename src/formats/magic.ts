@@ -210,6 +210,14 @@ export function looksLikeTar(head: Buffer): boolean {
   return sum === parseInt(field, 8);
 }
 
+/** The line for a disk format cdi-importer recognises but does not convert (import's failure, info's import-refused). */
+export function unsupportedDiskFormatRefusal(description: string, format: UnsupportedDiskFormat): string {
+  if (format === 'luks') {
+    return `${description} is a LUKS-encrypted image, which is not supported: decrypt it to raw or qcow2 first with its passphrase (qemu-img convert --object secret,id=key,file=PASSFILE --image-opts driver=luks,key-secret=key,file.filename=IMAGE -O qcow2 OUT); a disk its guest encrypts whole is raw: cdi-importer convert -f raw copies it as it is`;
+  }
+  return `${description} is a ${unsupportedFormatName(format)} image, which is not supported: convert it to raw or qcow2 first (qemu-img convert -O qcow2)`;
+}
+
 /** The line for data compressed in a way cdi-importer recognises but does not decode. */
 export function unsupportedCompression(description: string, format: 'lzma' | 'bzip2'): string {
   return format === 'lzma'

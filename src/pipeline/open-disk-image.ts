@@ -3,7 +3,7 @@ import type { DiskImage, ExtentStream } from '../extents.js';
 import { coalesceExtents } from './coalesce-extents.js';
 import type { ImportContext, ImportRequest } from '../request.js';
 import type { OpenedSource, RandomAccessReader } from '../sources/source.js';
-import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat, looksLikeText, unsupportedCompression, unsupportedFormatName } from '../formats/magic.js';
+import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat, looksLikeText, unsupportedCompression, unsupportedDiskFormatRefusal } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { declaredUncompressedSize, knownRawLength, rawImage } from '../formats/raw-image.js';
 import { hasHoles, sparseRawImage } from '../formats/sparse-raw-image.js';
@@ -113,16 +113,7 @@ export async function openDiskImage(
         : `${description} is an HTML page, not a disk image (a saved web page instead of the download?)`,
     );
   }
-  if (format === 'luks') {
-    throw badInput(
-      `${description} is a LUKS-encrypted image, which is not supported: decrypt it to raw or qcow2 first with its passphrase (qemu-img convert --object secret,id=key,file=PASSFILE --image-opts driver=luks,key-secret=key,file.filename=IMAGE -O qcow2 OUT); a disk its guest encrypts whole is raw: cdi-importer convert -f raw copies it as it is`,
-    );
-  }
-  if (isUnsupportedDiskFormat(format)) {
-    throw badInput(
-      `${description} is a ${unsupportedFormatName(format)} image, which is not supported: convert it to raw or qcow2 first (qemu-img convert -O qcow2)`,
-    );
-  }
+  if (isUnsupportedDiskFormat(format)) throw badInput(unsupportedDiskFormatRefusal(description, format));
   throw badInput(`${description}: unexpected format ${format}`);
 }
 

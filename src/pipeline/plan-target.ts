@@ -32,7 +32,9 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
   if (target.kind === 'block') return planBlock(target.path, request.preallocation, target.sync ?? true);
 
   // An existing block device given as a file path is written as a device; a link, to the file it names.
-  const destination = await inspectDestination(target.path, request.source.kind === 'file' ? request.source.path : undefined);
+  // Standard input redirected from a file (`convert - disk.img < disk.img`) is that file: /dev/stdin names it.
+  const sourceFile = request.source.kind === 'file' ? request.source.path : request.source.kind === 'stdin' ? '/dev/stdin' : undefined;
+  const destination = await inspectDestination(target.path, sourceFile);
   if (destination.kind === 'block') return planBlock(target.path, request.preallocation, target.sync ?? true);
   if (destination.kind === 'directory') throw targetError(`${target.path} is a directory: give a file name for the disk image (e.g. ${path.join(target.path, 'disk.img')})`);
   const filePath = destination.path;

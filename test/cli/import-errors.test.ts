@@ -208,7 +208,14 @@ describe('bad input', () => {
       await expectFailure(['import', file, '-o', dir.join(`o-${format}.img`)], new RegExp(`is a ${name} image, which is not supported`), `o-${format}`);
       const info = await runCli(['info', file, '--json']);
       assert.equal(info.code, 0, info.stderr);
-      assert.equal(JSON.parse(info.stdout).format, format, 'named as qemu-img info names it');
+      const described = JSON.parse(info.stdout) as { format: string; 'import-refused'?: string; 'virtual-size'?: number };
+      assert.equal(described.format, format, 'named as qemu-img info names it');
+      // What an import would say, for a script as for a reader; no size read from headers we do not parse.
+      assert.match(described['import-refused'] ?? '', new RegExp(`^${file.replace(/[.]/g, '\\.')} is a ${name} image, which is not supported: convert it to raw or qcow2 first`));
+      assert.equal(described['virtual-size'], undefined);
+      const text = await runCli(['info', file]);
+      assert.match(text.stdout, new RegExp(`^import: +refused: .* is a ${name} image, which is not supported`, 'm'));
+      assert.doesNotMatch(text.stdout, /virtual size/);
     });
   }
 
@@ -306,6 +313,12 @@ describe('bad input', () => {
     sh(`zstd -qf ${file}`);
     await expectFailure(['import', file, '-o', dir.join('o-fixedvhd.img')], /is a fixed-size VHD image/, 'o-fixedvhd');
     await expectFailure(['import', `${file}.zst`, '-o', dir.join('o-fixedvhdzst.img')], /is a fixed-size VHD image/, 'o-fixedvhdzst');
+    // info describes it as the VHD it is (exit 0, as for a dynamic one), with import's refusal.
+    const info = await runCli(['info', file, '--json']);
+    assert.equal(info.code, 0, info.stderr);
+    const described = JSON.parse(info.stdout) as { format: string; 'format-chain': string[]; 'import-refused'?: string };
+    assert.deepEqual([described.format, described['format-chain']], ['vpc', ['vhd']]);
+    assert.match(described['import-refused'] ?? '', /is a fixed-size VHD image \(its footer is at the end\), which is not supported/);
   });
 
   test('a tar given to convert or a disk import says how to extract it', async () => {

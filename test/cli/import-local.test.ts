@@ -199,7 +199,11 @@ describe('--checksum over the source bytes', () => {
   test('a malformed checksum is a usage error (exit 2)', async () => {
     const result = await runCli(['import', raw, '-o', dir.join('x.img'), '--checksum', 'crc32:abcd']);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /invalid checksum/);
+    assert.match(result.stderr, /invalid checksum "crc32:abcd": expected ALGORITHM:HEX with ALGORITHM one of md5, sha1, sha256, sha512$/m);
+    // A known algorithm with digits that are not hex: the digits are what is wrong.
+    const notHex = await runCli(['import', raw, '-o', dir.join('x.img'), '--checksum', `sha256:${'g'.repeat(64)}`]);
+    assert.equal(notHex.code, 2);
+    assert.match(notHex.stderr, /invalid checksum "sha256:g+": the sha256 digest must be hex digits \(0-9, a-f\), not "g"$/m);
   });
 });
 

@@ -5,7 +5,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, copyFileSync, statSync } from 'node:fs';
 import { once } from 'node:events';
 import { open } from 'node:fs/promises';
@@ -159,6 +159,12 @@ describe('destinations', () => {
     const result = await runCli(['convert', copy, copy]);
     assert.equal(result.code, 1, result.stderr);
     assert.match(result.stderr, /is the source image itself/);
+    assert.equal(await sha256File(copy), before);
+    // Standard input redirected from it is the same file: refused the same way.
+    const cli = [process.execPath, ...cliCommand].map((word) => `'${word}'`).join(' ');
+    const fromStdin = spawnSync('bash', ['-c', `${cli} convert - '${copy}' < '${copy}'`], { cwd: repoRoot, encoding: 'utf8' });
+    assert.equal(fromStdin.status, 1, fromStdin.stderr);
+    assert.match(fromStdin.stderr, /same\.qcow2 is the source image itself/);
     assert.equal(await sha256File(copy), before);
   });
 
