@@ -26,6 +26,9 @@ export async function main(argv: string[]): Promise<number> {
     stdoutFailed = true;
     process.exitCode = 1;
   });
+  // Nor is a closed stderr (`2> >(head -c 10)`, a log collector gone): the messages are lost, the
+  // import goes on (its outcome is the exit code). Any other stderr failure has nowhere to be said.
+  process.stderr.on('error', () => {});
   const first = argv[2];
   const wantsHelp = first === '--help' || first === '-h' || first === '--version' || first === '-V';
   if (!wantsHelp && (first === undefined || !SUBCOMMANDS.has(first))) {

@@ -225,6 +225,20 @@ test('a reader of stdout that went away (--json | true) changes nothing: exit 0,
   assert.equal(await sha256File(out), await qemuRawSha256(dir.join('disk.qcow2'), dir.path));
 });
 
+test('a reader of stderr that went away (2> >(head -c 10)) changes nothing either: exit 0, the output complete, no .partial left', async () => {
+  const out = dir.join('stderr-epipe.raw');
+  // --progress writes to stderr all along; --json adds the report to stdout.
+  const child = spawn(process.execPath, [...cliCommand, 'import', dir.join('disk.qcow2'), out, '--progress', '--no-fsync', '--json'], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stderr.destroy();
+  let stdout = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  const [code] = (await once(child, 'close')) as [number | null];
+  assert.equal(code, 0, stdout);
+  assert.equal((JSON.parse(stdout) as { ok: boolean }).ok, true);
+  assert.equal(await sha256File(out), await qemuRawSha256(dir.join('disk.qcow2'), dir.path));
+  assert.deepEqual(readdirSync(dir.path).filter((name) => name.includes('.partial-')), []);
+});
+
 test('a report that cannot be written (stdout on a full disk) is one line on stderr and exit 1, not a stack trace', async () => {
   const full = openSync('/dev/full', 'w');
   const child = spawn(process.execPath, [...cliCommand, 'convert', dir.join('disk.qcow2'), dir.join('full.raw'), '--json'], { cwd: repoRoot, stdio: ['ignore', full, 'pipe'] });
