@@ -138,8 +138,18 @@ const FILE_PROBLEMS: Record<string, string> = {
 };
 
 /** Why a file cannot be read or written, in words rather than an errno code. */
+/**
+ * An error's code, with what Node 20's libuv has no name for named: EDQUOT (errno 122 on Linux)
+ * comes as "Unknown system error -122", so a full quota would read as that.
+ */
+export function errorCode(err: unknown): string | undefined {
+  const { code, errno } = (err ?? {}) as NodeJS.ErrnoException;
+  return errno === -LINUX_EDQUOT || code === `Unknown system error -${LINUX_EDQUOT}` ? 'EDQUOT' : code;
+}
+const LINUX_EDQUOT = 122;
+
 export function fileProblem(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException)?.code;
+  const code = errorCode(err);
   if (code !== undefined && Object.hasOwn(FILE_PROBLEMS, code)) return FILE_PROBLEMS[code]!;
   // Node's own words without the path it appends ("EXDEV: cross-device link not permitted, rename
   // 'a' -> 'b'"): the caller names the file, and a long path would crowd out the reason.
@@ -148,7 +158,7 @@ export function fileProblem(err: unknown): string {
 
 /** A write failed because the file system (or the user's quota) is full. */
 export function isOutOfSpace(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException)?.code;
+  const code = errorCode(err);
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
 

@@ -1,11 +1,11 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { fileProblem, ImportError, targetError } from '../errors.js';
+import { errorCode, fileProblem, ImportError, targetError } from '../errors.js';
 
 /** Turns a file-system error while writing `where` into one line that says what to do. */
 export function targetFailure(err: unknown, where: string): ImportError {
   if (err instanceof ImportError) return err;
-  const code = (err as NodeJS.ErrnoException).code;
+  const code = errorCode(err);
   switch (code) {
     case 'ENOSPC':
       return targetError(`no space left on the device while writing ${where}: free some space or use a larger volume`, err);

@@ -340,6 +340,22 @@ describe('bad input', () => {
 });
 
 describe('bad destinations', () => {
+  test('a full quota (EDQUOT, which Node 20 has no name for) is said in words, on the native and the JavaScript write path', async () => {
+    const image = dir.join('quota.qcow2');
+    run('qemu-img', ['create', '-q', '-f', 'qcow2', image, '8M']);
+    run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 7 0 4M', image]);
+    for (const native of ['1', '0']) {
+      const out = dir.join(`quota-${native}.img`);
+      const result = await runCli(['import', image, '-o', out, '-q'], {
+        env: { CDI_IMPORTER_NATIVE_COPY: native },
+        wrap: ['strace', '-f', '-qq', '-o', '/dev/null', '-e', 'trace=pwrite64', '-e', 'inject=pwrite64:error=EDQUOT:when=1'],
+      });
+      assert.equal(result.code, 1, result.stderr);
+      assert.equal(result.stderr, `cdi-importer: error: disk quota exceeded while writing ${out}\n`, `native copy ${native}`);
+      assert.deepEqual(readdirSync(dir.path).filter((name) => name.includes(`quota-${native}`)), []);
+    }
+  });
+
   test('destination directory missing', async () => {
     const result = await runCli(['import', raw, '-o', dir.join('missing-dir', 'disk.img')]);
     assert.equal(result.code, 1);
