@@ -212,7 +212,14 @@ export class SparseFileTarget implements DiskTarget {
         throw err;
       },
     );
-    await rename(this.writePath, this.path);
+    try {
+      await rename(this.writePath, this.path);
+    } catch (err) {
+      // The new disk could not take the name (EIO, ENOSPC on the directory): the old one goes back,
+      // as replaced only by a finished disk promises.
+      if (hadOld) await rename(aside, this.path).catch(() => {});
+      throw err;
+    }
     if (hadOld) await unlink(aside).catch(() => {});
   }
 

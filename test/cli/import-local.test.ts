@@ -218,6 +218,20 @@ test('an existing destination is replaced only when the import succeeds', async 
   assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
 });
 
+test('convert over an existing file whose final rename fails: the old disk is back at its path', async () => {
+  const out = dir.join('kept-on-rename-failure.img');
+  writeFileSync(out, 'previous contents');
+  // One pool thread, so its second rename is the new disk's (the first moves the old one aside).
+  const result = await runCli(['convert', dir.join('disk.raw'), out], {
+    env: { UV_THREADPOOL_SIZE: '1' },
+    wrap: ['strace', '-f', '-qq', '-o', '/dev/null', '-e', 'trace=rename', '-e', 'inject=rename:error=EIO:when=2'],
+  });
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(result.stderr, /^cdi-importer: error: cannot write .*kept-on-rename-failure\.img: input\/output error/);
+  assert.equal(String(readFileText(out)), 'previous contents');
+  assert.deepEqual(readdirSync(dir.path).filter((name) => name.includes('kept-on-rename-failure') && name !== 'kept-on-rename-failure.img'), []);
+});
+
 test('convert replaces an existing larger output by one rename: the path never goes missing (no unlink first)', async () => {
   const out = dir.join('replaced.img');
   run('qemu-img', ['create', '-q', '-f', 'raw', out, '64M']);
