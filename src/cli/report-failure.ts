@@ -1,4 +1,4 @@
-import { isImportError, LARGER_PVC_REQUIRED, TooSmallError, withSourceNamed } from '../errors.js';
+import { isImportError, LARGER_PVC_REQUIRED, TooSmallError, usageError, withSourceNamed } from '../errors.js';
 import { statSync } from 'node:fs';
 import type { ImportRequest } from '../request.js';
 import { formatBytes, formatPercent } from '../util/quantity.js';
@@ -92,7 +92,9 @@ export const EXIT_USAGE = 2;
  * Prints one clear line for a failure (a stack trace only with CDI_IMPORTER_DEBUG=1) and returns the
  * exit code: 2 for usage errors, 1 for everything else. `hint` ends a too-small failure (tooSmallHint).
  */
-export function reportFailure(err: unknown, json: boolean, hint = 'write it where there is more room', jsonFields?: Record<string, unknown>): number {
+export function reportFailure(failure: unknown, json: boolean, hint = 'write it where there is more room', jsonFields?: Record<string, unknown>): number {
+  // Relative paths resolve against a working directory that was deleted (process.cwd() fails): no bug of ours.
+  const err = (failure as NodeJS.ErrnoException)?.syscall === 'uv_cwd' ? usageError('the current directory no longer exists (it was deleted): cd to an existing directory, or give absolute paths') : failure;
   const category = isImportError(err) ? err.category : 'internal';
   // The pod's words end by asking for a larger PVC (CDI's controller reads them); at a terminal,
   // say what can be done about it instead.

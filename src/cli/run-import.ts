@@ -7,6 +7,7 @@ import { formatBytes, formatPercent } from '../util/quantity.js';
 import { usableSpace } from '../targets/usable-space.js';
 import { runForcedExitCleanups } from '../util/forced-exit.js';
 import { onStopSignals } from '../util/stop-signals.js';
+import { escapeControls } from '../util/quote-text.js';
 
 export interface OutputOptions {
   json?: boolean;
@@ -59,7 +60,8 @@ export async function runImport(request: ImportRequest, output: OutputOptions, r
     const result = await run(request, { signal: controller.signal, progress: bar?.update, log: noticeLogger(bar) });
     bar?.done();
     if (output.json) process.stdout.write(`${JSON.stringify({ ...output.jsonFields, ...jsonResult(result, request, Date.now() - started) })}\n`);
-    else if (!output.quiet) process.stderr.write(`${summary(result, request, Date.now() - started, output.command ?? 'import')}\n`);
+    // A destination named with a line break or an escape sequence must neither split the line nor act on the terminal.
+    else if (!output.quiet) process.stderr.write(`${escapeControls(summary(result, request, Date.now() - started, output.command ?? 'import'))}\n`);
     return 0;
   } catch (err) {
     bar?.done();

@@ -170,6 +170,11 @@ export function parseQcow2Header(head: Buffer, sourceSize?: number, options: Par
     refuse(badInput(`qcow2 image has a backing file${shown}; backing files are not supported: flatten it with qemu-img convert first`));
   }
 
+  // Sizes from 8 PiB (2^53) up are valid qcow2 (qemu-img makes them) but past what a JavaScript
+  // number holds exactly: refused as beyond us, not as corrupt. (No file system holds such a disk.)
+  if (head.readBigUInt64BE(24) > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw badInput(`qcow2 image has a virtual size of ${head.readBigUInt64BE(24)} bytes, beyond the largest cdi-importer supports (8 PiB less 1 byte)`);
+  }
   const virtualSize = u64(head, 24, 'virtual size');
   const cryptMethod = head.readUInt32BE(32);
   const l1Size = head.readUInt32BE(36);

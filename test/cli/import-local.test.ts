@@ -232,6 +232,17 @@ test('convert over an existing file whose final rename fails: the old disk is ba
   assert.deepEqual(readdirSync(dir.path).filter((name) => name.includes('kept-on-rename-failure') && name !== 'kept-on-rename-failure.img'), []);
 });
 
+test("import: a failed fsync of the destination's directory (the rename's durability) fails the import instead of passing as done", async () => {
+  const out = dir.join('dir-fsync.img');
+  // One pool thread: its first fsync is the file's, the second the directory's.
+  const result = await runCli(['import', dir.join('disk.raw'), '-o', out, '-q'], {
+    env: { UV_THREADPOOL_SIZE: '1' },
+    wrap: ['strace', '-f', '-qq', '-o', '/dev/null', '-e', 'trace=fsync', '-e', 'inject=fsync:error=EIO:when=2'],
+  });
+  assert.equal(result.code, 1, result.stderr);
+  assert.equal(result.stderr, `cdi-importer: error: cannot write ${out}: input/output error (EIO)\n`);
+});
+
 test('convert replaces an existing larger output by one rename: the path never goes missing (no unlink first)', async () => {
   const out = dir.join('replaced.img');
   run('qemu-img', ['create', '-q', '-f', 'raw', out, '64M']);

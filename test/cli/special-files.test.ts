@@ -12,6 +12,7 @@ import { open } from 'node:fs/promises';
 import { cliCommand, repoRoot, runCli } from '../support/cli.js';
 import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
+import { buildLauncher } from '../support/launcher.js';
 
 const MiB = 1 << 20;
 let dir: TempDir;
@@ -271,5 +272,29 @@ describe('info cancelled', () => {
     const [code] = await closed;
     assert.equal(code, 1, stderr);
     assert.equal(stderr.trim(), 'cdi-importer: error: info cancelled: received SIGINT');
+  });
+});
+
+describe('the terminal and the working directory', () => {
+  test('a destination named with a line break and an escape sequence: the summary stays one line and sends no escape', async () => {
+    const out = dir.join('a\nb\u001b[2J.raw');
+    const result = await runCli(['import', qcow2, '-o', out, '--no-fsync']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stderr.split('\n').length, 2, result.stderr);
+    assert.match(result.stderr, /to .*a\\u000ab\\u001b\[2J\.raw in /);
+    assert.ok(existsSync(out));
+  });
+
+  test('a working directory deleted under the command: relative paths get one line (exit 2), absolute ones still work', async () => {
+    // The real launcher: tsx itself needs a working directory to start.
+    mkdirSync(dir.join('launcher'));
+    const cli = `'${process.execPath}' '${await buildLauncher(dir.join('launcher'))}'`;
+    const gone = dir.join('gone');
+    const inGone = (args: string) => spawnSync('bash', ['-c', `mkdir -p '${gone}' && cd '${gone}' && rmdir '${gone}' && ${cli} ${args}`], { encoding: 'utf8' });
+    const relative = inGone(`import '${qcow2}' x.raw`);
+    assert.equal(relative.status, 2, relative.stderr);
+    assert.equal(relative.stderr, 'cdi-importer: error: the current directory no longer exists (it was deleted): cd to an existing directory, or give absolute paths\n');
+    const absolute = inGone(`convert '${qcow2}' '${dir.join('from-gone.raw')}' -q`);
+    assert.equal(absolute.status, 0, absolute.stderr);
   });
 });
