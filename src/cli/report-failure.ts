@@ -20,7 +20,7 @@ export function tooSmallHint(request: ImportRequest, command: ImportCommand, err
   if (command === 'datavolume') {
     // Raising the request helps only when the request, not the free space under --out, was the limit.
     if (err instanceof TooSmallError && request.requestedSize !== undefined && !requestWasTheLimit(err, request.requestedSize, request.filesystemOverhead)) {
-      return `the free space where --out is was the limit, not the storage request: make room there, or use --out on a file system with more room${replacedFileNote(request.target.path)}`;
+      return `the free space where --out is was the limit, not the storage request: make room there, or use --out on a file system with more room${replacedFileNote(request.target.path, err, request.filesystemOverhead)}`;
     }
     return "raise the DataVolume's storage request (spec.storage or spec.pvc resources.requests.storage), or use --out on a file system with more room";
   }
@@ -34,7 +34,7 @@ export function tooSmallHint(request: ImportRequest, command: ImportCommand, err
   const couldFit =
     !(err instanceof TooSmallError) || err.streaming || err.spaceBeforeOverhead === undefined || usableSpace(err.spaceBeforeOverhead, 0) >= err.virtualSize;
   const lower = overhead > 0 && couldFit ? `, or lower --filesystem-overhead (${formatPercent(overhead)} of the space is kept free; 0 keeps none)` : '';
-  return `write it where there is more room${lower}${replacedFileNote(request.target.path)}`;
+  return `write it where there is more room${lower}${replacedFileNote(request.target.path, err, overhead)}`;
 }
 
 /** Whether the requested size (less its overhead share), rather than the free space, left the image too little room. */
@@ -65,18 +65,23 @@ function requestedSizeHint(request: ImportRequest, err: unknown): string | undef
   const neededWithout = Math.ceil(virtualSize / MiB);
   const without = usableSpace(requested, 0) >= virtualSize ? '' : `${neededWithout}Mi with `;
   const kept = overhead > 0 ? ` (--filesystem-overhead keeps ${formatPercent(overhead)} of it free), or ${without}--filesystem-overhead 0` : '';
-  return `give a --size of at least ${needed / MiB}Mi for this ${formatBytes(virtualSize)} image${kept}`;
+  // The free space was smaller still: a larger --size alone would only meet that limit next.
+  const free = err.spaceBeforeOverhead;
+  const room = free !== undefined && free < requested ? `; and write it where there is more room: the file system has only ${formatBytes(free)} free` : '';
+  return `give a --size of at least ${needed / MiB}Mi for this ${formatBytes(virtualSize)} image${kept}${room}`;
 }
 
 /**
  * The file an import replaces stays until the new one is complete (written under a temporary name,
  * then renamed), so the space it holds does not count: worth saying when it is large.
  */
-function replacedFileNote(destination: string): string {
+function replacedFileNote(destination: string, err: unknown, overhead: number): string {
   try {
     const info = statSync(destination);
     const held = info.blocks * 512;
     if (!info.isFile() || held < 1 << 20) return '';
+    // Only worth saying when its space would make the difference (a size known before the copy).
+    if (err instanceof TooSmallError && !err.streaming && err.spaceBeforeOverhead !== undefined && usableSpace(err.spaceBeforeOverhead + held, overhead) < err.virtualSize) return '';
     return `; the existing ${destination} (${formatBytes(held)} on disk) is replaced only once the new image is complete, so both must fit until then: remove it first if it can go`;
   } catch {
     return '';

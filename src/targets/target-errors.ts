@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statfsSync } from 'node:fs';
 import path from 'node:path';
 import { errorCode, fileProblem, ImportError, targetError } from '../errors.js';
 
@@ -8,6 +8,8 @@ export function targetFailure(err: unknown, where: string): ImportError {
   const code = errorCode(err);
   switch (code) {
     case 'ENOSPC':
+      // Space, but no inode for the new (temporary) file: "free some space" would not help.
+      if (outOfInodes(path.dirname(where))) return targetError(`no free inodes left on the file system of ${where} (see df -i): remove some files there, or write it elsewhere`, err);
       return targetError(`no space left on the device while writing ${where}: free some space or use a larger volume`, err);
     case 'EDQUOT':
       return targetError(`disk quota exceeded while writing ${where}`, err);
@@ -24,5 +26,15 @@ export function targetFailure(err: unknown, where: string): ImportError {
       return targetError(`${where} is a directory: give a file name for the disk image`, err);
     default:
       return targetError(`cannot write ${where}: ${fileProblem(err)}`, err);
+  }
+}
+
+/** Whether the file system holding `dir` has blocks free but no inodes (file systems without inode counts report 0 files). */
+function outOfInodes(dir: string): boolean {
+  try {
+    const stats = statfsSync(dir);
+    return stats.files > 0 && stats.ffree === 0 && stats.bavail > 0;
+  } catch {
+    return false;
   }
 }

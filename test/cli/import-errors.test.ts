@@ -450,6 +450,22 @@ describe('bad destinations', () => {
     const again = await runCli(['import', dir.join('rand10.raw'), '-o', `${mount}/disk.img`]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /; the existing \S+\/disk\.img \(6\.0 MiB on disk\) is replaced only once the new image is complete, so both must fit until then: remove it first if it can go$/m);
+    // An image that would not fit even in the space the old one frees: removing it is not offered.
+    sh(`head -c ${24 * MiB} /dev/urandom > ${dir.join('rand24.raw')}`);
+    const larger = await runCli(['import', dir.join('rand24.raw'), '-o', `${mount}/disk.img`]);
+    assert.equal(larger.code, 1);
+    assert.match(larger.stderr, /is larger than the reported available storage \d+: write it where there is more room/);
+    assert.doesNotMatch(larger.stderr, /remove it first/);
+  });
+
+  test('--size too small and the free space smaller still: the line asks for both', async (t) => {
+    const mount = mountTmpfs(t, dir.path, '8m');
+    if (!mount) return;
+    const image = dir.join('virtual16.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', image, '16M');
+    const result = await runCli(['import', image, '-o', `${mount}/disk.img`, '--size', '12Mi']);
+    assert.equal(result.code, 1, result.stderr);
+    assert.match(result.stderr, /: give a --size of at least \d+Mi for this 16\.0 MiB image .*; and write it where there is more room: the file system has only 8\.0 MiB free$/m);
   });
 
   test('scratch space too small for the clusters a one-pass qcow2 must set aside: the line names the scratch space and what to do', async (t) => {
