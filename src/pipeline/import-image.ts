@@ -9,12 +9,16 @@ import { abortedError, fromSource, SourceChangedError, tooSmall, usageError } fr
 import { importArchive } from './import-archive.js';
 import { importBlank } from './import-blank.js';
 import { rawVirtualSize } from '../formats/raw-image.js';
+import { nativeModule } from '../util/native-module.js';
 
 /**
  * The one function every front door calls (DESIGN.md): fetch, unwrap, detect, convert, write,
  * verify, resize. Throws ImportError; on failure nothing that looks like a finished disk is left.
  */
 export async function importImage(request: ImportRequest, ctx: ImportContext = {}): Promise<ImportResult> {
+  // Loaded before any pool or decoder thread allocates: its start-up settings for the allocator
+  // (two arenas, native/file-copy/file-copy.c) apply only to arenas made after it.
+  nativeModule();
   try {
     return await importOnce(request, ctx);
   } catch (err) {
