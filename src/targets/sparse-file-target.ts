@@ -1,4 +1,4 @@
-import { open, rename, unlink, chmod, type FileHandle } from 'node:fs/promises';
+import { open, readlink, realpath, rename, unlink, chmod, type FileHandle } from 'node:fs/promises';
 import { unlinkSync } from 'node:fs';
 import { debuglog } from 'node:util';
 import path from 'node:path';
@@ -52,6 +52,8 @@ export class SparseFileTarget implements DiskTarget {
   readonly capacity: number;
   private readonly writePath: string;
   private handle?: FileHandle;
+  /** Where the temporary file was when its handle closed, if its directory had been moved meanwhile. */
+  private movedTo?: string;
   private highWater = 0;
   private finished = false;
   private earlyFlush?: EarlyFlush;
@@ -179,8 +181,12 @@ export class SparseFileTarget implements DiskTarget {
       await handle.truncate(finalSize);
       if (this.options.preallocation) await preallocate(this.writePath, finalSize, this.path);
       if (this.options.sync) await handle.sync();
+      this.movedTo = await movedTo(handle, this.writePath);
       await handle.close();
       this.handle = undefined;
+      if (this.movedTo !== undefined) {
+        throw targetError(`${path.dirname(this.writePath)} was moved or replaced during the import, so the image was not put in place: import it again`);
+      }
       if (this.writePath !== this.path) {
         if (this.options.sync) await rename(this.writePath, this.path);
         else await this.replaceUnsynced();
@@ -246,9 +252,11 @@ export class SparseFileTarget implements DiskTarget {
     // The batch being copied is waited for (it uses the descriptor); the ones queued behind it are dropped.
     this.copier?.dropQueued(new Error('the import stopped before this copy started'));
     await Promise.all(this.nativeJobs);
+    // Where the file is now: its directory may have been moved (mv out out.old) while we wrote.
+    const where = (this.handle ? await movedTo(this.handle, this.writePath) : this.movedTo) ?? this.writePath;
     await this.handle?.close().catch(() => {});
     this.handle = undefined;
-    await unlink(this.writePath).catch(() => {});
+    await unlink(where).catch(() => {});
     this.forgetTemporary();
   }
 }
@@ -260,4 +268,17 @@ export class SparseFileTarget implements DiskTarget {
 async function keepOwner(handle: FileHandle, owner: { uid: number; gid: number }): Promise<void> {
   if (owner.uid === process.getuid?.() && owner.gid === process.getgid?.()) return;
   await handle.chown(owner.uid, owner.gid).catch(() => handle.chown(-1, owner.gid).catch(() => {}));
+}
+
+/**
+ * Where an open temporary file is now, when that is no longer `expected` (its directory was moved,
+ * `mv out out.old`, while we wrote): the kernel's own path for it (/proc/self/fd). Undefined when it
+ * is still there, or when that cannot be told (no /proc, the file already removed).
+ */
+async function movedTo(handle: FileHandle, expected: string): Promise<string | undefined> {
+  const now = await readlink(`/proc/self/fd/${handle.fd}`).catch(() => undefined);
+  if (now === undefined || path.basename(now) !== path.basename(expected)) return undefined;
+  // The directory as the kernel resolves it now (through links): the same place, or another.
+  const directory = await realpath(path.dirname(expected)).catch(() => undefined);
+  return directory !== undefined && path.join(directory, path.basename(expected)) === now ? undefined : now;
 }

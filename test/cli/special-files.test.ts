@@ -6,8 +6,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, copyFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, renameSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, copyFileSync, statSync } from 'node:fs';
 import { once } from 'node:events';
+import { PassThrough } from 'node:stream';
 import { open } from 'node:fs/promises';
 import { cliCommand, repoRoot, runCli } from '../support/cli.js';
 import { makeTempDir, qemuRawSha256, run, sha256File, type TempDir } from '../support/tools.js';
@@ -297,4 +298,21 @@ describe('the terminal and the working directory', () => {
     const absolute = inGone(`convert '${qcow2}' '${dir.join('from-gone.raw')}' -q`);
     assert.equal(absolute.status, 0, absolute.stderr);
   });
+});
+
+test('the output directory moved away mid-import: one line saying so, and the temporary file removed from where it went', async () => {
+  const out = dir.join('moving', 'x.raw');
+  mkdirSync(dir.join('moving'));
+  const input = new PassThrough();
+  const running = runCli(['import', '-', '-o', out, '-q'], { input });
+  input.write(Buffer.alloc(4 << 20, 0x5a));
+  while (!readdirSync(dir.join('moving')).some((name) => name.startsWith('.x.raw.partial-'))) await new Promise((resolve) => setTimeout(resolve, 10));
+  renameSync(dir.join('moving'), dir.join('moved'));
+  mkdirSync(dir.join('moving'));
+  input.end(Buffer.alloc(4 << 20, 0x5b));
+  const result = await running;
+  assert.equal(result.code, 1, result.stderr);
+  assert.equal(result.stderr, `cdi-importer: error: ${dir.join('moving')} was moved or replaced during the import, so the image was not put in place: import it again\n`);
+  assert.deepEqual(readdirSync(dir.join('moved')), []);
+  assert.deepEqual(readdirSync(dir.join('moving')), []);
 });
