@@ -137,7 +137,6 @@ const FILE_PROBLEMS: Record<string, string> = {
   ENAMETOOLONG: 'a name longer than the file system allows (255 bytes per path component, 4096 per path)',
 };
 
-/** Why a file cannot be read or written, in words rather than an errno code. */
 /**
  * An error's code, with what Node 20's libuv has no name for named: EDQUOT (errno 122 on Linux)
  * comes as "Unknown system error -122", so a full quota would read as that.
@@ -148,6 +147,7 @@ export function errorCode(err: unknown): string | undefined {
 }
 const LINUX_EDQUOT = 122;
 
+/** Why a file cannot be read or written, in words rather than an errno code. */
 export function fileProblem(err: unknown): string {
   const code = errorCode(err);
   if (code !== undefined && Object.hasOwn(FILE_PROBLEMS, code)) return FILE_PROBLEMS[code]!;
