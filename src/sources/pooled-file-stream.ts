@@ -46,13 +46,24 @@ export class PooledFileStream extends Readable {
       ({ bytesRead }) => {
         if (bytesRead === 0) {
           chunkPool.give(buffer);
-          if (this.size !== undefined && this.position < this.size) this.destroy(this.failure(sourceEndedEarly()));
-          else this.push(null);
+          if (this.size === undefined || this.position >= this.size) this.push(null);
+          else this.endedShort();
           return;
         }
         this.position += bytesRead;
         this.push(buffer.subarray(0, bytesRead));
       },
+      (err: unknown) => this.destroy(this.failure(err)),
+    );
+  }
+
+  /**
+   * The file ended before its size: it shrank (an error), or it is one that says a larger size than
+   * it holds (a sysfs file says 4096), which is read as it is, as qemu-img reads it.
+   */
+  private endedShort(): void {
+    this.handle!.stat().then(
+      (info) => (info.size < this.size! ? this.destroy(this.failure(sourceEndedEarly())) : this.push(null)),
       (err: unknown) => this.destroy(this.failure(err)),
     );
   }

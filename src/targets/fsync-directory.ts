@@ -2,7 +2,13 @@ import { open } from 'node:fs/promises';
 
 /** Makes a rename or file creation in `dir` durable. */
 export async function fsyncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
+  // A directory the user may write but not read (mode 0333) cannot be opened to be synced; the
+  // rename into it is done by then, and failing now would report a disk that is in place as not.
+  const handle = await open(dir, 'r').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'EACCES' || err.code === 'EPERM') return undefined;
+    throw err;
+  });
+  if (!handle) return;
   try {
     await handle.sync();
   } catch (err) {

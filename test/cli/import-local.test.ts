@@ -243,6 +243,18 @@ test("import: a failed fsync of the destination's directory (the rename's durabi
   assert.equal(result.stderr, `cdi-importer: error: cannot write ${out}: input/output error (EIO)\n`);
 });
 
+test('import into a directory the user may write but not read (0333: it cannot be opened to be synced): the import stands', async () => {
+  const writeOnly = dir.join('write-only');
+  mkdirSync(writeOnly);
+  const out = path.join(writeOnly, 'disk.img');
+  // As a non-root user would find it: opening the directory itself is refused (root is never refused).
+  const result = await runCli(['import', dir.join('disk.raw'), '-o', out, '-q'], {
+    wrap: ['strace', '-f', '-qq', '-o', '/dev/null', '-P', writeOnly, '-e', 'trace=openat', '-e', 'inject=openat:error=EACCES'],
+  });
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path));
+});
+
 test('convert replaces an existing larger output by one rename: the path never goes missing (no unlink first)', async () => {
   const out = dir.join('replaced.img');
   run('qemu-img', ['create', '-q', '-f', 'raw', out, '64M']);

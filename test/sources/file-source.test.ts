@@ -83,6 +83,15 @@ describe('a source file that changes size while it is read', () => {
     await opened.randomAccess?.close();
   });
 
+  test('a file that says a larger size than it holds (sysfs says 4096) is read as it is, as qemu-img reads it', async (t) => {
+    const file = '/sys/kernel/mm/transparent_hugepage/enabled';
+    if (!existsSync(file)) return t.skip(`${file} is not here`);
+    const out = dir.join('sysfs.img');
+    const result = await runCli(['convert', file, out, '-q']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(out), await qemuRawSha256(file, dir.path));
+  });
+
   test('a sparse file cut below its last data: its data map says so instead of "no more data"', async (t) => {
     const file = dir.join('sparse-shrinks.raw');
     sh(`truncate -s ${8 * MiB} ${file} && head -c ${MiB} /dev/urandom | dd of=${file} bs=1M seek=6 conv=notrunc status=none`);
