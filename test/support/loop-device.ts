@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { run } from './tools.js';
+import { after, before } from 'node:test';
+import { makeTempDir, run, type TempDir } from './tools.js';
 
 /** Attaches `backingFile` to a free loop device (read-only with `readOnly`) and returns its path, or undefined when not permitted. */
 export function attachLoop(backingFile: string, options: { readOnly?: boolean } = {}): string | undefined {
@@ -33,6 +34,32 @@ export function mountExt2(dir: string, size: string, mkfsArgs: string[] = []): s
   } catch {
     return undefined;
   }
+}
+
+/**
+ * For a test file whose tests share one small ext2 file system: a temporary directory and the
+ * file system mounted in it (mountExt2) before the tests, unmounted and removed after them.
+ * `mountPoint` is undefined where mounting is not permitted (the tests then skip).
+ */
+export function sharedExt2(size: string, mkfsArgs: string[] = []): { readonly dir: TempDir; readonly mountPoint: string | undefined } {
+  let dir: TempDir | undefined;
+  let mountPoint: string | undefined;
+  before(() => {
+    dir = makeTempDir();
+    mountPoint = mountExt2(dir.path, size, mkfsArgs);
+  });
+  after(() => {
+    if (mountPoint) run('umount', [mountPoint]);
+    dir?.remove();
+  });
+  return {
+    get dir() {
+      return dir!;
+    },
+    get mountPoint() {
+      return mountPoint;
+    },
+  };
 }
 
 /** Mounts a tmpfs of `size` in `dir` until the test ends; returns its path, or undefined after skipping. */

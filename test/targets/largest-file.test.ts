@@ -2,34 +2,23 @@
  * A disk larger than the largest file its file system allows (ext2 with 1 KiB blocks: 16 GiB;
  * ext4: 16 TiB) is refused before anything is written, in words, not with EFBIG after the data.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { runCli } from '../support/cli.js';
-import { mountExt2 } from '../support/loop-device.js';
-import { makeTempDir, run, type TempDir } from '../support/tools.js';
+import { sharedExt2 } from '../support/loop-device.js';
+import { run } from '../support/tools.js';
 
-let dir: TempDir;
-let mountPoint: string | undefined;
-
-before(() => {
-  dir = makeTempDir();
-  mountPoint = mountExt2(dir.path, '32M', ['-b', '1024']);
-});
-
-after(() => {
-  if (mountPoint) run('umount', [mountPoint]);
-  dir.remove();
-});
+const fs = sharedExt2('32M', ['-b', '1024']);
 
 test('a 20 GiB disk on a file system whose largest file is 16 GiB: refused before writing, saying why', async (t) => {
-  if (!mountPoint) return t.skip('mount is not permitted here');
-  const image = dir.join('big.qcow2');
+  if (!fs.mountPoint) return t.skip('mount is not permitted here');
+  const image = fs.dir.join('big.qcow2');
   run('qemu-img', ['create', '-q', '-f', 'qcow2', image, '20G']);
   run('qemu-io', ['-c', 'write -P 1 0 4M', image]);
-  const result = await runCli(['convert', image, `${mountPoint}/out.raw`]);
+  const result = await runCli(['convert', image, `${fs.mountPoint}/out.raw`]);
   assert.equal(result.code, 1, result.stderr);
   assert.match(result.stderr, /out\.raw cannot be 20\.0 GiB: that is larger than the largest file its file system allows \(EFBIG\); write it to a block device or to a file system that allows larger files/);
   assert.equal(result.stderr.trim().split('\n').length, 1);
-  assert.deepEqual(readdirSync(mountPoint).filter((n) => n !== 'lost+found'), []);
+  assert.deepEqual(readdirSync(fs.mountPoint).filter((n) => n !== 'lost+found'), []);
 });

@@ -3,57 +3,46 @@
  * too): the holes get allocated by writing them, as qemu-img's preallocation=falloc
  * (posix_fallocate) does, instead of the import failing.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { runCli } from '../support/cli.js';
-import { mountExt2, mountTmpfs } from '../support/loop-device.js';
-import { allocatedBytes, escapeRegExp, makeTempDir, qemuRawSha256, run, sh, sha256File, type TempDir } from '../support/tools.js';
+import { mountTmpfs, sharedExt2 } from '../support/loop-device.js';
+import { allocatedBytes, escapeRegExp, qemuRawSha256, run, sh, sha256File } from '../support/tools.js';
 import { makeDiskLikeImage } from '../support/disk-images.js';
 
 const MiB = 1 << 20;
-let dir: TempDir;
-let mountPoint: string | undefined;
-
-before(() => {
-  dir = makeTempDir();
-  mountPoint = mountExt2(dir.path, '48M');
-});
-
-after(() => {
-  if (mountPoint) run('umount', [mountPoint]);
-  dir.remove();
-});
+const fs = sharedExt2('48M');
 
 test('--preallocation on ext2 (no fallocate): imported, identical to qemu-img, every block allocated', async (t) => {
-  if (!mountPoint) return t.skip('mount is not permitted here');
-  const raw = dir.join('disk.raw');
+  if (!fs.mountPoint) return t.skip('mount is not permitted here');
+  const raw = fs.dir.join('disk.raw');
   makeDiskLikeImage(raw, 4 * MiB);
   // The file system really refuses fallocate, or this test would prove nothing.
-  const probe = sh(`truncate -s 1M ${mountPoint}/probe && (fallocate -l 1M ${mountPoint}/probe 2>&1 || true); rm -f ${mountPoint}/probe`);
+  const probe = sh(`truncate -s 1M ${fs.mountPoint}/probe && (fallocate -l 1M ${fs.mountPoint}/probe 2>&1 || true); rm -f ${fs.mountPoint}/probe`);
   assert.match(probe, /Operation not supported/);
 
-  const out = `${mountPoint}/disk.img`;
+  const out = `${fs.mountPoint}/disk.img`;
   const result = await runCli(['import', raw, '-o', out, '--size', '20Mi', '--filesystem-overhead', '0', '--preallocation', '--json']);
   assert.equal(result.code, 0, result.stderr);
   assert.equal(JSON.parse(result.stdout).preallocationApplied, true);
   assert.equal(statSync(out).size, 20 * MiB);
   assert.ok(allocatedBytes(out) >= 20 * MiB, `allocated ${allocatedBytes(out)}`);
-  assert.equal(await sha256File(out), await qemuRawSha256(raw, dir.path, 20 * MiB));
+  assert.equal(await sha256File(out), await qemuRawSha256(raw, fs.dir.path, 20 * MiB));
 });
 
 // Found by a QA pass: util-linux's `fallocate --posix` exits 0 when posix_fallocate fails, and
 // `convert -o preallocation=full` reported a sparse file on a full disk as preallocated.
 test('convert -o preallocation=full onto ext2 (no fallocate) with too little room: the no-space error, no output', async (t) => {
-  if (!mountPoint) return t.skip('mount is not permitted here');
+  if (!fs.mountPoint) return t.skip('mount is not permitted here');
   const qcow2 = mostlyEmptyQcow2('big');
-  const before = readdirSync(mountPoint);
-  await expectNoRoom(['convert', '-o', 'preallocation=full', qcow2, `${mountPoint}/big.img`], `${mountPoint}/big.img`);
-  assert.deepEqual(readdirSync(mountPoint), before);
+  const before = readdirSync(fs.mountPoint);
+  await expectNoRoom(['convert', '-o', 'preallocation=full', qcow2, `${fs.mountPoint}/big.img`], `${fs.mountPoint}/big.img`);
+  assert.deepEqual(readdirSync(fs.mountPoint), before);
 });
 
 test('convert -o preallocation=falloc and full onto a tmpfs with too little room (fallocate fails): the no-space error, no output', async (t) => {
-  const mount = mountTmpfs(t, dir.path, '40m');
+  const mount = mountTmpfs(t, fs.dir.path, '40m');
   if (!mount) return;
   const qcow2 = mostlyEmptyQcow2('big64');
   for (const mode of ['falloc', 'full']) {
@@ -72,10 +61,10 @@ async function expectNoRoom(args: string[], out: string): Promise<void> {
 
 /** A 64 MiB disk with 4 MiB of data: the data fits, the whole disk does not. */
 function mostlyEmptyQcow2(name: string): string {
-  const raw = dir.join(`${name}.raw`);
+  const raw = fs.dir.join(`${name}.raw`);
   makeDiskLikeImage(raw, 4 * MiB);
   run('truncate', ['-s', '64M', raw]);
-  const qcow2 = dir.join(`${name}.qcow2`);
+  const qcow2 = fs.dir.join(`${name}.qcow2`);
   run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
   return qcow2;
 }
