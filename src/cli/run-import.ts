@@ -99,20 +99,21 @@ function summary(result: ImportResult, request: ImportRequest, elapsedMs: number
     const skipped = a.skipped.length > 0 ? `; ${count(a.skipped.length, 'entry', 'entries')} skipped (${shown})` : '';
     return `Extracted ${result.formats.join(' → ')} into ${request.target.path}: ${count(a.files, 'file', 'files')}, ${count(a.directories, 'directory', 'directories')}, ${count(a.links, 'link', 'links')}, ${formatBytes(a.bytes)} in ${seconds}s${skipped}`;
   }
-  // A block device is not grown: its size is what it is, and what lies past the image is left alone.
-  const sizeLabel = command === 'datavolume' ? 'the storage request' : '--size';
-  const grown =
-    request.target.kind === 'block'
-      ? ` (a ${formatBytes(result.targetSize)} device${request.requestedSize !== undefined ? `; ${sizeLabel} does not apply: block devices are not resized` : ''})`
-      : result.targetSize > result.virtualSize
-        ? `, grown to ${formatBytes(result.targetSize)}${capped(result, request, sizeLabel)}`
-        : // A blank disk is made at its final size: still worth saying when that is less than was asked.
-          request.source.kind === 'blank'
-          ? capped(result, request, sizeLabel)
-          : '';
+  const grown = sizeNote(result, request, command === 'datavolume' ? 'the storage request' : '--size');
   const scratch = result.scratchBytesUsed ? `, ${formatBytes(result.scratchBytesUsed)} scratch` : '';
   const verb = command === 'convert' ? 'Converted' : 'Imported';
   return `${verb} ${result.formats.join(' → ')} (${formatBytes(result.virtualSize)}) to ${request.target.path}${grown}${scratch} in ${seconds}s`;
+}
+
+/** What the summary says of the target's size beside the image's: a device as it is, a file as grown. */
+function sizeNote(result: ImportResult, request: ImportRequest, sizeLabel: string): string {
+  // A block device is not grown: its size is what it is, and what lies past the image is left alone.
+  if (request.target.kind === 'block') {
+    return ` (a ${formatBytes(result.targetSize)} device${request.requestedSize !== undefined ? `; ${sizeLabel} does not apply: block devices are not resized` : ''})`;
+  }
+  if (result.targetSize > result.virtualSize) return `, grown to ${formatBytes(result.targetSize)}${capped(result, request, sizeLabel)}`;
+  // A blank disk is made at its final size: still worth saying when that is less than was asked.
+  return request.source.kind === 'blank' ? capped(result, request, sizeLabel) : '';
 }
 
 /** Warnings (a download retried) as lines on stderr, above the progress bar; nothing else. */

@@ -65,15 +65,13 @@ export async function inspectDestination(destination: string, sourceFile?: strin
  * A file replaced by renaming a new one over it: in a directory with the sticky bit (as /tmp), only
  * the file's owner, the directory's owner or root may do that, and the rename would fail only once
  * the whole image was written (qemu-img, writing the file in place, needs only the file's own
- * permission). Refused up front instead, in words.
+ * permission). Refused up front instead, in words. `directory`: the stat of the file's directory.
  */
-export async function refuseStickyReplace(destination: Extract<Destination, { kind: 'file' }>, shown: string, euid = process.geteuid?.()): Promise<void> {
+export function refuseStickyReplace(destination: Extract<Destination, { kind: 'file' }>, directory: Stats, shown: string, euid = process.geteuid?.()): void {
   if (euid === undefined || euid === 0 || euid === destination.uid) return;
-  const directory = path.dirname(destination.path);
-  const dirInfo = await stat(directory).catch(() => undefined);
-  if (!dirInfo || (dirInfo.mode & STICKY_BIT) === 0 || dirInfo.uid === euid) return;
+  if ((directory.mode & STICKY_BIT) === 0 || directory.uid === euid) return;
   throw targetError(
-    `${shown} belongs to another user (uid ${destination.uid}) in ${directory}, a directory with the sticky bit, where only its owner can replace it: give another file name, or have its owner remove it`,
+    `${shown} belongs to another user (uid ${destination.uid}) in ${path.dirname(destination.path)}, a directory with the sticky bit, where only its owner can replace it: give another file name, or have its owner remove it`,
   );
 }
 

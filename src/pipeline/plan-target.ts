@@ -38,7 +38,6 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
   if (destination.kind === 'block') return planBlock(target.path, request.preallocation, target.sync ?? true);
   if (destination.kind === 'directory') throw targetError(`${target.path} is a directory: give a file name for the disk image (e.g. ${path.join(target.path, 'disk.img')})`);
   const filePath = destination.path;
-  if (destination.kind === 'file' && target.atomic) await refuseStickyReplace(destination, target.path);
 
   const directory = path.dirname(path.resolve(filePath));
   const dirInfo = await stat(directory).catch((err) => {
@@ -46,6 +45,7 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
     throw targetFailure(err, filePath === path.resolve(target.path) ? target.path : `${target.path} (that is, ${filePath})`);
   });
   if (!dirInfo.isDirectory()) throw targetError(`destination directory ${directory} is not a directory`);
+  if (destination.kind === 'file' && target.atomic) refuseStickyReplace(destination, dirInfo, target.path);
   // A read-only file system reports little or no free space (an ISO or squashfs none): said as what
   // it is, before the size check would call it too small. Other refusals are the create's to name.
   await access(directory, constants.W_OK).catch((err: NodeJS.ErrnoException) => {

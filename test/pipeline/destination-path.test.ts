@@ -5,7 +5,7 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { inspectDestination, refuseStickyReplace } from '../../src/pipeline/destination-path.js';
 import { makeTempDir } from '../support/tools.js';
 
@@ -25,13 +25,13 @@ test("another user's file in a sticky directory is refused, in words; its owner,
   assert.equal(destination.kind, 'file');
   if (destination.kind !== 'file') return;
   await assert.rejects(
-    refuseStickyReplace(destination, 'sticky/disk.img', 1000),
+    (async () => refuseStickyReplace(destination, statSync(sticky), 'sticky/disk.img', 1000))(),
     (err: Error & { category?: string }) =>
       err.category === 'target' &&
       err.message === `sticky/disk.img belongs to another user (uid 4242) in ${sticky}, a directory with the sticky bit, where only its owner can replace it: give another file name, or have its owner remove it`,
   );
-  await refuseStickyReplace(destination, file, 4242); // the file's owner
-  await refuseStickyReplace(destination, file, 0); // root
+  refuseStickyReplace(destination, statSync(sticky), file, 4242); // the file's owner
+  refuseStickyReplace(destination, statSync(sticky), file, 0); // root
   chmodSync(sticky, 0o777);
-  await refuseStickyReplace(destination, file, 1000); // no sticky bit: the directory's write permission is enough
+  refuseStickyReplace(destination, statSync(sticky), file, 1000); // no sticky bit: the directory's write permission is enough
 });
