@@ -136,12 +136,17 @@ async function writeInPieces(extent: Extent, target: DiskTarget, writes: WriteWi
 
 /**
  * Keeps up to `limit` writes and `byteLimit` bytes running (one write at least, however large);
- * the first failure is thrown by the next add() or drain().
+ * the first failure is thrown by the next add() or drain(). A full window waits for one write to
+ * settle through a single promise: `Promise.race` over the writes in flight (up to 1024 copies)
+ * put a reaction on each of them at every wait, a few hundred KiB of garbage per batch of copies.
  */
 class WriteWindow {
-  private readonly running = new Set<Promise<void>>();
+  private running = 0;
   private bytes = 0;
   private failure: { error: unknown } | undefined;
+  /** Settles when a write settles; made by the first add() that waits. */
+  private space: { promise: Promise<void>; resolve: () => void } | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
 
   constructor(
     private readonly limit: number,
@@ -149,24 +154,33 @@ class WriteWindow {
   ) {}
 
   async add(write: Promise<void>, bytes: number): Promise<void> {
+    this.running++;
     this.bytes += bytes;
     const settle = () => {
-      this.running.delete(tracked);
+      this.running--;
       this.bytes -= bytes;
+      this.inFlight.delete(tracked);
+      this.space?.resolve();
+      this.space = undefined;
     };
     const tracked = write.then(settle, (error: unknown) => {
-      settle();
       this.failure ??= { error };
+      settle();
     });
-    this.running.add(tracked);
-    while (this.running.size >= this.limit || (this.running.size > 0 && this.bytes >= this.byteLimit)) {
-      await Promise.race(this.running);
+    this.inFlight.add(tracked);
+    while (this.running >= this.limit || (this.running > 0 && this.bytes >= this.byteLimit)) {
+      if (!this.space) {
+        let resolve!: () => void;
+        const promise = new Promise<void>((done) => (resolve = done));
+        this.space = { promise, resolve };
+      }
+      await this.space.promise;
     }
     if (this.failure) throw this.failure.error;
   }
 
   async drain(): Promise<void> {
-    await Promise.all(this.running);
+    await Promise.all(this.inFlight);
     if (this.failure) throw this.failure.error;
   }
 }

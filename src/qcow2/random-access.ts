@@ -97,7 +97,7 @@ const RECENT_L2_TABLES = 4;
  * Pieces in guest order, one L2 table's worth per step (a whole table at once keeps the per-cluster
  * work synchronous), the next tables read ahead.
  */
-async function* walkPieces(reader: RandomAccessReader, header: Qcow2Header, l1: Buffer): AsyncGenerator<Piece[]> {
+async function* walkPieces(reader: RandomAccessReader, header: Qcow2Header, l1: Buffer, maxRead: number): AsyncGenerator<Piece[]> {
   const span = bytesPerL2(header);
   const entries = l1EntriesUsed(header);
   // L1 entries sharing a table (qemu never writes that; one-pass refuses it) cost one read, not
@@ -128,7 +128,7 @@ async function* walkPieces(reader: RandomAccessReader, header: Qcow2Header, l1: 
       continue;
     }
     const table = await current.promise;
-    yield decodeL2Table(table, guestStart, header, current.offset);
+    yield decodeL2Table(table, guestStart, header, current.offset, maxRead);
   }
 }
 
@@ -172,7 +172,7 @@ async function* randomAccessExtents(
     return extent;
   };
 
-  for await (const pieces of walkPieces(reader, header, l1)) {
+  for await (const pieces of walkPieces(reader, header, l1, maxRead)) {
     for (const piece of pieces) {
       const merged = run && extend(run, piece, reader.size, header, maxRead);
       if (!merged) {
