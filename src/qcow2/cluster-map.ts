@@ -62,8 +62,7 @@ export function l2TableOffset(l1: Buffer, index: number, header: Qcow2Header, so
  * `firstGuestOffset` (the L1 index times bytesPerL2), cut at the virtual size.
  * Adjacent zero pieces are merged; data pieces are per cluster or subcluster run, or, with
  * `maxDataRun`, runs of them that follow each other in the guest and in the file, up to that many
- * bytes (the random-access driver's reads: a piece per cluster was half of the garbage its
- * JavaScript made, 32 768 objects for a 2 GiB image, and one-pass tracks clusters one by one).
+ * bytes (the random-access driver's reads: one-pass tracks clusters one by one).
  */
 export function decodeL2Table(table: Buffer, firstGuestOffset: number, header: Qcow2Header, l2Offset: number, maxDataRun = 0): Piece[] {
   const { clusterSize, virtualSize, extendedL2, version } = header;
@@ -73,98 +72,118 @@ export function decodeL2Table(table: Buffer, firstGuestOffset: number, header: Q
   // word made this loop 60 ms of main-thread time for a 2 GiB image's 32 768 entries; indexing a
   // swapped copy takes a fraction of that.
   const words = hostOrderWords(table, entries * wordsPerEntry);
+  // Positions in the loop are counted in 512-byte sectors (clusters and subclusters are whole
+  // sectors, the virtual size too): byte offsets past 1 GiB are not small integers, and without
+  // TurboFan each one is a heap allocation, a few per cluster, half of the garbage of a 2 GiB
+  // image's conversion.
+  const sectorsPerCluster = clusterSize / 512;
+  const firstSector = firstGuestOffset / 512;
+  const maxRunSectors = Math.floor(maxDataRun / 512);
   const pieces: Piece[] = [];
-  let zeroStart = -1; // guest offset where the current run of zero clusters began
-  const flushZero = (end: number) => {
-    if (zeroStart >= 0) pieces.push({ kind: 'zero', guestOffset: zeroStart, length: end - zeroStart });
+  let zeroStart = -1; // sector where the current run of zero clusters began
+  const flushZero = (endSector: number) => {
+    if (zeroStart >= 0) pieces.push({ kind: 'zero', guestOffset: zeroStart * 512, length: (endSector - zeroStart) * 512 });
     zeroStart = -1;
   };
-  const pushData = (guestOffset: number, length: number, hostOffset: number) => {
-    flushZero(guestOffset);
-    const last = pieces.at(-1);
-    if (
-      last?.kind === 'data' &&
-      last.guestOffset + last.length === guestOffset &&
-      last.hostOffset + last.length === hostOffset &&
-      last.length + length <= maxDataRun
-    ) {
-      last.length += length;
-    } else {
-      pieces.push({ kind: 'data', guestOffset, length, hostOffset });
+  const startZero = (sector: number) => {
+    if (zeroStart >= 0) return;
+    flushData();
+    zeroStart = sector;
+  };
+  let runStart = -1; // the data run being gathered: guest sector, host sector, sectors
+  let runHost = 0;
+  let runSectors = 0;
+  const flushData = () => {
+    if (runStart < 0) return;
+    const guestOffset = runStart * 512;
+    pieces.push({ kind: 'data', guestOffset, length: Math.min(runSectors * 512, virtualSize - guestOffset), hostOffset: runHost * 512 });
+    runStart = -1;
+  };
+  const addData = (sector: number, sectors: number, hostSector: number) => {
+    flushZero(sector);
+    if (runStart >= 0 && runStart + runSectors === sector && runHost + runSectors === hostSector && runSectors + sectors <= maxRunSectors) {
+      runSectors += sectors;
+      return;
     }
+    flushData();
+    runStart = sector;
+    runHost = hostSector;
+    runSectors = sectors;
   };
   for (let index = 0; index < entries; index++) {
-    const guestOffset = firstGuestOffset + index * clusterSize;
+    const sector = firstSector + index * sectorsPerCluster;
     const w = index * wordsPerEntry;
     const hiWord = words[w]!;
     const loWord = words[w + 1]!;
     // Unallocated (the common case in sparse images): everything else below handles it too, slower.
     if (hiWord === 0 && loWord === 0 && (!extendedL2 || words[w + 3] === 0)) {
-      if (zeroStart < 0) zeroStart = guestOffset;
+      startZero(sector);
       continue;
     }
-    const length = Math.min(clusterSize, virtualSize - guestOffset);
     if (hiWord & 0x40000000) {
-      flushZero(guestOffset);
+      const guestOffset = sector * 512;
+      flushZero(sector);
+      flushData();
       const { hostOffset, compressedLength } = compressedDescriptor(table, index * header.l2EntryBytes, header);
       if (hostOffset === 0) throw badInput(`qcow2 compressed cluster at host offset 0 ${entryAt(l2Offset, index)}: the image is corrupt`);
-      pieces.push({ kind: 'compressed', guestOffset, length, hostOffset, compressedLength });
+      pieces.push({ kind: 'compressed', guestOffset, length: Math.min(clusterSize, virtualSize - guestOffset), hostOffset, compressedLength });
       continue;
     }
 
-    const hostOffset = offsetOfWords(hiWord, loWord);
-    if (hostOffset !== 0 && hostOffset % clusterSize !== 0) {
-      throw badInput(`qcow2 cluster offset ${hex(hostOffset)} is not aligned to the ${clusterSize}-byte clusters ${entryAt(l2Offset, index)}: the image is corrupt`);
+    // Bits 9..55: the host offset in sectors; its bits below the cluster size must be clear.
+    const hostSector = (hiWord & 0x00ffffff) * 0x800000 + (loWord >>> 9);
+    if (hostSector !== 0 && (loWord & (clusterSize - 1)) >>> 9 !== 0) {
+      throw badInput(
+        `qcow2 cluster offset ${hex(offsetOfWords(hiWord, loWord))} is not aligned to the ${clusterSize}-byte clusters ${entryAt(l2Offset, index)}: the image is corrupt`,
+      );
     }
 
     if (!extendedL2) {
       const zeroFlag = (loWord & 1) !== 0;
       if (zeroFlag && version < 3) throw badInput(`qcow2 version 2 image has a zero-cluster entry ${entryAt(l2Offset, index)}: the image is corrupt`);
-      if (zeroFlag || hostOffset === 0) {
-        if (zeroStart < 0) zeroStart = guestOffset;
-      } else {
-        pushData(guestOffset, length, hostOffset);
-      }
+      if (zeroFlag || hostSector === 0) startZero(sector);
+      else addData(sector, sectorsPerCluster, hostSector);
       continue;
     }
 
     // Extended L2: bit x of the low word = subcluster x allocated, of the high word = reads as zeros.
     const zeroBits = words[w + 2]!;
     const allocBits = words[w + 3]!;
-    if (hostOffset === 0) {
+    if (hostSector === 0) {
       if (allocBits !== 0) throw badInput(`qcow2 unallocated cluster has allocated subclusters ${entryAt(l2Offset, index)}: the image is corrupt`);
-      if (zeroStart < 0) zeroStart = guestOffset;
+      startZero(sector);
       continue;
     }
     if ((zeroBits & allocBits) !== 0) {
       throw badInput(`qcow2 subclusters are marked both allocated and zero ${entryAt(l2Offset, index)}: the image is corrupt`);
     }
-    const sub = header.subclusterSize;
+    const subSectors = header.subclusterSize / 512;
     let sc = 0;
     while (sc < 32) {
-      const start = guestOffset + sc * sub;
-      if (start >= virtualSize) break;
+      const start = sector + sc * subSectors;
+      if (start * 512 >= virtualSize) break;
       const isData = ((allocBits >>> sc) & 1) === 1 && ((zeroBits >>> sc) & 1) === 0;
       let end = sc + 1;
       while (end < 32 && (((allocBits >>> end) & 1) === 1 && ((zeroBits >>> end) & 1) === 0) === isData) end++;
-      const runLength = Math.min((end - sc) * sub, virtualSize - start);
-      if (isData) {
-        pushData(start, runLength, hostOffset + sc * sub);
-      } else if (zeroStart < 0) {
-        zeroStart = start;
-      }
+      if (isData) addData(start, (end - sc) * subSectors, hostSector + sc * subSectors);
+      else startZero(start);
       sc = end;
     }
   }
-  flushZero(Math.min(firstGuestOffset + entries * clusterSize, virtualSize));
+  flushData();
+  flushZero(Math.min(firstSector + entries * sectorsPerCluster, virtualSize / 512));
   return pieces;
 }
 
 const entryAt = (l2Offset: number, index: number) => `(L2 table at ${hex(l2Offset)}, entry ${index})`;
 
-/** The first `count` big-endian 32-bit words of `bytes`, in host order (a copy; `bytes` is left as is). */
-function hostOrderWords(bytes: Buffer, count: number): Uint32Array {
-  const words = new Uint32Array(count);
+/**
+ * The first `count` big-endian 32-bit words of `bytes`, in host order (a copy; `bytes` is left as
+ * is). Signed: an L2 entry's high word has bit 31 set (QCOW_OFLAG_COPIED), and as an unsigned
+ * number it would be a heap allocation at each read; the code reading them uses bit operations.
+ */
+function hostOrderWords(bytes: Buffer, count: number): Int32Array {
+  const words = new Int32Array(count);
   const view = Buffer.from(words.buffer, 0, count * 4);
   bytes.copy(view, 0, 0, count * 4);
   if (os.endianness() === 'LE') view.swap32();
