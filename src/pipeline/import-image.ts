@@ -5,7 +5,7 @@ import { openSource } from '../sources/resolve-source.js';
 import { openDiskImage, type OpenedDiskImage } from './open-disk-image.js';
 import { planDiskTarget, type TargetPlan } from './plan-target.js';
 import { writeExtents } from './write-extents.js';
-import { abortedError, fromSource, SourceChangedError, tooSmall, usageError } from '../errors.js';
+import { abortedError, fromSource, ScratchSpaceRequiredError, SourceChangedError, tooSmall, usageError } from '../errors.js';
 import { importArchive } from './import-archive.js';
 import { importBlank } from './import-blank.js';
 import { rawVirtualSize } from '../formats/raw-image.js';
@@ -28,7 +28,13 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
     // disagree on ETag or Last-Modified (or a file replaced mid-import) gets what CDI always does,
     // and what the error would ask the user to do: one download of the whole file, from the start.
     ctx.log?.warn({ reason: (err as Error).message }, 'the server\'s answers do not make one file; starting again with one download of the whole file');
-    return importOnce({ ...request, source: { ...source, wholeFile: true } }, ctx);
+    return importOnce({ ...request, source: { ...source, wholeFile: true } }, ctx).catch((again: unknown) => {
+      // Its advice (a seekable source, "HTTP with Range") is what was just tried: say why it was not used.
+      if (again instanceof ScratchSpaceRequiredError) {
+        again.message += ` (reading it by Range failed: ${(err as Error).message.replace(/; start the import again$/, '')}; this attempt was one download of the whole file)`;
+      }
+      throw again;
+    });
   }
 }
 

@@ -13,6 +13,11 @@
  *   GET /encoded?as=deflate      the body deflated, with Content-Encoding (sent though not asked for)
  *   GET /busy?times=K&after=S    503 with Retry-After: S for the first K requests, then like /ok
  *   GET /ignores-range           200 with the whole file whatever Range asks, though it says Accept-Ranges: bytes
+ *   GET /ignores-range-every?every=K&from=F  like /ok, but every K-th request (from the F-th on, 0-based) gets 200 with
+ *                                the whole file (the same file) whatever Range asks
+ *   GET /partial-range?every=K   like /ok, but every K-th Range request is answered with its first half only (a valid 206)
+ *   GET /short-body?every=K      like /ok, but every K-th Range request gets its whole Content-Range and a Content-Length
+ *                                and body of half of it (connection kept open)
  *   GET /stall-tail              like /ok, but a Range request within the last 128 KiB gets its headers and then nothing
  *   GET /flaky?times=K           500 for the first K requests, then like /ok
  *   GET /slow-answer?ms=N&times=K  the first K requests (default 1) are answered only after N ms, then like /ok
@@ -123,6 +128,8 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
       ifRangeNotModified?: boolean;
       rangePastEnd400?: boolean;
       trickle?: { bytes: number; everyMs: number };
+      /** This request's Range: whole file (200), the first half only (206), or a body half the range's length. */
+      rangeFault?: 'ignore' | 'first-half' | 'short-body';
     }) => {
       const content = opts.changed ? changedContent : original;
       const etag = opts.changed ? changedEtag : opts.otherReplica ? replicaEtag : originalEtag;
@@ -146,9 +153,10 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
           res.writeHead(400, { 'content-length': 0 }).end();
           return;
         }
-        if (range && (!ifRange || opts.ignoreIfRange || ifRange === etag || ifRange === lastModified)) {
+        if (range && opts.rangeFault !== 'ignore' && (!ifRange || opts.ignoreIfRange || ifRange === etag || ifRange === lastModified)) {
           start = Number(range[1]);
           end = range[2] ? Math.min(Number(range[2]), content.length - 1) : content.length - 1;
+          if (opts.rangeFault === 'first-half' && end > start) end = start + Math.floor((end - start + 1) / 2) - 1;
           if (start >= content.length) {
             res.writeHead(416, { 'content-range': `bytes */${content.length}` }).end();
             return;
@@ -157,7 +165,8 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
           headers['content-range'] = `bytes ${start}-${end}/${content.length}`;
         }
       }
-      const body = content.subarray(start, end + 1);
+      let body = content.subarray(start, end + 1);
+      if (opts.rangeFault === 'short-body' && status === 206) body = body.subarray(0, Math.floor(body.length / 2));
       headers['content-length'] = body.length + (opts.extraLength ?? 0);
       res.writeHead(status, headers);
       if (req.method === 'HEAD') return void res.end();
@@ -239,6 +248,14 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
       case '/busy':
         if (seen < num('times', 1)) return void res.writeHead(503, { 'retry-after': String(num('after', 1)) }).end('busy');
         return serve({ ranges: true });
+      case '/ignores-range-every':
+      case '/partial-range':
+      case '/short-body': {
+        const every = num('every', 3);
+        const faults = { '/ignores-range-every': 'ignore', '/partial-range': 'first-half', '/short-body': 'short-body' } as const;
+        const hit = header('range') !== undefined && seen >= num('from', 0) && seen % every === every - 1;
+        return serve({ ranges: true, rangeFault: hit ? faults[url.pathname] : undefined });
+      }
       case '/ignores-range':
         return void res.writeHead(200, { 'accept-ranges': 'bytes', 'content-length': original.length, etag: originalEtag }).end(original);
       case '/stall-tail': {

@@ -295,6 +295,8 @@ export class DirectRangeClient {
         }
         const range = /^\s*bytes\s+(\d+)-(\d+)\/(\d+|\*)\s*$/i.exec(contentRange ?? '');
         if (!range || Number(range[1]) !== start || Number(range[2]) !== start + length - 1) {
+          // Fewer bytes than asked (RFC 9110 allows it) are read by the general path, which keeps them.
+          if (range && Number(range[1]) === start && Number(range[2]) < start + length - 1) return finish(new UseGeneralPath('a shorter range than asked'));
           answer = { statusCode, contentRange, headers, headWaitMs };
           return finish(undefined);
         }

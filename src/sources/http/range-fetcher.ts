@@ -5,8 +5,8 @@
 import { cannotConnect, SourceChangedError } from '../../errors.js';
 import { discardBody, getFollowingRedirects, headersFor, headerValue, type HttpEndpoint } from './http-request.js';
 import { DirectRangeClient, UseGeneralPath, type DirectRangeAnswer } from './direct-range-client.js';
-import { bodyBytesBefore, isRetryableStatus, isRetryableOnceAnswered, RetryableFailure, StallError, statusText, transportError } from './http-errors.js';
-import { ifRangeValue, parseContentRange, resourceChanged, samePartialResource, type ResourceIdentity } from './resource-identity.js';
+import { bodyBytesBefore, isRetryableStatus, isRetryableOnceAnswered, noteBodyBytes, RetryableFailure, StallError, statusText, transportError } from './http-errors.js';
+import { identityOf, ifRangeValue, parseContentRange, resourceChanged, sameResource, samePartialResource, type ResourceIdentity } from './resource-identity.js';
 import { redactedUrl } from './request-headers.js';
 import { retryAfterMs, StallBudget, waitAfterFailure, type RetryNotice, type RetryPolicy } from './retry-policy.js';
 import { readBodyFully } from './stall-watch.js';
@@ -47,6 +47,8 @@ export function httpRangeFetcher(
   // Over every read: each one's stalls are few, but a server that stalls after a little on every
   // request would make each read of a large image wait a few stall timeouts.
   const stalls = new StallBudget(options.retry.maxResumes, options.stallMs);
+  // Whole-file answers to Range reads since the last answer that honoured Range (see RangeIgnored).
+  let ignoredInARow = 0;
   return async (start, length, into) => {
     const end = start + length - 1;
     const target = into ?? Buffer.allocUnsafe(length);
@@ -72,27 +74,41 @@ export function httpRangeFetcher(
           if (answer.data && !samePartialResource(identity, answer.headers)) throw resourceChanged(where);
           if (answer.data) {
             stalls.progressed(length - done);
+            ignoredInARow = 0;
             return target;
           }
-          throw notTheRange(where, from, end, answer);
+          throw notTheRange(where, from, end, identity, answer);
         }
         const response = await getFollowingRedirects(endpoint, headers, options.signal, location);
         const contentRange = headerValue(response.headers, 'content-range');
         const range = parseContentRange(contentRange);
-        if (response.statusCode === 206 && range?.start === from && range.end === end) {
+        // The bytes asked for, or their first part: RFC 9110 lets a server send less than asked.
+        if (response.statusCode === 206 && range?.start === from && range.end <= end) {
           if (!samePartialResource(identity, response.headers)) {
             discardBody(response);
             throw resourceChanged(where);
           }
-          const body = await readBodyFully(response.body as never, options.stallMs, length - done, rest);
-          stalls.progressed(body.length);
-          return target.subarray(0, done + body.length);
+          const body = await readBodyFully(response.body as never, options.stallMs, range.end - from + 1, rest);
+          ignoredInARow = 0;
+          if (body.length === length - done) {
+            stalls.progressed(body.length);
+            return target;
+          }
+          // Less than asked (a shorter range, or a body that ends before its Content-Length's
+          // range does): the bytes stay, and the rest is asked for as after a drop.
+          throw noteBodyBytes(new RetryableFailure(`it answered bytes ${from}-${end} with ${body.length} bytes (${contentRange})`), body.length);
         }
         discardBody(response);
         if (refusesIfRange(response.statusCode)) continue;
-        throw notTheRange(where, from, end, { statusCode: response.statusCode, contentRange, headers: response.headers });
+        throw notTheRange(where, from, end, identity, { statusCode: response.statusCode, contentRange, headers: response.headers });
       } catch (err) {
         if (options.signal.aborted) throw options.signal.reason ?? err;
+        if (err instanceof RangeIgnored) {
+          // Asked again at once: a server that ignores Range now and then is read on by Range; one
+          // that keeps ignoring it gets the whole-file download (SourceChangedError).
+          if (++ignoredInARow < MAX_RANGE_IGNORED_IN_A_ROW) continue;
+          throw new SourceChangedError(`${where} changed while it was being read, or stopped honouring Range requests; start the import again`);
+        }
         const retryable = err instanceof RetryableFailure || isRetryableOnceAnswered(err);
         // A drop after some of the body: keep those bytes (If-Range guards that the file is the
         // same) and, within the resume budget, count it as progress rather than a failure.
@@ -115,11 +131,27 @@ export function httpRangeFetcher(
   };
 }
 
+/**
+ * A 200 with the whole file, the same file as first seen, to a Range read: the server ignored Range
+ * this time (a QA pass's server did for one request in five, and one such answer sent the import to
+ * a whole-file download that then needed scratch space). More of them in a row than reads in
+ * flight (eight) mean it stopped honouring Range.
+ */
+class RangeIgnored extends Error {}
+const MAX_RANGE_IGNORED_IN_A_ROW = 16;
+
 /** The error for an answer that is not bytes `from`-`end`: retryable for a busy server, final otherwise. */
-function notTheRange(where: string, from: number, end: number, answer: Pick<DirectRangeAnswer, 'statusCode' | 'contentRange' | 'headers'>): Error {
+function notTheRange(
+  where: string,
+  from: number,
+  end: number,
+  identity: ResourceIdentity,
+  answer: Pick<DirectRangeAnswer, 'statusCode' | 'contentRange' | 'headers'>,
+): Error {
   const { statusCode, contentRange } = answer;
-  if (statusCode === 206) return cannotConnect(`${where} answered bytes ${from}-${end} with ${contentRange ?? 'no Content-Range'}`);
+  if (statusCode === 206) return cannotConnect(`${where} answered bytes ${from}-${end} with ${contentRange ?? 'no Content-Range'}; check the server`);
   if (statusCode === 200) {
+    if (sameResource(identity, identityOf(answer.headers))) return new RangeIgnored();
     return new SourceChangedError(`${where} changed while it was being read, or stopped honouring Range requests; start the import again`);
   }
   if (isRetryableStatus(statusCode)) return new RetryableFailure(statusText(statusCode), retryAfterMs(answer.headers));

@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { runCli } from '../../support/cli.js';
 import { startFaultServer, type FaultServer } from '../../support/fault-server.js';
 import { makeTempDir, qemuRawSha256, run, sha256File, sh, type TempDir } from '../../support/tools.js';
+import { moveL2TableToEnd } from '../../qcow2/patch.js';
 
 let dir: TempDir;
 let qcow2Server: FaultServer;
@@ -98,6 +99,73 @@ describe('imports that survive faults', () => {
       const last = server.requests.slice(before).at(-1)!;
       assert.equal(last.range, undefined, 'the second try is one plain GET');
     }
+  });
+
+  describe('a server whose Range answers are sometimes not the bytes asked for (found by a QA pass)', () => {
+    // Eight 1 MiB data runs 3 MiB apart: a Range read each, after the probe and the tables.
+    let scattered: FaultServer;
+    let expected: string;
+    before(async () => {
+      const raw = dir.join('scattered.raw');
+      sh(`truncate -s 24M ${raw}`);
+      for (let i = 0; i < 8; i++) sh(`head -c 1048576 /dev/urandom | dd of=${raw} bs=1M seek=${i * 3} conv=notrunc status=none`);
+      run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, dir.join('scattered.qcow2')]);
+      expected = await qemuRawSha256(dir.join('scattered.qcow2'), dir.path);
+      scattered = await startFaultServer(readFileSync(dir.join('scattered.qcow2')));
+    });
+    after(() => scattered?.stop());
+
+    /** The path's requests that the fault hit (every `every`-th with a Range), and that some were. */
+    const assertFaultsHit = (path: string, every: number) => {
+      const hits = scattered.requests.filter((r) => r.path === path).filter((r, i) => r.range !== undefined && i % every === every - 1);
+      assert.ok(hits.length >= 2, `the fault hit ${hits.length} reads`);
+    };
+
+    it('a 200 with the whole file to some Range reads (Range ignored once): asked again, read on by Range, exact output', async () => {
+      const out = dir.join('ignored-once.img');
+      const result = await runCli(['import', `${scattered.url}ignores-range-every?every=3`, '-o', out, '--no-fsync']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await sha256File(out), expected);
+      assert.doesNotMatch(result.stderr, /do not make one file/, 'no restart as one whole-file download');
+      assertFaultsHit('/ignores-range-every', 3);
+    });
+
+    it('a 206 with the first part of the range only (RFC 9110 allows it): the rest asked for, exact output', async () => {
+      const out = dir.join('first-half.img');
+      const result = await runCli(['import', `${scattered.url}partial-range?every=2`, '-o', out, '--no-fsync', '--quiet']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await sha256File(out), expected);
+      assertFaultsHit('/partial-range', 2);
+    });
+
+    it('a 206 whose body is shorter than its Content-Range (its Content-Length says so): the rest asked for, exact output', async () => {
+      const out = dir.join('short-body.img');
+      const result = await runCli(['import', `${scattered.url}short-body?every=2`, '-o', out, '--no-fsync', '--quiet', '--json']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.equal(await sha256File(out), expected);
+      assertFaultsHit('/short-body', 2);
+    });
+
+    it('a server that stops honouring Range, for an image one pass cannot read without scratch: the line says why Range was not used', async () => {
+      const image = dir.join('l2-last.qcow2');
+      run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', dir.join('scattered.raw'), image]);
+      moveL2TableToEnd(image, 0);
+      const server = await startFaultServer(readFileSync(image));
+      try {
+        const out = dir.join('l2-last.img');
+        // The probe is answered by Range, every request after it with the whole file.
+        const result = await runCli(['import', `${server.url}ignores-range-every?every=1&from=1`, '-o', out, '--no-fsync']);
+        assert.equal(result.code, 1, result.stderr);
+        assert.match(result.stderr, /^cdi-importer: the server's answers do not make one file; starting again with one download of the whole file$/m);
+        assert.match(
+          result.stderr,
+          /^cdi-importer: error: scratch space required: .* \(reading it by Range failed: \S+ changed while it was being read, or stopped honouring Range requests; this attempt was one download of the whole file\)/m,
+        );
+        assert.deepEqual(readdirSync(dir.path).filter((name) => name.startsWith('l2-last.img') || name.startsWith('.l2-last.img')), []);
+      } finally {
+        await server.stop();
+      }
+    });
   });
 
   it('qcow2 from a server that claims Accept-Ranges but ignores Range: one pass, exact output', async () => {
