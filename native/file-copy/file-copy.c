@@ -28,8 +28,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 #include "pool-work.h"
 
@@ -45,7 +43,6 @@ typedef struct {
   PoolWork pool; /* first: the job is its PoolWork */
   int source, target;
   int copiesFiles; /* copyRuns: larger writes, without turns (see writeAll) */
-  int allocates;   /* blocks allocated before they are written (see allocate) */
   const double *runs; /* (sourcePosition, targetPosition, length) triples */
   double *written;    /* bytes written, per run */
   size_t count;
@@ -121,41 +118,7 @@ static ssize_t pwriteInTurn(int fd, const void *p, size_t n, int64_t at) {
 #define MAX_DECODED_PWRITE (128 << 10)
 #define MAX_COPY_PWRITE (512 << 10)
 
-/*
- * ext4 allocates a buffered write's blocks when the page cache writes it back (delayed allocation),
- * after reserving space and recording a delayed extent for each 4 KiB page as it is written: on two
- * cores that bookkeeping was a sixth of a copy's time. Blocks allocated first, a run of them at a
- * time (fallocate, mode 0: as a write there would, it grows the file), are only filled in by the
- * writes. The same bytes, the same blocks (only the runs written are allocated). 820 MB of a
- * qcow2's data copied in C, two threads, ten alternating runs: 0.14-0.15 s against 0.20-0.25 s; the
- * file costs more to remove right after (0.10 against 0.06 s: its blocks exist, where delayed ones
- * were only promised). bench/qcow2.sh's plain row, removal included, 9 alternating runs: 0.324
- * against 0.360 s; with --fsync 0.813 against 0.867 s. Copies between files only: decoded bytes
- * (writeData) came out mixed (raw.zst 7 % faster, zstd clusters 2-8 % slower, raw.zst --fsync
- * slower). Only on ext4 (ext2 and ext3 share its magic and refuse fallocate: allocate() stops).
- */
-#define EXT4_SUPER_MAGIC 0xEF53
-
-static int allocatesBlocks(int fd) {
-  struct statfs fs;
-  return fstatfs(fd, &fs) == 0 && fs.f_type == EXT4_SUPER_MAGIC;
-}
-
-/* Allocates [at, +n) of the target; -1 (the batch failed) when there is no room for it. */
-static int allocate(Batch *batch, size_t n, int64_t at) {
-  while (batch->allocates && fallocate(batch->target, 0, at, (off_t)n) != 0) {
-    if (errno == EINTR) continue;
-    if (errno == ENOSPC || errno == EDQUOT) {
-      fail(batch, errno, "write");
-      return -1;
-    }
-    batch->allocates = 0; /* not here (EOPNOTSUPP, ...): the writes will say what is wrong, if anything */
-  }
-  return 0;
-}
-
 static int writeAll(Batch *batch, const unsigned char *p, size_t n, int64_t at, double *written) {
-  if (allocate(batch, n, at)) return -1;
   while (n > 0) {
     ssize_t done = batch->copiesFiles ? pwrite(batch->target, p, n < MAX_COPY_PWRITE ? n : MAX_COPY_PWRITE, at)
                                       : pwriteInTurn(batch->target, p, n < MAX_DECODED_PWRITE ? n : MAX_DECODED_PWRITE, at);
@@ -314,7 +277,6 @@ static napi_value copyRuns(napi_env env, napi_callback_info info) {
   batch->source = source;
   batch->target = target;
   batch->copiesFiles = 1;
-  batch->allocates = allocatesBlocks(target);
   batch->runs = runs;
   batch->written = written;
   batch->count = runValues / 3;
