@@ -177,7 +177,7 @@ async function* randomAccessExtents(
       const merged = run && extend(run, piece, reader.size, header, maxRead);
       if (!merged) {
         if (run) start(run);
-        run = newRun(piece, reader.size);
+        run = newRun(piece, reader.size, header.clusterSize);
       }
       while (reading >= MAX_IN_FLIGHT || queue.length >= MAX_QUEUED) {
         signal?.throwIfAborted();
@@ -202,7 +202,7 @@ function clippedEnd(piece: Extract<Piece, { kind: 'compressed' }>, size: number)
   return Math.min(piece.hostOffset + piece.compressedLength, size);
 }
 
-function newRun(piece: Piece, size: number): Run {
+function newRun(piece: Piece, size: number, clusterSize: number): Run {
   if (piece.kind === 'compressed') {
     const hostEnd = clippedEnd(piece, size);
     return {
@@ -216,8 +216,10 @@ function newRun(piece: Piece, size: number): Run {
     };
   }
   if (piece.kind === 'data' && piece.hostOffset + piece.length > size) {
+    // A piece may be several clusters (decodeL2Table merges them): named is the first cluster past the end.
+    const inside = Math.max(0, Math.floor((size - piece.hostOffset) / clusterSize) * clusterSize);
     throw badInput(
-      `qcow2 data for guest offset ${piece.guestOffset} is at host offset ${hex(piece.hostOffset)} (+${piece.length} bytes), past the end of the ${size}-byte file: the image is truncated or corrupt`,
+      `qcow2 data for guest offset ${piece.guestOffset + inside} is at host offset ${hex(piece.hostOffset + inside)} (+${Math.min(clusterSize, piece.length - inside)} bytes), past the end of the ${size}-byte file: the image is truncated or corrupt`,
     );
   }
   return { ...piece };

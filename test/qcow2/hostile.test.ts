@@ -217,6 +217,17 @@ describe('qcow2 hostile images are rejected', () => {
     await expectRejected(file, /truncated|past the end/, 'read', tmp);
   });
 
+  it('truncated in the middle of contiguous data: the line names the first cluster past the end, not where the read began', async () => {
+    // Contiguous clusters are read as one piece of up to 1 MiB (cluster-map.ts); found by a QA pass.
+    const file = tmp.join('truncated-contiguous.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', file, '64M');
+    qemuIo(file, 'write -P 0x11 0 40M');
+    truncateSync(file, 40 * 1024 * 1024);
+    const reader = await fileReader(file);
+    const image = await openQcow2RandomAccess(reader);
+    await assert.rejects(writeExtents(image, tmp.join('truncated-contiguous.raw')), /is at host offset 0x2800000 \(\+65536 bytes\), past the end of the 41943040-byte file/);
+  });
+
   it('truncated inside the header', async () => {
     const file = copy(base);
     truncateSync(file, 50);
