@@ -94,8 +94,8 @@ export function httpRangeFetcher(
             stalls.progressed(body.length);
             return target;
           }
-          // Less than asked (a shorter range, or a body that ends before its Content-Length's
-          // range does): the bytes stay, and the rest is asked for as after a drop.
+          // Less than asked (a shorter range, or a body shorter than its Content-Range): the bytes
+          // stay, and the rest is asked for as after a drop.
           throw noteBodyBytes(new RetryableFailure(`it answered bytes ${from}-${end} with ${body.length} bytes (${contentRange})`), body.length);
         }
         discardBody(response);
@@ -107,7 +107,7 @@ export function httpRangeFetcher(
           // Asked again at once: a server that ignores Range now and then is read on by Range; one
           // that keeps ignoring it gets the whole-file download (SourceChangedError).
           if (++ignoredInARow < MAX_RANGE_IGNORED_IN_A_ROW) continue;
-          throw new SourceChangedError(`${where} changed while it was being read, or stopped honouring Range requests; start the import again`);
+          throw rangeNotHonoured(where);
         }
         const retryable = err instanceof RetryableFailure || isRetryableOnceAnswered(err);
         // A drop after some of the body: keep those bytes (If-Range guards that the file is the
@@ -140,6 +140,9 @@ export function httpRangeFetcher(
 class RangeIgnored extends Error {}
 const MAX_RANGE_IGNORED_IN_A_ROW = 16;
 
+const rangeNotHonoured = (where: string) =>
+  new SourceChangedError(`${where} changed while it was being read, or stopped honouring Range requests; start the import again`);
+
 /** The error for an answer that is not bytes `from`-`end`: retryable for a busy server, final otherwise. */
 function notTheRange(
   where: string,
@@ -152,7 +155,7 @@ function notTheRange(
   if (statusCode === 206) return cannotConnect(`${where} answered bytes ${from}-${end} with ${contentRange ?? 'no Content-Range'}; check the server`);
   if (statusCode === 200) {
     if (sameResource(identity, identityOf(answer.headers))) return new RangeIgnored();
-    return new SourceChangedError(`${where} changed while it was being read, or stopped honouring Range requests; start the import again`);
+    return rangeNotHonoured(where);
   }
   if (isRetryableStatus(statusCode)) return new RetryableFailure(statusText(statusCode), retryAfterMs(answer.headers));
   return cannotConnect(`reading bytes ${from}-${end} of ${where}: expected status code 206, got ${statusCode}. Status: ${statusText(statusCode)}`);
