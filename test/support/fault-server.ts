@@ -252,9 +252,9 @@ export async function startFaultServer(original: Buffer): Promise<FaultServer> {
       case '/partial-range':
       case '/short-body': {
         const every = num('every', 3);
-        const faults = { '/ignores-range-every': 'ignore', '/partial-range': 'first-half', '/short-body': 'short-body' } as const;
+        const rangeFaults = { '/ignores-range-every': 'ignore', '/partial-range': 'first-half', '/short-body': 'short-body' } as const;
         const hit = header('range') !== undefined && seen >= num('from', 0) && seen % every === every - 1;
-        return serve({ ranges: true, rangeFault: hit ? faults[url.pathname] : undefined });
+        return serve({ ranges: true, rangeFault: hit ? rangeFaults[url.pathname] : undefined });
       }
       case '/ignores-range':
         return void res.writeHead(200, { 'accept-ranges': 'bytes', 'content-length': original.length, etag: originalEtag }).end(original);
