@@ -40,6 +40,16 @@ export class SourceChangedError extends ImportError {
   }
 }
 
+/** Whether `err`, or an error it wraps (a qcow2 read that failed, say), is a SourceChangedError. */
+export function causedBySourceChange(err: unknown): boolean {
+  let at: unknown = err;
+  for (let depth = 0; at instanceof Error && depth < 10; depth++) {
+    if (at instanceof SourceChangedError) return true;
+    at = at.cause;
+  }
+  return false;
+}
+
 export const badInput = (message: string, cause?: unknown) => new ImportError('bad-input', message, { cause });
 export const cannotConnect = (message: string, cause?: unknown) => new ImportError('cannot-connect', message, { cause });
 export const targetError = (message: string, cause?: unknown) => new ImportError('target', message, { cause });

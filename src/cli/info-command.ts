@@ -12,7 +12,7 @@ import { openSource } from '../sources/resolve-source.js';
 import { onStopSignals } from '../util/stop-signals.js';
 import type { OpenedSource } from '../sources/source.js';
 import type { SourceSpec } from '../request.js';
-import { abortedError, fromSource, ImportError } from '../errors.js';
+import { abortedError, causedBySourceChange, fromSource, ImportError } from '../errors.js';
 import { inspectQcow2, inspectQcow2Stream, type Qcow2Info } from '../qcow2/index.js';
 import { escapeC1, quoteText } from '../util/quote-text.js';
 import { formatBytes } from '../util/quantity.js';
@@ -73,6 +73,18 @@ export function registerInfoCommand(program: Command): void {
 
 async function inspectSource(sourceText: string, options: InfoOptions): Promise<ImageInfo> {
   const spec = parseSourceArgument(sourceText, await buildTransport(options));
+  try {
+    return await inspectOnce(spec, options);
+  } catch (err) {
+    if (spec.kind !== 'http' || !causedBySourceChange(err)) throw err;
+    // As an import does: a server whose answers do not make one file by Range (it stopped
+    // honouring Range, or its replicas disagree) is read again as one download of the whole file.
+    process.stderr.write(`cdi-importer: ${(err as Error).message.replace(/; start the import again$/, '')}; reading it again with one download of the whole file\n`);
+    return inspectOnce({ ...spec, wholeFile: true }, options);
+  }
+}
+
+async function inspectOnce(spec: SourceSpec, options: InfoOptions): Promise<ImageInfo> {
   const controller = new AbortController();
   // Ctrl-C while a slow server answers: one line, and the Range reads and sockets closed.
   const stopHandlingSignals = onStopSignals((signal) => controller.abort(new ImportError('cancelled', `info cancelled: received ${signal}`)));

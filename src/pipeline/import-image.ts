@@ -5,7 +5,7 @@ import { openSource } from '../sources/resolve-source.js';
 import { openDiskImage, type OpenedDiskImage } from './open-disk-image.js';
 import { planDiskTarget, type TargetPlan } from './plan-target.js';
 import { writeExtents } from './write-extents.js';
-import { abortedError, fromSource, ScratchSpaceRequiredError, SourceChangedError, tooSmall, usageError } from '../errors.js';
+import { abortedError, causedBySourceChange, fromSource, ScratchSpaceRequiredError, tooSmall, usageError } from '../errors.js';
 import { importArchive } from './import-archive.js';
 import { importBlank } from './import-blank.js';
 import { rawVirtualSize } from '../formats/raw-image.js';
@@ -36,16 +36,6 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
       throw again;
     });
   }
-}
-
-/** Whether `err`, or an error it wraps (a qcow2 read that failed, say), is a SourceChangedError. */
-function causedBySourceChange(err: unknown): boolean {
-  let at: unknown = err;
-  for (let depth = 0; at instanceof Error && depth < 10; depth++) {
-    if (at instanceof SourceChangedError) return true;
-    at = at.cause;
-  }
-  return false;
 }
 
 async function importOnce(request: ImportRequest, ctx: ImportContext): Promise<ImportResult> {

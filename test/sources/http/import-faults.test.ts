@@ -146,6 +146,16 @@ describe('imports that survive faults', () => {
       assertFaultsHit('/short-body', 2);
     });
 
+    it('info --scan from a server that stops honouring Range after the probe: read again as one download, the same facts as qemu-img info', async () => {
+      // --scan reads past the probe's first 64 KiB (the one-pass measurement goes through every byte).
+      const result = await runCli(['info', `${scattered.url}ignores-range-every?every=1&from=1`, '--scan', '--json']);
+      assert.equal(result.code, 0, result.stderr);
+      assert.match(result.stderr, /^cdi-importer: \S+ changed while it was being read, or stopped honouring Range requests; reading it again with one download of the whole file$/m);
+      const ours = JSON.parse(result.stdout);
+      const reference = JSON.parse(run('qemu-img', ['info', '--output=json', dir.join('scattered.qcow2')]));
+      assert.deepEqual([ours.format, ours['virtual-size'], ours['cluster-size'], ours['import-reads']], ['qcow2', reference['virtual-size'], reference['cluster-size'], 'one-pass']);
+    });
+
     it('a server that stops honouring Range, for an image one pass cannot read without scratch: the line says why Range was not used', async () => {
       const image = dir.join('l2-last.qcow2');
       run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', dir.join('scattered.raw'), image]);
