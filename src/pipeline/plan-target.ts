@@ -9,6 +9,7 @@ import { freeSpace, usableSpace } from '../targets/usable-space.js';
 import { targetFailure } from '../targets/target-errors.js';
 import { targetError } from '../errors.js';
 import { inspectDestination, refuseStickyReplace } from './destination-path.js';
+import { blockDeviceOverlap } from '../util/block-device-info.js';
 
 /** What the pipeline knows about the destination before anything is written. */
 export interface TargetPlan {
@@ -29,13 +30,13 @@ export interface TargetPlan {
 export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan> {
   const target = request.target;
   if (target.kind === 'directory') throw targetError(`${target.path} is a directory target; disk images need a file or block device`);
-  if (target.kind === 'block') return planBlock(target.path, request.preallocation, target.sync ?? true);
-
-  // An existing block device given as a file path is written as a device; a link, to the file it names.
   // Standard input redirected from a file (`convert - disk.img < disk.img`) is that file: /dev/stdin names it.
   const sourceFile = request.source.kind === 'file' ? request.source.path : request.source.kind === 'stdin' ? '/dev/stdin' : undefined;
+  if (target.kind === 'block') return planBlock(target.path, request.preallocation, target.sync ?? true, sourceFile);
+
+  // An existing block device given as a file path is written as a device; a link, to the file it names.
   const destination = await inspectDestination(target.path, sourceFile);
-  if (destination.kind === 'block') return planBlock(target.path, request.preallocation, target.sync ?? true);
+  if (destination.kind === 'block') return planBlock(target.path, request.preallocation, target.sync ?? true, sourceFile);
   if (destination.kind === 'directory') throw targetError(`${target.path} is a directory: give a file name for the disk image (e.g. ${path.join(target.path, 'disk.img')})`);
   const filePath = destination.path;
 
@@ -76,7 +77,14 @@ export async function planDiskTarget(request: ImportRequest): Promise<TargetPlan
   };
 }
 
-async function planBlock(devicePath: string, preallocation: boolean, sync: boolean): Promise<TargetPlan> {
+async function planBlock(devicePath: string, preallocation: boolean, sync: boolean, sourceFile: string | undefined): Promise<TargetPlan> {
+  // A device that holds the source's bytes would be overwritten while they are read (found by a QA
+  // pass: `convert /dev/loop0 /dev/loop0` zeroed most of the disk and exited 0).
+  if (sourceFile !== undefined) {
+    const [device, source] = await Promise.all([stat(devicePath).catch(() => undefined), stat(sourceFile).catch(() => undefined)]);
+    const overlap = device && source && (source.isFile() || source.isBlockDevice()) ? await blockDeviceOverlap(device.rdev, source) : undefined;
+    if (overlap) throw targetError(`${devicePath} is ${overlap}: writing it would overwrite the image while it is read; write the output to another device or file`);
+  }
   const device = await BlockDeviceTarget.open(devicePath, { preallocation, sync });
   // The device is opened (O_EXCL) now, to know its size: an import refused before create() must
   // close it, or the next import of the same device (an upload retried) finds it "in use".

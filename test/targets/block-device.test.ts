@@ -5,8 +5,9 @@
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import path from 'node:path';
 import { cliCommand, runCli } from '../support/cli.js';
 import { allocatedBytes, makeTempDir, run, sh, sha256OfRange, type TempDir } from '../support/tools.js';
 import { attachLoop, detachLoop } from '../support/loop-device.js';
@@ -282,4 +283,53 @@ test('a 0-byte device: a stream is refused without claiming its start was overwr
   } finally {
     detachLoop(empty);
   }
+});
+
+test('a device that holds the source (itself, its disk, a partition of it, a loop device over the source file) is refused, the source untouched', async (t) => {
+  // Found by a QA pass: `convert /dev/loopN /dev/loopN` zeroed most of the disk and exited 0.
+  const victim = dir.join('victim.raw');
+  makeDiskLikeImage(victim, 8 * MiB);
+  // An MBR with one partition (sectors 2048-10239; a Linux type), so that the disk and its
+  // partition are two devices that overlap.
+  const mbr = Buffer.alloc(512);
+  mbr[446 + 4] = 0x83;
+  mbr.writeUInt32LE(2048, 446 + 8);
+  mbr.writeUInt32LE(8192, 446 + 12);
+  mbr.writeUInt16LE(0xaa55, 510);
+  const fd = openSync(victim, 'r+');
+  writeSync(fd, mbr, 0, 512, 0);
+  closeSync(fd);
+  const before = sha256OfRange(victim, 0, 8 * MiB);
+  const disk = attachLoop(victim);
+  if (!disk) return t.skip('losetup is not permitted here');
+  let madeNode: string | undefined;
+  try {
+    // partx adds the partition itself (the kernel here does not scan loop devices' tables).
+    run('partx', ['--add', disk]);
+    const partition = `${disk}p1`;
+    // Without udev (a container), the partition's node is made from what sysfs says of it.
+    if (!existsSync(partition)) {
+      const [major, minor] = readFileSync(`/sys/block/${path.basename(disk)}/${path.basename(partition)}/dev`, 'utf8').trim().split(':');
+      run('mknod', [partition, 'b', major!, minor!]);
+      madeNode = partition;
+    }
+    const cases: [string[], RegExp][] = [
+      [['convert', disk, disk], /^cdi-importer: error: \/dev\/loop\d+ is the source device itself: writing it would overwrite the image while it is read; write the output to another device or file$/],
+      [['import', disk, '-o', disk], /is the source device itself: /],
+      [['import', partition, '-o', disk], /^cdi-importer: error: \/dev\/loop\d+ is the disk that holds the source device: /],
+      [['import', disk, '-o', partition], /^cdi-importer: error: \/dev\/loop\d+p1 is a partition of the source device: /],
+      [['convert', victim, disk], /^cdi-importer: error: \/dev\/loop\d+ is a loop device over the source file: /],
+      [['import', victim, '-o', partition], /is a loop device over the source file: /],
+    ];
+    for (const [args, message] of cases) {
+      const result = await runCli(args);
+      assert.equal(result.code, 1, `${args.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr.trim(), message, args.join(' '));
+    }
+  } finally {
+    if (madeNode) rmSync(madeNode);
+    spawnSync('partx', ['--delete', disk]);
+    detachLoop(disk);
+  }
+  assert.equal(sha256OfRange(victim, 0, 8 * MiB), before);
 });
