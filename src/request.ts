@@ -21,6 +21,11 @@ export interface TransportOptions {
   stallTimeoutSeconds?: number;
   /** Platform architecture to pick from a registry manifest list. */
   architecture?: string;
+  /**
+   * `localhost` and loopback addresses never go through a proxy, as Go's httpproxy (CDI's importer)
+   * has it; set in pod mode. curl, whose rules the CLI follows, sends them to the proxy.
+   */
+  loopbackBypassesProxy?: boolean;
 }
 
 /** Where the bytes come from; resolved to a Source by sources/resolve-source.ts. */

@@ -40,7 +40,9 @@ function parseContentType(env: NodeJS.ProcessEnv): ContentType {
 }
 
 function transportOptions(env: NodeJS.ProcessEnv, paths: PodPaths, headers: string[]): TransportOptions {
-  const transport: TransportOptions = {};
+  // A registry image pulled by the node is served to the importer on localhost (CDI's node pull):
+  // never through the cluster's import proxy, as CDI's Go client has it.
+  const transport: TransportOptions = { loopbackBypassesProxy: true };
   const user = env.IMPORTER_ACCESS_KEY_ID ?? '';
   const password = env.IMPORTER_SECRET_KEY ?? '';
   if (user && password) transport.auth = { username: user, password };

@@ -65,6 +65,7 @@ describe('pod environment', () => {
           proxyCaPaths: [full.join('proxycerts')],
           insecure: true,
           headers: ['A: 1', 'B: 2'],
+          loopbackBypassesProxy: true,
         },
       },
       contentType: 'kubevirt',
@@ -78,7 +79,7 @@ describe('pod environment', () => {
 
   test('basic auth only when both halves are set; defaults when unset', () => {
     const config = parsePodEnvironment({ IMPORTER_SOURCE: 'registry', IMPORTER_ENDPOINT: 'docker://r/x:1', IMPORTER_ACCESS_KEY_ID: 'u' }, paths);
-    assert.deepEqual(config.request.source, { kind: 'registry', url: 'docker://r/x:1', transport: {} });
+    assert.deepEqual(config.request.source, { kind: 'registry', url: 'docker://r/x:1', transport: { loopbackBypassesProxy: true } });
     assert.equal(config.request.filesystemOverhead, 0.06);
     assert.equal(config.request.preallocation, false);
     assert.equal(config.request.requestedSize, undefined);

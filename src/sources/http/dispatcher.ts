@@ -2,7 +2,7 @@
 import type { Agent, Dispatcher, ProxyAgent } from 'undici';
 import { undici } from './undici-core.js';
 import type { TransportOptions } from '../../request.js';
-import { bypassesProxy } from './no-proxy.js';
+import { bypassesProxy, isLoopback } from './no-proxy.js';
 import { usageError } from '../../errors.js';
 import { redactedUrlText } from './request-headers.js';
 import { tlsConnectOptions, withSecureContext, type TlsConnectOptions } from './tls-options.js';
@@ -71,11 +71,13 @@ export class SourceDispatchers {
   private readonly readTlsSettings: () => TlsConnectOptions;
 
   readonly proxy: ProxySettings;
+  private readonly loopbackBypassesProxy: boolean;
 
   /** `env`: where the proxy variables and SSL_CERT_FILE / SSL_CERT_DIR are read. */
   constructor(transport: TransportOptions, env: NodeJS.ProcessEnv = process.env) {
     const proxy = proxySettingsFromEnv(env);
     this.proxy = proxy;
+    this.loopbackBypassesProxy = transport.loopbackBypassesProxy === true;
     // A TLS-intercepting proxy re-signs the origin's certificate, so its CA is trusted for the origin too.
     const caPaths = [...(transport.caPaths ?? []), ...(transport.proxyCaPaths ?? [])];
     this.readTlsSettings = () => (this.tlsSettings ??= tlsConnectOptions(caPaths, transport.insecure, env));
@@ -118,7 +120,7 @@ export class SourceDispatchers {
   /** The proxy URL a request to `url` goes through, if any. */
   proxyFor(url: URL): string | undefined {
     const proxyUrl = url.protocol === 'https:' ? this.proxy.httpsProxy : this.proxy.httpProxy;
-    if (!proxyUrl || bypassesProxy(url, this.proxy.noProxy)) return undefined;
+    if (!proxyUrl || bypassesProxy(url, this.proxy.noProxy) || (this.loopbackBypassesProxy && isLoopback(url))) return undefined;
     return proxyUrl;
   }
 

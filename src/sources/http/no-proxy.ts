@@ -26,6 +26,14 @@ export function bypassesProxy(url: URL, noProxy: string | undefined): boolean {
   return false;
 }
 
+/** `localhost` or a loopback address (127.0.0.0/8, ::1, ::ffff:127.x.y.z): what Go's httpproxy never proxies. */
+export function isLoopback(url: URL): boolean {
+  const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  if (host === 'localhost') return true;
+  if (isIP(host) === 0) return false;
+  return inRange(host, isIP(host) === 4 ? '127.0.0.0/8' : '::1/128') || inRange(host, '::ffff:127.0.0.0/104');
+}
+
 /** Whether `host`, an IP address, lies in `cidr`; false for names and malformed ranges. */
 function inRange(host: string, cidr: string): boolean {
   const [network, bitsText] = cidr.split('/') as [string, string];
