@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { stat } from 'node:fs/promises';
-import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat, unsupportedDiskFormatRefusal } from '../formats/magic.js';
+import { DETECTION_BYTES, detectFormat, importRefusal, isUnsupportedDiskFormat } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { declaredUncompressedSize, fixedVhdRefusal, isFixedVhd, knownRawLength, rawVirtualSize, VHD_FOOTER_SIZE } from '../formats/raw-image.js';
 import { openSource } from '../sources/resolve-source.js';
@@ -123,8 +123,10 @@ async function inspectOnce(spec: SourceSpec, options: InfoOptions): Promise<Imag
       }
     }
     const info: ImageInfo = { filename, format, 'format-chain': chain };
-    // Formats import refuses: said in its words, for a script as for a reader.
-    if (isUnsupportedDiskFormat(format)) info['import-refused'] = unsupportedDiskFormatRefusal(filename, format);
+    // What import refuses (a web page, .lzma or bzip2 data, a disk format it does not convert): said
+    // in its words, for a script as for a reader.
+    const refusal = importRefusal(filename, format);
+    if (refusal !== undefined) info['import-refused'] = refusal;
     // qemu-img reports what the file occupies for the file it reads; for a compressed one that is not the image.
     if (chain.length === 1) {
       info['actual-size'] = await actualSize(spec);
@@ -210,9 +212,7 @@ function formatInfo(info: ImageInfo): string {
     rows.push(['virtual size', info['virtual-size'] !== undefined ? `${formatBytes(info['virtual-size'])} (${info['virtual-size']} bytes)` : 'unknown until the stream is read']);
   }
   if (info['import-refused'] !== undefined && !info.qcow2) rows.push(['import', `refused: ${info['import-refused']}`]);
-  if (info.format === 'html') rows.push(['note', 'an HTML page, not a disk image (a login or error page, or the wrong link?)']);
-  if (info.format === 'lzma') rows.push(['note', 'LZMA-alone (.lzma) data, which is not decoded: recompress it as xz or gzip to import it']);
-  if (info.format === 'bzip2') rows.push(['note', 'bzip2-compressed data, which is not decoded: recompress it as xz, gzip or zstd to import it']);
+  if (info.format === 'tar') rows.push(['note', 'a tar archive, not a disk image: import --content-type archive -o DIR extracts its files']);
   const q = info.qcow2;
   if (q) {
     const data = q['format-specific'].data;

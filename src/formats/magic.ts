@@ -218,6 +218,21 @@ export function unsupportedDiskFormatRefusal(description: string, format: Unsupp
   return `${description} is a ${unsupportedFormatName(format)} image, which is not supported: convert it to raw or qcow2 first (qemu-img convert -O qcow2)`;
 }
 
+/**
+ * Why an import refuses data detected as `format` that is no disk image it can read (a web page,
+ * compression it does not decode, a disk format it does not convert), in the words it fails with;
+ * undefined for the rest. A tar is not among them: the archive content type takes it.
+ */
+export function importRefusal(description: string, format: DetectedFormat): string | undefined {
+  if (format === 'lzma' || format === 'bzip2') return unsupportedCompression(description, format);
+  if (format === 'html') {
+    return /^https?:\/\//.test(description)
+      ? `${description} is an HTML page, not a disk image (a login or error page, or the wrong link?): check the URL`
+      : `${description} is an HTML page, not a disk image (a saved web page instead of the download?)`;
+  }
+  return isUnsupportedDiskFormat(format) ? unsupportedDiskFormatRefusal(description, format) : undefined;
+}
+
 /** The line for data compressed in a way cdi-importer recognises but does not decode. */
 export function unsupportedCompression(description: string, format: 'lzma' | 'bzip2'): string {
   return format === 'lzma'

@@ -3,7 +3,7 @@ import type { DiskImage, ExtentStream } from '../extents.js';
 import { coalesceExtents } from './coalesce-extents.js';
 import type { ImportContext, ImportRequest } from '../request.js';
 import type { OpenedSource, RandomAccessReader } from '../sources/source.js';
-import { DETECTION_BYTES, detectFormat, isUnsupportedDiskFormat, looksLikeText, unsupportedCompression, unsupportedDiskFormatRefusal } from '../formats/magic.js';
+import { DETECTION_BYTES, detectFormat, importRefusal, looksLikeText } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { declaredUncompressedSize, knownRawLength, rawImage } from '../formats/raw-image.js';
 import { hasHoles, sparseRawImage } from '../formats/sparse-raw-image.js';
@@ -104,16 +104,8 @@ export async function openDiskImage(
       `${description} is a tar archive, not a disk image: extract its files with cdi-importer import --content-type archive -o DIR (contentType: archive in a DataVolume)`,
     );
   }
-  if (format === 'lzma' || format === 'bzip2') throw badInput(unsupportedCompression(description, format));
-  if (format === 'html') {
-    const fromTheWeb = /^https?:\/\//.test(description);
-    throw badInput(
-      fromTheWeb
-        ? `${description} is an HTML page, not a disk image (a login or error page, or the wrong link?): check the URL`
-        : `${description} is an HTML page, not a disk image (a saved web page instead of the download?)`,
-    );
-  }
-  if (isUnsupportedDiskFormat(format)) throw badInput(unsupportedDiskFormatRefusal(description, format));
+  const refusal = importRefusal(description, format);
+  if (refusal !== undefined) throw badInput(refusal);
   throw badInput(`${description}: unexpected format ${format}`);
 }
 

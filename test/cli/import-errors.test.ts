@@ -195,6 +195,19 @@ describe('bad input', () => {
     assert.equal(JSON.parse((await runCli(['info', dir.join('disk.raw.bz2'), '--json'])).stdout).format, 'bzip2');
   });
 
+  test("info --json says why import refuses bzip2, .lzma and a web page, in import's words (found by a QA pass: only the text said so)", async () => {
+    sh(`bzip2 -c ${raw} > ${dir.join('r.bz2')} && xz --format=lzma -c ${raw} > ${dir.join('r.lzma')}`);
+    writeFileSync(dir.join('page.img'), '<!DOCTYPE html><html><body>Sign in</body></html>\n');
+    for (const name of ['r.bz2', 'r.lzma', 'page.img']) {
+      const file = dir.join(name);
+      const refused = await runCli(['import', file, '-o', dir.join(`o-${name}`)]);
+      assert.equal(refused.code, 1, refused.stderr);
+      const info = await runCli(['info', file, '--json']);
+      assert.equal(info.code, 0, info.stderr);
+      assert.equal(`cdi-importer: error: ${JSON.parse(info.stdout)['import-refused']}`, refused.stderr.trim(), name);
+    }
+  });
+
   test('gzip inside gzip is refused', async () => {
     sh(`gzip -c ${dir.join('disk.raw.gz')} > ${dir.join('double.gz')}`);
     await expectFailure(['import', dir.join('double.gz'), '-o', dir.join('o-double.img')], /gzip data inside gzip data is not supported/, 'o-double');
