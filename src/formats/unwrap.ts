@@ -1,4 +1,6 @@
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, type Duplex, type Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import type { Gunzip } from 'node:zlib';
 import { DETECTION_BYTES, detectFormat, isCompression, type CompressionFormat, type DiskFormat, type PageFormat, type UnsupportedCompression } from './magic.js';
 import { createDecompressor } from './decompress.js';
 import { peekStream } from './peek.js';
@@ -60,8 +62,43 @@ function decompressed(input: Readable, format: CompressionFormat, where: string)
     decoder.destroy();
     if (!input.destroyed) input.destroy();
   });
-  input.pipe(decoder).pipe(output);
+  input.pipe(decoder);
+  if (format === 'gzip') endAfterTrailingBytesChecked(input, decoder, output, where);
+  else decoder.pipe(output);
   return output;
+}
+
+/**
+ * zlib stops at a gzip member followed by a zero byte, as at padding, and drops what follows,
+ * unread or not: a second member or other bytes after some zeros came out as a shorter disk without
+ * a word (found by a QA pass; bytes right after a member fail as trailing garbage). So the output
+ * ends only once the input has, and only when nothing but zeros came after the last member the
+ * decoder took (its bytesWritten counts the input it consumed).
+ */
+function endAfterTrailingBytesChecked(input: Readable, decoder: Duplex, output: PassThrough, where: string): void {
+  let inputBytes = 0;
+  let lastNonZeroEnd = 0;
+  input.on('data', (chunk: Buffer) => {
+    // From the end back: compressed data's last byte is almost never zero, so this is one look a chunk.
+    let end = chunk.length;
+    while (end > 0 && chunk[end - 1] === 0) end--;
+    if (end > 0) lastNonZeroEnd = inputBytes + end;
+    inputBytes += chunk.length;
+  });
+  decoder.pipe(output, { end: false });
+  decoder.once('end', () => {
+    finished(input, { writable: false }).then(
+      () => {
+        if (lastNonZeroEnd > (decoder as Gunzip).bytesWritten) output.destroy(badInput(gzipTrailingGarbage(where)));
+        else output.end();
+      },
+      () => {}, // the input's own error reaches `output` through its error listener
+    );
+  });
+}
+
+function gzipTrailingGarbage(where: string): string {
+  return `${where}: bytes that are not gzip follow the gzip data (trailing garbage): the file was damaged or appended to; if the disk inside is whole, gzip -dc (which drops them) and import the result`;
 }
 
 /** One line for a decoder's failure on the data at `where` (also used for registry layers). */
@@ -69,9 +106,7 @@ export function decoderFailureMessage(format: CompressionFormat, reason: string,
   // zlib checks the magic of every gzip member after the first; ours was checked on detection, so
   // this is what follows the last member (what gzip -dc calls "trailing garbage" and skips with a
   // warning; CDI's Go reader refuses it, and so do we).
-  if (format === 'gzip' && reason === 'incorrect header check') {
-    return `${where}: bytes that are not gzip follow the gzip data (trailing garbage): the file was damaged or appended to; if the disk inside is whole, gzip -dc (which drops them) and import the result`;
-  }
+  if (format === 'gzip' && reason === 'incorrect header check') return gzipTrailingGarbage(where);
   // The native decoder failed to load (a broken install, or no file descriptor left to open it):
   // nothing is known about the data yet.
   if (/Cannot find module|EMFILE|ENFILE/.test(reason)) {

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { existsSync, readdirSync, writeFileSync, readFileSync, statSync, mkdirSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { gzipSync } from 'node:zlib';
 import { cliCommand, repoRoot, runCli } from '../support/cli.js';
 import { createLuks, qemuImg, qemuIo, xzCompress } from '../qcow2/images.js';
 import { moveL2TableToEnd } from '../qcow2/patch.js';
@@ -88,6 +89,27 @@ describe('bad input', () => {
     const file = dir.join('trailing.raw.gz');
     writeFileSync(file, Buffer.concat([readFileSync(dir.join('disk.raw.gz')), Buffer.from('appended by mistake\n')]));
     await expectFailure(['import', file, '-o', dir.join('o-trailgz.img')], /trailing\.raw\.gz: bytes that are not gzip follow the gzip data \(trailing garbage\)/, 'o-trailgz');
+  });
+
+  test('gzip with zero bytes and then more (a member, or garbage) after it: trailing garbage, from a file and from stdin; zeros alone are padding', async () => {
+    // Found by a QA pass: zlib stops at a zero byte after a member and dropped the rest, so a
+    // second member after padding came out as a shorter disk, exit 0.
+    const gz = readFileSync(dir.join('disk.raw.gz'));
+    const member = gzipSync(Buffer.alloc(4096, 7));
+    const cases: [string, Buffer][] = [
+      ['member', Buffer.concat([gz, Buffer.alloc(4), member])],
+      ['garbage', Buffer.concat([gz, Buffer.from('\0garbage')])],
+      ['far-garbage', Buffer.concat([gz, Buffer.alloc(300_000), Buffer.from('x')])],
+    ];
+    for (const [name, bytes] of cases) {
+      writeFileSync(dir.join(`zero-then-${name}.gz`), bytes);
+      await expectFailure(['import', dir.join(`zero-then-${name}.gz`), '-o', dir.join(`o-zt-${name}.img`)], /bytes that are not gzip follow the gzip data \(trailing garbage\)/, `o-zt-${name}`);
+      await expectFailure(['import', '-', '-o', dir.join(`o-zt-${name}.img`)], /^cdi-importer: error: standard input: bytes that are not gzip follow/, `o-zt-${name}`, bytes);
+    }
+    writeFileSync(dir.join('padded.gz'), Buffer.concat([gz, Buffer.alloc(300_000)]));
+    const padded = await runCli(['import', dir.join('padded.gz'), '-o', dir.join('o-padded.img'), '--quiet']);
+    assert.equal(padded.code, 0, padded.stderr);
+    assert.equal(await sha256File(dir.join('o-padded.img')), await qemuRawSha256(raw, dir.path));
   });
 
   test('truncated xz', async () => {
