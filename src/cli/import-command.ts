@@ -51,6 +51,7 @@ export function registerImportCommand(program: Command): void {
     .option('--preallocation', 'allocate the whole target instead of writing it sparse')
     .option('--checksum <algo:hex>', 'verify the source bytes: md5, sha1, sha256 or sha512')
     .option('--scratch <dir>', 'scratch directory for qcow2 clusters that arrive before their mapping')
+    .option('-f, --format <format>', 'the image format, raw or qcow2 (detected otherwise; another one is refused before writing; raw takes a text answer from a server as a disk all the same)')
     .option('--no-fsync', 'skip the fsyncs (file or device), as qemu-img convert does (faster; the data reaches the disk later)')
     // The default, taken when said (a flag carried over from convert): commander would suggest --no-fsync, the opposite.
     .addOption(new Option('--fsync').hideHelp())
@@ -58,7 +59,7 @@ export function registerImportCommand(program: Command): void {
   addTransportOptions(importCommand)
     .option('--json', 'print one JSON result object on stdout')
     .option('-q, --quiet', 'no progress bar and no summary line')
-    .option('--progress', 'show the progress bar even when stderr is not a terminal')
+    .option('-p, --progress', 'show the progress bar even when stderr is not a terminal')
     .action(async (source: string, dest: string | undefined, options: ImportOptions) => {
       process.exitCode = await importAction(source, dest, options);
     });

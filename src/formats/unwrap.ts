@@ -115,7 +115,13 @@ export function decoderFailureMessage(format: CompressionFormat, reason: string,
   // Valid data that asks for more memory than the decoder grants is not corrupt: say what it needs.
   if (/cdi-importer allows/.test(reason)) return `${where}: the ${NAMES[format]} data ${oneLine(reason)}`;
   if (/too much memory|memory limit/i.test(reason)) {
-    return `${where}: the ${NAMES[format]} data needs more memory to decode than the decoder allows (${oneLine(reason)}): recompress it with a smaller window (zstd without --long, or xz -9 or a lower preset)`;
+    // zstd's own default limit (zstd -dc refuses the same frames without --memory).
+    const smaller = format === 'zstd' ? 'a window of 128 MiB or less (zstd --long=27 or less, or without --long)' : 'xz -9 or a lower preset';
+    return `${where}: the ${NAMES[format]} data needs more memory to decode than the decoder allows (${oneLine(reason)}): recompress it with ${smaller}`;
+  }
+  // A frame made with a dictionary (zstd -D) cannot be decoded without it; it is not damaged.
+  if (format === 'zstd' && /dictionary mismatch/i.test(reason)) {
+    return `${where}: the zstd data was compressed with a dictionary (zstd -D), which is not supported: decompress it with its dictionary (zstd -d -D DICT) and import the result`;
   }
   // Valid xz (xz -t accepts it) in a layout no xz tool writes: not corrupt, only not decoded here.
   if (/mixes blocks with and without recorded sizes/.test(reason)) return `${where}: ${oneLine(reason)}`;

@@ -82,10 +82,10 @@ export async function openDiskImage(
   }
   if (format === 'raw' && request.expectedFormat === undefined && request.source.kind === 'http' && looksLikeText(unwrapped.head)) {
     // A server's answer in words (a JSON error, "File not found", a text listing) with status 200:
-    // written as a raw disk it would look like a successful import. `-f raw` takes it as it is.
+    // written as a raw disk it would look like a successful import. `import -f raw` takes it as it is.
     stream.destroy();
     throw badInput(
-      `${description} is text (an error message, a JSON answer or a listing?), not a disk image: check the URL (-f raw takes it as a raw disk all the same)`,
+      `${description} is text (an error message, a JSON answer or a listing?), not a disk image: check the URL (import -f raw takes it as a raw disk all the same)`,
     );
   }
   if (format === 'raw' || format === 'iso') {

@@ -135,6 +135,25 @@ describe('bad input', () => {
     await expectFailure(['import', file, '-o', dir.join('o-corruptzst.img')], /zstd data is corrupt or truncated/, 'o-corruptzst');
   });
 
+  test('zstd made with a dictionary, or with a window over 128 MiB: said so and what to do, not "corrupt" (found by a QA pass)', async () => {
+    const samples = dir.join('zstd-samples');
+    mkdirSync(samples, { recursive: true });
+    for (let i = 1; i <= 40; i++) writeFileSync(path.join(samples, `s${i}.txt`), Array.from({ length: 300 }, (_, n) => `line ${i} value ${n * 3 + i}\n`).join(''));
+    sh(`cd ${dir.path} && zstd -q -f --train zstd-samples/* -o zstd.dict --maxdict=16384 && zstd -q -f -D zstd.dict disk.raw -o dict.raw.zst`);
+    await expectFailure(
+      ['import', dir.join('dict.raw.zst'), '-o', dir.join('o-dictzst.img')],
+      /dict\.raw\.zst: the zstd data was compressed with a dictionary \(zstd -D\), which is not supported: decompress it with its dictionary \(zstd -d -D DICT\) and import the result$/,
+      'o-dictzst',
+    );
+    // From a pipe: with the size known, zstd shrinks the window to the input.
+    sh(`cd ${dir.path} && cat disk.raw | zstd -q -f --long=28 -o long.raw.zst`);
+    await expectFailure(
+      ['import', dir.join('long.raw.zst'), '-o', dir.join('o-longzst.img')],
+      /long\.raw\.zst: the zstd data needs more memory to decode than the decoder allows \(.*\): recompress it with a window of 128 MiB or less \(zstd --long=27 or less, or without --long\)$/,
+      'o-longzst',
+    );
+  });
+
   test('truncated zstd', async () => {
     const file = dir.join('trunc.raw.zst');
     const whole = readFileSync(dir.join('disk.raw.zst'));

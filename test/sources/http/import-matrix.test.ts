@@ -108,6 +108,15 @@ describe('clear failures through the CLI', () => {
       assert.equal(existsSync(`${outDir}/disk.img`), false);
     });
   }
+
+  it('a text answer with import -f raw, as the refusal says: taken as a raw disk (found by a QA pass: import had no -f)', async () => {
+    const refused = await runCli(['import', `${nginx.http}missing.txt`, '-o', dir.join('text-refused.img')]);
+    assert.match(refused.stderr, /not a disk image: check the URL \(import -f raw takes it as a raw disk all the same\)$/m);
+    const out = dir.join('text.img');
+    const result = await runCli(['import', `${nginx.http}missing.txt`, '-f', 'raw', '-o', out, '--quiet']);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await sha256File(out), await qemuRawSha256(dir.join('www', 'missing.txt'), dir.path));
+  });
 });
 
 describe('qcow2 over Range reads only what it needs', () => {
