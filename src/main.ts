@@ -33,13 +33,15 @@ export async function main(argv: string[]): Promise<number> {
   const wantsHelp = first === '--help' || first === '-h' || first === '--version' || first === '-V';
   if (!wantsHelp && (first === undefined || !SUBCOMMANDS.has(first))) {
     // Pod mode's arguments are klog flags, which start with a dash: a bare word is a command
-    // mistyped, not a pod. At a terminal without IMPORTER_SOURCE nobody meant pod mode either.
+    // mistyped, not a pod. Without IMPORTER_SOURCE (which CDI's controller always sets), at a
+    // terminal or outside Kubernetes (no KUBERNETES_SERVICE_HOST), nobody meant pod mode either:
+    // it would write /dev/termination-log on the host.
     if (first !== undefined && !first.startsWith('-')) return usage(`unknown command "${first}"${suggestion(first)}`, argv);
-    if (first === undefined && process.env.IMPORTER_SOURCE === undefined && process.stdin.isTTY) {
-      return usage('no command given, and IMPORTER_SOURCE is not set for pod mode', argv);
-    }
     const upload = await import('./upload/index.js');
     if (upload.isUploadPodEnvironment(process.env)) return upload.runUploadPod(argv.slice(2));
+    if (first === undefined && process.env.IMPORTER_SOURCE === undefined && (process.stdin.isTTY || !process.env.KUBERNETES_SERVICE_HOST)) {
+      return usage('no command given, and IMPORTER_SOURCE is not set for pod mode', argv);
+    }
     const { runPodMode } = await import('./pod/index.js');
     return runPodMode(argv.slice(2));
   }

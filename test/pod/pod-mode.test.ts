@@ -206,6 +206,18 @@ describe('pod mode', () => {
     });
   }
 
+  test('no command and no IMPORTER_SOURCE outside Kubernetes: a usage line, exit 2, no termination message; inside it, CDI\'s "Unknown data source"', async () => {
+    // Found by a QA pass: a bare `cdi-importer` run by a script went into pod mode and wrote /dev/termination-log.
+    const root = podRoot();
+    const outside = await runPod(root, {});
+    assert.equal(outside.code, 2, outside.stderr);
+    assert.equal(outside.stderr.trim(), 'cdi-importer: error: no command given, and IMPORTER_SOURCE is not set for pod mode; commands: import, convert, info, datavolume, upload-server (see cdi-importer --help)');
+    assert.equal(outside.message, undefined);
+    const inside = await runPod(podRoot(), { KUBERNETES_SERVICE_HOST: '10.96.0.1' });
+    assert.equal(inside.code, 1, inside.stderr);
+    assert.equal(inside.message?.trim(), 'Unknown data source:');
+  });
+
   test('an IMPORTER_IMAGE_SIZE that is not a quantity: exit 1 naming the variable', async () => {
     const root = podRoot();
     const result = await runPod(root, http({ IMPORTER_ENDPOINT: `${nginx.http}raw.img`, IMPORTER_IMAGE_SIZE: '10 gigs' }));
