@@ -40,7 +40,14 @@ export async function inspectDestination(destination: string, sourceFile?: strin
   }
   const finalPath = await resolveDestination(destination);
   const info = await stat(finalPath).catch(() => undefined);
-  if (!info) return { kind: 'new', path: finalPath };
+  if (!info) {
+    // A device name mistyped (`/dev/sdz9`) would become a regular file in /dev, held in memory
+    // (devtmpfs), and the import would look done (found by a QA pass). /dev/shm is meant for files.
+    if (finalPath.startsWith('/dev/') && !finalPath.startsWith('/dev/shm/')) {
+      throw targetError(`${destination} does not exist: there is no such device, and a new file in /dev would live in memory, not on a disk; check the device name (lsblk lists them)`);
+    }
+    return { kind: 'new', path: finalPath };
+  }
   if (info.isBlockDevice()) return { kind: 'block' };
   if (info.isDirectory()) return { kind: 'directory' };
   const what = kindOf(info);

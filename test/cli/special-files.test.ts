@@ -154,6 +154,24 @@ describe('destinations', () => {
     assert.equal(readlinkSync(stdoutLink), '/proc/self/fd/1');
   });
 
+  test('a device name that does not exist is refused, not created as a file in /dev; /dev/shm takes files', async () => {
+    // Found by a QA pass: `import disk.img /dev/sdz9` made a 64 MiB file in devtmpfs and exited 0.
+    const missing = `/dev/cdi-importer-test-missing-${process.pid}`;
+    const result = await runCli(['convert', qcow2, missing]);
+    assert.equal(result.code, 1, result.stderr);
+    assert.equal(result.stderr.trim(), `cdi-importer: error: ${missing} does not exist: there is no such device, and a new file in /dev would live in memory, not on a disk; check the device name (lsblk lists them)`);
+    assert.equal(existsSync(missing), false);
+    if (!existsSync('/dev/shm')) return;
+    const shm = `/dev/shm/cdi-importer-test-${process.pid}.raw`;
+    try {
+      const written = await runCli(['convert', qcow2, shm, '-q']);
+      assert.equal(written.code, 0, written.stderr);
+      assert.equal(await sha256File(shm), await qemuRawSha256(qcow2, dir.path));
+    } finally {
+      rmSync(shm, { force: true });
+    }
+  });
+
   test('the source itself is refused as the destination', async () => {
     const copy = dir.join('same.qcow2');
     copyFileSync(qcow2, copy);
