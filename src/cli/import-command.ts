@@ -68,7 +68,8 @@ export function registerImportCommand(program: Command): void {
     .command('convert')
     .description('convert a local image (raw, qcow2, optionally gz/xz/zst-compressed) to a raw file, byte-identical to qemu-img convert -O raw')
     .argument('<in>', 'input path, or - for stdin')
-    .argument('<out>', 'output raw file or block device')
+    // Optional to commander, so that a missing one is explained (convert's -o is not import's).
+    .argument('[out]', 'output raw file or block device')
     .option('--checksum <algo:hex>', 'verify the input bytes: md5, sha1, sha256 or sha512')
     .option('--scratch <dir>', "scratch directory for qcow2 clusters that arrive before their mapping (default: the output's directory)")
     .option('--fsync', 'fsync the output before finishing (qemu-img convert does not; import does unless --no-fsync)')
@@ -89,7 +90,13 @@ export function registerImportCommand(program: Command): void {
     .option('-o <options>', "qemu-img's output options: preallocation=off, falloc or full (the whole file allocated); others are refused")
     // Taken only to be refused in words rather than as an unknown option.
     .addOption(new Option('-n').hideHelp())
-    .action(async (input: string, out: string, options: ImportOptions) => {
+    .action(async (input: string, out: string | undefined, options: ImportOptions) => {
+      if (out === undefined) {
+        // `convert IN -o OUT`, import's way: -o here is qemu-img's output options and took OUT.
+        const hint = options.o !== undefined ? ` (-o is qemu-img's output options here, as in qemu-img convert, not import's --dest: it took "${options.o}")` : '';
+        process.exitCode = reportFailure(usageError(`missing the output: cdi-importer convert IN OUT${hint} (see cdi-importer convert --help)`), options.json === true);
+        return;
+      }
       const fsync = options.fsync === true;
       process.exitCode = await importAction(input, out, { ...options, fsync, contentType: 'kubevirt', filesystemOverhead: '0' }, true);
     });

@@ -625,6 +625,19 @@ test('usage errors exit 2 with a hint', async () => {
   assert.equal(misspelt.code, 2);
   assert.equal(misspelt.stderr, "cdi-importer: error: unknown option '--progres' (Did you mean --progress?) (see cdi-importer convert --help)\n");
   assert.equal(JSON.parse(misspelt.stdout).error, "unknown option '--progres' (Did you mean --progress?)");
+  // `help` for a command there is none of says so (found by a QA pass: the whole help, and nothing about what was wrong).
+  const noHelp = await runCli(['help', 'imprt']);
+  assert.equal(noHelp.code, 2);
+  assert.match(noHelp.stderr, /^cdi-importer: error: no help for "imprt": unknown command \(did you mean import\?\); commands: import, /);
+  assert.equal(noHelp.stderr.split('\n').length, 2, noHelp.stderr);
+  // import's -o given to convert, where -o is qemu-img's output options and takes the output's name (found by a QA pass).
+  const importStyle = await runCli(['convert', raw, '-o', dir.join('import-style.raw')]);
+  assert.equal(importStyle.code, 2);
+  assert.equal(
+    importStyle.stderr,
+    `cdi-importer: error: missing the output: cdi-importer convert IN OUT (-o is qemu-img's output options here, as in qemu-img convert, not import's --dest: it took "${dir.join('import-style.raw')}") (see cdi-importer convert --help)\n`,
+  );
+  assert.deepEqual(outputsNamed('import-style.raw'), []);
   const badSize = await runCli(['import', raw, '-o', dir.join('x.img'), '--size', '12 parsecs']);
   assert.equal(badSize.code, 2);
   assert.match(badSize.stderr, /invalid quantity "12 parsecs"/);
