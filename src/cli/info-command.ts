@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { stat } from 'node:fs/promises';
-import { DETECTION_BYTES, detectFormat, importRefusal, isUnsupportedDiskFormat } from '../formats/magic.js';
+import { DETECTION_BYTES, detectFormat, importRefusal, isUnsupportedCompression, isUnsupportedDiskFormat } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { declaredUncompressedSize, fixedVhdRefusal, isFixedVhd, knownRawLength, rawVirtualSize, VHD_FOOTER_SIZE } from '../formats/raw-image.js';
 import { openSource } from '../sources/resolve-source.js';
@@ -208,7 +208,7 @@ function formatInfo(info: ImageInfo): string {
   ];
   // A tar archive or an HTML page is no disk, LZMA-alone data is not decoded, and the headers of
   // formats import refuses are not read: no virtual size.
-  if (info.format !== 'html' && info.format !== 'tar' && info.format !== 'lzma' && info.format !== 'bzip2' && !isUnsupportedDiskFormat(info.format)) {
+  if (info.format !== 'html' && info.format !== 'tar' && !isUnsupportedCompression(info.format) && !isUnsupportedDiskFormat(info.format)) {
     rows.push(['virtual size', info['virtual-size'] !== undefined ? `${formatBytes(info['virtual-size'])} (${info['virtual-size']} bytes)` : 'unknown until the stream is read']);
   }
   if (info['import-refused'] !== undefined && !info.qcow2) rows.push(['import', `refused: ${info['import-refused']}`]);

@@ -7,8 +7,8 @@ export type DiskFormat = 'qcow2' | 'tar' | UnsupportedDiskFormat | 'iso' | 'raw'
 export type UnsupportedDiskFormat = 'vmdk' | 'vdi' | 'vhd' | 'vhdx' | 'qed' | 'parallels' | 'luks' | 'bochs' | 'cloop';
 /** Not an image at all: what a login page, an error page or a wrong link sends with a 200. */
 export type PageFormat = 'html';
-/** Compression we recognise but do not decode: LZMA-alone (.lzma, `xz --format=lzma`), bzip2 (neither does CDI). */
-export type UnsupportedCompression = 'lzma' | 'bzip2';
+/** Compression we recognise but do not decode: LZMA-alone (.lzma, `xz --format=lzma`), bzip2, LZ4 (neither does CDI). */
+export type UnsupportedCompression = 'lzma' | 'bzip2' | 'lz4';
 export type DetectedFormat = CompressionFormat | DiskFormat | PageFormat | UnsupportedCompression;
 
 /** Bytes needed to see every magic (ISO's CD001 sits at 32769). */
@@ -51,6 +51,7 @@ export function detectFormat(head: Buffer): DetectedFormat {
   if (probed) return probed;
   if (looksLikeLzmaAlone(head)) return 'lzma';
   if (looksLikeBzip2(head)) return 'bzip2';
+  if (looksLikeLz4(head)) return 'lz4';
   return looksLikeHtml(head) ? 'html' : 'raw';
 }
 
@@ -123,6 +124,13 @@ function looksLikeBzip2(head: Buffer): boolean {
   if (head.length < 10 || head.toString('latin1', 0, 3) !== 'BZh' || head[3]! < 0x31 || head[3]! > 0x39) return false;
   const next = head.toString('hex', 4, 10);
   return next === '314159265359' || next === '177245385090';
+}
+
+/** An LZ4 frame (magic 0x184D2204, then a version-01 descriptor) or the legacy format (0x184C2102): lz4, zstd --format=lz4. */
+function looksLikeLz4(head: Buffer): boolean {
+  if (head.length < 5) return false;
+  const magic = head.readUInt32LE(0);
+  return (magic === 0x184d2204 && head[4]! >> 6 === 1) || magic === 0x184c2102;
 }
 
 function looksLikeLzmaAlone(head: Buffer): boolean {
@@ -224,7 +232,7 @@ export function unsupportedDiskFormatRefusal(description: string, format: Unsupp
  * undefined for the rest. A tar is not among them: the archive content type takes it.
  */
 export function importRefusal(description: string, format: DetectedFormat): string | undefined {
-  if (format === 'lzma' || format === 'bzip2') return unsupportedCompression(description, format);
+  if (isUnsupportedCompression(format)) return unsupportedCompression(description, format);
   if (format === 'html') {
     return /^https?:\/\//.test(description)
       ? `${description} is an HTML page, not a disk image (a login or error page, or the wrong link?): check the URL`
@@ -234,8 +242,17 @@ export function importRefusal(description: string, format: DetectedFormat): stri
 }
 
 /** The line for data compressed in a way cdi-importer recognises but does not decode. */
-export function unsupportedCompression(description: string, format: 'lzma' | 'bzip2'): string {
-  return format === 'lzma'
-    ? `${description} is LZMA-alone (.lzma) data, which is not supported: recompress it as xz (xz -dc FILE | xz > FILE.xz) or gzip first`
-    : `${description} is bzip2-compressed, which is not supported (nor by CDI): recompress it as xz (bzip2 -dc FILE | xz > FILE.xz), gzip or zstd first`;
+export function unsupportedCompression(description: string, format: UnsupportedCompression): string {
+  switch (format) {
+    case 'lzma':
+      return `${description} is LZMA-alone (.lzma) data, which is not supported: recompress it as xz (xz -dc FILE | xz > FILE.xz) or gzip first`;
+    case 'bzip2':
+      return `${description} is bzip2-compressed, which is not supported (nor by CDI): recompress it as xz (bzip2 -dc FILE | xz > FILE.xz), gzip or zstd first`;
+    case 'lz4':
+      return `${description} is LZ4-compressed, which is not supported (nor by CDI): recompress it as zstd (lz4 -dc FILE | zstd > FILE.zst), xz or gzip first`;
+  }
+}
+
+export function isUnsupportedCompression(format: string): format is UnsupportedCompression {
+  return format === 'lzma' || format === 'bzip2' || format === 'lz4';
 }

@@ -2,7 +2,7 @@ import { stat } from 'node:fs/promises';
 import type { ImportContext, ImportRequest, ImportResult } from '../request.js';
 import { openSource } from '../sources/resolve-source.js';
 import { unwrapCompression } from '../formats/unwrap.js';
-import { looksLikeTar, unsupportedCompression } from '../formats/magic.js';
+import { isUnsupportedCompression, looksLikeTar, unsupportedCompression } from '../formats/magic.js';
 import { SourceTap } from './source-tap.js';
 import { freeSpace } from '../targets/usable-space.js';
 import { abortedError, badInput, fileProblem, fromSource, targetError, usageError } from '../errors.js';
@@ -36,7 +36,7 @@ export async function importArchive(request: ImportRequest, ctx: ImportContext &
     // the stream has no error listener until extractArchive attaches one, and a corrupt layer
     // or a dropped connection may fail at any moment.
     const unwrapped = await unwrapCompression(SourceTap.attach(opened.stream, tap), source.description, 'no archive to extract');
-    if (unwrapped.format === 'lzma' || unwrapped.format === 'bzip2') throw badInput(unsupportedCompression(source.description, unwrapped.format));
+    if (isUnsupportedCompression(unwrapped.format)) throw badInput(unsupportedCompression(source.description, unwrapped.format));
     if (unwrapped.format !== 'tar' && !(unwrapped.format === 'raw' && looksLikeTar(unwrapped.head))) {
       throw badInput(`${source.description} is not a tar archive (found ${unwrapped.chain.join(' → ')}): content type archive needs a tar file`);
     }

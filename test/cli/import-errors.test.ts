@@ -236,10 +236,10 @@ describe('bad input', () => {
     assert.equal(JSON.parse((await runCli(['info', dir.join('disk.raw.bz2'), '--json'])).stdout).format, 'bzip2');
   });
 
-  test("info --json says why import refuses bzip2, .lzma and a web page, in import's words (found by a QA pass: only the text said so)", async () => {
-    sh(`bzip2 -c ${raw} > ${dir.join('r.bz2')} && xz --format=lzma -c ${raw} > ${dir.join('r.lzma')}`);
+  test("info --json says why import refuses bzip2, .lzma, LZ4 and a web page, in import's words (found by a QA pass: only the text said so; LZ4 imported as a raw disk)", async () => {
+    sh(`bzip2 -c ${raw} > ${dir.join('r.bz2')} && xz --format=lzma -c ${raw} > ${dir.join('r.lzma')} && zstd -q --format=lz4 -c ${raw} > ${dir.join('r.lz4')}`);
     writeFileSync(dir.join('page.img'), '<!DOCTYPE html><html><body>Sign in</body></html>\n');
-    for (const name of ['r.bz2', 'r.lzma', 'page.img']) {
+    for (const name of ['r.bz2', 'r.lzma', 'r.lz4', 'page.img']) {
       const file = dir.join(name);
       const refused = await runCli(['import', file, '-o', dir.join(`o-${name}`)]);
       assert.equal(refused.code, 1, refused.stderr);
@@ -247,6 +247,10 @@ describe('bad input', () => {
       assert.equal(info.code, 0, info.stderr);
       assert.equal(`cdi-importer: error: ${JSON.parse(info.stdout)['import-refused']}`, refused.stderr.trim(), name);
     }
+    assert.match(
+      (await runCli(['import', dir.join('r.lz4'), '-o', dir.join('o-lz4.img')])).stderr,
+      /r\.lz4 is LZ4-compressed, which is not supported \(nor by CDI\): recompress it as zstd \(lz4 -dc FILE \| zstd > FILE\.zst\), xz or gzip first$/m,
+    );
   });
 
   test('gzip inside gzip is refused', async () => {
