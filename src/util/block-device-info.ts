@@ -1,6 +1,6 @@
 /** What sysfs (or blockdev) says of a block device: its size, whether it is read-only. */
 import { readFile, realpath, stat } from 'node:fs/promises';
-import path from 'node:path';
+import { dirname } from 'node:path';
 import { runProgram } from './run-program.js';
 
 /**
@@ -51,7 +51,7 @@ export async function blockDeviceOverlap(rdev: number, other: { rdev: number; de
   // A loop device (or a partition of one) over the file: its backing file is that file.
   const directory = await realpath(sysfsDirectory(rdev)).catch(() => undefined);
   if (directory === undefined) return undefined;
-  for (const candidate of [directory, path.dirname(directory)]) {
+  for (const candidate of [directory, dirname(directory)]) {
     const backing = await readFile(`${candidate}/loop/backing_file`, 'utf8').catch(() => undefined);
     if (backing === undefined) continue;
     const file = await stat(backing.trim()).catch(() => undefined);
