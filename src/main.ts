@@ -41,7 +41,8 @@ export async function main(argv: string[]): Promise<number> {
     if (first !== undefined && !first.startsWith('-')) return usage(`unknown command "${first}"${suggestion(first)}`, argv);
     const upload = await import('./upload/index.js');
     if (upload.isUploadPodEnvironment(process.env)) return upload.runUploadPod(argv.slice(2));
-    if (first === undefined && process.env.IMPORTER_SOURCE === undefined && (process.stdin.isTTY || !process.env.KUBERNETES_SERVICE_HOST)) {
+    // With klog flags too (`cdi-importer -v=1`): only a pod passes them.
+    if (process.env.IMPORTER_SOURCE === undefined && (process.stdin.isTTY || !process.env.KUBERNETES_SERVICE_HOST)) {
       return usage('no command given, and IMPORTER_SOURCE is not set for pod mode', argv);
     }
     const { runPodMode } = await import('./pod/index.js');

@@ -195,6 +195,7 @@ async function buildRequest(source: string, dest: string | undefined, options: I
     throw usageError(`convert works on local files and stdin; use "cdi-importer import ${source}" for remote sources`);
   }
   if (contentType === 'archive' && !destination) throw usageError('give the directory to extract the archive into with --dest DIR');
+  if (contentType === 'archive' && options.format !== undefined) throw usageError(`-f ${options.format} names a disk image's format; an archive import extracts a tar (leave -f out)`);
   const target = await targetFor(destination ?? 'disk.img', contentType, options.fsync ?? true);
   if (options.o !== undefined && preallocation && target.kind === 'block') {
     // qemu-img refuses it for a device too ("Unsupported preallocation mode"); here it would write zeros over the whole range.

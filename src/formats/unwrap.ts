@@ -106,7 +106,8 @@ export function decoderFailureMessage(format: CompressionFormat, reason: string,
   // zlib checks the magic of every gzip member after the first; ours was checked on detection, so
   // this is what follows the last member (what gzip -dc calls "trailing garbage" and skips with a
   // warning; CDI's Go reader refuses it, and so do we).
-  if (format === 'gzip' && reason === 'incorrect header check') return gzipTrailingGarbage(where);
+  // A member after zero padding that ends on a chunk boundary: zlib starts it after its own end.
+  if (format === 'gzip' && (reason === 'incorrect header check' || /push\(\) after EOF/.test(reason))) return gzipTrailingGarbage(where);
   // The native decoder failed to load (a broken install, or no file descriptor left to open it):
   // nothing is known about the data yet.
   if (/Cannot find module|EMFILE|ENFILE/.test(reason)) {

@@ -3,7 +3,7 @@ import type { DiskImage, ExtentStream } from '../extents.js';
 import { coalesceExtents } from './coalesce-extents.js';
 import type { ImportContext, ImportRequest } from '../request.js';
 import type { OpenedSource, RandomAccessReader } from '../sources/source.js';
-import { DETECTION_BYTES, detectFormat, importRefusal, looksLikeText } from '../formats/magic.js';
+import { DETECTION_BYTES, detectFormat, importRefusal, isUnsupportedCompression, looksLikeText } from '../formats/magic.js';
 import { unwrapCompression } from '../formats/unwrap.js';
 import { declaredUncompressedSize, knownRawLength, rawImage } from '../formats/raw-image.js';
 import { hasHoles, sparseRawImage } from '../formats/sparse-raw-image.js';
@@ -187,11 +187,13 @@ class CountingReader implements RandomAccessReader {
 }
 
 /**
- * convert -f raw overrules a LUKS header, as it does qemu-img's probe: a disk its guest encrypts
- * whole (cryptsetup on the device, no partition table) starts with one and is raw to the host.
+ * -f raw overrules a LUKS header, as it does qemu-img's probe: a disk its guest encrypts whole
+ * (cryptsetup on the device, no partition table) starts with one and is raw to the host. So it
+ * does what only looks like .lzma, bzip2 or LZ4 data, or a web page: whatever bytes a raw disk starts with.
  */
 function overruledByFormatFlag<T extends string>(detected: T, request: ImportRequest): T | 'raw' {
-  return detected === 'luks' && request.expectedFormat === 'raw' ? 'raw' : detected;
+  if (request.expectedFormat !== 'raw') return detected;
+  return detected === 'luks' || detected === 'html' || isUnsupportedCompression(detected) ? 'raw' : detected;
 }
 
 /** convert -f: the format the caller named, or a refusal before anything is written (an ISO is raw). */

@@ -36,28 +36,85 @@ export async function blockDeviceReadOnly(path: string, rdev: number): Promise<b
 /**
  * How the block device `rdev` shares bytes with a source (a block device or a regular file, by its
  * stat), said of the device: "the source device itself", a partition of it or the disk that holds
- * it, or a loop device over the source file; undefined when they share nothing that sysfs shows
- * (device-mapper stacks are not followed).
+ * it, a loop device over the source file, or stacked over the same bytes (loop devices over one
+ * file or device, at overlapping offsets, however deep); undefined when they share nothing that
+ * sysfs shows (device-mapper stacks are not followed).
  */
-export async function blockDeviceOverlap(rdev: number, other: { rdev: number; dev: number; ino: number; isBlockDevice(): boolean }): Promise<string | undefined> {
-  if (other.isBlockDevice()) {
-    if (other.rdev === rdev) return 'the source device itself';
-    const [mine, theirs] = await Promise.all([realpath(sysfsDirectory(rdev)).catch(() => undefined), realpath(sysfsDirectory(other.rdev)).catch(() => undefined)]);
-    if (mine === undefined || theirs === undefined) return undefined;
-    if (theirs.startsWith(`${mine}/`)) return 'the disk that holds the source device';
-    if (mine.startsWith(`${theirs}/`)) return 'a partition of the source device';
-    return undefined;
+export async function blockDeviceOverlap(rdev: number, source: { rdev: number; dev: number; ino: number; isBlockDevice(): boolean }): Promise<string | undefined> {
+  const [mine, theirs] = await Promise.all([storageChain(rdev), source.isBlockDevice() ? storageChain(source.rdev) : [{ id: fileId(source) } as StorageLevel]]);
+  if (!chainsOverlap(mine, theirs)) return undefined;
+  if (source.isBlockDevice()) {
+    if (source.rdev === rdev) return 'the source device itself';
+    if (theirs.length === mine.length + 1 && theirs[1]!.id === mine[0]!.id && theirs[0]!.partition) return 'the disk that holds the source device';
+    if (mine.length === theirs.length + 1 && mine[1]!.id === theirs[0]!.id && mine[0]!.partition) return 'a partition of the source device';
+  } else if (mine.length === 2 && !mine[0]!.partition) {
+    return 'a loop device over the source file';
+  } else if (mine.length === 3 && mine[0]!.partition && !mine[1]!.partition) {
+    return 'a partition of a loop device over the source file';
   }
-  // A loop device (or a partition of one) over the file: its backing file is that file.
+  return 'a device over the same bytes as the source (loop devices or partitions stacked on one file or disk)';
+}
+
+/** One level of a block device's storage: what it is, and which bytes of the next level down it holds. */
+interface StorageLevel {
+  id: string;
+  /** Bytes [start, end) of the level below (none for the bottom one). */
+  start?: number;
+  end?: number;
+  /** A partition of the level below (rather than a loop device over it). */
+  partition?: boolean;
+}
+
+const fileId = (file: { dev: number; ino: number }) => `file ${file.dev}:${file.ino}`;
+
+/**
+ * `rdev` down to what holds its bytes: a partition's disk (by sysfs), a loop device's backing file
+ * or device (followed down in turn), ending at a disk or a file. Unknown levels end the chain.
+ */
+async function storageChain(rdev: number, depth = 0): Promise<StorageLevel[]> {
+  const level: StorageLevel = { id: `device ${rdev}` };
   const directory = await realpath(sysfsDirectory(rdev)).catch(() => undefined);
-  if (directory === undefined) return undefined;
-  for (const candidate of [directory, dirname(directory)]) {
-    const backing = await readFile(`${candidate}/loop/backing_file`, 'utf8').catch(() => undefined);
-    if (backing === undefined) continue;
-    const file = await stat(backing.trim()).catch(() => undefined);
-    return file && file.dev === other.dev && file.ino === other.ino ? 'a loop device over the source file' : undefined;
+  if (directory === undefined || depth > 16) return [level];
+  const number = async (file: string) => Number((await readFile(`${file}`, 'utf8').catch(() => '')).trim()) || 0;
+  const parentDev = await readFile(`${dirname(directory)}/dev`, 'utf8').catch(() => undefined);
+  if (parentDev !== undefined && (await readFile(`${directory}/partition`, 'utf8').catch(() => undefined)) !== undefined) {
+    const start = (await number(`${directory}/start`)) * 512;
+    level.start = start;
+    level.end = start + (await number(`${directory}/size`)) * 512;
+    level.partition = true;
+    const [major, minor] = parentDev.trim().split(':').map(Number) as [number, number];
+    return [level, ...(await storageChain(makeDev(major, minor), depth + 1))];
   }
-  return undefined;
+  const backing = await readFile(`${directory}/loop/backing_file`, 'utf8').catch(() => undefined);
+  if (backing === undefined) return [level];
+  const offset = await number(`${directory}/loop/offset`);
+  const limit = await number(`${directory}/loop/sizelimit`);
+  level.start = offset;
+  level.end = limit > 0 ? offset + limit : Infinity;
+  const below = await stat(backing.trim()).catch(() => undefined);
+  if (below === undefined) return [level, { id: `missing ${backing.trim()}` }];
+  return [level, ...(below.isBlockDevice() ? await storageChain(below.rdev, depth + 1) : [{ id: fileId(below) }])];
+}
+
+/**
+ * Whether two chains reach the same bytes: the same bottom, and from there up, at each level
+ * either the same thing or ranges of the level below that meet; a chain that ends first holds
+ * the other whole.
+ */
+function chainsOverlap(a: StorageLevel[], b: StorageLevel[]): boolean {
+  const up = (chain: StorageLevel[]) => [...chain].reverse();
+  const [x, y] = [up(a), up(b)];
+  if (x[0]!.id !== y[0]!.id) return false;
+  for (let i = 1; i < x.length && i < y.length; i++) {
+    if (x[i]!.id === y[i]!.id) continue;
+    return x[i]!.start! < y[i]!.end! && y[i]!.start! < x[i]!.end!;
+  }
+  return true;
+}
+
+/** glibc's gnu_dev_makedev, as Node's stat reports dev_t. */
+function makeDev(major: number, minor: number): number {
+  return (minor & 0xff) | ((major & 0xfff) << 8) | (minor & ~0xff) * 2 ** 12 | (major & ~0xfff) * 2 ** 32;
 }
 
 /** The device's directory in sysfs, by its major:minor (Linux encodes dev_t as glibc's gnu_dev_major/minor do). */

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { existsSync, readdirSync, writeFileSync, readFileSync, statSync, mkdirSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { gzipSync } from 'node:zlib';
+import { randomBytes } from 'node:crypto';
 import { cliCommand, repoRoot, runCli } from '../support/cli.js';
 import { createLuks, qemuImg, qemuIo, xzCompress } from '../qcow2/images.js';
 import { moveL2TableToEnd } from '../qcow2/patch.js';
@@ -96,10 +97,14 @@ describe('bad input', () => {
     // second member after padding came out as a shorter disk, exit 0.
     const gz = readFileSync(dir.join('disk.raw.gz'));
     const member = gzipSync(Buffer.alloc(4096, 7));
+    const incompressible = gzipSync(randomBytes(3 << 20));
     const cases: [string, Buffer][] = [
       ['member', Buffer.concat([gz, Buffer.alloc(4), member])],
       ['garbage', Buffer.concat([gz, Buffer.from('\0garbage')])],
       ['far-garbage', Buffer.concat([gz, Buffer.alloc(300_000), Buffer.from('x')])],
+      // The next member (of data that does not compress) starting on a read's boundary made zlib
+      // fail with "stream.push() after EOF".
+      ['aligned-member', Buffer.concat([incompressible, Buffer.alloc((1 << 20) - (incompressible.length % (1 << 20))), gzipSync(randomBytes(1 << 20))])],
     ];
     for (const [name, bytes] of cases) {
       writeFileSync(dir.join(`zero-then-${name}.gz`), bytes);
@@ -247,6 +252,12 @@ describe('bad input', () => {
       assert.equal(info.code, 0, info.stderr);
       assert.equal(`cdi-importer: error: ${JSON.parse(info.stdout)['import-refused']}`, refused.stderr.trim(), name);
     }
+    // -f raw takes bytes that only look like these as the raw disk they are, as qemu-img -f raw does (found by a QA pass).
+    const lookalike = dir.join('lz4-lookalike.raw');
+    writeFileSync(lookalike, Buffer.concat([Buffer.from([0x04, 0x22, 0x4d, 0x18, 0x40]), readFileSync(raw).subarray(5)]));
+    const taken = await runCli(['import', lookalike, '-f', 'raw', '-o', dir.join('o-lookalike.img'), '--quiet']);
+    assert.equal(taken.code, 0, taken.stderr);
+    assert.equal(await sha256File(dir.join('o-lookalike.img')), await qemuRawSha256(lookalike, dir.path));
     assert.match(
       (await runCli(['import', dir.join('r.lz4'), '-o', dir.join('o-lz4.img')])).stderr,
       /r\.lz4 is LZ4-compressed, which is not supported \(nor by CDI\): recompress it as zstd \(lz4 -dc FILE \| zstd > FILE\.zst\), xz or gzip first$/m,
@@ -629,6 +640,9 @@ test('usage errors exit 2 with a hint', async () => {
   assert.equal(misspelt.code, 2);
   assert.equal(misspelt.stderr, "cdi-importer: error: unknown option '--progres' (Did you mean --progress?) (see cdi-importer convert --help)\n");
   assert.equal(JSON.parse(misspelt.stdout).error, "unknown option '--progres' (Did you mean --progress?)");
+  const archiveFormat = await runCli(['import', '--content-type', 'archive', '-f', 'qcow2', raw, '-o', dir.path]);
+  assert.equal(archiveFormat.code, 2);
+  assert.equal(archiveFormat.stderr, "cdi-importer: error: -f qcow2 names a disk image's format; an archive import extracts a tar (leave -f out)\n");
   // `help` for a command there is none of says so (found by a QA pass: the whole help, and nothing about what was wrong).
   const noHelp = await runCli(['help', 'imprt']);
   assert.equal(noHelp.code, 2);

@@ -213,6 +213,11 @@ describe('pod mode', () => {
     assert.equal(outside.code, 2, outside.stderr);
     assert.equal(outside.stderr.trim(), 'cdi-importer: error: no command given, and IMPORTER_SOURCE is not set for pod mode; commands: import, convert, info, datavolume, upload-server (see cdi-importer --help)');
     assert.equal(outside.message, undefined);
+    // With klog flags too, which only a pod is given (found by a QA pass).
+    const flagged = await runPod(root, {}, ['-v=1']);
+    assert.equal(flagged.code, 2, flagged.stderr);
+    assert.match(flagged.stderr, /^cdi-importer: error: no command given, and IMPORTER_SOURCE is not set for pod mode; /);
+    assert.equal(flagged.message, undefined);
     const inside = await runPod(podRoot(), { KUBERNETES_SERVICE_HOST: '10.96.0.1' });
     assert.equal(inside.code, 1, inside.stderr);
     assert.equal(inside.message?.trim(), 'Unknown data source:');

@@ -319,7 +319,7 @@ test('a device that holds the source (itself, its disk, a partition of it, a loo
       [['import', partition, '-o', disk], /^cdi-importer: error: \/dev\/loop\d+ is the disk that holds the source device: /],
       [['import', disk, '-o', partition], /^cdi-importer: error: \/dev\/loop\d+p1 is a partition of the source device: /],
       [['convert', victim, disk], /^cdi-importer: error: \/dev\/loop\d+ is a loop device over the source file: /],
-      [['import', victim, '-o', partition], /is a loop device over the source file: /],
+      [['import', victim, '-o', partition], /p1 is a partition of a loop device over the source file: /],
     ];
     for (const [args, message] of cases) {
       const result = await runCli(args);
@@ -332,4 +332,45 @@ test('a device that holds the source (itself, its disk, a partition of it, a loo
     detachLoop(disk);
   }
   assert.equal(sha256OfRange(victim, 0, 8 * MiB), before);
+});
+
+test('stacked loop devices over the source (two over one file, one over another, overlapping offsets) are refused; disjoint ones are written', async (t) => {
+  // Found by a QA pass: `convert /dev/loopA /dev/loopB` with both over one file zeroed most of it, exit 0.
+  const victim = dir.join('stacked.raw');
+  makeDiskLikeImage(victim, 8 * MiB);
+  const before = sha256OfRange(victim, 0, 8 * MiB);
+  const attached: string[] = [];
+  const attach = (args: string[]) => {
+    const device = run('losetup', ['-f', '--show', ...args]).trim();
+    attached.push(device);
+    return device;
+  };
+  const first = attachLoop(victim);
+  if (!first) return t.skip('losetup is not permitted here');
+  attached.push(first);
+  try {
+    const second = attach([victim]);
+    const overLoop = attach([first]);
+    const lowHalf = attach(['--sizelimit', String(4 * MiB), victim]);
+    const highHalf = attach(['-o', String(4 * MiB), victim]);
+    const refused: [string, string][] = [
+      [first, second],
+      [victim, overLoop],
+      [first, overLoop],
+      [overLoop, second],
+      [lowHalf, first],
+    ];
+    for (const [source, destination] of refused) {
+      const result = await runCli(['convert', source, destination]);
+      assert.equal(result.code, 1, `${source} -> ${destination}: ${result.stderr}`);
+      assert.match(result.stderr.trim(), /^cdi-importer: error: \/dev\/loop\d+ is a device over the same bytes as the source \(loop devices or partitions stacked on one file or disk\): writing it would overwrite the image while it is read; /, `${source} -> ${destination}`);
+    }
+    assert.equal(sha256OfRange(victim, 0, 8 * MiB), before);
+    // The two halves share no byte: the low half copied onto the high half, as qemu-img would.
+    const copied = await runCli(['convert', lowHalf, highHalf]);
+    assert.equal(copied.code, 0, copied.stderr);
+    assert.equal(sha256OfRange(victim, 4 * MiB, 4 * MiB), sha256OfRange(victim, 0, 4 * MiB));
+  } finally {
+    for (const device of attached.reverse()) detachLoop(device);
+  }
 });
