@@ -32,7 +32,7 @@ export async function main(argv: string[]): Promise<number> {
   const first = argv[2];
   const wantsHelp = first === '--help' || first === '-h' || first === '--version' || first === '-V';
   // `help bogus`: commander prints the whole help and exits 2 without saying what was wrong.
-  if (first === 'help' && argv[3] !== undefined && !SUBCOMMANDS.has(argv[3])) return usage(`no help for "${argv[3]}": unknown command${suggestion(argv[3])}`, argv);
+  if (first === 'help' && argv[3] !== undefined && !argv[3].startsWith('-') && !SUBCOMMANDS.has(argv[3])) return usage(`no help for "${argv[3]}": unknown command${suggestion(argv[3])}`, argv);
   if (!wantsHelp && (first === undefined || !SUBCOMMANDS.has(first))) {
     // Pod mode's arguments are klog flags, which start with a dash: a bare word is a command
     // mistyped, not a pod. Without IMPORTER_SOURCE (which CDI's controller always sets), at a

@@ -93,7 +93,8 @@ export function registerImportCommand(program: Command): void {
     .action(async (input: string, out: string | undefined, options: ImportOptions) => {
       if (out === undefined) {
         // `convert IN -o OUT`, import's way: -o here is qemu-img's output options and took OUT.
-        const hint = options.o !== undefined ? ` (-o is qemu-img's output options here, as in qemu-img convert, not import's --dest: it took "${options.o}")` : '';
+        // Unless what -o took reads as qemu-img options (preallocation=full): then only OUT is missing.
+        const hint = options.o !== undefined && !options.o.includes('=') ? ` (-o is qemu-img's output options here, as in qemu-img convert, not import's --dest: it took "${options.o}")` : '';
         process.exitCode = reportFailure(usageError(`missing the output: cdi-importer convert IN OUT${hint} (see cdi-importer convert --help)`), options.json === true);
         return;
       }

@@ -80,7 +80,8 @@ async function inspectSource(sourceText: string, options: InfoOptions): Promise<
     // As an import does: a server whose answers do not make one file by Range (it stopped
     // honouring Range, or its replicas disagree) is read again as one download of the whole file.
     process.stderr.write(`cdi-importer: ${(err as Error).message.replace(/; start the import again$/, '')}; reading it again with one download of the whole file\n`);
-    return inspectOnce({ ...spec, wholeFile: true }, options);
+    // Only the headers unless --scan was given: measuring a one-pass import would download it all.
+    return inspectOnce({ ...spec, wholeFile: true }, { ...options, scan: options.scan ?? false });
   }
 }
 

@@ -200,7 +200,8 @@ function overruledByFormatFlag<T extends string>(detected: T, request: ImportReq
 function checkExpectedFormat(detected: 'raw' | 'iso' | 'qcow2', request: ImportRequest, description: string): void {
   const expected = request.expectedFormat;
   if (expected === undefined || expected === (detected === 'iso' ? 'raw' : detected)) return;
-  throw badInput(`${description} is a ${detected} image, not ${expected} (-f ${expected}): check the file, or leave -f out to convert what it is`);
+  const named = detected === 'iso' ? 'an ISO' : `a ${detected}`;
+  throw badInput(`${description} is ${named} image, not ${expected} (-f ${expected}): check the file, or leave -f out to import what it is`);
 }
 
 async function* explainedScratchNeed(extents: ExtentStream): ExtentStream {
