@@ -374,3 +374,19 @@ test('stacked loop devices over the source (two over one file, one over another,
     for (const device of attached.reverse()) detachLoop(device);
   }
 });
+
+test('a block device on standard input is read as the disk it holds (it read as empty; found by a QA pass)', async (t) => {
+  const source = dir.join('stdin-device.raw');
+  makeDiskLikeImage(source, 6 * MiB);
+  const device = attachLoop(source);
+  if (!device) return t.skip('losetup is not permitted here');
+  try {
+    const out = dir.join('from-stdin-device.raw');
+    const cli = [process.execPath, ...cliCommand].map((word) => `'${word}'`).join(' ');
+    const result = spawnSync('bash', ['-c', `${cli} convert - '${out}' -q < ${device}`], { encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stderr);
+    assert.equal(sha256OfRange(out, 0, 6 * MiB), sha256OfRange(source, 0, 6 * MiB));
+  } finally {
+    detachLoop(device);
+  }
+});
