@@ -40,6 +40,11 @@ export class SourceChangedError extends ImportError {
   }
 }
 
+/** What a SourceChangedError says happened, without its advice to start again (for the line of the try that does). */
+export function sourceChangeReason(err: unknown): string {
+  return (err as Error).message.replace(/; start the import again$/, '');
+}
+
 /** Whether `err`, or an error it wraps (a qcow2 read that failed, say), is a SourceChangedError. */
 export function causedBySourceChange(err: unknown): boolean {
   let at: unknown = err;

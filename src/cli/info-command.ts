@@ -12,7 +12,7 @@ import { openSource } from '../sources/resolve-source.js';
 import { onStopSignals } from '../util/stop-signals.js';
 import type { OpenedSource } from '../sources/source.js';
 import type { SourceSpec } from '../request.js';
-import { abortedError, causedBySourceChange, fromSource, ImportError } from '../errors.js';
+import { abortedError, causedBySourceChange, fromSource, ImportError, sourceChangeReason } from '../errors.js';
 import { inspectQcow2, inspectQcow2Stream, type Qcow2Info } from '../qcow2/index.js';
 import { escapeC1, quoteText } from '../util/quote-text.js';
 import { formatBytes } from '../util/quantity.js';
@@ -79,7 +79,7 @@ async function inspectSource(sourceText: string, options: InfoOptions): Promise<
     if (spec.kind !== 'http' || !causedBySourceChange(err)) throw err;
     // As an import does: a server whose answers do not make one file by Range (it stopped
     // honouring Range, or its replicas disagree) is read again as one download of the whole file.
-    process.stderr.write(`cdi-importer: ${(err as Error).message.replace(/; start the import again$/, '')}; reading it again with one download of the whole file\n`);
+    process.stderr.write(`cdi-importer: ${sourceChangeReason(err)}; reading it again with one download of the whole file\n`);
     // Only the headers unless --scan was given: measuring a one-pass import would download it all.
     return inspectOnce({ ...spec, wholeFile: true }, { ...options, scan: options.scan ?? false });
   }

@@ -8,7 +8,8 @@ export type UnsupportedDiskFormat = 'vmdk' | 'vdi' | 'vhd' | 'vhdx' | 'qed' | 'p
 /** Not an image at all: what a login page, an error page or a wrong link sends with a 200. */
 export type PageFormat = 'html';
 /** Compression we recognise but do not decode: LZMA-alone (.lzma, `xz --format=lzma`), bzip2, LZ4 (neither does CDI). */
-export type UnsupportedCompression = 'lzma' | 'bzip2' | 'lz4';
+const UNSUPPORTED_COMPRESSIONS = ['lzma', 'bzip2', 'lz4'] as const;
+export type UnsupportedCompression = (typeof UNSUPPORTED_COMPRESSIONS)[number];
 export type DetectedFormat = CompressionFormat | DiskFormat | PageFormat | UnsupportedCompression;
 
 /** Bytes needed to see every magic (ISO's CD001 sits at 32769). */
@@ -254,5 +255,5 @@ export function unsupportedCompression(description: string, format: UnsupportedC
 }
 
 export function isUnsupportedCompression(format: string): format is UnsupportedCompression {
-  return format === 'lzma' || format === 'bzip2' || format === 'lz4';
+  return (UNSUPPORTED_COMPRESSIONS as readonly string[]).includes(format);
 }

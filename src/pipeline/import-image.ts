@@ -5,7 +5,7 @@ import { openSource } from '../sources/resolve-source.js';
 import { openDiskImage, type OpenedDiskImage } from './open-disk-image.js';
 import { planDiskTarget, type TargetPlan } from './plan-target.js';
 import { writeExtents } from './write-extents.js';
-import { abortedError, causedBySourceChange, fromSource, ScratchSpaceRequiredError, tooSmall, usageError } from '../errors.js';
+import { abortedError, causedBySourceChange, fromSource, ScratchSpaceRequiredError, sourceChangeReason, tooSmall, usageError } from '../errors.js';
 import { importArchive } from './import-archive.js';
 import { importBlank } from './import-blank.js';
 import { rawVirtualSize } from '../formats/raw-image.js';
@@ -31,7 +31,7 @@ export async function importImage(request: ImportRequest, ctx: ImportContext = {
     return importOnce({ ...request, source: { ...source, wholeFile: true } }, ctx).catch((again: unknown) => {
       // Its advice (a seekable source, "HTTP with Range") is what was just tried: say why it was not used.
       if (again instanceof ScratchSpaceRequiredError) {
-        again.message += ` (reading it by Range failed: ${(err as Error).message.replace(/; start the import again$/, '')}; this attempt was one download of the whole file)`;
+        again.message += ` (reading it by Range failed: ${sourceChangeReason(err)}; this attempt was one download of the whole file)`;
       }
       throw again;
     });

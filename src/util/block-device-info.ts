@@ -57,6 +57,7 @@ export async function blockDeviceOverlap(rdev: number, source: { rdev: number; d
 
 /** One level of a block device's storage: what it is, and which bytes of the next level down it holds. */
 interface StorageLevel {
+  /** The device's directory in sysfs (its real path), or a file's dev:ino. */
   id: string;
   /** Bytes [start, end) of the level below (none for the bottom one). */
   start?: number;
@@ -67,33 +68,38 @@ interface StorageLevel {
 
 const fileId = (file: { dev: number; ino: number }) => `file ${file.dev}:${file.ino}`;
 
-/**
- * `rdev` down to what holds its bytes: a partition's disk (by sysfs), a loop device's backing file
- * or device (followed down in turn), ending at a disk or a file. Unknown levels end the chain.
- */
-async function storageChain(rdev: number, depth = 0): Promise<StorageLevel[]> {
-  const level: StorageLevel = { id: `device ${rdev}` };
+/** The device `rdev` down to what holds its bytes (see chainFrom). */
+async function storageChain(rdev: number): Promise<StorageLevel[]> {
   const directory = await realpath(sysfsDirectory(rdev)).catch(() => undefined);
-  if (directory === undefined || depth > 16) return [level];
-  const number = async (file: string) => Number((await readFile(`${file}`, 'utf8').catch(() => '')).trim()) || 0;
-  const parentDev = await readFile(`${dirname(directory)}/dev`, 'utf8').catch(() => undefined);
-  if (parentDev !== undefined && (await readFile(`${directory}/partition`, 'utf8').catch(() => undefined)) !== undefined) {
-    const start = (await number(`${directory}/start`)) * 512;
-    level.start = start;
-    level.end = start + (await number(`${directory}/size`)) * 512;
+  return directory === undefined ? [{ id: `device ${rdev}` }] : chainFrom(directory, 0);
+}
+
+/**
+ * A device, by its sysfs directory, down to what holds its bytes: a partition's disk (the directory
+ * above), a loop device's backing file or device (followed down in turn), ending at a disk or a
+ * file. Unknown levels end the chain.
+ */
+async function chainFrom(directory: string, depth: number): Promise<StorageLevel[]> {
+  const level: StorageLevel = { id: directory };
+  if (depth > 16) return [level];
+  const text = (file: string) => readFile(`${directory}/${file}`, 'utf8').then((value) => value.trim(), () => undefined);
+  const number = async (file: string) => Number(await text(file)) || 0;
+  if ((await text('partition')) !== undefined) {
+    level.start = (await number('start')) * 512;
+    level.end = level.start + (await number('size')) * 512;
     level.partition = true;
-    const [major, minor] = parentDev.trim().split(':').map(Number) as [number, number];
-    return [level, ...(await storageChain(makeDev(major, minor), depth + 1))];
+    return [level, ...(await chainFrom(dirname(directory), depth + 1))];
   }
-  const backing = await readFile(`${directory}/loop/backing_file`, 'utf8').catch(() => undefined);
+  const backing = await text('loop/backing_file');
   if (backing === undefined) return [level];
-  const offset = await number(`${directory}/loop/offset`);
-  const limit = await number(`${directory}/loop/sizelimit`);
+  const [offset, limit] = await Promise.all([number('loop/offset'), number('loop/sizelimit')]);
   level.start = offset;
   level.end = limit > 0 ? offset + limit : Infinity;
-  const below = await stat(backing.trim()).catch(() => undefined);
-  if (below === undefined) return [level, { id: `missing ${backing.trim()}` }];
-  return [level, ...(below.isBlockDevice() ? await storageChain(below.rdev, depth + 1) : [{ id: fileId(below) }])];
+  const below = await stat(backing).catch(() => undefined);
+  if (below === undefined) return [level, { id: `missing ${backing}` }];
+  if (!below.isBlockDevice()) return [level, { id: fileId(below) }];
+  const belowDirectory = await realpath(sysfsDirectory(below.rdev)).catch(() => undefined);
+  return [level, ...(belowDirectory === undefined ? [{ id: `device ${below.rdev}` }] : await chainFrom(belowDirectory, depth + 1))];
 }
 
 /**
@@ -110,11 +116,6 @@ function chainsOverlap(a: StorageLevel[], b: StorageLevel[]): boolean {
     return x[i]!.start! < y[i]!.end! && y[i]!.start! < x[i]!.end!;
   }
   return true;
-}
-
-/** glibc's gnu_dev_makedev, as Node's stat reports dev_t. */
-function makeDev(major: number, minor: number): number {
-  return (minor & 0xff) | ((major & 0xfff) << 8) | (minor & ~0xff) * 2 ** 12 | (major & ~0xfff) * 2 ** 32;
 }
 
 /** The device's directory in sysfs, by its major:minor (Linux encodes dev_t as glibc's gnu_dev_major/minor do). */

@@ -7,7 +7,7 @@ import { BlockList, isIP } from 'node:net';
  */
 export function bypassesProxy(url: URL, noProxy: string | undefined): boolean {
   if (!noProxy) return false;
-  const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const host = bareHost(url);
   const port = url.port || (url.protocol === 'https:' ? '443' : '80');
   for (const raw of noProxy.split(/[\s,]+/)) {
     const entry = raw.trim().toLowerCase();
@@ -28,10 +28,15 @@ export function bypassesProxy(url: URL, noProxy: string | undefined): boolean {
 
 /** `localhost` or a loopback address (127.0.0.0/8, ::1, ::ffff:127.x.y.z): what Go's httpproxy never proxies. */
 export function isLoopback(url: URL): boolean {
-  const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const host = bareHost(url);
   if (host === 'localhost') return true;
   if (isIP(host) === 0) return false;
   return inRange(host, isIP(host) === 4 ? '127.0.0.0/8' : '::1/128') || inRange(host, '::ffff:127.0.0.0/104');
+}
+
+/** The URL's host in lower case, an IPv6 address without its brackets. */
+function bareHost(url: URL): string {
+  return url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
 }
 
 /** Whether `host`, an IP address, lies in `cidr`; false for names and malformed ranges. */
